@@ -1,0 +1,18 @@
+// atoll: the operator's CLI. Verbs talk to the local atolld over its socket,
+// or probe the host directly (check).
+#include <CLI/CLI.hpp>
+
+#include "tools/Verbs.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"atoll: resource islands, forecasts and proactive placement for KVM hosts", "atoll"};
+  app.set_version_flag("--version", std::string("atoll ") + ATOLL_VERSION);
+  app.require_subcommand(1);
+  Atoll::cli::addCheckVerb(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return 0;
+}
