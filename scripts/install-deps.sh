@@ -17,6 +17,11 @@ packages=(
   libcpp-httplib-dev prometheus-cpp-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # transfer engine tests and benchmarks: network namespaces, test
+  # certificates, reference tools measured in the same run
+  iproute2 openssl iperf3 rsync
+  # forecaster evaluation (forecast/eval, run with /usr/bin/python3)
+  python3-numpy python3-pandas python3-statsmodels
   # test VM: QEMU with TCG, busybox for the initramfs (the guest kernel is
   # fetched with apt-get download by the build, not installed)
   qemu-system-x86 busybox-static

@@ -1,7 +1,49 @@
-// Placeholder replaced by the capability check.
+// atoll check: probes the running host for every kernel feature Atoll uses
+// and prints ok / missing / degraded per feature with the kernel option or
+// Debian package that fixes it. Exit status 0 when every required feature is
+// present, 1 otherwise.
+#include <iostream>
+#include <memory>
+
+#include "kernel-configs/CapabilityCheck.h"
+#include "kernel-configs/Report.h"
 #include "tools/Verbs.h"
+
 namespace Atoll::cli {
-void addCheckVerb(CLI::App& app) {
-  app.add_subcommand("check", "Report host capabilities");
+
+namespace {
+
+struct CheckArgs {
+  bool json = false;
+  std::string libvirtUri = capability::kDefaultLibvirtUri;
+  int libvirtTimeoutMs = static_cast<int>(capability::kDefaultLibvirtTimeout.count());
+};
+
+void runCheck(const CheckArgs& args) {
+  capability::CheckOptions options;
+  options.libvirtUri = args.libvirtUri;
+  options.libvirtTimeout = std::chrono::milliseconds(args.libvirtTimeoutMs);
+  capability::Report report = capability::runCapabilityCheck(options);
+  std::cout << (args.json ? capability::renderJson(report) : capability::renderText(report));
+  std::cout.flush();
+  if (!report.requiredSatisfied()) throw CLI::RuntimeError(kExitFailure);
 }
+
+}  // namespace
+
+void addCheckVerb(CLI::App& app) {
+  auto args = std::make_shared<CheckArgs>();
+  CLI::App* check = app.add_subcommand(
+      "check", "Probe this host for the kernel features Atoll needs (run as root)");
+  check->add_flag("--json", args->json, "Print the report as JSON");
+  check->add_option("--libvirt-uri", args->libvirtUri, "libvirt connection to probe")
+      ->capture_default_str();
+  check
+      ->add_option("--libvirt-timeout-ms", args->libvirtTimeoutMs,
+                   "Give up on libvirt after this many milliseconds")
+      ->check(CLI::Range(1, 60000))
+      ->capture_default_str();
+  check->callback([args] { runCheck(*args); });
+}
+
 }  // namespace Atoll::cli

@@ -16,5 +16,11 @@ enum ExitCode : int {
 };
 
 void addCheckVerb(CLI::App& app);
+void addStatusVerb(CLI::App& app);
+void addStateVerb(CLI::App& app);
+void addCompletionVerb(CLI::App& app);
+void addManpageVerb(CLI::App& app);
+void addForecastVerb(CLI::App& app);
+void addTransferVerb(CLI::App& app);
 
 }  // namespace Atoll::cli

@@ -9,6 +9,12 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("atoll ") + ATOLL_VERSION);
   app.require_subcommand(1);
   Atoll::cli::addCheckVerb(app);
+  Atoll::cli::addStatusVerb(app);
+  Atoll::cli::addStateVerb(app);
+  Atoll::cli::addForecastVerb(app);
+  Atoll::cli::addTransferVerb(app);
+  Atoll::cli::addCompletionVerb(app);
+  Atoll::cli::addManpageVerb(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,232 @@
+// Forecaster costs, each next to its baseline in the same run:
+//   - per-step model update (all candidate models, error tracking, quantiles)
+//     plus publication to readers, vs a plain additive Holt-Winters update
+//   - per raw sample through the ring, resampling and the amortised step work
+//   - bytes per series at a 288-step season
+//   - one tick of 10,000 series, and the same with 100 islands scored
+// The ratios are printed after the table (see main below).
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "forecast/Forecaster.h"
+#include "forecast/Seqlock.h"
+#include "forecast/SeriesModel.h"
+#include "forecast/Snapshot.h"
+
+namespace Atoll::forecast {
+namespace {
+
+constexpr int64_t kStepNs = 300'000'000'000;
+
+// A PlanetLab-like series: daily cycle, noise, occasional spikes.
+std::vector<double> syntheticSeries(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::exponential_distribution<double> noise(0.3);
+  std::vector<double> values(n);
+  for (size_t t = 0; t < n; ++t)
+    values[t] = 20 + 10 * std::sin(2 * M_PI * double(t % 288) / 288.0) + noise(rng) +
+                (t % 97 == 0 ? 40 : 0);
+  return values;
+}
+
+// The baseline: additive Holt-Winters (no damping, no tracking), one update
+// per sample.
+struct PlainHoltWinters {
+  explicit PlainHoltWinters(int season) : seasonal(std::max(season, 1), 0.0f) {}
+  double level = 0, trend = 0;
+  std::vector<float> seasonal;
+  size_t t = 0;
+  double update(double y) {
+    float& s = seasonal[t++ % seasonal.size()];
+    const double error = y - (level + trend + s);
+    level += trend + 0.1 * error;
+    trend += 0.01 * error;
+    s += static_cast<float>(0.1 * error);
+    return level + trend + seasonal[t % seasonal.size()];
+  }
+};
+
+void BM_PlainHoltWintersUpdate(benchmark::State& state) {
+  const int season = static_cast<int>(state.range(0));
+  const auto values = syntheticSeries(1 << 16, 1);
+  PlainHoltWinters model(season);
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(model.update(values[i++ & 0xFFFF]));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_PlainHoltWintersUpdate)->Arg(1)->Arg(288);
+
+// Full per-step work of one series: update every candidate model, score
+// errors at the tracked horizons, move the quantiles, and publish the 6-h
+// profile with quantiles to readers through its seqlock cell.
+void BM_SeriesStepWithPublication(benchmark::State& state) {
+  ModelConfig config;
+  config.seasonSteps = static_cast<int>(state.range(0));
+  if (config.seasonSteps < 72) config.maxHorizon = 72;
+  const ModelShape shape(config);
+  SeriesModel model(shape);
+  const auto values = syntheticSeries(1 << 16, 2);
+  for (int i = 0; i < 4 * 288; ++i) model.update(values[i]);
+  std::vector<Quantiles> profile(72);
+  auto cell = std::make_unique<SeqlockCell<ProfileSnapshot>>();
+  auto snapshot = std::make_unique<ProfileSnapshot>();
+  size_t i = 0;
+  for (auto _ : state) {
+    model.update(values[i++ & 0xFFFF]);
+    model.profile(profile);
+    for (int k = 0; k < 72; ++k) {
+      snapshot->p50[k] = static_cast<float>(profile[k].p50);
+      snapshot->p95[k] = static_cast<float>(profile[k].p95);
+      snapshot->p99[k] = static_cast<float>(profile[k].p99);
+    }
+    sealSnapshot(*snapshot);
+    cell->store(*snapshot);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SeriesStepWithPublication)->Arg(0)->Arg(288);
+
+// Model update alone (what replay runs per row and horizon set).
+void BM_SeriesModelUpdate(benchmark::State& state) {
+  ModelConfig config;
+  config.seasonSteps = static_cast<int>(state.range(0));
+  const ModelShape shape(config);
+  SeriesModel model(shape);
+  const auto values = syntheticSeries(1 << 16, 3);
+  for (int i = 0; i < 4 * 288; ++i) model.update(values[i]);
+  size_t i = 0;
+  for (auto _ : state) model.update(values[i++ & 0xFFFF]);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SeriesModelUpdate)->Arg(0)->Arg(288);
+
+// Daemon path per raw sample at the 1-s grain: push into the ring, drain,
+// resample; each 300th sample of a series closes a 5-min step (model update
+// and publication), amortised here.
+void BM_ForecasterPerRawSample(benchmark::State& state) {
+  constexpr uint32_t kSeries = 100;
+  ForecasterConfig config;
+  config.maxSeries = 256;
+  config.ringCapacity = 1 << 12;
+  auto forecaster = std::move(Forecaster::create(config).value());
+  const auto values = syntheticSeries(1 << 16, 4);
+  int64_t second = 0;
+  for (auto _ : state) {
+    const int64_t ts = second * 1'000'000'000 + 1;
+    for (uint32_t s = 0; s < kSeries; ++s)
+      forecaster->ring(0).tryPush(
+          Sample{SeriesKey{s, Metric::Cpu}, ts, values[(second / 300 + s * 131) & 0xFFFF]});
+    forecaster->tick(ts);
+    ++second;
+  }
+  state.SetItemsProcessed(state.iterations() * kSeries);
+}
+BENCHMARK(BM_ForecasterPerRawSample);
+
+void BM_BytesPerSeries(benchmark::State& state) {
+  ForecasterConfig config;
+  auto forecaster = std::move(Forecaster::create(config).value());
+  const ModelShape shape(config.model);
+  SeriesModel model(shape);
+  for (auto _ : state) benchmark::DoNotOptimize(model.memoryBytes());
+  state.counters["model_bytes"] = double(model.memoryBytes());
+  state.counters["with_publication_bytes"] = double(forecaster->bytesPerSeries());
+}
+BENCHMARK(BM_BytesPerSeries);
+
+// One tick of 10,000 series, each closing a 5-min step: model updates and
+// profile publication on the forecaster thread (one core). With islands:
+// 100 islands of 100 members each, aggregated, forecast and scored.
+void tickOfTenThousand(benchmark::State& state, int islands) {
+  constexpr uint32_t kSeries = 10'000;
+  ForecasterConfig config;
+  config.maxSeries = kSeries;
+  config.maxIslands = 128;
+  config.ringCapacity = 1 << 14;
+  auto forecaster = std::move(Forecaster::create(config).value());
+  for (int i = 0; i < islands; ++i) {
+    IslandSpec spec{"island" + std::to_string(i), {}, 3000.0};
+    for (uint32_t m = 0; m < 100; ++m) spec.members.push_back({uint32_t(i * 100) + m, Metric::Cpu});
+    (void)forecaster->defineIsland(spec);
+  }
+  const auto values = syntheticSeries(1 << 16, 5);
+  int64_t step = 0;
+  auto feedStep = [&] {
+    for (uint32_t s = 0; s < kSeries; ++s)
+      forecaster->ring(0).tryPush(
+          Sample{SeriesKey{s, Metric::Cpu}, step * kStepNs + 1, values[(step + s) & 0xFFFF]});
+    ++step;
+  };
+  for (int warm = 0; warm < 300; ++warm) {  // past one season, so every model runs
+    feedStep();
+    forecaster->tick(step * kStepNs);
+  }
+  for (auto _ : state) {
+    state.PauseTiming();
+    feedStep();
+    state.ResumeTiming();
+    forecaster->tick(step * kStepNs);
+  }
+  state.SetItemsProcessed(state.iterations() * kSeries);
+}
+void BM_TickTenThousandSeries(benchmark::State& state) {
+  tickOfTenThousand(state, 0);
+}
+void BM_TickTenThousandSeriesWith100Islands(benchmark::State& state) {
+  tickOfTenThousand(state, 100);
+}
+BENCHMARK(BM_TickTenThousandSeries)->Unit(benchmark::kMillisecond)->Iterations(20);
+BENCHMARK(BM_TickTenThousandSeriesWith100Islands)->Unit(benchmark::kMillisecond)->Iterations(20);
+
+// Keeps each run's CPU time (the machine is shared, so wall time is noisier)
+// so main can print the ratios of this run.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  std::map<std::string, double> nsPerIteration;
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& run : runs)
+      if (run.run_type == Run::RT_Iteration)
+        nsPerIteration[run.benchmark_name()] =
+            run.GetAdjustedCPUTime() * (run.time_unit == benchmark::kMillisecond ? 1e6 : 1.0);
+    ConsoleReporter::ReportRuns(runs);
+  }
+};
+
+}  // namespace
+}  // namespace Atoll::forecast
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  Atoll::forecast::RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  auto& t = reporter.nsPerIteration;
+  auto ratio = [&](const char* what, const char* numerator, const char* denominator) {
+    if (t.count(numerator) && t.count(denominator) && t[denominator] > 0)
+      std::printf("ratio %-58s %8.2f x  (%s / %s)\n", what, t[numerator] / t[denominator],
+                  numerator, denominator);
+  };
+  ratio("step + publication vs plain HW, no season", "BM_SeriesStepWithPublication/0",
+        "BM_PlainHoltWintersUpdate/1");
+  ratio("step + publication vs plain HW, 288-step season", "BM_SeriesStepWithPublication/288",
+        "BM_PlainHoltWintersUpdate/288");
+  ratio("model update only vs plain HW, 288-step season", "BM_SeriesModelUpdate/288",
+        "BM_PlainHoltWintersUpdate/288");
+  if (t.count("BM_ForecasterPerRawSample") && t.count("BM_PlainHoltWintersUpdate/288"))
+    std::printf("ratio %-58s %8.2f x\n",
+                "raw 1-s sample (ring+resample+amortised step) vs plain HW",
+                t["BM_ForecasterPerRawSample"] / 100 / t["BM_PlainHoltWintersUpdate/288"]);
+  ratio("tick of 10k series with 100 islands vs without",
+        "BM_TickTenThousandSeriesWith100Islands/iterations:20",
+        "BM_TickTenThousandSeries/iterations:20");
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,251 @@
+// Transfer engine throughput as ratios against reference tools measured in
+// the same run, between the same two network namespaces (veth pair):
+//   PlaintextVsIperf3   our plaintext image copy / iperf3 single stream, 1 MiB sends
+//   TlsVsPlaintext      TLS 1.3 image copy / plaintext image copy
+//   IncrementalVsRsync  updating an image with 5 % changed blocks: rsync daemon
+//                       time / our round time, and our wire bytes / changed bytes
+// Needs root, iproute2, iperf3 and rsync. Run: bench_transfer --benchmark_filter=...
+#include <benchmark/benchmark.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "NetnsPair.h"
+#include "TestImages.h"
+#include "migrate/transfer/ImageSender.h"
+#include "migrate/transfer/TransferServer.h"
+
+namespace {
+
+using namespace Atoll::transfer;
+using Atoll::transfer::testing::NetnsPair;
+using Atoll::transfer::testing::shell;
+using Atoll::transfer::testing::TempDir;
+constexpr uint64_t kMiB = 1 << 20;
+
+double secondsOf(const std::function<void()>& fn) {
+  auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Runs an image copy of `source` from namespace A to a server in B; returns
+// round reports (round 0 first) or an error message.
+struct CopyResult {
+  std::vector<RoundReport> rounds;
+  std::string error;
+};
+
+class Bench {
+ public:
+  // Both receivers write to tmpfs: the benchmark measures the transport,
+  // not this machine's disk.
+  Bench() {
+    ::mkdir((dir / "staging").c_str(), 0755);
+    ::mkdir((dir / "rsync").c_str(), 0755);
+    shell("mount -t tmpfs -o size=3g atoll-bench " + dir / "staging");
+    shell("mount -t tmpfs -o size=3g atoll-bench " + dir / "rsync");
+  }
+  ~Bench() {
+    shell("umount " + dir / "staging");
+    shell("umount " + dir / "rsync");
+  }
+  TempDir dir;
+  NetnsPair net;
+
+  std::unique_ptr<TransferServer> server(const TlsConfig& tls) {
+    ServerConfig config;
+    config.stagingDirectory = dir / "staging";
+    config.listen = Endpoint{NetnsPair::kAddressB, 0};
+    config.tls = tls;
+    std::unique_ptr<TransferServer> out;
+    net.inB([&] {
+      auto s = TransferServer::create(config);
+      if (s) out = std::move(*s);
+    });
+    if (out) out->start();
+    return out;
+  }
+
+  std::unique_ptr<ImageSender> connect(const std::string& source, const std::string& name,
+                                       uint16_t port, const TlsConfig& tls, std::string& error) {
+    SenderOptions options;
+    options.remoteName = name;
+    options.transferId = std::hash<std::string>()(name);
+    auto sender = ImageSender::open(source, options);
+    if (!sender) {
+      error = sender.error().message();
+      return nullptr;
+    }
+    net.inA([&] {
+      auto fd = connectTcp(Endpoint{NetnsPair::kAddressB, port}, std::chrono::seconds(30));
+      if (!fd) {
+        error = fd.error().message();
+        return;
+      }
+      auto socket = SocketChannel::create(std::move(*fd), "peer", {});
+      std::unique_ptr<Channel> channel;
+      if (!tls.enabled()) {
+        channel = std::move(*socket);
+      } else {
+        auto context = TlsContext::create(tls, TlsContext::Role::kClient);
+        auto secured = TlsChannel::handshake(std::move(*socket), *context);
+        if (!secured) {
+          error = secured.error().message();
+          return;
+        }
+        channel = std::move(*secured);
+      }
+      if (auto a = (*sender)->attach(std::move(channel)); !a) error = a.error().message();
+    });
+    return error.empty() ? std::move(*sender) : nullptr;
+  }
+
+  bool certificates() {
+    return shell("cd " + dir.path() +
+                 " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                 "-keyout ca.key -out ca.crt -subj /CN=ca -days 2 2>/dev/null && for n in server "
+                 "client; do openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                 "-keyout $n.key -out $n.csr -subj /CN=$n 2>/dev/null && openssl x509 -req -in "
+                 "$n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 2 "
+                 "2>/dev/null || exit 1; done") == 0;
+  }
+  TlsConfig tls(const std::string& who) {
+    return {dir / (who + ".crt"), dir / (who + ".key"), dir / "ca.crt"};
+  }
+
+  // One full-image round; returns bytes per second of the round.
+  double copyRate(const std::string& source, const std::string& name, const TlsConfig& serverTls,
+                  const TlsConfig& clientTls, benchmark::State& state) {
+    auto srv = server(serverTls);
+    std::string error;
+    auto sender = connect(source, name, srv->port(), clientTls, error);
+    if (!sender) {
+      state.SkipWithError(error.c_str());
+      return 0;
+    }
+    auto round = sender->runRound(true);
+    if (!round) {
+      state.SkipWithError(round.error().message().c_str());
+      return 0;
+    }
+    (void)sender->verify();
+    return round->dataBytes / round->seconds;
+  }
+
+  double iperf3BitsPerSecond() {
+    shell("ip netns exec " + net.nameB() + " iperf3 -s -1 -D -B " + NetnsPair::kAddressB +
+          " -p 5299 --logfile /dev/null");
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::string out = dir / "iperf3.json";
+    shell("ip netns exec " + net.nameA() + " iperf3 -c " + NetnsPair::kAddressB +
+          " -p 5299 -l 1M -t 4 -J > " + out);
+    std::ifstream in(out);
+    auto json = nlohmann::json::parse(in, nullptr, false);
+    if (json.is_discarded()) return 0;
+    return json["end"]["sum_received"]["bits_per_second"].get<double>();
+  }
+};
+
+void PlaintextVsIperf3(benchmark::State& state) {
+  if (::geteuid() != 0 || shell("command -v iperf3 >/dev/null") != 0) {
+    state.SkipWithError("needs root and iperf3");
+    return;
+  }
+  Bench bench;
+  std::string source = bench.dir / "random.img";
+  Atoll::transfer::testing::makeSparseRandomImage(source, 1024 * kMiB, 1, 1024 * kMiB, 1);
+  for (auto _ : state) {
+    double iperf = bench.iperf3BitsPerSecond() / 8;
+    double ours = bench.copyRate(source, "plain.img", {}, {}, state);
+    state.counters["iperf3_MiBps"] = iperf / kMiB;
+    state.counters["atoll_MiBps"] = ours / kMiB;
+    state.counters["ratio"] = iperf > 0 ? ours / iperf : 0;
+  }
+}
+
+void TlsVsPlaintext(benchmark::State& state) {
+  if (::geteuid() != 0) {
+    state.SkipWithError("needs root");
+    return;
+  }
+  Bench bench;
+  if (!bench.certificates()) {
+    state.SkipWithError("openssl CLI failed");
+    return;
+  }
+  std::string source = bench.dir / "random.img";
+  Atoll::transfer::testing::makeSparseRandomImage(source, 1024 * kMiB, 1, 1024 * kMiB, 2);
+  for (auto _ : state) {
+    double plain = bench.copyRate(source, "plain.img", {}, {}, state);
+    double tls = bench.copyRate(source, "tls.img", bench.tls("server"), bench.tls("client"), state);
+    state.counters["plain_MiBps"] = plain / kMiB;
+    state.counters["tls_MiBps"] = tls / kMiB;
+    state.counters["ratio"] = plain > 0 ? tls / plain : 0;
+  }
+}
+
+void IncrementalVsRsync(benchmark::State& state) {
+  if (::geteuid() != 0 || shell("command -v rsync >/dev/null") != 0) {
+    state.SkipWithError("needs root and rsync");
+    return;
+  }
+  Bench bench;
+  const uint64_t size = static_cast<uint64_t>(state.range(0)) * kMiB;
+  std::string source = bench.dir / "image.img";
+  Atoll::transfer::testing::makeSparseRandomImage(source, size, 0, kMiB, 3);
+  Atoll::transfer::testing::changeBlocks(source, kMiB, size / kMiB, 3);  // all random
+  std::string conf = bench.dir / "rsyncd.conf";
+  std::string pidFile = bench.dir / "rsyncd.pid";
+  std::ofstream(conf) << "use chroot = no\npid file = " << pidFile
+                      << "\n[stage]\npath = " << bench.dir / "rsync"
+                      << "\nread only = no\nuid = root\ngid = root\n";
+  shell("ip netns exec " + bench.net.nameB() + " rsync --daemon --config=" + conf +
+        " --address=" + NetnsPair::kAddressB + " --port=8873");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string rsync = "ip netns exec " + bench.net.nameA() +
+                      " rsync -a --inplace --no-whole-file " + source + " rsync://" +
+                      NetnsPair::kAddressB + ":8873/stage/";
+  for (auto _ : state) {
+    auto srv = bench.server({});
+    std::string error;
+    auto sender = bench.connect(source, "inc.img", srv->port(), {}, error);
+    if (!sender || !sender->runRound(false) || shell(rsync) != 0) {
+      state.SkipWithError(error.empty() ? "initial copy failed" : error.c_str());
+      break;
+    }
+    uint64_t changed = size / kMiB / 20;  // 5 % of the 1 MiB blocks
+    Atoll::transfer::testing::changeBlocks(source, kMiB, changed, 4);
+    shell("sync");
+    Atoll::Result<RoundReport> update = Atoll::Error{};
+    double ours = secondsOf([&] { update = sender->runRound(true); });
+    double theirs = secondsOf([&] { shell(rsync); });
+    if (!update) {
+      state.SkipWithError(update.error().message().c_str());
+      break;
+    }
+    state.counters["atoll_s"] = ours;
+    state.counters["rsync_s"] = theirs;
+    state.counters["speedup_vs_rsync"] = theirs / ours;
+    state.counters["wire_over_changed"] =
+        static_cast<double>(update->wireBytes) / static_cast<double>(changed * kMiB);
+  }
+  shell("kill $(cat " + pidFile + ")");
+}
+
+BENCHMARK(PlaintextVsIperf3)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(TlsVsPlaintext)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(IncrementalVsRsync)
+    ->Arg(2048)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,132 @@
+#include "bpf/NetTelemetry.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <linux/types.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "bpf/PerCpuMap.h"
+#include "net_telemetry.h"
+#include "net_telemetry.skel.h"
+#include "util/UniqueFd.h"
+
+namespace Atoll::telemetry {
+
+NetCounters& NetCounters::operator+=(const NetCounters& other) {
+  rxBytes += other.rxBytes;
+  rxPackets += other.rxPackets;
+  txBytes += other.txBytes;
+  txPackets += other.txPackets;
+  rxPayloadBytes += other.rxPayloadBytes;
+  txPayloadBytes += other.txPayloadBytes;
+  return *this;
+}
+
+NetCounters sumPerCpu(std::span<const net_cgroup_stats> perCpu) {
+  NetCounters total;
+  for (const net_cgroup_stats& cpu : perCpu) {
+    total.rxBytes += cpu.rx_bytes;
+    total.rxPackets += cpu.rx_packets;
+    total.txBytes += cpu.tx_bytes;
+    total.txPackets += cpu.tx_packets;
+    total.rxPayloadBytes += cpu.rx_payload_bytes;
+    total.txPayloadBytes += cpu.tx_payload_bytes;
+  }
+  return total;
+}
+
+std::string peerAddressText(const std::array<uint8_t, 16>& peer) {
+  static constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  char text[INET6_ADDRSTRLEN] = {};
+  if (std::memcmp(peer.data(), kMappedPrefix, sizeof(kMappedPrefix)) == 0) {
+    ::inet_ntop(AF_INET, peer.data() + 12, text, sizeof(text));
+  } else {
+    ::inet_ntop(AF_INET6, peer.data(), text, sizeof(text));
+  }
+  return text;
+}
+
+Result<std::unique_ptr<NetTelemetry>> NetTelemetry::start(const NetTelemetryOptions& options) {
+  UniqueFd cgroupFd(::open(options.cgroupPath.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cgroupFd.valid()) return Error::fromErrno("open", options.cgroupPath, errno);
+  net_telemetry* skel = net_telemetry__open();
+  if (!skel) return Error::fromErrno("bpf open", "net_telemetry", errno);
+  std::unique_ptr<NetTelemetry> self(new NetTelemetry(skel, options.cgroupPath));
+  skel->rodata->track_flows = options.trackFlows ? 1 : 0;
+  if (int rc = bpf_map__set_max_entries(skel->maps.net_stats, options.maxCgroups); rc < 0)
+    return Error::fromErrno("bpf_map__set_max_entries", "net_telemetry/net_stats", -rc,
+                            std::to_string(options.maxCgroups));
+  if (int rc = bpf_map__set_max_entries(skel->maps.net_flows, options.maxFlows); rc < 0)
+    return Error::fromErrno("bpf_map__set_max_entries", "net_telemetry/net_flows", -rc,
+                            std::to_string(options.maxFlows));
+  if (int rc = net_telemetry__load(skel); rc < 0)
+    return Error::fromErrno("bpf load (verifier or BTF)", "net_telemetry", -rc);
+  self->ingress_ = bpf_program__attach_cgroup(skel->progs.net_ingress, cgroupFd.get());
+  if (!self->ingress_)
+    return Error::fromErrno("bpf attach cgroup_skb/ingress", options.cgroupPath, errno);
+  self->egress_ = bpf_program__attach_cgroup(skel->progs.net_egress, cgroupFd.get());
+  if (!self->egress_)
+    return Error::fromErrno("bpf attach cgroup_skb/egress", options.cgroupPath, errno);
+  return self;
+}
+
+NetTelemetry::~NetTelemetry() {
+  bpf_link__destroy(egress_);
+  bpf_link__destroy(ingress_);
+  net_telemetry__destroy(skel_);
+}
+
+Result<std::unordered_map<uint64_t, NetCounters>> NetTelemetry::read() const {
+  return readPerCpuHash<net_cgroup_stats, NetCounters>(
+      bpf_map__fd(skel_->maps.net_stats), "net_telemetry/net_stats",
+      [](std::span<const net_cgroup_stats> perCpu) { return sumPerCpu(perCpu); });
+}
+
+Result<std::vector<NetFlow>> NetTelemetry::readFlows() const {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return Error::fromErrno("libbpf_num_possible_cpus", "net_flows", -cpus);
+  int fd = bpf_map__fd(skel_->maps.net_flows);
+  std::vector<NetFlow> flows;
+  std::vector<net_flow_stats> values(static_cast<size_t>(cpus));
+  net_flow_key key{};
+  net_flow_key next{};
+  const void* previous = nullptr;
+  while (bpf_map_get_next_key(fd, previous, &next) == 0) {
+    if (bpf_map_lookup_elem(fd, &next, values.data()) == 0) {
+      NetFlow flow;
+      flow.cgroupId = next.cgroup_id;
+      std::memcpy(flow.peer.data(), next.peer_addr, 16);
+      flow.egress = next.egress != 0;
+      for (const net_flow_stats& v : values) {
+        flow.bytes += v.bytes;
+        flow.packets += v.packets;
+      }
+      flows.push_back(flow);
+    }
+    key = next;
+    previous = &key;
+  }
+  return flows;
+}
+
+Result<NetErrors> NetTelemetry::errors() const {
+  int fd = bpf_map__fd(skel_->maps.net_errors);
+  auto full = readPerCpuCounter(fd, NET_ERROR_MAP_FULL, "net_telemetry/net_errors");
+  if (!full) return full.error();
+  auto flows = readPerCpuCounter(fd, NET_ERROR_FLOW_MAP_FULL, "net_telemetry/net_errors");
+  if (!flows) return flows.error();
+  return NetErrors{*full, *flows};
+}
+
+void NetTelemetry::forget(uint64_t cgroupId) const {
+  bpf_map_delete_elem(bpf_map__fd(skel_->maps.net_stats), &cgroupId);
+}
+
+int NetTelemetry::ingressProgFd() const { return bpf_program__fd(skel_->progs.net_ingress); }
+int NetTelemetry::egressProgFd() const { return bpf_program__fd(skel_->progs.net_egress); }
+
+}  // namespace Atoll::telemetry

@@ -1,0 +1,74 @@
+#pragma once
+// Reads every entry of a per-CPU BPF hash map keyed by __u64, summing the
+// CPUs' copies with the caller's function. One batched syscall per chunk
+// where the kernel supports it, else key-by-key.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "util/Result.h"
+
+namespace Atoll::telemetry {
+
+template <typename Raw, typename Summed, typename SumFn>
+Result<std::unordered_map<uint64_t, Summed>> readPerCpuHash(int mapFd, const std::string& name,
+                                                            SumFn&& sum) {
+  static_assert(sizeof(Raw) % 8 == 0, "per-CPU values are laid out at 8-byte strides");
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return Error::fromErrno("libbpf_num_possible_cpus", name, -cpus);
+  std::unordered_map<uint64_t, Summed> out;
+  constexpr uint32_t kChunk = 256;
+  std::vector<uint64_t> keys(kChunk);
+  std::vector<Raw> values(static_cast<size_t>(kChunk) * cpus);
+  uint64_t batch = 0;
+  bool first = true;
+  for (;;) {
+    uint32_t count = kChunk;
+    int rc = bpf_map_lookup_batch(mapFd, first ? nullptr : &batch, &batch, keys.data(),
+                                  values.data(), &count, nullptr);
+    int err = rc < 0 ? errno : 0;
+    if (rc < 0 && err != ENOENT) {
+      // No batch support for this map type, or a bucket larger than the
+      // chunk (ENOSPC): read key by key instead.
+      out.clear();
+      break;
+    }
+    for (uint32_t i = 0; i < count; ++i)
+      out[keys[i]] = sum(std::span<const Raw>(values.data() + static_cast<size_t>(i) * cpus,
+                                              static_cast<size_t>(cpus)));
+    first = false;
+    if (rc < 0) return out;  // ENOENT: that was the last chunk
+  }
+  // Key-by-key, for kernels without batched lookups on this map type.
+  std::vector<Raw> one(static_cast<size_t>(cpus));
+  uint64_t key = 0;
+  uint64_t next = 0;
+  const void* previous = nullptr;
+  while (bpf_map_get_next_key(mapFd, previous, &next) == 0) {
+    if (bpf_map_lookup_elem(mapFd, &next, one.data()) == 0)
+      out[next] = sum(std::span<const Raw>(one.data(), one.size()));
+    key = next;
+    previous = &key;
+  }
+  return out;
+}
+
+// Sums a per-CPU array of __u64 counters at one index.
+inline Result<uint64_t> readPerCpuCounter(int mapFd, uint32_t index, const std::string& name) {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return Error::fromErrno("libbpf_num_possible_cpus", name, -cpus);
+  std::vector<uint64_t> values(static_cast<size_t>(cpus));
+  if (bpf_map_lookup_elem(mapFd, &index, values.data()) != 0)
+    return Error::fromErrno("bpf_map_lookup_elem", name, errno, std::to_string(index));
+  uint64_t total = 0;
+  for (uint64_t v : values) total += v;
+  return total;
+}
+
+}  // namespace Atoll::telemetry

@@ -1,0 +1,275 @@
+#include "bpf/collector/Collector.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+
+#include "bpf/collector/LibvirtDomains.h"
+#include "bpf/collector/Log2Histogram.h"
+
+namespace Atoll::telemetry {
+
+namespace {
+
+int64_t monotonicNs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+int64_t realtimeNs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+uint64_t counterDelta(uint64_t later, uint64_t earlier) {
+  // A map entry deleted and recreated restarts from zero.
+  return later >= earlier ? later - earlier : later;
+}
+
+}  // namespace
+
+std::string defaultCgroup2Mount() {
+  if (::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) return "/sys/fs/cgroup";
+  return "/sys/fs/cgroup/unified";
+}
+
+Result<std::unique_ptr<Collector>> Collector::start(const CollectorOptions& options,
+                                                    forecast::SampleRing* ring) {
+  if (options.discoverEveryTicks < 1)
+    return Error::invalid("configure", "collector", std::to_string(options.discoverEveryTicks),
+                          "discovery interval must be at least one tick");
+  auto mount = Dir::open(options.cgroupMount);
+  if (!mount) return mount.error();
+  std::unique_ptr<Collector> self(new Collector(options, std::move(*mount), ring));
+  if (options.schedProbe) {
+    SchedTelemetryOptions schedOptions;
+    schedOptions.maxCgroups = options.maxCgroups;
+    auto sched = SchedTelemetry::start(schedOptions);
+    if (sched) {
+      self->sched_ = std::move(*sched);
+    } else {
+      self->degraded_.push_back("cpu time, run-queue latency, context switches: " +
+                                sched.error().message());
+    }
+  } else {
+    self->degraded_.push_back("cpu time, run-queue latency, context switches: disabled");
+  }
+  if (options.netProbe) {
+    NetTelemetryOptions netOptions;
+    netOptions.cgroupPath = options.netSubtree.empty()
+                                ? options.cgroupMount
+                                : options.cgroupMount + "/" + options.netSubtree;
+    netOptions.maxCgroups = options.maxCgroups;
+    auto net = NetTelemetry::start(netOptions);
+    if (net) {
+      self->net_ = std::move(*net);
+    } else {
+      self->degraded_.push_back("network bytes and packets: " + net.error().message());
+    }
+  } else {
+    self->degraded_.push_back("network bytes and packets: disabled");
+  }
+  self->degraded_.push_back("block I/O bytes and latency: no block program in this build");
+  for (const std::string& line : self->degraded_) spdlog::warn("telemetry degraded: {}", line);
+  return self;
+}
+
+void Collector::discover(TickReport& report) {
+  std::vector<WorkloadCgroup> found;
+  DiscoveryOptions discovery;
+  discovery.selectors = options_.selectors;
+  if (auto bySelectors = discoverBySelectors(mount_, discovery)) {
+    found = std::move(*bySelectors);
+  } else {
+    report.problems.push_back(bySelectors.error().message());
+  }
+  if (!options_.libvirtUri.empty()) {
+    auto domains = listLibvirtDomains(options_.libvirtUri);
+    if (!domains) {
+      if (!libvirtFailureLogged_) {
+        spdlog::warn("libvirt discovery off until libvirt answers: {}", domains.error().message());
+        libvirtFailureLogged_ = true;
+      }
+    } else {
+      libvirtFailureLogged_ = false;
+      for (const LibvirtDomain& domain : *domains) {
+        auto described = describeCgroup(mount_, domain.cgroupPath);
+        if (!described) continue;
+        described->cgroup.name = domain.name;
+        described->cgroup.uuid = domain.uuid;
+        // A domain also matched by a selector keeps its libvirt identity.
+        std::erase_if(found, [&](const WorkloadCgroup& w) {
+          return w.cgroup.cgroupId == described->cgroup.cgroupId;
+        });
+        found.push_back(std::move(*described));
+      }
+    }
+  }
+  std::vector<DiscoveredCgroup> cgroups;
+  for (const WorkloadCgroup& w : found) cgroups.push_back(w.cgroup);
+  Reconciliation changes = registry_.reconcile(cgroups);
+  for (const Workload& ended : changes.ended) {
+    auto it = tracked_.find(ended.number);
+    if (it != tracked_.end()) {
+      for (uint64_t id : it->second.subtreeIds) {
+        if (sched_) sched_->forget(id);
+        if (net_) net_->forget(id);
+      }
+      tracked_.erase(it);
+    }
+    report.ended.push_back(ended);
+  }
+  for (const Workload& born : changes.born) {
+    Tracked tracked;
+    tracked.workload = born;
+    tracked_.emplace(born.number, std::move(tracked));
+    report.born.push_back(born);
+  }
+  for (const WorkloadCgroup& w : found) {
+    auto workload = registry_.byCgroupId(w.cgroup.cgroupId);
+    if (!workload) continue;
+    Tracked& tracked = tracked_[workload->number];
+    tracked.workload = *workload;
+    tracked.subtreeIds = w.subtreeIds;
+    if (!tracked.reader) {
+      auto dir = mount_.openChild(w.cgroup.path);
+      if (!dir) continue;
+      // The directory must still be the cgroup discovery saw.
+      auto id = cgroupIdOf(*dir);
+      if (!id || *id != w.cgroup.cgroupId) continue;
+      auto reader = CgroupReader::open(*dir);
+      if (reader) {
+        tracked.reader = std::move(*reader);
+      } else {
+        report.problems.push_back(reader.error().message());
+      }
+    }
+  }
+}
+
+void Collector::push(uint32_t workload, forecast::Metric metric, int64_t timestampNs,
+                     double value, TickReport& report) {
+  if (!ring_) return;
+  forecast::Sample sample{{workload, metric}, timestampNs, value};
+  if (ring_->tryPush(sample)) {
+    ++report.samplesPushed;
+  } else {
+    ++report.samplesDropped;
+  }
+}
+
+TickReport Collector::tick() {
+  TickReport report;
+  report.timestampNs = realtimeNs();
+  if (forceDiscovery_ || ticks_ % static_cast<uint64_t>(options_.discoverEveryTicks) == 0) {
+    discover(report);
+    forceDiscovery_ = false;
+  }
+  ++ticks_;
+  const int64_t now = monotonicNs();
+
+  std::unordered_map<uint64_t, SchedCounters> sched;
+  if (sched_) {
+    if (auto counters = sched_->read()) {
+      sched = std::move(*counters);
+    } else {
+      report.problems.push_back(counters.error().message());
+    }
+    if (auto errors = sched_->errors()) report.schedErrors = *errors;
+  }
+  std::unordered_map<uint64_t, NetCounters> net;
+  if (net_) {
+    if (auto counters = net_->read()) {
+      net = std::move(*counters);
+    } else {
+      report.problems.push_back(counters.error().message());
+    }
+    if (auto errors = net_->errors()) report.netErrors = *errors;
+  }
+
+  for (auto& [number, tracked] : tracked_) {
+    SchedCounters schedNow;
+    NetCounters netNow;
+    for (uint64_t id : tracked.subtreeIds) {
+      if (auto it = sched.find(id); it != sched.end()) schedNow += it->second;
+      if (auto it = net.find(id); it != net.end()) netNow += it->second;
+    }
+    std::optional<CgroupReading> reading;
+    if (tracked.reader) {
+      auto read = tracked.reader->read();
+      if (!read) {
+        if (read.error().errnum == ENODEV || read.error().errnum == ENOENT) {
+          // Removed under us: the series ends, whatever takes its place.
+          registry_.markGone(number);
+          forceDiscovery_ = true;
+        } else {
+          report.problems.push_back(read.error().message());
+        }
+        continue;
+      }
+      reading = std::move(*read);
+    }
+    const bool full = tracked.haveBaseline && now > tracked.lastNs;
+    WorkloadSnapshot snap;
+    snap.workload = tracked.workload;
+    if (full) {
+      const double seconds = static_cast<double>(now - tracked.lastNs) / 1e9;
+      snap.intervalSeconds = seconds;
+      if (sched_) {
+        snap.cpuCores =
+            static_cast<double>(counterDelta(schedNow.oncpuNs, tracked.sched.oncpuNs)) / 1e9 /
+            seconds;
+        snap.runqWaitPerSecond =
+            static_cast<double>(counterDelta(schedNow.runqWaitNs, tracked.sched.runqWaitNs)) /
+            1e9 / seconds;
+        snap.switchesPerSecond =
+            static_cast<double>(counterDelta(schedNow.switches, tracked.sched.switches)) / seconds;
+        Log2Histogram delta = histogramDelta(schedNow.runqHistogram, tracked.sched.runqHistogram);
+        if (totalCount(delta) > 0) {
+          const double unitUs = static_cast<double>(sched_->histogramUnitNs()) / 1000.0;
+          snap.runqP50Us = histogramQuantile(delta, 0.50) * unitUs;
+          snap.runqP99Us = histogramQuantile(delta, 0.99) * unitUs;
+        }
+      }
+      if (net_) {
+        snap.rxBytesPerSecond =
+            static_cast<double>(counterDelta(netNow.rxBytes, tracked.net.rxBytes)) / seconds;
+        snap.txBytesPerSecond =
+            static_cast<double>(counterDelta(netNow.txBytes, tracked.net.txBytes)) / seconds;
+      }
+      if (reading && reading->cpu && tracked.cpuStat)
+        snap.cgroupCpuCores =
+            static_cast<double>(counterDelta(reading->cpu->usageUsec, tracked.cpuStat->usageUsec)) /
+            1e6 / seconds;
+    }
+    if (reading) {
+      snap.memoryBytes = reading->memoryCurrent;
+      if (reading->cpuPressure) snap.cpuPressureSome10 = reading->cpuPressure->some.avg10;
+      if (reading->memoryPressure) snap.memoryPressureSome10 = reading->memoryPressure->some.avg10;
+      if (reading->ioPressure) snap.ioPressureSome10 = reading->ioPressure->some.avg10;
+      tracked.cpuStat = reading->cpu;
+    }
+    tracked.sched = schedNow;
+    tracked.net = netNow;
+    tracked.lastNs = now;
+    tracked.haveBaseline = true;
+    if (!full) continue;
+    // CPU from BPF when loaded, else from cpu.stat: both are real usage.
+    if (auto cpu = snap.cpuCores ? snap.cpuCores : snap.cgroupCpuCores)
+      push(number, forecast::Metric::Cpu, report.timestampNs, *cpu, report);
+    if (snap.memoryBytes)
+      push(number, forecast::Metric::Memory, report.timestampNs,
+           static_cast<double>(*snap.memoryBytes), report);
+    if (snap.rxBytesPerSecond && snap.txBytesPerSecond)
+      push(number, forecast::Metric::Network, report.timestampNs,
+           *snap.rxBytesPerSecond + *snap.txBytesPerSecond, report);
+    report.workloads.push_back(std::move(snap));
+  }
+  return report;
+}
+
+}  // namespace Atoll::telemetry

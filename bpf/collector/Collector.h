@@ -1,0 +1,111 @@
+#pragma once
+// The telemetry collector: every tick it reads the BPF maps' cumulative
+// counters, maps cgroup ids to workloads, reads each workload's cgroupfs
+// files on kept descriptors, turns counter deltas into rates and emits one
+// sample per metric into the forecaster's ring. A signal whose program or
+// file is unavailable is listed in degraded() and left out of samples;
+// nothing is ever reported as zero for want of data.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bpf/NetTelemetry.h"
+#include "bpf/SchedTelemetry.h"
+#include "bpf/collector/CgroupDiscovery.h"
+#include "bpf/collector/CgroupReader.h"
+#include "bpf/collector/WorkloadRegistry.h"
+#include "forecast/SampleRing.h"
+
+namespace Atoll::telemetry {
+
+// The cgroup2 mount: /sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified
+// on a hybrid one.
+std::string defaultCgroup2Mount();
+
+struct CollectorOptions {
+  std::string cgroupMount = defaultCgroup2Mount();
+  std::vector<std::string> selectors = {"machine.slice/*"};
+  std::string libvirtUri = "qemu:///system";  // empty: no libvirt discovery
+  bool schedProbe = true;
+  bool netProbe = true;
+  // The network programs observe this subtree (relative to the mount,
+  // empty = the whole mount).
+  std::string netSubtree;
+  int discoverEveryTicks = 1;
+  uint32_t maxCgroups = 10240;
+};
+
+struct WorkloadSnapshot {
+  Workload workload;
+  double intervalSeconds = 0;
+  std::optional<double> cpuCores;        // on-CPU time / interval (BPF)
+  std::optional<double> cgroupCpuCores;  // cpu.stat usage_usec / interval
+  std::optional<double> runqP50Us;
+  std::optional<double> runqP99Us;
+  std::optional<double> runqWaitPerSecond;  // seconds waited per second
+  std::optional<double> switchesPerSecond;
+  std::optional<uint64_t> memoryBytes;
+  std::optional<double> cpuPressureSome10;
+  std::optional<double> memoryPressureSome10;
+  std::optional<double> ioPressureSome10;
+  std::optional<double> rxBytesPerSecond;
+  std::optional<double> txBytesPerSecond;
+};
+
+struct TickReport {
+  int64_t timestampNs = 0;
+  std::vector<WorkloadSnapshot> workloads;  // workloads with a full interval
+  std::vector<Workload> born;
+  std::vector<Workload> ended;
+  uint64_t samplesPushed = 0;
+  uint64_t samplesDropped = 0;  // ring full
+  SchedErrors schedErrors;
+  NetErrors netErrors;
+  std::vector<std::string> problems;  // this tick's read failures
+};
+
+class Collector {
+ public:
+  // ring may be null (atoll top without a forecaster).
+  static Result<std::unique_ptr<Collector>> start(const CollectorOptions& options,
+                                                  forecast::SampleRing* ring);
+  TickReport tick();
+  // One line per signal that is off, with the reason.
+  const std::vector<std::string>& degraded() const { return degraded_; }
+  const WorkloadRegistry& registry() const { return registry_; }
+
+ private:
+  struct Tracked {
+    Workload workload;
+    std::vector<uint64_t> subtreeIds;
+    std::optional<CgroupReader> reader;
+    bool haveBaseline = false;
+    int64_t lastNs = 0;
+    SchedCounters sched;
+    NetCounters net;
+    std::optional<CpuStat> cpuStat;
+  };
+
+  Collector(CollectorOptions options, Dir mount, forecast::SampleRing* ring)
+      : options_(std::move(options)), mount_(std::move(mount)), ring_(ring) {}
+  void discover(TickReport& report);
+  void push(uint32_t workload, forecast::Metric metric, int64_t timestampNs, double value,
+            TickReport& report);
+
+  CollectorOptions options_;
+  Dir mount_;
+  forecast::SampleRing* ring_;
+  std::unique_ptr<SchedTelemetry> sched_;
+  std::unique_ptr<NetTelemetry> net_;
+  WorkloadRegistry registry_;
+  std::map<uint32_t, Tracked> tracked_;
+  std::vector<std::string> degraded_;
+  bool libvirtFailureLogged_ = false;
+  bool forceDiscovery_ = true;
+  uint64_t ticks_ = 0;
+};
+
+}  // namespace Atoll::telemetry

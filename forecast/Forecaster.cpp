@@ -1,0 +1,359 @@
+#include "forecast/Forecaster.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <limits>
+
+namespace Atoll::forecast {
+
+namespace {
+
+constexpr int64_t kNoStep = std::numeric_limits<int64_t>::min();
+constexpr double kShortTermAlpha = 0.3;
+constexpr double kShortTermQuantileStep = 0.05;
+
+int64_t stepOf(int64_t timestampNs, int64_t stepNs) {
+  int64_t step = timestampNs / stepNs;
+  if (timestampNs % stepNs != 0 && timestampNs < 0) --step;
+  return step;
+}
+
+ModelConfig effectiveModel(const ForecasterConfig& config) {
+  ModelConfig model = config.model;
+  model.maxHorizon = std::max(model.maxHorizon, config.profileSteps);
+  return model;
+}
+
+}  // namespace
+
+struct Forecaster::Series {
+  Series(SeriesKey k, uint32_t s, const ModelShape& shape) : key(k), slot(s), model(shape) {}
+  SeriesKey key;
+  uint32_t slot;
+  SeriesModel model;
+  int64_t openStep = kNoStep;
+  int64_t lastClosedStep = kNoStep;
+  double sum = 0;
+  uint32_t count = 0;
+  int64_t lastTimestampNs = std::numeric_limits<int64_t>::min();
+  double lastClosedValue = 0;
+  double shortLevel = 0, shortScale = -1, shortQ95 = 0;
+  bool profileDirty = false, shortDirty = false;
+};
+
+struct Forecaster::Island {
+  Island(uint32_t i, const ModelShape& shape) : id(i), model(shape) {}
+  uint32_t id;
+  std::string name;
+  std::vector<uint32_t> members;  // indices into series_
+  double capacity = 0;
+  SeriesModel model;
+  int64_t lastStep = kNoStep;
+};
+
+Parsed<std::unique_ptr<Forecaster>> Forecaster::create(const ForecasterConfig& config) {
+  const std::string label = "forecaster config";
+  if (config.stepNs <= 0)
+    return InputError{label, 0, std::to_string(config.stepNs), "step must be positive"};
+  if (config.profileSteps < 1 || config.profileSteps > kMaxProfileSteps)
+    return InputError{label, 0, std::to_string(config.profileSteps),
+                      "profile steps must be between 1 and " + std::to_string(kMaxProfileSteps)};
+  if (config.maxSeries < 1 || config.maxSeries > (1u << 24))
+    return InputError{label, 0, std::to_string(config.maxSeries), "max series out of range"};
+  if (config.rings < 1 || config.rings > 64)
+    return InputError{label, 0, std::to_string(config.rings), "ring count must be 1 to 64"};
+  if (config.maxGapSteps < 0)
+    return InputError{label, 0, std::to_string(config.maxGapSteps), "max gap must be >= 0"};
+  const ModelConfig model = effectiveModel(config);
+  if (std::string problem = ModelShape::validate(model); !problem.empty())
+    return InputError{label, 0, "", problem};
+  if (ModelShape(model).trackedCount() > kMaxTrackedHorizons)
+    return InputError{label, 0, std::to_string(model.trackedHorizons.size()),
+                      "at most " + std::to_string(kMaxTrackedHorizons) + " tracked horizons"};
+  return std::unique_ptr<Forecaster>(new Forecaster(config));
+}
+
+Forecaster::Forecaster(const ForecasterConfig& config)
+    : config_(config), shape_(effectiveModel(config)) {
+  for (size_t i = 0; i < config.rings; ++i)
+    rings_.push_back(std::make_unique<SampleRing>(config.ringCapacity));
+  const size_t directorySize = std::bit_ceil(2 * (config.maxSeries + 1));
+  directoryMask_ = directorySize - 1;
+  directoryKeys_ = std::make_unique<std::atomic<uint64_t>[]>(directorySize);
+  directorySlots_ = std::make_unique<std::atomic<uint32_t>[]>(directorySize);
+  for (size_t i = 0; i < directorySize; ++i) {
+    directoryKeys_[i].store(0, std::memory_order_relaxed);
+    directorySlots_[i].store(0, std::memory_order_relaxed);
+  }
+  profiles_ = std::make_unique<SeqlockCell<ProfileSnapshot>[]>(config.maxSeries);
+  shortTerms_ = std::make_unique<SeqlockCell<ShortTermSnapshot>[]>(config.maxSeries);
+  islandProfiles_ = std::make_unique<SeqlockCell<ProfileSnapshot>[]>(config.maxIslands);
+  series_.reserve(config.maxSeries);
+  islands_.reserve(config.maxIslands);
+  scratch_.resize(config.profileSteps);
+}
+
+Forecaster::~Forecaster() = default;
+
+int64_t Forecaster::findSlot(uint64_t packedKey) const {
+  size_t at = (packedKey * 0x9E3779B97F4A7C15ULL) >> 20 & directoryMask_;
+  for (size_t probes = 0; probes <= directoryMask_; ++probes, at = (at + 1) & directoryMask_) {
+    const uint64_t key = directoryKeys_[at].load(std::memory_order_acquire);
+    if (key == 0) return -1;
+    if (key == packedKey) return directorySlots_[at].load(std::memory_order_relaxed);
+  }
+  return -1;
+}
+
+Forecaster::Series* Forecaster::seriesFor(SeriesKey key) {
+  const uint64_t packed = key.packed();
+  if (auto it = index_.find(packed); it != index_.end()) return &series_[it->second];
+  if (series_.size() >= config_.maxSeries) return nullptr;
+  const auto slot = static_cast<uint32_t>(series_.size());
+  series_.emplace_back(key, slot, shape_);
+  index_.emplace(packed, slot);
+  size_t at = (packed * 0x9E3779B97F4A7C15ULL) >> 20 & directoryMask_;
+  while (directoryKeys_[at].load(std::memory_order_relaxed) != 0) at = (at + 1) & directoryMask_;
+  directorySlots_[at].store(slot, std::memory_order_relaxed);
+  directoryKeys_[at].store(packed, std::memory_order_release);
+  return &series_[slot];
+}
+
+void Forecaster::closeStep(Series& series) {
+  const double mean = series.sum / series.count;
+  series.model.update(mean);
+  series.lastClosedStep = series.openStep;
+  series.lastClosedValue = mean;
+  series.sum = 0;
+  series.count = 0;
+  series.profileDirty = true;
+}
+
+void Forecaster::consume(const Sample& sample) {
+  counters_.consumed.fetch_add(1, std::memory_order_relaxed);
+  if (!std::isfinite(sample.value) || sample.value < 0) {
+    counters_.invalidValue.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  Series* series = seriesFor(sample.key);
+  if (series == nullptr) {
+    counters_.noSlot.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (sample.timestampNs <= series->lastTimestampNs) {
+    counters_.badTimestamp.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const int64_t step = stepOf(sample.timestampNs, config_.stepNs);
+  if (series->lastClosedStep != kNoStep && step <= series->lastClosedStep) {
+    counters_.late.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  series->lastTimestampNs = sample.timestampNs;
+  if (series->count > 0 && step > series->openStep) closeStep(*series);
+  if (series->count == 0) {
+    if (series->lastClosedStep != kNoStep) {
+      const int64_t gap = step - series->lastClosedStep - 1;
+      if (gap > config_.maxGapSteps) {
+        series->model.reset();
+        series->lastClosedStep = kNoStep;
+        counters_.restarted.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        for (int64_t i = 0; i < gap; ++i) series->model.update(series->lastClosedValue, true);
+      }
+    }
+    series->openStep = step;
+  }
+  series->sum += sample.value;
+  ++series->count;
+
+  // Short term at the raw grain: EW level, adaptive p95 offset.
+  if (series->shortScale < 0) {
+    series->shortLevel = sample.value;
+    series->shortScale = 0;
+  } else {
+    const double error = sample.value - series->shortLevel;
+    const bool covered = error <= series->shortQ95;
+    series->shortScale += 0.05 * (std::fabs(error) - series->shortScale);
+    series->shortQ95 +=
+        kShortTermQuantileStep * series->shortScale * ((covered ? 0.0 : 1.0) - 0.05);
+    series->shortLevel += kShortTermAlpha * error;
+  }
+  series->shortDirty = true;
+}
+
+void Forecaster::publishSeries(Series& series) {
+  if (series.profileDirty && series.model.steps() > 0) {
+    ProfileSnapshot snapshot;
+    snapshot.key = series.key.packed();
+    snapshot.tick = tickCount_;
+    snapshot.stepNs = config_.stepNs;
+    snapshot.originStepNs = series.lastClosedStep * config_.stepNs;
+    snapshot.steps = static_cast<uint32_t>(config_.profileSteps);
+    series.model.profile(scratch_);
+    for (int k = 0; k < config_.profileSteps; ++k) {
+      snapshot.p50[k] = static_cast<float>(scratch_[k].p50);
+      snapshot.p95[k] = static_cast<float>(scratch_[k].p95);
+      snapshot.p99[k] = static_cast<float>(scratch_[k].p99);
+    }
+    snapshot.trackedCount = static_cast<uint32_t>(shape_.trackedCount());
+    for (int j = 0; j < shape_.trackedCount(); ++j) {
+      const HorizonAccuracy acc = series.model.accuracy(j);
+      snapshot.accuracy[j] = {acc.horizon, static_cast<float>(acc.mase),
+                              static_cast<float>(acc.coverage95), static_cast<uint32_t>(acc.errors),
+                              static_cast<uint8_t>(acc.bestModel)};
+    }
+    sealSnapshot(snapshot);
+    profiles_[series.slot].store(snapshot);
+  }
+  if (series.shortDirty) {
+    ShortTermSnapshot snapshot;
+    snapshot.key = series.key.packed();
+    snapshot.tick = tickCount_;
+    snapshot.lastSampleNs = series.lastTimestampNs;
+    snapshot.p50 = series.shortLevel;
+    snapshot.p95 = std::max(series.shortLevel, series.shortLevel + series.shortQ95);
+    sealSnapshot(snapshot);
+    shortTerms_[series.slot].store(snapshot);
+  }
+  series.profileDirty = series.shortDirty = false;
+}
+
+void Forecaster::publishIsland(Island& island, uint64_t stepIndex) {
+  ProfileSnapshot snapshot;
+  snapshot.key = island.id;
+  snapshot.tick = tickCount_;
+  snapshot.stepNs = config_.stepNs;
+  snapshot.originStepNs = static_cast<int64_t>(stepIndex) * config_.stepNs;
+  snapshot.steps = static_cast<uint32_t>(config_.profileSteps);
+  island.model.profile(scratch_);
+  for (int k = 0; k < config_.profileSteps; ++k) {
+    snapshot.p50[k] = static_cast<float>(scratch_[k].p50);
+    snapshot.p95[k] = static_cast<float>(scratch_[k].p95);
+    snapshot.p99[k] = static_cast<float>(scratch_[k].p99);
+  }
+  snapshot.trackedCount = static_cast<uint32_t>(shape_.trackedCount());
+  for (int j = 0; j < shape_.trackedCount(); ++j) {
+    const HorizonAccuracy acc = island.model.accuracy(j);
+    snapshot.accuracy[j] = {acc.horizon, static_cast<float>(acc.mase),
+                            static_cast<float>(acc.coverage95), static_cast<uint32_t>(acc.errors),
+                            static_cast<uint8_t>(acc.bestModel)};
+  }
+  const ContentionScore score =
+      contentionScore(std::span<const Quantiles>(scratch_.data(), scratch_.size()), island.capacity,
+                      config_.riskThreshold);
+  snapshot.capacity = island.capacity;
+  snapshot.contentionProbability = score.probability;
+  snapshot.peakStep = score.peakStep;
+  snapshot.firstRiskStep = score.firstRiskStep;
+  sealSnapshot(snapshot);
+  islandProfiles_[island.id].store(snapshot);
+}
+
+Parsed<uint32_t> Forecaster::defineIsland(const IslandSpec& spec) {
+  if (islands_.size() >= config_.maxIslands)
+    return InputError{"island " + spec.name, 0, std::to_string(config_.maxIslands),
+                      "too many islands"};
+  if (spec.members.empty())
+    return InputError{"island " + spec.name, 0, "", "island has no members"};
+  if (!(spec.capacity > 0) || !std::isfinite(spec.capacity))
+    return InputError{"island " + spec.name, 0, std::to_string(spec.capacity),
+                      "capacity must be positive and finite"};
+  std::vector<uint32_t> members;
+  for (const SeriesKey& key : spec.members) {
+    Series* series = seriesFor(key);
+    if (series == nullptr)
+      return InputError{"island " + spec.name, 0, std::to_string(key.workload),
+                        "no series slot left for member"};
+    members.push_back(series->slot);
+  }
+  const auto id = static_cast<uint32_t>(islands_.size());
+  Island& island = islands_.emplace_back(id, shape_);
+  island.name = spec.name;
+  island.members = std::move(members);
+  island.capacity = spec.capacity;
+  islandCount_.store(id + 1, std::memory_order_release);
+  return id;
+}
+
+void Forecaster::tick(int64_t nowNs) {
+  ++tickCount_;
+  counters_.ticks.fetch_add(1, std::memory_order_relaxed);
+  for (auto& ring : rings_) {
+    Sample sample;
+    // Bounded: samples pushed while draining wait for the next tick.
+    for (size_t n = ring->capacity(); n > 0 && ring->tryPop(sample); --n) consume(sample);
+  }
+  const int64_t completedStep = stepOf(nowNs, config_.stepNs) - 1;
+  for (Series& series : series_) {
+    if (series.count > 0 && series.openStep <= completedStep) closeStep(series);
+    if (series.profileDirty || series.shortDirty) publishSeries(series);
+  }
+  for (Island& island : islands_) {
+    if (island.lastStep == kNoStep || completedStep - island.lastStep > config_.maxGapSteps) {
+      if (island.lastStep != kNoStep) island.model.reset();
+      island.lastStep = completedStep - 1;
+    }
+    if (island.lastStep >= completedStep) continue;
+    for (int64_t step = island.lastStep + 1; step <= completedStep; ++step) {
+      double demand = 0;
+      for (uint32_t member : island.members) demand += series_[member].lastClosedValue;
+      island.model.update(demand);
+    }
+    island.lastStep = completedStep;
+    publishIsland(island, static_cast<uint64_t>(completedStep));
+  }
+}
+
+bool Forecaster::readProfile(SeriesKey key, ProfileSnapshot& out) const {
+  const int64_t slot = findSlot(key.packed());
+  return slot >= 0 && profiles_[slot].load(out);
+}
+
+bool Forecaster::readShortTerm(SeriesKey key, ShortTermSnapshot& out) const {
+  const int64_t slot = findSlot(key.packed());
+  return slot >= 0 && shortTerms_[slot].load(out);
+}
+
+bool Forecaster::readIsland(uint32_t island, ProfileSnapshot& out) const {
+  return island < islandCount_.load(std::memory_order_acquire) && islandProfiles_[island].load(out);
+}
+
+std::optional<VmPressure> Forecaster::readVmPressure(
+    uint32_t workload, const std::array<double, kMetricCount>& allocations) const {
+  std::array<std::vector<Quantiles>, kMetricCount> profiles;
+  std::array<std::span<const Quantiles>, kMetricCount> spans;
+  bool any = false;
+  for (int m = 0; m < kMetricCount; ++m) {
+    if (!(allocations[m] > 0)) continue;
+    auto snapshot = std::make_unique<ProfileSnapshot>();
+    if (!readProfile(SeriesKey{workload, static_cast<Metric>(m)}, *snapshot)) continue;
+    for (uint32_t k = 0; k < snapshot->steps; ++k)
+      profiles[m].push_back({snapshot->p50[k], snapshot->p95[k], snapshot->p99[k]});
+    spans[m] = profiles[m];
+    any = true;
+  }
+  if (!any) return std::nullopt;
+  return vmPressure(spans, allocations, config_.riskThreshold);
+}
+
+ForecasterCounters Forecaster::counters() const {
+  ForecasterCounters c;
+  c.consumed = counters_.consumed.load(std::memory_order_relaxed);
+  for (const auto& ring : rings_) c.droppedFullRing += ring->dropped();
+  c.droppedInvalidValue = counters_.invalidValue.load(std::memory_order_relaxed);
+  c.droppedBadTimestamp = counters_.badTimestamp.load(std::memory_order_relaxed);
+  c.droppedLate = counters_.late.load(std::memory_order_relaxed);
+  c.droppedNoSlot = counters_.noSlot.load(std::memory_order_relaxed);
+  c.seriesRestarted = counters_.restarted.load(std::memory_order_relaxed);
+  c.ticks = counters_.ticks.load(std::memory_order_relaxed);
+  return c;
+}
+
+size_t Forecaster::bytesPerSeries() const {
+  return SeriesModel(shape_).memoryBytes() + (sizeof(Series) - sizeof(SeriesModel)) +
+         sizeof(SeqlockCell<ProfileSnapshot>) + sizeof(SeqlockCell<ShortTermSnapshot>);
+}
+
+}  // namespace Atoll::forecast

@@ -1,0 +1,133 @@
+#pragma once
+// The in-process forecaster. Producers push samples into lock-free rings and
+// never wait; the forecaster thread alone calls tick(), which drains the
+// rings, resamples each series onto the model step (mean of the samples of a
+// step; short gaps bridged with the last value, long gaps restart the series),
+// updates the models, aggregates islands as series of their own, and
+// publishes profiles and scores through seqlock cells. Readers on any thread
+// look series up in a lock-free directory and copy a whole snapshot.
+//
+// Bad samples (NaN, infinite, negative, duplicated or backwards timestamps,
+// samples for a step already closed) are dropped and counted; they never
+// reach a model.
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "forecast/InputError.h"
+#include "forecast/ModelConfig.h"
+#include "forecast/SampleRing.h"
+#include "forecast/Scores.h"
+#include "forecast/Seqlock.h"
+#include "forecast/SeriesModel.h"
+#include "forecast/Snapshot.h"
+
+namespace Atoll::forecast {
+
+struct ForecasterConfig {
+  int64_t stepNs = 300'000'000'000;  // model step: 5 min
+  int profileSteps = 72;             // published profile: 6 h
+  int64_t maxGapSteps = 288;         // longer silences restart a series
+  size_t maxSeries = 4096;
+  size_t maxIslands = 256;
+  size_t rings = 1;
+  size_t ringCapacity = 1 << 16;
+  double riskThreshold = 0.05;  // per-step probability that marks a risk step
+  ModelConfig model;
+};
+
+// An island (or host) as the caller defines it: member series and a capacity
+// in the members' unit. Its demand is forecast as a series of its own (the
+// sum of the members at each step), so its quantiles account for how the
+// members move together.
+struct IslandSpec {
+  std::string name;
+  std::vector<SeriesKey> members;
+  double capacity = 0;
+};
+
+struct ForecasterCounters {
+  uint64_t consumed = 0;
+  uint64_t droppedFullRing = 0;
+  uint64_t droppedInvalidValue = 0;
+  uint64_t droppedBadTimestamp = 0;  // duplicated or backwards
+  uint64_t droppedLate = 0;          // for a step already closed
+  uint64_t droppedNoSlot = 0;        // more series than maxSeries
+  uint64_t seriesRestarted = 0;      // after a gap longer than maxGapSteps
+  uint64_t ticks = 0;
+};
+
+class Forecaster {
+ public:
+  static Parsed<std::unique_ptr<Forecaster>> create(const ForecasterConfig& config);
+  ~Forecaster();
+  Forecaster(const Forecaster&) = delete;
+  Forecaster& operator=(const Forecaster&) = delete;
+
+  // Producer side, any thread.
+  SampleRing& ring(size_t index) { return *rings_[index]; }
+  size_t ringCount() const { return rings_.size(); }
+
+  // Forecaster thread only.
+  Parsed<uint32_t> defineIsland(const IslandSpec& spec);
+  void tick(int64_t nowNs);
+
+  // Readers, any thread, never blocking the forecaster thread.
+  bool readProfile(SeriesKey key, ProfileSnapshot& out) const;
+  bool readShortTerm(SeriesKey key, ShortTermSnapshot& out) const;
+  bool readIsland(uint32_t island, ProfileSnapshot& out) const;
+  // Pressure of one workload against its allocations (per Metric; <= 0: none).
+  std::optional<VmPressure> readVmPressure(
+      uint32_t workload, const std::array<double, kMetricCount>& allocations) const;
+  ForecasterCounters counters() const;
+
+  const ForecasterConfig& config() const { return config_; }
+  // Bytes held per series for models, resampling and publication.
+  size_t bytesPerSeries() const;
+
+ private:
+  struct Series;
+  struct Island;
+  explicit Forecaster(const ForecasterConfig& config);
+  Series* seriesFor(SeriesKey key);
+  void consume(const Sample& sample);
+  void closeStep(Series& series);
+  void publishSeries(Series& series);
+  void publishIsland(Island& island, uint64_t stepIndex);
+  int64_t findSlot(uint64_t packedKey) const;
+
+  ForecasterConfig config_;
+  ModelShape shape_;
+  std::vector<std::unique_ptr<SampleRing>> rings_;
+
+  // Lock-free directory: open addressing, keys written once by the forecaster
+  // thread (slot first, then key with release).
+  std::unique_ptr<std::atomic<uint64_t>[]> directoryKeys_;
+  std::unique_ptr<std::atomic<uint32_t>[]> directorySlots_;
+  size_t directoryMask_ = 0;
+
+  std::unique_ptr<SeqlockCell<ProfileSnapshot>[]> profiles_;
+  std::unique_ptr<SeqlockCell<ShortTermSnapshot>[]> shortTerms_;
+  std::unique_ptr<SeqlockCell<ProfileSnapshot>[]> islandProfiles_;
+  std::atomic<uint32_t> islandCount_{0};
+
+  // Forecaster-thread state.
+  std::vector<Series> series_;
+  std::unordered_map<uint64_t, uint32_t> index_;
+  std::vector<Island> islands_;
+  std::vector<Quantiles> scratch_;
+  uint64_t tickCount_ = 0;
+
+  struct AtomicCounters {
+    std::atomic<uint64_t> consumed{0}, invalidValue{0}, badTimestamp{0}, late{0}, noSlot{0},
+        restarted{0}, ticks{0};
+  } counters_;
+};
+
+}  // namespace Atoll::forecast

@@ -1,0 +1,78 @@
+#pragma once
+// Shape and tuning shared by every series of one forecaster: the season, the
+// horizons whose errors are tracked, the longest horizon forecast. Series hold
+// a pointer to it, so per-series memory is only their own state.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace Atoll::forecast {
+
+struct ModelTuning {
+  double errorDecay = 0.03;           // EW weight of each new out-of-sample error (model choice)
+  double scaleDecay = 0.01;           // EW weight for the naive one-step scale (MASE denominator)
+  double volatilityDecay = 0.1;       // EW weight of the recent one-step change (band scaling)
+  double volatilityMix = 0.5;         // share of the recent (vs long-run) change in the band scale
+  double quantileStep = 0.05;         // p95/p99 step per miss or hit, in normalised error scales
+  double quantileScaleDecay = 0.005;  // EW weight of the (spike-clipped) normalised error scale
+  double coverageDecay = 0.01;        // EW weight of the exposed p95 coverage
+  double fastMedianRate = 0.15;       // gain of the recent robust level
+  double slowLevelRate = 0.01;        // gain of the long-run robust level (mean reversion)
+  double dampingPhi = 0.9;            // trend damping of the Holt models
+  double trendBeta = 0.02;            // trend gain of the Holt models
+  double seasonGamma = 0.2;           // seasonal gain (one update per phase per season)
+  double clipSigmas = 4.0;            // errors beyond this many scales are clipped (spikes)
+  double weightPower = 2.0;           // combination weight = error^-power
+};
+
+struct ModelConfig {
+  int seasonSteps = 288;  // daily season at 5-min steps; 0 disables
+  std::vector<int> trackedHorizons{1, 3, 12, 36, 72};
+  int maxHorizon = 72;  // longest horizon forecast, in steps
+  ModelTuning tuning;
+};
+
+// The validated, derived form every SeriesModel shares.
+class ModelShape {
+ public:
+  // Sorts and de-duplicates horizons, extends maxHorizon to cover them.
+  // Returns an empty string when valid, else what is wrong.
+  static std::string validate(const ModelConfig& config);
+  explicit ModelShape(const ModelConfig& config);
+
+  int season() const { return season_; }
+  int historyLength() const { return historyLength_; }
+  int ringLength() const { return ringLength_; }
+  int maxHorizon() const { return maxHorizon_; }
+  const std::vector<int>& horizons() const { return horizons_; }
+  int trackedCount() const { return static_cast<int>(horizons_.size()); }
+  int trackedRingTotal() const { return trackedRingTotal_; }
+  int trackedRingOffset(int j) const { return trackedRingOffsets_[j]; }
+  // sum_{i=1..h} phi^i, the damped-trend multiplier at horizon h.
+  double dampSum(int h) const { return dampSums_[h]; }
+  // Bracketing tracked horizons of h and the weight of the upper one.
+  struct Bracket {
+    int lower;
+    int upper;
+    double upperWeight;
+  };
+  const Bracket& bracket(int h) const { return brackets_[h]; }
+  const ModelTuning& tuning() const { return tuning_; }
+  // Floats of per-series arena storage.
+  size_t arenaFloats() const { return arenaFloats_; }
+
+ private:
+  int season_;
+  int historyLength_;
+  int ringLength_;
+  int maxHorizon_;
+  std::vector<int> horizons_;
+  std::vector<int> trackedRingOffsets_;
+  int trackedRingTotal_ = 0;
+  std::vector<double> dampSums_;
+  std::vector<Bracket> brackets_;
+  ModelTuning tuning_;
+  size_t arenaFloats_ = 0;
+};
+
+}  // namespace Atoll::forecast

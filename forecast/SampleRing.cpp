@@ -1,0 +1,69 @@
+#include "forecast/SampleRing.h"
+
+#include <bit>
+
+namespace Atoll::forecast {
+
+const char* metricName(Metric metric) {
+  switch (metric) {
+    case Metric::Cpu:
+      return "cpu";
+    case Metric::Memory:
+      return "memory";
+    case Metric::Io:
+      return "io";
+    case Metric::Network:
+      return "network";
+  }
+  return "unknown";
+}
+
+SampleRing::SampleRing(size_t capacity)
+    : cells_(std::make_unique<Cell[]>(std::bit_ceil(capacity < 2 ? size_t{2} : capacity))),
+      mask_(std::bit_ceil(capacity < 2 ? size_t{2} : capacity) - 1) {
+  for (size_t i = 0; i <= mask_; ++i) cells_[i].sequence.store(i, std::memory_order_relaxed);
+}
+
+bool SampleRing::tryPush(const Sample& sample) noexcept {
+  uint64_t pos = enqueuePos_.load(std::memory_order_relaxed);
+  for (;;) {
+    Cell& cell = cells_[pos & mask_];
+    uint64_t seq = cell.sequence.load(std::memory_order_acquire);
+    auto diff = static_cast<int64_t>(seq - pos);
+    if (diff == 0) {
+      if (enqueuePos_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+        cell.sample = sample;
+        cell.sequence.store(pos + 1, std::memory_order_release);
+        pushed_.fetch_add(1, std::memory_order_relaxed);
+        return true;
+      }
+    } else if (diff < 0) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    } else {
+      pos = enqueuePos_.load(std::memory_order_relaxed);
+    }
+  }
+}
+
+bool SampleRing::tryPop(Sample& out) noexcept {
+  uint64_t pos = dequeuePos_.load(std::memory_order_relaxed);
+  for (;;) {
+    Cell& cell = cells_[pos & mask_];
+    uint64_t seq = cell.sequence.load(std::memory_order_acquire);
+    auto diff = static_cast<int64_t>(seq - (pos + 1));
+    if (diff == 0) {
+      if (dequeuePos_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+        out = cell.sample;
+        cell.sequence.store(pos + mask_ + 1, std::memory_order_release);
+        return true;
+      }
+    } else if (diff < 0) {
+      return false;
+    } else {
+      pos = dequeuePos_.load(std::memory_order_relaxed);
+    }
+  }
+}
+
+}  // namespace Atoll::forecast

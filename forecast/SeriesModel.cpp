@@ -1,0 +1,527 @@
+#include "forecast/SeriesModel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace Atoll::forecast {
+
+namespace {
+
+// Rings of per-origin model state, one float per origin, ringLength long.
+enum RingSlot : int {
+  kRingMean,
+  kRingFastLevel,
+  kRingSlowLevel,
+  kRingHoltLevel,
+  kRingHoltTrend,
+  kRingHwLevel,
+  kRingHwTrend,
+  kRingCount
+};
+
+// Per tracked horizon statistics of the combined forecast. The quantiles and
+// the error scale are in units of the band scale (see bandScale()).
+enum TrackedStat : int { kQ95, kQ99, kErrorScale, kMae, kCoverage, kCount, kStatCount };
+
+constexpr int kRecentWindow = 12;
+constexpr float kNone = -1.0f;  // forecasts and errors are never negative
+// The band follows the recent volatility within these factors of the
+// long-run one, so one burst cannot blow the band up without bound.
+constexpr double kMinBandScale = 0.25;
+constexpr double kMaxBandScale = 4.0;
+// profile() keeps the weights of this many tracked horizons on the stack.
+constexpr int kStackTracked = 16;
+
+double ew(double previous, double sample, double weight) {
+  return previous < 0 ? sample : previous + weight * (sample - previous);
+}
+
+// Index `back` steps before `pos` in a ring of `length` (back <= length).
+int wrapBack(int pos, int back, int length) {
+  const int at = pos - back;
+  return at < 0 ? at + length : at;
+}
+
+// Huber-type robust level: moves by the error, clipped to the series' own
+// mean deviation, so spikes barely move it (close to a running median) while
+// a persistent shift is followed within a few multiples of 1/rate steps.
+void robustStep(double value, double rate, double& level, double& spread) {
+  const double error = value - level;
+  const double absError = std::fabs(error);
+  spread = ew(spread, absError, rate);
+  level += rate * std::clamp(error, -spread, spread);
+}
+
+}  // namespace
+
+const char* modelName(ModelKind kind) {
+  switch (kind) {
+    case ModelKind::LastValue:
+      return "last-value";
+    case ModelKind::RecentMean:
+      return "recent-mean";
+    case ModelKind::RecentMedian:
+      return "recent-median";
+    case ModelKind::SlowLevel:
+      return "slow-level";
+    case ModelKind::DampedTrend:
+      return "damped-trend";
+    case ModelKind::SeasonalHoltWinters:
+      return "seasonal-holt-winters";
+    case ModelKind::SeasonalNaive:
+      return "seasonal-naive";
+  }
+  return "unknown";
+}
+
+size_t SeriesModel::arenaFloatsFor(const ModelShape& shape) {
+  return size_t(shape.historyLength()) + size_t(shape.season()) +
+         size_t(kRingCount) * shape.ringLength() + 2 * size_t(shape.trackedRingTotal()) +
+         size_t(kModelCount) * shape.trackedCount() + size_t(kStatCount) * shape.trackedCount();
+}
+
+SeriesModel::SeriesModel(const ModelShape& shape)
+    : shape_(&shape),
+      arena_(std::make_unique<float[]>(shape.arenaFloats())),
+      trackedPos_(std::make_unique<uint16_t[]>(shape.trackedCount())) {
+  reset();
+}
+
+SeriesModel::SeriesModel(const SeriesModel& other)
+    : shape_(other.shape_),
+      arena_(std::make_unique<float[]>(other.shape_->arenaFloats())),
+      trackedPos_(std::make_unique<uint16_t[]>(other.shape_->trackedCount())),
+      steps_(other.steps_),
+      histPos_(other.histPos_),
+      ringPos_(other.ringPos_),
+      seasonPos_(other.seasonPos_),
+      last_(other.last_),
+      naiveScale_(other.naiveScale_),
+      volatility_(other.volatility_),
+      recentSum_(other.recentSum_),
+      fastLevel_(other.fastLevel_),
+      fastSpread_(other.fastSpread_),
+      slowLevel_(other.slowLevel_),
+      slowSpread_(other.slowSpread_),
+      holtLevel_(other.holtLevel_),
+      holtTrend_(other.holtTrend_),
+      holtSignal_(other.holtSignal_),
+      holtAbs_(other.holtAbs_),
+      hwLevel_(other.hwLevel_),
+      hwTrend_(other.hwTrend_),
+      hwSignal_(other.hwSignal_),
+      hwAbs_(other.hwAbs_) {
+  std::memcpy(arena_.get(), other.arena_.get(), shape_->arenaFloats() * sizeof(float));
+  std::memcpy(trackedPos_.get(), other.trackedPos_.get(),
+              size_t(shape_->trackedCount()) * sizeof(uint16_t));
+}
+
+float* SeriesModel::season() const {
+  return arena_.get() + shape_->historyLength();
+}
+float* SeriesModel::ring(int slot) const {
+  return season() + shape_->season() + size_t(slot) * shape_->ringLength();
+}
+float* SeriesModel::trackedP50(int j) const {
+  return ring(kRingCount) + shape_->trackedRingOffset(j);
+}
+float* SeriesModel::trackedScale(int j) const {
+  return ring(kRingCount) + shape_->trackedRingTotal() + shape_->trackedRingOffset(j);
+}
+float* SeriesModel::modelError(int model) const {
+  return ring(kRingCount) + 2 * shape_->trackedRingTotal() + size_t(model) * shape_->trackedCount();
+}
+float* SeriesModel::trackedStats(int j) const {
+  return modelError(kModelCount) + size_t(j) * kStatCount;
+}
+
+void SeriesModel::reset() {
+  steps_ = 0;
+  histPos_ = ringPos_ = seasonPos_ = 0;
+  last_ = 0;
+  naiveScale_ = -1;
+  volatility_ = recentSum_ = 0;
+  fastLevel_ = slowLevel_ = 0;
+  fastSpread_ = slowSpread_ = -1;
+  holtLevel_ = holtTrend_ = holtSignal_ = holtAbs_ = 0;
+  hwLevel_ = hwTrend_ = hwSignal_ = hwAbs_ = 0;
+  std::fill_n(arena_.get(), shape_->arenaFloats(), 0.0f);
+  std::fill_n(trackedPos_.get(), shape_->trackedCount(), uint16_t{0});
+  std::fill_n(trackedP50(0), shape_->trackedRingTotal(), kNone);
+  std::fill_n(modelError(0), size_t(kModelCount) * shape_->trackedCount(), kNone);
+  for (int j = 0; j < shape_->trackedCount(); ++j) {
+    float* stats = trackedStats(j);
+    stats[kErrorScale] = kNone;
+    stats[kMae] = kNone;
+    stats[kCoverage] = kNone;
+  }
+}
+
+size_t SeriesModel::memoryBytes() const {
+  return sizeof(*this) + shape_->arenaFloats() * sizeof(float) +
+         size_t(shape_->trackedCount()) * sizeof(uint16_t);
+}
+
+// A model can forecast from an origin once it has the history it needs.
+bool SeriesModel::available(int model, uint64_t origin) const {
+  const auto season = uint64_t(shape_->season());
+  switch (static_cast<ModelKind>(model)) {
+    case ModelKind::SeasonalHoltWinters:
+    case ModelKind::SeasonalNaive:
+      return season > 0 && origin + 1 >= season;
+    default:
+      return true;
+  }
+}
+
+// How volatile the series is now relative to its long run: the band is the
+// tracked error quantile times this factor, so the upper quantile is
+// conditional on the current regime (calm or bursty).
+double SeriesModel::bandScale() const {
+  const double longRun = std::max(naiveScale_, 0.0);
+  const double mix = shape_->tuning().volatilityMix;
+  const double recent = mix * volatility_ + (1 - mix) * longRun;
+  if (!(longRun > 0)) return recent > 0 ? kMaxBandScale : 1.0;
+  return std::clamp(recent / longRun, kMinBandScale, kMaxBandScale);
+}
+
+void SeriesModel::trackedWeights(int j, uint64_t origin, double* weights) const {
+  const double power = shape_->tuning().weightPower;
+  const double floor = 1e-9 + 1e-3 * std::max(naiveScale_, 0.0);
+  double sum = 0;
+  for (int m = 0; m < kModelCount; ++m) {
+    const float error = modelError(m)[j];
+    if (error < 0 || !available(m, origin)) {
+      weights[m] = 0;
+      continue;
+    }
+    const double e = error + floor;
+    weights[m] = power == 2.0 ? 1.0 / (e * e) : std::pow(e, -power);
+    sum += weights[m];
+  }
+  const double scale = sum > 0 ? 1.0 / sum : 0.0;
+  for (int m = 0; m < kModelCount; ++m) weights[m] *= scale;
+}
+
+// Forecasts of every model h steps after the last update (unavailable: 0).
+void SeriesModel::liveForecasts(int h, double* forecasts) const {
+  const uint64_t origin = steps_ - 1;
+  const int window = static_cast<int>(std::min<uint64_t>(steps_, kRecentWindow));
+  forecasts[int(ModelKind::LastValue)] = last_;
+  forecasts[int(ModelKind::RecentMean)] = recentSum_ / window;
+  forecasts[int(ModelKind::RecentMedian)] = fastLevel_;
+  forecasts[int(ModelKind::SlowLevel)] = slowLevel_;
+  forecasts[int(ModelKind::DampedTrend)] = holtLevel_ + shape_->dampSum(h) * holtTrend_;
+  const int season = shape_->season();
+  if (available(int(ModelKind::SeasonalNaive), origin)) {
+    // Target origin + h; its phase is seasonPos_ + h - 1, its value one
+    // season earlier sits h - 1 - season after the next history slot.
+    int phase = seasonPos_ + h - 1;
+    if (phase >= season) phase -= season;
+    forecasts[int(ModelKind::SeasonalHoltWinters)] =
+        hwLevel_ + shape_->dampSum(h) * hwTrend_ + seasonalAt(phase);
+    int at = histPos_ + h - 1 - season;
+    if (at < 0) at += shape_->historyLength();
+    forecasts[int(ModelKind::SeasonalNaive)] = hist()[at];
+  } else {
+    forecasts[int(ModelKind::SeasonalHoltWinters)] = 0;
+    forecasts[int(ModelKind::SeasonalNaive)] = 0;
+  }
+}
+
+namespace {
+
+struct Blend {
+  const double* lower;  // normalised weights at the lower tracked horizon, or null
+  const double* upper;
+  double upperWeight;
+};
+
+// p50 from the models' forecasts and the bracketing horizons' weights;
+// before any error is known the recent mean is the safest single guess.
+double blendedP50(const Blend& blend, const double* forecasts) {
+  if (blend.lower == nullptr && blend.upper == nullptr)
+    return std::max(0.0, forecasts[int(ModelKind::RecentMean)]);
+  const double* a = blend.lower ? blend.lower : blend.upper;
+  const double* b = blend.upper ? blend.upper : blend.lower;
+  const double u = blend.lower && blend.upper ? blend.upperWeight : 0.0;
+  double p50 = 0;
+  for (int m = 0; m < kModelCount; ++m) p50 += (a[m] + u * (b[m] - a[m])) * forecasts[m];
+  return std::max(0.0, p50);
+}
+
+bool anyWeight(const double* weights) {
+  for (int m = 0; m < kModelCount; ++m)
+    if (weights[m] > 0) return true;
+  return false;
+}
+
+}  // namespace
+
+Quantiles SeriesModel::forecast(int h) const {
+  Quantiles out;
+  if (steps_ == 0 || h < 1 || h > shape_->maxHorizon()) return out;
+  const ModelShape::Bracket& bracket = shape_->bracket(h);
+  const uint64_t origin = steps_ - 1;
+  double lower[kModelCount], upper[kModelCount], forecasts[kModelCount];
+  trackedWeights(bracket.lower, origin, lower);
+  trackedWeights(bracket.upper, origin, upper);
+  liveForecasts(h, forecasts);
+  const Blend blend{anyWeight(lower) ? lower : nullptr, anyWeight(upper) ? upper : nullptr,
+                    bracket.upperWeight};
+  quantilesAt(h, blendedP50(blend, forecasts), out);
+  return out;
+}
+
+void SeriesModel::quantilesAt(int h, double p50, Quantiles& out) const {
+  const ModelShape::Bracket& bracket = shape_->bracket(h);
+  const float* lowerStats = trackedStats(bracket.lower);
+  const float* upperStats = trackedStats(bracket.upper);
+  double q95, q99;
+  if (upperStats[kCount] > 0 && lowerStats[kCount] > 0) {
+    const double u = bracket.upperWeight;
+    q95 = lowerStats[kQ95] + u * (upperStats[kQ95] - lowerStats[kQ95]);
+    q99 = lowerStats[kQ99] + u * (upperStats[kQ99] - lowerStats[kQ99]);
+  } else if (upperStats[kCount] > 0 || lowerStats[kCount] > 0) {
+    const float* known = upperStats[kCount] > 0 ? upperStats : lowerStats;
+    q95 = known[kQ95];
+    q99 = known[kQ99];
+  } else {
+    // No error seen yet at this horizon: a provisional spread from the
+    // series' own step-to-step change, replaced as soon as errors arrive.
+    const double spread = std::max(naiveScale_, 0.0) * std::sqrt(double(h));
+    out.p50 = p50;
+    out.p95 = p50 + 2.0 * spread;
+    out.p99 = p50 + 3.0 * spread;
+    return;
+  }
+  const double band = bandScale();
+  out.p50 = p50;
+  out.p95 = std::max(p50, p50 + q95 * band);
+  out.p99 = std::max(out.p95, p50 + q99 * band);
+}
+
+void SeriesModel::profile(std::span<Quantiles> out) const {
+  const int steps = std::min<int>(static_cast<int>(out.size()), shape_->maxHorizon());
+  const int tracked = shape_->trackedCount();
+  if (steps_ == 0 || tracked > kStackTracked) {
+    for (int k = 0; k < steps; ++k) out[k] = forecast(k + 1);
+  } else {
+    // Weights once per tracked horizon, then one blend per step.
+    const uint64_t origin = steps_ - 1;
+    double weights[kStackTracked][kModelCount];
+    bool known[kStackTracked];
+    for (int j = 0; j < tracked; ++j) {
+      trackedWeights(j, origin, weights[j]);
+      known[j] = anyWeight(weights[j]);
+    }
+    double forecasts[kModelCount];
+    for (int k = 0; k < steps; ++k) {
+      const int h = k + 1;
+      const ModelShape::Bracket& bracket = shape_->bracket(h);
+      liveForecasts(h, forecasts);
+      const Blend blend{known[bracket.lower] ? weights[bracket.lower] : nullptr,
+                        known[bracket.upper] ? weights[bracket.upper] : nullptr,
+                        bracket.upperWeight};
+      quantilesAt(h, blendedP50(blend, forecasts), out[k]);
+    }
+  }
+  for (size_t k = steps; k < out.size(); ++k) out[k] = Quantiles{};
+}
+
+HorizonAccuracy SeriesModel::accuracy(int j) const {
+  HorizonAccuracy acc;
+  acc.horizon = shape_->horizons()[j];
+  const float* stats = trackedStats(j);
+  acc.errors = static_cast<uint64_t>(stats[kCount]);
+  if (stats[kMae] >= 0 && naiveScale_ > 0) acc.mase = stats[kMae] / naiveScale_;
+  acc.coverage95 = stats[kCoverage] >= 0 ? stats[kCoverage] : 0;
+  acc.p95Offset = std::max(0.0, stats[kQ95] * bandScale());
+  float best = -1;
+  for (int m = 0; m < kModelCount; ++m) {
+    const float error = modelError(m)[j];
+    if (error >= 0 && (best < 0 || error < best)) {
+      best = error;
+      acc.bestModel = static_cast<ModelKind>(m);
+    }
+  }
+  return acc;
+}
+
+void SeriesModel::scoreErrors(double value) {
+  const ModelTuning& tuning = shape_->tuning();
+  const uint64_t target = steps_;
+  const int ringLength = shape_->ringLength();
+  const int historyLength = shape_->historyLength();
+  const int season = shape_->season();
+  for (int j = 0; j < shape_->trackedCount(); ++j) {
+    const int h = shape_->horizons()[j];
+    if (target < uint64_t(h)) break;
+    const uint64_t origin = target - h;
+    const int at = wrapBack(ringPos_, h, ringLength);
+    const double damp = shape_->dampSum(h);
+    double stored[kModelCount];
+    stored[int(ModelKind::LastValue)] = hist()[wrapBack(histPos_, h, historyLength)];
+    stored[int(ModelKind::RecentMean)] = ring(kRingMean)[at];
+    stored[int(ModelKind::RecentMedian)] = ring(kRingFastLevel)[at];
+    stored[int(ModelKind::SlowLevel)] = ring(kRingSlowLevel)[at];
+    stored[int(ModelKind::DampedTrend)] = ring(kRingHoltLevel)[at] + damp * ring(kRingHoltTrend)[at];
+    const bool seasonal = season > 0 && origin + 1 >= uint64_t(season);
+    if (seasonal) {
+      // The seasonal entry of the target's phase is unchanged since the
+      // origin (it is updated once per season and h <= season).
+      stored[int(ModelKind::SeasonalHoltWinters)] =
+          ring(kRingHwLevel)[at] + damp * ring(kRingHwTrend)[at] + seasonalAt(seasonPos_);
+      stored[int(ModelKind::SeasonalNaive)] = hist()[wrapBack(histPos_, season, historyLength)];
+    }
+    const int models = seasonal ? kModelCount : int(ModelKind::SeasonalHoltWinters);
+    for (int m = 0; m < models; ++m) {
+      float& error = modelError(m)[j];
+      error = static_cast<float>(ew(error, std::fabs(value - stored[m]), tuning.errorDecay));
+    }
+    const int slot = trackedPos_[j];
+    const float p50 = trackedP50(j)[slot];
+    if (p50 < 0) continue;
+    float* stats = trackedStats(j);
+    const double error = value - p50;
+    // The error in units of the band scale in force when it was issued.
+    const double normalised = error / trackedScale(j)[slot];
+    const double absNormalised = std::fabs(normalised);
+    stats[kMae] = static_cast<float>(ew(stats[kMae], std::fabs(error), tuning.coverageDecay));
+    const bool covered = stats[kCount] == 0 || normalised <= stats[kQ95];
+    stats[kCoverage] =
+        static_cast<float>(ew(stats[kCoverage], covered ? 1.0 : 0.0, tuning.coverageDecay));
+    // The quantiles move by a small step on each miss or hit (adaptive
+    // quantile tracking), in units of a slow, spike-clipped error scale, so
+    // the miss rate settles at 5 % (1 %) whatever the error distribution and
+    // one burst does not widen every later interval.
+    const double scale = stats[kErrorScale];
+    if (stats[kCount] == 0) {
+      stats[kErrorScale] = static_cast<float>(absNormalised);
+      stats[kQ95] = static_cast<float>(1.6 * absNormalised);
+      stats[kQ99] = static_cast<float>(2.6 * absNormalised);
+    } else {
+      const double clipped =
+          scale > 0 ? std::min(absNormalised, tuning.clipSigmas * scale) : absNormalised;
+      stats[kErrorScale] = static_cast<float>(ew(scale, clipped, tuning.quantileScaleDecay));
+      const double step = tuning.quantileStep * stats[kErrorScale];
+      stats[kQ95] += static_cast<float>(step * ((covered ? 0.0 : 1.0) - 0.05));
+      stats[kQ99] += static_cast<float>(step * ((normalised > stats[kQ99] ? 1.0 : 0.0) - 0.01));
+    }
+    if (stats[kCount] < 1e7f) stats[kCount] += 1;
+  }
+}
+
+void SeriesModel::advanceModels(double value) {
+  const ModelTuning& tuning = shape_->tuning();
+  const uint64_t t = steps_;
+  const int historyLength = shape_->historyLength();
+  if (t > 0) {
+    const double change = std::fabs(value - last_);
+    naiveScale_ = ew(naiveScale_, change, tuning.scaleDecay);
+    volatility_ = t == 1 ? change : volatility_ + tuning.volatilityDecay * (change - volatility_);
+  }
+  // Running sum of the last kRecentWindow values (history >= the window).
+  const auto stored = static_cast<float>(value);
+  if (t >= uint64_t(kRecentWindow))
+    recentSum_ -= hist()[wrapBack(histPos_, kRecentWindow, historyLength)];
+  hist()[histPos_] = stored;
+  recentSum_ += stored;
+  last_ = value;
+
+  if (t == 0) {
+    fastLevel_ = slowLevel_ = holtLevel_ = value;
+    fastSpread_ = slowSpread_ = 0;
+    return;
+  }
+  robustStep(value, tuning.fastMedianRate, fastLevel_, fastSpread_);
+  robustStep(value, tuning.slowLevelRate, slowLevel_, slowSpread_);
+
+  // Damped Holt with an adaptive response rate: the gain follows how
+  // persistent (biased) recent errors are, with spikes clipped.
+  {
+    double error = value - (holtLevel_ + tuning.dampingPhi * holtTrend_);
+    if (holtAbs_ > 0) {
+      const double limit = tuning.clipSigmas * holtAbs_;
+      error = std::clamp(error, -limit, limit);
+    }
+    holtSignal_ += 0.1 * (error - holtSignal_);
+    holtAbs_ += 0.1 * (std::fabs(error) - holtAbs_);
+    const double alpha =
+        std::clamp(0.1 + 0.6 * (holtAbs_ > 0 ? std::fabs(holtSignal_) / holtAbs_ : 0.0), 0.1, 0.7);
+    holtLevel_ += tuning.dampingPhi * holtTrend_ + alpha * error;
+    holtTrend_ = tuning.dampingPhi * holtTrend_ + tuning.trendBeta * alpha * error;
+  }
+
+  // Damped additive Holt-Winters on the season, started from the first season.
+  const int season = shape_->season();
+  if (season > 0 && t + 1 == uint64_t(season)) {
+    double mean = 0;
+    for (int i = 0; i < season; ++i) mean += hist()[i % historyLength];
+    mean /= season;
+    for (int i = 0; i < season; ++i)
+      this->season()[i] = static_cast<float>(hist()[i % historyLength] - mean);
+    hwLevel_ = mean;
+    hwTrend_ = 0;
+  } else if (season > 0 && t + 1 > uint64_t(season)) {
+    float& seasonal = this->season()[seasonPos_];
+    double error = value - (hwLevel_ + tuning.dampingPhi * hwTrend_ + seasonal);
+    if (hwAbs_ > 0) {
+      const double limit = tuning.clipSigmas * hwAbs_;
+      error = std::clamp(error, -limit, limit);
+    }
+    hwSignal_ += 0.1 * (error - hwSignal_);
+    hwAbs_ += 0.1 * (std::fabs(error) - hwAbs_);
+    const double alpha =
+        std::clamp(0.05 + 0.5 * (hwAbs_ > 0 ? std::fabs(hwSignal_) / hwAbs_ : 0.0), 0.05, 0.6);
+    hwLevel_ += tuning.dampingPhi * hwTrend_ + alpha * error;
+    hwTrend_ = tuning.dampingPhi * hwTrend_ + tuning.trendBeta * alpha * error;
+    seasonal += static_cast<float>(tuning.seasonGamma * (1 - alpha) * error);
+  }
+}
+
+void SeriesModel::recordOrigin() {
+  const int at = ringPos_;
+  const int window = static_cast<int>(std::min<uint64_t>(steps_ + 1, kRecentWindow));
+  ring(kRingMean)[at] = static_cast<float>(recentSum_ / window);
+  ring(kRingFastLevel)[at] = static_cast<float>(fastLevel_);
+  ring(kRingSlowLevel)[at] = static_cast<float>(slowLevel_);
+  ring(kRingHoltLevel)[at] = static_cast<float>(holtLevel_);
+  ring(kRingHoltTrend)[at] = static_cast<float>(holtTrend_);
+  ring(kRingHwLevel)[at] = static_cast<float>(hwLevel_);
+  ring(kRingHwTrend)[at] = static_cast<float>(hwTrend_);
+}
+
+// Issues this origin's combined forecasts at the tracked horizons, with the
+// band scale in force, to be scored h steps later.
+void SeriesModel::issueTracked() {
+  const uint64_t origin = steps_ - 1;
+  const auto band = static_cast<float>(bandScale());
+  double weights[kModelCount], forecasts[kModelCount];
+  for (int j = 0; j < shape_->trackedCount(); ++j) {
+    const int h = shape_->horizons()[j];
+    trackedWeights(j, origin, weights);
+    liveForecasts(h, forecasts);
+    const Blend blend{anyWeight(weights) ? weights : nullptr, nullptr, 0.0};
+    const int slot = trackedPos_[j];
+    trackedP50(j)[slot] = static_cast<float>(blendedP50(blend, forecasts));
+    trackedScale(j)[slot] = band;
+  }
+}
+
+void SeriesModel::update(double value, bool filled) {
+  if (!std::isfinite(value)) return;  // callers validate; never poison the state
+  if (!filled) scoreErrors(value);
+  advanceModels(value);
+  recordOrigin();
+  ++steps_;
+  if (++histPos_ == shape_->historyLength()) histPos_ = 0;
+  if (++ringPos_ == shape_->ringLength()) ringPos_ = 0;
+  if (shape_->season() > 0 && ++seasonPos_ == shape_->season()) seasonPos_ = 0;
+  issueTracked();
+  for (int j = 0; j < shape_->trackedCount(); ++j)
+    if (++trackedPos_[j] == shape_->horizons()[j]) trackedPos_[j] = 0;
+}
+
+}  // namespace Atoll::forecast

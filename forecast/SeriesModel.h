@@ -1,0 +1,113 @@
+#pragma once
+// The forecasting state of one series at the model's step: a bank of small
+// online models (last value, recent mean, recent and long-run robust levels,
+// damped Holt, damped additive Holt-Winters on the season, seasonal naive),
+// each scored by its own out-of-sample error at every tracked horizon. The
+// forecast is their combination weighted by those errors, per horizon; the
+// upper quantiles are the combination's own recent error quantiles at that
+// horizon, in units of the series' recent volatility (so the band widens in a
+// burst and narrows when calm), tracked adaptively: the quantile rises on a
+// miss and falls on a hit, so coverage holds whatever the error distribution.
+// Every update is O(1) in the history length and allocates nothing; the whole
+// path is computed only when asked (forecast/profile). Memory is one float
+// arena sized by the shared ModelShape; nothing is refitted offline.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "forecast/ModelConfig.h"
+
+namespace Atoll::forecast {
+
+enum class ModelKind : uint8_t {
+  LastValue,
+  RecentMean,
+  RecentMedian,  // robust (Huber) level with a fast gain
+  SlowLevel,     // robust (Huber) level with a slow gain: the long-run level
+  DampedTrend,
+  SeasonalHoltWinters,
+  SeasonalNaive,
+};
+inline constexpr int kModelCount = 7;
+const char* modelName(ModelKind kind);
+
+struct Quantiles {
+  double p50 = 0;
+  double p95 = 0;
+  double p99 = 0;
+};
+
+// The running accuracy of the combined forecast at one tracked horizon.
+struct HorizonAccuracy {
+  int horizon = 0;
+  double mase = 0;        // EW mean |error| / EW one-step naive |change|
+  double coverage95 = 0;  // EW fraction of actuals at or below the p95 issued h steps before
+  double p95Offset = 0;   // current p95 - p50 offset (at the current volatility)
+  uint64_t errors = 0;    // how many errors were scored
+  ModelKind bestModel = ModelKind::LastValue;
+};
+
+class SeriesModel {
+ public:
+  explicit SeriesModel(const ModelShape& shape);
+  SeriesModel(const SeriesModel& other);
+  SeriesModel& operator=(const SeriesModel&) = delete;
+  SeriesModel(SeriesModel&&) noexcept = default;
+
+  // One step's value. A filled step (a gap bridged with the last value)
+  // advances the models and the seasonal phase but scores no error.
+  void update(double value, bool filled = false);
+  void reset();
+
+  uint64_t steps() const { return steps_; }
+  // Forecast of the step h steps after the last update (1 <= h <= maxHorizon).
+  Quantiles forecast(int h) const;
+  // out[k] = forecast(k + 1), cheaper than calling forecast per step.
+  void profile(std::span<Quantiles> out) const;
+  HorizonAccuracy accuracy(int trackedIndex) const;
+  const ModelShape& shape() const { return *shape_; }
+
+  // Heap and inline bytes this series holds.
+  size_t memoryBytes() const;
+  static size_t arenaFloatsFor(const ModelShape& shape);
+
+ private:
+  bool available(int model, uint64_t origin) const;
+  // Normalised combination weights at tracked horizon j (sum 1; all zero when
+  // no model has an error yet).
+  void trackedWeights(int j, uint64_t origin, double* weights) const;
+  void liveForecasts(int h, double* forecasts) const;
+  void quantilesAt(int h, double p50, Quantiles& out) const;
+  float seasonalAt(int phase) const { return season()[phase]; }
+  double bandScale() const;  // recent over long-run volatility, clamped
+  void scoreErrors(double value);
+  void advanceModels(double value);
+  void recordOrigin();
+  void issueTracked();
+
+  float* hist() const { return arena_.get(); }
+  float* season() const;
+  float* ring(int slot) const;
+  float* trackedP50(int j) const;
+  float* trackedScale(int j) const;  // band scale (volatility) at each origin
+  float* modelError(int model) const;  // [trackedCount]
+  float* trackedStats(int j) const;    // [kStatCount]
+
+  const ModelShape* shape_;
+  std::unique_ptr<float[]> arena_;
+  std::unique_ptr<uint16_t[]> trackedPos_;  // steps_ % horizon, per tracked horizon
+  uint64_t steps_ = 0;
+  // Cursors: steps_ modulo the history, ring and season lengths.
+  int histPos_ = 0, ringPos_ = 0, seasonPos_ = 0;
+  double last_ = 0;
+  double naiveScale_ = -1;  // < 0: not known yet
+  double volatility_ = 0;   // recent EW |one-step change|
+  double recentSum_ = 0;    // sum of the last kRecentWindow values
+  double fastLevel_ = 0, fastSpread_ = -1;
+  double slowLevel_ = 0, slowSpread_ = -1;
+  double holtLevel_ = 0, holtTrend_ = 0, holtSignal_ = 0, holtAbs_ = 0;
+  double hwLevel_ = 0, hwTrend_ = 0, hwSignal_ = 0, hwAbs_ = 0;
+};
+
+}  // namespace Atoll::forecast

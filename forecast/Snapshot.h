@@ -1,0 +1,77 @@
+#pragma once
+// What readers (planner, API, CLI) get: fixed-size, trivially copyable
+// records published through seqlock cells. Each carries a checksum of its own
+// bytes so any reader can verify it got one whole publication.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace Atoll::forecast {
+
+inline constexpr int kMaxProfileSteps = 144;  // 12 h at 5-min steps
+inline constexpr int kMaxTrackedHorizons = 8;
+
+struct AccuracyRecord {
+  int32_t horizon = 0;
+  float mase = 0;
+  float coverage95 = 0;
+  uint32_t errors = 0;
+  uint8_t bestModel = 0;  // ModelKind
+};
+
+// A series' (or an island's) demand profile from its last completed step.
+struct ProfileSnapshot {
+  uint64_t key = 0;          // SeriesKey::packed() or island id
+  uint64_t tick = 0;         // forecaster tick that published it
+  int64_t originStepNs = 0;  // start of the last completed step
+  int64_t stepNs = 0;
+  uint32_t steps = 0;  // valid entries of p50/p95/p99
+  uint32_t trackedCount = 0;
+  float p50[kMaxProfileSteps] = {};
+  float p95[kMaxProfileSteps] = {};
+  float p99[kMaxProfileSteps] = {};
+  AccuracyRecord accuracy[kMaxTrackedHorizons] = {};
+  // Islands only: contention against capacity.
+  double capacity = 0;
+  double contentionProbability = 0;
+  int32_t peakStep = -1;
+  int32_t firstRiskStep = -1;
+  uint64_t checksum = 0;
+};
+
+// Next-sample forecast at the raw (1-s) grain.
+struct ShortTermSnapshot {
+  uint64_t key = 0;
+  uint64_t tick = 0;
+  int64_t lastSampleNs = 0;
+  double p50 = 0;
+  double p95 = 0;
+  uint64_t checksum = 0;
+};
+
+// FNV-1a style mix over every 8-byte word before the trailing checksum field.
+template <typename T>
+uint64_t snapshotChecksum(const T& record) {
+  static_assert(offsetof(T, checksum) % 8 == 0, "checksum must follow whole words");
+  const auto* bytes = reinterpret_cast<const unsigned char*>(&record);
+  uint64_t hash = 1469598103934665603ULL;
+  for (size_t i = 0; i < offsetof(T, checksum); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, bytes + i, 8);
+    hash = (hash ^ word) * 1099511628211ULL;
+    hash ^= hash >> 29;
+  }
+  return hash;
+}
+
+template <typename T>
+void sealSnapshot(T& record) {
+  record.checksum = snapshotChecksum(record);
+}
+
+template <typename T>
+bool snapshotIntact(const T& record) {
+  return record.checksum == snapshotChecksum(record);
+}
+
+}  // namespace Atoll::forecast

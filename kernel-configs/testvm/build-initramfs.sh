@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds the test VM's initramfs: busybox-static, the guest init, the modules
+# that mount the 9p share and the kernel's config. Shared libraries are not
+# in it: /lib, /lib64 and /usr/lib are links into /share/sysroot, which
+# collect-libraries.sh fills, so the guest reads only the pages it uses.
+#
+#   build-initramfs.sh KERNEL_DIR GUEST_INIT OUTPUT.cpio
+#
+# KERNEL_DIR is what fetch-kernel.sh printed. The archive is an uncompressed
+# newc cpio written with `busybox cpio` (no cpio binary is needed).
+set -euo pipefail
+
+kernel_dir=${1:?usage: build-initramfs.sh KERNEL_DIR GUEST_INIT OUTPUT.cpio}
+guest_init=${2:?missing GUEST_INIT}
+output=${3:?missing OUTPUT.cpio}
+
+busybox=/bin/busybox
+# Insertion order matters: there is no modules.dep, so each module is loaded
+# after the ones it needs.
+share_modules=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
+  9pnet 9pnet_virtio netfs fscache 9p)
+
+fail() {
+  echo "build-initramfs: $*" >&2
+  exit 1
+}
+
+version=$(cat "$kernel_dir/unpacked.stamp")
+modules_dir=$kernel_dir/lib/modules/$version
+[[ -d $modules_dir ]] || fail "no modules folder $modules_dir"
+[[ -x $busybox ]] || fail "$busybox is missing (Debian package busybox-static)"
+if ldd "$busybox" >/dev/null 2>&1; then
+  fail "$busybox is dynamically linked; the guest needs busybox-static"
+fi
+
+root=$(mktemp -d "$(dirname "$output")/initramfs-root.XXXXXX")
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,share,modules,boot}
+# Where Debian hosts keep the kernel's build options; `atoll check` reads them.
+cp "$kernel_dir/boot/config-$version" "$root/boot/"
+cp "$busybox" "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"
+install -m 0755 "$guest_init" "$root/init"
+
+# Modules: copy the ones that exist as files, skip the ones built into this
+# kernel, refuse anything else.
+: >"$root/modules/load-order"
+for name in "${share_modules[@]}"; do
+  file=$(find "$modules_dir/kernel" -name "$name.ko" -o -name "$name.ko.xz" -o -name "$name.ko.zst" |
+    head -n 1)
+  if [[ -n $file ]]; then
+    case $file in
+      *.ko.xz) xz -dc "$file" >"$root/modules/$name.ko" ;;
+      *.ko.zst) zstd -qdc "$file" >"$root/modules/$name.ko" ;;
+      *) cp "$file" "$root/modules/$name.ko" ;;
+    esac
+    echo "$name" >>"$root/modules/load-order"
+  elif grep -q "/$name\.ko$" "$modules_dir/modules.builtin"; then
+    echo "build-initramfs: $name is built into $version" >&2
+  else
+    fail "module $name is neither in $modules_dir nor built into $version"
+  fi
+done
+
+# The loader and libraries live on the share (collect-libraries.sh).
+ln -s /share/sysroot/lib "$root/lib"
+ln -s /share/sysroot/lib64 "$root/lib64"
+ln -s /share/sysroot/usr/lib "$root/usr/lib"
+
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | "$busybox" cpio -o -H newc) >"$output.tmp"
+mv "$output.tmp" "$output"
+echo "build-initramfs: $output ($(du -h "$output" | cut -f1), modules: $(tr '\n' ' ' <"$root/modules/load-order"))" >&2

@@ -1,0 +1,110 @@
+#include "migrate/transfer/IoRing.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <utility>
+
+namespace Atoll::transfer {
+
+Result<std::unique_ptr<IoRing>> IoRing::create(unsigned entries) {
+  std::unique_ptr<IoRing> ring(new IoRing());
+  int rc = io_uring_queue_init(entries, &ring->ring_, 0);
+  if (rc < 0) return Error::fromErrno("io_uring_setup", "io_uring", -rc, std::to_string(entries));
+  ring->initialised_ = true;
+  io_uring_probe* probe = io_uring_get_probe_ring(&ring->ring_);
+  if (probe != nullptr) {
+    for (int op = 0; op <= probe->last_op && op < 256; ++op) {
+      ring->supported_[op] = io_uring_opcode_supported(probe, op) ? 1 : 0;
+    }
+    io_uring_free_probe(probe);
+  }
+  return ring;
+}
+
+IoRing::~IoRing() {
+  if (initialised_) io_uring_queue_exit(&ring_);
+}
+
+bool IoRing::supports(uint8_t opcode) const {
+  return supported_[opcode] != 0;
+}
+
+io_uring_sqe* IoRing::nextSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  while (sqe == nullptr) {
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  return sqe;
+}
+
+Result<void> IoRing::submitAndWait(unsigned waitFor) {
+  for (;;) {
+    int rc = io_uring_submit_and_wait(&ring_, waitFor);
+    if (rc >= 0) return ok();
+    if (rc == -EINTR) continue;
+    return Error::fromErrno("io_uring_enter", "io_uring", -rc);
+  }
+}
+
+Result<void> IoRing::registerBuffers(std::span<const iovec> buffers) {
+  int rc = io_uring_register_buffers(&ring_, buffers.data(), static_cast<unsigned>(buffers.size()));
+  if (rc < 0) {
+    return Error::fromErrno("io_uring_register_buffers", "io_uring", -rc,
+                            std::to_string(buffers.size()));
+  }
+  return ok();
+}
+
+Result<BufferPool> BufferPool::create(size_t count, size_t dataSize, size_t headroom) {
+  BufferPool pool;
+  const size_t page = 4096;
+  pool.count_ = count;
+  pool.dataSize_ = dataSize;
+  pool.headroom_ = headroom;
+  // Page-aligned data: O_DIRECT-friendly and what READ_FIXED likes best.
+  size_t headPages = (headroom + page - 1) / page * page;
+  pool.stride_ = headPages + (dataSize + page - 1) / page * page;
+  pool.mapped_ = pool.stride_ * count;
+  void* base =
+      ::mmap(nullptr, pool.mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) {
+    return Error::fromErrno("mmap", "buffer pool", errno, std::to_string(pool.mapped_));
+  }
+  // Shift so that data() lands on a page boundary and headroom sits just
+  // before it.
+  pool.mapBase_ = base;
+  pool.base_ = static_cast<uint8_t*>(base) + (headPages - headroom);
+  pool.iovecs_ = std::make_unique<iovec[]>(count);
+  for (size_t i = 0; i < count; ++i) {
+    pool.iovecs_[i].iov_base = pool.frame(i);
+    pool.iovecs_[i].iov_len = headroom + dataSize;
+  }
+  return pool;
+}
+
+BufferPool::BufferPool(BufferPool&& other) noexcept {
+  *this = std::move(other);
+}
+
+BufferPool& BufferPool::operator=(BufferPool&& other) noexcept {
+  if (this != &other) {
+    if (mapBase_ != nullptr) ::munmap(mapBase_, mapped_);
+    mapBase_ = std::exchange(other.mapBase_, nullptr);
+    base_ = std::exchange(other.base_, nullptr);
+    mapped_ = std::exchange(other.mapped_, 0);
+    count_ = std::exchange(other.count_, 0);
+    dataSize_ = other.dataSize_;
+    headroom_ = other.headroom_;
+    stride_ = other.stride_;
+    iovecs_ = std::move(other.iovecs_);
+  }
+  return *this;
+}
+
+BufferPool::~BufferPool() {
+  if (mapBase_ != nullptr) ::munmap(mapBase_, mapped_);
+}
+
+}  // namespace Atoll::transfer

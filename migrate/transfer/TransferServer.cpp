@@ -1,0 +1,136 @@
+#include "migrate/transfer/TransferServer.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+
+#include "migrate/transfer/StreamTunnel.h"
+
+namespace Atoll::transfer {
+
+namespace {
+
+// After a failed session the peer may still be sending; reading (and
+// dropping) its data for a moment lets our error report reach it instead of
+// being lost to a connection reset.
+void lingerAfterError(int fd) {
+  ::shutdown(fd, SHUT_WR);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  static thread_local uint8_t sink[65536];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    if (::recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0) break;
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<TransferServer>> TransferServer::create(const ServerConfig& config) {
+  auto staging = StagingArea::open(config.stagingDirectory);
+  if (!staging) return staging.error();
+  std::shared_ptr<TlsContext> tls;
+  if (config.tls.enabled()) {
+    auto context = TlsContext::create(config.tls, TlsContext::Role::kServer);
+    if (!context) return context.error();
+    tls = *context;
+  }
+  auto listener = listenTcp(config.listen);
+  if (!listener) return listener.error();
+  auto port = boundPort(listener->get());
+  if (!port) return port.error();
+  std::unique_ptr<TransferServer> server(
+      new TransferServer(config, std::move(*staging), std::move(*listener), *port));
+  server->tls_ = tls;
+  server->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
+  return server;
+}
+
+TransferServer::~TransferServer() {
+  stop();
+}
+
+void TransferServer::start() {
+  acceptor_ = std::thread([this] { acceptLoop(); });
+}
+
+void TransferServer::stop() {
+  if (stopping_.exchange(true)) return;
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+  if (acceptor_.joinable()) acceptor_.join();
+  std::lock_guard lock(mutex_);
+  for (auto& t : sessions_) t.join();
+  sessions_.clear();
+}
+
+void TransferServer::acceptLoop() {
+  while (!stopping_) {
+    pollfd p[2] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p[1].revents & POLLIN) break;
+    std::string peer;
+    auto socket = acceptConnection(listener_.get(), &peer, config_.socket.idleTimeout);
+    if (!socket) continue;
+    std::lock_guard lock(mutex_);
+    sessions_.emplace_back([this, fd = std::make_shared<UniqueFd>(std::move(*socket)), peer] {
+      auto result = serveConnection(std::move(*fd), peer);
+      if (config_.onSession) config_.onSession(peer, result);
+    });
+  }
+}
+
+Result<ReceiveReport> TransferServer::serveConnection(UniqueFd socket, const std::string& peer) {
+  int fd = socket.get();
+  auto plain = SocketChannel::create(std::move(socket), peer, config_.socket);
+  if (!plain) return plain.error();
+  std::unique_ptr<Channel> channel;
+  if (tls_ != nullptr) {
+    auto secured = TlsChannel::handshake(std::move(*plain), tls_);
+    if (!secured) return secured.error();  // refused before any data flows
+    channel = std::move(*secured);
+  } else {
+    channel = std::move(*plain);
+  }
+  auto first = channel->recvFrame();
+  if (!first) return first.error();
+  if (first->header.type == MessageType::kTunnelOpen) {
+    auto open = decodeTunnelOpen(first->payload);
+    if (!open) return open.error();
+    Error refused = Error::invalid("tunnel", peer, "", "");
+    if (config_.tunnelDestination.empty()) {
+      refused.detail = "this server carries no migration tunnels";
+    } else if (channel->encrypted()) {
+      refused.detail = "migration tunnels run in plaintext only; the server is configured for TLS";
+    } else {
+      auto served = serveTunnel(*channel, fd, *open, config_.tunnelDestination);
+      if (!served) return served.error();
+      return ReceiveReport{};
+    }
+    (void)channel->sendFrame(encode(ErrorReport{1, refused.message()}));
+    return refused;
+  }
+  if (first->header.type != MessageType::kHello) {
+    Error e = Error::invalid("receive", peer, messageTypeName(first->header.type),
+                             "a session must begin with Hello or TunnelOpen");
+    (void)channel->sendFrame(encode(ErrorReport{3, e.message()}));
+    return e;
+  }
+  auto hello = decodeHello(first->payload);
+  if (!hello) {
+    (void)channel->sendFrame(encode(ErrorReport{3, hello.error().message()}));
+    return hello.error();
+  }
+  auto received = receiveImage(*channel, staging_, *hello, config_.receiver);
+  if (!received) lingerAfterError(fd);
+  return received;
+}
+
+}  // namespace Atoll::transfer

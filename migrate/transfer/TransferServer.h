@@ -1,0 +1,64 @@
+#pragma once
+// The receiving endpoint: accepts connections, authenticates them (TLS 1.3
+// with client certificates when configured), then serves an image transfer
+// (Hello) or a migration-stream tunnel (TunnelOpen) on each, one thread per
+// connection.
+#include <atomic>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "migrate/transfer/Channel.h"
+#include "migrate/transfer/ImageReceiver.h"
+#include "migrate/transfer/Net.h"
+#include "migrate/transfer/StagingArea.h"
+#include "migrate/transfer/TlsChannel.h"
+
+namespace Atoll::transfer {
+
+struct ServerConfig {
+  std::string stagingDirectory;
+  Endpoint listen{"0.0.0.0", 7477};
+  TlsConfig tls;                  // empty: plaintext
+  std::string tunnelDestination;  // unix socket of the destination QEMU; empty: no tunnels
+  SocketOptions socket;
+  ReceiverOptions receiver;
+  // Told about every finished session (success or failure).
+  std::function<void(const std::string& peer, const Result<ReceiveReport>&)> onSession;
+};
+
+class TransferServer {
+ public:
+  static Result<std::unique_ptr<TransferServer>> create(const ServerConfig& config);
+  ~TransferServer();
+  uint16_t port() const { return port_; }
+  // Accepts until stop(); serves each connection on its own thread.
+  void start();
+  void stop();
+  // Serves one accepted connection on the calling thread.
+  Result<ReceiveReport> serveConnection(UniqueFd socket, const std::string& peer);
+
+ private:
+  TransferServer(ServerConfig config, StagingArea staging, UniqueFd listener, uint16_t port)
+      : config_(std::move(config)),
+        staging_(std::move(staging)),
+        listener_(std::move(listener)),
+        port_(port) {}
+  void acceptLoop();
+
+  ServerConfig config_;
+  StagingArea staging_;
+  UniqueFd listener_;
+  UniqueFd wake_;
+  uint16_t port_;
+  std::shared_ptr<TlsContext> tls_;
+  std::atomic<bool> stopping_{false};
+  std::thread acceptor_;
+  std::mutex mutex_;
+  std::list<std::thread> sessions_;
+};
+
+}  // namespace Atoll::transfer

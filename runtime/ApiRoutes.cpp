@@ -1,0 +1,180 @@
+#include "runtime/ApiRoutes.h"
+
+#include <spdlog/spdlog.h>
+
+#include "runtime/ApiRequests.h"
+
+namespace Atoll {
+
+namespace {
+
+void reply(httplib::Response& res, int status, const nlohmann::json& body) {
+  res.status = status;
+  res.set_content(body.dump() + "\n", "application/json");
+}
+
+void replyError(httplib::Response& res, int status, const std::string& reason) {
+  reply(res, status, {{"error", reason}});
+}
+
+std::string reasonFor(const Error& error) {
+  std::string out = error.operation;
+  if (!error.value.empty()) out += " '" + error.value + "'";
+  if (!error.detail.empty()) out += ": " + error.detail;
+  if (error.errnum != 0) out = error.message();
+  return out;
+}
+
+nlohmann::json entryJson(const StateEntry& entry) {
+  return {{"key", entry.key}, {"value", entry.value}, {"revision", entry.revision}};
+}
+
+ChangeOrigin originOf(const httplib::Request& req) {
+  auto peer = peerFromRequest(req);
+  ChangeOrigin origin;
+  origin.via = "api";
+  if (peer) {
+    origin.uid = peer->uid;
+    origin.pid = peer->pid;
+  }
+  return origin;
+}
+
+void listKeys(ApiContext& ctx, Keyspace keyspace, const httplib::Request& req,
+              httplib::Response& res) {
+  std::string prefix = req.get_param_value("prefix");
+  auto entries = ctx.store.list(keyspace, prefix);
+  if (!entries) return replyError(res, 503, reasonFor(entries.error()));
+  nlohmann::json items = nlohmann::json::array();
+  for (const auto& entry : *entries) items.push_back(entryJson(entry));
+  reply(res, 200, {{"revision", ctx.store.revision()}, {"entries", std::move(items)}});
+}
+
+void getKey(ApiContext& ctx, Keyspace keyspace, const httplib::Request& req,
+            httplib::Response& res) {
+  std::string key = req.matches[1];
+  if (auto valid = validateStateKey(key); !valid)
+    return replyError(res, 400, reasonFor(valid.error()));
+  auto entry = ctx.store.get(keyspace, key);
+  if (!entry) return replyError(res, 503, reasonFor(entry.error()));
+  if (!*entry)
+    return replyError(res, 404, "no " + std::string(keyspaceName(keyspace)) + " key '" + key + "'");
+  reply(res, 200, entryJson(**entry));
+}
+
+std::string_view defaultReason(int status) {
+  switch (status) {
+    case 400:
+      return "malformed HTTP request";
+    case 403:
+      return "forbidden";
+    case 404:
+      return "no such endpoint";
+    case 405:
+      return "method not allowed";
+    case 413:
+      return "request body too large";
+    case 414:
+      return "request line too long";
+    case 416:
+      return "range not satisfiable";
+    case 417:
+      return "expectation failed";
+    default:
+      return status >= 500 ? "internal error" : "request refused";
+  }
+}
+
+}  // namespace
+
+void installApiRoutes(httplib::Server& server, ApiContext& ctx) {
+  server.set_pre_routing_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
+    auto peer = peerFromRequest(req);
+    if (!peer) {
+      replyError(res, 403, "the peer's credentials could not be read");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (!ctx.policy.allows(*peer)) {
+      replyError(res, 403, ctx.policy.refusal(*peer));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+
+  server.set_error_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string reason(defaultReason(res.status));
+    if (res.status == 404 && !req.method.empty())
+      reason = "no such endpoint: " + req.method + " " + req.path;
+    if (res.status == 413)
+      reason = "request body larger than " + std::to_string(ctx.maxBodyBytes) + " bytes";
+    replyError(res, res.status, reason);
+  });
+
+  server.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        replyError(res, 500, "internal error: " + what);
+      });
+
+  server.set_logger([&ctx](const httplib::Request& req, const httplib::Response& res) {
+    if (ctx.metrics != nullptr) ctx.metrics->recordApiRequest(req.method, res.status);
+    spdlog::debug("event=api_request method={} path=\"{}\" status={} peer={}", req.method,
+                  req.path, res.status, req.remote_addr);
+  });
+
+  server.Get("/v1/status", [&ctx](const httplib::Request&, httplib::Response& res) {
+    reply(res, 200, ctx.status());
+  });
+
+  server.Get("/v1/state", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    listKeys(ctx, Keyspace::Desired, req, res);
+  });
+  server.Get("/v1/state/(.+)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    getKey(ctx, Keyspace::Desired, req, res);
+  });
+  server.Put("/v1/state/(.+)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    std::string key = req.matches[1];
+    if (auto valid = validateStateKey(key); !valid)
+      return replyError(res, 400, reasonFor(valid.error()));
+    auto value = parseStatePutBody(req.body, req.get_header_value("Content-Type"));
+    if (!value) {
+      int status = value.error().detail.find("Content-Type") != std::string::npos ? 415 : 400;
+      return replyError(res, status, reasonFor(value.error()));
+    }
+    auto revision = ctx.store.put(Keyspace::Desired, key, std::move(*value), originOf(req));
+    if (!revision) {
+      spdlog::error("event=state_put_failed key={} error=\"{}\"", key, revision.error().message());
+      return replyError(res, 503, "the change was not stored: " + revision.error().message());
+    }
+    reply(res, 200, {{"key", key}, {"revision", *revision}});
+  });
+  server.Delete("/v1/state/(.+)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    std::string key = req.matches[1];
+    if (auto valid = validateStateKey(key); !valid)
+      return replyError(res, 400, reasonFor(valid.error()));
+    auto revision = ctx.store.remove(Keyspace::Desired, key, originOf(req));
+    if (!revision) {
+      spdlog::error("event=state_delete_failed key={} error=\"{}\"", key,
+                    revision.error().message());
+      return replyError(res, 503, "the change was not stored: " + revision.error().message());
+    }
+    if (!*revision) return replyError(res, 404, "no desired key '" + key + "'");
+    reply(res, 200, {{"key", key}, {"revision", **revision}});
+  });
+
+  server.Get("/v1/facts", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    listKeys(ctx, Keyspace::Facts, req, res);
+  });
+  server.Get("/v1/facts/(.+)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    getKey(ctx, Keyspace::Facts, req, res);
+  });
+}
+
+}  // namespace Atoll

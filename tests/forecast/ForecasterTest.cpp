@@ -1,0 +1,137 @@
+#include "forecast/Forecaster.h"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+
+namespace Atoll::forecast {
+namespace {
+
+constexpr int64_t kSecond = 1'000'000'000;
+constexpr int64_t kStep = 300 * kSecond;
+
+std::unique_ptr<Forecaster> make(ForecasterConfig config = {}) {
+  auto created = Forecaster::create(config);
+  EXPECT_TRUE(created) << created.error().message();
+  return std::move(created.value());
+}
+
+void push(Forecaster& f, uint32_t workload, int64_t ts, double value, Metric metric = Metric::Cpu) {
+  ASSERT_TRUE(f.ring(0).tryPush(Sample{SeriesKey{workload, metric}, ts, value}));
+}
+
+TEST(Forecaster, ResamplesSecondsOntoSteps) {
+  auto f = make();
+  // Two steps of 1-s samples: 10 then 30.
+  for (int64_t s = 0; s < 600; ++s) push(*f, 1, s * kSecond + 1, s < 300 ? 10.0 : 30.0);
+  f->tick(599 * kSecond);  // first step complete, second open
+  auto snapshot = std::make_unique<ProfileSnapshot>();
+  ASSERT_TRUE(f->readProfile({1, Metric::Cpu}, *snapshot));
+  EXPECT_EQ(snapshot->originStepNs, 0);
+  EXPECT_NEAR(snapshot->p50[0], 10.0, 1e-4);
+  f->tick(2 * kStep);
+  ASSERT_TRUE(f->readProfile({1, Metric::Cpu}, *snapshot));
+  EXPECT_EQ(snapshot->originStepNs, kStep);
+  EXPECT_EQ(snapshot->steps, 72u);
+  EXPECT_TRUE(snapshotIntact(*snapshot));
+  ShortTermSnapshot shortTerm;
+  ASSERT_TRUE(f->readShortTerm({1, Metric::Cpu}, shortTerm));
+  EXPECT_NEAR(shortTerm.p50, 30.0, 1e-6);
+  EXPECT_FALSE(f->readProfile({2, Metric::Cpu}, *snapshot));
+}
+
+TEST(Forecaster, DropsAndCountsBadSamplesWithoutPoisoning) {
+  auto f = make();
+  push(*f, 1, 10 * kSecond, 5.0);
+  push(*f, 1, 10 * kSecond, 6.0);                                       // duplicated timestamp
+  push(*f, 1, 5 * kSecond, 6.0);                                        // backwards
+  push(*f, 1, 11 * kSecond, std::numeric_limits<double>::quiet_NaN());  // NaN
+  push(*f, 1, 12 * kSecond, std::numeric_limits<double>::infinity());
+  push(*f, 1, 13 * kSecond, -1.0);  // negative demand
+  f->tick(kStep);
+  push(*f, 1, 100 * kSecond, 5.0);  // step 0 was closed: late
+  f->tick(kStep + 1);
+  const ForecasterCounters c = f->counters();
+  EXPECT_EQ(c.consumed, 7u);
+  EXPECT_EQ(c.droppedBadTimestamp, 2u);
+  EXPECT_EQ(c.droppedInvalidValue, 3u);
+  EXPECT_EQ(c.droppedLate, 1u);
+  auto snapshot = std::make_unique<ProfileSnapshot>();
+  ASSERT_TRUE(f->readProfile({1, Metric::Cpu}, *snapshot));
+  EXPECT_NEAR(snapshot->p50[0], 5.0, 1e-5);
+}
+
+TEST(Forecaster, BridgesShortGapsAndRestartsAfterLongOnes) {
+  ForecasterConfig config;
+  config.maxGapSteps = 3;
+  auto f = make(config);
+  push(*f, 1, 1, 10.0);
+  push(*f, 1, 3 * kStep + 1, 10.0);  // steps 1-2 missing: bridged
+  f->tick(4 * kStep);
+  EXPECT_EQ(f->counters().seriesRestarted, 0u);
+  push(*f, 1, 20 * kStep + 1, 50.0);  // 16 steps missing: restart
+  f->tick(21 * kStep);
+  EXPECT_EQ(f->counters().seriesRestarted, 1u);
+  auto snapshot = std::make_unique<ProfileSnapshot>();
+  ASSERT_TRUE(f->readProfile({1, Metric::Cpu}, *snapshot));
+  EXPECT_NEAR(snapshot->p50[0], 50.0, 1e-5) << "old level forgotten";
+}
+
+TEST(Forecaster, IslandAggregatesMembersAndScoresContention) {
+  auto f = make();
+  auto island = f->defineIsland({"web", {{1, Metric::Cpu}, {2, Metric::Cpu}}, 100.0});
+  ASSERT_TRUE(island);
+  auto tight = f->defineIsland({"tight", {{1, Metric::Cpu}, {2, Metric::Cpu}}, 55.0});
+  ASSERT_TRUE(tight);
+  for (int step = 0; step < 200; ++step) {
+    push(*f, 1, step * kStep + 1, 20.0 + (step % 3));
+    push(*f, 2, step * kStep + 2, 30.0 + (step % 5));
+    f->tick((step + 1) * kStep);
+  }
+  auto snapshot = std::make_unique<ProfileSnapshot>();
+  ASSERT_TRUE(f->readIsland(island.value(), *snapshot));
+  EXPECT_NEAR(snapshot->p50[0], 53.0, 5.0);
+  EXPECT_LT(snapshot->contentionProbability, 0.01);
+  EXPECT_EQ(snapshot->firstRiskStep, -1);
+  ASSERT_TRUE(f->readIsland(tight.value(), *snapshot));
+  EXPECT_GT(snapshot->contentionProbability, 0.05);
+  EXPECT_GE(snapshot->firstRiskStep, 1);
+  EXPECT_FALSE(f->readIsland(99, *snapshot));
+  EXPECT_FALSE(f->defineIsland({"empty", {}, 10.0}));
+  EXPECT_FALSE(f->defineIsland({"nocap", {{1, Metric::Cpu}}, 0.0}));
+}
+
+TEST(Forecaster, VmPressureNamesTheStarvedResource) {
+  auto f = make();
+  for (int step = 0; step < 50; ++step) {
+    push(*f, 7, step * kStep + 1, 1.0, Metric::Cpu);
+    push(*f, 7, step * kStep + 2, 900.0 + (step % 4) * 10, Metric::Memory);
+    f->tick((step + 1) * kStep);
+  }
+  auto pressure = f->readVmPressure(7, {4.0, 920.0, 0, 0});
+  ASSERT_TRUE(pressure);
+  EXPECT_EQ(pressure->driver, Metric::Memory);
+  EXPECT_GT(pressure->probability, 0.1);
+  EXPECT_FALSE(f->readVmPressure(8, {4.0, 920.0, 0, 0}));
+}
+
+TEST(Forecaster, RejectsBadConfiguration) {
+  ForecasterConfig config;
+  config.stepNs = 0;
+  EXPECT_FALSE(Forecaster::create(config));
+  config = {};
+  config.profileSteps = 1000;
+  EXPECT_FALSE(Forecaster::create(config));
+  config = {};
+  config.model.trackedHorizons = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  EXPECT_FALSE(Forecaster::create(config));
+}
+
+TEST(Forecaster, MemoryPerSeriesIsReported) {
+  auto f = make();
+  EXPECT_GT(f->bytesPerSeries(), 4096u);
+  EXPECT_LT(f->bytesPerSeries(), 16384u);
+}
+
+}  // namespace
+}  // namespace Atoll::forecast

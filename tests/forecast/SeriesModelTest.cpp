@@ -1,0 +1,119 @@
+#include "forecast/SeriesModel.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+namespace Atoll::forecast {
+namespace {
+
+ModelShape defaultShape() {
+  return ModelShape(ModelConfig{});
+}
+
+TEST(SeriesModel, ConstantSeriesForecastsTheConstant) {
+  const ModelShape shape = defaultShape();
+  SeriesModel model(shape);
+  for (int i = 0; i < 400; ++i) model.update(42.0);
+  for (int h : {1, 12, 72}) {
+    const Quantiles q = model.forecast(h);
+    EXPECT_NEAR(q.p50, 42.0, 1e-3) << h;
+    EXPECT_GE(q.p95, q.p50);
+    EXPECT_GE(q.p99, q.p95);
+    EXPECT_NEAR(q.p95, 42.0, 1e-3) << "no error seen, so no spread";
+  }
+}
+
+TEST(SeriesModel, LearnsADailySeason) {
+  const ModelShape shape = defaultShape();
+  SeriesModel model(shape);
+  auto daily = [](int t) { return 50.0 + 40.0 * std::sin(2 * M_PI * (t % 288) / 288.0); };
+  const int days = 6;
+  for (int t = 0; t < days * 288; ++t) model.update(daily(t));
+  const int now = days * 288 - 1;
+  for (int h : {1, 12, 36, 72}) EXPECT_NEAR(model.forecast(h).p50, daily(now + h), 2.0) << h;
+  // The seasonal models win at long horizons.
+  const HorizonAccuracy acc = model.accuracy(shape.trackedCount() - 1);
+  EXPECT_TRUE(acc.bestModel == ModelKind::SeasonalHoltWinters ||
+              acc.bestModel == ModelKind::SeasonalNaive)
+      << modelName(acc.bestModel);
+  EXPECT_LT(acc.mase, 0.5);
+}
+
+TEST(SeriesModel, P95CoverageIsCalibratedOnSkewedNoise) {
+  const ModelShape shape = defaultShape();
+  SeriesModel model(shape);
+  std::mt19937 rng(7);
+  std::exponential_distribution<double> noise(0.2);
+  for (int t = 0; t < 6000; ++t) model.update(10.0 + noise(rng));
+  for (int j = 0; j < shape.trackedCount(); ++j) {
+    const HorizonAccuracy acc = model.accuracy(j);
+    EXPECT_GT(acc.coverage95, 0.90) << "h=" << acc.horizon;
+    EXPECT_LT(acc.coverage95, 0.99) << "h=" << acc.horizon;
+  }
+}
+
+TEST(SeriesModel, RecoversFromALevelShiftAndIdleThenBusy) {
+  const ModelShape shape = defaultShape();
+  SeriesModel model(shape);
+  for (int t = 0; t < 3 * 288; ++t) model.update(0.0);  // zero for days
+  EXPECT_NEAR(model.forecast(12).p50, 0.0, 1e-9);
+  for (int t = 0; t < 48; ++t) model.update(80.0);  // then busy
+  EXPECT_NEAR(model.forecast(1).p50, 80.0, 8.0);
+  EXPECT_NEAR(model.forecast(12).p50, 80.0, 16.0);
+}
+
+TEST(SeriesModel, SpikesAndNonFiniteValuesDoNotPoisonTheState) {
+  const ModelShape shape = defaultShape();
+  SeriesModel model(shape);
+  for (int t = 0; t < 600; ++t) model.update(t % 50 == 0 ? 1000.0 : 20.0);
+  model.update(std::numeric_limits<double>::quiet_NaN());
+  model.update(std::numeric_limits<double>::infinity());
+  const Quantiles q = model.forecast(12);
+  EXPECT_TRUE(std::isfinite(q.p50) && std::isfinite(q.p95) && std::isfinite(q.p99));
+  EXPECT_NEAR(q.p50, 20.0, 10.0);
+  EXPECT_EQ(model.steps(), 600u);
+}
+
+TEST(SeriesModel, ForecastsNeverNegative) {
+  const ModelShape shape = defaultShape();
+  SeriesModel model(shape);
+  for (int t = 0; t < 300; ++t) model.update(std::max(0.0, 100.0 - t));  // falling to zero
+  for (int h = 1; h <= 72; ++h) EXPECT_GE(model.forecast(h).p50, 0.0);
+}
+
+TEST(SeriesModel, MemoryPerSeriesWithinBudgetAtDailySeason) {
+  const ModelShape shape = defaultShape();
+  SeriesModel model(shape);
+  EXPECT_LE(model.memoryBytes(), 8u * 1024u);
+}
+
+TEST(SeriesModel, ProfileMatchesPointForecasts) {
+  const ModelShape shape = defaultShape();
+  SeriesModel model(shape);
+  for (int t = 0; t < 700; ++t) model.update(10 + (t % 7));
+  std::vector<Quantiles> profile(72);
+  model.profile(profile);
+  for (int h = 1; h <= 72; ++h) {
+    EXPECT_DOUBLE_EQ(profile[h - 1].p50, model.forecast(h).p50);
+    EXPECT_DOUBLE_EQ(profile[h - 1].p95, model.forecast(h).p95);
+  }
+}
+
+TEST(ModelShape, RejectsBadConfiguration) {
+  ModelConfig config;
+  config.trackedHorizons = {0};
+  EXPECT_NE(ModelShape::validate(config), "");
+  config.trackedHorizons = {300};
+  EXPECT_NE(ModelShape::validate(config), "");  // beyond the 288-step season
+  config.trackedHorizons = {1, 12};
+  config.seasonSteps = 1;
+  EXPECT_NE(ModelShape::validate(config), "");
+  config.seasonSteps = 288;
+  EXPECT_EQ(ModelShape::validate(config), "");
+}
+
+}  // namespace
+}  // namespace Atoll::forecast

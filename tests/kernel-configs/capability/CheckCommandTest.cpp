@@ -1,0 +1,133 @@
+// The built `atoll check` binary: the fixed JSON shape, the text table, and
+// an exit status that follows the presence of missing required features.
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kernel-configs/CapabilityCheck.h"
+
+namespace Atoll::capability {
+namespace {
+
+constexpr const char* kCli = ATOLL_CLI_PATH;
+
+struct CommandOutput {
+  std::string out;
+  std::string err;
+  int exitStatus = -1;  // -1 when it did not exit normally
+};
+
+// Runs argv without a shell; stdout and stderr are collected separately
+// (stderr through a file, so neither pipe can fill up and block the child).
+CommandOutput run(const std::vector<std::string>& argv) {
+  CommandOutput result;
+  char errPath[] = "/tmp/atoll-check-stderr-XXXXXX";
+  int errFd = ::mkstemp(errPath);
+  int fds[2];
+  if (errFd < 0 || ::pipe(fds) != 0) return result;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::dup2(errFd, STDERR_FILENO);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    std::vector<char*> args;
+    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;)
+    result.out.append(buffer, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  if (pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status))
+    result.exitStatus = WEXITSTATUS(status);
+  ::lseek(errFd, 0, SEEK_SET);
+  for (ssize_t n; (n = ::read(errFd, buffer, sizeof buffer)) > 0;)
+    result.err.append(buffer, static_cast<std::size_t>(n));
+  ::close(errFd);
+  ::unlink(errPath);
+  return result;
+}
+
+class CheckCommandTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "atoll check probes BPF and cgroups: needs root";
+  }
+};
+
+TEST_F(CheckCommandTest, JsonHasTheFixedShapeAndTheExitStatusFollowsIt) {
+  CommandOutput check = run({kCli, "check", "--json", "--libvirt-timeout-ms", "1000"});
+  ASSERT_NE(check.exitStatus, 127) << "could not run " << kCli;
+  auto report = nlohmann::json::parse(check.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(report.is_discarded()) << "not JSON:\n" << check.out << check.err;
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report.size(), 3u) << report.dump();
+
+  utsname uts{};
+  ASSERT_EQ(::uname(&uts), 0);
+  EXPECT_EQ(report.at("kernel"), uts.release);
+
+  const auto& features = report.at("features");
+  ASSERT_TRUE(features.is_array());
+  ASSERT_EQ(features.size(), kFeatureNames.size());
+  const std::set<std::string> statuses = {"ok", "missing", "degraded"};
+  std::size_t ok = 0, missing = 0, degraded = 0;
+  bool requiredMissing = false;
+  for (std::size_t i = 0; i < features.size(); ++i) {
+    const auto& feature = features[i];
+    ASSERT_TRUE(feature.is_object());
+    EXPECT_EQ(feature.size(), 5u) << feature.dump();
+    EXPECT_EQ(feature.at("name"), std::string(kFeatureNames[i]));
+    ASSERT_TRUE(feature.at("status").is_string());
+    std::string status = feature.at("status");
+    EXPECT_TRUE(statuses.contains(status)) << status;
+    ASSERT_TRUE(feature.at("required").is_boolean());
+    EXPECT_TRUE(feature.at("detail").is_string());
+    EXPECT_TRUE(feature.at("fix").is_string());
+    ok += status == "ok";
+    missing += status == "missing";
+    degraded += status == "degraded";
+    if (status == "missing" && feature.at("required").get<bool>()) requiredMissing = true;
+  }
+  const auto& summary = report.at("summary");
+  EXPECT_EQ(summary.size(), 3u);
+  EXPECT_EQ(summary.at("ok"), ok);
+  EXPECT_EQ(summary.at("missing"), missing);
+  EXPECT_EQ(summary.at("degraded"), degraded);
+  EXPECT_EQ(check.exitStatus, requiredMissing ? 1 : 0) << check.out;
+}
+
+TEST_F(CheckCommandTest, TextTableListsEveryFeatureWithTheSameExitStatus) {
+  CommandOutput json = run({kCli, "check", "--json", "--libvirt-timeout-ms", "1000"});
+  CommandOutput text = run({kCli, "check", "--libvirt-timeout-ms", "1000"});
+  EXPECT_EQ(text.exitStatus, json.exitStatus);
+  EXPECT_NE(text.out.find("FEATURE"), std::string::npos) << text.out;
+  for (auto name : kFeatureNames)
+    EXPECT_NE(text.out.find(std::string(name) + " "), std::string::npos) << name;
+  bool failed = text.exitStatus == 1;
+  EXPECT_EQ(text.out.find("required features missing:") != std::string::npos, failed) << text.out;
+}
+
+TEST(CheckCommandUsageTest, OutOfRangeTimeoutIsRefusedNamingTheValue) {
+  CommandOutput check = run({kCli, "check", "--libvirt-timeout-ms", "0"});
+  EXPECT_NE(check.exitStatus, 0);
+  EXPECT_NE(check.exitStatus, 1) << "a usage error must not read as a host verdict";
+  EXPECT_NE(check.err.find("--libvirt-timeout-ms"), std::string::npos) << check.err;
+  EXPECT_NE(check.err.find("0"), std::string::npos) << check.err;
+  EXPECT_TRUE(check.out.empty()) << check.out;
+}
+
+}  // namespace
+}  // namespace Atoll::capability

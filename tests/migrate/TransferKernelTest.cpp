@@ -1,0 +1,580 @@
+// The transfer engine on real sockets: two network namespaces joined by a
+// veth pair, a TransferServer in B, the sender in A.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <future>
+#include <thread>
+
+#include "NetnsPair.h"
+#include "TestImages.h"
+#include "migrate/transfer/ImageSender.h"
+#include "migrate/transfer/StreamTunnel.h"
+#include "migrate/transfer/TransferServer.h"
+
+namespace Atoll::transfer {
+namespace {
+
+using testing::NetnsPair;
+using testing::TempDir;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+class TransferKernelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces";
+    auto ring = IoRing::create(4);
+    if (!ring) GTEST_SKIP() << "io_uring unavailable: " << ring.error().message();
+    net_ = std::make_unique<NetnsPair>();
+    if (!net_->ok()) GTEST_SKIP() << net_->error();
+    ::mkdir((dir_ / "staging").c_str(), 0755);
+  }
+
+  // Starts a server inside namespace B.
+  std::unique_ptr<TransferServer> startServer(ServerConfig config) {
+    config.stagingDirectory = dir_ / "staging";
+    config.listen = Endpoint{NetnsPair::kAddressB, 0};
+    config.onSession = [this](const std::string&, const Result<ReceiveReport>& r) {
+      std::lock_guard lock(mutex_);
+      sessionErrors_.push_back(r ? "" : r.error().message());
+    };
+    std::unique_ptr<TransferServer> server;
+    net_->inB([&] {
+      auto created = TransferServer::create(config);
+      if (!created) {
+        ADD_FAILURE() << created.error().message();
+        return;
+      }
+      server = std::move(*created);
+    });
+    if (server) server->start();
+    return server;
+  }
+
+  // Connects from namespace A (plaintext or TLS).
+  Result<std::unique_ptr<Channel>> connectFromA(uint16_t port, const TlsConfig& tls = {},
+                                                SocketOptions options = {}) {
+    Result<std::unique_ptr<Channel>> out = Error::invalid("connect", "test", "", "not attempted");
+    net_->inA([&] {
+      auto fd = connectTcp(Endpoint{NetnsPair::kAddressB, port}, options.idleTimeout);
+      if (!fd) {
+        out = fd.error();
+        return;
+      }
+      auto socket = SocketChannel::create(std::move(*fd), "10.231.0.2", options);
+      if (!socket) {
+        out = socket.error();
+        return;
+      }
+      if (!tls.enabled()) {
+        out = std::unique_ptr<Channel>(std::move(*socket));
+        return;
+      }
+      auto context = TlsContext::create(tls, TlsContext::Role::kClient);
+      if (!context) {
+        out = context.error();
+        return;
+      }
+      auto secured = TlsChannel::handshake(std::move(*socket), *context);
+      if (!secured) {
+        out = secured.error();
+        return;
+      }
+      out = std::unique_ptr<Channel>(std::move(*secured));
+    });
+    return out;
+  }
+
+  std::vector<std::string> sessionErrors() {
+    std::lock_guard lock(mutex_);
+    return sessionErrors_;
+  }
+
+  // Generates a CA, certificates for server and client, and a second CA with
+  // its own client certificate, with the openssl CLI.
+  bool makeCertificates() {
+    std::string d = dir_.path();
+    std::string script =
+        "cd " + d +
+        " && for ca in ca rogue; do openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+        "-nodes -keyout $ca.key -out $ca.crt -subj /CN=$ca -days 2 2>/dev/null || exit 1; done"
+        " && for who in server:ca client:ca intruder:rogue; do n=${who%%:*}; c=${who##*:};"
+        " openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key -out "
+        "$n.csr -subj /CN=$n 2>/dev/null || exit 1;"
+        " openssl x509 -req -in $n.csr -CA $c.crt -CAkey $c.key -CAcreateserial -out $n.crt "
+        "-days 2 2>/dev/null || exit 1; done";
+    return testing::shell(script) == 0;
+  }
+  TlsConfig tlsFor(const std::string& who, const std::string& ca = "ca") {
+    return {dir_ / (who + ".crt"), dir_ / (who + ".key"), dir_ / (ca + ".crt")};
+  }
+
+  TempDir dir_;
+  std::unique_ptr<NetnsPair> net_;
+  std::mutex mutex_;
+  std::vector<std::string> sessionErrors_;
+};
+
+Result<PreCopyReport> sendImage(ImageSender& sender, std::unique_ptr<Channel> channel,
+                                uint32_t rounds = 1) {
+  if (auto a = sender.attach(std::move(channel)); !a) return a.error();
+  PreCopyPolicy policy;
+  policy.maxRounds = rounds;
+  return runPreCopy(sender, policy);
+}
+
+TEST_F(TransferKernelTest, PlaintextSparseRandomTwoGiB) {
+  // 2 GiB, mostly holes, 48 random 4 MiB extents: holes are found with
+  // SEEK_DATA and sent as ZeroBlock frames, data blocks travel as is.
+  std::string source = dir_ / "source.img";
+  testing::makeSparseRandomImage(source, 2048 * kMiB, 48, 4 * kMiB, 1);
+  auto server = startServer({});
+  ASSERT_TRUE(server);
+  SenderOptions options;
+  options.remoteName = "disk.img";
+  options.transferId = 11;
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender) << sender.error().message();
+  auto channel = connectFromA(server->port());
+  ASSERT_TRUE(channel) << channel.error().message();
+  auto report = sendImage(**sender, std::move(*channel));
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->verify.match);
+  const RoundReport& round = report->rounds.front();
+  EXPECT_EQ(round.blocksSent, 2048u) << "every block of a fresh target";
+  EXPECT_LE(round.dataBytes, 192 * kMiB) << "holes carry no data";
+  server->stop();
+  EXPECT_TRUE(testing::filesEqual(source, dir_ / "staging/disk.img"));
+  EXPECT_FALSE(testing::exists(dir_ / "staging/.disk.img.atoll-partial"));
+  EXPECT_FALSE(testing::exists(dir_ / "staging/.disk.img.atoll-progress"));
+}
+
+TEST_F(TransferKernelTest, TlsMutualAuthSparseRandomTwoGiB) {
+  ASSERT_TRUE(makeCertificates());
+  std::string source = dir_ / "source.img";
+  testing::makeSparseRandomImage(source, 2048 * kMiB, 48, 4 * kMiB, 2);
+  ServerConfig config;
+  config.tls = tlsFor("server");
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  SenderOptions options;
+  options.remoteName = "secure.img";
+  options.transferId = 12;
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender);
+  auto channel = connectFromA(server->port(), tlsFor("client"));
+  ASSERT_TRUE(channel) << channel.error().message();
+  EXPECT_TRUE((*channel)->encrypted());
+  auto report = sendImage(**sender, std::move(*channel));
+  ASSERT_TRUE(report) << report.error().message();
+  server->stop();
+  EXPECT_TRUE(testing::filesEqual(source, dir_ / "staging/secure.img"));
+}
+
+TEST_F(TransferKernelTest, IncrementalRoundSendsTheChangedFivePercent) {
+  std::string source = dir_ / "source.img";
+  testing::makeSparseRandomImage(source, 256 * kMiB, 64, 4 * kMiB, 3);
+  testing::changeBlocks(source, kMiB, 256, 30);  // no holes: every block has data
+  auto server = startServer({});
+  ASSERT_TRUE(server);
+  SenderOptions options;
+  options.remoteName = "inc.img";
+  options.transferId = 13;
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender);
+  auto channel = connectFromA(server->port());
+  ASSERT_TRUE(channel);
+  ASSERT_TRUE((*sender)->attach(std::move(*channel)));
+  auto first = (*sender)->runRound(false);
+  ASSERT_TRUE(first) << first.error().message();
+  EXPECT_EQ(first->blocksSent, 256u);
+
+  // 5 % of the blocks change; the hash scan finds exactly them.
+  auto changed = testing::changeBlocks(source, kMiB, 13, 31);
+  auto second = (*sender)->runRound(false);
+  ASSERT_TRUE(second) << second.error().message();
+  EXPECT_EQ(second->blocksSent, 13u);
+  EXPECT_EQ(second->dirtyBytes, 13 * kMiB);
+  EXPECT_LE(static_cast<double>(second->wireBytes), 1.1 * 13 * kMiB);
+
+  // A caller that knows the dirty blocks: only they are read.
+  changed = testing::changeBlocks(source, kMiB, 13, 32);
+  auto third = (*sender)->runRound(true, &changed);
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->blocksExamined, 13u);
+  EXPECT_EQ(third->blocksSent, 13u);
+  auto verified = (*sender)->verify();
+  ASSERT_TRUE(verified);
+  EXPECT_TRUE(verified->match);
+  server->stop();
+  EXPECT_TRUE(testing::filesEqual(source, dir_ / "staging/inc.img"));
+}
+
+// Kernels without io_uring (or with it disabled) take the system call path;
+// the same transfer must come out identical.
+TEST_F(TransferKernelTest, SystemCallFallbackTransfersTheSameImage) {
+  std::string source = dir_ / "source.img";
+  testing::makeSparseRandomImage(source, 64 * kMiB, 8, 4 * kMiB, 17);
+  ServerConfig config;
+  config.socket.useIoUring = false;
+  config.receiver.useIoUring = false;
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  SenderOptions options;
+  options.remoteName = "fallback.img";
+  options.useIoUring = false;
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender);
+  SocketOptions plain;
+  plain.useIoUring = false;
+  auto channel = connectFromA(server->port(), {}, plain);
+  ASSERT_TRUE(channel);
+  auto report = sendImage(**sender, std::move(*channel), 2);
+  ASSERT_TRUE(report) << report.error().message();
+  server->stop();
+  EXPECT_TRUE(testing::filesEqual(source, dir_ / "staging/fallback.img"));
+}
+
+// The receiver runs in a forked child so that it can be killed outright.
+pid_t forkReceiver(const std::string& netns, const std::string& staging, uint16_t port,
+                   int readyFd) {
+  pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  if (!NetnsPair::enter(netns)) ::_exit(90);
+  ServerConfig config;
+  config.stagingDirectory = staging;
+  config.listen = Endpoint{NetnsPair::kAddressB, port};
+  config.receiver.checkpointBytes = 32 * kMiB;
+  auto server = TransferServer::create(config);
+  if (!server) ::_exit(91);
+  uint16_t bound = (*server)->port();
+  (void)!::write(readyFd, &bound, sizeof bound);
+  (*server)->start();
+  ::pause();
+  ::_exit(0);
+}
+
+TEST_F(TransferKernelTest, ReceiverKilledMidRoundResumes) {
+  std::string source = dir_ / "source.img";
+  testing::makeSparseRandomImage(source, 256 * kMiB, 64, 4 * kMiB, 4);
+  testing::changeBlocks(source, kMiB, 256, 40);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t child = forkReceiver(net_->nameB(), dir_ / "staging", 0, ready[1]);
+  uint16_t port = 0;
+  ASSERT_EQ(::read(ready[0], &port, sizeof port), static_cast<ssize_t>(sizeof port));
+
+  SenderOptions options;
+  options.remoteName = "resume.img";
+  options.transferId = 14;
+  std::atomic<bool> killed{false};
+  options.onBlock = [&](uint64_t bytes) {
+    if (bytes >= 160 * kMiB && !killed.exchange(true)) ::kill(child, SIGKILL);
+  };
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender);
+  SocketOptions quick;
+  quick.idleTimeout = std::chrono::seconds(3);
+  auto channel = connectFromA(port, {}, quick);
+  ASSERT_TRUE(channel);
+  ASSERT_TRUE((*sender)->attach(std::move(*channel)));
+  auto interrupted = (*sender)->runRound(false);
+  ::waitpid(child, nullptr, 0);
+  ASSERT_FALSE(interrupted) << "the receiver died mid-round";
+  EXPECT_FALSE(testing::exists(dir_ / "staging/resume.img"));
+  EXPECT_TRUE(testing::exists(dir_ / "staging/.resume.img.atoll-progress"));
+
+  // A new receiver on the same staging directory resumes from its record.
+  child = forkReceiver(net_->nameB(), dir_ / "staging", port, ready[1]);
+  ASSERT_EQ(::read(ready[0], &port, sizeof port), static_cast<ssize_t>(sizeof port));
+  channel = connectFromA(port, {}, quick);
+  ASSERT_TRUE(channel);
+  ASSERT_TRUE((*sender)->attach(std::move(*channel)));
+  auto resumed = (*sender)->runRound(true);
+  ASSERT_TRUE(resumed) << resumed.error().message();
+  EXPECT_LE(resumed->dataBytes, 160 * kMiB) << "resumed instead of starting over";
+  EXPECT_LT(resumed->dataBytes, 256 * kMiB);
+  EXPECT_GT(resumed->dataBytes, 0u);
+  auto verified = (*sender)->verify();
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  ASSERT_TRUE(verified) << verified.error().message();
+  EXPECT_TRUE(verified->match);
+  EXPECT_EQ(testing::fileHash(source), testing::fileHash(dir_ / "staging/resume.img"));
+}
+
+TEST_F(TransferKernelTest, CutLinkIsAClearErrorAndTargetStaysIncomplete) {
+  std::string source = dir_ / "source.img";
+  testing::makeSparseRandomImage(source, 256 * kMiB, 64, 4 * kMiB, 5);
+  testing::changeBlocks(source, kMiB, 256, 50);
+  uint64_t sourceHash = testing::fileHash(source);
+  ServerConfig config;
+  config.socket.idleTimeout = std::chrono::seconds(2);
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  TransferLimiter limiter(64 * kMiB, nullptr);  // slow enough to cut mid-round
+  SenderOptions options;
+  options.remoteName = "cut.img";
+  options.transferId = 15;
+  options.limiter = &limiter;
+  std::atomic<bool> cut{false};
+  options.onBlock = [&](uint64_t bytes) {
+    if (bytes >= 32 * kMiB && !cut.exchange(true)) {
+      EXPECT_TRUE(net_->cutLink());
+    }
+  };
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender);
+  SocketOptions quick;
+  quick.idleTimeout = std::chrono::seconds(2);
+  auto channel = connectFromA(server->port(), {}, quick);
+  ASSERT_TRUE(channel);
+  ASSERT_TRUE((*sender)->attach(std::move(*channel)));
+  auto start = std::chrono::steady_clock::now();
+  auto round = (*sender)->runRound(false);
+  ASSERT_FALSE(round);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  std::string message = round.error().message();
+  EXPECT_TRUE(message.find("idle timeout") != std::string::npos ||
+              message.find("timed out") != std::string::npos)
+      << message;
+  server->stop();
+  EXPECT_EQ(testing::fileHash(source), sourceHash) << "source untouched";
+  EXPECT_FALSE(testing::exists(dir_ / "staging/cut.img"));
+  EXPECT_TRUE(testing::exists(dir_ / "staging/.cut.img.atoll-progress")) << "marked incomplete";
+}
+
+TEST_F(TransferKernelTest, FullTargetDiskIsAClearErrorWithNoFinalFile) {
+  std::string staging = dir_ / "staging";
+  if (::mount("atoll-test", staging.c_str(), "tmpfs", 0, "size=48m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs: " << std::strerror(errno);
+  }
+  std::string source = dir_ / "source.img";
+  testing::makeSparseRandomImage(source, 128 * kMiB, 32, 4 * kMiB, 6);
+  testing::changeBlocks(source, kMiB, 128, 60);
+  auto server = startServer({});
+  SenderOptions options;
+  options.remoteName = "full.img";
+  options.transferId = 16;
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender);
+  auto channel = connectFromA(server->port());
+  ASSERT_TRUE(channel);
+  auto report = sendImage(**sender, std::move(*channel));
+  server->stop();
+  bool finalExists = testing::exists(staging + "/full.img");
+  ::umount2(staging.c_str(), MNT_DETACH);
+  ASSERT_FALSE(report);
+  EXPECT_NE(report.error().message().find("No space left on device"), std::string::npos)
+      << report.error().message();
+  EXPECT_FALSE(finalExists);
+}
+
+TEST_F(TransferKernelTest, StagingRefusesEscapesAndSymlinks) {
+  ASSERT_EQ(::symlink("/etc", (dir_ / "staging/link").c_str()), 0);
+  auto server = startServer({});
+  std::string source = dir_ / "small.img";
+  testing::makeSparseRandomImage(source, 4 * kMiB, 1, kMiB, 7);
+  for (const char* name : {"link/passwd", "link"}) {
+    SenderOptions options;
+    options.remoteName = name;
+    auto sender = ImageSender::open(source, options);
+    ASSERT_TRUE(sender);
+    auto channel = connectFromA(server->port());
+    ASSERT_TRUE(channel);
+    auto attached = (*sender)->attach(std::move(*channel));
+    ASSERT_FALSE(attached) << name;
+    EXPECT_NE(attached.error().message().find("refused"), std::string::npos)
+        << attached.error().message();
+  }
+  server->stop();
+  EXPECT_FALSE(testing::exists("/etc/.passwd.atoll-partial"));
+}
+
+TEST_F(TransferKernelTest, TlsRefusesPeersWithoutValidCertificates) {
+  ASSERT_TRUE(makeCertificates());
+  ServerConfig config;
+  config.tls = tlsFor("server");
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  std::string source = dir_ / "small.img";
+  testing::makeSparseRandomImage(source, 4 * kMiB, 1, kMiB, 8);
+
+  // A client certificate from another CA.
+  auto intruder = connectFromA(server->port(), tlsFor("intruder", "ca"));
+  if (intruder) {
+    SenderOptions options;
+    options.remoteName = "x.img";
+    auto sender = ImageSender::open(source, options);
+    ASSERT_TRUE(sender);
+    EXPECT_FALSE((*sender)->attach(std::move(*intruder)));
+  }
+  // The client trusts a different CA than the one that signed the server.
+  auto wrongCa = connectFromA(server->port(), tlsFor("client", "rogue"));
+  ASSERT_FALSE(wrongCa);
+  EXPECT_NE(wrongCa.error().message().find("certificate"), std::string::npos)
+      << wrongCa.error().message();
+  // No certificate at all (openssl s_client without -cert).
+  testing::shell("echo hello | timeout 10 ip netns exec " + net_->nameA() +
+                 " openssl s_client -tls1_3 -quiet -connect 10.231.0.2:" +
+                 std::to_string(server->port()) + " >/dev/null 2>&1");
+  // A plaintext client.
+  auto plain = connectFromA(server->port());
+  ASSERT_TRUE(plain);
+  (void)(*plain)->sendFrame(encode(Hello{1, kMiB, kMiB, "plain.img"}));
+  server->stop();
+  auto errors = sessionErrors();
+  ASSERT_GE(errors.size(), 3u);
+  for (const auto& e : errors) EXPECT_FALSE(e.empty()) << "every session was refused";
+  EXPECT_FALSE(testing::exists(dir_ / "staging/x.img"));
+  EXPECT_FALSE(testing::exists(dir_ / "staging/.x.img.atoll-partial"));
+}
+
+// A relay in namespace B between the client and the server that flips one
+// byte of the client's stream after the handshake.
+TEST_F(TransferKernelTest, TlsRefusesATamperedRecord) {
+  ASSERT_TRUE(makeCertificates());
+  ServerConfig config;
+  config.tls = tlsFor("server");
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  UniqueFd proxyListener;
+  net_->inB([&] {
+    auto l = listenTcp(Endpoint{NetnsPair::kAddressB, 0});
+    ASSERT_TRUE(l);
+    proxyListener = std::move(*l);
+  });
+  uint16_t proxyPort = *boundPort(proxyListener.get());
+  std::thread proxy([&] {
+    auto client = acceptConnection(proxyListener.get(), nullptr, std::chrono::seconds(5));
+    if (!client) return;
+    UniqueFd upstream;
+    NetnsPair::enter(net_->nameB());
+    auto u = connectTcp(Endpoint{NetnsPair::kAddressB, server->port()}, std::chrono::seconds(5));
+    if (!u) return;
+    upstream = std::move(*u);
+    std::thread back([&] {
+      uint8_t buffer[65536];
+      ssize_t n;
+      while ((n = ::recv(upstream.get(), buffer, sizeof buffer, 0)) > 0) {
+        if (::send(client->get(), buffer, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
+      }
+      ::shutdown(client->get(), SHUT_WR);
+    });
+    uint8_t buffer[65536];
+    uint64_t total = 0;
+    ssize_t n;
+    bool flipped = false;
+    while ((n = ::recv(client->get(), buffer, sizeof buffer, 0)) > 0) {
+      if (!flipped && total + static_cast<uint64_t>(n) > 200000) {
+        buffer[200000 - total < static_cast<uint64_t>(n) ? 200000 - total : 0] ^= 0x40;
+        flipped = true;
+      }
+      total += static_cast<uint64_t>(n);
+      if (::send(upstream.get(), buffer, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
+    }
+    ::shutdown(upstream.get(), SHUT_WR);
+    back.join();
+  });
+  std::string source = dir_ / "tamper.img";
+  testing::makeSparseRandomImage(source, 16 * kMiB, 4, 4 * kMiB, 9);
+  testing::changeBlocks(source, kMiB, 16, 90);
+  SenderOptions options;
+  options.remoteName = "tamper.img";
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender);
+  SocketOptions quick;
+  quick.idleTimeout = std::chrono::seconds(5);
+  auto channel = connectFromA(proxyPort, tlsFor("client"), quick);
+  ASSERT_TRUE(channel) << channel.error().message();
+  auto report = sendImage(**sender, std::move(*channel));
+  EXPECT_FALSE(report);
+  sender->reset();  // closes the connection, which ends the relay
+  proxy.join();
+  server->stop();
+  auto errors = sessionErrors();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("bad record mac"), std::string::npos) << errors[0];
+  EXPECT_FALSE(testing::exists(dir_ / "staging/tamper.img"));
+}
+
+TEST_F(TransferKernelTest, TunnelCarriesSeveralStreamsBothWays) {
+  // Stand-in for the destination QEMU: a unix socket that hashes what it
+  // receives on each connection and answers with the byte count.
+  std::string destination = dir_ / "dest.sock", sourceSocket = dir_ / "src.sock";
+  auto destListener = listenUnix(destination);
+  ASSERT_TRUE(destListener);
+  constexpr int kStreams = 3;
+  constexpr uint64_t kBytes = 64 * kMiB;
+  std::thread sink([&] {
+    std::vector<std::thread> workers;
+    for (int i = 0; i < kStreams; ++i) {
+      auto c = acceptConnection(destListener->get(), nullptr, std::chrono::seconds(5));
+      if (!c) return;
+      workers.emplace_back([fd = std::make_shared<UniqueFd>(std::move(*c))] {
+        std::vector<uint8_t> buffer(1 << 20);
+        uint64_t total = 0;
+        ssize_t n;
+        while ((n = ::recv(fd->get(), buffer.data(), buffer.size(), 0)) > 0) total += n;
+        (void)!::send(fd->get(), &total, sizeof total, MSG_NOSIGNAL);
+      });
+    }
+    for (auto& w : workers) w.join();
+  });
+  ServerConfig config;
+  config.tunnelDestination = destination;
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  std::unique_ptr<TunnelSource> tunnel;
+  net_->inA([&] {
+    auto t =
+        TunnelSource::create(sourceSocket, Endpoint{NetnsPair::kAddressB, server->port()}, 1, {});
+    ASSERT_TRUE(t) << t.error().message();
+    tunnel = std::move(*t);
+    // Its threads open their TCP connections from namespace A.
+    tunnel->start();
+  });
+  ASSERT_TRUE(tunnel);
+  std::vector<std::future<uint64_t>> answers;
+  for (int i = 0; i < kStreams; ++i) {
+    answers.push_back(std::async(std::launch::async, [&] {
+      auto c = connectUnix(sourceSocket);
+      if (!c) return uint64_t{0};
+      std::vector<uint8_t> buffer(1 << 20, 0x5a);
+      for (uint64_t sent = 0; sent < kBytes; sent += buffer.size()) {
+        if (::send(c->get(), buffer.data(), buffer.size(), MSG_NOSIGNAL) !=
+            static_cast<ssize_t>(buffer.size())) {
+          return uint64_t{0};
+        }
+      }
+      ::shutdown(c->get(), SHUT_WR);
+      uint64_t echoed = 0;
+      if (::recv(c->get(), &echoed, sizeof echoed, MSG_WAITALL) != sizeof echoed)
+        return uint64_t{0};
+      return echoed;
+    }));
+  }
+  for (auto& a : answers) EXPECT_EQ(a.get(), kBytes);
+  sink.join();
+  tunnel->stop();
+  server->stop();
+  EXPECT_EQ(tunnel->stats().connections.load(), static_cast<uint32_t>(kStreams));
+  EXPECT_EQ(tunnel->stats().bytesToPeer.load(), kStreams * kBytes);
+  EXPECT_EQ(tunnel->stats().bytesFromPeer.load(), kStreams * sizeof(uint64_t));
+  EXPECT_EQ(tunnel->lastError(), "");
+  for (const auto& e : sessionErrors()) EXPECT_EQ(e, "");
+}
+
+}  // namespace
+}  // namespace Atoll::transfer

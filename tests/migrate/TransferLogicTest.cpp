@@ -1,0 +1,135 @@
+// Pure logic of the transfer engine: block maps, fair shares, pacing, names,
+// progress records.
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "migrate/transfer/Bandwidth.h"
+#include "migrate/transfer/BlockHashMap.h"
+#include "migrate/transfer/Net.h"
+#include "migrate/transfer/StagingArea.h"
+
+namespace Atoll::transfer {
+namespace {
+
+TEST(BlockHashMap, GeometryAndZeroBlocks) {
+  BlockHashMap map((5u << 20) + 100, 1u << 20);
+  EXPECT_EQ(map.blockCount(), 6u);
+  EXPECT_EQ(map.blockLength(5), 100u);
+  EXPECT_EQ(map.missingBlocks(), 6u);
+  std::vector<uint8_t> zeros(4096, 0), data(4096, 0);
+  data[4095] = 1;
+  EXPECT_EQ(BlockHashMap::hashBlock(3, zeros), BlockHashMap::kZeroBlockHash);
+  uint64_t h = BlockHashMap::hashBlock(3, data);
+  EXPECT_GT(h, BlockHashMap::kZeroBlockHash);
+  EXPECT_NE(h, BlockHashMap::hashBlock(4, data)) << "hash depends on the block index";
+}
+
+TEST(BlockHashMap, ImageHashChangesWithAnyBlock) {
+  BlockHashMap a(8u << 20, 1u << 20), b(8u << 20, 1u << 20);
+  for (uint64_t i = 0; i < 8; ++i) {
+    a.set(i, 100 + i);
+    b.set(i, 100 + i);
+  }
+  EXPECT_EQ(a.imageHash(), b.imageHash());
+  b.set(7, 5);
+  EXPECT_NE(a.imageHash(), b.imageHash());
+  EXPECT_FALSE(a.assign(std::vector<uint64_t>(3)));
+}
+
+TEST(FairShares, MaxMinWithCaps) {
+  EXPECT_EQ(fairShares(300, {0, 0, 0}), (std::vector<uint64_t>{100, 100, 100}));
+  // One transfer capped at 50: the others split the rest.
+  EXPECT_EQ(fairShares(300, {50, 0, 0}), (std::vector<uint64_t>{50, 125, 125}));
+  EXPECT_EQ(fairShares(0, {50, 0}), (std::vector<uint64_t>{50, 0}));
+  auto shares = fairShares(1000, {100, 200, 900, 0});
+  EXPECT_EQ(shares[0], 100u);
+  EXPECT_EQ(shares[1], 200u);
+  EXPECT_EQ(std::accumulate(shares.begin(), shares.end(), uint64_t{0}), 1000u);
+}
+
+// A clock tests step by hand: sleeping advances it.
+struct SteppedClock {
+  std::chrono::nanoseconds now{std::chrono::seconds(100)};
+  std::chrono::nanoseconds slept{0};
+  PacingClock clock() {
+    return {[this] { return now; },
+            [this](std::chrono::nanoseconds d) {
+              now += d;
+              slept += d;
+            }};
+  }
+};
+
+TEST(TransferLimiter, PacesToTheCapAndFollowsLiveChanges) {
+  SteppedClock time;
+  TransferLimiter limiter(100 << 20, nullptr, time.clock());  // 100 MiB/s
+  for (int i = 0; i < 200; ++i) limiter.acquire(1 << 20);     // 200 MiB
+  double seconds = std::chrono::duration<double>(time.slept).count();
+  EXPECT_NEAR(seconds, 2.0, 0.05);
+  limiter.setLimit(200 << 20);
+  time.slept = {};
+  for (int i = 0; i < 200; ++i) limiter.acquire(1 << 20);
+  EXPECT_NEAR(std::chrono::duration<double>(time.slept).count(), 1.0, 0.05);
+  limiter.setLimit(0);
+  time.slept = {};
+  limiter.acquire(1 << 30);
+  EXPECT_EQ(time.slept.count(), 0);
+}
+
+TEST(TransferLimiter, HostCapIsSharedAndAdjustable) {
+  SteppedClock time;
+  HostBandwidth host(100 << 20);
+  TransferLimiter a(0, &host, time.clock());
+  {
+    TransferLimiter b(0, &host, time.clock());
+    EXPECT_EQ(host.activeTransfers(), 2u);
+    EXPECT_EQ(a.effectiveRate(), 50u << 20);
+    b.setLimit(10 << 20);
+    EXPECT_EQ(a.effectiveRate(), 90u << 20);
+    host.setLimit(40 << 20);
+    EXPECT_EQ(a.effectiveRate(), 30u << 20);
+  }
+  EXPECT_EQ(a.effectiveRate(), 40u << 20);
+}
+
+TEST(ImageName, RefusesEscapes) {
+  for (const char* bad : {"", "/etc/passwd", "../x", "a/../../x", "a//b", "./x", ".hidden",
+                          "a/.atoll-progress", "x\n"}) {
+    EXPECT_FALSE(checkImageName(bad)) << bad;
+  }
+  for (const char* good : {"disk.img", "vm1/disk.qcow2", "a-b_c.raw"}) {
+    EXPECT_TRUE(checkImageName(good)) << good;
+  }
+}
+
+TEST(ProgressRecord, RoundTripsAndDetectsDamage) {
+  ProgressRecord record{7, 3u << 20, 1u << 20, {0, 1, 99}};
+  auto bytes = encodeProgress(record);
+  auto back = decodeProgress(bytes, "p");
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->transferId, 7u);
+  EXPECT_EQ(back->heldHashes, record.heldHashes);
+  bytes[30] ^= 1;
+  EXPECT_FALSE(decodeProgress(bytes, "p"));
+  bytes.resize(10);
+  EXPECT_FALSE(decodeProgress(bytes, "p"));
+}
+
+TEST(Endpoint, ParsesAndNamesBadInput) {
+  auto e = parseEndpoint("10.231.0.2:7477");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->host, "10.231.0.2");
+  EXPECT_EQ(e->port, 7477);
+  auto v6 = parseEndpoint("[::1]:80");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->host, "::1");
+  for (const char* bad : {"nohost", "host:", "host:99999", "host:12a", "[::1]80"}) {
+    auto r = parseEndpoint(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().message().find(bad), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace Atoll::transfer

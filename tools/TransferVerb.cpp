@@ -1,0 +1,284 @@
+// atoll transfer: the transfer engine from the command line.
+//   serve  receive images into a staging directory (and carry migration
+//          tunnels to a local QEMU socket) until interrupted
+//   send   pre-copy a file or block device to a peer in rounds, with a
+//          progress line (bytes, rate, round, ETA) or --json
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "migrate/transfer/ImageSender.h"
+#include "migrate/transfer/TransferServer.h"
+#include "tools/Verbs.h"
+
+namespace Atoll::cli {
+
+namespace {
+
+using namespace Atoll::transfer;
+
+[[noreturn]] void fail(const std::string& message, ExitCode code) {
+  std::cerr << "atoll transfer: " << message << "\n";
+  throw CLI::RuntimeError(code);
+}
+
+// "0" (no cap), "500k", "100M", "1.5G" (bytes per second, powers of 1024).
+Result<uint64_t> parseRate(const std::string& text) {
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  std::string suffix(end, text.data() + text.size());
+  double scale = 1;
+  if (suffix == "k" || suffix == "K") {
+    scale = 1024.0;
+  } else if (suffix == "m" || suffix == "M") {
+    scale = 1024.0 * 1024;
+  } else if (suffix == "g" || suffix == "G") {
+    scale = 1024.0 * 1024 * 1024;
+  } else if (!suffix.empty()) {
+    ec = std::errc::invalid_argument;
+  }
+  if (ec != std::errc() || value < 0 || text.empty()) {
+    return Error::invalid("parse", "--bwlimit", text,
+                          "expected bytes per second, e.g. 0, 500k, 100M or 1G");
+  }
+  return static_cast<uint64_t>(value * scale);
+}
+
+struct TlsArgs {
+  std::string cert, key, ca;
+  void add(CLI::App* app) {
+    app->add_option("--tls-cert", cert, "PEM certificate of this side (enables TLS 1.3)");
+    app->add_option("--tls-key", key, "PEM private key of this side");
+    app->add_option("--tls-ca", ca, "PEM CA that must have signed the peer's certificate");
+  }
+  TlsConfig config() const {
+    bool any = !cert.empty() || !key.empty() || !ca.empty();
+    if (any && (cert.empty() || key.empty() || ca.empty())) {
+      fail("--tls-cert, --tls-key and --tls-ca go together", kExitUsage);
+    }
+    return {cert, key, ca};
+  }
+};
+
+struct ServeArgs {
+  std::string dir;
+  std::string listen = "0.0.0.0:7477";
+  std::string tunnelTo;
+  bool once = false;
+  bool json = false;
+  TlsArgs tls;
+};
+
+struct SendArgs {
+  std::string file;
+  std::string peer;
+  std::string name;
+  uint32_t rounds = 1;
+  std::string bwlimit = "0";
+  uint32_t blockSize = kDefaultBlockSize;
+  uint64_t downtimeMs = 300;
+  bool json = false;
+  TlsArgs tls;
+};
+
+std::atomic<bool> interrupted{false};
+
+void runServe(const ServeArgs& args) {
+  auto listen = parseEndpoint(args.listen);
+  if (!listen) fail(listen.error().message(), kExitUsage);
+  ServerConfig config;
+  config.stagingDirectory = args.dir;
+  config.listen = *listen;
+  config.tls = args.tls.config();
+  config.tunnelDestination = args.tunnelTo;
+  std::atomic<int> sessions{0}, failures{0};
+  config.onSession = [&](const std::string& peer, const Result<ReceiveReport>& result) {
+    ++sessions;
+    if (!result) ++failures;
+    if (args.json) {
+      nlohmann::json line{{"peer", peer}, {"ok", result.has_value()}};
+      if (result) {
+        line["path"] = result->finalPath;
+        line["committed"] = result->committed;
+        line["resumed"] = result->resumed;
+        line["rounds"] = result->rounds;
+        line["bytes_written"] = result->bytesWritten;
+      } else {
+        line["error"] = result.error().message();
+      }
+      std::cout << line.dump() << std::endl;
+    } else if (result) {
+      std::cerr << "atoll transfer: " << peer << ": "
+                << (result->committed ? "committed " + result->finalPath
+                                      : std::string("session ended"))
+                << (result->resumed ? " (resumed)" : "") << "\n";
+    } else {
+      std::cerr << "atoll transfer: " << peer << ": " << result.error().message() << "\n";
+    }
+  };
+  auto server = TransferServer::create(config);
+  if (!server) fail(server.error().message(), kExitFailure);
+  std::cerr << "atoll transfer: serving " << args.dir << " on " << listen->host << ":"
+            << (*server)->port()
+            << (config.tls.enabled()
+                    ? std::string(" (TLS 1.3, client certificates; record layer in user space, "
+                                  "kernel TLS ") +
+                          (kernelTlsAvailable() ? "present" : "absent") + ")"
+                    : std::string())
+            << "\n";
+  ::signal(SIGINT, [](int) { interrupted = true; });
+  ::signal(SIGTERM, [](int) { interrupted = true; });
+  (*server)->start();
+  while (!interrupted && !(args.once && sessions > 0)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  (*server)->stop();
+  if (failures > 0) throw CLI::RuntimeError(kExitFailure);
+}
+
+std::string mib(double bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MiB", bytes / (1 << 20));
+  return text;
+}
+
+void runSend(const SendArgs& args) {
+  auto peer = parseEndpoint(args.peer);
+  if (!peer) fail(peer.error().message(), kExitUsage);
+  auto rate = parseRate(args.bwlimit);
+  if (!rate) fail(rate.error().message(), kExitUsage);
+  if (args.rounds == 0) fail("--rounds must be at least 1", kExitUsage);
+  std::string name = args.name;
+  if (name.empty()) name = args.file.substr(args.file.rfind('/') + 1);
+  TlsConfig tls = args.tls.config();
+
+  TransferLimiter limiter(*rate, nullptr);
+  SenderOptions options;
+  options.remoteName = name;
+  options.blockSize = args.blockSize;
+  options.limiter = &limiter;
+  // The same source, name and size give the same id, so a rerun resumes.
+  char* real = ::realpath(args.file.c_str(), nullptr);
+  std::string identity = std::string(real != nullptr ? real : args.file.c_str()) + "\n" + name;
+  ::free(real);
+  options.transferId = XXH3_64bits(identity.data(), identity.size());
+
+  uint32_t currentRound = 0;
+  uint64_t roundTotal = 0;
+  auto roundStart = std::chrono::steady_clock::now();
+  auto lastDraw = roundStart;
+  options.onBlock = [&](uint64_t bytes) {
+    auto now = std::chrono::steady_clock::now();
+    if (args.json || now - lastDraw < std::chrono::milliseconds(200)) return;
+    lastDraw = now;
+    double seconds = std::chrono::duration<double>(now - roundStart).count();
+    double speed = seconds > 0 ? bytes / seconds : 0;
+    double left = roundTotal > bytes ? (roundTotal - bytes) / std::max(speed, 1.0) : 0;
+    std::fprintf(stderr, "\rround %u  %s / %s  %s/s  ETA %.0f s   ", currentRound,
+                 mib(bytes).c_str(), mib(roundTotal).c_str(), mib(speed).c_str(), left);
+  };
+  auto sender = ImageSender::open(args.file, options);
+  if (!sender) fail(sender.error().message(), kExitFailure);
+  roundTotal = (*sender)->imageSize();
+
+  SocketOptions socketOptions;
+  auto fd = connectTcp(*peer, socketOptions.idleTimeout);
+  if (!fd) fail(fd.error().message(), kExitUnavailable);
+  auto socket = SocketChannel::create(std::move(*fd), peer->text(), socketOptions);
+  if (!socket) fail(socket.error().message(), kExitFailure);
+  std::unique_ptr<Channel> channel;
+  if (tls.enabled()) {
+    auto context = TlsContext::create(tls, TlsContext::Role::kClient);
+    if (!context) fail(context.error().message(), kExitUsage);
+    auto secured = TlsChannel::handshake(std::move(*socket), *context);
+    if (!secured) fail(secured.error().message(), kExitPermission);
+    channel = std::move(*secured);
+  } else {
+    channel = std::move(*socket);
+  }
+  if (auto a = (*sender)->attach(std::move(channel)); !a) fail(a.error().message(), kExitFailure);
+
+  PreCopyPolicy policy;
+  policy.maxRounds = args.rounds;
+  policy.downtimeBudget = std::chrono::milliseconds(args.downtimeMs);
+  policy.onRound = [&](const RoundReport& r) {
+    if (args.json) {
+      std::cout << nlohmann::json{{"round", r.round},
+                                  {"final", r.final},
+                                  {"blocks_sent", r.blocksSent},
+                                  {"dirty_bytes", r.dirtyBytes},
+                                  {"data_bytes", r.dataBytes},
+                                  {"wire_bytes", r.wireBytes},
+                                  {"seconds", r.seconds},
+                                  {"bytes_per_second", r.bytesPerSecond()}}
+                       .dump()
+                << std::endl;
+    } else {
+      std::fprintf(stderr, "\rround %u  %s dirty  %s on the wire  %.2f s  %s/s%s\n", r.round,
+                   mib(static_cast<double>(r.dirtyBytes)).c_str(),
+                   mib(static_cast<double>(r.wireBytes)).c_str(), r.seconds,
+                   mib(r.bytesPerSecond()).c_str(), r.final ? "  (final)" : "");
+    }
+    currentRound = r.round + 1;
+    roundStart = std::chrono::steady_clock::now();
+  };
+  auto report = runPreCopy(**sender, policy);
+  if (!report) fail(report.error().message(), kExitFailure);
+  if (args.json) {
+    std::cout << nlohmann::json{{"verified", report->verify.match},
+                                {"image_hash", report->verify.sourceHash}}
+                     .dump()
+              << std::endl;
+  } else {
+    std::fprintf(stderr, "verified: whole-image hash %016llx matches\n",
+                 static_cast<unsigned long long>(report->verify.sourceHash));
+  }
+}
+
+}  // namespace
+
+void addTransferVerb(CLI::App& app) {
+  auto* transfer = app.add_subcommand("transfer", "Move images and migration streams to a peer");
+  transfer->require_subcommand(1);
+
+  auto serveArgs = std::make_shared<ServeArgs>();
+  auto* serve = transfer->add_subcommand("serve", "Receive images into a staging directory");
+  serve->add_option("--dir", serveArgs->dir, "Staging directory (images land only inside it)")
+      ->required();
+  serve->add_option("--listen", serveArgs->listen, "HOST:PORT to listen on")->capture_default_str();
+  serve->add_option("--tunnel-to", serveArgs->tunnelTo,
+                    "Unix socket of the destination QEMU (-incoming unix:PATH)");
+  serve->add_flag("--once", serveArgs->once, "Exit after one session");
+  serve->add_flag("--json", serveArgs->json, "One JSON line per session on stdout");
+  serveArgs->tls.add(serve);
+  serve->callback([serveArgs] { runServe(*serveArgs); });
+
+  auto sendArgs = std::make_shared<SendArgs>();
+  auto* send = transfer->add_subcommand("send", "Pre-copy a file or block device to a peer");
+  send->add_option("FILE", sendArgs->file, "Source file or block device")->required();
+  send->add_option("HOST:PORT", sendArgs->peer, "Peer running `atoll transfer serve`")->required();
+  send->add_option("--name", sendArgs->name, "Name under the peer's staging directory");
+  send->add_option("--rounds", sendArgs->rounds, "Most pre-copy rounds, the final one included")
+      ->capture_default_str();
+  send->add_option("--bwlimit", sendArgs->bwlimit, "Bandwidth cap in bytes/s (k, M, G; 0 = none)")
+      ->capture_default_str();
+  send->add_option("--block-size", sendArgs->blockSize, "Block size in bytes (power of two)")
+      ->capture_default_str();
+  send->add_option("--downtime-ms", sendArgs->downtimeMs,
+                   "Stop pre-copying when a round would fit in this budget")
+      ->capture_default_str();
+  send->add_flag("--json", sendArgs->json, "One JSON line per round on stdout");
+  sendArgs->tls.add(send);
+  send->callback([sendArgs] { runSend(*sendArgs); });
+}
+
+}  // namespace Atoll::cli
