@@ -4,20 +4,27 @@
 //   TlsVsPlaintext      TLS 1.3 image copy / plaintext image copy
 //   IncrementalVsRsync  updating an image with 5 % changed blocks: rsync daemon
 //                       time / our round time, and our wire bytes / changed bytes
-// Needs root, iproute2, iperf3 and rsync. Run: bench_transfer --benchmark_filter=...
+//   QemuTunnelVsDirect  QEMU live migration of a running TCG guest through
+//                       the stream tunnel vs directly over TCP (loopback):
+//                       total time and downtime from QMP query-migrate
+// Needs root, iproute2, iperf3, rsync and QEMU. Run: bench_transfer --benchmark_filter=...
 #include <benchmark/benchmark.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "NetnsPair.h"
+#include "QemuGuest.h"
 #include "TestImages.h"
 #include "migrate/transfer/ImageSender.h"
+#include "migrate/transfer/StreamTunnel.h"
 #include "migrate/transfer/TransferServer.h"
 
 namespace {
@@ -238,6 +245,113 @@ void IncrementalVsRsync(benchmark::State& state) {
   shell("kill $(cat " + pidFile + ")");
 }
 
+// Migrates one running guest back and forth: each round trip moves it once
+// directly over TCP and once through the tunnel, to a fresh destination QEMU
+// each time, so both paths see the same guest under the same load.
+void QemuTunnelVsDirect(benchmark::State& state) {
+  using Atoll::transfer::testing::QemuGuest;
+  if (::geteuid() != 0) {
+    state.SkipWithError("needs root");
+    return;
+  }
+  TempDir dir;
+  std::string whyNot;
+  auto image = Atoll::transfer::testing::prepareGuestImage(dir.path(), whyNot);
+  if (!image) {
+    state.SkipWithError(whyNot.c_str());
+    return;
+  }
+  std::string error;
+  auto guest = QemuGuest::start(*image, dir.path(), "guest0", "", error);
+  if (!guest || !guest->waitForPassBeyond(3, std::chrono::seconds(60))) {
+    state.SkipWithError(("guest did not boot: " + error).c_str());
+    return;
+  }
+  ::mkdir((dir / "staging").c_str(), 0755);
+  const int roundTrips = static_cast<int>(state.range(0));
+  std::vector<double> directTotal, directDown, tunnelTotal, tunnelDown;
+  int generation = 0;
+  // Moves the guest to a new QEMU listening on `incoming`, with the source
+  // migrating to `uri`; records QEMU's own total time and downtime.
+  auto move = [&](const std::string& incoming, const std::string& uri, std::vector<double>& total,
+                  std::vector<double>& down) -> bool {
+    auto next = QemuGuest::start(*image, dir.path(), "guest" + std::to_string(++generation),
+                                 incoming, error);
+    if (!next) return false;
+    // The default cap (128 MiB/s) would measure QEMU's throttle, not the path.
+    auto capped = guest->qmp().execute("migrate-set-parameters", {{"max-bandwidth", 8ull << 30}});
+    auto started = capped ? guest->qmp().migrate(uri) : Atoll::Result<void>(capped.error());
+    if (!started) {
+      error = started.error().message();
+      return false;
+    }
+    auto done = guest->qmp().waitForMigration(std::chrono::seconds(60),
+                                              std::chrono::milliseconds(10), [](const auto&) {});
+    if (!done || !done->succeeded()) {
+      error = done ? done->status + ": " + done->errorDescription : done.error().message();
+      return false;
+    }
+    total.push_back(static_cast<double>(done->totalTimeMs));
+    down.push_back(static_cast<double>(done->downtimeMs));
+    guest = std::move(next);
+    if (!guest->waitForPassBeyond(-1, std::chrono::seconds(20))) {
+      error = "the guest did not continue after migrating to " + uri;
+      return false;
+    }
+    return true;
+  };
+  for (auto _ : state) {
+    for (int i = 0; i < roundTrips; ++i) {
+      uint16_t port = 0;  // free now; QEMU binds it a moment later
+      if (auto listener = listenTcp(Endpoint{"127.0.0.1", 0})) {
+        port = boundPort(listener->get()).value_or(0);
+      }
+      std::string direct = "tcp:127.0.0.1:" + std::to_string(port);
+      if (!move(direct, direct, directTotal, directDown)) break;
+
+      std::string incoming = dir / ("incoming" + std::to_string(i));
+      std::string tunnelSocket = dir / ("tunnel" + std::to_string(i));
+      ServerConfig config;
+      config.stagingDirectory = dir / "staging";
+      config.listen = Endpoint{"127.0.0.1", 0};
+      config.tunnelDestination = incoming;
+      auto server = TransferServer::create(config);
+      if (!server) {
+        error = server.error().message();
+        break;
+      }
+      (*server)->start();
+      auto tunnel = TunnelSource::create(tunnelSocket, Endpoint{"127.0.0.1", (*server)->port()},
+                                         100 + static_cast<uint64_t>(i), SocketOptions{});
+      if (!tunnel) {
+        error = tunnel.error().message();
+        break;
+      }
+      (*tunnel)->start();
+      bool moved = move("unix:" + incoming, "unix:" + tunnelSocket, tunnelTotal, tunnelDown);
+      (*tunnel)->stop();
+      (*server)->stop();
+      if (!moved) break;
+    }
+  }
+  if (static_cast<int>(tunnelTotal.size()) < roundTrips) {
+    state.SkipWithError(("migration failed: " + error).c_str());
+    return;
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  state.counters["direct_total_ms"] = median(directTotal);
+  state.counters["tunnel_total_ms"] = median(tunnelTotal);
+  state.counters["direct_downtime_ms"] = median(directDown);
+  state.counters["tunnel_downtime_ms"] = median(tunnelDown);
+  state.counters["total_ratio"] = median(tunnelTotal) / median(directTotal);
+  state.counters["downtime_ratio"] =
+      median(directDown) > 0 ? median(tunnelDown) / median(directDown) : 0;
+  state.counters["broken_pattern"] = guest->progress().broken ? 1 : 0;
+}
+
 BENCHMARK(PlaintextVsIperf3)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(TlsVsPlaintext)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(IncrementalVsRsync)
@@ -245,6 +359,7 @@ BENCHMARK(IncrementalVsRsync)
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(QemuTunnelVsDirect)->Arg(5)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

@@ -40,7 +40,7 @@ ModelShape::ModelShape(const ModelConfig& config) : tuning_(config.tuning) {
 #define TUNE(name) if (k == #name) tuning_.name = v;
       TUNE(errorDecay) TUNE(scaleDecay) TUNE(volatilityDecay) TUNE(volatilityMix) TUNE(quantileStep)
       TUNE(quantileScaleDecay) TUNE(fastMedianRate) TUNE(slowLevelRate) TUNE(dampingPhi)
-      TUNE(trendBeta) TUNE(seasonGamma) TUNE(clipSigmas) TUNE(weightPower)
+      TUNE(trendBeta) TUNE(seasonGamma) TUNE(clipSigmas) TUNE(weightPower) TUNE(robustClip)
       pos = end + 1;
     }
   }

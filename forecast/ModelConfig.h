@@ -18,11 +18,12 @@ struct ModelTuning {
   double coverageDecay = 0.01;        // EW weight of the exposed p95 coverage
   double fastMedianRate = 0.15;       // gain of the recent robust level
   double slowLevelRate = 0.01;        // gain of the long-run robust level (mean reversion)
+  double robustClip = 0.3;            // robust levels clip errors at this many mean deviations
   double dampingPhi = 0.9;            // trend damping of the Holt models
   double trendBeta = 0.02;            // trend gain of the Holt models
   double seasonGamma = 0.2;           // seasonal gain (one update per phase per season)
   double clipSigmas = 4.0;            // errors beyond this many scales are clipped (spikes)
-  double weightPower = 2.0;           // combination weight = error^-power
+  double weightPower = 4.0;           // combination weight = error^-power
 };
 
 struct ModelConfig {

@@ -20,9 +20,25 @@ enum RingSlot : int {
   kRingCount
 };
 
-// Per tracked horizon statistics of the combined forecast. The quantiles and
-// the error scale are in units of the band scale (see bandScale()).
-enum TrackedStat : int { kQ95, kQ99, kErrorScale, kMae, kCoverage, kCount, kStatCount };
+// Per tracked horizon statistics of the combined forecast. The error
+// quantiles are tracked twice: in units of the band scale (conditional on the
+// current volatility, see bandScale()) and in the series' own units; each
+// keeps its running p95 pinball loss and the lower one is used, since recent
+// volatility predicts the next minutes of error better than the next hours.
+enum TrackedStat : int {
+  kQ95,
+  kQ99,
+  kErrorScale,
+  kQ95Raw,
+  kQ99Raw,
+  kErrorScaleRaw,
+  kLoss,
+  kLossRaw,
+  kMae,
+  kCoverage,
+  kCount,
+  kStatCount
+};
 
 constexpr int kRecentWindow = 12;
 constexpr float kNone = -1.0f;  // forecasts and errors are never negative
@@ -46,14 +62,35 @@ int wrapBack(int pos, int back, int length) {
 // Huber-type robust level: moves by the error, clipped to the series' own
 // mean deviation, so spikes barely move it (close to a running median) while
 // a persistent shift is followed within a few multiples of 1/rate steps.
-void robustStep(double value, double rate, double& level, double& spread) {
+void robustStep(double value, double rate, double clip, double& level, double& spread) {
   const double error = value - level;
   const double absError = std::fabs(error);
   spread = ew(spread, absError, rate);
-  level += rate * std::clamp(error, -spread, spread);
+  level += rate * std::clamp(error, -clip * spread, clip * spread);
 }
 
 }  // namespace
+
+// One error (in the tracker's units) moves q95 and q99 by a small step on
+// each miss or hit (adaptive quantile tracking), in units of a slow,
+// spike-clipped error scale, so the miss rate settles at 5 % (1 %) whatever
+// the error distribution and one burst does not widen every later interval.
+// `loss` follows the p95 pinball loss of the tracker.
+void SeriesModel::trackQuantiles(double error, float* q, float& loss) const {
+  const ModelTuning& tuning = shape_->tuning();
+  float& q95 = q[0];
+  float& q99 = q[1];
+  float& scale = q[2];
+  const double miss = error - q95;
+  const double pinball = miss >= 0 ? 0.95 * miss : -0.05 * miss;
+  loss = static_cast<float>(loss + tuning.coverageDecay * (pinball - loss));
+  const double absError = std::fabs(error);
+  const double clipped = scale > 0 ? std::min(absError, tuning.clipSigmas * scale) : absError;
+  scale = static_cast<float>(ew(scale, clipped, tuning.quantileScaleDecay));
+  const double step = tuning.quantileStep * scale;
+  q95 += static_cast<float>(step * ((miss > 0 ? 1.0 : 0.0) - 0.05));
+  q99 += static_cast<float>(step * ((error > q99 ? 1.0 : 0.0) - 0.01));
+}
 
 const char* modelName(ModelKind kind) {
   switch (kind) {
@@ -152,7 +189,7 @@ void SeriesModel::reset() {
   std::fill_n(modelError(0), size_t(kModelCount) * shape_->trackedCount(), kNone);
   for (int j = 0; j < shape_->trackedCount(); ++j) {
     float* stats = trackedStats(j);
-    stats[kErrorScale] = kNone;
+    stats[kErrorScale] = stats[kErrorScaleRaw] = kNone;
     stats[kMae] = kNone;
     stats[kCoverage] = kNone;
   }
@@ -197,7 +234,8 @@ void SeriesModel::trackedWeights(int j, uint64_t origin, double* weights) const 
       continue;
     }
     const double e = error + floor;
-    weights[m] = power == 2.0 ? 1.0 / (e * e) : std::pow(e, -power);
+    const double e2 = e * e;
+    weights[m] = power == 4.0 ? 1.0 / (e2 * e2) : power == 2.0 ? 1.0 / e2 : std::pow(e, -power);
     sum += weights[m];
   }
   const double scale = sum > 0 ? 1.0 / sum : 0.0;
@@ -238,17 +276,17 @@ struct Blend {
   double upperWeight;
 };
 
-// p50 from the models' forecasts and the bracketing horizons' weights;
+// The models' forecasts blended with the bracketing horizons' weights;
 // before any error is known the recent mean is the safest single guess.
-double blendedP50(const Blend& blend, const double* forecasts) {
+double blended(const Blend& blend, const double* forecasts) {
   if (blend.lower == nullptr && blend.upper == nullptr)
-    return std::max(0.0, forecasts[int(ModelKind::RecentMean)]);
+    return forecasts[int(ModelKind::RecentMean)];
   const double* a = blend.lower ? blend.lower : blend.upper;
   const double* b = blend.upper ? blend.upper : blend.lower;
   const double u = blend.lower && blend.upper ? blend.upperWeight : 0.0;
   double p50 = 0;
   for (int m = 0; m < kModelCount; ++m) p50 += (a[m] + u * (b[m] - a[m])) * forecasts[m];
-  return std::max(0.0, p50);
+  return p50;
 }
 
 bool anyWeight(const double* weights) {
@@ -270,23 +308,36 @@ Quantiles SeriesModel::forecast(int h) const {
   liveForecasts(h, forecasts);
   const Blend blend{anyWeight(lower) ? lower : nullptr, anyWeight(upper) ? upper : nullptr,
                     bracket.upperWeight};
-  quantilesAt(h, blendedP50(blend, forecasts), out);
+  quantilesAt(h, blended(blend, forecasts), bandScale(), out);
   return out;
 }
 
-void SeriesModel::quantilesAt(int h, double p50, Quantiles& out) const {
+// p50 is the blend; the upper quantiles are offsets from it.
+void SeriesModel::quantilesAt(int h, double blend, double band, Quantiles& out) const {
   const ModelShape::Bracket& bracket = shape_->bracket(h);
   const float* lowerStats = trackedStats(bracket.lower);
   const float* upperStats = trackedStats(bracket.upper);
+  const double p50 = std::max(0.0, blend);
+  // Offsets in the series' units from whichever error model scores better.
+  auto offsets = [band](const float* stats, double& q95, double& q99) {
+    if (stats[kLoss] <= stats[kLossRaw]) {
+      q95 = stats[kQ95] * band;
+      q99 = stats[kQ99] * band;
+    } else {
+      q95 = stats[kQ95Raw];
+      q99 = stats[kQ99Raw];
+    }
+  };
   double q95, q99;
   if (upperStats[kCount] > 0 && lowerStats[kCount] > 0) {
+    double lower95, lower99, upper95, upper99;
+    offsets(lowerStats, lower95, lower99);
+    offsets(upperStats, upper95, upper99);
     const double u = bracket.upperWeight;
-    q95 = lowerStats[kQ95] + u * (upperStats[kQ95] - lowerStats[kQ95]);
-    q99 = lowerStats[kQ99] + u * (upperStats[kQ99] - lowerStats[kQ99]);
+    q95 = lower95 + u * (upper95 - lower95);
+    q99 = lower99 + u * (upper99 - lower99);
   } else if (upperStats[kCount] > 0 || lowerStats[kCount] > 0) {
-    const float* known = upperStats[kCount] > 0 ? upperStats : lowerStats;
-    q95 = known[kQ95];
-    q99 = known[kQ99];
+    offsets(upperStats[kCount] > 0 ? upperStats : lowerStats, q95, q99);
   } else {
     // No error seen yet at this horizon: a provisional spread from the
     // series' own step-to-step change, replaced as soon as errors arrive.
@@ -296,10 +347,9 @@ void SeriesModel::quantilesAt(int h, double p50, Quantiles& out) const {
     out.p99 = p50 + 3.0 * spread;
     return;
   }
-  const double band = bandScale();
   out.p50 = p50;
-  out.p95 = std::max(p50, p50 + q95 * band);
-  out.p99 = std::max(out.p95, p50 + q99 * band);
+  out.p95 = std::max(p50, p50 + q95);
+  out.p99 = std::max(out.p95, p50 + q99);
 }
 
 void SeriesModel::profile(std::span<Quantiles> out) const {
@@ -317,6 +367,7 @@ void SeriesModel::profile(std::span<Quantiles> out) const {
       known[j] = anyWeight(weights[j]);
     }
     double forecasts[kModelCount];
+    const double band = bandScale();
     for (int k = 0; k < steps; ++k) {
       const int h = k + 1;
       const ModelShape::Bracket& bracket = shape_->bracket(h);
@@ -324,7 +375,7 @@ void SeriesModel::profile(std::span<Quantiles> out) const {
       const Blend blend{known[bracket.lower] ? weights[bracket.lower] : nullptr,
                         known[bracket.upper] ? weights[bracket.upper] : nullptr,
                         bracket.upperWeight};
-      quantilesAt(h, blendedP50(blend, forecasts), out[k]);
+      quantilesAt(h, blended(blend, forecasts), band, out[k]);
     }
   }
   for (size_t k = steps; k < out.size(); ++k) out[k] = Quantiles{};
@@ -337,7 +388,8 @@ HorizonAccuracy SeriesModel::accuracy(int j) const {
   acc.errors = static_cast<uint64_t>(stats[kCount]);
   if (stats[kMae] >= 0 && naiveScale_ > 0) acc.mase = stats[kMae] / naiveScale_;
   acc.coverage95 = stats[kCoverage] >= 0 ? stats[kCoverage] : 0;
-  acc.p95Offset = std::max(0.0, stats[kQ95] * bandScale());
+  acc.p95Offset = std::max(
+      0.0, double(stats[kLoss] <= stats[kLossRaw] ? stats[kQ95] * bandScale() : stats[kQ95Raw]));
   float best = -1;
   for (int m = 0; m < kModelCount; ++m) {
     const float error = modelError(m)[j];
@@ -385,30 +437,26 @@ void SeriesModel::scoreErrors(double value) {
     if (p50 < 0) continue;
     float* stats = trackedStats(j);
     const double error = value - p50;
-    // The error in units of the band scale in force when it was issued.
-    const double normalised = error / trackedScale(j)[slot];
-    const double absNormalised = std::fabs(normalised);
+    const double band = trackedScale(j)[slot];  // in force when it was issued
     stats[kMae] = static_cast<float>(ew(stats[kMae], std::fabs(error), tuning.coverageDecay));
-    const bool covered = stats[kCount] == 0 || normalised <= stats[kQ95];
+    if (stats[kCount] == 0) {
+      const double absError = std::fabs(error);
+      stats[kErrorScale] = static_cast<float>(absError / band);
+      stats[kQ95] = static_cast<float>(1.6 * absError / band);
+      stats[kQ99] = static_cast<float>(2.6 * absError / band);
+      stats[kErrorScaleRaw] = static_cast<float>(absError);
+      stats[kQ95Raw] = static_cast<float>(1.6 * absError);
+      stats[kQ99Raw] = static_cast<float>(2.6 * absError);
+      stats[kLoss] = stats[kLossRaw] = 0;
+      stats[kCount] = 1;
+      continue;
+    }
+    const bool conditional = stats[kLoss] <= stats[kLossRaw];
+    const bool covered = error <= (conditional ? stats[kQ95] * band : stats[kQ95Raw]);
     stats[kCoverage] =
         static_cast<float>(ew(stats[kCoverage], covered ? 1.0 : 0.0, tuning.coverageDecay));
-    // The quantiles move by a small step on each miss or hit (adaptive
-    // quantile tracking), in units of a slow, spike-clipped error scale, so
-    // the miss rate settles at 5 % (1 %) whatever the error distribution and
-    // one burst does not widen every later interval.
-    const double scale = stats[kErrorScale];
-    if (stats[kCount] == 0) {
-      stats[kErrorScale] = static_cast<float>(absNormalised);
-      stats[kQ95] = static_cast<float>(1.6 * absNormalised);
-      stats[kQ99] = static_cast<float>(2.6 * absNormalised);
-    } else {
-      const double clipped =
-          scale > 0 ? std::min(absNormalised, tuning.clipSigmas * scale) : absNormalised;
-      stats[kErrorScale] = static_cast<float>(ew(scale, clipped, tuning.quantileScaleDecay));
-      const double step = tuning.quantileStep * stats[kErrorScale];
-      stats[kQ95] += static_cast<float>(step * ((covered ? 0.0 : 1.0) - 0.05));
-      stats[kQ99] += static_cast<float>(step * ((normalised > stats[kQ99] ? 1.0 : 0.0) - 0.01));
-    }
+    trackQuantiles(error / band, stats + kQ95, stats[kLoss]);
+    trackQuantiles(error, stats + kQ95Raw, stats[kLossRaw]);
     if (stats[kCount] < 1e7f) stats[kCount] += 1;
   }
 }
@@ -435,8 +483,8 @@ void SeriesModel::advanceModels(double value) {
     fastSpread_ = slowSpread_ = 0;
     return;
   }
-  robustStep(value, tuning.fastMedianRate, fastLevel_, fastSpread_);
-  robustStep(value, tuning.slowLevelRate, slowLevel_, slowSpread_);
+  robustStep(value, tuning.fastMedianRate, tuning.robustClip, fastLevel_, fastSpread_);
+  robustStep(value, tuning.slowLevelRate, tuning.robustClip, slowLevel_, slowSpread_);
 
   // Damped Holt with an adaptive response rate: the gain follows how
   // persistent (biased) recent errors are, with spikes clipped.
@@ -505,7 +553,7 @@ void SeriesModel::issueTracked() {
     liveForecasts(h, forecasts);
     const Blend blend{anyWeight(weights) ? weights : nullptr, nullptr, 0.0};
     const int slot = trackedPos_[j];
-    trackedP50(j)[slot] = static_cast<float>(blendedP50(blend, forecasts));
+    trackedP50(j)[slot] = static_cast<float>(std::max(0.0, blended(blend, forecasts)));
     trackedScale(j)[slot] = band;
   }
 }

@@ -78,10 +78,11 @@ class SeriesModel {
   // no model has an error yet).
   void trackedWeights(int j, uint64_t origin, double* weights) const;
   void liveForecasts(int h, double* forecasts) const;
-  void quantilesAt(int h, double p50, Quantiles& out) const;
+  void quantilesAt(int h, double p50, double band, Quantiles& out) const;
   float seasonalAt(int phase) const { return season()[phase]; }
   double bandScale() const;  // recent over long-run volatility, clamped
   void scoreErrors(double value);
+  void trackQuantiles(double error, float* q, float& loss) const;
   void advanceModels(double value);
   void recordOrigin();
   void issueTracked();

@@ -1,6 +1,7 @@
 #include "numa/Topology.h"
 
 #include <hwloc.h>
+#include <hwloc/distances.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -87,6 +88,39 @@ class TopologyLoader {
       return Error::invalid("hwloc_topology_load", source, {}, "topology has no processing units");
     if (out.nodes_.empty())
       return Error::invalid("hwloc_topology_load", source, {}, "topology has no NUMA node");
+    out.distances_ = nodeDistances(topology, out.nodes_);
+    return out;
+  }
+
+  // The NUMA latency matrix in the order of `nodes` (sorted by OS index).
+  static std::vector<unsigned> nodeDistances(hwloc_topology_t topology,
+                                             const std::vector<NumaNode>& nodes) {
+    hwloc_distances_s* matrix = nullptr;
+    unsigned found = 1;
+    if (hwloc_distances_get_by_type(topology, HWLOC_OBJ_NUMANODE, &found, &matrix,
+                                    HWLOC_DISTANCES_KIND_MEANS_LATENCY, 0) != 0 ||
+        found == 0 || matrix == nullptr)
+      return {};
+    std::vector<unsigned> out(nodes.size() * nodes.size(), 0);
+    auto position = [&](hwloc_obj_t obj) -> std::optional<std::size_t> {
+      for (std::size_t i = 0; i < nodes.size(); ++i)
+        if (nodes[i].osIndex == obj->os_index) return i;
+      return std::nullopt;
+    };
+    std::size_t filled = 0;
+    for (unsigned i = 0; i < matrix->nbobjs; ++i) {
+      for (unsigned j = 0; j < matrix->nbobjs; ++j) {
+        auto from = position(matrix->objs[i]);
+        auto to = position(matrix->objs[j]);
+        if (!from || !to) continue;
+        out[*from * nodes.size() + *to] =
+            static_cast<unsigned>(matrix->values[i * matrix->nbobjs + j]);
+        ++filled;
+      }
+    }
+    hwloc_distances_release(topology, matrix);
+    // A partial matrix would make some pairs look closer than they are.
+    if (filled != out.size()) return {};
     return out;
   }
 };
@@ -117,6 +151,20 @@ std::optional<unsigned> Topology::nodeOfCpu(unsigned cpu) const {
   for (const auto& node : nodes_)
     if (std::binary_search(node.cpus.begin(), node.cpus.end(), cpu)) return node.osIndex;
   return std::nullopt;
+}
+
+unsigned Topology::distance(unsigned fromNode, unsigned toNode) const {
+  constexpr unsigned kLocal = 10;
+  constexpr unsigned kRemote = 20;
+  auto position = [&](unsigned osIndex) -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < nodes_.size(); ++i)
+      if (nodes_[i].osIndex == osIndex) return i;
+    return std::nullopt;
+  };
+  auto from = position(fromNode);
+  auto to = position(toNode);
+  if (distances_.empty() || !from || !to) return fromNode == toNode ? kLocal : kRemote;
+  return distances_[*from * nodes_.size() + *to];
 }
 
 std::string Topology::summary() const {

@@ -49,6 +49,10 @@ class Topology {
   const std::vector<Core>& cores() const { return cores_; }
   const std::vector<CacheDomain>& l3Domains() const { return l3Domains_; }
   const CpuList& cpus() const { return cpus_; }
+  // Relative memory latency between two NUMA nodes (by OS index), as the
+  // firmware's SLIT reports it: 10 local. Without a recorded matrix, 10 for
+  // the node itself and 20 for any other (the ACPI default for "remote").
+  unsigned distance(unsigned fromNode, unsigned toNode) const;
   // Where the topology came from: "host" or the XML file's path.
   const std::string& source() const { return source_; }
 
@@ -65,6 +69,9 @@ class Topology {
   std::vector<Core> cores_;
   std::vector<CacheDomain> l3Domains_;
   CpuList cpus_;
+  // distances_[i * nodes_.size() + j] between nodes_[i] and nodes_[j]; empty
+  // when hwloc found no matrix.
+  std::vector<unsigned> distances_;
 };
 
 // "0-3,8,10-11", the kernel's cpulist format (cpuset.cpus, sysfs).

@@ -10,7 +10,9 @@ namespace {
 
 void reply(httplib::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
-  res.set_content(body.dump() + "\n", "application/json");
+  // Paths and values echoed back may hold bytes that are not UTF-8.
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+                  "application/json");
 }
 
 void replyError(httplib::Response& res, int status, const std::string& reason) {
@@ -87,7 +89,7 @@ std::string_view defaultReason(int status) {
 
 }  // namespace
 
-void installApiRoutes(httplib::Server& server, ApiContext& ctx) {
+void installApiRoutes(UnixHttpServer& server, ApiContext& ctx) {
   server.set_pre_routing_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
     auto peer = peerFromRequest(req);
     if (!peer) {
@@ -101,14 +103,19 @@ void installApiRoutes(httplib::Server& server, ApiContext& ctx) {
     return httplib::Server::HandlerResponse::Unhandled;
   });
 
+  // Runs outside httplib's exception handling, so it must not throw.
   server.set_error_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    std::string reason(defaultReason(res.status));
-    if (res.status == 404 && !req.method.empty())
-      reason = "no such endpoint: " + req.method + " " + req.path;
-    if (res.status == 413)
-      reason = "request body larger than " + std::to_string(ctx.maxBodyBytes) + " bytes";
-    replyError(res, res.status, reason);
+    try {
+      std::string reason(defaultReason(res.status));
+      if (res.status == 404 && !req.method.empty())
+        reason = "no such endpoint: " + req.method + " " + req.path;
+      if (res.status == 413)
+        reason = "request body larger than " + std::to_string(ctx.maxBodyBytes) + " bytes";
+      replyError(res, res.status, reason);
+    } catch (...) {
+      res.set_content("{\"error\":\"request refused\"}\n", "application/json");
+    }
   });
 
   server.set_exception_handler(
@@ -123,7 +130,7 @@ void installApiRoutes(httplib::Server& server, ApiContext& ctx) {
         replyError(res, 500, "internal error: " + what);
       });
 
-  server.set_logger([&ctx](const httplib::Request& req, const httplib::Response& res) {
+  server.onRequestDone([&ctx](const httplib::Request& req, const httplib::Response& res) {
     if (ctx.metrics != nullptr) ctx.metrics->recordApiRequest(req.method, res.status);
     spdlog::debug("event=api_request method={} path=\"{}\" status={} peer={}", req.method,
                   req.path, res.status, req.remote_addr);

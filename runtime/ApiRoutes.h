@@ -17,6 +17,7 @@
 #include "runtime/DaemonMetrics.h"
 #include "runtime/PeerCredentials.h"
 #include "runtime/StateStore.h"
+#include "runtime/UnixHttpServer.h"
 
 namespace Atoll {
 
@@ -29,6 +30,6 @@ struct ApiContext {
 };
 
 // `context` must outlive the server.
-void installApiRoutes(httplib::Server& server, ApiContext& context);
+void installApiRoutes(UnixHttpServer& server, ApiContext& context);
 
 }  // namespace Atoll

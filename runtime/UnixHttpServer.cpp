@@ -32,6 +32,11 @@ std::string parentOf(const std::string& path) {
   return path.substr(0, slash);
 }
 
+// The status of the response just written on this thread's connection.
+// httplib reports it only to the logger, and serveConnection() runs a
+// connection's requests on one thread from start to end.
+thread_local int lastResponseStatus = 0;
+
 }  // namespace
 
 UnixHttpServer::UnixHttpServer(Options options) : options_(std::move(options)) {
@@ -42,6 +47,15 @@ UnixHttpServer::UnixHttpServer(Options options) : options_(std::move(options)) {
   auto timeout = std::chrono::duration_cast<std::chrono::seconds>(options_.requestTimeout);
   set_read_timeout(std::max<time_t>(1, timeout.count()));
   set_write_timeout(std::max<time_t>(1, timeout.count()));
+  // Only for the Keep-Alive header httplib writes: the loop in
+  // serveConnection() enforces these.
+  set_keep_alive_max_count(options_.keepAliveMaxRequests);
+  set_keep_alive_timeout(std::max<time_t>(
+      1, std::chrono::duration_cast<std::chrono::seconds>(options_.keepAliveTimeout).count()));
+  set_logger([this](const httplib::Request& request, const httplib::Response& response) {
+    lastResponseStatus = response.status;
+    if (observer_) observer_(request, response);
+  });
 }
 
 UnixHttpServer::~UnixHttpServer() {
@@ -145,8 +159,11 @@ void UnixHttpServer::serveConnection(int fd) {
     stream.setDeadline(DeadlineStream::Clock::now() + options_.requestTimeout);
     bool closeAfter = served + 1 == options_.keepAliveMaxRequests || stopping_;
     bool clientClosed = false;
+    lastResponseStatus = 0;
     if (!process_request(stream, closeAfter, clientClosed, setupRequest)) break;
-    if (clientClosed || closeAfter) break;
+    // After an error the rest of the stream cannot be trusted to start a new
+    // request (httplib stops reading where parsing failed).
+    if (clientClosed || closeAfter || lastResponseStatus >= 400) break;
   }
   ::shutdown(fd, SHUT_RDWR);
   ::close(fd);

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -54,10 +55,17 @@ class UnixHttpServer : public httplib::Server {
 
   const std::string& socketPath() const { return options_.socketPath; }
 
+  // Called after every response (status included), on the connection's
+  // thread. Use this instead of httplib's set_logger(), which the server
+  // needs for itself.
+  using RequestObserver = std::function<void(const httplib::Request&, const httplib::Response&)>;
+  void onRequestDone(RequestObserver observer) { observer_ = std::move(observer); }
+
  private:
   bool process_and_close_socket(socket_t sock) override;
 
   Options options_;
+  RequestObserver observer_;
   UniqueFd stopEvent_;
   UniqueFd listenSocket_;  // owned here once stop() took it from httplib
   std::atomic<bool> stopping_{false};

@@ -1,5 +1,6 @@
 #include "bpf/collector/CgroupDiscovery.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -16,8 +17,7 @@ namespace {
 
 bool isDirectory(const Dir& parent, const std::string& name) {
   struct stat st {};
-  return ::fstatat(parent.fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-         S_ISDIR(st.st_mode);
+  return ::fstatat(parent.fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
 }
 
 // Collects the ids of dir and all its descendants; vanished children skipped.

@@ -76,8 +76,7 @@ Result<CpuStat> parseCpuStat(std::string_view text, const std::string& source) {
   if (!values) return values.error();
   auto usage = values->find("usage_usec");
   if (usage == values->end())
-    return Error::invalid("parse", source, std::string(text.substr(0, 80)),
-                          "no usage_usec line");
+    return Error::invalid("parse", source, std::string(text.substr(0, 80)), "no usage_usec line");
   CpuStat stat;
   stat.usageUsec = usage->second;
   if (auto it = values->find("user_usec"); it != values->end()) stat.userUsec = it->second;

@@ -73,7 +73,18 @@ Result<std::unique_ptr<Collector>> Collector::start(const CollectorOptions& opti
   } else {
     self->degraded_.push_back("network bytes and packets: disabled");
   }
-  self->degraded_.push_back("block I/O bytes and latency: no block program in this build");
+  if (options.blockProbe) {
+    BlockTelemetryOptions blockOptions;
+    blockOptions.maxCgroups = options.maxCgroups;
+    auto block = BlockTelemetry::start(blockOptions);
+    if (block) {
+      self->block_ = std::move(*block);
+    } else {
+      self->degraded_.push_back("block I/O bytes and latency: " + block.error().message());
+    }
+  } else {
+    self->degraded_.push_back("block I/O bytes and latency: disabled");
+  }
   for (const std::string& line : self->degraded_) spdlog::warn("telemetry degraded: {}", line);
   return self;
 }
@@ -118,6 +129,7 @@ void Collector::discover(TickReport& report) {
       for (uint64_t id : it->second.subtreeIds) {
         if (sched_) sched_->forget(id);
         if (net_) net_->forget(id);
+        if (block_) block_->forget(id);
       }
       tracked_.erase(it);
     }
@@ -151,8 +163,8 @@ void Collector::discover(TickReport& report) {
   }
 }
 
-void Collector::push(uint32_t workload, forecast::Metric metric, int64_t timestampNs,
-                     double value, TickReport& report) {
+void Collector::push(uint32_t workload, forecast::Metric metric, int64_t timestampNs, double value,
+                     TickReport& report) {
   if (!ring_) return;
   forecast::Sample sample{{workload, metric}, timestampNs, value};
   if (ring_->tryPush(sample)) {
@@ -190,20 +202,32 @@ TickReport Collector::tick() {
     }
     if (auto errors = net_->errors()) report.netErrors = *errors;
   }
+  std::unordered_map<uint64_t, BlockCounters> block;
+  if (block_) {
+    if (auto counters = block_->read()) {
+      block = std::move(*counters);
+    } else {
+      report.problems.push_back(counters.error().message());
+    }
+    if (auto errors = block_->errors()) report.blockErrors = *errors;
+  }
 
   for (auto& [number, tracked] : tracked_) {
     SchedCounters schedNow;
     NetCounters netNow;
+    BlockCounters blockNow;
     for (uint64_t id : tracked.subtreeIds) {
       if (auto it = sched.find(id); it != sched.end()) schedNow += it->second;
       if (auto it = net.find(id); it != net.end()) netNow += it->second;
+      if (auto it = block.find(id); it != block.end()) blockNow += it->second;
     }
     std::optional<CgroupReading> reading;
     if (tracked.reader) {
       auto read = tracked.reader->read();
       if (!read) {
         if (read.error().errnum == ENODEV || read.error().errnum == ENOENT) {
-          // Removed under us: the series ends, whatever takes its place.
+          // Removed under us: the series ends, whatever takes its
+          // place.
           registry_.markGone(number);
           forceDiscovery_ = true;
         } else {
@@ -220,12 +244,11 @@ TickReport Collector::tick() {
       const double seconds = static_cast<double>(now - tracked.lastNs) / 1e9;
       snap.intervalSeconds = seconds;
       if (sched_) {
-        snap.cpuCores =
-            static_cast<double>(counterDelta(schedNow.oncpuNs, tracked.sched.oncpuNs)) / 1e9 /
-            seconds;
+        snap.cpuCores = static_cast<double>(counterDelta(schedNow.oncpuNs, tracked.sched.oncpuNs)) /
+                        1e9 / seconds;
         snap.runqWaitPerSecond =
-            static_cast<double>(counterDelta(schedNow.runqWaitNs, tracked.sched.runqWaitNs)) /
-            1e9 / seconds;
+            static_cast<double>(counterDelta(schedNow.runqWaitNs, tracked.sched.runqWaitNs)) / 1e9 /
+            seconds;
         snap.switchesPerSecond =
             static_cast<double>(counterDelta(schedNow.switches, tracked.sched.switches)) / seconds;
         Log2Histogram delta = histogramDelta(schedNow.runqHistogram, tracked.sched.runqHistogram);
@@ -241,6 +264,17 @@ TickReport Collector::tick() {
         snap.txBytesPerSecond =
             static_cast<double>(counterDelta(netNow.txBytes, tracked.net.txBytes)) / seconds;
       }
+      if (block_) {
+        snap.diskReadBytesPerSecond =
+            static_cast<double>(counterDelta(blockNow.readBytes, tracked.block.readBytes)) /
+            seconds;
+        snap.diskWriteBytesPerSecond =
+            static_cast<double>(counterDelta(blockNow.writeBytes, tracked.block.writeBytes)) /
+            seconds;
+        Log2Histogram delta =
+            histogramDelta(blockNow.latencyHistogram, tracked.block.latencyHistogram);
+        if (totalCount(delta) > 0) snap.diskP99Us = histogramQuantile(delta, 0.99);
+      }
       if (reading && reading->cpu && tracked.cpuStat)
         snap.cgroupCpuCores =
             static_cast<double>(counterDelta(reading->cpu->usageUsec, tracked.cpuStat->usageUsec)) /
@@ -255,6 +289,7 @@ TickReport Collector::tick() {
     }
     tracked.sched = schedNow;
     tracked.net = netNow;
+    tracked.block = blockNow;
     tracked.lastNs = now;
     tracked.haveBaseline = true;
     if (!full) continue;
@@ -264,6 +299,9 @@ TickReport Collector::tick() {
     if (snap.memoryBytes)
       push(number, forecast::Metric::Memory, report.timestampNs,
            static_cast<double>(*snap.memoryBytes), report);
+    if (snap.diskReadBytesPerSecond && snap.diskWriteBytesPerSecond)
+      push(number, forecast::Metric::Io, report.timestampNs,
+           *snap.diskReadBytesPerSecond + *snap.diskWriteBytesPerSecond, report);
     if (snap.rxBytesPerSecond && snap.txBytesPerSecond)
       push(number, forecast::Metric::Network, report.timestampNs,
            *snap.rxBytesPerSecond + *snap.txBytesPerSecond, report);

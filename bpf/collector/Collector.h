@@ -12,11 +12,12 @@
 #include <string>
 #include <vector>
 
-#include "bpf/NetTelemetry.h"
-#include "bpf/SchedTelemetry.h"
 #include "bpf/collector/CgroupDiscovery.h"
 #include "bpf/collector/CgroupReader.h"
 #include "bpf/collector/WorkloadRegistry.h"
+#include "bpf/loaders/BlockTelemetry.h"
+#include "bpf/loaders/NetTelemetry.h"
+#include "bpf/loaders/SchedTelemetry.h"
 #include "forecast/SampleRing.h"
 
 namespace Atoll::telemetry {
@@ -31,6 +32,7 @@ struct CollectorOptions {
   std::string libvirtUri = "qemu:///system";  // empty: no libvirt discovery
   bool schedProbe = true;
   bool netProbe = true;
+  bool blockProbe = true;
   // The network programs observe this subtree (relative to the mount,
   // empty = the whole mount).
   std::string netSubtree;
@@ -53,6 +55,9 @@ struct WorkloadSnapshot {
   std::optional<double> ioPressureSome10;
   std::optional<double> rxBytesPerSecond;
   std::optional<double> txBytesPerSecond;
+  std::optional<double> diskReadBytesPerSecond;
+  std::optional<double> diskWriteBytesPerSecond;
+  std::optional<double> diskP99Us;
 };
 
 struct TickReport {
@@ -64,6 +69,7 @@ struct TickReport {
   uint64_t samplesDropped = 0;  // ring full
   SchedErrors schedErrors;
   NetErrors netErrors;
+  BlockErrors blockErrors;
   std::vector<std::string> problems;  // this tick's read failures
 };
 
@@ -86,6 +92,7 @@ class Collector {
     int64_t lastNs = 0;
     SchedCounters sched;
     NetCounters net;
+    BlockCounters block;
     std::optional<CpuStat> cpuStat;
   };
 
@@ -100,6 +107,7 @@ class Collector {
   forecast::SampleRing* ring_;
   std::unique_ptr<SchedTelemetry> sched_;
   std::unique_ptr<NetTelemetry> net_;
+  std::unique_ptr<BlockTelemetry> block_;
   WorkloadRegistry registry_;
   std::map<uint32_t, Tracked> tracked_;
   std::vector<std::string> degraded_;

@@ -40,7 +40,8 @@ std::string unifiedCgroupPath(std::string_view text) {
 }
 
 std::string domainScopeOf(std::string_view path) {
-  for (std::string_view suffix : {std::string_view("/libvirt/emulator"), std::string_view("/emulator")}) {
+  for (std::string_view suffix :
+       {std::string_view("/libvirt/emulator"), std::string_view("/emulator")}) {
     if (path.size() > suffix.size() && path.substr(path.size() - suffix.size()) == suffix)
       return std::string(path.substr(0, path.size() - suffix.size()));
   }
@@ -50,7 +51,7 @@ std::string domainScopeOf(std::string_view path) {
 Result<std::vector<LibvirtDomain>> listLibvirtDomains(const std::string& uri) {
   virSetErrorFunc(nullptr, quietLibvirtErrors);
   std::unique_ptr<virConnect, decltype(&virConnectClose)> conn(virConnectOpenReadOnly(uri.c_str()),
-                                                              &virConnectClose);
+                                                               &virConnectClose);
   if (!conn) return Error::invalid("virConnectOpenReadOnly", uri, "", lastLibvirtError());
   virDomainPtr* domains = nullptr;
   int count = virConnectListAllDomains(conn.get(), &domains, VIR_CONNECT_LIST_DOMAINS_ACTIVE);

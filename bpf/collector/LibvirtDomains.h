@@ -13,8 +13,8 @@ namespace Atoll::telemetry {
 struct LibvirtDomain {
   std::string name;
   std::string uuid;
-  int pid = 0;              // QEMU process
-  std::string cgroupPath;   // relative to the cgroup2 mount, the domain's scope
+  int pid = 0;             // QEMU process
+  std::string cgroupPath;  // relative to the cgroup2 mount, the domain's scope
 };
 
 // The cgroup2 path ("0::" line) of a /proc/PID/cgroup text, without the

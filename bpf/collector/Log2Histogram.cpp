@@ -14,8 +14,12 @@ int log2Slot(uint64_t value) {
   return slot;
 }
 
-uint64_t slotLow(int slot) { return slot == 0 ? 0 : uint64_t{1} << slot; }
-uint64_t slotHigh(int slot) { return uint64_t{1} << (slot + 1); }
+uint64_t slotLow(int slot) {
+  return slot == 0 ? 0 : uint64_t{1} << slot;
+}
+uint64_t slotHigh(int slot) {
+  return uint64_t{1} << (slot + 1);
+}
 
 uint64_t totalCount(const Log2Histogram& histogram) {
   uint64_t total = 0;

@@ -16,7 +16,8 @@ Reconciliation WorkloadRegistry::reconcile(const std::vector<DiscoveredCgroup>& 
     if (it != byCgroupId_.end()) {
       bool gone = std::find(gone_.begin(), gone_.end(), it->second.number) != gone_.end();
       if (!gone && it->second.cgroup.path == cgroup.path) {
-        // Same cgroup: names may change (libvirt domain renamed), the number stays.
+        // Same cgroup: names may change (libvirt domain renamed), the
+        // number stays.
         it->second.cgroup.name = cgroup.name;
         it->second.cgroup.uuid = cgroup.uuid;
         continue;
@@ -41,7 +42,9 @@ Reconciliation WorkloadRegistry::reconcile(const std::vector<DiscoveredCgroup>& 
   return result;
 }
 
-void WorkloadRegistry::markGone(uint32_t number) { gone_.push_back(number); }
+void WorkloadRegistry::markGone(uint32_t number) {
+  gone_.push_back(number);
+}
 
 std::optional<Workload> WorkloadRegistry::byCgroupId(uint64_t cgroupId) const {
   auto it = byCgroupId_.find(cgroupId);

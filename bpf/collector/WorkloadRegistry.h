@@ -52,7 +52,6 @@ class WorkloadRegistry {
 // "machine.slice/*": '*' and '?' never cross a '/', as in fnmatch(3) with
 // FNM_PATHNAME.
 bool selectorMatches(const std::string& selector, const std::string& relativePath);
-bool anySelectorMatches(const std::vector<std::string>& selectors,
-                        const std::string& relativePath);
+bool anySelectorMatches(const std::vector<std::string>& selectors, const std::string& relativePath);
 
 }  // namespace Atoll::telemetry

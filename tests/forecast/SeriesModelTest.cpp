@@ -55,6 +55,37 @@ TEST(SeriesModel, P95CoverageIsCalibratedOnSkewedNoise) {
   }
 }
 
+// Calm and short bursty regimes alternate: the short-horizon band must follow
+// the regime within a few steps (conditional on recent volatility); an error
+// quantile tracked on its own moves too slowly to do so.
+TEST(SeriesModel, ShortBandFollowsTheVolatilityRegime) {
+  const ModelShape shape = defaultShape();
+  SeriesModel model(shape);
+  std::mt19937 rng(11);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  double calmBand = 0, burstBand = 0;
+  for (int cycle = 0; cycle < 40; ++cycle) {
+    for (int t = 0; t < 100; ++t) model.update(50.0 + noise(rng));
+    const Quantiles calm = model.forecast(1);
+    for (int t = 0; t < 15; ++t) model.update(50.0 + 10.0 * noise(rng));
+    const Quantiles burst = model.forecast(1);
+    if (cycle >= 30) {
+      calmBand += calm.p95 - calm.p50;
+      burstBand += burst.p95 - burst.p50;
+    }
+  }
+  EXPECT_GT(burstBand, 2.0 * calmBand);
+}
+
+// A robust level: an idle series with rare large spikes is forecast near its
+// idle level, not near the spikes' mean.
+TEST(SeriesModel, RareSpikesDoNotLiftTheForecast) {
+  const ModelShape shape = defaultShape();
+  SeriesModel model(shape);
+  for (int t = 0; t < 3000; ++t) model.update(t % 37 == 0 ? 500.0 : 5.0);
+  for (int h : {12, 72}) EXPECT_LT(model.forecast(h).p50, 5.0 + 0.02 * 495.0) << h;
+}
+
 TEST(SeriesModel, RecoversFromALevelShiftAndIdleThenBusy) {
   const ModelShape shape = defaultShape();
   SeriesModel model(shape);

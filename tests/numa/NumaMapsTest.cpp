@@ -1,4 +1,4 @@
-#include "tests/numa/NumaMaps.h"
+#include "numa/NumaMaps.h"
 
 #include <gtest/gtest.h>
 

@@ -18,7 +18,7 @@
 #include <string>
 #include <thread>
 
-#include "tests/numa/NumaMaps.h"
+#include "numa/NumaMaps.h"
 #include "util/Fs.h"
 
 namespace Atoll {

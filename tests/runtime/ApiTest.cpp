@@ -111,9 +111,15 @@ TEST_F(Api, BadKeysAndUnknownEndpointsAreRefused) {
 TEST_F(Api, MalformedHttpGets400) {
   auto response = rawExchange(api.socketPath(), "GARBAGE\r\n\r\n");
   EXPECT_EQ(response.status, 400) << response.raw;
-  EXPECT_TRUE(bodyOf(response).contains("error")) << response.raw;
-  response = rawExchange(api.socketPath(), "GET /v1/status HTTP/1.1\r\nno colon header\r\n\r\n");
+  EXPECT_EQ(bodyOf(response)["error"], "malformed HTTP request") << response.raw;
+  response = rawExchange(api.socketPath(), "GET /v1/status HTTP/7.0\r\n\r\n");
   EXPECT_EQ(response.status, 400) << response.raw;
+  // An error ends the connection: what follows a request that failed to parse
+  // is never taken as a new request.
+  EXPECT_EQ(response.raw.find("HTTP/1.1", 1), std::string::npos) << response.raw;
+  response = rawExchange(api.socketPath(), "GET /v1/\xff\xfe HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(response.status, 404) << response.raw;
+  EXPECT_TRUE(bodyOf(response).contains("error")) << response.raw;
 }
 
 TEST_F(Api, HugeBodiesGet413AndChangeNothing) {

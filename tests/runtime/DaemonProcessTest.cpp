@@ -252,8 +252,8 @@ TEST(Atolld, CheckConfigListsEveryErrorAndTouchesNothing) {
   while (fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
   int status = ::pclose(pipe);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << output;
-  for (const std::string expected :
-       {config + ":2:11: daemon.tick_ms: 5 is out of range 10..60000",
+  for (const std::string& expected : std::vector<std::string>{
+           config + ":2:11: daemon.tick_ms: 5 is out of range 10..60000",
         config + ":4:15: api.socket_path: expected a string, found integer",
         config + ":8:8: islands.b.cpus: CPUs 2-3 overlap with island 'a'",
         config + ":9:2: typo: unknown key", "4 errors"})

@@ -20,8 +20,8 @@ namespace {
 
 constexpr uint64_t kSeed = 0x41544f4c4cULL;  // fixed: failures reproduce
 constexpr int kRequestIterations = 2500;
-constexpr int kConfigIterations = 4000;
-constexpr int kBodyIterations = 4000;
+constexpr int kConfigIterations = 20000;
+constexpr int kBodyIterations = 20000;
 
 class Mutator {
  public:
@@ -93,7 +93,7 @@ class Mutator {
 
 // Sends raw bytes through the server's per-connection code over a socketpair
 // and returns whatever it answered.
-std::string exchange(UnixHttpServer& server, const std::string& request) {
+std::string serveRaw(UnixHttpServer& server, const std::string& request) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return "socketpair failed";
   UniqueFd client(pair[0]);
@@ -142,7 +142,7 @@ TEST(Fuzz, ApiRequestParsing) {
   int answered = 0;
   for (int i = 0; i < kRequestIterations; ++i) {
     std::string input = mutator.mutate(corpus[mutator.below(corpus.size())], corpus, dictionary);
-    std::string answer = exchange(api.server(), input);
+    std::string answer = serveRaw(api.server(), input);
     if (answer.empty()) continue;  // nothing parseable arrived: closing is a fine answer
     ++answered;
     ASSERT_EQ(answer.rfind("HTTP/1.1 ", 0), 0u) << "iteration " << i << ": " << answer.substr(0, 200);
@@ -155,7 +155,7 @@ TEST(Fuzz, ApiRequestParsing) {
   }
   EXPECT_GT(answered, kRequestIterations / 2);
   // Still serving, and the store is consistent with its own listing.
-  std::string status = exchange(api.server(), test::httpRequest("GET", "/v1/status"));
+  std::string status = serveRaw(api.server(), test::httpRequest("GET", "/v1/status"));
   EXPECT_EQ(status.rfind("HTTP/1.1 200", 0), 0u) << status;
   EXPECT_EQ(api.store().list(Keyspace::Desired, "")->size(), api.store().size(Keyspace::Desired));
 }

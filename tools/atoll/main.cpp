@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   Atoll::cli::addStateVerb(app);
   Atoll::cli::addForecastVerb(app);
   Atoll::cli::addTransferVerb(app);
+  Atoll::cli::addTopVerb(app);
+  Atoll::cli::addIslandVerb(app);
   Atoll::cli::addCompletionVerb(app);
   Atoll::cli::addManpageVerb(app);
   try {

@@ -1,7 +1,7 @@
 #pragma once
 // /proc/PID/numa_maps, parsed: for each mapping, its start address, its
-// memory policy and how many of its pages sit on each NUMA node. Tests use it
-// to see where the kernel really placed a process's memory.
+// memory policy and how many of its pages sit on each NUMA node: where the
+// kernel really placed a process's memory (islands report page moves with it).
 #include <cstdint>
 #include <map>
 #include <string>

@@ -1,4 +1,4 @@
-#include "bpf/SchedTelemetry.h"
+#include "bpf/loaders/SchedTelemetry.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -6,7 +6,7 @@
 
 #include <cerrno>
 
-#include "bpf/PerCpuMap.h"
+#include "bpf/loaders/PerCpuMap.h"
 #include "sched_telemetry.h"
 #include "sched_telemetry.skel.h"
 
@@ -58,7 +58,9 @@ Result<std::unique_ptr<SchedTelemetry>> SchedTelemetry::start(
   return self;
 }
 
-SchedTelemetry::~SchedTelemetry() { sched_telemetry__destroy(skel_); }
+SchedTelemetry::~SchedTelemetry() {
+  sched_telemetry__destroy(skel_);
+}
 
 Result<std::unordered_map<uint64_t, SchedCounters>> SchedTelemetry::read() const {
   return readPerCpuHash<sched_cgroup_stats, SchedCounters>(
@@ -90,7 +92,9 @@ Result<void> SchedTelemetry::setIsland(uint64_t cgroupId, uint32_t island) const
 int SchedTelemetry::schedSwitchProgFd() const {
   return bpf_program__fd(skel_->progs.sched_switch);
 }
-int SchedTelemetry::wakeupProgFd() const { return bpf_program__fd(skel_->progs.sched_wakeup); }
+int SchedTelemetry::wakeupProgFd() const {
+  return bpf_program__fd(skel_->progs.sched_wakeup);
+}
 int SchedTelemetry::wakeupNewProgFd() const {
   return bpf_program__fd(skel_->progs.sched_wakeup_new);
 }

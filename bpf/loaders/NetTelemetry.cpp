@@ -1,4 +1,4 @@
-#include "bpf/NetTelemetry.h"
+#include "bpf/loaders/NetTelemetry.h"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "bpf/PerCpuMap.h"
+#include "bpf/loaders/PerCpuMap.h"
 #include "net_telemetry.h"
 #include "net_telemetry.skel.h"
 #include "util/UniqueFd.h"
@@ -126,7 +126,11 @@ void NetTelemetry::forget(uint64_t cgroupId) const {
   bpf_map_delete_elem(bpf_map__fd(skel_->maps.net_stats), &cgroupId);
 }
 
-int NetTelemetry::ingressProgFd() const { return bpf_program__fd(skel_->progs.net_ingress); }
-int NetTelemetry::egressProgFd() const { return bpf_program__fd(skel_->progs.net_egress); }
+int NetTelemetry::ingressProgFd() const {
+  return bpf_program__fd(skel_->progs.net_ingress);
+}
+int NetTelemetry::egressProgFd() const {
+  return bpf_program__fd(skel_->progs.net_egress);
+}
 
 }  // namespace Atoll::telemetry

@@ -38,8 +38,8 @@ struct SchedTelemetryOptions {
 };
 
 struct SchedErrors {
-  uint64_t mapFull = 0;       // events lost because the cgroup map was full
-  uint64_t taskStorage = 0;   // events lost for want of per-task storage
+  uint64_t mapFull = 0;      // events lost because the cgroup map was full
+  uint64_t taskStorage = 0;  // events lost for want of per-task storage
 };
 
 class SchedTelemetry {

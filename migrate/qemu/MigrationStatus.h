@@ -1,0 +1,40 @@
+#pragma once
+// What QEMU reports about a live migration (QMP `query-migrate`), parsed
+// apart from the socket so the parsing is tested without a QEMU.
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "util/Result.h"
+
+namespace Atoll::qemu {
+
+struct MigrationStatus {
+  // "none", "setup", "active", "device", "pre-switchover", "completed",
+  // "failed", "cancelling", "cancelled", "postcopy-active", ...
+  std::string status;
+  uint64_t totalTimeMs = 0;  // setup to completion (or so far)
+  uint64_t downtimeMs = 0;   // measured, once completed
+  uint64_t expectedDowntimeMs = 0;
+  uint64_t setupTimeMs = 0;
+  uint64_t ramTransferredBytes = 0;
+  uint64_t ramRemainingBytes = 0;
+  uint64_t ramTotalBytes = 0;
+  uint64_t dirtySyncCount = 0;
+  double ramMbps = 0;
+  std::string errorDescription;  // set when status is "failed"
+
+  bool finished() const {
+    return status == "completed" || status == "failed" || status == "cancelled";
+  }
+  bool succeeded() const { return status == "completed"; }
+  // Fraction of guest RAM already sent in this pass, 0..1 (1 once completed).
+  double progress() const;
+};
+
+// Parses the "return" object of `query-migrate`. Fields QEMU leaves out (it
+// omits "ram" before the migration starts) stay zero; fields of the wrong
+// type are an error naming them.
+Result<MigrationStatus> parseQueryMigrate(const nlohmann::json& reply);
+
+}  // namespace Atoll::qemu

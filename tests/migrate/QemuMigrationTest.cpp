@@ -1,0 +1,129 @@
+// QEMU live migration of a running TCG guest, (a) directly over TCP on
+// loopback and (b) through Atoll's stream tunnel (source QEMU -> unix socket
+// -> TunnelSource -> TCP -> TransferServer -> destination QEMU's
+// `-incoming unix:PATH`). The guest keeps a counter pattern in memory; the
+// destination must be running and the counter must keep advancing there with
+// the pattern intact.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "QemuGuest.h"
+#include "TestImages.h"
+#include "migrate/transfer/Net.h"
+#include "migrate/transfer/StreamTunnel.h"
+#include "migrate/transfer/TransferServer.h"
+
+namespace Atoll::transfer {
+namespace {
+
+using testing::CounterProgress;
+using testing::QemuGuest;
+using testing::TempDir;
+using namespace std::chrono_literals;
+
+// A loopback port free at the time of the call, for QEMU's -incoming.
+uint16_t freeLoopbackPort() {
+  auto listener = listenTcp(Endpoint{"127.0.0.1", 0});
+  if (!listener) return 0;
+  return boundPort(listener->get()).value_or(0);
+}
+
+// Migrates `source` to `uri`, checks it completed and that `destination`
+// runs the guest with the counter advancing past where the source stopped.
+void migrateAndCheck(QemuGuest& source, QemuGuest& destination, const std::string& uri) {
+  // The default cap (128 MiB/s) would measure QEMU's throttle, not the path.
+  ASSERT_TRUE(source.qmp().execute("migrate-set-parameters", {{"max-bandwidth", 8ull << 30}}));
+  auto started = source.qmp().migrate(uri);
+  ASSERT_TRUE(started) << started.error().message();
+  double lastProgress = -1;
+  auto finished = source.qmp().waitForMigration(40s, 50ms, [&](const qemu::MigrationStatus& s) {
+    if (s.progress() - lastProgress >= 0.25 || s.finished()) {
+      lastProgress = s.progress();
+      std::printf("  %s: %s %.0f%% sent %llu of %llu bytes, %.0f Mbit/s\n", uri.c_str(),
+                  s.status.c_str(), 100 * s.progress(),
+                  static_cast<unsigned long long>(s.ramTransferredBytes),
+                  static_cast<unsigned long long>(s.ramTotalBytes), s.ramMbps);
+    }
+  });
+  ASSERT_TRUE(finished) << finished.error().message();
+  ASSERT_TRUE(finished->succeeded()) << finished->status << ": " << finished->errorDescription;
+  std::printf("  %s: total %llu ms, downtime %llu ms\n", uri.c_str(),
+              static_cast<unsigned long long>(finished->totalTimeMs),
+              static_cast<unsigned long long>(finished->downtimeMs));
+  EXPECT_GT(finished->ramTransferredBytes, 0u);
+
+  auto sourceState = source.qmp().queryStatus();
+  ASSERT_TRUE(sourceState) << sourceState.error().message();
+  EXPECT_EQ(*sourceState, "postmigrate");
+  auto destinationState = destination.qmp().queryStatus();
+  ASSERT_TRUE(destinationState) << destinationState.error().message();
+  EXPECT_EQ(*destinationState, "running");
+
+  CounterProgress before = source.progress();
+  ASSERT_GE(before.lastPass, 0) << "source never reported progress";
+  EXPECT_TRUE(destination.waitForPassBeyond(before.lastPass + 2, 20s))
+      << "the guest's counter did not continue on the destination (last on source: pass "
+      << before.lastPass << ", on destination: " << destination.progress().lastPass
+      << (destination.progress().broken ? ", pattern broken" : "") << ")";
+  EXPECT_FALSE(destination.progress().broken) << "memory pattern broken after migration";
+}
+
+TEST(QemuMigrationTest, GuestContinuesAfterDirectAndTunnelledMigration) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (kernel test label)";
+  TempDir dir;
+  std::string whyNot;
+  auto image = testing::prepareGuestImage(dir.path(), whyNot);
+  if (!image) GTEST_SKIP() << whyNot;
+
+  std::string error;
+  auto source = QemuGuest::start(*image, dir.path(), "source", "", error);
+  ASSERT_TRUE(source) << error;
+  ASSERT_TRUE(source->waitForPassBeyond(3, 45s))
+      << "the guest did not start its workload; serial log: " << source->serialLog();
+
+  // (a) Directly over TCP on loopback.
+  uint16_t port = freeLoopbackPort();
+  ASSERT_NE(port, 0);
+  std::string direct = "tcp:127.0.0.1:" + std::to_string(port);
+  auto middle = QemuGuest::start(*image, dir.path(), "direct", direct, error);
+  ASSERT_TRUE(middle) << error;
+  {
+    SCOPED_TRACE("direct TCP");
+    migrateAndCheck(*source, *middle, direct);
+  }
+  if (HasFatalFailure()) return;
+  source.reset();
+
+  // (b) Through the tunnel: the same guest moves on from the first destination.
+  std::string incoming = dir / "final.incoming";
+  auto final = QemuGuest::start(*image, dir.path(), "final", "unix:" + incoming, error);
+  ASSERT_TRUE(final) << error;
+  ::mkdir((dir / "staging").c_str(), 0755);
+  ServerConfig config;
+  config.stagingDirectory = dir / "staging";
+  config.listen = Endpoint{"127.0.0.1", 0};
+  config.tunnelDestination = incoming;
+  auto server = TransferServer::create(config);
+  ASSERT_TRUE(server) << server.error().message();
+  (*server)->start();
+  std::string tunnelSocket = dir / "tunnel.sock";
+  auto tunnel = TunnelSource::create(tunnelSocket, Endpoint{"127.0.0.1", (*server)->port()}, 42,
+                                     SocketOptions{});
+  ASSERT_TRUE(tunnel) << tunnel.error().message();
+  (*tunnel)->start();
+  {
+    SCOPED_TRACE("through the tunnel");
+    migrateAndCheck(*middle, *final, "unix:" + tunnelSocket);
+  }
+  const TunnelStats& stats = (*tunnel)->stats();
+  EXPECT_GE(stats.connections.load(), 1u);
+  EXPECT_GT(stats.bytesToPeer.load(), 1u << 20) << "the stream did not go through the tunnel";
+  EXPECT_EQ((*tunnel)->lastError(), "");
+  (*tunnel)->stop();
+  (*server)->stop();
+}
+
+}  // namespace
+}  // namespace Atoll::transfer

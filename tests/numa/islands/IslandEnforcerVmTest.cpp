@@ -1,0 +1,266 @@
+// In the test VM (two NUMA nodes, full cgroup v2): islands enforced through
+// cgroupfs. Two islands, one per node, with pinned processes: their CPUs
+// (Cpus_allowed_list) and pages (numa_maps) stay on the island's node; an
+// island's memory node changes and the pages follow; a resize and members
+// follow; an exclusive island takes its CPUs out of the shared island.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <iostream>
+#include <optional>
+
+#include "numa/CpuSet.h"
+#include "numa/IslandAllocator.h"
+#include "numa/IslandEnforcer.h"
+#include "numa/NumaMaps.h"
+#include "util/Fs.h"
+
+namespace Atoll::numa {
+namespace {
+
+constexpr size_t kTouchedBytes = size_t{32} << 20;
+constexpr int kChildReplyTimeoutMs = 30'000;
+constexpr std::string_view kStatusCpusAllowed = "Cpus_allowed_list:";
+
+std::string statusField(pid_t pid, std::string_view key) {
+  auto status = readFile("/proc/" + std::to_string(pid) + "/status");
+  if (!status) return {};
+  std::string_view text = *status;
+  auto at = text.find(key);
+  if (at == std::string_view::npos) return {};
+  text.remove_prefix(at + key.size());
+  return std::string(trim(text.substr(0, text.find('\n'))));
+}
+
+// A forked child that maps and touches kTouchedBytes when told to, reports
+// the address, and lives until the test closes its control pipe.
+class TouchingChild {
+ public:
+  TouchingChild() {
+    if (::pipe2(control_, O_CLOEXEC) != 0 || ::pipe2(reply_, O_CLOEXEC) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) runChild();
+    ::close(control_[0]);
+    ::close(reply_[1]);
+  }
+  ~TouchingChild() {
+    ::close(control_[1]);
+    ::close(reply_[0]);
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  TouchingChild(const TouchingChild&) = delete;
+  TouchingChild& operator=(const TouchingChild&) = delete;
+  pid_t pid() const { return pid_; }
+
+  uint64_t touchMemory() {
+    char go = 'g';
+    if (::write(control_[1], &go, 1) != 1) return 0;
+    pollfd ready{reply_[0], POLLIN, 0};
+    if (::poll(&ready, 1, kChildReplyTimeoutMs) != 1) return 0;
+    uint64_t address = 0;
+    if (::read(reply_[0], &address, sizeof address) != sizeof address) return 0;
+    return address;
+  }
+
+ private:
+  [[noreturn]] void runChild() {
+    char go;
+    if (::read(control_[0], &go, 1) != 1) ::_exit(1);
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    void* region =
+        ::mmap(nullptr, kTouchedBytes + 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint64_t address = 0;
+    if (region != MAP_FAILED) {
+      char* touched = static_cast<char*>(region) + page;
+      if (::mprotect(touched, kTouchedBytes, PROT_READ | PROT_WRITE) == 0) {
+        std::memset(touched, 0x5a, kTouchedBytes);
+        address = reinterpret_cast<uintptr_t>(touched);
+      }
+    }
+    if (::write(reply_[1], &address, sizeof address) != sizeof address) ::_exit(1);
+    while (::read(control_[0], &go, 1) > 0) {
+    }
+    ::_exit(0);
+  }
+
+  int control_[2] = {-1, -1};
+  int reply_[2] = {-1, -1};
+  pid_t pid_ = -1;
+};
+
+// Pages of the child's touched mapping on `node`, and in total.
+std::pair<uint64_t, uint64_t> pagesOfMapping(pid_t pid, uint64_t address, int node) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/numa_maps";
+  auto text = readFile(path);
+  if (!text) return {0, 0};
+  auto maps = parseNumaMaps(*text, path);
+  if (!maps) return {0, 0};
+  const NumaMapsEntry* entry = findMapping(*maps, address);
+  if (entry == nullptr) return {0, 0};
+  uint64_t total = 0;
+  for (const auto& [n, pages] : entry->pagesOnNode) total += pages;
+  return {entry->pagesOn(node), total};
+}
+
+class IslandEnforcerVmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to create cgroups";
+    auto root = CgroupV2::open(std::string(kDefaultCgroupMount));
+    if (!root || !root->has(cgroupfile::kControllers))
+      GTEST_SKIP() << kDefaultCgroupMount << " is not a cgroup v2 mount; this test runs in the VM";
+    auto enabled = root->enabledControllers();
+    if (!enabled || std::find(enabled->begin(), enabled->end(), "cpuset") == enabled->end())
+      GTEST_SKIP() << "cpuset is not enabled in " << kDefaultCgroupMount
+                   << "/cgroup.subtree_control";
+    auto topology = Topology::fromHost();
+    ASSERT_TRUE(topology) << topology.error().message();
+    topology_ = std::move(*topology);
+    if (topology_.nodes().size() < 2 || topology_.nodes()[1].cpus.empty())
+      GTEST_SKIP() << "needs two NUMA nodes with CPUs; host has " << topology_.summary();
+    managedRoot_ = "atoll-test-" + std::to_string(::getpid()) + ".slice";
+    auto enforcer = IslandEnforcer::open(topology_, std::string(kDefaultCgroupMount), managedRoot_);
+    ASSERT_TRUE(enforcer) << enforcer.error().message();
+    enforcer_.emplace(std::move(*enforcer));
+  }
+  void TearDown() override {
+    if (!enforcer_) return;
+    auto all = enforcer_->islands();
+    if (all) {
+      for (const auto& island : *all) EXPECT_TRUE(enforcer_->remove(island.name));
+    }
+    if (auto mount = Dir::open(std::string(kDefaultCgroupMount)))
+      (void)mount->removeChild(managedRoot_);
+  }
+
+  Island onNode(std::string name, unsigned node) {
+    Island island;
+    island.name = std::move(name);
+    island.cpus = topology_.nodes()[node].cpus;
+    island.memNodes = {topology_.nodes()[node].osIndex};
+    return island;
+  }
+
+  Topology topology_;
+  std::string managedRoot_;
+  std::optional<IslandEnforcer> enforcer_;
+};
+
+TEST_F(IslandEnforcerVmTest, IslandPerNodeKeepsCpusAndPagesThereAndPagesFollowNodeChanges) {
+  // Node 0 keeps one CPU for the shared island (the host runs there).
+  Island first = onNode("first", 0);
+  first.cpus = {first.cpus.back()};
+  Island second = onNode("second", 1);
+  ASSERT_TRUE(enforcer_->apply({first, second}))
+      << enforcer_->apply({first, second}).error().message();
+
+  TouchingChild a;
+  TouchingChild b;
+  ASSERT_GT(a.pid(), 0);
+  ASSERT_GT(b.pid(), 0);
+  ASSERT_TRUE(enforcer_->pin("first", a.pid()));
+  ASSERT_TRUE(enforcer_->pin("second", b.pid()));
+  const uint64_t addressA = a.touchMemory();
+  const uint64_t addressB = b.touchMemory();
+  ASSERT_NE(addressA, 0u);
+  ASSERT_NE(addressB, 0u);
+  EXPECT_EQ(statusField(a.pid(), kStatusCpusAllowed), formatCpuList(first.cpus));
+  EXPECT_EQ(statusField(b.pid(), kStatusCpusAllowed), formatCpuList(second.cpus));
+  auto [aOnNode0, aTotal] = pagesOfMapping(a.pid(), addressA, 0);
+  auto [bOnNode1, bTotal] = pagesOfMapping(b.pid(), addressB, 1);
+  EXPECT_GT(aTotal, 0u);
+  EXPECT_EQ(aOnNode0, aTotal);
+  EXPECT_GT(bTotal, 0u);
+  EXPECT_EQ(bOnNode1, bTotal);
+
+  // Island "second" moves its memory to node 0: the pages follow.
+  auto moved = enforcer_->moveMemory("second", {0});
+  ASSERT_TRUE(moved) << moved.error().message();
+  auto [bOnNode0, bTotalAfter] = pagesOfMapping(b.pid(), addressB, 0);
+  std::cout << "moved " << moved->bytesMoved << " bytes in "
+            << std::chrono::duration<double, std::milli>(moved->took).count() << " ms; mapping has "
+            << bOnNode0 << " of " << bTotalAfter << " pages on node 0\n";
+  EXPECT_EQ(bOnNode0, bTotalAfter);
+  EXPECT_GE(moved->bytesMoved, kTouchedBytes);
+}
+
+TEST_F(IslandEnforcerVmTest, ResizedIslandsMembersFollow) {
+  Island island = onNode("growing", 1);
+  const CpuList nodeCpus = island.cpus;
+  island.cpus = {nodeCpus.front()};
+  ASSERT_TRUE(enforcer_->apply({island}));
+  TouchingChild child;
+  ASSERT_GT(child.pid(), 0);
+  ASSERT_TRUE(enforcer_->pin("growing", child.pid()));
+  EXPECT_EQ(statusField(child.pid(), kStatusCpusAllowed), formatCpuList(island.cpus));
+
+  IslandAllocator allocator(topology_, {});
+  auto grown = allocator.grow("growing", island.cpus, 1);
+  ASSERT_TRUE(grown) << grown.error().message();
+  island.cpus = grown->cpus;
+  ASSERT_TRUE(enforcer_->apply({island}));
+  EXPECT_EQ(statusField(child.pid(), kStatusCpusAllowed), formatCpuList(nodeCpus));
+
+  auto shrunk = allocator.shrink("growing", island.cpus, 1);
+  ASSERT_TRUE(shrunk) << shrunk.error().message();
+  island.cpus = shrunk->cpus;
+  ASSERT_TRUE(enforcer_->apply({island}));
+  EXPECT_EQ(statusField(child.pid(), kStatusCpusAllowed), formatCpuList(shrunk->cpus));
+}
+
+TEST_F(IslandEnforcerVmTest, ExclusiveIslandTakesCpusOutOfTheSharedIsland) {
+  Island island = onNode("exclusive", 1);
+  island.exclusivity = Exclusivity::Root;
+  auto applied = enforcer_->apply({island});
+  ASSERT_TRUE(applied) << applied.error().message();
+  auto status = enforcer_->status();
+  ASSERT_TRUE(status) << status.error().message();
+  ASSERT_EQ(status->size(), 1u);
+  EXPECT_EQ(status->front().partitionProblem, "");
+  EXPECT_EQ(status->front().island.exclusivity, Exclusivity::Root);
+  EXPECT_EQ(status->front().effectiveCpus, island.cpus);
+
+  // This test process lives in the shared island: it lost the CPUs.
+  auto root = CgroupV2::open(std::string(kDefaultCgroupMount));
+  ASSERT_TRUE(root);
+  auto rootCpus = root->read(cgroupfile::kCpusetCpusEffective);
+  ASSERT_TRUE(rootCpus) << rootCpus.error().message();
+  auto shared = parseCpuList(*rootCpus, "root");
+  ASSERT_TRUE(shared);
+  EXPECT_TRUE(intersectionOf(*shared, island.cpus).empty()) << *rootCpus;
+  TouchingChild outsider;
+  ASSERT_GT(outsider.pid(), 0);
+  auto allowed = parseCpuList(statusField(outsider.pid(), kStatusCpusAllowed), "status");
+  ASSERT_TRUE(allowed);
+  EXPECT_TRUE(intersectionOf(*allowed, island.cpus).empty());
+
+  // A second island overlapping it is refused and nothing changes.
+  Island overlapping = onNode("overlapping", 1);
+  auto refused = enforcer_->apply({island, overlapping});
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("overlaps"), std::string::npos)
+      << refused.error().message();
+  auto after = enforcer_->islands();
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->size(), 1u);
+
+  // Removing it gives the CPUs back to the shared island.
+  ASSERT_TRUE(enforcer_->remove("exclusive"));
+  auto restored = parseCpuList(root->read(cgroupfile::kCpusetCpusEffective).value_or(""), "root");
+  ASSERT_TRUE(restored);
+  EXPECT_EQ(intersectionOf(*restored, island.cpus), island.cpus);
+}
+
+}  // namespace
+}  // namespace Atoll::numa
