@@ -1,8 +1,7 @@
 #include "forecast/ModelConfig.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
+#include <cmath>
 
 #include "forecast/SeriesModel.h"
 
@@ -26,24 +25,6 @@ std::string ModelShape::validate(const ModelConfig& config) {
 }
 
 ModelShape::ModelShape(const ModelConfig& config) : tuning_(config.tuning) {
-  // TEMPTUNE
-  if (const char* env = std::getenv("ATOLL_TUNE")) {
-    std::string all(env);
-    size_t pos = 0;
-    while (pos < all.size()) {
-      size_t end = all.find(',', pos);
-      if (end == std::string::npos) end = all.size();
-      std::string item = all.substr(pos, end - pos);
-      size_t eq = item.find('=');
-      std::string k = item.substr(0, eq);
-      double v = std::atof(item.c_str() + eq + 1);
-#define TUNE(name) if (k == #name) tuning_.name = v;
-      TUNE(errorDecay) TUNE(scaleDecay) TUNE(volatilityDecay) TUNE(volatilityMix) TUNE(quantileStep)
-      TUNE(quantileScaleDecay) TUNE(fastMedianRate) TUNE(slowLevelRate) TUNE(dampingPhi)
-      TUNE(trendBeta) TUNE(seasonGamma) TUNE(clipSigmas) TUNE(weightPower) TUNE(robustClip)
-      pos = end + 1;
-    }
-  }
   horizons_ = config.trackedHorizons;
   std::sort(horizons_.begin(), horizons_.end());
   horizons_.erase(std::unique(horizons_.begin(), horizons_.end()), horizons_.end());
@@ -73,6 +54,10 @@ ModelShape::ModelShape(const ModelConfig& config) : tuning_(config.tuning) {
     if (horizons_[upper] < h || horizons_[upper] == h) lower = upper, weight = 1.0;
     brackets_[h] = {lower, upper, weight};
   }
+  for (int h : horizons_)
+    quantileSteps_.push_back(
+        tuning_.quantileStep *
+        std::pow(std::min(1.0, double(tuning_.quantileStepHorizon) / double(h)), 0.4));
   arenaFloats_ = SeriesModel::arenaFloatsFor(*this);
 }
 

@@ -13,7 +13,9 @@ struct ModelTuning {
   double scaleDecay = 0.01;           // EW weight for the naive one-step scale (MASE denominator)
   double volatilityDecay = 0.1;       // EW weight of the recent one-step change (band scaling)
   double volatilityMix = 0.5;         // share of the recent (vs long-run) change in the band scale
-  double quantileStep = 0.05;         // p95/p99 step per miss or hit, in normalised error scales
+  double quantileStep = 0.1;          // p95/p99 step per miss or hit, in error scales, up to...
+  int quantileStepHorizon = 12;       // ...this horizon; beyond, it shrinks as (this / h)^0.4
+                                      // (a miss is seen h steps late: long feedback, small steps)
   double quantileScaleDecay = 0.005;  // EW weight of the (spike-clipped) normalised error scale
   double coverageDecay = 0.01;        // EW weight of the exposed p95 coverage
   double fastMedianRate = 0.15;       // gain of the recent robust level
@@ -59,6 +61,8 @@ class ModelShape {
   };
   const Bracket& bracket(int h) const { return brackets_[h]; }
   const ModelTuning& tuning() const { return tuning_; }
+  // Quantile tracking step at tracked horizon j.
+  double quantileStep(int j) const { return quantileSteps_[j]; }
   // Floats of per-series arena storage.
   size_t arenaFloats() const { return arenaFloats_; }
 
@@ -72,6 +76,7 @@ class ModelShape {
   int trackedRingTotal_ = 0;
   std::vector<double> dampSums_;
   std::vector<Bracket> brackets_;
+  std::vector<double> quantileSteps_;
   ModelTuning tuning_;
   size_t arenaFloats_ = 0;
 };

@@ -76,7 +76,7 @@ void robustStep(double value, double rate, double clip, double& level, double& s
 // spike-clipped error scale, so the miss rate settles at 5 % (1 %) whatever
 // the error distribution and one burst does not widen every later interval.
 // `loss` follows the p95 pinball loss of the tracker.
-void SeriesModel::trackQuantiles(double error, float* q, float& loss) const {
+void SeriesModel::trackQuantiles(double error, double step, float* q, float& loss) const {
   const ModelTuning& tuning = shape_->tuning();
   float& q95 = q[0];
   float& q99 = q[1];
@@ -87,9 +87,9 @@ void SeriesModel::trackQuantiles(double error, float* q, float& loss) const {
   const double absError = std::fabs(error);
   const double clipped = scale > 0 ? std::min(absError, tuning.clipSigmas * scale) : absError;
   scale = static_cast<float>(ew(scale, clipped, tuning.quantileScaleDecay));
-  const double step = tuning.quantileStep * scale;
-  q95 += static_cast<float>(step * ((miss > 0 ? 1.0 : 0.0) - 0.05));
-  q99 += static_cast<float>(step * ((error > q99 ? 1.0 : 0.0) - 0.01));
+  const double move = step * scale;
+  q95 += static_cast<float>(move * ((miss > 0 ? 1.0 : 0.0) - 0.05));
+  q99 += static_cast<float>(move * ((error > q99 ? 1.0 : 0.0) - 0.01));
 }
 
 const char* modelName(ModelKind kind) {
@@ -418,7 +418,8 @@ void SeriesModel::scoreErrors(double value) {
     stored[int(ModelKind::RecentMean)] = ring(kRingMean)[at];
     stored[int(ModelKind::RecentMedian)] = ring(kRingFastLevel)[at];
     stored[int(ModelKind::SlowLevel)] = ring(kRingSlowLevel)[at];
-    stored[int(ModelKind::DampedTrend)] = ring(kRingHoltLevel)[at] + damp * ring(kRingHoltTrend)[at];
+    stored[int(ModelKind::DampedTrend)] =
+        ring(kRingHoltLevel)[at] + damp * ring(kRingHoltTrend)[at];
     const bool seasonal = season > 0 && origin + 1 >= uint64_t(season);
     if (seasonal) {
       // The seasonal entry of the target's phase is unchanged since the
@@ -455,8 +456,9 @@ void SeriesModel::scoreErrors(double value) {
     const bool covered = error <= (conditional ? stats[kQ95] * band : stats[kQ95Raw]);
     stats[kCoverage] =
         static_cast<float>(ew(stats[kCoverage], covered ? 1.0 : 0.0, tuning.coverageDecay));
-    trackQuantiles(error / band, stats + kQ95, stats[kLoss]);
-    trackQuantiles(error, stats + kQ95Raw, stats[kLossRaw]);
+    const double step = shape_->quantileStep(j);
+    trackQuantiles(error / band, step, stats + kQ95, stats[kLoss]);
+    trackQuantiles(error, step, stats + kQ95Raw, stats[kLossRaw]);
     if (stats[kCount] < 1e7f) stats[kCount] += 1;
   }
 }

@@ -82,7 +82,7 @@ class SeriesModel {
   float seasonalAt(int phase) const { return season()[phase]; }
   double bandScale() const;  // recent over long-run volatility, clamped
   void scoreErrors(double value);
-  void trackQuantiles(double error, float* q, float& loss) const;
+  void trackQuantiles(double error, double step, float* q, float& loss) const;
   void advanceModels(double value);
   void recordOrigin();
   void issueTracked();
@@ -91,7 +91,7 @@ class SeriesModel {
   float* season() const;
   float* ring(int slot) const;
   float* trackedP50(int j) const;
-  float* trackedScale(int j) const;  // band scale (volatility) at each origin
+  float* trackedScale(int j) const;    // band scale (volatility) at each origin
   float* modelError(int model) const;  // [trackedCount]
   float* trackedStats(int j) const;    // [kStatCount]
 

@@ -151,7 +151,7 @@ Result<CgroupV2> IslandEnforcer::ensureManagedRoot(std::vector<std::string>& cre
   if (!enabled) return enabled.error();
   if (std::find(enabled->begin(), enabled->end(), "cpuset") == enabled->end())
     return Error::invalid("islands", mountPath_ + "/" + std::string(cf::kSubtreeControl),
-                          trim(mount->read(cf::kSubtreeControl).value_or("")).data(),
+                          mount->read(cf::kSubtreeControl).value_or(""),
                           "the cpuset controller is not enabled for children of the cgroup2 "
                           "mount; islands need it");
   auto slash = managedPath_.rfind('/');

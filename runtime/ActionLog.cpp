@@ -33,7 +33,8 @@ Result<uint64_t> ActionLog::begin(const std::string& subsystem, const std::strin
 
 Result<void> ActionLog::finish(uint64_t id, ActionOutcome outcome, const std::string& detail) {
   if (journal_ == nullptr)
-    return Error::invalid("finish action", std::to_string(id), "", "the action log is not attached");
+    return Error::invalid("finish action", std::to_string(id), "",
+                          "the action log is not attached");
   nlohmann::json record = {{"type", "action.finish"},
                            {"id", id},
                            {"outcome", actionOutcomeName(outcome)},
@@ -99,9 +100,9 @@ Result<void> ActionLog::restore(const nlohmann::json& section) {
         return Error::invalid("restore snapshot section", "action", entry.dump().substr(0, 200),
                               "malformed pending action");
       uint64_t id = entry["id"].get<uint64_t>();
-      pending[id] = PendingAction{id, entry["subsystem"].get<std::string>(),
-                                  entry["kind"].get<std::string>(),
-                                  entry.value("params", nlohmann::json::object())};
+      pending[id] =
+          PendingAction{id, entry["subsystem"].get<std::string>(), entry["kind"].get<std::string>(),
+                        entry.value("params", nlohmann::json::object())};
     }
     finished = section.value("finished", uint64_t{0});
   }

@@ -60,17 +60,17 @@ Result<nlohmann::json> parseStatePutBody(std::string_view body, std::string_view
     return requestError("request body", excerpt(contentType),
                         "Content-Type must be application/json");
   auto parsed = nlohmann::json::parse(body, nullptr, false);
-  if (parsed.is_discarded())
-    return requestError("request body", excerpt(body), "not valid JSON");
+  if (parsed.is_discarded()) return requestError("request body", excerpt(body), "not valid JSON");
   if (!parsed.is_object())
-    return requestError("request body", excerpt(body),
-                        std::string("expected a JSON object {\"value\": ...}, got ") +
-                            parsed.type_name());
+    return requestError(
+        "request body", excerpt(body),
+        std::string("expected a JSON object {\"value\": ...}, got ") + parsed.type_name());
   if (!parsed.contains("value"))
     return requestError("request body", excerpt(body), "missing the \"value\" field");
   for (const auto& [name, field] : parsed.items())
     if (name != "value")
-      return requestError("request body", excerpt(name), "unknown field; only \"value\" is allowed");
+      return requestError("request body", excerpt(name),
+                          "unknown field; only \"value\" is allowed");
   return std::move(parsed["value"]);
 }
 

@@ -132,8 +132,8 @@ void installApiRoutes(UnixHttpServer& server, ApiContext& ctx) {
 
   server.onRequestDone([&ctx](const httplib::Request& req, const httplib::Response& res) {
     if (ctx.metrics != nullptr) ctx.metrics->recordApiRequest(req.method, res.status);
-    spdlog::debug("event=api_request method={} path=\"{}\" status={} peer={}", req.method,
-                  req.path, res.status, req.remote_addr);
+    spdlog::debug("event=api_request method={} path=\"{}\" status={} peer={}", req.method, req.path,
+                  res.status, req.remote_addr);
   });
 
   server.Get("/v1/status", [&ctx](const httplib::Request&, httplib::Response& res) {

@@ -1,9 +1,9 @@
 #include "runtime/Config.h"
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <functional>
 #include <optional>
-#include <toml++/toml.h>
 
 #include "runtime/SubsystemCatalog.h"
 #include "util/Fs.h"
@@ -118,7 +118,8 @@ class Validator {
   void keys(const toml::table& table, const std::string& prefix,
             const std::vector<std::pair<std::string_view, KeyHandler>>& handlers) {
     for (auto&& [name, node] : table) {
-      std::string key = prefix.empty() ? std::string(name.str()) : prefix + "." + std::string(name.str());
+      std::string key =
+          prefix.empty() ? std::string(name.str()) : prefix + "." + std::string(name.str());
       auto it = std::find_if(handlers.begin(), handlers.end(),
                              [&](const auto& h) { return h.first == name.str(); });
       if (it == handlers.end()) {
@@ -144,8 +145,8 @@ bool isGroupName(const std::string& name) {
   if (name.empty() || name.size() > 32) return false;
   if (!(std::islower(static_cast<unsigned char>(name[0])) || name[0] == '_')) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-           c == '_' || c == '-';
+    return std::islower(static_cast<unsigned char>(c)) ||
+           std::isdigit(static_cast<unsigned char>(c)) || c == '_' || c == '-';
   });
 }
 
@@ -313,9 +314,9 @@ void readIslands(Validator& v, const toml::table& table, DaemonConfig& c) {
   for (auto&& [name, node] : table) {
     std::string key = "islands." + std::string(name.str());
     if (!isIslandName(name.str())) {
-      v.error(name.source(), key,
-              "island name '" + std::string(name.str()) +
-                  "' must be 1-64 letters, digits, '_' or '-'");
+      v.error(
+          name.source(), key,
+          "island name '" + std::string(name.str()) + "' must be 1-64 letters, digits, '_' or '-'");
       continue;
     }
     const toml::table* island = v.table(node, key);
@@ -348,8 +349,8 @@ void readIslands(Validator& v, const toml::table& table, DaemonConfig& c) {
       CpuSet shared = settings.cpus.intersect(other.cpus);
       if (!shared.empty())
         v.error(*cpusWhere, key + ".cpus",
-                "CPUs " + shared.toString() + " overlap with island '" + other.name +
-                    "' (line " + std::to_string(other.line) + ")");
+                "CPUs " + shared.toString() + " overlap with island '" + other.name + "' (line " +
+                    std::to_string(other.line) + ")");
     }
     c.islands.push_back(std::move(settings));
   }
@@ -394,8 +395,8 @@ ConfigParse parseConfig(std::string_view text, std::string_view sourceName) {
   std::chrono::milliseconds budgets{0};
   for (const auto& [name, settings] : c.subsystems) budgets += settings.budget;
   if (budgets >= c.tick) {
-    toml::source_region where = tickWhere ? *tickWhere
-                                          : (subsystemsWhere ? *subsystemsWhere : document.source());
+    toml::source_region where =
+        tickWhere ? *tickWhere : (subsystemsWhere ? *subsystemsWhere : document.source());
     v.error(where, tickWhere ? "daemon.tick_ms" : "subsystems",
             "the subsystems' budgets add up to " + std::to_string(budgets.count()) +
                 " ms, which does not fit in a tick of " + std::to_string(c.tick.count()) + " ms");

@@ -88,7 +88,6 @@ ConfigParse loadConfigFile(const std::string& path);
 
 // Dotted keys that differ between the two and take effect only on restart
 // (socket, metrics address, state directory, API sizing).
-std::vector<std::string> restartOnlyChanges(const DaemonConfig& running,
-                                            const DaemonConfig& next);
+std::vector<std::string> restartOnlyChanges(const DaemonConfig& running, const DaemonConfig& next);
 
 }  // namespace Atoll

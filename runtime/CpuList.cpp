@@ -65,8 +65,7 @@ Result<CpuSet> CpuSet::fromIndices(const std::vector<long long>& indices) {
   std::vector<unsigned> out;
   for (long long index : indices) {
     if (index < 0 || index > static_cast<long long>(kMaxIndex))
-      return listError(std::to_string(index),
-                       "index out of range 0.." + std::to_string(kMaxIndex));
+      return listError(std::to_string(index), "index out of range 0.." + std::to_string(kMaxIndex));
     out.push_back(static_cast<unsigned>(index));
   }
   std::sort(out.begin(), out.end());

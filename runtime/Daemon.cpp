@@ -18,8 +18,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::string isoTime(std::chrono::system_clock::time_point t) {
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z",
-                     fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
 }
 
 std::string hostName() {
@@ -131,11 +130,10 @@ Result<void> Daemon::open() {
   for (auto& [subsystem, budget] : options_.extraSubsystems) scheduler_->add(subsystem, budget);
 
   // What other hosts (and operators) may know about this daemon.
-  auto published = store_->put(Keyspace::Facts, "hosts/" + hostName() + "/atolld",
-                               {{"version", ATOLL_VERSION},
-                                {"pid", ::getpid()},
-                                {"started_at", isoTime(startedAt_)}},
-                               ChangeOrigin{::getuid(), ::getpid(), "daemon"});
+  auto published = store_->put(
+      Keyspace::Facts, "hosts/" + hostName() + "/atolld",
+      {{"version", ATOLL_VERSION}, {"pid", ::getpid()}, {"started_at", isoTime(startedAt_)}},
+      ChangeOrigin{::getuid(), ::getpid(), "daemon"});
   if (!published) return published.error();
 
   recoverActions();
@@ -155,16 +153,16 @@ Result<void> Daemon::open() {
   apiOptions.maxBodyBytes = c.maxBodyBytes;
   api_ = std::make_unique<UnixHttpServer>(apiOptions);
   apiContext_ = std::unique_ptr<ApiContext>(
-      new ApiContext{*store_, AccessPolicy(adminGroup_, c.socketGroup),
-                     [this] { return status(); }, metrics_.get(), c.maxBodyBytes});
+      new ApiContext{*store_, AccessPolicy(adminGroup_, c.socketGroup), [this] { return status(); },
+                     metrics_.get(), c.maxBodyBytes});
   installApiRoutes(*api_, *apiContext_);
   if (auto bound = api_->bindSocket(); !bound) return bound.error();
   apiThread_ = std::thread([this] { api_->serve(); });
 
-  spdlog::info("event=ready socket={} metrics={} tick_ms={} subsystems={}", c.socketPath,
-               c.metricsEnabled ? metrics_->port() ? std::to_string(*metrics_->port()) : "?"
-                                : "off",
-               c.tick.count(), scheduler_->status().size());
+  spdlog::info(
+      "event=ready socket={} metrics={} tick_ms={} subsystems={}", c.socketPath,
+      c.metricsEnabled ? metrics_->port() ? std::to_string(*metrics_->port()) : "?" : "off",
+      c.tick.count(), scheduler_->status().size());
   if (auto sent = notifier_.notify("READY=1\nSTATUS=serving on " + c.socketPath); !sent)
     spdlog::warn("event=notify_failed error=\"{}\"", sent.error().message());
   return ok();
@@ -312,7 +310,8 @@ int Daemon::run() {
 void Daemon::reload() {
   std::optional<std::string> path = options_.configPath;
   if (!path) {
-    spdlog::warn("event=reload_ignored reason=\"running on built-in defaults; no file to re-read\"");
+    spdlog::warn(
+        "event=reload_ignored reason=\"running on built-in defaults; no file to re-read\"");
     std::lock_guard lock(configMutex_);
     lastReload_ = {{"result", "ignored"},
                    {"at", isoTime(std::chrono::system_clock::now())},
@@ -327,9 +326,10 @@ void Daemon::reload() {
       spdlog::error("event=config_rejected error=\"{}\"", error.format());
       errors.push_back(error.format());
     }
-    spdlog::error("event=reload_rejected file={} errors={} effect=\"the running configuration "
-                  "stays in force\"",
-                  *path, parsed.errors.size());
+    spdlog::error(
+        "event=reload_rejected file={} errors={} effect=\"the running configuration "
+        "stays in force\"",
+        *path, parsed.errors.size());
     metrics_->recordReload(false);
     {
       std::lock_guard lock(configMutex_);
@@ -361,9 +361,10 @@ void Daemon::reload() {
   for (const auto& [name, settings] : next.subsystems) scheduler_->setBudget(name, settings.budget);
   housekeeping_->setCompactJournalBytes(next.compactJournalBytes);
   for (const auto& key : restartOnly)
-    spdlog::warn("event=reload_needs_restart key={} effect=\"the running value stays until "
-                 "atolld restarts\"",
-                 key);
+    spdlog::warn(
+        "event=reload_needs_restart key={} effect=\"the running value stays until "
+        "atolld restarts\"",
+        key);
   uint64_t generation;
   {
     std::lock_guard lock(configMutex_);
@@ -408,9 +409,8 @@ nlohmann::json Daemon::status() const {
   out["uptime_seconds"] = std::chrono::duration<double>(Clock::now() - startedSteady_).count();
   {
     std::lock_guard lock(configMutex_);
-    out["config"] = {{"source", c.source},
-                     {"generation", configGeneration_},
-                     {"last_reload", lastReload_}};
+    out["config"] = {
+        {"source", c.source}, {"generation", configGeneration_}, {"last_reload", lastReload_}};
   }
   out["api"] = {{"socket", c.socketPath},
                 {"admin_group", c.socketGroup},

@@ -76,10 +76,12 @@ void DaemonMetrics::recordTick(const TickReport& report) {
     if (subsystem.overran) overruns_->Add({{"subsystem", subsystem.name}}).Increment();
     if (subsystem.skipped) skips_->Add({{"subsystem", subsystem.name}}).Increment();
     for (const auto& run : subsystem.phases) {
-      phaseSeconds_->Add({{"subsystem", subsystem.name}, {"phase", std::string(phaseName(run.phase))}})
+      phaseSeconds_
+          ->Add({{"subsystem", subsystem.name}, {"phase", std::string(phaseName(run.phase))}})
           .Set(static_cast<double>(run.elapsed.count()) / 1e6);
       if (!run.error.empty())
-        failures_->Add({{"subsystem", subsystem.name}, {"phase", std::string(phaseName(run.phase))}})
+        failures_
+            ->Add({{"subsystem", subsystem.name}, {"phase", std::string(phaseName(run.phase))}})
             .Increment();
     }
   }

@@ -2,15 +2,15 @@
 // The daemon's Prometheus registry and its HTTP endpoint. The daemon's own
 // health series live here (tick duration, overruns, API requests, reloads);
 // each subsystem registers its own series in the same registry.
-#include <map>
-#include <memory>
-#include <mutex>
-#include <optional>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "runtime/ListenAddress.h"

@@ -12,8 +12,8 @@ namespace Atoll {
 namespace {
 
 int millisecondsUntil(DeadlineStream::Clock::time_point until) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      until - DeadlineStream::Clock::now());
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(until - DeadlineStream::Clock::now());
   if (left.count() <= 0) return 0;
   return static_cast<int>(std::min<long long>(left.count(), 60'000));
 }
@@ -55,9 +55,13 @@ bool DeadlineStream::waitForRequest(Clock::time_point until, int stopFd) {
   }
 }
 
-bool DeadlineStream::is_readable() const { return begin_ < end_ || waitFor(POLLIN); }
+bool DeadlineStream::is_readable() const {
+  return begin_ < end_ || waitFor(POLLIN);
+}
 
-bool DeadlineStream::is_writable() const { return waitFor(POLLOUT); }
+bool DeadlineStream::is_writable() const {
+  return waitFor(POLLOUT);
+}
 
 ssize_t DeadlineStream::read(char* ptr, size_t size) {
   if (begin_ == end_) {

@@ -66,8 +66,8 @@ Result<std::unique_ptr<HostJournal>> HostJournal::open(const std::string& direct
   auto journal = Journal::open(*dir, kJournalName, scan);
   if (!journal) return journal.error();
 
-  std::unique_ptr<HostJournal> out(
-      new HostJournal(std::move(*dir), std::move(*lock), std::move(*journal), std::move(consumers)));
+  std::unique_ptr<HostJournal> out(new HostJournal(std::move(*dir), std::move(*lock),
+                                                   std::move(*journal), std::move(consumers)));
   out->snapshotSequence_ = snapshotSequence;
   out->lastSequence_ = snapshotSequence;
   out->droppedTailBytes_ = scan.droppedBytes;

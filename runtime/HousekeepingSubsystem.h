@@ -2,10 +2,10 @@
 // The daemon's own upkeep of its durable state: publishes the journal's size
 // each tick (collect) and, when the journal has grown past the configured
 // size, folds it into a new snapshot (act).
-#include <atomic>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
+#include <atomic>
 
 #include "runtime/HostJournal.h"
 #include "runtime/Subsystem.h"
@@ -18,9 +18,7 @@ class HousekeepingSubsystem final : public Subsystem {
                         uint64_t compactJournalBytes);
 
   std::string_view name() const override { return "housekeeping"; }
-  bool runsIn(Phase phase) const override {
-    return phase == Phase::Collect || phase == Phase::Act;
-  }
+  bool runsIn(Phase phase) const override { return phase == Phase::Collect || phase == Phase::Act; }
   Result<void> runPhase(Phase phase, const TickContext& context) override;
   nlohmann::json describe() const override;
 

@@ -151,8 +151,8 @@ Result<void> Journal::append(uint64_t sequence, std::string_view payload) {
     // and acknowledges nothing.
     if (::ftruncate(fd_.get(), static_cast<off_t>(size_)) != 0) {
       Error error = written.error();
-      error.detail += "; cutting the partial record back also failed: " +
-                      std::string(std::strerror(errno));
+      error.detail +=
+          "; cutting the partial record back also failed: " + std::string(std::strerror(errno));
       return error;
     }
     return written.error();

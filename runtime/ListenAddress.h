@@ -10,8 +10,8 @@
 namespace Atoll {
 
 struct ListenAddress {
-  std::string host;  // numeric IPv4 or IPv6 (without brackets)
-  uint16_t port = 0; // 0 asks the kernel for a free port
+  std::string host;   // numeric IPv4 or IPv6 (without brackets)
+  uint16_t port = 0;  // 0 asks the kernel for a free port
   bool ipv6 = false;
 
   static Result<ListenAddress> parse(std::string_view text);

@@ -62,10 +62,8 @@ bool AccessPolicy::allows(const PeerCredentials& peer) const {
 
 std::string AccessPolicy::refusal(const PeerCredentials& peer) const {
   std::string who = "uid " + std::to_string(peer.uid) + " (pid " + std::to_string(peer.pid) + ")";
-  if (adminGroup_)
-    return who + " is neither root nor a member of group '" + adminGroupName_ + "'";
-  return who + " is not root, and group '" + adminGroupName_ +
-         "' does not exist on this host";
+  if (adminGroup_) return who + " is neither root nor a member of group '" + adminGroupName_ + "'";
+  return who + " is not root, and group '" + adminGroupName_ + "' does not exist on this host";
 }
 
 }  // namespace Atoll

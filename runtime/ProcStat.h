@@ -10,9 +10,9 @@
 namespace Atoll {
 
 struct ProcStat {
-  uint64_t userTicks = 0;    // utime, field 14, in clock ticks
-  uint64_t systemTicks = 0;  // stime, field 15
-  uint64_t threads = 0;      // num_threads, field 20
+  uint64_t userTicks = 0;      // utime, field 14, in clock ticks
+  uint64_t systemTicks = 0;    // stime, field 15
+  uint64_t threads = 0;        // num_threads, field 20
   uint64_t residentPages = 0;  // rss, field 24
 };
 

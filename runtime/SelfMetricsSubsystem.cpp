@@ -79,11 +79,11 @@ Result<void> SelfMetricsSubsystem::runPhase(Phase phase, const TickContext&) {
 nlohmann::json SelfMetricsSubsystem::describe() const {
   std::lock_guard lock(mutex_);
   if (!last_) return nlohmann::json::object();
-  return {{"cpu_seconds",
-           static_cast<double>(last_->userTicks + last_->systemTicks) / ticksPerSecond_},
-          {"cpu_share_last_tick", lastShare_},
-          {"resident_bytes", last_->residentPages * static_cast<uint64_t>(pageBytes_)},
-          {"threads", last_->threads}};
+  return {
+      {"cpu_seconds", static_cast<double>(last_->userTicks + last_->systemTicks) / ticksPerSecond_},
+      {"cpu_share_last_tick", lastShare_},
+      {"resident_bytes", last_->residentPages * static_cast<uint64_t>(pageBytes_)},
+      {"threads", last_->threads}};
 }
 
 }  // namespace Atoll

@@ -3,12 +3,12 @@
 // /proc/self/stat through a kept descriptor and publishes the daemon's CPU
 // time, resident memory and thread count, so the "idle daemon under 0.1 % of a
 // core" goal is visible on every host, not only in a benchmark.
-#include <chrono>
-#include <mutex>
-#include <optional>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
+#include <chrono>
+#include <mutex>
+#include <optional>
 
 #include "runtime/ProcStat.h"
 #include "runtime/Subsystem.h"

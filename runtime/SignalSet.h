@@ -3,8 +3,8 @@
 // from a signalfd in the main loop instead of async handlers. block() must run
 // before any thread starts so that every thread inherits the blocked mask and
 // the signals queue for the signalfd.
-#include <optional>
 #include <signal.h>
+#include <optional>
 
 #include "util/Result.h"
 #include "util/UniqueFd.h"

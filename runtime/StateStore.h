@@ -8,12 +8,12 @@
 //
 // A change is durable when put() or remove() returns a revision: that is the
 // moment the API acknowledges it.
+#include <sys/types.h>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <sys/types.h>
 #include <vector>
 
 #include "util/Result.h"
@@ -45,9 +45,11 @@ class StateStore {
   // Revision of the latest change; 0 for an empty store.
   virtual uint64_t revision() const = 0;
 
-  virtual Result<std::optional<StateEntry>> get(Keyspace keyspace, const std::string& key) const = 0;
+  virtual Result<std::optional<StateEntry>> get(Keyspace keyspace,
+                                                const std::string& key) const = 0;
   // Entries whose key starts with `prefix`, ordered by key.
-  virtual Result<std::vector<StateEntry>> list(Keyspace keyspace, std::string_view prefix) const = 0;
+  virtual Result<std::vector<StateEntry>> list(Keyspace keyspace,
+                                               std::string_view prefix) const = 0;
   // Durable when it returns; the revision of the change.
   virtual Result<uint64_t> put(Keyspace keyspace, const std::string& key, nlohmann::json value,
                                const ChangeOrigin& origin) = 0;

@@ -5,6 +5,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/install-deps.sh
 scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATOLL_BUILD_TESTS=OFF -DATOLL_BUILD_BENCH=OFF >/dev/null
-echo "run: built $(build/tools/atoll --version)"
-# Until the daemon lands, the main job is the host capability report.
-exec build/tools/atoll check "$@"
+echo "run: built $(build/runtime/atolld --version) and $(build/tools/atoll --version)"
+# The main job: atolld in the foreground on its built-in defaults (API socket
+# /run/atoll/atolld.sock, metrics on 127.0.0.1:9464, journal and snapshot in
+# /var/lib/atoll, logs on stderr). Arguments go to atolld, e.g.
+# `--config runtime/atolld.example.toml`. From another shell:
+# `build/tools/atoll status`. Ctrl-C or SIGTERM drains and stops it.
+exec build/runtime/atolld "$@"

@@ -14,8 +14,8 @@ namespace Atoll::cli {
 namespace {
 
 struct Node {
-  std::string path;  // names from the root, separated by '/'
-  std::string title; // names from the root, separated by ' '
+  std::string path;   // names from the root, separated by '/'
+  std::string title;  // names from the root, separated by ' '
   const CLI::App* app;
 };
 
@@ -26,7 +26,9 @@ void collect(const CLI::App* app, const std::string& path, const std::string& ti
     collect(sub, path + "/" + sub->get_name(), title + " " + sub->get_name(), out);
 }
 
-bool takesValue(const CLI::Option* option) { return option->get_items_expected_max() > 0; }
+bool takesValue(const CLI::Option* option) {
+  return option->get_items_expected_max() > 0;
+}
 
 // CLI11 appends validator text ("INT:INT in [1 - 9]"); the bare type is enough.
 std::string typeName(const CLI::Option* option) {
@@ -209,8 +211,9 @@ std::string manPage(const CLI::App& root, std::string_view version) {
   for (const auto& doc : kExitCodeDocs)
     out << ".TP\n.B " << doc.code << "\n" << roffEscape(doc.meaning) << "\n";
   out << ".SH ENVIRONMENT\n.TP\n.B ATOLL_SOCKET\n"
-      << roffEscape("The API socket of atolld when --socket is not given (default "
-                    "/run/atoll/atolld.sock).")
+      << roffEscape(
+             "The API socket of atolld when --socket is not given (default "
+             "/run/atoll/atolld.sock).")
       << "\n";
   out << ".SH SEE ALSO\n.BR atolld (8)\n";
   return out.str();

@@ -33,8 +33,9 @@ void addStateVerb(CLI::App& app) {
   for (CLI::App* sub : {list, get, set, remove}) {
     sub->add_flag("--json", options->json, "Print the daemon's answer as JSON");
     addDaemonOptions(*sub, options->connection);
-    sub->footer("Exit status: 0 ok, 1 refused or not found, 2 bad input, 3 atolld not running, "
-                "4 permission denied.");
+    sub->footer(
+        "Exit status: 0 ok, 1 refused or not found, 2 bad input, 3 atolld not running, "
+        "4 permission denied.");
   }
 
   list->callback([options] {
@@ -62,8 +63,8 @@ void addStateVerb(CLI::App& app) {
   set->callback([options] {
     auto value = nlohmann::json::parse(options->value, nullptr, false);
     if (value.is_discarded())
-      fail({kExitUsage, "value '" + options->value +
-                            "' is not JSON; quote strings, e.g. '\"" + options->value + "\"'"},
+      fail({kExitUsage, "value '" + options->value + "' is not JSON; quote strings, e.g. '\"" +
+                            options->value + "\"'"},
            options->json);
     DaemonClient client(options->connection);
     DaemonReply reply = expectSuccess(

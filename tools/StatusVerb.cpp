@@ -57,7 +57,8 @@ void printHuman(const nlohmann::json& s) {
   std::cout << "tick:       every " << field<long long>(tick, "interval_ms", 0) << " ms, "
             << field<long long>(tick, "count", 0) << " ticks, "
             << field<long long>(tick, "missed", 0) << " missed, last "
-            << formatMicros(tick.value("last", nlohmann::json::object()).value("duration_us", nlohmann::json()))
+            << formatMicros(tick.value("last", nlohmann::json::object())
+                                .value("duration_us", nlohmann::json()))
             << ", max " << formatMicros(tick.value("max_duration_us", nlohmann::json())) << "\n";
   std::cout << "state:      " << field<std::string>(state, "store", "?") << " store, revision "
             << field<long long>(state, "revision", 0) << ", "

@@ -1,7 +1,7 @@
 // atolld: the per-host Atoll daemon. See runtime/Daemon.h for what it does and
 // runtime/atolld.example.toml for its configuration.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdlib>
 #include <iostream>

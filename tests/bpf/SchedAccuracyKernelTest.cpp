@@ -9,8 +9,8 @@
 #include <map>
 
 #include "TestCgroup.h"
-#include "bpf/loaders/SchedTelemetry.h"
 #include "bpf/collector/CgroupReader.h"
+#include "bpf/loaders/SchedTelemetry.h"
 
 namespace Atoll::telemetry {
 namespace {
@@ -155,6 +155,35 @@ TEST(SchedAccuracy, RunQueueWaitNearZeroWhenThreadsFitCpus) {
   EXPECT_LT(wait.bpfSeconds, 0.05 * wait.runSeconds);
   EXPECT_NEAR(wait.bpfSeconds, wait.schedstatSeconds,
               std::max(0.10 * wait.schedstatSeconds, 0.002));
+}
+
+TEST(SchedAccuracy, FullCgroupMapIsCountedNotSilent) {
+  std::string skip;
+  auto probe = startOrSkip(skip);
+  if (!probe) GTEST_SKIP() << skip;
+  probe.reset();
+  // Room for a single cgroup: the host's own activity fills it at once, so
+  // the test cgroup's events must show up as lost, never as zeros.
+  SchedTelemetryOptions options;
+  options.maxCgroups = 1;
+  auto sched = SchedTelemetry::start(options);
+  ASSERT_TRUE(sched) << sched.error().message();
+  auto cgroup = TestCgroup::create(testing::cgroup2ForTests().mount, "atoll-test-full");
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  ASSERT_GT(cgroup->fork([] {
+    for (int i = 0; i < 20; ++i) ::usleep(1000);
+    return 0;
+  }),
+            0);
+  cgroup->start();
+  cgroup->waitExitedNoReap();
+  cgroup->reap();
+  auto all = (*sched)->read();
+  ASSERT_TRUE(all) << all.error().message();
+  EXPECT_LE(all->size(), 1u);
+  auto errors = (*sched)->errors();
+  ASSERT_TRUE(errors) << errors.error().message();
+  EXPECT_GT(errors->mapFull, 0u);
 }
 
 }  // namespace

@@ -114,7 +114,7 @@ std::unique_ptr<QemuGuest> QemuGuest::start(const GuestImage& image, const std::
                                    "-initrd",
                                    image.initrd,
                                    "-append",
-                                   "console=ttyS0 quiet panic=-1"};
+                                   "console=ttyS0 quiet panic=-1 no_timer_check"};
   if (!incoming.empty()) {
     args.push_back("-incoming");
     args.push_back(incoming);

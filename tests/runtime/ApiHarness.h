@@ -20,7 +20,10 @@ class ApiHarness {
   explicit ApiHarness(AccessPolicy policy = AccessPolicy(std::nullopt, "atoll"),
                       std::chrono::milliseconds requestTimeout = std::chrono::milliseconds(800),
                       size_t maxBodyBytes = 64 * 1024)
-      : context_{store_, std::move(policy), [] { return nlohmann::json{{"version", "test"}}; },
+      : context_{store_, std::move(policy),
+                 [] {
+                   return nlohmann::json{{"version", "test"}};
+                 },
                  nullptr, maxBodyBytes} {
     auto journal = HostJournal::open(dir_.file("state"), {&store_, &actions_});
     if (!journal) throw std::runtime_error(journal.error().message());

@@ -25,7 +25,9 @@ nlohmann::json bodyOf(const test::RawResponse& response) {
 
 // The test process as a member of the admin group, so these tests pass for
 // root and non-root users alike.
-AccessPolicy admitsThisProcess() { return AccessPolicy(::getgid(), "test-admins"); }
+AccessPolicy admitsThisProcess() {
+  return AccessPolicy(::getgid(), "test-admins");
+}
 
 class Api : public ::testing::Test {
  protected:
@@ -90,8 +92,7 @@ TEST_F(Api, BadBodiesGet400WithTheReason) {
     EXPECT_EQ(response.status, c.status) << c.body << "\n" << response.raw;
     auto body = bodyOf(response);
     ASSERT_TRUE(body.is_object() && body["error"].is_string()) << response.raw;
-    EXPECT_NE(body["error"].get<std::string>().find(c.reason), std::string::npos)
-        << body["error"];
+    EXPECT_NE(body["error"].get<std::string>().find(c.reason), std::string::npos) << body["error"];
   }
   EXPECT_TRUE(api.store().list(Keyspace::Desired, "")->empty());  // nothing changed
 }
@@ -103,8 +104,7 @@ TEST_F(Api, BadKeysAndUnknownEndpointsAreRefused) {
   }
   auto missing = call("GET", "/v1/nothing");
   EXPECT_EQ(missing.status, 404);
-  EXPECT_NE(bodyOf(missing)["error"].get<std::string>().find("GET /v1/nothing"),
-            std::string::npos);
+  EXPECT_NE(bodyOf(missing)["error"].get<std::string>().find("GET /v1/nothing"), std::string::npos);
   EXPECT_EQ(call("POST", "/v1/status", "{}").status, 404);
 }
 
@@ -175,8 +175,9 @@ TEST_F(Api, SlowClientsAreCutOffWithoutStallingOthers) {
 }
 
 TEST_F(Api, KeepAliveServesSeveralRequestsOnOneConnection) {
-  std::string two = "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"
-                    "GET /v1/state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  std::string two =
+      "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /v1/state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   auto response = rawExchange(api.socketPath(), two);
   size_t first = response.raw.find("HTTP/1.1 200");
   ASSERT_NE(first, std::string::npos) << response.raw;

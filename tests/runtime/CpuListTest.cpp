@@ -53,9 +53,8 @@ TEST(ListenAddress, ParsesNumericAddresses) {
 }
 
 TEST(ListenAddress, RejectsNamesAndBadPorts) {
-  for (const char* bad :
-       {"localhost:9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:70000", "::1:80", "[::1]80",
-        "[nope]:80", "1.2.3.4:-1", ":80"})
+  for (const char* bad : {"localhost:9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:70000", "::1:80",
+                          "[::1]80", "[nope]:80", "1.2.3.4:-1", ":80"})
     EXPECT_FALSE(ListenAddress::parse(bad)) << bad;
 }
 

@@ -29,8 +29,8 @@ using test::httpRequest;
 using test::rawExchange;
 
 std::vector<std::string> daemonArgs(const test::TempDir& dir) {
-  return {"--socket", dir.file("atolld.sock"), "--state-dir", dir.file("state"),
-          "--metrics-listen", "127.0.0.1:0"};
+  return {"--socket",        dir.file("atolld.sock"), "--state-dir",
+          dir.file("state"), "--metrics-listen",      "127.0.0.1:0"};
 }
 
 nlohmann::json getJson(const std::string& socket, const std::string& path) {
@@ -82,7 +82,8 @@ TEST(Atolld, ServesPrometheusMetrics) {
   std::string body;
   char buffer[8192];
   ssize_t n;
-  while ((n = ::recv(fd, buffer, sizeof buffer, 0)) > 0) body.append(buffer, static_cast<size_t>(n));
+  while ((n = ::recv(fd, buffer, sizeof buffer, 0)) > 0)
+    body.append(buffer, static_cast<size_t>(n));
   ::close(fd);
   for (const char* series : {"atoll_daemon_tick_duration_seconds", "atoll_journal_bytes",
                              "atoll_daemon_cpu_seconds_total", "atoll_subsystem_phase_seconds"})
@@ -107,8 +108,8 @@ TEST(Atolld, SigkillDuringABurstLosesNoAcknowledgedChange) {
       for (int i = 0; run; ++i) {
         std::string key = "burst/w" + std::to_string(w) + "/k" + std::to_string(i % 40);
         auto response = rawExchange(
-            socket, httpRequest("PUT", "/v1/state/" + key, "{\"value\": " + std::to_string(i) + "}"),
-            2s);
+            socket,
+            httpRequest("PUT", "/v1/state/" + key, "{\"value\": " + std::to_string(i) + "}"), 2s);
         if (response.status != 200) break;  // the kill landed
         std::lock_guard lock(mutex);
         acknowledged[key] = i;
@@ -160,10 +161,10 @@ TEST(Atolld, DropsATornJournalTailAtStart) {
   EXPECT_NE(daemon->log().find("event=journal_torn_tail_dropped"), std::string::npos);
   auto kept = getJson(dir.file("atolld.sock"), "/v1/state/kept");
   EXPECT_EQ(kept["value"], "yes");
-  EXPECT_EQ(rawExchange(dir.file("atolld.sock"),
-                        httpRequest("PUT", "/v1/state/after", R"({"value": 1})"))
-                .status,
-            200);
+  EXPECT_EQ(
+      rawExchange(dir.file("atolld.sock"), httpRequest("PUT", "/v1/state/after", R"({"value": 1})"))
+          .status,
+      200);
 }
 
 TEST(Atolld, SighupRejectsABadConfigAndKeepsTheOldOne) {
@@ -252,11 +253,11 @@ TEST(Atolld, CheckConfigListsEveryErrorAndTouchesNothing) {
   while (fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
   int status = ::pclose(pipe);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << output;
-  for (const std::string& expected : std::vector<std::string>{
-           config + ":2:11: daemon.tick_ms: 5 is out of range 10..60000",
-        config + ":4:15: api.socket_path: expected a string, found integer",
-        config + ":8:8: islands.b.cpus: CPUs 2-3 overlap with island 'a'",
-        config + ":9:2: typo: unknown key", "4 errors"})
+  for (const std::string& expected :
+       std::vector<std::string>{config + ":2:11: daemon.tick_ms: 5 is out of range 10..60000",
+                                config + ":4:15: api.socket_path: expected a string, found integer",
+                                config + ":8:8: islands.b.cpus: CPUs 2-3 overlap with island 'a'",
+                                config + ":9:2: typo: unknown key", "4 errors"})
     EXPECT_NE(output.find(expected), std::string::npos) << "missing: " << expected << "\n"
                                                         << output;
   // Nothing was created: no socket, no state directory.

@@ -27,7 +27,9 @@ class Mutator {
  public:
   explicit Mutator(uint64_t seed) : rng_(seed) {}
 
-  size_t below(size_t n) { return n == 0 ? 0 : std::uniform_int_distribution<size_t>(0, n - 1)(rng_); }
+  size_t below(size_t n) {
+    return n == 0 ? 0 : std::uniform_int_distribution<size_t>(0, n - 1)(rng_);
+  }
 
   std::string mutate(std::string input, const std::vector<std::string>& corpus,
                      const std::vector<std::string>& dictionary) {
@@ -69,8 +71,8 @@ class Mutator {
         {
           size_t at = input.find_first_of("0123456789", below(input.size() + 1));
           if (at != std::string::npos) {
-            static const char* extremes[] = {"0", "-1", "18446744073709551616", "99999999999",
-                                             "4294967295", "1e400", "007"};
+            static const char* extremes[] = {
+                "0", "-1", "18446744073709551616", "99999999999", "4294967295", "1e400", "007"};
             input.replace(at, 1, extremes[below(7)]);
           }
           break;
@@ -124,7 +126,8 @@ TEST(Fuzz, ApiRequestParsing) {
       test::httpRequest("GET", "/v1/status"),
       test::httpRequest("GET", "/v1/state?prefix=vm/"),
       test::httpRequest("GET", "/v1/state/vm/a"),
-      test::httpRequest("PUT", "/v1/state/vm/a", R"({"value": {"island": "latency", "cpus": [1, 2]}})"),
+      test::httpRequest("PUT", "/v1/state/vm/a",
+                        R"({"value": {"island": "latency", "cpus": [1, 2]}})"),
       test::httpRequest("PUT", "/v1/state/k", R"({"value": null})"),
       test::httpRequest("DELETE", "/v1/state/vm/a"),
       test::httpRequest("GET", "/v1/facts"),
@@ -133,11 +136,30 @@ TEST(Fuzz, ApiRequestParsing) {
       "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/state HTTP/1.1\r\nRange: bytes=0-3\r\n"
       "Connection: close\r\n\r\n",
   };
-  std::vector<std::string> dictionary = {
-      "\r\n", "\r\n\r\n", ": ", "Content-Length: ", "Transfer-Encoding: chunked\r\n",
-      "Expect: 100-continue\r\n", "Range: bytes=1-2,4-\r\n", "%00", "%2e%2e/", "../", "//",
-      "{", "}", "[", "\"value\"", "\\u0000", "\xff\xfe", "HTTP/1.0", "Connection: keep-alive\r\n",
-      "Content-Type: application/json\r\n", "?prefix=", "&", "=", std::string(300, 'A')};
+  std::vector<std::string> dictionary = {"\r\n",
+                                         "\r\n\r\n",
+                                         ": ",
+                                         "Content-Length: ",
+                                         "Transfer-Encoding: chunked\r\n",
+                                         "Expect: 100-continue\r\n",
+                                         "Range: bytes=1-2,4-\r\n",
+                                         "%00",
+                                         "%2e%2e/",
+                                         "../",
+                                         "//",
+                                         "{",
+                                         "}",
+                                         "[",
+                                         "\"value\"",
+                                         "\\u0000",
+                                         "\xff\xfe",
+                                         "HTTP/1.0",
+                                         "Connection: keep-alive\r\n",
+                                         "Content-Type: application/json\r\n",
+                                         "?prefix=",
+                                         "&",
+                                         "=",
+                                         std::string(300, 'A')};
   Mutator mutator(kSeed);
   int answered = 0;
   for (int i = 0; i < kRequestIterations; ++i) {
@@ -145,12 +167,14 @@ TEST(Fuzz, ApiRequestParsing) {
     std::string answer = serveRaw(api.server(), input);
     if (answer.empty()) continue;  // nothing parseable arrived: closing is a fine answer
     ++answered;
-    ASSERT_EQ(answer.rfind("HTTP/1.1 ", 0), 0u) << "iteration " << i << ": " << answer.substr(0, 200);
+    ASSERT_EQ(answer.rfind("HTTP/1.1 ", 0), 0u)
+        << "iteration " << i << ": " << answer.substr(0, 200);
     for (size_t at = answer.find("HTTP/1.1 "); at != std::string::npos;
          at = answer.find("HTTP/1.1 ", at + 1)) {
       int status = std::atoi(answer.c_str() + at + 9);
-      ASSERT_TRUE(status == 100 || (status >= 200 && status < 500)) << "iteration " << i << " got " << status
-                                                 << " for:\n" << input.substr(0, 400);
+      ASSERT_TRUE(status == 100 || (status >= 200 && status < 500))
+          << "iteration " << i << " got " << status << " for:\n"
+          << input.substr(0, 400);
     }
   }
   EXPECT_GT(answered, kRequestIterations / 2);
@@ -163,8 +187,9 @@ TEST(Fuzz, ApiRequestParsing) {
 TEST(Fuzz, StatePutBodies) {
   std::vector<std::string> corpus = {R"({"value": 1})", R"({"value": {"a": [1, 2.5, "x"]}})",
                                      R"({"value": null})", R"({"value": "\u00e9"})"};
-  std::vector<std::string> dictionary = {"{", "}", "[", "]", ",", ":", "\"", "\\", "value",
-                                         "1e999", "-0", "true", "null", "\xc3", "\x80"};
+  std::vector<std::string> dictionary = {"{",  "}",    "[",    "]",     ",",
+                                         ":",  "\"",   "\\",   "value", "1e999",
+                                         "-0", "true", "null", "\xc3",  "\x80"};
   Mutator mutator(kSeed + 1);
   for (int i = 0; i < kBodyIterations; ++i) {
     std::string input = mutator.mutate(corpus[mutator.below(corpus.size())], corpus, dictionary);
@@ -205,8 +230,8 @@ void expectWithinBounds(const DaemonConfig& c, const std::string& input) {
 }
 
 TEST(Fuzz, ConfigParser) {
-  std::string example = test::readTextFile(std::string(ATOLL_SOURCE_DIR) +
-                                           "/runtime/atolld.example.toml");
+  std::string example =
+      test::readTextFile(std::string(ATOLL_SOURCE_DIR) + "/runtime/atolld.example.toml");
   ASSERT_FALSE(example.empty());
   std::vector<std::string> corpus = {
       example,
@@ -214,10 +239,34 @@ TEST(Fuzz, ConfigParser) {
       "[islands.a]\ncpus = \"0-3\"\nmems = [0]\n[islands.b]\ncpus = [4, 5, 6]\n",
       "[metrics]\nlisten = \"[::1]:9464\"\nenabled = false\n[api]\nthreads = 2\n",
   };
-  std::vector<std::string> dictionary = {
-      "\n", "[", "]", "[[", "]]", "=", "\"", "'", "\"\"\"", "#", ".", ",", "{", "}", "-",
-      "true", "1979-05-27T07:32:00Z", "inf", "nan", "0x7f", "1_000", "\\u0000", "\\",
-      "[islands.x]\ncpus = \"1-2\"\n", "cpus = ", "budget_ms = ", "tick_ms = ", "\xff"};
+  std::vector<std::string> dictionary = {"\n",
+                                         "[",
+                                         "]",
+                                         "[[",
+                                         "]]",
+                                         "=",
+                                         "\"",
+                                         "'",
+                                         "\"\"\"",
+                                         "#",
+                                         ".",
+                                         ",",
+                                         "{",
+                                         "}",
+                                         "-",
+                                         "true",
+                                         "1979-05-27T07:32:00Z",
+                                         "inf",
+                                         "nan",
+                                         "0x7f",
+                                         "1_000",
+                                         "\\u0000",
+                                         "\\",
+                                         "[islands.x]\ncpus = \"1-2\"\n",
+                                         "cpus = ",
+                                         "budget_ms = ",
+                                         "tick_ms = ",
+                                         "\xff"};
   Mutator mutator(kSeed + 2);
   int accepted = 0;
   for (int i = 0; i < kConfigIterations; ++i) {

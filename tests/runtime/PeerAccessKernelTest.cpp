@@ -80,7 +80,8 @@ TEST_F(PeerAccess, TheDefaultSocketModeKeepsOtherUsersOut) {
   struct stat st {};
   ASSERT_EQ(::stat(api.socketPath().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0660u);
-  auto child = exchangeAs(kNobody, kNobody, api.socketPath(), test::httpRequest("GET", "/v1/status"));
+  auto child =
+      exchangeAs(kNobody, kNobody, api.socketPath(), test::httpRequest("GET", "/v1/status"));
   EXPECT_EQ(child.connectErrno, EACCES);
 }
 
@@ -90,7 +91,8 @@ TEST_F(PeerAccess, PeerCredentialsRefuseOthersEvenWhenTheSocketIsOpen) {
   // A socket left world-writable by mistake: the kernel's peer credentials
   // still decide.
   ASSERT_EQ(::chmod(api.socketPath().c_str(), 0666), 0);
-  auto read = exchangeAs(kNobody, kNobody, api.socketPath(), test::httpRequest("GET", "/v1/status"));
+  auto read =
+      exchangeAs(kNobody, kNobody, api.socketPath(), test::httpRequest("GET", "/v1/status"));
   ASSERT_EQ(read.connectErrno, 0);
   EXPECT_EQ(read.response.status, 403) << read.response.raw;
   EXPECT_NE(read.response.body.find("uid 65534"), std::string::npos) << read.response.body;
@@ -99,7 +101,8 @@ TEST_F(PeerAccess, PeerCredentialsRefuseOthersEvenWhenTheSocketIsOpen) {
   EXPECT_EQ(write.response.status, 403);
   EXPECT_FALSE(*api.store().get(Keyspace::Desired, "x"));
   // Root is admitted.
-  EXPECT_EQ(test::rawExchange(api.socketPath(), test::httpRequest("GET", "/v1/status")).status, 200);
+  EXPECT_EQ(test::rawExchange(api.socketPath(), test::httpRequest("GET", "/v1/status")).status,
+            200);
 }
 
 TEST_F(PeerAccess, MembersOfTheAdminGroupMayReadAndChangeState) {

@@ -32,8 +32,8 @@ TEST(ProcStat, ParsesFieldsAfterTheCommandName) {
 TEST(ProcStat, RejectsTruncatedOrGarbledLines) {
   EXPECT_FALSE(parseProcStat("4242 (atolld) S 1 2 3"));
   EXPECT_FALSE(parseProcStat("no parenthesis at all"));
-  auto garbled = parseProcStat(
-      "1 (a) S 1 1 1 0 -1 0 0 0 0 0 xx 12 0 0 20 0 9 0 1 1 1 1 1 1 0 0 0 0 0");
+  auto garbled =
+      parseProcStat("1 (a) S 1 1 1 0 -1 0 0 0 0 0 xx 12 0 0 20 0 9 0 1 1 1 1 1 1 0 0 0 0 0");
   ASSERT_FALSE(garbled);
   EXPECT_NE(garbled.error().detail.find("field 14 'xx'"), std::string::npos);
 }

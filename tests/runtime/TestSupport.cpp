@@ -103,8 +103,8 @@ RawResponse rawExchange(const std::string& socketPath, const std::string& bytes,
   return parseRawResponse(std::move(raw));
 }
 
-std::string httpRequest(const std::string& method, const std::string& path,
-                        const std::string& body, const std::string& contentType) {
+std::string httpRequest(const std::string& method, const std::string& path, const std::string& body,
+                        const std::string& contentType) {
   std::string out = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
   if (!body.empty() || method == "PUT")
     out += "Content-Type: " + contentType + "\r\nContent-Length: " + std::to_string(body.size()) +
@@ -113,7 +113,9 @@ std::string httpRequest(const std::string& method, const std::string& path,
   return out;
 }
 
-std::string atolldPath() { return ATOLLD_PATH; }
+std::string atolldPath() {
+  return ATOLLD_PATH;
+}
 
 std::unique_ptr<DaemonProcess> DaemonProcess::start(const std::string& dir,
                                                     const std::vector<std::string>& args,
@@ -167,7 +169,9 @@ DaemonProcess::~DaemonProcess() {
   }
 }
 
-void DaemonProcess::signal(int signo) const { ::kill(pid_, signo); }
+void DaemonProcess::signal(int signo) const {
+  ::kill(pid_, signo);
+}
 
 std::optional<int> DaemonProcess::waitExit(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
@@ -203,6 +207,8 @@ bool DaemonProcess::waitNotification(const std::string& text, std::chrono::milli
   return false;
 }
 
-std::string DaemonProcess::log() const { return readTextFile(logPath_); }
+std::string DaemonProcess::log() const {
+  return readTextFile(logPath_);
+}
 
 }  // namespace Atoll::test

@@ -57,11 +57,9 @@ class DaemonProcess {
   // Starts atolld with `args`, stderr to `logPath`, NOTIFY_SOCKET in `dir`;
   // waits for READY=1. nullptr (with the log in `failure`) when it exits or
   // does not become ready within `timeout`.
-  static std::unique_ptr<DaemonProcess> start(const std::string& dir,
-                                              const std::vector<std::string>& args,
-                                              std::string* failure = nullptr,
-                                              std::chrono::milliseconds timeout =
-                                                  std::chrono::seconds(15));
+  static std::unique_ptr<DaemonProcess> start(
+      const std::string& dir, const std::vector<std::string>& args, std::string* failure = nullptr,
+      std::chrono::milliseconds timeout = std::chrono::seconds(15));
   ~DaemonProcess();
 
   pid_t pid() const { return pid_; }

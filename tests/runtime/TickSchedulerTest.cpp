@@ -62,15 +62,15 @@ class TimedSubsystem : public Subsystem {
 TEST(TickScheduler, RunsPhasesInOrderAcrossSubsystems) {
   Journaling order;
   TickScheduler scheduler;
-  scheduler.add(std::make_shared<TimedSubsystem>(
-                    "a", std::vector<Phase>{Phase::Collect, Phase::Act}, order),
-                50ms);
+  scheduler.add(
+      std::make_shared<TimedSubsystem>("a", std::vector<Phase>{Phase::Collect, Phase::Act}, order),
+      50ms);
   scheduler.add(std::make_shared<TimedSubsystem>(
                     "b", std::vector<Phase>{Phase::Collect, Phase::Forecast, Phase::Plan}, order),
                 50ms);
   TickReport report = scheduler.runTick(1, 1000ms);
-  EXPECT_EQ(order.entries(), (std::vector<std::string>{"a:collect", "b:collect", "b:forecast",
-                                                       "b:plan", "a:act"}));
+  EXPECT_EQ(order.entries(),
+            (std::vector<std::string>{"a:collect", "b:collect", "b:forecast", "b:plan", "a:act"}));
   ASSERT_EQ(report.subsystems.size(), 2u);
   EXPECT_FALSE(report.anyOverrun());
   EXPECT_EQ(report.subsystems[0].phases.size(), 2u);

@@ -33,12 +33,11 @@ std::string complete(const std::string& script, const std::string& line) {
   std::string scriptPath = dir.file("completion.bash");
   test::writeTextFile(scriptPath, script);
   std::string driver = dir.file("driver.bash");
-  test::writeTextFile(driver, "source '" + scriptPath + "'\n" +
-                                  "COMP_LINE='" + line + "'\n" +
+  test::writeTextFile(driver, "source '" + scriptPath + "'\n" + "COMP_LINE='" + line + "'\n" +
                                   "read -ra COMP_WORDS <<< \"$COMP_LINE\"\n" +
                                   "[[ $COMP_LINE == *' ' ]] && COMP_WORDS+=('')\n" +
-                                  "COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))\n" +
-                                  "_atoll\n" + "printf '%s\\n' \"${COMPREPLY[@]}\" | LC_ALL=C sort\n");
+                                  "COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))\n" + "_atoll\n" +
+                                  "printf '%s\\n' \"${COMPREPLY[@]}\" | LC_ALL=C sort\n");
   std::string output;
   FILE* pipe = ::popen(("cd '" + dir.path() + "' && bash '" + driver + "' 2>&1").c_str(), "r");
   char buffer[256];
@@ -65,9 +64,9 @@ TEST(ManPage, DescribesEveryVerbAndOptionInValidRoff) {
   std::string page = manPage(*app, "9.9.9");
   EXPECT_EQ(page.rfind(".TH ATOLL 1 ", 0), 0u);
   EXPECT_NE(page.find("atoll \\- sample tree \\- for tests"), std::string::npos) << page;
-  for (const char* expected : {".SS \"atoll status\"", ".SS \"atoll state get\"",
-                               "\\fB\\-\\-timeout\\fR \\fIFLOAT\\fR", "\\fIkey\\fR",
-                               ".SH EXIT STATUS", "atoll 9.9.9"})
+  for (const char* expected :
+       {".SS \"atoll status\"", ".SS \"atoll state get\"", "\\fB\\-\\-timeout\\fR \\fIFLOAT\\fR",
+        "\\fIkey\\fR", ".SH EXIT STATUS", "atoll 9.9.9"})
     EXPECT_NE(page.find(expected), std::string::npos) << expected << "\n" << page;
   // A footer starting with '.' must not become a roff request.
   EXPECT_NE(page.find("\\&.dotted footer line with a \\e backslash"), std::string::npos) << page;

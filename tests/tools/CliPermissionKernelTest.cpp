@@ -16,11 +16,10 @@ TEST(CliPermission, ANonRootNonGroupUserIsToldItLacksPermission) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run the CLI as another user";
   test::TempDir dir;
   std::string failure;
-  auto daemon = test::DaemonProcess::start(
-      dir.path(),
-      {"--socket", dir.file("atolld.sock"), "--state-dir", dir.file("state"), "--metrics-listen",
-       "127.0.0.1:0"},
-      &failure);
+  auto daemon = test::DaemonProcess::start(dir.path(),
+                                           {"--socket", dir.file("atolld.sock"), "--state-dir",
+                                            dir.file("state"), "--metrics-listen", "127.0.0.1:0"},
+                                           &failure);
   ASSERT_TRUE(daemon) << failure;
 
   std::string errPath = dir.file("err");
@@ -31,8 +30,7 @@ TEST(CliPermission, ANonRootNonGroupUserIsToldItLacksPermission) {
     if (pid == 0) {
       int err = ::open(errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
       ::dup2(err, STDERR_FILENO);
-      if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0)
-        ::_exit(90);
+      if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(90);
       ::execl(cli.c_str(), cli.c_str(), "status", "--socket", socketPath.c_str(), nullptr);
       ::_exit(91);
     }

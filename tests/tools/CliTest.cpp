@@ -18,8 +18,8 @@ struct CommandResult {
 
 CommandResult runAtoll(const std::string& args) {
   test::TempDir dir;
-  std::string command = std::string(ATOLL_CLI_PATH) + " " + args + " >" + dir.file("out") +
-                        " 2>" + dir.file("err");
+  std::string command =
+      std::string(ATOLL_CLI_PATH) + " " + args + " >" + dir.file("out") + " 2>" + dir.file("err");
   int status = std::system(command.c_str());
   CommandResult result;
   result.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -32,11 +32,10 @@ class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string failure;
-    daemon = test::DaemonProcess::start(
-        dir.path(),
-        {"--socket", dir.file("atolld.sock"), "--state-dir", dir.file("state"), "--metrics-listen",
-         "127.0.0.1:0"},
-        &failure);
+    daemon = test::DaemonProcess::start(dir.path(),
+                                        {"--socket", dir.file("atolld.sock"), "--state-dir",
+                                         dir.file("state"), "--metrics-listen", "127.0.0.1:0"},
+                                        &failure);
     ASSERT_TRUE(daemon) << failure;
     socket = " --socket " + dir.file("atolld.sock");
   }
@@ -107,8 +106,8 @@ TEST(CliWithoutDaemon, HelpPerVerbAndUsageErrors) {
 TEST(CliWithoutDaemon, GeneratesCompletionAndManPageFromItsOwnVerbs) {
   auto completion = runAtoll("completion bash");
   ASSERT_EQ(completion.exitCode, 0);
-  for (const char* verb : {"'atoll/status'", "'atoll/state/set'", "'atoll/check'",
-                           "complete -F _atoll atoll"})
+  for (const char* verb :
+       {"'atoll/status'", "'atoll/state/set'", "'atoll/check'", "complete -F _atoll atoll"})
     EXPECT_NE(completion.out.find(verb), std::string::npos) << verb;
   auto page = runAtoll("manpage");
   ASSERT_EQ(page.exitCode, 0);

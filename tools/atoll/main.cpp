@@ -20,7 +20,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    int code = app.exit(e);
+    // CLI11 numbers each kind of parse error differently; scripts get the one
+    // usage code. Verbs end with CLI::RuntimeError carrying their own code.
+    if (code != 0 && e.get_name() != "RuntimeError") return Atoll::cli::kExitUsage;
+    return code;
   }
   return 0;
 }
