@@ -201,21 +201,43 @@ void BM_ApiStatusRequest(benchmark::State& state) {
 }
 BENCHMARK(BM_ApiStatusRequest)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
-// Baseline for a state change: appending ~150 bytes to a file in the same
-// directory and fdatasync()ing it, the durability every PUT pays.
-void BM_AppendFdatasyncBaseline(benchmark::State& state) {
+// Baseline for a state change: the same connect/send/receive round trip as
+// above, with the server appending ~200 bytes to a file and fdatasync()ing
+// it before it answers: the least any durable, acknowledged change costs.
+void BM_DurableRoundTripBaseline(benchmark::State& state) {
   test::TempDir dir;
-  int fd = ::open(dir.file("append").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  std::string record(150, 'r');
+  std::string path = dir.file("echo.sock");
+  int file = ::open(dir.file("append").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  ::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::listen(listener, 64);
+  std::thread server([&] {
+    char buffer[512];
+    std::string record(200, 'r');
+    for (;;) {
+      int fd = ::accept(listener, nullptr, nullptr);
+      if (fd < 0) break;
+      ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+      benchmark::DoNotOptimize(::write(file, record.data(), record.size()));
+      ::fdatasync(file);
+      if (n > 0) benchmark::DoNotOptimize(::send(fd, buffer, static_cast<size_t>(n), MSG_NOSIGNAL));
+      ::close(fd);
+    }
+  });
+  std::string request =
+      test::httpRequest("PUT", "/v1/state/bench/k", R"({"value": {"island": "a"}})");
   auto t0 = std::chrono::steady_clock::now();
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(::write(fd, record.data(), record.size()));
-    ::fdatasync(fd);
-  }
+  for (auto _ : state) benchmark::DoNotOptimize(test::rawExchange(path, request));
   gSyncBaseline = secondsPerIteration(state, t0);
-  ::close(fd);
+  ::shutdown(listener, SHUT_RDWR);
+  server.join();
+  ::close(listener);
+  ::close(file);
 }
-BENCHMARK(BM_AppendFdatasyncBaseline)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DurableRoundTripBaseline)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_ApiPutRequest(benchmark::State& state) {
   BenchDaemon bench;

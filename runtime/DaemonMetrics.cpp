@@ -73,16 +73,26 @@ void DaemonMetrics::recordTick(const TickReport& report) {
   ticks_->Increment();
   tickDuration_->Observe(static_cast<double>(report.duration.count()) / 1e6);
   for (const auto& subsystem : report.subsystems) {
-    if (subsystem.overran) overruns_->Add({{"subsystem", subsystem.name}}).Increment();
-    if (subsystem.skipped) skips_->Add({{"subsystem", subsystem.name}}).Increment();
+    auto it = subsystemSeries_.find(subsystem.name);
+    if (it == subsystemSeries_.end()) {
+      SubsystemSeries series;
+      series.overruns = &overruns_->Add({{"subsystem", subsystem.name}});
+      series.skips = &skips_->Add({{"subsystem", subsystem.name}});
+      it = subsystemSeries_.emplace(subsystem.name, std::move(series)).first;
+    }
+    SubsystemSeries& series = it->second;
+    if (subsystem.overran) series.overruns->Increment();
+    if (subsystem.skipped) series.skips->Increment();
     for (const auto& run : subsystem.phases) {
-      phaseSeconds_
-          ->Add({{"subsystem", subsystem.name}, {"phase", std::string(phaseName(run.phase))}})
-          .Set(static_cast<double>(run.elapsed.count()) / 1e6);
-      if (!run.error.empty())
-        failures_
-            ->Add({{"subsystem", subsystem.name}, {"phase", std::string(phaseName(run.phase))}})
-            .Increment();
+      auto& [seconds, failures] = series.phases[run.phase];
+      if (seconds == nullptr) {
+        prometheus::Labels labels{{"subsystem", subsystem.name},
+                                  {"phase", std::string(phaseName(run.phase))}};
+        seconds = &phaseSeconds_->Add(labels);
+        failures = &failures_->Add(labels);
+      }
+      seconds->Set(static_cast<double>(run.elapsed.count()) / 1e6);
+      if (!run.error.empty()) failures->Increment();
     }
   }
 }

@@ -56,6 +56,14 @@ class DaemonMetrics {
   prometheus::Family<prometheus::Counter>* reloads_;
   std::mutex apiMutex_;  // Family::Add is thread-safe; the cache below is not
   std::map<std::pair<std::string, int>, prometheus::Counter*> apiCounters_;
+  // Series used every tick, looked up once (Family::Add hashes the labels and
+  // takes a lock each time). Only the main loop touches these.
+  struct SubsystemSeries {
+    prometheus::Counter* overruns = nullptr;
+    prometheus::Counter* skips = nullptr;
+    std::map<Phase, std::pair<prometheus::Gauge*, prometheus::Counter*>> phases;
+  };
+  std::map<std::string, SubsystemSeries, std::less<>> subsystemSeries_;
 };
 
 }  // namespace Atoll

@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "runtime/SnapshotFile.h"
+#include "runtime/StateFiles.h"
 
 namespace Atoll {
 
@@ -35,7 +36,7 @@ Result<std::unique_ptr<HostJournal>> HostJournal::open(const std::string& direct
   auto dir = Dir::open(directory);
   if (!dir) return dir.error();
 
-  auto lock = dir->openFile(kLockName, O_RDWR | O_CREAT);
+  auto lock = openStateFile(*dir, kLockName, O_RDWR | O_CREAT);
   if (!lock) return lock.error();
   if (::flock(lock->get(), LOCK_EX | LOCK_NB) != 0) {
     int saved = errno;

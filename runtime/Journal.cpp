@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "runtime/StateFiles.h"
+
 namespace Atoll {
 
 namespace {
@@ -115,7 +117,7 @@ Result<JournalScan> scanJournal(std::string_view bytes, const std::string& pathF
 
 Result<Journal> Journal::open(const Dir& dir, const std::string& name, JournalScan& scan) {
   std::string path = dir.path() + "/" + name;
-  auto fd = dir.openFile(name, O_RDWR | O_CREAT | O_APPEND);
+  auto fd = openStateFile(dir, name, O_RDWR | O_CREAT | O_APPEND);
   if (!fd) return fd.error();
   auto bytes = preadAll(fd->get(), path);
   if (!bytes) return bytes.error();

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cinttypes>
 
+#include "runtime/StateFiles.h"
 #include "util/UniqueFd.h"
 
 namespace Atoll {
@@ -71,7 +72,7 @@ Result<Snapshot> decodeSnapshot(std::string_view bytes, const std::string& pathF
 Result<void> writeSnapshotFile(const Dir& dir, const std::string& name, const Snapshot& snapshot) {
   std::string temporary = name + ".tmp";
   std::string tempPath = dir.path() + "/" + temporary;
-  auto fd = dir.openFile(temporary, O_WRONLY | O_CREAT | O_TRUNC);
+  auto fd = openStateFile(dir, temporary, O_WRONLY | O_CREAT | O_TRUNC);
   if (!fd) return fd.error();
   std::string bytes = encodeSnapshot(snapshot);
   size_t done = 0;

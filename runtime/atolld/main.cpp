@@ -35,6 +35,10 @@ int checkConfig(const std::string& path) {
 int main(int argc, char** argv) {
   CLI::App app{"atolld: the Atoll host daemon (resource islands, forecasts, placement)", "atolld"};
   app.set_version_flag("--version", std::string("atolld ") + ATOLL_VERSION);
+  app.footer(
+      "Signals: SIGHUP re-reads --config, SIGTERM/SIGINT drain and stop.\n"
+      "Exit status: 0 clean stop or valid configuration, 1 failure, 2 bad command line, "
+      "3 invalid configuration.");
   std::string configPath;
   std::string checkPath;
   std::string socketPath;

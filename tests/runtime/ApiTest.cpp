@@ -136,7 +136,9 @@ TEST_F(Api, HugeBodiesGet413AndChangeNothing) {
   EXPECT_EQ(call("GET", "/v1/status").status, 200);
 }
 
-TEST_F(Api, SlowClientsAreCutOffWithoutStallingOthers) {
+TEST(ApiSlowClients, AreCutOffWithoutStallingOthers) {
+  test::ApiHarness api(admitsThisProcess(), /*requestTimeout=*/1500ms);
+  api.start();
   // One client sends half a request line and waits; another trickles bytes.
   int error = 0;
   UniqueFd silent = test::connectUnix(api.socketPath(), &error);
@@ -153,23 +155,23 @@ TEST_F(Api, SlowClientsAreCutOffWithoutStallingOthers) {
     }
   });
 
+  // Others are served meanwhile, well before the slow clients' deadline.
   auto started = std::chrono::steady_clock::now();
-  auto response = call("GET", "/v1/status");
+  auto response = rawExchange(api.socketPath(), httpRequest("GET", "/v1/status"));
   EXPECT_EQ(response.status, 200);
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 500ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1000ms);
 
   // Both slow connections are closed by the server once the request deadline
-  // (800 ms here) passes.
+  // (1.5 s here) passes, without an answer.
   for (int fd : {silent.get(), trickle.get()}) {
     pollfd p{fd, POLLIN, 0};
-    ASSERT_EQ(::poll(&p, 1, 3000), 1) << "the server kept a slow client";
+    ASSERT_EQ(::poll(&p, 1, 6000), 1) << "the server kept a slow client";
     char buffer[512];
     ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-    EXPECT_LE(n, static_cast<ssize_t>(sizeof buffer));
     std::string got = n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
     EXPECT_EQ(got.find("200 OK"), std::string::npos) << got;
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 1000ms);
   trickling = false;
   trickler.join();
 }

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "runtime/ActionLog.h"
 #include "runtime/EmbeddedStateStore.h"
@@ -165,6 +166,22 @@ TEST(HostJournal, RefusesRecordsOfUnknownType) {
   std::string error;
   EXPECT_EQ(Durable::open(tmp.path(), &error), nullptr);
   EXPECT_NE(error.find("no known type"), std::string::npos) << error;
+}
+
+TEST(HostJournal, StateFilesAreNotWorldReadable) {
+  mode_t mask = ::umask(0);
+  ::umask(mask);
+  test::TempDir tmp;
+  auto d = Durable::open(tmp.path() + "/state");
+  ASSERT_TRUE(d->store.put(Keyspace::Desired, "a", 1, kTestOrigin));
+  ASSERT_TRUE(d->journal->compact());
+  struct stat st {};
+  ASSERT_EQ(::stat((tmp.path() + "/state").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0750u & ~mask);
+  for (const char* name : {"journal", "snapshot", "lock"}) {
+    ASSERT_EQ(::stat((tmp.path() + "/state/" + name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_mode & 07777, 0640u & ~mask) << name;
+  }
 }
 
 TEST(HostJournal, OneDaemonPerStateDirectory) {
