@@ -72,9 +72,9 @@ bool Dir::exists(std::string_view name) const {
   return ::fstatat(fd_.get(), relative.c_str(), &st, 0) == 0;
 }
 
-Result<UniqueFd> Dir::openFile(std::string_view name, int flags) const {
+Result<UniqueFd> Dir::openFile(std::string_view name, int flags, mode_t mode) const {
   std::string relative(name);
-  int fd = ::openat(fd_.get(), relative.c_str(), flags | O_CLOEXEC);
+  int fd = ::openat(fd_.get(), relative.c_str(), flags | O_CLOEXEC, mode);
   if (fd < 0) return Error::fromErrno("open", childPath(name), errno);
   return UniqueFd(fd);
 }

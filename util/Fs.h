@@ -3,6 +3,8 @@
 // is relative to an open directory descriptor so that a cgroup renamed or
 // replaced under us is never confused with its successor, and so that tests can
 // point the same code at a fixture tree instead of the real kernel.
+#include <sys/types.h>
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,8 +36,9 @@ class Dir {
   Result<void> writeFile(std::string_view name, std::string_view value) const;
   // Lists entries (without "." and "..").
   Result<std::vector<std::string>> list() const;
-  // Opens a file for repeated reads with pread (kept descriptors).
-  Result<UniqueFd> openFile(std::string_view name, int flags) const;
+  // Opens a file relative to this directory (kept descriptors, or new files
+  // with O_CREAT, which are created with `mode` before the umask).
+  Result<UniqueFd> openFile(std::string_view name, int flags, mode_t mode = 0600) const;
 
  private:
   Dir(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}

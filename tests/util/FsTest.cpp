@@ -1,7 +1,9 @@
 #include "util/Fs.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -84,6 +86,18 @@ TEST_F(FsTest, ListAndTrim) {
   EXPECT_EQ(*names, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(trim("  0-3\n"), "0-3");
   EXPECT_EQ(trim("\n"), "");
+}
+
+TEST_F(FsTest, CreatedFilesGetTheRequestedMode) {
+  auto dir = Dir::open(root_);
+  ASSERT_TRUE(dir);
+  mode_t previous = ::umask(022);
+  auto fd = dir->openFile("journal", O_WRONLY | O_CREAT | O_EXCL, 0640);
+  ::umask(previous);
+  ASSERT_TRUE(fd) << fd.error().message();
+  struct stat st {};
+  ASSERT_EQ(::fstat(fd->get(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
 }
 
 }  // namespace
