@@ -37,19 +37,6 @@ uint32_t recordCrc(uint64_t sequence, std::string_view payload) {
   return static_cast<uint32_t>(crc);
 }
 
-Result<void> writeAll(int fd, std::string_view bytes, const std::string& path) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error::fromErrno("write", path, errno);
-    }
-    done += static_cast<size_t>(n);
-  }
-  return ok();
-}
-
 Result<void> syncDirectory(const Dir& dir) {
   if (::fsync(dir.fd()) != 0) return Error::fromErrno("fsync", dir.path(), errno);
   return ok();

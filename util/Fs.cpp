@@ -126,6 +126,19 @@ Result<std::string> readFile(const std::string& path) {
   return readAllFrom(fd, path);
 }
 
+Result<void> writeAll(int fd, std::string_view bytes, const std::string& pathForErrors) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error::fromErrno("write", pathForErrors, errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return ok();
+}
+
 Result<std::string> preadAll(int fd, const std::string& pathForErrors) {
   return readAllFrom(fd, pathForErrors);
 }

@@ -50,6 +50,8 @@ class Dir {
 
 // Reads a whole file by absolute path.
 Result<std::string> readFile(const std::string& path);
+// Writes every byte, retrying short writes and EINTR.
+Result<void> writeAll(int fd, std::string_view bytes, const std::string& pathForErrors);
 // Re-reads a kept descriptor from offset 0.
 Result<std::string> preadAll(int fd, const std::string& pathForErrors);
 

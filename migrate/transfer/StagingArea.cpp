@@ -11,6 +11,8 @@
 
 #include <xxhash.h>
 
+#include "util/Fs.h"
+
 namespace Atoll::transfer {
 
 namespace {
@@ -27,19 +29,6 @@ uint64_t get(const uint8_t* p, size_t n) {
   uint64_t v = 0;
   for (size_t i = 0; i < n; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
   return v;
-}
-
-Result<void> writeWhole(int fd, const std::vector<uint8_t>& bytes, const std::string& path) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error::fromErrno("write", path, errno);
-    }
-    done += static_cast<size_t>(n);
-  }
-  return ok();
 }
 
 std::string join(const std::string& dir, const std::string& name) {
@@ -225,7 +214,12 @@ Result<void> StagedImage::saveProgress() {
                     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Error::fromErrno("open", scratch, errno);
   UniqueFd out(fd);
-  if (auto w = writeWhole(fd, encodeProgress(record), scratch); !w) return w.error();
+  const auto encoded = encodeProgress(record);
+  if (auto w = writeAll(
+          fd, std::string_view(reinterpret_cast<const char*>(encoded.data()), encoded.size()),
+          scratch);
+      !w)
+    return w.error();
   if (::fdatasync(fd) != 0) return Error::fromErrno("fdatasync", scratch, errno);
   if (::renameat(directory_.get(), scratch.c_str(), directory_.get(), progressName_.c_str()) != 0) {
     return Error::fromErrno("rename", progressName_, errno);
