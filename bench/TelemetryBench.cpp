@@ -7,7 +7,11 @@
 #include <benchmark/benchmark.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <thread>
@@ -52,9 +56,34 @@ void pingPong(int rounds) {
   for (int fd : {ab[0], ab[1], ba[0], ba[1]}) ::close(fd);
 }
 
+// Runs the ping-pong in a child process placed in `cgroupDir` (a cgroup2
+// directory), so its tasks are the monitored cgroup's.
+void pingPongInCgroup(const std::string& cgroupDir, int rounds) {
+  pid_t child = ::fork();
+  if (child == 0) {
+    FILE* procs = std::fopen((cgroupDir + "/cgroup.procs").c_str(), "w");
+    if (!procs || std::fprintf(procs, "0\n") < 0 || std::fclose(procs) != 0) ::_exit(1);
+    pingPong(rounds);
+    ::_exit(0);
+  }
+  int status = 0;
+  if (child > 0) ::waitpid(child, &status, 0);
+}
+
+// Arg 0: ping-pong rounds; arg 1: 1 = the ping-pong runs in a monitored
+// cgroup (every event takes the full path), 0 = in an unmonitored one (the
+// cost every other task on the host pays).
 void BM_SchedProgramsPerEventCost(benchmark::State& state) {
+  const bool monitoredPingPong = state.range(1) != 0;
+  const std::string mount = defaultCgroup2Mount();
+  const std::string cgroupDir = mount + "/atoll-bench-sched-" + std::to_string(::getpid());
+  if (::mkdir(cgroupDir.c_str(), 0755) != 0 && errno != EEXIST) {
+    state.SkipWithError("cannot create a cgroup (needs root and a cgroup2 mount)");
+    return;
+  }
   int statsFd = bpf_enable_stats(BPF_STATS_RUN_TIME);
   if (statsFd < 0) {
+    ::rmdir(cgroupDir.c_str());
     state.SkipWithError("BPF_ENABLE_STATS failed (needs root and Linux 5.8)");
     return;
   }
@@ -63,17 +92,29 @@ void BM_SchedProgramsPerEventCost(benchmark::State& state) {
   auto sched = SchedTelemetry::start(options);
   if (!sched) {
     ::close(statsFd);
+    ::rmdir(cgroupDir.c_str());
     state.SkipWithError(sched.error().message().c_str());
+    return;
+  }
+  struct stat st {};
+  if (::stat(cgroupDir.c_str(), &st) != 0 ||
+      (monitoredPingPong && !(*sched)->monitor(static_cast<uint64_t>(st.st_ino)))) {
+    ::close(statsFd);
+    ::rmdir(cgroupDir.c_str());
+    state.SkipWithError("cannot monitor the benchmark cgroup");
     return;
   }
   ProgStats switch0 = statsOf((*sched)->schedSwitchProgFd());
   ProgStats wakeup0 = statsOf((*sched)->wakeupProgFd());
   ProgStats empty0 = statsOf((*sched)->emptyProgFd());
-  for (auto _ : state) pingPong(static_cast<int>(state.range(0)));
+  for (auto _ : state) pingPongInCgroup(cgroupDir, static_cast<int>(state.range(0)));
   ProgStats switch1 = statsOf((*sched)->schedSwitchProgFd());
   ProgStats wakeup1 = statsOf((*sched)->wakeupProgFd());
   ProgStats empty1 = statsOf((*sched)->emptyProgFd());
   ::close(statsFd);
+  auto counters = (*sched)->read();
+  sched->reset();
+  ::rmdir(cgroupDir.c_str());
   auto perEvent = [](ProgStats a, ProgStats b) {
     uint64_t n = b.runCount - a.runCount;
     return n ? static_cast<double>(b.runTimeNs - a.runTimeNs) / static_cast<double>(n) : 0.0;
@@ -87,8 +128,19 @@ void BM_SchedProgramsPerEventCost(benchmark::State& state) {
   state.counters["switch_vs_empty"] = empty > 0 ? sw / empty : 0;
   state.counters["wakeup_vs_empty"] = empty > 0 ? wake / empty : 0;
   state.counters["switch_events"] = static_cast<double>(switch1.runCount - switch0.runCount);
+  // Switches the programs attributed to the monitored cgroup: shows the
+  // full path really ran.
+  uint64_t monitoredSwitches = 0;
+  if (counters)
+    for (const auto& [id, c] : *counters) monitoredSwitches += c.switches;
+  state.counters["monitored_switches"] = static_cast<double>(monitoredSwitches);
 }
-BENCHMARK(BM_SchedProgramsPerEventCost)->Arg(5000)->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SchedProgramsPerEventCost)
+    ->ArgNames({"rounds", "monitored"})
+    ->Args({5000, 0})
+    ->Args({5000, 1})
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
 
 // 1,000 cgroups under <mount>/atoll-bench-<pid>, removed at exit.
 class BenchCgroups {
@@ -160,7 +212,7 @@ void BM_ReadCpuStatKeptDescriptors(benchmark::State& state) {
 }
 BENCHMARK(BM_ReadCpuStatKeptDescriptors)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
-void collectorTick(benchmark::State& state, int discoverEveryTicks) {
+void collectorTick(benchmark::State& state, int discoverEveryTicks, int slowSignalsEveryTicks) {
   if (!cgroups().ready()) {
     state.SkipWithError("cannot create 1,000 cgroups (needs root and a cgroup2 mount)");
     return;
@@ -171,6 +223,7 @@ void collectorTick(benchmark::State& state, int discoverEveryTicks) {
   options.libvirtUri.clear();
   options.netSubtree = cgroups().parent();
   options.discoverEveryTicks = discoverEveryTicks;
+  if (slowSignalsEveryTicks > 0) options.slowSignalsEveryTicks = slowSignalsEveryTicks;
   forecast::SampleRing ring(1 << 16);
   auto collector = Collector::start(options, &ring);
   if (!collector) {
@@ -191,13 +244,20 @@ void collectorTick(benchmark::State& state, int discoverEveryTicks) {
   state.counters["workloads"] = static_cast<double>(workloads);
 }
 
+// Default options (memory.stat and PSI every slowSignalsEveryTicks).
 void BM_CollectorTick(benchmark::State& state) {
-  collectorTick(state, 1 << 30);
+  collectorTick(state, 1 << 30, 0);
 }
 BENCHMARK(BM_CollectorTick)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
+// Every control file of every cgroup on every tick.
+void BM_CollectorTickAllFilesEveryTick(benchmark::State& state) {
+  collectorTick(state, 1 << 30, 1);
+}
+BENCHMARK(BM_CollectorTickAllFilesEveryTick)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+
 void BM_CollectorTickWithDiscovery(benchmark::State& state) {
-  collectorTick(state, 1);
+  collectorTick(state, 1, 0);
 }
 BENCHMARK(BM_CollectorTickWithDiscovery)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 

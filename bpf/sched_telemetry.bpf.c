@@ -1,8 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Per-cgroup scheduler telemetry: on-CPU time, context switches and
- * run-queue latency (wakeup or preemption to run), aggregated in the kernel
- * in a per-CPU hash keyed by cgroup2 id, so there is no per-event work in
- * user space. */
+/* Per-cgroup scheduler telemetry: on-CPU time, context switches, run-queue
+ * latency, the share of that wait spent behind another island's tasks, and
+ * user page faults, for the cgroups user space monitors. Aggregated in the
+ * kernel in a per-CPU array, so there is no per-event work in user space.
+ *
+ * The hot path is a context switch of tasks nobody monitors: it costs the
+ * cgroup-id loads and one bit test in a page of .bss (plain memory, no helper
+ * call) and returns. Monitored tasks are measured with the scheduler's own
+ * sched_info accounting (the numbers /proc/PID/schedstat reports), read at
+ * sched_switch against the run queue's clock, so no wakeup hook is needed;
+ * the wakeup hooks load only for the cross-island wait. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -17,12 +24,25 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Tunables, set by the loader between open and load. */
 const volatile __u64 histogram_unit_ns = 1000;
-/* When set, waits are split by the island of the task that ran before. */
+/* When set, each CPU keeps an island clock and waits behind other islands'
+ * tasks are measured exactly (sched_migrate_task must be attached too). */
 const volatile __u8 track_islands = 0;
 
+/* Written by user space through the memory-mapped .bss. Bit h of
+ * monitored_homes is set while some monitored id has home h: one page that
+ * stays cached answers "not monitored" for nearly every task, and the
+ * 512 KiB table is only probed on a hit. */
+__u64 monitored_homes[SCHED_MONITOR_TABLE_SIZE / 64];
+struct sched_monitor_entry monitored[SCHED_MONITOR_TABLE_SIZE];
+
 struct task_times {
-	__u64 oncpu_since;
-	__u64 enqueued_at;
+	__u64 cgroup_id;      /* the cgroup run_delay_seen was taken in */
+	__u64 run_delay_seen; /* the task's run_delay already charged */
+	/* Cross-island accounting of the current wait (track_islands). */
+	__u64 other_island_at_enqueue; /* island clock of island_cpu at the stamp */
+	__u64 cross_island_pending;    /* accrued on CPUs the task left */
+	__u32 island_cpu;
+	__u32 island; /* island of a wait in progress, 0 when none */
 };
 
 struct {
@@ -33,19 +53,27 @@ struct {
 } task_times SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SCHED_TELEMETRY_DEFAULT_CGROUPS);
-	__type(key, __u64);
+	__type(key, __u32);
 	__type(value, struct sched_cgroup_stats);
 } cgroup_stats SEC(".maps");
 
-/* cgroup id -> island number, written by user space; absent = no island. */
+/* Per CPU: how long it ran tasks of each island, and what it runs now. */
+struct island_clock {
+	__u64 islanded_ns;
+	__u64 island_ns[SCHED_MAX_ISLANDS];
+	__u64 running_since;
+	__u32 running_island;
+	__u32 pad;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SCHED_TELEMETRY_DEFAULT_CGROUPS);
-	__type(key, __u64);
-	__type(value, __u32);
-} cgroup_island SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct island_clock);
+} island_clocks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -62,123 +90,279 @@ static __always_inline void count_error(__u32 which)
 		*counter += 1;
 }
 
-static __always_inline struct sched_cgroup_stats *stats_for(__u64 cgroup_id)
+/* The monitored-table entry of a cgroup, or NULL: probing stops at the first
+ * free entry and passes over removed ones. */
+static __always_inline struct sched_monitor_entry *monitored_entry(__u64 cgroup_id)
 {
-	static const struct sched_cgroup_stats zero;
-	struct sched_cgroup_stats *stats;
+	__u32 home = sched_monitor_home(cgroup_id);
+	__u64 homes =
+	    *(volatile __u64 *)&monitored_homes[(home / 64) & (SCHED_MONITOR_TABLE_SIZE / 64 - 1)];
 
-	stats = bpf_map_lookup_elem(&cgroup_stats, &cgroup_id);
-	if (stats)
-		return stats;
-	if (bpf_map_update_elem(&cgroup_stats, &cgroup_id, &zero, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(&cgroup_stats, &cgroup_id)) {
-		count_error(SCHED_ERROR_MAP_FULL);
+	if (!(homes & (1ull << (home % 64))))
 		return 0;
+	for (__u32 i = 0; i < SCHED_MONITOR_MAX_PROBES; i++) {
+		struct sched_monitor_entry *entry =
+		    &monitored[(home + i) & (SCHED_MONITOR_TABLE_SIZE - 1)];
+		__u64 id = *(volatile __u64 *)&entry->cgroup_id;
+
+		if (id == cgroup_id)
+			return entry;
+		if (id == SCHED_MONITOR_EMPTY)
+			return 0;
 	}
-	return bpf_map_lookup_elem(&cgroup_stats, &cgroup_id);
+	return 0;
+}
+
+static __always_inline struct sched_cgroup_stats *stats_of(struct sched_monitor_entry *entry)
+{
+	__u32 slot = entry->slot;
+
+	return bpf_map_lookup_elem(&cgroup_stats, &slot);
 }
 
 static __always_inline __u32 log2_slot(__u64 value)
 {
-	__u32 slot = 0;
+	__u32 slot = 0, shift;
 
-	/* Bounded loop the verifier accepts on every supported kernel. */
-	for (int i = 0; i < SCHED_TELEMETRY_HIST_SLOTS - 1; i++) {
-		if (value < 2)
-			break;
-		value >>= 1;
-		slot++;
-	}
-	return slot;
+	/* Branch-free integer log2 in six steps. */
+	shift = (value > 0xFFFFFFFFull) << 5;
+	value >>= shift;
+	slot |= shift;
+	shift = (value > 0xFFFF) << 4;
+	value >>= shift;
+	slot |= shift;
+	shift = (value > 0xFF) << 3;
+	value >>= shift;
+	slot |= shift;
+	shift = (value > 0xF) << 2;
+	value >>= shift;
+	slot |= shift;
+	shift = (value > 0x3) << 1;
+	value >>= shift;
+	slot |= shift;
+	slot |= (value >> 1);
+	return slot < SCHED_TELEMETRY_HIST_SLOTS ? slot : SCHED_TELEMETRY_HIST_SLOTS - 1;
 }
 
-static __always_inline void mark_enqueued(struct task_struct *task, __u64 now)
+/* Time the clock's CPU has spent running tasks of islands other than
+ * `island`, up to now. */
+static __always_inline __u64 other_island_ns(struct island_clock *clock, __u32 island, __u64 now)
 {
+	__u64 other = clock->islanded_ns - clock->island_ns[island & (SCHED_MAX_ISLANDS - 1)];
+	__u32 running = clock->running_island;
+
+	if (running && running != island && now > clock->running_since)
+		other += now - clock->running_since;
+	return other;
+}
+
+/* Starts a run-queue wait on `cpu` for a task of `island`: the island clock
+ * of that CPU now. */
+static __always_inline void stamp_island_wait(struct task_times *times, __u32 island, __u32 cpu,
+					      __u64 now, struct island_clock *clock)
+{
+	if (!clock) {
+		__u32 zero = 0;
+
+		clock = bpf_map_lookup_percpu_elem(&island_clocks, &zero, cpu);
+		if (!clock)
+			return;
+	}
+	times->island = island;
+	times->island_cpu = cpu;
+	times->cross_island_pending = 0;
+	times->other_island_at_enqueue = other_island_ns(clock, island, now);
+}
+
+static __always_inline void mark_enqueued(struct task_struct *task)
+{
+	struct sched_monitor_entry *entry = monitored_entry(atoll_btf_task_cgroup_id(task));
 	struct task_times *times;
 
+	if (!entry || !entry->island)
+		return;
 	times = bpf_task_storage_get(&task_times, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!times) {
 		count_error(SCHED_ERROR_TASK_STORAGE);
 		return;
 	}
-	times->enqueued_at = now;
+	stamp_island_wait(times, entry->island, atoll_task_cpu(task), bpf_ktime_get_ns(), 0);
 }
 
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(sched_wakeup, struct task_struct *task)
 {
-	mark_enqueued(task, bpf_ktime_get_ns());
+	mark_enqueued(task);
 	return 0;
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(sched_wakeup_new, struct task_struct *task)
 {
-	mark_enqueued(task, bpf_ktime_get_ns());
+	mark_enqueued(task);
 	return 0;
 }
 
-static __always_inline __u32 island_of(__u64 cgroup_id)
+/* A waiting task moved to another CPU's run queue: what it waited behind
+ * other islands so far stays with it, and the new CPU's clock takes over. */
+SEC("tp_btf/sched_migrate_task")
+int BPF_PROG(sched_migrate_task, struct task_struct *task, int dest_cpu)
 {
-	__u32 *island = bpf_map_lookup_elem(&cgroup_island, &cgroup_id);
+	struct island_clock *from, *to;
+	struct task_times *times;
+	__u32 zero = 0;
+	__u64 now;
 
-	return island ? *island : 0;
+	times = bpf_task_storage_get(&task_times, task, 0, 0);
+	if (!times || !times->island)
+		return 0;
+	now = bpf_ktime_get_ns();
+	from = bpf_map_lookup_percpu_elem(&island_clocks, &zero, times->island_cpu);
+	to = bpf_map_lookup_percpu_elem(&island_clocks, &zero, dest_cpu);
+	if (!from || !to)
+		return 0;
+	__u64 other_now = other_island_ns(from, times->island, now);
+
+	if (other_now > times->other_island_at_enqueue)
+		times->cross_island_pending += other_now - times->other_island_at_enqueue;
+	times->island_cpu = dest_cpu;
+	times->other_island_at_enqueue = other_island_ns(to, times->island, now);
+	return 0;
+}
+
+/* Advances this CPU's island clock to `now` and starts `island` running. */
+static __always_inline struct island_clock *advance_island_clock(__u32 island, __u64 now)
+{
+	__u32 zero = 0;
+	struct island_clock *clock = bpf_map_lookup_elem(&island_clocks, &zero);
+
+	if (!clock)
+		return 0;
+	__u32 running = clock->running_island;
+
+	if (running && now > clock->running_since) {
+		__u64 ran = now - clock->running_since;
+
+		clock->islanded_ns += ran;
+		clock->island_ns[running & (SCHED_MAX_ISLANDS - 1)] += ran;
+	}
+	clock->running_island = island;
+	clock->running_since = now;
+	return clock;
 }
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	__u64 now = bpf_ktime_get_ns();
-	__u64 prev_cgroup = bpf_get_current_cgroup_id();
+	struct sched_monitor_entry *prev_entry = 0, *next_entry = 0;
+	struct island_clock *clock = 0;
 	struct sched_cgroup_stats *stats;
 	struct task_times *times;
+	__u64 now = 0;
 
-	/* The outgoing task: charge its slice; if it stays runnable
-	 * (preempted), its run-queue wait starts now. The idle task (pid 0)
-	 * is not a workload. */
-	if (prev->pid) {
-		times = bpf_task_storage_get(&task_times, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (times) {
-			stats = stats_for(prev_cgroup);
-			if (stats) {
-				if (times->oncpu_since)
-					stats->oncpu_ns += now - times->oncpu_since;
-				stats->switches++;
-			}
-			times->oncpu_since = 0;
-			times->enqueued_at = atoll_task_state(prev) == TASK_RUNNING ? now : 0;
-		} else {
-			count_error(SCHED_ERROR_TASK_STORAGE);
+	/* The idle task (pid 0) is not a workload. */
+	if (prev->pid)
+		prev_entry = monitored_entry(atoll_btf_task_cgroup_id(prev));
+	if (next->pid)
+		next_entry = monitored_entry(atoll_btf_task_cgroup_id(next));
+	if (track_islands) {
+		now = bpf_ktime_get_ns();
+		clock = advance_island_clock(next_entry ? next_entry->island : 0, now);
+	} else if (!prev_entry) {
+		/* Kept as two tests: the verifier refuses the pointer OR
+		 * the compiler would merge them into. */
+		barrier_var(next_entry);
+		if (!next_entry)
+			return 0;
+	}
+	/* __schedule() updated this clock before the tracepoint; the
+	 * scheduler's sched_info accounting right after it uses the same
+	 * value, so slices and waits here are the ones schedstat reports. */
+	__u64 rq_clock = atoll_rq_clock_of(prev_entry ? prev : next);
+
+	/* The outgoing task: charge its slice (since it arrived). */
+	if (prev_entry) {
+		stats = stats_of(prev_entry);
+		if (stats) {
+			__u64 arrived = prev->sched_info.last_arrival;
+
+			if (arrived && rq_clock > arrived)
+				stats->oncpu_ns += rq_clock - arrived;
+			stats->switches++;
+		}
+		if (track_islands && prev_entry->island &&
+		    atoll_btf_task_state(prev) == TASK_RUNNING) {
+			/* Preempted: its wait starts now, on this CPU. */
+			times = bpf_task_storage_get(&task_times, prev, 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+			if (times)
+				stamp_island_wait(times, prev_entry->island,
+						  bpf_get_smp_processor_id(), now, clock);
+			else
+				count_error(SCHED_ERROR_TASK_STORAGE);
 		}
 	}
 
-	if (!next->pid)
+	if (!next_entry)
 		return 0;
+	/* The incoming task's run_delay as it will be in a moment: what
+	 * sched_info has charged (waits cut short by migration included)
+	 * plus the wait ending now. */
+	__u64 queued = next->sched_info.last_queued;
+	__u64 run_delay = next->sched_info.run_delay;
+	__u64 cgroup_id = next_entry->cgroup_id;
+
+	if (queued && rq_clock > queued)
+		run_delay += rq_clock - queued;
 	times = bpf_task_storage_get(&task_times, next, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!times) {
 		count_error(SCHED_ERROR_TASK_STORAGE);
 		return 0;
 	}
-	times->oncpu_since = now;
-	if (!times->enqueued_at)
+	if (times->cgroup_id != cgroup_id || run_delay < times->run_delay_seen) {
+		/* First time seen in this cgroup: the baseline, not a wait. */
+		times->cgroup_id = cgroup_id;
+		times->run_delay_seen = run_delay;
+		times->island = 0;
 		return 0;
-	__u64 wait = now - times->enqueued_at;
-	__u64 next_cgroup = atoll_task_cgroup_id(next);
+	}
+	__u64 wait = run_delay - times->run_delay_seen;
 
-	times->enqueued_at = 0;
-	stats = stats_for(next_cgroup);
+	times->run_delay_seen = run_delay;
+	stats = stats_of(next_entry);
 	if (!stats)
 		return 0;
 	stats->runq_wait_ns += wait;
 	stats->runq_waits++;
 	stats->runq_hist[log2_slot(wait / histogram_unit_ns)]++;
-	if (track_islands && prev->pid) {
-		__u32 next_island = island_of(next_cgroup);
-		__u32 prev_island = island_of(prev_cgroup);
+	if (track_islands && clock && times->island) {
+		__u64 cross = times->cross_island_pending;
 
-		if (next_island && prev_island && next_island != prev_island)
-			stats->cross_island_wait_ns += wait;
+		if (times->island_cpu == bpf_get_smp_processor_id()) {
+			__u64 other_now = other_island_ns(clock, times->island, now);
+
+			if (other_now > times->other_island_at_enqueue)
+				cross += other_now - times->other_island_at_enqueue;
+		}
+		stats->cross_island_wait_ns += cross < wait ? cross : wait;
+		times->island = 0;
 	}
+	return 0;
+}
+
+/* User page faults of monitored cgroups' tasks (x86's exceptions tracepoint;
+ * the loader leaves it out where the kernel lacks it). */
+SEC("tp_btf/page_fault_user")
+int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsigned long error_code)
+{
+	struct sched_monitor_entry *entry = monitored_entry(bpf_get_current_cgroup_id());
+	struct sched_cgroup_stats *stats;
+
+	if (!entry)
+		return 0;
+	stats = stats_of(entry);
+	if (stats)
+		stats->page_faults++;
 	return 0;
 }
 

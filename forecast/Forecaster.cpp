@@ -40,6 +40,10 @@ struct Forecaster::Series {
   double lastClosedValue = 0;
   double shortLevel = 0, shortScale = -1, shortQ95 = 0;
   bool profileDirty = false, shortDirty = false;
+  // Model steps at the last profile publication (0: never published), and
+  // the step until which a reader's interest keeps publication eager.
+  uint64_t publishedAtStep = 0;
+  uint64_t watchedUntilStep = 0;
 };
 
 struct Forecaster::Island {
@@ -63,6 +67,11 @@ Parsed<std::unique_ptr<Forecaster>> Forecaster::create(const ForecasterConfig& c
     return InputError{label, 0, std::to_string(config.maxSeries), "max series out of range"};
   if (config.rings < 1 || config.rings > 64)
     return InputError{label, 0, std::to_string(config.rings), "ring count must be 1 to 64"};
+  if (config.unreadPublishSteps < 1)
+    return InputError{label, 0, std::to_string(config.unreadPublishSteps),
+                      "unread publish steps must be >= 1"};
+  if (config.watchSteps < 0)
+    return InputError{label, 0, std::to_string(config.watchSteps), "watch steps must be >= 0"};
   if (config.maxGapSteps < 0)
     return InputError{label, 0, std::to_string(config.maxGapSteps), "max gap must be >= 0"};
   const ModelConfig model = effectiveModel(config);
@@ -87,6 +96,9 @@ Forecaster::Forecaster(const ForecasterConfig& config)
     directorySlots_[i].store(0, std::memory_order_relaxed);
   }
   profiles_ = std::make_unique<SeqlockCell<ProfileSnapshot>[]>(config.maxSeries);
+  profileRequested_ = std::make_unique<std::atomic<uint8_t>[]>(config.maxSeries);
+  for (size_t i = 0; i < config.maxSeries; ++i)
+    profileRequested_[i].store(0, std::memory_order_relaxed);
   shortTerms_ = std::make_unique<SeqlockCell<ShortTermSnapshot>[]>(config.maxSeries);
   islandProfiles_ = std::make_unique<SeqlockCell<ProfileSnapshot>[]>(config.maxIslands);
   series_.reserve(config.maxSeries);
@@ -157,6 +169,7 @@ void Forecaster::consume(const Sample& sample) {
       const int64_t gap = step - series->lastClosedStep - 1;
       if (gap > config_.maxGapSteps) {
         series->model.reset();
+        series->publishedAtStep = 0;  // the old profile is void: replace it first
         series->lastClosedStep = kNoStep;
         counters_.restarted.fetch_add(1, std::memory_order_relaxed);
       } else {
@@ -183,8 +196,22 @@ void Forecaster::consume(const Sample& sample) {
   series->shortDirty = true;
 }
 
+// Whether a dirty profile is republished now: always the first one (and the
+// first after a restart), on every step while a reader is watching, else at
+// the unread cadence.
+bool Forecaster::profileDue(Series& series) {
+  const uint64_t steps = series.model.steps();
+  if (profileRequested_[series.slot].load(std::memory_order_relaxed) != 0) {
+    profileRequested_[series.slot].store(0, std::memory_order_relaxed);
+    series.watchedUntilStep = steps + uint64_t(config_.watchSteps);
+  }
+  return series.publishedAtStep == 0 || steps <= series.watchedUntilStep ||
+         steps - series.publishedAtStep >= uint64_t(config_.unreadPublishSteps);
+}
+
 void Forecaster::publishSeries(Series& series) {
-  if (series.profileDirty && series.model.steps() > 0) {
+  if (series.profileDirty && series.model.steps() > 0 && profileDue(series)) {
+    series.publishedAtStep = series.model.steps();
     ProfileSnapshot snapshot;
     snapshot.key = series.key.packed();
     snapshot.tick = tickCount_;
@@ -206,6 +233,7 @@ void Forecaster::publishSeries(Series& series) {
     }
     sealSnapshot(snapshot);
     profiles_[series.slot].store(snapshot);
+    series.profileDirty = false;
   }
   if (series.shortDirty) {
     ShortTermSnapshot snapshot;
@@ -217,7 +245,7 @@ void Forecaster::publishSeries(Series& series) {
     sealSnapshot(snapshot);
     shortTerms_[series.slot].store(snapshot);
   }
-  series.profileDirty = series.shortDirty = false;
+  series.shortDirty = false;
 }
 
 void Forecaster::publishIsland(Island& island, uint64_t stepIndex) {
@@ -308,7 +336,12 @@ void Forecaster::tick(int64_t nowNs) {
 
 bool Forecaster::readProfile(SeriesKey key, ProfileSnapshot& out) const {
   const int64_t slot = findSlot(key.packed());
-  return slot >= 0 && profiles_[slot].load(out);
+  if (slot < 0) return false;
+  // Load before store: readers of a watched series do not keep writing the
+  // shared flag's cache line.
+  std::atomic<uint8_t>& requested = profileRequested_[slot];
+  if (requested.load(std::memory_order_relaxed) == 0) requested.store(1, std::memory_order_relaxed);
+  return profiles_[slot].load(out);
 }
 
 bool Forecaster::readShortTerm(SeriesKey key, ShortTermSnapshot& out) const {
@@ -353,7 +386,8 @@ ForecasterCounters Forecaster::counters() const {
 
 size_t Forecaster::bytesPerSeries() const {
   return SeriesModel(shape_).memoryBytes() + (sizeof(Series) - sizeof(SeriesModel)) +
-         sizeof(SeqlockCell<ProfileSnapshot>) + sizeof(SeqlockCell<ShortTermSnapshot>);
+         sizeof(SeqlockCell<ProfileSnapshot>) + sizeof(SeqlockCell<ShortTermSnapshot>) +
+         sizeof(std::atomic<uint8_t>);
 }
 
 }  // namespace Atoll::forecast

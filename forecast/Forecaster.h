@@ -39,6 +39,14 @@ struct ForecasterConfig {
   size_t rings = 1;
   size_t ringCapacity = 1 << 16;
   double riskThreshold = 0.05;  // per-step probability that marks a risk step
+  // Lazy publication: computing and sealing a whole profile costs several
+  // times the model step, so a series' profile is republished on every step
+  // only while someone reads it (for watchSteps steps after a read), and
+  // otherwise every unreadPublishSteps steps. A read of a stale profile asks
+  // the forecaster thread to refresh it on its next tick; readers still get
+  // the last whole publication at once, never a wait. 1 publishes every step.
+  int unreadPublishSteps = 12;
+  int watchSteps = 12;
   ModelConfig model;
 };
 
@@ -78,7 +86,9 @@ class Forecaster {
   Parsed<uint32_t> defineIsland(const IslandSpec& spec);
   void tick(int64_t nowNs);
 
-  // Readers, any thread, never blocking the forecaster thread.
+  // Readers, any thread, never blocking the forecaster thread. readProfile
+  // also asks for the series to be republished on each step for a while
+  // (ForecasterConfig::watchSteps); check originStepNs for the profile's age.
   bool readProfile(SeriesKey key, ProfileSnapshot& out) const;
   bool readShortTerm(SeriesKey key, ShortTermSnapshot& out) const;
   bool readIsland(uint32_t island, ProfileSnapshot& out) const;
@@ -99,6 +109,7 @@ class Forecaster {
   void consume(const Sample& sample);
   void closeStep(Series& series);
   void publishSeries(Series& series);
+  bool profileDue(Series& series);
   void publishIsland(Island& island, uint64_t stepIndex);
   int64_t findSlot(uint64_t packedKey) const;
 
@@ -113,6 +124,9 @@ class Forecaster {
   size_t directoryMask_ = 0;
 
   std::unique_ptr<SeqlockCell<ProfileSnapshot>[]> profiles_;
+  // Per series slot: set by readers, cleared by the forecaster thread when
+  // it services the request.
+  std::unique_ptr<std::atomic<uint8_t>[]> profileRequested_;
   std::unique_ptr<SeqlockCell<ShortTermSnapshot>[]> shortTerms_;
   std::unique_ptr<SeqlockCell<ProfileSnapshot>[]> islandProfiles_;
   std::atomic<uint32_t> islandCount_{0};

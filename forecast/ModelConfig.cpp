@@ -58,6 +58,9 @@ ModelShape::ModelShape(const ModelConfig& config) : tuning_(config.tuning) {
     quantileSteps_.push_back(
         tuning_.quantileStep *
         std::pow(std::min(1.0, double(tuning_.quantileStepHorizon) / double(h)), 0.4));
+  for (int h : horizons_)
+    errorDecays_.push_back(tuning_.errorDecay *
+                           std::min(1.0, double(tuning_.errorDecayHorizon) / double(h)));
   arenaFloats_ = SeriesModel::arenaFloatsFor(*this);
 }
 

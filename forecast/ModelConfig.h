@@ -9,13 +9,18 @@
 namespace Atoll::forecast {
 
 struct ModelTuning {
-  double errorDecay = 0.03;           // EW weight of each new out-of-sample error (model choice)
+  double errorDecay = 0.03;           // EW weight of each new out-of-sample error (model choice)...
+  int errorDecayHorizon = 3;          // ...up to this horizon; beyond, it shrinks as this / h:
+                                      // errors h steps ahead overlap over h steps, so a window
+                                      // of as many independent errors must be h times longer
   double scaleDecay = 0.01;           // EW weight for the naive one-step scale (MASE denominator)
   double volatilityDecay = 0.1;       // EW weight of the recent one-step change (band scaling)
   double volatilityMix = 0.5;         // share of the recent (vs long-run) change in the band scale
   double quantileStep = 0.1;          // p95/p99 step per miss or hit, in error scales, up to...
   int quantileStepHorizon = 12;       // ...this horizon; beyond, it shrinks as (this / h)^0.4
                                       // (a miss is seen h steps late: long feedback, small steps)
+  int relativeBandMaxHorizon = 12;    // up to this horizon the second error tracker works
+                                      // relative to the forecast level (else in series units)
   double quantileScaleDecay = 0.005;  // EW weight of the (spike-clipped) normalised error scale
   double coverageDecay = 0.01;        // EW weight of the exposed p95 coverage
   double fastMedianRate = 0.15;       // gain of the recent robust level
@@ -25,7 +30,10 @@ struct ModelTuning {
   double trendBeta = 0.02;            // trend gain of the Holt models
   double seasonGamma = 0.2;           // seasonal gain (one update per phase per season)
   double clipSigmas = 4.0;            // errors beyond this many scales are clipped (spikes)
-  double weightPower = 4.0;           // combination weight = error^-power
+  double weightPower = 4.0;           // combination weight = error^-power...
+  int stackingMaxHorizon = 3;         // ...times, up to this horizon, weights learned online
+  double stackingRate = 0.05;         // learning rate of those weights (exponentiated gradient)
+  double stackingShare = 0.01;        // fixed share toward equal weights per step
 };
 
 struct ModelConfig {
@@ -63,6 +71,8 @@ class ModelShape {
   const ModelTuning& tuning() const { return tuning_; }
   // Quantile tracking step at tracked horizon j.
   double quantileStep(int j) const { return quantileSteps_[j]; }
+  // Weight of each new model error at tracked horizon j.
+  double errorDecay(int j) const { return errorDecays_[j]; }
   // Floats of per-series arena storage.
   size_t arenaFloats() const { return arenaFloats_; }
 
@@ -77,6 +87,7 @@ class ModelShape {
   std::vector<double> dampSums_;
   std::vector<Bracket> brackets_;
   std::vector<double> quantileSteps_;
+  std::vector<double> errorDecays_;
   ModelTuning tuning_;
   size_t arenaFloats_ = 0;
 };

@@ -22,9 +22,11 @@ enum RingSlot : int {
 
 // Per tracked horizon statistics of the combined forecast. The error
 // quantiles are tracked twice: in units of the band scale (conditional on the
-// current volatility, see bandScale()) and in the series' own units; each
-// keeps its running p95 pinball loss and the lower one is used, since recent
-// volatility predicts the next minutes of error better than the next hours.
+// current volatility, see bandScale()) and, in the *Raw entries, in units of
+// levelUnit() (relative to the forecast level up to 1 h, the series' own units
+// beyond); each keeps its running p95 pinball loss in the series' units and
+// the lower one is used, since recent volatility predicts the next minutes of
+// error better than the next hours.
 enum TrackedStat : int {
   kQ95,
   kQ99,
@@ -75,15 +77,17 @@ void robustStep(double value, double rate, double clip, double& level, double& s
 // each miss or hit (adaptive quantile tracking), in units of a slow,
 // spike-clipped error scale, so the miss rate settles at 5 % (1 %) whatever
 // the error distribution and one burst does not widen every later interval.
-// `loss` follows the p95 pinball loss of the tracker.
-void SeriesModel::trackQuantiles(double error, double step, float* q, float& loss) const {
+// `loss` follows the p95 pinball loss of the tracker in the series' units
+// (`unit` converts the tracker's units back), so trackers compare fairly.
+void SeriesModel::trackQuantiles(double error, double step, float* q, float& loss,
+                                 double unit) const {
   const ModelTuning& tuning = shape_->tuning();
   float& q95 = q[0];
   float& q99 = q[1];
   float& scale = q[2];
   const double miss = error - q95;
   const double pinball = miss >= 0 ? 0.95 * miss : -0.05 * miss;
-  loss = static_cast<float>(loss + tuning.coverageDecay * (pinball - loss));
+  loss = static_cast<float>(loss + tuning.coverageDecay * (pinball * unit - loss));
   const double absError = std::fabs(error);
   const double clipped = scale > 0 ? std::min(absError, tuning.clipSigmas * scale) : absError;
   scale = static_cast<float>(ew(scale, clipped, tuning.quantileScaleDecay));
@@ -115,7 +119,8 @@ const char* modelName(ModelKind kind) {
 size_t SeriesModel::arenaFloatsFor(const ModelShape& shape) {
   return size_t(shape.historyLength()) + size_t(shape.season()) +
          size_t(kRingCount) * shape.ringLength() + 2 * size_t(shape.trackedRingTotal()) +
-         size_t(kModelCount) * shape.trackedCount() + size_t(kStatCount) * shape.trackedCount();
+         size_t(kModelCount) * shape.trackedCount() + size_t(kStatCount) * shape.trackedCount() +
+         size_t(kModelCount) * shape.trackedCount();
 }
 
 SeriesModel::SeriesModel(const ModelShape& shape)
@@ -172,6 +177,9 @@ float* SeriesModel::modelError(int model) const {
 float* SeriesModel::trackedStats(int j) const {
   return modelError(kModelCount) + size_t(j) * kStatCount;
 }
+float* SeriesModel::mixWeights(int j) const {
+  return trackedStats(shape_->trackedCount()) + size_t(j) * kModelCount;
+}
 
 void SeriesModel::reset() {
   steps_ = 0;
@@ -187,6 +195,8 @@ void SeriesModel::reset() {
   std::fill_n(trackedPos_.get(), shape_->trackedCount(), uint16_t{0});
   std::fill_n(trackedP50(0), shape_->trackedRingTotal(), kNone);
   std::fill_n(modelError(0), size_t(kModelCount) * shape_->trackedCount(), kNone);
+  std::fill_n(mixWeights(0), size_t(kModelCount) * shape_->trackedCount(),
+              static_cast<float>(1.0 / kModelCount));
   for (int j = 0; j < shape_->trackedCount(); ++j) {
     float* stats = trackedStats(j);
     stats[kErrorScale] = stats[kErrorScaleRaw] = kNone;
@@ -223,9 +233,22 @@ double SeriesModel::bandScale() const {
   return std::clamp(recent / longRun, kMinBandScale, kMaxBandScale);
 }
 
+// The unit of the level-relative error tracker at tracked horizon j: the
+// forecast itself plus the series' typical one-step change (so a forecast of
+// zero still has a band). Errors of idle-then-busy and bursty series grow with
+// their level, so up to relativeBandMaxHorizon the second tracker works in
+// this unit; beyond it the level at the origin says little about the error
+// and the tracker stays in the series' units (unit 1).
+double SeriesModel::levelUnit(int j, double p50) const {
+  if (shape_->horizons()[j] > shape_->tuning().relativeBandMaxHorizon) return 1.0;
+  return p50 + std::max(naiveScale_, 1e-9);
+}
+
 void SeriesModel::trackedWeights(int j, uint64_t origin, double* weights) const {
   const double power = shape_->tuning().weightPower;
   const double floor = 1e-9 + 1e-3 * std::max(naiveScale_, 0.0);
+  const bool stacked = shape_->horizons()[j] <= shape_->tuning().stackingMaxHorizon;
+  const float* mix = mixWeights(j);
   double sum = 0;
   for (int m = 0; m < kModelCount; ++m) {
     const float error = modelError(m)[j];
@@ -236,6 +259,7 @@ void SeriesModel::trackedWeights(int j, uint64_t origin, double* weights) const 
     const double e = error + floor;
     const double e2 = e * e;
     weights[m] = power == 4.0 ? 1.0 / (e2 * e2) : power == 2.0 ? 1.0 / e2 : std::pow(e, -power);
+    if (stacked) weights[m] *= mix[m];
     sum += weights[m];
   }
   const double scale = sum > 0 ? 1.0 / sum : 0.0;
@@ -319,25 +343,27 @@ void SeriesModel::quantilesAt(int h, double blend, double band, Quantiles& out) 
   const float* upperStats = trackedStats(bracket.upper);
   const double p50 = std::max(0.0, blend);
   // Offsets in the series' units from whichever error model scores better.
-  auto offsets = [band](const float* stats, double& q95, double& q99) {
+  auto offsets = [this, band, p50](int j, double& q95, double& q99) {
+    const float* stats = trackedStats(j);
     if (stats[kLoss] <= stats[kLossRaw]) {
       q95 = stats[kQ95] * band;
       q99 = stats[kQ99] * band;
     } else {
-      q95 = stats[kQ95Raw];
-      q99 = stats[kQ99Raw];
+      const double unit = levelUnit(j, p50);
+      q95 = stats[kQ95Raw] * unit;
+      q99 = stats[kQ99Raw] * unit;
     }
   };
   double q95, q99;
   if (upperStats[kCount] > 0 && lowerStats[kCount] > 0) {
     double lower95, lower99, upper95, upper99;
-    offsets(lowerStats, lower95, lower99);
-    offsets(upperStats, upper95, upper99);
+    offsets(bracket.lower, lower95, lower99);
+    offsets(bracket.upper, upper95, upper99);
     const double u = bracket.upperWeight;
     q95 = lower95 + u * (upper95 - lower95);
     q99 = lower99 + u * (upper99 - lower99);
   } else if (upperStats[kCount] > 0 || lowerStats[kCount] > 0) {
-    offsets(upperStats[kCount] > 0 ? upperStats : lowerStats, q95, q99);
+    offsets(upperStats[kCount] > 0 ? bracket.upper : bracket.lower, q95, q99);
   } else {
     // No error seen yet at this horizon: a provisional spread from the
     // series' own step-to-step change, replaced as soon as errors arrive.
@@ -388,8 +414,9 @@ HorizonAccuracy SeriesModel::accuracy(int j) const {
   acc.errors = static_cast<uint64_t>(stats[kCount]);
   if (stats[kMae] >= 0 && naiveScale_ > 0) acc.mase = stats[kMae] / naiveScale_;
   acc.coverage95 = stats[kCoverage] >= 0 ? stats[kCoverage] : 0;
-  acc.p95Offset = std::max(
-      0.0, double(stats[kLoss] <= stats[kLossRaw] ? stats[kQ95] * bandScale() : stats[kQ95Raw]));
+  acc.p95Offset = std::max(0.0, stats[kLoss] <= stats[kLossRaw]
+                                    ? stats[kQ95] * bandScale()
+                                    : stats[kQ95Raw] * levelUnit(j, forecast(acc.horizon).p50));
   float best = -1;
   for (int m = 0; m < kModelCount; ++m) {
     const float error = modelError(m)[j];
@@ -413,6 +440,7 @@ void SeriesModel::scoreErrors(double value) {
     const uint64_t origin = target - h;
     const int at = wrapBack(ringPos_, h, ringLength);
     const double damp = shape_->dampSum(h);
+    const double errorDecayAt = shape_->errorDecay(j);
     double stored[kModelCount];
     stored[int(ModelKind::LastValue)] = hist()[wrapBack(histPos_, h, historyLength)];
     stored[int(ModelKind::RecentMean)] = ring(kRingMean)[at];
@@ -431,36 +459,66 @@ void SeriesModel::scoreErrors(double value) {
     const int models = seasonal ? kModelCount : int(ModelKind::SeasonalHoltWinters);
     for (int m = 0; m < models; ++m) {
       float& error = modelError(m)[j];
-      error = static_cast<float>(ew(error, std::fabs(value - stored[m]), tuning.errorDecay));
+      error = static_cast<float>(ew(error, std::fabs(value - stored[m]), errorDecayAt));
     }
+    if (h <= tuning.stackingMaxHorizon) learnMix(j, value, stored, models);
     const int slot = trackedPos_[j];
     const float p50 = trackedP50(j)[slot];
     if (p50 < 0) continue;
     float* stats = trackedStats(j);
     const double error = value - p50;
     const double band = trackedScale(j)[slot];  // in force when it was issued
+    const double unit = levelUnit(j, p50);
     stats[kMae] = static_cast<float>(ew(stats[kMae], std::fabs(error), tuning.coverageDecay));
     if (stats[kCount] == 0) {
       const double absError = std::fabs(error);
       stats[kErrorScale] = static_cast<float>(absError / band);
       stats[kQ95] = static_cast<float>(1.6 * absError / band);
       stats[kQ99] = static_cast<float>(2.6 * absError / band);
-      stats[kErrorScaleRaw] = static_cast<float>(absError);
-      stats[kQ95Raw] = static_cast<float>(1.6 * absError);
-      stats[kQ99Raw] = static_cast<float>(2.6 * absError);
+      stats[kErrorScaleRaw] = static_cast<float>(absError / unit);
+      stats[kQ95Raw] = static_cast<float>(1.6 * absError / unit);
+      stats[kQ99Raw] = static_cast<float>(2.6 * absError / unit);
       stats[kLoss] = stats[kLossRaw] = 0;
       stats[kCount] = 1;
       continue;
     }
     const bool conditional = stats[kLoss] <= stats[kLossRaw];
-    const bool covered = error <= (conditional ? stats[kQ95] * band : stats[kQ95Raw]);
+    const bool covered = error <= (conditional ? stats[kQ95] * band : stats[kQ95Raw] * unit);
     stats[kCoverage] =
         static_cast<float>(ew(stats[kCoverage], covered ? 1.0 : 0.0, tuning.coverageDecay));
     const double step = shape_->quantileStep(j);
-    trackQuantiles(error / band, step, stats + kQ95, stats[kLoss]);
-    trackQuantiles(error, step, stats + kQ95Raw, stats[kLossRaw]);
+    trackQuantiles(error / band, step, stats + kQ95, stats[kLoss], band);
+    trackQuantiles(error / unit, step, stats + kQ95Raw, stats[kLossRaw], unit);
     if (stats[kCount] < 1e7f) stats[kCount] += 1;
   }
+}
+
+// Online stacking for the absolute loss: the combination's weights move,
+// multiplicatively, toward the models that sat on the actual's side of the
+// combined forecast, in proportion to how far they sat from it (a
+// scale-free exponentiated gradient); a small fixed share toward equal
+// weights keeps every model able to come back after a regime change.
+void SeriesModel::learnMix(int j, double value, const double* stored, int models) {
+  const ModelTuning& tuning = shape_->tuning();
+  float* mix = mixWeights(j);
+  double sum = 0, combined = 0;
+  for (int m = 0; m < models; ++m) sum += mix[m];
+  if (!(sum > 0)) return;
+  for (int m = 0; m < models; ++m) combined += mix[m] * stored[m];
+  combined /= sum;
+  double spread = 0;
+  for (int m = 0; m < models; ++m) spread += mix[m] * std::fabs(stored[m] - combined);
+  spread = spread / sum + 1e-9 + 1e-3 * std::max(naiveScale_, 0.0);
+  const double side = value > combined ? 1.0 : value < combined ? -1.0 : 0.0;
+  double total = 0;
+  for (int m = 0; m < models; ++m) {
+    const double gain = std::clamp(side * (stored[m] - combined) / spread, -3.0, 3.0);
+    mix[m] = static_cast<float>(mix[m] * (1.0 + tuning.stackingRate * gain));
+    total += mix[m];
+  }
+  for (int m = 0; m < models; ++m)
+    mix[m] = static_cast<float>((1 - tuning.stackingShare) * mix[m] / total +
+                                tuning.stackingShare / models);
 }
 
 void SeriesModel::advanceModels(double value) {

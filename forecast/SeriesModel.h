@@ -3,7 +3,10 @@
 // online models (last value, recent mean, recent and long-run robust levels,
 // damped Holt, damped additive Holt-Winters on the season, seasonal naive),
 // each scored by its own out-of-sample error at every tracked horizon. The
-// forecast is their combination weighted by those errors, per horizon; the
+// forecast is their combination weighted by those errors, per horizon (the
+// error memory grows with the horizon, and at short horizons the weights are
+// further multiplied by weights learned online from which side of the blend
+// the actuals fall: stacking for the absolute loss); the
 // upper quantiles are the combination's own recent error quantiles at that
 // horizon, in units of the series' recent volatility (so the band widens in a
 // burst and narrows when calm), tracked adaptively: the quantile rises on a
@@ -81,8 +84,9 @@ class SeriesModel {
   void quantilesAt(int h, double p50, double band, Quantiles& out) const;
   float seasonalAt(int phase) const { return season()[phase]; }
   double bandScale() const;  // recent over long-run volatility, clamped
+  double levelUnit(int j, double p50) const;
   void scoreErrors(double value);
-  void trackQuantiles(double error, double step, float* q, float& loss) const;
+  void trackQuantiles(double error, double step, float* q, float& loss, double unit) const;
   void advanceModels(double value);
   void recordOrigin();
   void issueTracked();
@@ -94,6 +98,8 @@ class SeriesModel {
   float* trackedScale(int j) const;    // band scale (volatility) at each origin
   float* modelError(int model) const;  // [trackedCount]
   float* trackedStats(int j) const;    // [kStatCount]
+  float* mixWeights(int j) const;      // [kModelCount] learned combination weights
+  void learnMix(int j, double value, const double* stored, int models);
 
   const ModelShape* shape_;
   std::unique_ptr<float[]> arena_;

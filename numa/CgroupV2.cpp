@@ -68,7 +68,13 @@ Result<std::string> CgroupV2::read(std::string_view file) const {
 }
 
 Result<void> CgroupV2::write(std::string_view file, std::string_view value) const {
-  return dir_.writeFile(file, value);
+  auto written = dir_.writeFile(file, value);
+  if (written || !written.error().value.empty()) return written;
+  // Opening the control file failed: the error still names the value.
+  Error error = written.error();
+  error.operation = "write";
+  error.value = std::string(value);
+  return error;
 }
 
 Result<std::vector<std::string>> CgroupV2::controllers() const {

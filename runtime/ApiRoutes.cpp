@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "runtime/ApiRequests.h"
+#include "runtime/ForecastJson.h"
 
 namespace Atoll {
 
@@ -174,6 +175,65 @@ void installApiRoutes(UnixHttpServer& server, ApiContext& ctx) {
     }
     if (!*revision) return replyError(res, 404, "no desired key '" + key + "'");
     reply(res, 200, {{"key", key}, {"revision", **revision}});
+  });
+
+  server.Get("/v1/workloads", [&ctx](const httplib::Request&, httplib::Response& res) {
+    if (ctx.workloads == nullptr)
+      return replyError(res, 503, "telemetry is not part of this daemon");
+    auto latest = ctx.workloads->latest();
+    if (latest) return reply(res, 200, *latest);
+    std::string why = ctx.workloads->unavailableReason();
+    replyError(
+        res, 503,
+        why.empty() ? "telemetry has not completed its first tick yet" : "telemetry: " + why);
+  });
+  server.Get("/v1/islands/forecast", [&ctx](const httplib::Request&, httplib::Response& res) {
+    if (ctx.forecast == nullptr)
+      return replyError(res, 503, "the forecaster is not part of this daemon");
+    reply(res, 200, ctx.forecast->islandsForecast());
+  });
+  server.Get("/v1/history/(.+)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (ctx.forecast == nullptr || ctx.workloads == nullptr)
+      return replyError(res, 503, "the forecaster is not part of this daemon");
+    std::string who = req.matches[1];
+    auto workload = ctx.workloads->find(who);
+    if (!workload) return replyError(res, 404, workload.error().message());
+    reply(res, 200, ctx.forecast->workloadHistory(*workload));
+  });
+  server.Get("/v1/forecast/(.+)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (ctx.forecast == nullptr || ctx.workloads == nullptr)
+      return replyError(res, 503, "the forecaster is not part of this daemon");
+    std::string who = req.matches[1];
+    std::string metricText = req.has_param("metric") ? req.get_param_value("metric") : "cpu";
+    auto metric = parseForecastMetric(metricText);
+    if (!metric)
+      return replyError(res, 400,
+                        "metric '" + metricText + "' is not one of cpu, memory, io, network");
+    auto workload = ctx.workloads->find(who);
+    if (!workload) return replyError(res, 404, workload.error().message());
+    reply(res, 200, ctx.forecast->workloadForecast(*workload, *metric));
+  });
+  server.Get("/v1/plan", [&ctx](const httplib::Request&, httplib::Response& res) {
+    if (ctx.planner == nullptr)
+      return replyError(res, 503, "the planner is not part of this daemon");
+    nlohmann::json plan = ctx.planner->planJson();
+    if (plan.is_null())
+      return replyError(res, 503, "no planning pass yet: the first runs at the first tick");
+    reply(res, 200, plan);
+  });
+  server.Get("/v1/plan/history", [&ctx](const httplib::Request&, httplib::Response& res) {
+    if (ctx.planner == nullptr)
+      return replyError(res, 503, "the planner is not part of this daemon");
+    reply(res, 200, ctx.planner->historyJson());
+  });
+  server.Get("/v1/plan/tuning", [&ctx](const httplib::Request&, httplib::Response& res) {
+    if (ctx.planner == nullptr)
+      return replyError(res, 503, "the planner is not part of this daemon");
+    reply(res, 200, ctx.planner->tuningJson());
+  });
+  server.Get("/v1/islands", [&ctx](const httplib::Request&, httplib::Response& res) {
+    if (ctx.islands == nullptr) return replyError(res, 503, "islands are not part of this daemon");
+    reply(res, 200, ctx.islands->islandsJson());
   });
 
   server.Get("/v1/facts", [&ctx](const httplib::Request& req, httplib::Response& res) {

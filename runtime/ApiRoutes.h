@@ -6,6 +6,15 @@
 //   PUT    /v1/state/{key}      body {"value": ...}; answered once journaled
 //   DELETE /v1/state/{key}
 //   GET    /v1/facts, /v1/facts/{key}   facts this host publishes (read-only)
+//   GET    /v1/workloads        the latest telemetry snapshot (`atoll top --json`)
+//   GET    /v1/forecast/{vm}    a workload's forecast (?metric=cpu|memory|io|network);
+//                               {vm} is its name, UUID, workload number or cgroup path
+//   GET    /v1/history/{vm}     its recent CPU: actual vs the p50/p95 forecast a tick before
+//   GET    /v1/islands/forecast the host, shared and configured islands' forecasts
+//   GET    /v1/islands          desired and current islands, enforcement, topology
+//   GET    /v1/plan             the planner's latest pass: islands, decisions, explanations
+//   GET    /v1/plan/history     the recent decision records, taken and declined, newest last
+//   GET    /v1/plan/tuning      the planner's margin and trust, with each change and its reason
 // Every request is first checked against the AccessPolicy with the peer's
 // kernel credentials: refused peers get 403 for everything. Errors are
 // {"error": "reason"} with a 4xx/5xx status.
@@ -15,9 +24,13 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/DaemonMetrics.h"
+#include "runtime/ForecastSubsystem.h"
+#include "runtime/IslandSubsystem.h"
 #include "runtime/PeerCredentials.h"
+#include "runtime/PlannerSubsystem.h"
 #include "runtime/StateStore.h"
 #include "runtime/UnixHttpServer.h"
+#include "runtime/WorkloadBoard.h"
 
 namespace Atoll {
 
@@ -27,6 +40,11 @@ struct ApiContext {
   std::function<nlohmann::json()> status;
   DaemonMetrics* metrics = nullptr;  // optional
   size_t maxBodyBytes = 64 * 1024;   // named in 413 replies
+  // The main job's views; absent ones answer 503 with the reason.
+  const WorkloadBoard* workloads = nullptr;
+  const ForecastSubsystem* forecast = nullptr;
+  const IslandSubsystem* islands = nullptr;
+  const PlannerSubsystem* planner = nullptr;
 };
 
 // `context` must outlive the server.

@@ -1,5 +1,6 @@
 #include "runtime/Config.h"
 
+#include <fmt/format.h>
 #include <toml++/toml.h>
 #include <algorithm>
 #include <functional>
@@ -67,6 +68,8 @@ class Validator {
                                   std::move(message)});
   }
 
+  size_t errorCount() const { return errors_.size(); }
+
   void wrongType(const toml::node& node, const std::string& key, std::string_view expected) {
     error(node.source(), key,
           "expected " + std::string(expected) + ", found " + std::string(typeName(node.type())));
@@ -105,6 +108,25 @@ class Validator {
       return std::nullopt;
     }
     return value->get();
+  }
+
+  // A float or an integer, within [min, max].
+  std::optional<double> number(const toml::node& node, const std::string& key, double min,
+                               double max) {
+    double v;
+    if (const auto* f = node.as_floating_point())
+      v = f->get();
+    else if (const auto* i = node.as_integer())
+      v = static_cast<double>(i->get());
+    else {
+      wrongType(node, key, "a number");
+      return std::nullopt;
+    }
+    if (!(v >= min && v <= max)) {
+      error(node.source(), key, fmt::format("{} is out of range {}..{}", v, min, max));
+      return std::nullopt;
+    }
+    return v;
   }
 
   const toml::table* table(const toml::node& node, const std::string& key) {
@@ -305,6 +327,121 @@ void readSubsystems(Validator& v, const toml::table& table, DaemonConfig& c) {
   v.keys(table, "subsystems", handlers);
 }
 
+std::optional<std::vector<std::string>> stringList(Validator& v, const toml::node& node,
+                                                   const std::string& key) {
+  const auto* array = node.as_array();
+  if (array == nullptr) {
+    v.wrongType(node, key, "an array of strings");
+    return std::nullopt;
+  }
+  std::vector<std::string> out;
+  for (const auto& element : *array) {
+    const auto* text = element.as_string();
+    if (text == nullptr) {
+      v.wrongType(element, key, "an array of strings");
+      return std::nullopt;
+    }
+    out.push_back(text->get());
+  }
+  return out;
+}
+
+// A selector is a glob relative to the cgroup2 mount: no leading '/', no
+// empty, "." or ".." component.
+std::string selectorProblem(const std::string& selector) {
+  if (selector.empty()) return "an empty selector matches nothing";
+  if (selector.front() == '/') return "selectors are relative to the cgroup2 mount (no leading /)";
+  if (selector.find('\0') != std::string::npos) return "selectors hold no NUL byte";
+  size_t begin = 0;
+  while (begin <= selector.size()) {
+    size_t end = selector.find('/', begin);
+    if (end == std::string::npos) end = selector.size();
+    std::string_view part(selector.data() + begin, end - begin);
+    if (part.empty() || part == "." || part == "..")
+      return "selector components may not be empty, '.' or '..'";
+    begin = end + 1;
+  }
+  return {};
+}
+
+void readTelemetry(Validator& v, const toml::table& table, DaemonConfig& c) {
+  TelemetrySettings& t = c.telemetry;
+  auto flag = [&](bool& target) {
+    return [&v, &target](const toml::node& n, const std::string& k) {
+      if (auto x = v.boolean(n, k)) target = *x;
+    };
+  };
+  v.keys(table, "telemetry",
+         {{"enabled", flag(t.enabled)},
+          {"cgroup_mount",
+           [&](const toml::node& n, const std::string& k) {
+             auto x = v.string(n, k);
+             if (!x) return;
+             if (!x->empty() && !isAbsolutePath(*x)) {
+               v.error(n.source(), k, "'" + *x + "' is not an absolute path (\"\" detects it)");
+               return;
+             }
+             t.cgroupMount = *x;
+           }},
+          {"selectors",
+           [&](const toml::node& n, const std::string& k) {
+             auto x = stringList(v, n, k);
+             if (!x) return;
+             for (const auto& selector : *x) {
+               if (std::string problem = selectorProblem(selector); !problem.empty()) {
+                 v.error(n.source(), k, "'" + selector + "': " + problem);
+                 return;
+               }
+             }
+             t.selectors = *x;
+           }},
+          {"libvirt_uri",
+           [&](const toml::node& n, const std::string& k) {
+             if (auto x = v.string(n, k)) t.libvirtUri = *x;
+           }},
+          {"sched_probe", flag(t.schedProbe)},
+          {"net_probe", flag(t.netProbe)},
+          {"block_probe", flag(t.blockProbe)},
+          {"discover_every_ticks", [&](const toml::node& n, const std::string& k) {
+             if (auto x = v.integer(n, k, 1, 3600)) t.discoverEveryTicks = static_cast<int>(*x);
+           }}});
+}
+
+void readForecast(Validator& v, const toml::table& table, DaemonConfig& c) {
+  ForecastSettings& f = c.forecast;
+  std::optional<toml::source_region> where;
+  v.keys(table, "forecast",
+         {{"step_seconds",
+           [&](const toml::node& n, const std::string& k) {
+             if (auto x = v.integer(n, k, 1, 3600)) f.step = std::chrono::seconds(*x);
+           }},
+          {"horizon_seconds",
+           [&](const toml::node& n, const std::string& k) {
+             where = n.source();
+             if (auto x = v.integer(n, k, 1, 7 * 86400)) f.horizon = std::chrono::seconds(*x);
+           }},
+          {"season_seconds", [&](const toml::node& n, const std::string& k) {
+             if (auto x = v.integer(n, k, 0, 7 * 86400)) f.season = std::chrono::seconds(*x);
+           }}});
+  const toml::source_region at = where ? *where : table.source();
+  if (f.horizon.count() % f.step.count() != 0 || f.horizonSteps() < 1 ||
+      f.horizonSteps() > kMaxForecastSteps)
+    v.error(at, "forecast.horizon_seconds",
+            std::to_string(f.horizon.count()) + " s is not a whole number of steps of " +
+                std::to_string(f.step.count()) + " s between 1 and " +
+                std::to_string(kMaxForecastSteps));
+  if (f.season.count() != 0 && (f.season.count() % f.step.count() != 0 || f.seasonSteps() < 2 ||
+                                f.seasonSteps() > kMaxSeasonSteps))
+    v.error(table.source(), "forecast.season_seconds",
+            std::to_string(f.season.count()) + " s is not a whole number of steps of " +
+                std::to_string(f.step.count()) + " s between 2 and " +
+                std::to_string(kMaxSeasonSteps) + " (0 turns the season off)");
+  else if (f.season.count() != 0 && f.horizon > f.season)
+    v.error(at, "forecast.horizon_seconds",
+            "a horizon of " + std::to_string(f.horizon.count()) +
+                " s reaches beyond the season of " + std::to_string(f.season.count()) + " s");
+}
+
 void readIslands(Validator& v, const toml::table& table, DaemonConfig& c) {
   struct Seen {
     std::string name;
@@ -356,6 +493,78 @@ void readIslands(Validator& v, const toml::table& table, DaemonConfig& c) {
   }
 }
 
+std::optional<planner::Mode> readMode(Validator& v, const toml::node& n, const std::string& k) {
+  auto x = v.string(n, k);
+  if (!x) return std::nullopt;
+  auto mode = planner::parseMode(*x);
+  if (!mode) v.error(n.source(), k, "'" + *x + "' is not one of observe, enforce");
+  return mode;
+}
+
+void readPlanner(Validator& v, const toml::table& table, DaemonConfig& c) {
+  PlannerSettings& p = c.planner;
+  planner::PlannerConfig& pc = p.config;
+  const size_t errorsBefore = v.errorCount();
+  auto seconds = [&v](int64_t& target, int64_t max) {
+    return [&v, &target, max](const toml::node& n, const std::string& k) {
+      if (auto x = v.integer(n, k, 1, max)) target = *x * 1'000'000'000;
+    };
+  };
+  auto real = [&v](double& target, double min, double max) {
+    return [&v, &target, min, max](const toml::node& n, const std::string& k) {
+      if (auto x = v.number(n, k, min, max)) target = *x;
+    };
+  };
+  auto whole = [&v](auto& target, int64_t min, int64_t max) {
+    return [&v, &target, min, max](const toml::node& n, const std::string& k) {
+      if (auto x = v.integer(n, k, min, max))
+        target = static_cast<std::remove_reference_t<decltype(target)>>(*x);
+    };
+  };
+  v.keys(table, "planner",
+         {{"mode",
+           [&](const toml::node& n, const std::string& k) {
+             if (auto m = readMode(v, n, k)) pc.mode = *m;
+           }},
+          {"islands",
+           [&](const toml::node& n, const std::string& k) {
+             const toml::table* islands = v.table(n, k);
+             if (islands == nullptr) return;
+             for (auto&& [name, node] : *islands) {
+               std::string key = k + "." + std::string(name.str());
+               if (!isIslandName(name.str()) && name.str() != "shared") {
+                 v.error(name.source(), key,
+                         "island name '" + std::string(name.str()) +
+                             "' must be 1-64 letters, digits, '_' or '-'");
+                 continue;
+               }
+               if (auto m = readMode(v, node, key)) p.islandModes[std::string(name.str())] = *m;
+             }
+           }},
+          {"horizon_steps", whole(pc.horizonSteps, 1, kMaxForecastSteps)},
+          {"risk_threshold", real(pc.riskThreshold, 0.001, 1.0)},
+          {"headroom", real(pc.headroom, 1.0, 4.0)},
+          {"max_cpus_per_resize", whole(pc.maxCpusPerResize, 1, 1024)},
+          {"allow_vm_moves",
+           [&](const toml::node& n, const std::string& k) {
+             if (auto x = v.boolean(n, k)) pc.allowVmMoves = *x;
+           }},
+          {"margin", real(pc.margin, 0.0, 100.0)},
+          {"min_margin", real(pc.minMargin, 0.0, 100.0)},
+          {"max_margin", real(pc.maxMargin, 0.0, 100.0)},
+          {"min_dwell_seconds", seconds(pc.minDwellNs, 7 * 86400)},
+          {"budget_window_seconds", seconds(pc.budgetWindowNs, 7 * 86400)},
+          {"host_moves_per_window", whole(pc.hostMovesPerWindow, 0, 10000)},
+          {"island_moves_per_window", whole(pc.islandMovesPerWindow, 0, 10000)},
+          {"hysteresis_window_seconds", seconds(pc.hysteresisWindowNs, 7 * 86400)}});
+  // Cross-field rules (e.g. margin within [min_margin, max_margin]) are the
+  // planner's own; reported once the single values are sound.
+  if (v.errorCount() == errorsBefore) {
+    if (std::string problem = pc.validate(); !problem.empty())
+      v.error(table.source(), "planner", problem);
+  }
+}
+
 }  // namespace
 
 ConfigParse parseConfig(std::string_view text, std::string_view sourceName) {
@@ -390,7 +599,10 @@ ConfigParse parseConfig(std::string_view text, std::string_view sourceName) {
              subsystemsWhere = t.source();
              readSubsystems(v, t, c);
            })},
-          {"islands", section([&](const toml::table& t) { readIslands(v, t, c); })}});
+          {"islands", section([&](const toml::table& t) { readIslands(v, t, c); })},
+          {"telemetry", section([&](const toml::table& t) { readTelemetry(v, t, c); })},
+          {"forecast", section([&](const toml::table& t) { readForecast(v, t, c); })},
+          {"planner", section([&](const toml::table& t) { readPlanner(v, t, c); })}});
 
   std::chrono::milliseconds budgets{0};
   for (const auto& [name, settings] : c.subsystems) budgets += settings.budget;
@@ -418,6 +630,17 @@ ConfigParse loadConfigFile(const std::string& path) {
   return parseConfig(*text, path);
 }
 
+namespace {
+
+// The [planner] values fixed at start (everything the table sets but the mode).
+auto plannerKnobs(const planner::PlannerConfig& p) {
+  return std::tie(p.horizonSteps, p.riskThreshold, p.headroom, p.maxCpusPerResize, p.allowVmMoves,
+                  p.margin, p.minMargin, p.maxMargin, p.minDwellNs, p.budgetWindowNs,
+                  p.hostMovesPerWindow, p.islandMovesPerWindow, p.hysteresisWindowNs);
+}
+
+}  // namespace
+
 std::vector<std::string> restartOnlyChanges(const DaemonConfig& running, const DaemonConfig& next) {
   std::vector<std::string> out;
   if (running.socketPath != next.socketPath) out.push_back("api.socket_path");
@@ -428,6 +651,10 @@ std::vector<std::string> restartOnlyChanges(const DaemonConfig& running, const D
   if (running.metricsEnabled != next.metricsEnabled) out.push_back("metrics.enabled");
   if (!(running.metricsListen == next.metricsListen)) out.push_back("metrics.listen");
   if (running.stateDirectory != next.stateDirectory) out.push_back("state.directory");
+  if (!(running.telemetry == next.telemetry)) out.push_back("telemetry");
+  if (!(running.forecast == next.forecast)) out.push_back("forecast");
+  if (plannerKnobs(running.planner.config) != plannerKnobs(next.planner.config))
+    out.push_back("planner");
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "migrate/planner/PlannerConfig.h"
 #include "runtime/ApiDefaults.h"
 #include "runtime/CpuList.h"
 #include "runtime/ListenAddress.h"
@@ -37,6 +38,47 @@ struct IslandSettings {
   CpuSet cpus;
   CpuSet mems;  // empty: not restricted
   int line = 0;
+};
+
+// Longest forecast profile, in steps (the forecaster publishes at most this
+// many), and longest season, in steps (a week at 5-minute steps).
+inline constexpr int kMaxForecastSteps = 144;
+inline constexpr int kMaxSeasonSteps = 2016;
+
+// [telemetry]: which cgroups are workloads and which signals are read.
+struct TelemetrySettings {
+  bool enabled = true;
+  // The cgroup2 mount; empty: detected (/sys/fs/cgroup on a unified host,
+  // /sys/fs/cgroup/unified on a hybrid one).
+  std::string cgroupMount;
+  // Globs below the mount whose directories are workloads ('*' never crosses
+  // a '/'); libvirt's domains are workloads in any case.
+  std::vector<std::string> selectors = {"machine.slice/*"};
+  std::string libvirtUri = "qemu:///system";  // empty: no libvirt discovery
+  bool schedProbe = true;
+  bool netProbe = true;
+  bool blockProbe = true;
+  int discoverEveryTicks = 5;
+
+  bool operator==(const TelemetrySettings&) const = default;
+};
+
+// [forecast]: the model step and the published profile's horizon.
+struct ForecastSettings {
+  std::chrono::seconds step{300};
+  std::chrono::seconds horizon{6 * 3600};
+  std::chrono::seconds season{24 * 3600};  // 0: no season
+
+  int horizonSteps() const { return static_cast<int>(horizon / step); }
+  int seasonSteps() const { return static_cast<int>(season / step); }
+  bool operator==(const ForecastSettings&) const = default;
+};
+
+// [planner]: the mode (observe or enforce), per-island overrides and the
+// planner's main knobs; everything else keeps PlannerConfig's defaults.
+struct PlannerSettings {
+  planner::PlannerConfig config;
+  std::map<std::string, planner::Mode> islandModes;  // [planner.islands] NAME = "MODE"
 };
 
 struct DaemonConfig {
@@ -69,6 +111,12 @@ struct DaemonConfig {
 
   // [islands.NAME] (validated here; the islands subsystem consumes them)
   std::vector<IslandSettings> islands;
+
+  // [telemetry], [forecast]
+  TelemetrySettings telemetry;
+  ForecastSettings forecast;
+  // [planner]
+  PlannerSettings planner;
 };
 
 // Built-in defaults, including every catalog subsystem's default budget.
@@ -87,7 +135,8 @@ ConfigParse parseConfig(std::string_view text, std::string_view sourceName);
 ConfigParse loadConfigFile(const std::string& path);
 
 // Dotted keys that differ between the two and take effect only on restart
-// (socket, metrics address, state directory, API sizing).
+// (socket, metrics address, state directory, API sizing, telemetry and
+// forecast settings, the planner's knobs other than its mode).
 std::vector<std::string> restartOnlyChanges(const DaemonConfig& running, const DaemonConfig& next);
 
 }  // namespace Atoll

@@ -10,6 +10,7 @@
 
 #include "runtime/Logging.h"
 #include "runtime/SelfMetricsSubsystem.h"
+#include "runtime/TelemetrySubsystem.h"
 
 namespace Atoll {
 
@@ -117,7 +118,7 @@ Result<void> Daemon::open() {
 
   metrics_ = std::make_unique<DaemonMetrics>(ATOLL_VERSION);
   scheduler_ = std::make_unique<TickScheduler>();
-  auto budgetOf = [&](std::string_view name) {
+  std::function<std::chrono::milliseconds(std::string_view)> budgetOf = [&](std::string_view name) {
     auto it = c.subsystems.find(std::string(name));
     return it == c.subsystems.end() ? std::chrono::milliseconds(10) : it->second.budget;
   };
@@ -127,6 +128,7 @@ Result<void> Daemon::open() {
   auto self = SelfMetricsSubsystem::create(metrics_->registry());
   if (!self) return self.error();
   scheduler_->add(*self, budgetOf((*self)->name()));
+  if (auto added = addHostSubsystems(budgetOf); !added) return added.error();
   for (auto& [subsystem, budget] : options_.extraSubsystems) scheduler_->add(subsystem, budget);
 
   // What other hosts (and operators) may know about this daemon.
@@ -152,9 +154,9 @@ Result<void> Daemon::open() {
   apiOptions.threads = c.apiThreads;
   apiOptions.maxBodyBytes = c.maxBodyBytes;
   api_ = std::make_unique<UnixHttpServer>(apiOptions);
-  apiContext_ = std::unique_ptr<ApiContext>(
-      new ApiContext{*store_, AccessPolicy(adminGroup_, c.socketGroup), [this] { return status(); },
-                     metrics_.get(), c.maxBodyBytes});
+  apiContext_ = std::unique_ptr<ApiContext>(new ApiContext{
+      *store_, AccessPolicy(adminGroup_, c.socketGroup), [this] { return status(); },
+      metrics_.get(), c.maxBodyBytes, &board_, forecast_.get(), islands_.get(), planner_.get()});
   installApiRoutes(*api_, *apiContext_);
   if (auto bound = api_->bindSocket(); !bound) return bound.error();
   apiThread_ = std::thread([this] { api_->serve(); });
@@ -165,6 +167,39 @@ Result<void> Daemon::open() {
       c.tick.count(), scheduler_->status().size());
   if (auto sent = notifier_.notify("READY=1\nSTATUS=serving on " + c.socketPath); !sent)
     spdlog::warn("event=notify_failed error=\"{}\"", sent.error().message());
+  return ok();
+}
+
+Result<void> Daemon::addHostSubsystems(
+    const std::function<std::chrono::milliseconds(std::string_view)>& budgetOf) {
+  const DaemonConfig& c = config_;
+  const std::string cgroupMount = collectorOptions(c.telemetry).cgroupMount;
+  auto configuredIslands = [this] { return config().islands; };
+  long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  auto forecast = ForecastSubsystem::create(c.forecast, board_, configuredIslands,
+                                            std::string(numa::kDefaultManagedRoot),
+                                            cpus > 0 ? static_cast<unsigned>(cpus) : 1u);
+  if (!forecast) return forecast.error();
+  forecast_ = *forecast;
+  if (c.telemetry.enabled) {
+    auto telemetry = std::make_shared<TelemetrySubsystem>(c.telemetry, forecast_->ring(), board_,
+                                                          metrics_->registry());
+    scheduler_->add(telemetry, budgetOf(telemetry->name()));
+  } else {
+    board_.markUnavailable("telemetry is disabled in the configuration ([telemetry] enabled)");
+    spdlog::info("event=telemetry_disabled");
+  }
+  scheduler_->add(forecast_, budgetOf(forecast_->name()));
+  // The planner acts before the islands subsystem in the act phase, so a
+  // resize it decides is applied in the same tick.
+  auto createdPlanner = PlannerSubsystem::create(
+      [this] { return config().planner; }, *forecast_, board_, configuredIslands, *store_,
+      metrics_->registry(), cpus > 0 ? static_cast<unsigned>(cpus) : 1u);
+  if (!createdPlanner) return createdPlanner.error();
+  planner_ = *createdPlanner;
+  scheduler_->add(planner_, budgetOf(planner_->name()));
+  islands_ = std::make_shared<IslandSubsystem>(*store_, *actions_, configuredIslands, cgroupMount);
+  scheduler_->add(islands_, budgetOf(islands_->name()));
   return ok();
 }
 
@@ -356,6 +391,12 @@ void Daemon::reload() {
     next.metricsEnabled = config_.metricsEnabled;
     next.metricsListen = config_.metricsListen;
     next.stateDirectory = config_.stateDirectory;
+    next.telemetry = config_.telemetry;
+    next.forecast = config_.forecast;
+    // The planner's knobs are fixed at start; its mode and overrides follow.
+    const planner::Mode mode = next.planner.config.mode;
+    next.planner.config = config_.planner.config;
+    next.planner.config.mode = mode;
   }
   setLogLevel(next.logLevel);
   for (const auto& [name, settings] : next.subsystems) scheduler_->setBudget(name, settings.budget);

@@ -14,6 +14,7 @@
 // running phases finish (daemon.drain_timeout_ms), and return.
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -28,12 +29,16 @@
 #include "runtime/Config.h"
 #include "runtime/DaemonMetrics.h"
 #include "runtime/EmbeddedStateStore.h"
+#include "runtime/ForecastSubsystem.h"
 #include "runtime/HostJournal.h"
 #include "runtime/HousekeepingSubsystem.h"
+#include "runtime/IslandSubsystem.h"
+#include "runtime/PlannerSubsystem.h"
 #include "runtime/SignalSet.h"
 #include "runtime/SystemdNotify.h"
 #include "runtime/TickScheduler.h"
 #include "runtime/UnixHttpServer.h"
+#include "runtime/WorkloadBoard.h"
 #include "util/UniqueFd.h"
 
 namespace Atoll {
@@ -84,6 +89,10 @@ class Daemon {
  private:
   Daemon(DaemonConfig config, DaemonOptions options);
   Result<void> open();
+  // The main job's subsystems: forecast (owns the forecaster), telemetry
+  // (feeds it), planner, islands.
+  Result<void> addHostSubsystems(
+      const std::function<std::chrono::milliseconds(std::string_view)>& budgetOf);
   void recoverActions();
   void reload();
   int drain();
@@ -105,6 +114,10 @@ class Daemon {
   std::unique_ptr<HostJournal> journal_;
   std::unique_ptr<DaemonMetrics> metrics_;
   std::shared_ptr<HousekeepingSubsystem> housekeeping_;
+  WorkloadBoard board_;
+  std::shared_ptr<ForecastSubsystem> forecast_;
+  std::shared_ptr<IslandSubsystem> islands_;
+  std::shared_ptr<PlannerSubsystem> planner_;
   std::unique_ptr<TickScheduler> scheduler_;
   std::unique_ptr<ApiContext> apiContext_;
   std::unique_ptr<UnixHttpServer> api_;

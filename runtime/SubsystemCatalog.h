@@ -20,6 +20,19 @@ inline constexpr std::array kSubsystemCatalog = {
                           "journal size accounting, snapshot and compaction"},
     SubsystemCatalogEntry{"self-metrics", std::chrono::milliseconds(20),
                           "the daemon's own CPU time, memory and threads from /proc/self/stat"},
+    SubsystemCatalogEntry{"telemetry", std::chrono::milliseconds(40),
+                          "per-workload CPU, run-queue, memory, PSI, disk and network (eBPF and "
+                          "cgroupfs) into the forecaster's ring"},
+    SubsystemCatalogEntry{"forecast", std::chrono::milliseconds(20),
+                          "demand forecasts per workload, island and host"},
+    SubsystemCatalogEntry{"islands", std::chrono::milliseconds(15),
+                          "resource islands from configuration and desired state, held in "
+                          "cgroup v2"},
+    // A pass over a few islands costs microseconds (bench/RESULTS.md, Planner);
+    // 4 ms keeps the default budgets within a 200 ms tick.
+    SubsystemCatalogEntry{"planner", std::chrono::milliseconds(4),
+                          "island resizes and VM moves decided from the forecasts; executed only "
+                          "in enforce mode"},
 };
 
 }  // namespace Atoll

@@ -5,6 +5,10 @@
 #include <iostream>
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
+#include "bpf/collector/Collector.h"
+#include "bpf/collector/TelemetrySignals.h"
 #include "kernel-configs/CapabilityCheck.h"
 #include "kernel-configs/Report.h"
 #include "tools/Verbs.h"
@@ -24,7 +28,17 @@ void runCheck(const CheckArgs& args) {
   options.libvirtUri = args.libvirtUri;
   options.libvirtTimeout = std::chrono::milliseconds(args.libvirtTimeoutMs);
   capability::Report report = capability::runCapabilityCheck(options);
-  std::cout << (args.json ? capability::renderJson(report) : capability::renderText(report));
+  // Which telemetry signals this kernel gives, and why not (informational:
+  // a missing one degrades that signal only, never the exit status).
+  auto signals = telemetry::probeTelemetrySignals(telemetry::defaultCgroup2Mount());
+  if (args.json) {
+    auto json = nlohmann::ordered_json::parse(capability::renderJson(report));
+    json["telemetry_signals"] =
+        nlohmann::ordered_json::parse(telemetry::signalsJson(signals).dump());
+    std::cout << json.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+  } else {
+    std::cout << capability::renderText(report) << "\n" << telemetry::renderSignals(signals);
+  }
   std::cout.flush();
   if (!report.requiredSatisfied()) throw CLI::RuntimeError(kExitFailure);
 }

@@ -2,12 +2,18 @@
 //   replay  feeds recorded series through the daemon's forecasting code and
 //           writes series,origin_index,horizon,p50,p95 for every row
 //   plot    renders actual vs p50 and the p95 band as SVG from a replay
-// The live views (`show VM`, `plot VM`) read the daemon's API and come with it.
+//   show VM   the running atolld's forecast of one workload: short term, then
+//             horizon -> p50/p95/p99 and the running accuracy per horizon
+//   plot VM   SVG of the workload's recent CPU (actual) against the p50 and
+//             p95 band forecast a tick before, from the running atolld
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -16,6 +22,7 @@
 #include "forecast/ReplayInput.h"
 #include "forecast/ReplayOutput.h"
 #include "forecast/SvgPlot.h"
+#include "tools/DaemonClient.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -38,6 +45,8 @@ struct ReplayArgs {
 };
 
 struct PlotArgs {
+  std::string vm;
+  DaemonConnection connection;
   std::string replay;
   std::string series;
   std::string actual;
@@ -88,7 +97,116 @@ void runReplay(const ReplayArgs& args) {
   if (!out) fail(InputError{args.out, 0, "", "write failed"}, kExitFailure);
 }
 
+struct ShowArgs {
+  std::string vm;
+  std::string metric = "cpu";
+  bool json = false;
+  DaemonConnection connection;
+};
+
+std::string number(const nlohmann::json& value, const char* format = "%.3f") {
+  if (!value.is_number()) return "-";
+  char buffer[48];
+  std::snprintf(buffer, sizeof buffer, format, value.get<double>());
+  return buffer;
+}
+
+std::string duration(double seconds) {
+  char buffer[32];
+  if (seconds >= 3600 && std::fmod(seconds, 3600) == 0)
+    std::snprintf(buffer, sizeof buffer, "%.0fh", seconds / 3600);
+  else if (seconds >= 60 && std::fmod(seconds, 60) == 0)
+    std::snprintf(buffer, sizeof buffer, "%.0fmin", seconds / 60);
+  else
+    std::snprintf(buffer, sizeof buffer, "%gs", seconds);
+  return buffer;
+}
+
+void printForecast(const nlohmann::json& f) {
+  std::cout << f.value("name", "?") << " (workload " << f.value("workload", 0) << ", "
+            << f.value("cgroup", "") << "): " << f.value("metric", "?") << " in "
+            << f.value("unit", "?") << "\n";
+  const auto& shortTerm = f.value("short_term", nlohmann::json());
+  if (shortTerm.is_object())
+    std::cout << "next sample:  p50 " << number(shortTerm["p50"]) << ", p95 "
+              << number(shortTerm["p95"]) << "\n";
+  else
+    std::cout << "next sample:  no samples yet\n";
+  const auto& profile = f.value("profile", nlohmann::json());
+  if (!profile.is_object()) {
+    std::cout << "profile:      " << f.value("profile_pending", "not published yet") << "\n";
+    return;
+  }
+  std::map<int, nlohmann::json> accuracy;
+  const nlohmann::json rows = profile.value("accuracy", nlohmann::json::array());
+  for (const auto& row : rows) accuracy[row.value("horizon_steps", 0)] = row;
+  std::cout << std::flush;
+  std::printf("%-10s %12s %12s %12s %8s %8s\n", "HORIZON", "P50", "P95", "P99", "MASE", "COVER95");
+  const nlohmann::json steps = profile.value("steps", nlohmann::json::array());
+  for (const auto& step : steps) {
+    const int k = step.value("step", 0);
+    // Every tracked horizon, plus the first and the last step.
+    if (!accuracy.contains(k) && k != 1 && k != static_cast<int>(steps.size())) continue;
+    std::string mase = "-", cover = "-";
+    if (auto it = accuracy.find(k); it != accuracy.end()) {
+      mase = number(it->second.value("mase", nlohmann::json()), "%.2f");
+      cover = number(it->second.value("coverage95", nlohmann::json()), "%.2f");
+    }
+    std::printf("%-10s %12s %12s %12s %8s %8s\n",
+                duration(step.value("horizon_seconds", 0.0)).c_str(), number(step["p50"]).c_str(),
+                number(step["p95"]).c_str(), number(step["p99"]).c_str(), mase.c_str(),
+                cover.c_str());
+  }
+  std::fflush(stdout);
+}
+
+void runShow(const ShowArgs& args) {
+  DaemonClient client(args.connection);
+  DaemonReply reply = expectSuccess(
+      client.get("/v1/forecast/" + urlEncodeKey(args.vm) + "?metric=" + urlEncodeKey(args.metric)),
+      args.json);
+  if (args.json)
+    std::cout << reply.body.dump(2) << "\n";
+  else
+    printForecast(reply.body);
+}
+
+void runDaemonPlot(const PlotArgs& args) {
+  DaemonClient client(args.connection);
+  DaemonReply reply =
+      expectSuccess(client.get("/v1/history/" + urlEncodeKey(args.vm)), /*json=*/false);
+  forecast::ForecastPlot plot;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  auto value = [nan](const nlohmann::json& v) { return v.is_number() ? v.get<double>() : nan; };
+  for (const auto& point : reply.body.value("points", nlohmann::json::array())) {
+    plot.actual.push_back(value(point["actual"]));
+    plot.p50.push_back(value(point["p50"]));
+    plot.p95.push_back(value(point["p95"]));
+  }
+  if (plot.actual.empty()) {
+    std::cerr << "atoll forecast: atolld has no history for '" << args.vm << "' yet\n";
+    throw CLI::RuntimeError(kExitFailure);
+  }
+  plot.title = reply.body.value("name", args.vm) +
+               ": CPU cores per tick, actual vs p50 and p95 forecast one tick ahead";
+  std::ofstream out(args.svg, std::ios::binary | std::ios::trunc);
+  out << forecast::renderForecastSvg(plot);
+  out.flush();
+  if (!out) fail(InputError{args.svg, 0, "", "cannot write"}, kExitFailure);
+}
+
 void runPlot(const PlotArgs& args) {
+  if (!args.vm.empty()) {
+    if (!args.replay.empty() || !args.series.empty() || !args.actual.empty())
+      fail(InputError{"atoll forecast plot", 0, args.vm,
+                      "give either VM (from atolld) or --from-replay/--series/--actual"},
+           kExitUsage);
+    return runDaemonPlot(args);
+  }
+  if (args.replay.empty() || args.series.empty() || args.actual.empty())
+    fail(InputError{"atoll forecast plot", 0, "",
+                    "give VM (from atolld), or --from-replay, --series and --actual"},
+         kExitUsage);
   auto path = forecast::readReplayOutput(args.replay, args.series, args.horizon);
   if (!path) fail(path.error(), kExitUsage);
   auto actual = forecast::readReplayCsv(args.actual, forecast::ReplayInputRules{1e18});
@@ -108,7 +226,8 @@ void runPlot(const PlotArgs& args) {
 }  // namespace
 
 void addForecastVerb(CLI::App& app) {
-  CLI::App* verb = app.add_subcommand("forecast", "Demand forecasts: replay recorded series, plot");
+  CLI::App* verb = app.add_subcommand(
+      "forecast", "Demand forecasts: atolld's per-VM view, replay of recorded series, plots");
   verb->require_subcommand(1);
 
   auto replayArgs = std::make_shared<ReplayArgs>();
@@ -126,13 +245,29 @@ void addForecastVerb(CLI::App& app) {
   replay->add_option("inputs", replayArgs->inputs, "CSV files or directories of them")->required();
   replay->callback([replayArgs] { runReplay(*replayArgs); });
 
-  auto plotArgs = std::make_shared<PlotArgs>();
-  CLI::App* plot =
-      verb->add_subcommand("plot", "SVG of actual vs p50 and the p95 band, from a replay");
-  plot->add_option("--from-replay", plotArgs->replay, "Output of `atoll forecast replay`")
+  auto showArgs = std::make_shared<ShowArgs>();
+  CLI::App* show = verb->add_subcommand(
+      "show", "atolld's forecast of one VM: horizon -> p50/p95/p99 and running accuracy");
+  show->add_option("vm", showArgs->vm,
+                   "VM name, UUID, workload number, cgroup path or its last component")
       ->required();
-  plot->add_option("--series", plotArgs->series, "Series name in the replay")->required();
-  plot->add_option("--actual", plotArgs->actual, "The replayed timestamp,value CSV")->required();
+  show->add_option("--metric", showArgs->metric, "cpu, memory, io or network")
+      ->check(CLI::IsMember({"cpu", "memory", "io", "network"}))
+      ->capture_default_str();
+  show->add_flag("--json", showArgs->json, "Print the daemon's answer as JSON");
+  addDaemonOptions(*show, showArgs->connection);
+  show->footer("Exit status: 0 ok, 1 unknown VM, 3 atolld not running, 4 permission denied.");
+  show->callback([showArgs] { runShow(*showArgs); });
+
+  auto plotArgs = std::make_shared<PlotArgs>();
+  CLI::App* plot = verb->add_subcommand(
+      "plot", "SVG of actual vs p50 and the p95 band: a VM from atolld, or a replay");
+  plot->add_option("vm", plotArgs->vm,
+                   "VM name, UUID, workload number, cgroup path or its last component (atolld)");
+  addDaemonOptions(*plot, plotArgs->connection);
+  plot->add_option("--from-replay", plotArgs->replay, "Output of `atoll forecast replay`");
+  plot->add_option("--series", plotArgs->series, "Series name in the replay");
+  plot->add_option("--actual", plotArgs->actual, "The replayed timestamp,value CSV");
   plot->add_option("--svg", plotArgs->svg, "Output SVG file")->required();
   plot->add_option("--horizon", plotArgs->horizon, "Horizon to plot, in steps")
       ->capture_default_str();

@@ -1,8 +1,17 @@
 // atoll island: resource islands on this host, worked directly on cgroupfs
-// (the islands' cgroups under the managed root are the only record kept).
-//   create NAME (--cpus LIST | --count N) [--nodes LIST] [--exclusive root|isolated] [limits]
+// (the islands' cgroups under the managed root are the only record kept);
+// libvirt-managed VMs are pinned through libvirt. list, show and map read a
+// running atolld (GET /v1/islands: desired and current islands, enforced or
+// not) when it answers, else cgroupfs; --source picks one explicitly. On a
+// host whose cgroup mount cannot hold islands (no cgroup v2, or no cpuset
+// controller) list and map still show the topology with every CPU in the
+// shared island, and say why nothing is enforced.
+//   create NAME (--cpus LIST | --count N) [--nodes LIST] [--exclusive root|isolated]
+//          [--select SELECTOR ...] [limits]
 //   delete NAME | resize NAME (--grow N | --shrink N | --cpus LIST | --nodes LIST)
-//   pin NAME PID | unpin PID | list | show NAME | map [--svg FILE]
+//   pin NAME (PID | --vm DOMAIN) | unpin (PID | --vm DOMAIN) | list | show NAME
+//   map [--svg FILE]
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -10,10 +19,15 @@
 #include <nlohmann/json.hpp>
 
 #include "numa/CpuSet.h"
+#include "numa/DomainPinning.h"
 #include "numa/IslandAllocator.h"
 #include "numa/IslandEnforcer.h"
 #include "numa/IslandMap.h"
+#include "numa/IslandSelector.h"
+#include "numa/LibvirtPinner.h"
+#include "tools/DaemonClient.h"
 #include "tools/Verbs.h"
+#include "util/Fs.h"
 
 namespace Atoll::cli {
 
@@ -35,11 +49,98 @@ struct IslandArgs {
   unsigned shrink = 0;
   int pid = 0;
   std::string svg;
+  std::string libvirtUri = std::string(kDefaultLibvirtUri);
+  std::string vm;
+  std::vector<std::string> selectors;
   std::optional<unsigned> cpuWeight;
   std::optional<std::string> cpuMax;
   std::optional<std::uint64_t> memoryMin, memoryLow, memoryHigh, memoryMax;
   std::optional<unsigned> ioWeight;
+  std::string source = "auto";
+  DaemonConnection connection;
 };
+
+// Islands as list, show and map present them, from cgroupfs or from atolld.
+struct IslandReport {
+  std::string source;  // "local" or "atolld"
+  std::vector<IslandStatus> islands;
+  bool enforced = true;
+  std::string note;  // why the islands are not (all) enforced; empty when they are
+};
+
+// Why islands cannot be enforced on this mount, or nullopt when they can:
+// the cpuset controller of a cgroup v2 hierarchy is what holds them.
+std::optional<std::string> whyIslandsCannotBeEnforced(const std::string& mount) {
+  const std::string path = mount + "/cgroup.controllers";
+  auto controllers = readFile(path);
+  if (!controllers)
+    return mount +
+           " is not a cgroup v2 mount (no cgroup.controllers), so islands cannot be "
+           "enforced here; every CPU is in the shared island";
+  const std::string padded = " " + std::string(trim(*controllers)) + " ";
+  if (padded.find(" cpuset ") == std::string::npos)
+    return "the cgroup v2 mount " + mount + " has no cpuset controller (" + path + ": '" +
+           std::string(trim(*controllers)) +
+           "'), so islands cannot be enforced here; every CPU is in the shared island";
+  return std::nullopt;
+}
+
+// One island of GET /v1/islands ("desired" or "current" entry).
+Result<IslandStatus> statusFromDaemon(const nlohmann::json& entry) {
+  if (!entry.is_object() || !entry.contains("name") || !entry["name"].is_string() ||
+      !entry.contains("cpus") || !entry["cpus"].is_string())
+    return Error::invalid("read atolld islands", "/v1/islands", entry.dump(),
+                          "an island without a name or CPU list");
+  IslandStatus status;
+  status.island.name = entry["name"].get<std::string>();
+  auto cpus = parseCpuList(entry["cpus"].get<std::string>(), "cpus");
+  if (!cpus) return cpus.error();
+  status.island.cpus = *cpus;
+  if (entry.contains("mems") && entry["mems"].is_string()) {
+    auto mems = parseCpuList(entry["mems"].get<std::string>(), "mems");
+    if (!mems) return mems.error();
+    status.island.memNodes = *mems;
+  }
+  if (entry.contains("exclusivity") && entry["exclusivity"].is_string()) {
+    if (auto exclusivity = parseExclusivity(entry["exclusivity"].get<std::string>()))
+      status.island.exclusivity = *exclusivity;
+  }
+  if (entry.contains("effective_cpus") && entry["effective_cpus"].is_string())
+    if (auto cpus = parseCpuList(entry["effective_cpus"].get<std::string>(), "effective_cpus"))
+      status.effectiveCpus = *cpus;
+  if (entry.contains("effective_mems") && entry["effective_mems"].is_string())
+    if (auto mems = parseCpuList(entry["effective_mems"].get<std::string>(), "effective_mems"))
+      status.effectiveMems = *mems;
+  if (entry.contains("members") && entry["members"].is_array())
+    for (const auto& pid : entry["members"])
+      if (pid.is_number_integer()) status.members.push_back(pid.get<pid_t>());
+  if (entry.contains("partition_problem") && entry["partition_problem"].is_string())
+    status.partitionProblem = entry["partition_problem"].get<std::string>();
+  return status;
+}
+
+// The daemon's view: the islands it enforces, else (degraded) the ones it
+// wants, with its reason.
+Result<IslandReport> reportFromDaemon(const nlohmann::json& body) {
+  if (!body.is_object())
+    return Error::invalid("read atolld islands", "/v1/islands", body.dump(), "not a JSON object");
+  IslandReport report;
+  report.source = "atolld";
+  report.enforced = body.value("enforced", false);
+  const char* key = report.enforced ? "current" : "desired";
+  for (const auto& entry : body.value(key, nlohmann::json::array())) {
+    auto status = statusFromDaemon(entry);
+    if (!status) return status.error();
+    report.islands.push_back(std::move(*status));
+  }
+  if (!report.enforced) {
+    report.note = "atolld does not enforce islands";
+    if (body.contains("degraded") && body["degraded"].is_string())
+      report.note += ": " + body["degraded"].get<std::string>();
+    if (!report.islands.empty()) report.note += "; the islands shown are desired, not applied";
+  }
+  return report;
+}
 
 [[noreturn]] void fail(const Error& error, ExitCode code) {
   std::cerr << "atoll island: " << error.message() << "\n";
@@ -63,6 +164,18 @@ ExitCode codeFor(const Error& error) {
 
 void check(Result<void> result) {
   if (!result) fail(result.error(), codeFor(result.error()));
+}
+
+nlohmann::json toJson(const DomainPinning& pinning) {
+  nlohmann::json vcpus = nlohmann::json::array();
+  for (const auto& cpus : pinning.vcpus) vcpus.push_back(formatCpuList(cpus));
+  nlohmann::json iothreads = nlohmann::json::object();
+  for (const auto& iothread : pinning.iothreads)
+    iothreads[std::to_string(iothread.id)] = formatCpuList(iothread.cpus);
+  return {{"vcpus", vcpus},
+          {"emulator", formatCpuList(pinning.emulator)},
+          {"iothreads", iothreads},
+          {"memory_nodes", formatCpuList(pinning.memoryNodes)}};
 }
 
 nlohmann::json toJson(const IslandStatus& status) {
@@ -99,12 +212,44 @@ class IslandCommand {
         kExitFailure);
   }
 
+  std::unique_ptr<LibvirtPinner> libvirt() const {
+    return need(LibvirtPinner::connect(args_.libvirtUri), kExitUnavailable);
+  }
+
   IslandEnforcer enforcer() const {
     return need(IslandEnforcer::open(topology_, args_.cgroupMount, args_.managedRoot),
                 kExitFailure);
   }
 
   std::vector<IslandStatus> status() const { return need(enforcer().status(), kExitFailure); }
+
+  // list, show and map: atolld's view when --source allows and it answers,
+  // else cgroupfs, else (no islands possible here) the topology alone.
+  IslandReport report() const {
+    if (args_.source != "local") {
+      DaemonClient client(args_.connection);
+      auto reply = client.get("/v1/islands");
+      const bool fallBack = args_.source == "auto" && (!reply || reply->status == 503);
+      if (fallBack) {
+        std::cerr << "atoll island: "
+                  << (!reply ? describeFailure(reply.error()).message
+                             : describeErrorReply(*reply).message)
+                  << "; reading cgroupfs instead\n";
+      } else {
+        DaemonReply answer = expectSuccess(std::move(reply), args_.json);
+        return need(reportFromDaemon(answer.body), kExitFailure);
+      }
+    }
+    IslandReport report;
+    report.source = "local";
+    if (auto why = whyIslandsCannotBeEnforced(args_.cgroupMount)) {
+      report.enforced = false;
+      report.note = *why;
+      return report;
+    }
+    report.islands = status();
+    return report;
+  }
 
   const IslandStatus& find(const std::vector<IslandStatus>& all) const {
     for (const auto& status : all)
@@ -129,6 +274,17 @@ class IslandCommand {
 
   void create() const {
     need(validateIslandName(args_.name), kExitUsage);
+    // Selectors are parsed and matched (read-only) before anything changes.
+    std::vector<IslandSelector> selectors;
+    for (const auto& text : args_.selectors)
+      selectors.push_back(need(parseIslandSelector(text), kExitUsage));
+    std::unique_ptr<LibvirtPinner> pinner;
+    if (std::any_of(selectors.begin(), selectors.end(),
+                    [](const IslandSelector& selector) { return selector.needsLibvirt(); }))
+      pinner = libvirt();
+    const SelectedMembers members =
+        need(resolveSelectors(selectors, args_.cgroupMount, args_.managedRoot, pinner.get()),
+             kExitUsage);
     auto all = status();
     std::vector<Island> desired;
     CpuList claimed;
@@ -158,8 +314,34 @@ class IslandCommand {
     }
     island.limits = limits({});
     desired.push_back(island);
-    check(enforcer().apply(desired));
+    auto enforcerNow = enforcer();
+    check(enforcerNow.apply(desired));
+    adopt(enforcerNow, island, members);
     show();
+  }
+
+  // Moves the selected processes into the new island and pins the selected
+  // VMs to it; on a failure the moves are undone and the island removed.
+  void adopt(IslandEnforcer& enforcerNow, const Island& island,
+             const SelectedMembers& members) const {
+    const std::string path = enforcerNow.managedPath() + "/" + island.name;
+    auto undo = [&](Error error, bool processesMoved) {
+      if (processesMoved) {
+        if (auto back = moveProcessesBack(args_.cgroupMount, members.processes); !back)
+          error.detail += "; " + back.error().message();
+      }
+      if (auto removed = enforcerNow.remove(island.name); !removed)
+        error.detail += "; removing the new island failed: " + removed.error().message();
+      else
+        error.detail += "; the new island was removed";
+      fail(error, codeFor(error));
+    };
+    if (auto moved = moveSelectedProcesses(args_.cgroupMount, path, members.processes); !moved)
+      undo(moved.error(), false);
+    if (members.domains.empty()) return;
+    auto pinner = libvirt();
+    if (auto pinned = pinDomainsToIsland(*pinner, island, members.domains); !pinned)
+      undo(pinned.error(), true);
   }
 
   void resize() const {
@@ -200,8 +382,9 @@ class IslandCommand {
   }
 
   void show() const {
-    auto all = status();
-    const IslandStatus& found = find(all);
+    const IslandReport report = this->report();
+    if (!report.note.empty()) std::cerr << "atoll island: " << report.note << "\n";
+    const IslandStatus& found = find(report.islands);
     if (args_.json)
       std::cout << toJson(found).dump(2) << "\n";
     else
@@ -209,23 +392,30 @@ class IslandCommand {
   }
 
   void list() const {
-    auto all = status();
+    const IslandReport report = this->report();
+    const auto& all = report.islands;
     if (args_.json) {
       nlohmann::json out = nlohmann::json::array();
       for (const auto& status : all) out.push_back(toJson(status));
       std::cout << out.dump(2) << "\n";
+      if (!report.note.empty()) std::cerr << "atoll island: " << report.note << "\n";
       return;
     }
+    std::cout << "source: " << (report.source == "atolld" ? "atolld" : "cgroupfs") << "\n";
     for (const auto& status : all) std::cout << describe(status) << "\n";
     std::vector<Island> plain;
     for (const auto& status : all) plain.push_back(status.island);
     std::cout << kSharedIslandName << ": CPUs " << formatCpuList(sharedCpus(topology_, plain))
               << "\n";
+    if (!report.note.empty()) std::cout << "note: " << report.note << "\n";
   }
 
   void map() const {
+    const IslandReport report = this->report();
     std::vector<IslandView> views;
-    for (const auto& status : this->status()) {
+    std::vector<Island> plain;
+    for (const auto& status : report.islands) {
+      plain.push_back(status.island);
       IslandView view{status.island, {}};
       for (pid_t pid : status.members) {
         auto comm = readFile("/proc/" + std::to_string(pid) + "/comm");
@@ -244,10 +434,18 @@ class IslandCommand {
       nlohmann::json islands = nlohmann::json::array();
       for (const auto& view : views)
         islands.push_back({{"name", view.island.name}, {"cpus", formatCpuList(view.island.cpus)}});
-      std::cout << nlohmann::json{{"topology", topology_.summary()}, {"islands", islands}}.dump(2)
-                << "\n";
+      nlohmann::json out = {{"source", report.source},
+                            {"topology", topology_.summary()},
+                            {"islands", islands},
+                            {"shared_cpus", formatCpuList(sharedCpus(topology_, plain))},
+                            {"enforced", report.enforced}};
+      out["note"] = report.note.empty() ? nlohmann::json(nullptr) : nlohmann::json(report.note);
+      std::cout << out.dump(2) << "\n";
     } else if (args_.svg.empty()) {
       std::cout << renderIslandMapText(topology_, views);
+      if (!report.note.empty()) std::cout << "note: " << report.note << "\n";
+    } else if (!report.note.empty()) {
+      std::cerr << "atoll island: " << report.note << "\n";
     }
   }
 
@@ -257,7 +455,35 @@ class IslandCommand {
     if (args_.json) std::cout << nlohmann::json{{"deleted", args_.name}}.dump() << "\n";
   }
 
+  void pinVm(const Island& island) const {
+    auto pinner = libvirt();
+    auto change = pinDomainToIsland(*pinner, island, args_.vm);
+    if (!change) fail(change.error(), codeFor(change.error()));
+    report(*change, island.name);
+  }
+
+  void report(const DomainPinChange& change, const std::string& island) const {
+    if (args_.json) {
+      std::cout << nlohmann::json{{"vm", change.domain},
+                                  {"island", island},
+                                  {"before", toJson(change.before)},
+                                  {"after", toJson(change.after)}}
+                       .dump(2)
+                << "\n";
+      return;
+    }
+    std::cout << "VM " << change.domain << " on " << island << ": vCPUs, emulator and "
+              << change.after.iothreads.size() << " I/O thread(s) on CPUs "
+              << formatCpuList(change.after.emulator) << ", memory on nodes "
+              << formatCpuList(change.after.memoryNodes) << "\n";
+  }
+
   void pin() const {
+    if (!args_.vm.empty()) {
+      auto all = status();
+      pinVm(find(all).island);
+      return;
+    }
     auto enforcerNow = enforcer();
     check(enforcerNow.pin(args_.name, args_.pid));
     if (args_.json)
@@ -265,6 +491,16 @@ class IslandCommand {
   }
 
   void unpin() const {
+    if (!args_.vm.empty()) {
+      std::vector<Island> current;
+      for (const auto& status : this->status()) current.push_back(status.island);
+      Island shared;
+      shared.name = std::string(kSharedIslandName);
+      shared.cpus = sharedCpus(topology_, current);
+      for (const auto& node : topology_.nodes()) shared.memNodes.push_back(node.osIndex);
+      pinVm(shared);
+      return;
+    }
     auto enforcerNow = enforcer();
     check(enforcerNow.unpin(args_.pid));
     if (args_.json) std::cout << nlohmann::json{{"unpinned", args_.pid}}.dump() << "\n";
@@ -297,6 +533,15 @@ void addIslandVerb(CLI::App& app) {
       ->capture_default_str();
   verb->add_option("--topology-xml", args->topologyXml, "Use a recorded hwloc XML topology");
   verb->add_flag("--json", args->json, "Machine-readable output");
+  verb->add_option("--libvirt-uri", args->libvirtUri,
+                   "libvirt connection for --vm and vm selectors")
+      ->capture_default_str();
+  verb->add_option("--source", args->source,
+                   "list, show, map: auto (atolld when it answers, else cgroupfs), daemon or "
+                   "local")
+      ->check(CLI::IsMember({"auto", "daemon", "local"}))
+      ->capture_default_str();
+  addDaemonOptions(*verb, args->connection);
   auto run = [args](void (IslandCommand::*action)() const) {
     return [args, action] { (IslandCommand(*args).*action)(); };
   };
@@ -308,6 +553,10 @@ void addIslandVerb(CLI::App& app) {
       ->excludes(cpus);
   create->add_option("--nodes", args->nodes, "Memory nodes (default: the CPUs' nodes)");
   create->add_option("--exclusive", args->exclusive, "Exclusive partition: root or isolated");
+  create->add_option("--select", args->selectors,
+                     "Members to adopt: cgroup path glob ('machine.slice/*' or 'cgroup:GLOB'), "
+                     "'vm:GLOB' (libvirt domain names) or 'vm-metadata:URI[=TEXT]'; "
+                     "one that matches nothing is an error");
   addLimitOptions(create, *args);
   create->callback([args, run] {
     if (args->cpus.empty() && args->count == 0)
@@ -332,21 +581,35 @@ void addIslandVerb(CLI::App& app) {
   addLimitOptions(resize, *args);
   resize->callback(run(&IslandCommand::resize));
 
-  CLI::App* pin = verb->add_subcommand("pin", "Move a process into an island");
+  CLI::App* pin = verb->add_subcommand(
+      "pin", "Move a process into an island, or pin a libvirt VM to it (--vm)");
   pin->add_option("name", args->name, "Island name")->required();
-  pin->add_option("pid", args->pid, "Process id")->required();
-  pin->callback(run(&IslandCommand::pin));
+  auto* pinPid = pin->add_option("pid", args->pid, "Process id");
+  pin->add_option("--vm", args->vm, "libvirt domain: vCPUs, emulator, I/O threads and memory")
+      ->excludes(pinPid);
+  pin->callback([args, run] {
+    if (args->vm.empty() && args->pid == 0)
+      fail(Error::invalid("pin", args->name, {}, "give a PID or --vm DOMAIN"), kExitUsage);
+    run (&IslandCommand::pin)();
+  });
 
-  CLI::App* unpin = verb->add_subcommand("unpin", "Move a process back to the shared island");
-  unpin->add_option("pid", args->pid, "Process id")->required();
-  unpin->callback(run(&IslandCommand::unpin));
+  CLI::App* unpin = verb->add_subcommand(
+      "unpin", "Move a process, or a libvirt VM (--vm), back to the shared island");
+  auto* unpinPid = unpin->add_option("pid", args->pid, "Process id");
+  unpin->add_option("--vm", args->vm, "libvirt domain")->excludes(unpinPid);
+  unpin->callback([args, run] {
+    if (args->vm.empty() && args->pid == 0)
+      fail(Error::invalid("unpin", "", {}, "give a PID or --vm DOMAIN"), kExitUsage);
+    run (&IslandCommand::unpin)();
+  });
 
   verb->add_subcommand("list", "List islands")->callback(run(&IslandCommand::list));
   CLI::App* show = verb->add_subcommand("show", "Show one island");
   show->add_option("name", args->name, "Island name")->required();
   show->callback(run(&IslandCommand::show));
 
-  CLI::App* map = verb->add_subcommand("map", "The topology with islands (text or --svg FILE)");
+  CLI::App* map =
+      verb->add_subcommand("map", "The topology with islands (text, --svg FILE or --json)");
   map->add_option("--svg", args->svg, "Write an SVG picture to FILE");
   map->callback(run(&IslandCommand::map));
 }

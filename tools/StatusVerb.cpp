@@ -1,5 +1,6 @@
 // `atoll status`: what the local atolld is doing: version, uptime, where its
-// configuration came from, each subsystem's state and last tick timings.
+// configuration came from, each subsystem's state and last tick timings, and
+// the signals and features each subsystem runs without (degraded).
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -77,6 +78,14 @@ void printHuman(const nlohmann::json& s) {
                 field<long long>(sub, "overruns", 0), field<long long>(sub, "failures", 0));
     std::string error = field<std::string>(sub, "last_error", "");
     if (!error.empty()) std::cout << "    last error: " << error << "\n";
+    const auto& details = sub.value("details", nlohmann::json::object());
+    if (!details.is_object()) continue;
+    if (details.contains("workloads") && details["workloads"].is_number())
+      std::cout << "    workloads: " << details["workloads"].get<long long>() << "\n";
+    for (const auto& line : details.value("degraded", nlohmann::json::array()))
+      if (line.is_string()) std::cout << "    degraded: " << line.get<std::string>() << "\n";
+    for (const auto& line : details.value("problems", nlohmann::json::array()))
+      if (line.is_string()) std::cout << "    problem: " << line.get<std::string>() << "\n";
   }
   std::cout << std::flush;
 }

@@ -1,6 +1,8 @@
 // atoll transfer: the transfer engine from the command line.
 //   serve  receive images into a staging directory (and carry migration
-//          tunnels to a local QEMU socket) until interrupted
+//          tunnels to a local QEMU socket) until interrupted; a host-wide
+//          receive cap is shared fairly among the transfers running at once
+//          and re-read from --host-bwlimit-file on SIGHUP
 //   send   pre-copy a file or block device to a peer in rounds, with a
 //          progress line (bytes, rate, round, ETA) or --json
 #include <signal.h>
@@ -12,9 +14,11 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/TransferServer.h"
@@ -32,7 +36,7 @@ using namespace Atoll::transfer;
 }
 
 // "0" (no cap), "500k", "100M", "1.5G" (bytes per second, powers of 1024).
-Result<uint64_t> parseRate(const std::string& text) {
+Result<uint64_t> parseRate(const std::string& text, const std::string& option) {
   double value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   std::string suffix(end, text.data() + text.size());
@@ -47,7 +51,7 @@ Result<uint64_t> parseRate(const std::string& text) {
     ec = std::errc::invalid_argument;
   }
   if (ec != std::errc() || value < 0 || text.empty()) {
-    return Error::invalid("parse", "--bwlimit", text,
+    return Error::invalid("parse", option, text,
                           "expected bytes per second, e.g. 0, 500k, 100M or 1G");
   }
   return static_cast<uint64_t>(value * scale);
@@ -73,6 +77,9 @@ struct ServeArgs {
   std::string dir;
   std::string listen = "0.0.0.0:7477";
   std::string tunnelTo;
+  std::vector<std::string> allowDevices;
+  std::string hostBwlimit = "0";
+  std::string hostBwlimitFile;
   bool once = false;
   bool json = false;
   TlsArgs tls;
@@ -91,6 +98,28 @@ struct SendArgs {
 };
 
 std::atomic<bool> interrupted{false};
+std::atomic<bool> reloadRequested{false};
+
+// The host-wide cap as written in `path` (one rate, e.g. "200M"); a bad file
+// is reported and changes nothing.
+void reloadHostLimit(const std::string& path, HostBandwidth& host) {
+  std::ifstream in(path);
+  std::string text;
+  if (!(in >> text)) {
+    std::cerr << "atoll transfer: " << path
+              << ": cannot read a rate; host bandwidth limit unchanged\n";
+    return;
+  }
+  auto rate = parseRate(text, path);
+  if (!rate) {
+    std::cerr << "atoll transfer: " << rate.error().message()
+              << "; host bandwidth limit unchanged\n";
+    return;
+  }
+  host.setLimit(*rate);
+  std::cerr << "atoll transfer: host bandwidth limit now " << *rate << " bytes/s"
+            << (*rate == 0 ? " (none)" : "") << " from " << path << "\n";
+}
 
 void runServe(const ServeArgs& args) {
   auto listen = parseEndpoint(args.listen);
@@ -100,6 +129,12 @@ void runServe(const ServeArgs& args) {
   config.listen = *listen;
   config.tls = args.tls.config();
   config.tunnelDestination = args.tunnelTo;
+  config.allowedDevices = args.allowDevices;
+  auto hostRate = parseRate(args.hostBwlimit, "--host-bwlimit");
+  if (!hostRate) fail(hostRate.error().message(), kExitUsage);
+  HostBandwidth host(*hostRate);
+  if (!args.hostBwlimitFile.empty()) reloadHostLimit(args.hostBwlimitFile, host);
+  config.hostBandwidth = &host;
   std::atomic<int> sessions{0}, failures{0};
   config.onSession = [&](const std::string& peer, const Result<ReceiveReport>& result) {
     ++sessions;
@@ -112,6 +147,7 @@ void runServe(const ServeArgs& args) {
         line["resumed"] = result->resumed;
         line["rounds"] = result->rounds;
         line["bytes_written"] = result->bytesWritten;
+        line["record_layer"] = result->recordLayer;
       } else {
         line["error"] = result.error().message();
       }
@@ -120,7 +156,8 @@ void runServe(const ServeArgs& args) {
       std::cerr << "atoll transfer: " << peer << ": "
                 << (result->committed ? "committed " + result->finalPath
                                       : std::string("session ended"))
-                << (result->resumed ? " (resumed)" : "") << "\n";
+                << (result->resumed ? " (resumed)" : "") << "; records: " << result->recordLayer
+                << "\n";
     } else {
       std::cerr << "atoll transfer: " << peer << ": " << result.error().message() << "\n";
     }
@@ -130,16 +167,25 @@ void runServe(const ServeArgs& args) {
   std::cerr << "atoll transfer: serving " << args.dir << " on " << listen->host << ":"
             << (*server)->port()
             << (config.tls.enabled()
-                    ? std::string(" (TLS 1.3, client certificates; record layer in user space, "
-                                  "kernel TLS ") +
-                          (kernelTlsAvailable() ? "present" : "absent") + ")"
+                    ? std::string(" (TLS 1.3, client certificates; record layer: ") +
+                          (kernelTlsAvailable() ? "kernel TLS, offered by this kernel"
+                                                : "user space, this kernel has no kernel TLS") +
+                          ")"
                     : std::string())
             << "\n";
   ::signal(SIGINT, [](int) { interrupted = true; });
   ::signal(SIGTERM, [](int) { interrupted = true; });
+  ::signal(SIGHUP, [](int) { reloadRequested = true; });
   (*server)->start();
   while (!interrupted && !(args.once && sessions > 0)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (reloadRequested.exchange(false)) {
+      if (args.hostBwlimitFile.empty()) {
+        std::cerr << "atoll transfer: SIGHUP ignored: no --host-bwlimit-file to re-read\n";
+      } else {
+        reloadHostLimit(args.hostBwlimitFile, host);
+      }
+    }
   }
   (*server)->stop();
   if (failures > 0) throw CLI::RuntimeError(kExitFailure);
@@ -154,7 +200,7 @@ std::string mib(double bytes) {
 void runSend(const SendArgs& args) {
   auto peer = parseEndpoint(args.peer);
   if (!peer) fail(peer.error().message(), kExitUsage);
-  auto rate = parseRate(args.bwlimit);
+  auto rate = parseRate(args.bwlimit, "--bwlimit");
   if (!rate) fail(rate.error().message(), kExitUsage);
   if (args.rounds == 0) fail("--rounds must be at least 1", kExitUsage);
   std::string name = args.name;
@@ -201,6 +247,12 @@ void runSend(const SendArgs& args) {
     if (!context) fail(context.error().message(), kExitUsage);
     auto secured = TlsChannel::handshake(std::move(*socket), *context);
     if (!secured) fail(secured.error().message(), kExitPermission);
+    if (args.json) {
+      std::cout << nlohmann::json{{"record_layer", (*secured)->recordLayer()}}.dump() << std::endl;
+    } else {
+      std::cerr << "atoll transfer: TLS 1.3 with " << (*secured)->peerSubject()
+                << "; records: " << (*secured)->recordLayer() << "\n";
+    }
     channel = std::move(*secured);
   } else {
     channel = std::move(*socket);
@@ -257,6 +309,17 @@ void addTransferVerb(CLI::App& app) {
   serve->add_option("--listen", serveArgs->listen, "HOST:PORT to listen on")->capture_default_str();
   serve->add_option("--tunnel-to", serveArgs->tunnelTo,
                     "Unix socket of the destination QEMU (-incoming unix:PATH)");
+  serve->add_option("--allow-device", serveArgs->allowDevices,
+                    "Block device peers may write to by absolute path (repeatable; the device "
+                    "node itself, not a symlink)");
+  serve
+      ->add_option("--host-bwlimit", serveArgs->hostBwlimit,
+                   "Host-wide receive cap in bytes/s (k, M, G; 0 = none), shared fairly among "
+                   "concurrent transfers")
+      ->capture_default_str();
+  serve->add_option("--host-bwlimit-file", serveArgs->hostBwlimitFile,
+                    "File holding the host-wide cap; read at start and again on SIGHUP, so the "
+                    "cap changes while transfers run");
   serve->add_flag("--once", serveArgs->once, "Exit after one session");
   serve->add_flag("--json", serveArgs->json, "One JSON line per session on stdout");
   serveArgs->tls.add(serve);

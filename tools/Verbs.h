@@ -24,5 +24,8 @@ void addForecastVerb(CLI::App& app);
 void addTransferVerb(CLI::App& app);
 void addTopVerb(CLI::App& app);
 void addIslandVerb(CLI::App& app);
+void addBenchVerb(CLI::App& app);
+void addReplayVerb(CLI::App& app);
+void addPlanVerb(CLI::App& app);
 
 }  // namespace Atoll::cli

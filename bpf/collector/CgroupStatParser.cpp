@@ -72,15 +72,32 @@ Result<std::map<std::string, uint64_t, std::less<>>> parseKeyValues(std::string_
 }
 
 Result<CpuStat> parseCpuStat(std::string_view text, const std::string& source) {
-  auto values = parseKeyValues(text, source);
-  if (!values) return values.error();
-  auto usage = values->find("usage_usec");
-  if (usage == values->end())
-    return Error::invalid("parse", source, std::string(text.substr(0, 80)), "no usage_usec line");
+  // Read every tick for every workload: a scan with no allocation.
   CpuStat stat;
-  stat.usageUsec = usage->second;
-  if (auto it = values->find("user_usec"); it != values->end()) stat.userUsec = it->second;
-  if (auto it = values->find("system_usec"); it != values->end()) stat.systemUsec = it->second;
+  bool sawUsage = false;
+  std::optional<Error> failure;
+  forEachLine(text, [&](std::string_view line) {
+    if (failure) return;
+    size_t space = line.find_first_of(" \t");
+    std::string_view key = line.substr(0, space);
+    std::optional<uint64_t> value;
+    if (space != std::string_view::npos) value = toU64(trim(line.substr(space)));
+    if (!value) {
+      failure = Error::invalid("parse", source, std::string(line), "expected 'key number'");
+      return;
+    }
+    if (key == "usage_usec") {
+      stat.usageUsec = *value;
+      sawUsage = true;
+    } else if (key == "user_usec") {
+      stat.userUsec = *value;
+    } else if (key == "system_usec") {
+      stat.systemUsec = *value;
+    }
+  });
+  if (failure) return *failure;
+  if (!sawUsage)
+    return Error::invalid("parse", source, std::string(text.substr(0, 80)), "no usage_usec line");
   return stat;
 }
 

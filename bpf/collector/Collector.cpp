@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -42,22 +43,35 @@ Result<std::unique_ptr<Collector>> Collector::start(const CollectorOptions& opti
   if (options.discoverEveryTicks < 1)
     return Error::invalid("configure", "collector", std::to_string(options.discoverEveryTicks),
                           "discovery interval must be at least one tick");
+  if (options.slowSignalsEveryTicks < 1)
+    return Error::invalid("configure", "collector", std::to_string(options.slowSignalsEveryTicks),
+                          "memory.stat/PSI interval must be at least one tick");
   auto mount = Dir::open(options.cgroupMount);
   if (!mount) return mount.error();
   std::unique_ptr<Collector> self(new Collector(options, std::move(*mount), ring));
   if (options.schedProbe) {
     SchedTelemetryOptions schedOptions;
-    schedOptions.maxCgroups = options.maxCgroups;
+    schedOptions.maxCgroups = std::min(options.maxCgroups, maxMonitoredCgroups());
+    schedOptions.trackIslands = options.trackIslands;
     auto sched = SchedTelemetry::start(schedOptions);
     if (sched) {
       self->sched_ = std::move(*sched);
+      if (!self->sched_->pageFaultsUnavailable().empty())
+        self->degraded_.push_back(
+            "page faults (BPF tp_btf/page_fault_user): " + self->sched_->pageFaultsUnavailable() +
+            "; counted from memory.stat pgfault/pgmajfault where the memory controller is on");
     } else {
       self->degraded_.push_back("cpu time, run-queue latency, context switches: " +
                                 sched.error().message());
+      self->degraded_.push_back(
+          "page faults (BPF tp_btf/page_fault_user): scheduler programs not loaded; counted "
+          "from memory.stat pgfault/pgmajfault where the memory controller is on");
     }
   } else {
     self->degraded_.push_back("cpu time, run-queue latency, context switches: disabled");
   }
+  if (self->sched_ && !options.trackIslands)
+    self->degraded_.push_back("cross-island wait: disabled (CollectorOptions::trackIslands)");
   if (options.netProbe) {
     NetTelemetryOptions netOptions;
     netOptions.cgroupPath = options.netSubtree.empty()
@@ -146,7 +160,21 @@ void Collector::discover(TickReport& report) {
     if (!workload) continue;
     Tracked& tracked = tracked_[workload->number];
     tracked.workload = *workload;
-    tracked.subtreeIds = w.subtreeIds;
+    if (tracked.subtreeIds != w.subtreeIds) {
+      // The scheduler programs measure only monitored cgroups: follow the
+      // subtree as a VM's children come and go.
+      if (sched_) {
+        for (uint64_t id : tracked.subtreeIds)
+          if (std::find(w.subtreeIds.begin(), w.subtreeIds.end(), id) == w.subtreeIds.end())
+            sched_->forget(id);
+        for (uint64_t id : w.subtreeIds) {
+          auto monitored =
+              tracked.island ? sched_->setIsland(id, tracked.island) : sched_->monitor(id);
+          if (!monitored) report.problems.push_back(monitored.error().message());
+        }
+      }
+      tracked.subtreeIds = w.subtreeIds;
+    }
     if (!tracked.reader) {
       auto dir = mount_.openChild(w.cgroup.path);
       if (!dir) continue;
@@ -161,6 +189,19 @@ void Collector::discover(TickReport& report) {
       }
     }
   }
+}
+
+Result<void> Collector::setIsland(uint32_t workload, uint32_t island) {
+  auto it = tracked_.find(workload);
+  if (it == tracked_.end())
+    return Error::invalid("set island", "collector", std::to_string(workload), "no such workload");
+  if (!sched_)
+    return Error::invalid("set island", "collector", std::to_string(workload),
+                          "scheduler programs not loaded");
+  for (uint64_t id : it->second.subtreeIds)
+    if (auto set = sched_->setIsland(id, island); !set) return set.error();
+  it->second.island = island;
+  return ok();
 }
 
 void Collector::push(uint32_t workload, forecast::Metric metric, int64_t timestampNs, double value,
@@ -222,8 +263,13 @@ TickReport Collector::tick() {
       if (auto it = block.find(id); it != block.end()) blockNow += it->second;
     }
     std::optional<CgroupReading> reading;
+    const bool slowTick =
+        !tracked.haveSlowSignals ||
+        (ticks_ + number) % static_cast<uint64_t>(options_.slowSignalsEveryTicks) == 0;
     if (tracked.reader) {
-      auto read = tracked.reader->read();
+      // With the scheduler program measuring CPU time, cpu.stat is only
+      // the cross-check (cgroupCpuCores) and is read with the slow signals.
+      auto read = tracked.reader->read(slowTick, slowTick || !sched_);
       if (!read) {
         if (read.error().errnum == ENODEV || read.error().errnum == ENOENT) {
           // Removed under us: the series ends, whatever takes its
@@ -251,6 +297,15 @@ TickReport Collector::tick() {
             seconds;
         snap.switchesPerSecond =
             static_cast<double>(counterDelta(schedNow.switches, tracked.sched.switches)) / seconds;
+        if (sched_->pageFaultsUnavailable().empty())
+          snap.pageFaultsPerSecond =
+              static_cast<double>(counterDelta(schedNow.pageFaults, tracked.sched.pageFaults)) /
+              seconds;
+        if (options_.trackIslands)
+          snap.crossIslandWaitPerSecond =
+              static_cast<double>(
+                  counterDelta(schedNow.crossIslandWaitNs, tracked.sched.crossIslandWaitNs)) /
+              1e9 / seconds;
         Log2Histogram delta = histogramDelta(schedNow.runqHistogram, tracked.sched.runqHistogram);
         if (totalCount(delta) > 0) {
           const double unitUs = static_cast<double>(sched_->histogramUnitNs()) / 1000.0;
@@ -275,17 +330,50 @@ TickReport Collector::tick() {
             histogramDelta(blockNow.latencyHistogram, tracked.block.latencyHistogram);
         if (totalCount(delta) > 0) snap.diskP99Us = histogramQuantile(delta, 0.99);
       }
-      if (reading && reading->cpu && tracked.cpuStat)
+      if (reading && reading->cpu && tracked.cpuStat && now > tracked.cpuStatNs)
         snap.cgroupCpuCores =
             static_cast<double>(counterDelta(reading->cpu->usageUsec, tracked.cpuStat->usageUsec)) /
-            1e6 / seconds;
+            1e6 / (static_cast<double>(now - tracked.cpuStatNs) / 1e9);
+    }
+    if (reading && slowTick) {
+      auto avg10 = [](const std::optional<Pressure>& p) {
+        return p ? std::optional<double>(p->some.avg10) : std::nullopt;
+      };
+      tracked.cpuPressureSome10 = avg10(reading->cpuPressure);
+      tracked.memoryPressureSome10 = avg10(reading->memoryPressure);
+      tracked.ioPressureSome10 = avg10(reading->ioPressure);
+      auto statValue = [&](std::string_view key) -> std::optional<uint64_t> {
+        auto it = reading->memoryStat.find(key);
+        return it == reading->memoryStat.end() ? std::nullopt : std::optional(it->second);
+      };
+      std::optional<uint64_t> pgfault = statValue("pgfault");
+      std::optional<uint64_t> pgmajfault = statValue("pgmajfault");
+      if (tracked.faultsReadNs && now > tracked.faultsReadNs) {
+        const double seconds = static_cast<double>(now - tracked.faultsReadNs) / 1e9;
+        auto rate = [&](std::optional<uint64_t> later, std::optional<uint64_t> earlier) {
+          return later && earlier
+                     ? std::optional(static_cast<double>(counterDelta(*later, *earlier)) / seconds)
+                     : std::nullopt;
+        };
+        tracked.pageFaultsPerSecond = rate(pgfault, tracked.pgfault);
+        tracked.majorPageFaultsPerSecond = rate(pgmajfault, tracked.pgmajfault);
+      }
+      tracked.pgfault = pgfault;
+      tracked.pgmajfault = pgmajfault;
+      tracked.faultsReadNs = now;
+      tracked.haveSlowSignals = true;
     }
     if (reading) {
       snap.memoryBytes = reading->memoryCurrent;
-      if (reading->cpuPressure) snap.cpuPressureSome10 = reading->cpuPressure->some.avg10;
-      if (reading->memoryPressure) snap.memoryPressureSome10 = reading->memoryPressure->some.avg10;
-      if (reading->ioPressure) snap.ioPressureSome10 = reading->ioPressure->some.avg10;
-      tracked.cpuStat = reading->cpu;
+      snap.cpuPressureSome10 = tracked.cpuPressureSome10;
+      snap.memoryPressureSome10 = tracked.memoryPressureSome10;
+      snap.ioPressureSome10 = tracked.ioPressureSome10;
+      snap.majorPageFaultsPerSecond = tracked.majorPageFaultsPerSecond;
+      if (!snap.pageFaultsPerSecond) snap.pageFaultsPerSecond = tracked.pageFaultsPerSecond;
+      if (reading->cpu) {
+        tracked.cpuStat = reading->cpu;
+        tracked.cpuStatNs = now;
+      }
     }
     tracked.sched = schedNow;
     tracked.net = netNow;

@@ -38,13 +38,23 @@ struct CollectorOptions {
   std::string netSubtree;
   int discoverEveryTicks = 1;
   uint32_t maxCgroups = 10240;
+  // memory.stat and the *.pressure files are read for each workload every
+  // this many ticks (spread over the ticks, not all at once); PSI's avg10
+  // is itself a 10 s average the kernel refreshes every 2 s.
+  int slowSignalsEveryTicks = 8;
+  // Exact cross-island wait (per-CPU island clocks on every context switch);
+  // islands are set with Collector::setIsland.
+  bool trackIslands = false;
 };
 
 struct WorkloadSnapshot {
   Workload workload;
   double intervalSeconds = 0;
-  std::optional<double> cpuCores;        // on-CPU time / interval (BPF)
-  std::optional<double> cgroupCpuCores;  // cpu.stat usage_usec / interval
+  std::optional<double> cpuCores;  // on-CPU time / interval (BPF)
+  // cpu.stat usage_usec over the time since it was last read: every tick
+  // without the scheduler program, else with the slow signals (absent on
+  // the ticks in between).
+  std::optional<double> cgroupCpuCores;
   std::optional<double> runqP50Us;
   std::optional<double> runqP99Us;
   std::optional<double> runqWaitPerSecond;  // seconds waited per second
@@ -58,6 +68,14 @@ struct WorkloadSnapshot {
   std::optional<double> diskReadBytesPerSecond;
   std::optional<double> diskWriteBytesPerSecond;
   std::optional<double> diskP99Us;
+  // User page faults: from the exceptions:page_fault_user program, or from
+  // memory.stat pgfault deltas where the program cannot attach (see
+  // Collector::degraded()); major faults only from memory.stat.
+  std::optional<double> pageFaultsPerSecond;
+  std::optional<double> majorPageFaultsPerSecond;
+  // Share of the run-queue wait spent behind another island's tasks
+  // (trackIslands), seconds per second.
+  std::optional<double> crossIslandWaitPerSecond;
 };
 
 struct TickReport {
@@ -82,6 +100,9 @@ class Collector {
   // One line per signal that is off, with the reason.
   const std::vector<std::string>& degraded() const { return degraded_; }
   const WorkloadRegistry& registry() const { return registry_; }
+  // Island membership of a workload (all its cgroups) for the cross-island
+  // wait; 0 = none. Needs CollectorOptions::trackIslands.
+  Result<void> setIsland(uint32_t workload, uint32_t island);
 
  private:
   struct Tracked {
@@ -94,6 +115,18 @@ class Collector {
     NetCounters net;
     BlockCounters block;
     std::optional<CpuStat> cpuStat;
+    int64_t cpuStatNs = 0;  // when cpuStat was read
+    uint32_t island = 0;
+    // Last values of the signals read every slowSignalsEveryTicks.
+    bool haveSlowSignals = false;
+    std::optional<double> cpuPressureSome10;
+    std::optional<double> memoryPressureSome10;
+    std::optional<double> ioPressureSome10;
+    std::optional<uint64_t> pgfault;
+    std::optional<uint64_t> pgmajfault;
+    int64_t faultsReadNs = 0;
+    std::optional<double> pageFaultsPerSecond;
+    std::optional<double> majorPageFaultsPerSecond;
   };
 
   Collector(CollectorOptions options, Dir mount, forecast::SampleRing* ring)

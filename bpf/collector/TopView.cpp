@@ -117,6 +117,9 @@ nlohmann::json snapshotJson(const WorkloadSnapshot& row) {
   j["disk_p99_us"] = orNull(row.diskP99Us);
   j["net_rx_bytes_per_second"] = orNull(row.rxBytesPerSecond);
   j["net_tx_bytes_per_second"] = orNull(row.txBytesPerSecond);
+  j["page_faults_per_second"] = orNull(row.pageFaultsPerSecond);
+  j["major_page_faults_per_second"] = orNull(row.majorPageFaultsPerSecond);
+  j["cross_island_wait_per_second"] = orNull(row.crossIslandWaitPerSecond);
   return j;
 }
 
@@ -137,10 +140,10 @@ nlohmann::json tickJson(const TickReport& report, const std::vector<std::string>
 }
 
 std::string renderTable(const std::vector<WorkloadSnapshot>& rows) {
-  std::string out =
-      fmt::format("{:<28} {:>6} {:>9} {:>9} {:>8} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}\n",
-                  "WORKLOAD", "CPU%", "RQ p50us", "RQ p99us", "MEM", "PSIcpu", "PSImem", "PSIio",
-                  "DISK rd/s", "DISK wr/s", "NET rx/s", "NET tx/s");
+  std::string out = fmt::format(
+      "{:<28} {:>6} {:>9} {:>9} {:>8} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8}\n",
+      "WORKLOAD", "CPU%", "RQ p50us", "RQ p99us", "MEM", "PSIcpu", "PSImem", "PSIio", "DISK rd/s",
+      "DISK wr/s", "NET rx/s", "NET tx/s", "FLT/s");
   for (const WorkloadSnapshot& row : rows) {
     std::string name = row.workload.cgroup.name;
     if (name.size() > 28) name = "…" + name.substr(name.size() - 26);
@@ -150,12 +153,13 @@ std::string renderTable(const std::vector<WorkloadSnapshot>& rows) {
     std::optional<double> memory;
     if (row.memoryBytes) memory = static_cast<double>(*row.memoryBytes);
     out += fmt::format(
-        "{:<28} {:>6} {:>9} {:>9} {:>8} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}\n", name,
+        "{:<28} {:>6} {:>9} {:>9} {:>8} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8}\n", name,
         cell(cpuPercent, "{:.1f}"), cell(row.runqP50Us, "{:.0f}"), cell(row.runqP99Us, "{:.0f}"),
         bytes(memory), cell(row.cpuPressureSome10, "{:.2f}"),
         cell(row.memoryPressureSome10, "{:.2f}"), cell(row.ioPressureSome10, "{:.2f}"),
         bytes(row.diskReadBytesPerSecond), bytes(row.diskWriteBytesPerSecond),
-        bytes(row.rxBytesPerSecond), bytes(row.txBytesPerSecond));
+        bytes(row.rxBytesPerSecond), bytes(row.txBytesPerSecond),
+        cell(row.pageFaultsPerSecond, "{:.0f}"));
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <span>
@@ -57,6 +58,50 @@ Result<std::unordered_map<uint64_t, Summed>> readPerCpuHash(int mapFd, const std
     previous = &key;
   }
   return out;
+}
+
+// Reads indexes [0, count) of a per-CPU array map, handing each index's CPU
+// copies to fn(index, span). Batched (one syscall per chunk of 512) where the
+// kernel supports it, else index by index.
+template <typename Raw, typename Fn>
+Result<void> readPerCpuArray(int mapFd, uint32_t count, const std::string& name, Fn&& fn) {
+  static_assert(sizeof(Raw) % 8 == 0, "per-CPU values are laid out at 8-byte strides");
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return Error::fromErrno("libbpf_num_possible_cpus", name, -cpus);
+  constexpr uint32_t kChunk = 512;
+  thread_local std::vector<uint32_t> keys;
+  thread_local std::vector<Raw> values;
+  keys.resize(kChunk);
+  values.resize(static_cast<size_t>(kChunk) * static_cast<size_t>(cpus));
+  uint32_t done = 0;
+  bool batched = true;
+  while (done < count && batched) {
+    uint32_t want = std::min(kChunk, count - done);
+    uint32_t got = want;
+    // The batch token of array maps is the last index read; reading resumes
+    // after it.
+    uint32_t last = done - 1;
+    uint32_t token = 0;
+    int rc = bpf_map_lookup_batch(mapFd, done == 0 ? nullptr : &last, &token, keys.data(),
+                                  values.data(), &got, nullptr);
+    if (rc < 0 && errno != ENOENT) {
+      if (done != 0) return Error::fromErrno("bpf_map_lookup_batch", name, errno);
+      batched = false;  // no batch support: index by index below
+      break;
+    }
+    for (uint32_t i = 0; i < got && keys[i] < count; ++i)
+      fn(keys[i], std::span<const Raw>(values.data() + static_cast<size_t>(i) * cpus,
+                                       static_cast<size_t>(cpus)));
+    if (rc < 0 || got == 0) return ok();  // ENOENT: past the last index
+    done = keys[got - 1] + 1;
+  }
+  if (batched) return ok();
+  for (uint32_t index = 0; index < count; ++index) {
+    if (bpf_map_lookup_elem(mapFd, &index, values.data()) != 0)
+      return Error::fromErrno("bpf_map_lookup_elem", name, errno, std::to_string(index));
+    fn(index, std::span<const Raw>(values.data(), static_cast<size_t>(cpus)));
+  }
+  return ok();
 }
 
 // Sums a per-CPU array of __u64 counters at one index.

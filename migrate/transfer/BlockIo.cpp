@@ -28,29 +28,44 @@ Result<BlockIoContext> BlockIoContext::create(size_t buffers, size_t blockSize, 
   return io;
 }
 
+Error BlockReader::abandoned() const {
+  return Error::invalid("read", path_, "", "the consumer of the blocks stopped");
+}
+
+Result<void> BlockReader::readSync(size_t buffer, uint64_t index) {
+  uint32_t length = geometry_.blockLength(index);
+  uint8_t* at = io_.pool.data(buffer);
+  size_t done = 0;
+  while (done < length) {
+    ssize_t n = ::pread(fd_, at + done, length - done,
+                        static_cast<off_t>(geometry_.blockOffset(index) + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::fromErrno("read", path_, errno, std::to_string(index));
+    if (n == 0) {
+      return Error::invalid("read", path_, std::to_string(index), "file shorter than expected");
+    }
+    done += static_cast<size_t>(n);
+  }
+  return ok();
+}
+
 Result<void> BlockReader::forEach(const std::vector<uint64_t>& blocks, const Visitor& visit) {
   BufferPool& pool = io_.pool;
   if (io_.ring == nullptr) {
     for (uint64_t index : blocks) {
-      uint32_t length = geometry_.blockLength(index);
-      size_t done = 0;
-      while (done < length) {
-        ssize_t n = ::pread(fd_, pool.data(0) + done, length - done,
-                            static_cast<off_t>(geometry_.blockOffset(index) + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::fromErrno("read", path_, errno, std::to_string(index));
-        if (n == 0) {
-          return Error::invalid("read", path_, std::to_string(index), "file shorter than expected");
-        }
-        done += static_cast<size_t>(n);
+      auto buffer = free_.take();
+      if (!buffer) return abandoned();
+      if (auto r = readSync(*buffer, index); !r) {
+        free_.give(*buffer);
+        return r;
       }
-      if (auto v = visit(index, 0, {pool.data(0), length}); !v) return v;
+      auto v = visit(index, *buffer, {pool.data(*buffer), geometry_.blockLength(index)});
+      if (!deferred_) free_.give(*buffer);
+      if (!v) return v;
     }
     return ok();
   }
   IoRing& ring = *io_.ring;
-  std::vector<size_t> free;
-  for (size_t i = pool.count(); i-- > 0;) free.push_back(i);
   std::vector<uint64_t> blockOf(pool.count());
   size_t next = 0, inFlight = 0;
   auto queueRead = [&](size_t buffer, uint64_t index, uint32_t offsetInBlock) {
@@ -66,22 +81,28 @@ Result<void> BlockReader::forEach(const std::vector<uint64_t>& blocks, const Vis
     // user_data: buffer in the low 32 bits, bytes already read in the high.
     sqe->user_data = buffer | (static_cast<uint64_t>(offsetInBlock) << 32);
   };
-  auto refill = [&] {
-    while (!free.empty() && next < blocks.size()) {
-      size_t buffer = free.back();
-      free.pop_back();
-      blockOf[buffer] = blocks[next++];
-      queueRead(buffer, blockOf[buffer], 0);
+  // Queues reads into every free buffer; with nothing in flight it waits for
+  // the visitor's side to release one (deferred release).
+  auto refill = [&]() -> Result<void> {
+    while (next < blocks.size()) {
+      auto buffer = inFlight == 0 ? free_.take() : free_.tryTake();
+      if (!buffer) {
+        if (inFlight == 0) return abandoned();
+        break;
+      }
+      blockOf[*buffer] = blocks[next++];
+      queueRead(*buffer, blockOf[*buffer], 0);
       ++inFlight;
     }
+    return ok();
   };
-  refill();
-  Result<void> status = ok();
+  Result<void> status = refill();
   while (inFlight > 0) {
     if (auto w = ring.submitAndWait(1); !w) return w.error();
     struct Done {
       size_t buffer;
       uint32_t bytes;
+      bool failed;
     };
     std::vector<Done> completed;
     ring.drain([&](uint64_t data, int res, unsigned) {
@@ -92,6 +113,7 @@ Result<void> BlockReader::forEach(const std::vector<uint64_t>& blocks, const Vis
       if (res < 0) {
         if (status) status = Error::fromErrno("read", path_, -res, std::to_string(index));
         --inFlight;
+        completed.push_back({buffer, 0, true});
         return;
       }
       if (res == 0 && already + 0u < length) {
@@ -100,6 +122,7 @@ Result<void> BlockReader::forEach(const std::vector<uint64_t>& blocks, const Vis
                                   "file shorter than expected (did the source shrink?)");
         }
         --inFlight;
+        completed.push_back({buffer, 0, true});
         return;
       }
       uint32_t total = already + static_cast<uint32_t>(res);
@@ -108,13 +131,17 @@ Result<void> BlockReader::forEach(const std::vector<uint64_t>& blocks, const Vis
         return;
       }
       --inFlight;
-      completed.push_back({buffer, total});
+      completed.push_back({buffer, total, false});
     });
     for (const Done& d : completed) {
-      if (status) status = visit(blockOf[d.buffer], d.buffer, {pool.data(d.buffer), d.bytes});
-      free.push_back(d.buffer);
+      if (status && !d.failed) {
+        status = visit(blockOf[d.buffer], d.buffer, {pool.data(d.buffer), d.bytes});
+        if (!deferred_) free_.give(d.buffer);
+      } else {
+        free_.give(d.buffer);  // never handed to the visitor
+      }
     }
-    if (status) refill();
+    if (status) status = refill();
   }
   return status;
 }
@@ -127,9 +154,7 @@ BlockWriter::BlockWriter(BlockIoContext& io, int fd, const BlockHashMap& geometr
       path_(std::move(path)),
       done_(std::move(done)),
       pendingIndex_(io.pool.count()),
-      pendingLength_(io.pool.count()) {
-  for (size_t i = io.pool.count(); i-- > 0;) free_.push_back(i);
-}
+      pendingLength_(io.pool.count()) {}
 
 Result<void> BlockWriter::reap(unsigned waitFor) {
   if (auto w = io_.ring->submitAndWait(waitFor); !w) return w.error();
@@ -143,7 +168,7 @@ Result<void> BlockWriter::reap(unsigned waitFor) {
         firstError_ = Error::fromErrno("write", path_, res < 0 ? -res : EIO, std::to_string(index));
       }
       --inFlight_;
-      free_.push_back(buffer);
+      done_(index, buffer, false);
       return;
     }
     uint32_t total = already + static_cast<uint32_t>(res);
@@ -161,21 +186,19 @@ Result<void> BlockWriter::reap(unsigned waitFor) {
       return;
     }
     --inFlight_;
-    free_.push_back(buffer);
-    done_(index);
+    done_(index, buffer, true);
   });
   if (failed_) return firstError_;
   return ok();
 }
 
-Result<size_t> BlockWriter::acquire() {
-  if (io_.ring == nullptr) return size_t{0};
-  while (free_.empty()) {
+Result<void> BlockWriter::waitForOne() {
+  if (io_.ring == nullptr || inFlight_ == 0) return ok();
+  size_t before = inFlight_;
+  while (inFlight_ == before) {
     if (auto r = reap(1); !r) return r.error();
   }
-  size_t buffer = free_.back();
-  free_.pop_back();
-  return buffer;
+  return ok();
 }
 
 Result<void> BlockWriter::write(size_t buffer, uint64_t index, uint32_t length) {
@@ -185,11 +208,14 @@ Result<void> BlockWriter::write(size_t buffer, uint64_t index, uint32_t length) 
       ssize_t n = ::pwrite(fd_, io_.pool.data(buffer) + done, length - done,
                            static_cast<off_t>(geometry_.blockOffset(index) + done));
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0)
-        return Error::fromErrno("write", path_, n < 0 ? errno : EIO, std::to_string(index));
+      if (n <= 0) {
+        int error = n < 0 ? errno : EIO;
+        done_(index, buffer, false);
+        return Error::fromErrno("write", path_, error, std::to_string(index));
+      }
       done += static_cast<size_t>(n);
     }
-    done_(index);
+    done_(index, buffer, true);
     return ok();
   }
   pendingIndex_[buffer] = index;

@@ -9,6 +9,7 @@
 
 #include "migrate/transfer/BlockHashMap.h"
 #include "migrate/transfer/IoRing.h"
+#include "migrate/transfer/Pipeline.h"
 #include "util/Result.h"
 
 namespace Atoll::transfer {
@@ -29,25 +30,39 @@ class BlockReader {
  public:
   using Visitor = std::function<Result<void>(uint64_t index, size_t buffer, std::span<uint8_t>)>;
   BlockReader(BlockIoContext& io, int fd, const BlockHashMap& geometry, std::string path)
-      : io_(io), fd_(fd), geometry_(geometry), path_(std::move(path)) {}
+      : io_(io), fd_(fd), geometry_(geometry), path_(std::move(path)), free_(io.pool.count()) {}
+  // From now on a buffer handed to `visit` belongs to the visitor (even when
+  // it returns an error) until release(buffer), which any thread may call: the
+  // visitor can pass the block on to another thread instead of copying it.
+  void deferRelease() { deferred_ = true; }
+  void release(size_t buffer) { free_.give(buffer); }
+  // Wakes a forEach that waits for released buffers: the consumer failed.
+  void abandon() { free_.close(); }
   Result<void> forEach(const std::vector<uint64_t>& blocks, const Visitor& visit);
 
  private:
+  Result<void> readSync(size_t buffer, uint64_t index);
+  Error abandoned() const;
+
   BlockIoContext& io_;
   int fd_;
   const BlockHashMap& geometry_;
   std::string path_;
+  FreeBuffers free_;
+  bool deferred_ = false;
 };
 
-// Writes blocks asynchronously; `acquire` hands out a free buffer (waiting for
-// earlier writes when all are busy), `write` queues it, `drain` waits for all.
+// Writes blocks asynchronously from buffers the caller owns: `write` queues
+// one (its completion hands the block and buffer back through `done`, with
+// whether the block reached the file),
+// `waitForOne` waits until some write in flight completes, `drain` for all.
 class BlockWriter {
  public:
-  using Completion = std::function<void(uint64_t index)>;
+  using Completion = std::function<void(uint64_t index, size_t buffer, bool written)>;
   BlockWriter(BlockIoContext& io, int fd, const BlockHashMap& geometry, std::string path,
               Completion done);
-  Result<size_t> acquire();
   Result<void> write(size_t buffer, uint64_t index, uint32_t length);
+  Result<void> waitForOne();
   Result<void> drain();
 
  private:
@@ -58,7 +73,6 @@ class BlockWriter {
   const BlockHashMap& geometry_;
   std::string path_;
   Completion done_;
-  std::vector<size_t> free_;
   std::vector<uint64_t> pendingIndex_;
   std::vector<uint32_t> pendingLength_;
   size_t inFlight_ = 0;

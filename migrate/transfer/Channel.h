@@ -30,6 +30,9 @@ class Channel {
   // Whether the peer sent something (or closed) that has not been read: the
   // sender checks this between blocks to notice a receiver's error report.
   virtual bool inputPending() const = 0;
+  // Whether the socket itself is readable (data or a close), without touching
+  // any decryption state: safe to ask while another thread sends.
+  virtual bool socketReadable() const = 0;
 
   Result<void> sendFrame(const std::vector<uint8_t>& frame) {
     return sendAll(frame.data(), frame.size());
@@ -61,10 +64,12 @@ class SocketChannel : public Channel {
   uint64_t wireBytesSent() const override { return sent_; }
   uint64_t wireBytesReceived() const override { return received_; }
   bool inputPending() const override;
+  bool socketReadable() const override { return inputPending(); }
   int fd() const { return socket_.get(); }
   // Receives whatever is available (at least one byte), up to `length`.
   Result<size_t> recvSome(uint8_t* out, size_t length);
   bool usesIoUring() const { return ring_ != nullptr; }
+  std::chrono::milliseconds idleTimeout() const { return options_.idleTimeout; }
   bool usesZeroCopy() const { return zeroCopy_; }
 
  private:

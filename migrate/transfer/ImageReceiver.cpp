@@ -6,8 +6,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "migrate/transfer/BlockIo.h"
+#include "migrate/transfer/Pipeline.h"
 
 namespace Atoll::transfer {
 
@@ -20,6 +22,13 @@ enum ErrorCode : uint16_t {
   kErrorProtocol = 3,  // a malformed or unexpected frame
 };
 
+// Steps queued to the worker before the receiving thread waits; the buffer
+// pool bounds the data in them anyway.
+constexpr size_t kStepsQueued = 64;
+
+// The receiving thread reads frames from the socket into pool buffers; a
+// worker thread checks each block's checksum and writes it, so the next
+// block is already being received while the last one is checked and written.
 class Session {
  public:
   Session(Channel& channel, StagedImage& image, BlockIoContext& io, const ReceiverOptions& options)
@@ -27,15 +36,26 @@ class Session {
         image_(image),
         io_(io),
         options_(options),
+        free_(io.pool.count()),
         writer_(io, image.fd(), image.held(), image.tempPath(),
-                [this](uint64_t index) { image_.held().set(index, writtenHash_[index]); }),
-        writtenHash_(image.held().blockCount(), BlockHashMap::kNotHeld) {}
+                [this](uint64_t index, size_t buffer, bool written) {
+                  if (written) image_.held().set(index, writtenHash_[index]);
+                  free_.give(buffer);
+                }),
+        writtenHash_(image.held().blockCount(), BlockHashMap::kNotHeld),
+        worker_(kStepsQueued, [this] { free_.close(); }) {}
 
   Result<void> run(ReceiveReport& report);
 
  private:
-  Result<void> onBlock(const FrameHeader& header, ReceiveReport& report);
+  // Receives a Block's payload together with the header of the frame after
+  // it (a round always ends with RoundEnd, so one follows): one socket
+  // operation per block instead of two.
+  Result<FrameHeader> onBlock(const FrameHeader& header, ReceiveReport& report);
   Result<void> onZeroBlock(std::span<const uint8_t> payload, ReceiveReport& report);
+  Result<size_t> takeBuffer();
+  // Waits until every queued block is checked, written and completed.
+  Result<void> quiesce();
   Result<void> checkpoint();
   Result<uint64_t> hashStagedFile();
 
@@ -43,77 +63,129 @@ class Session {
   StagedImage& image_;
   BlockIoContext& io_;
   const ReceiverOptions& options_;
-  BlockWriter writer_;
+  FreeBuffers free_;
+  BlockWriter writer_;                 // used by the worker only, or while it is idle
   std::vector<uint64_t> writtenHash_;  // hash of the write in flight per block
   uint64_t sinceCheckpoint_ = 0;
   uint64_t sessionBytes_ = 0;
+  SerialWorker worker_;  // last: stops before the members its steps use
 };
 
+Result<size_t> Session::takeBuffer() {
+  if (auto buffer = free_.tryTake()) return *buffer;
+  // Every buffer is queued or being written: let the worker collect a
+  // finished write once it has submitted the queued ones.
+  auto posted = worker_.post([this](bool skip) -> Result<void> {
+    if (skip) return ok();
+    return writer_.waitForOne();
+  });
+  if (!posted) return posted.error();
+  if (auto buffer = free_.take()) return *buffer;
+  if (auto d = worker_.drain(); !d) return d.error();
+  return Error::invalid("receive", channel_.peer(), "", "no buffer came back from the writer");
+}
+
+Result<void> Session::quiesce() {
+  if (auto d = worker_.drain(); !d) return d;
+  return writer_.drain();
+}
+
 Result<void> Session::checkpoint() {
-  if (auto d = writer_.drain(); !d) return d;
+  if (auto q = quiesce(); !q) return q;
   sinceCheckpoint_ = 0;
   return image_.saveProgress();
 }
 
-Result<void> Session::onBlock(const FrameHeader& header, ReceiveReport& report) {
-  BlockHashMap& held = image_.held();
+Result<FrameHeader> Session::onBlock(const FrameHeader& header, ReceiveReport& report) {
+  const BlockHashMap& held = image_.held();
   if (header.payloadLength < kBlockPrefixSize ||
       header.payloadLength - kBlockPrefixSize > held.blockSize()) {
     return Error::invalid("receive", channel_.peer(), std::to_string(header.payloadLength),
                           "Block frame larger than the announced block size");
   }
-  auto buffer = writer_.acquire();
+  auto buffer = takeBuffer();
   if (!buffer) return buffer.error();
+  if (options_.limiter != nullptr) {
+    options_.limiter->acquire(kFrameHeaderSize + header.payloadLength);
+  }
   // The index lands in the headroom, the data exactly where it will be
   // written from: no copy between the socket and the file.
   uint8_t* payload = io_.pool.data(*buffer) - kBlockPrefixSize;
-  if (auto r = channel_.recvExact(payload, header.payloadLength); !r) return r;
+  if (auto r = channel_.recvExact(payload, header.payloadLength + kFrameHeaderSize); !r) {
+    free_.give(*buffer);
+    return r.error();
+  }
+  auto next = decodeHeader({payload + header.payloadLength, kFrameHeaderSize});
+  if (!next) {
+    free_.give(*buffer);
+    return next.error();
+  }
   std::span<const uint8_t> bytes(payload, header.payloadLength);
-  if (auto c = checkPayload(header, bytes); !c) return c;
   uint64_t index = *decodeBlockIndex(bytes);
   uint32_t length = header.payloadLength - kBlockPrefixSize;
   if (index >= held.blockCount() || length != held.blockLength(index)) {
+    free_.give(*buffer);
     return Error::invalid("receive", channel_.peer(), std::to_string(index),
                           "Block index or length outside the announced image");
   }
-  // Until the write completes the file holds neither old nor new content
-  // for sure: a checkpoint in between must not claim the block.
-  held.set(index, BlockHashMap::kNotHeld);
-  writtenHash_[index] = BlockHashMap::fromChecksum(header.payloadChecksum);
-  if (auto w = writer_.write(*buffer, index, length); !w) return w;
+  auto posted = worker_.post(
+      [this, header, bytes, index, length, buffer = *buffer](bool skip) -> Result<void> {
+        if (skip) {
+          free_.give(buffer);
+          return ok();
+        }
+        if (auto c = checkPayload(header, bytes); !c) {
+          free_.give(buffer);
+          return c;
+        }
+        // Until the write completes the file holds neither old nor new content
+        // for sure: a checkpoint in between must not claim the block.
+        image_.held().set(index, BlockHashMap::kNotHeld);
+        writtenHash_[index] = BlockHashMap::fromChecksum(header.payloadChecksum);
+        return writer_.write(buffer, index, length);
+      });
+  if (!posted) return posted.error();
   ++report.blocksWritten;
   report.bytesWritten += length;
   sessionBytes_ += length;
   sinceCheckpoint_ += length;
   if (options_.onBlock) options_.onBlock(sessionBytes_);
-  if (sinceCheckpoint_ >= options_.checkpointBytes) return checkpoint();
-  return ok();
+  if (sinceCheckpoint_ >= options_.checkpointBytes) {
+    if (auto c = checkpoint(); !c) return c.error();
+  }
+  return *next;
 }
 
 Result<void> Session::onZeroBlock(std::span<const uint8_t> payload, ReceiveReport& report) {
-  BlockHashMap& held = image_.held();
+  const BlockHashMap& held = image_.held();
   auto index = decodeBlockIndex(payload);
   if (!index) return index.error();
   if (payload.size() != kBlockPrefixSize || *index >= held.blockCount()) {
     return Error::invalid("receive", channel_.peer(), std::to_string(*index),
                           "ZeroBlock outside the announced image");
   }
-  // A write to the same block may still be in flight.
-  if (auto d = writer_.drain(); !d) return d;
-  off_t offset = static_cast<off_t>(held.blockOffset(*index));
-  off_t length = held.blockLength(*index);
-  if (::fallocate(image_.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) != 0) {
-    if (errno != EOPNOTSUPP) {
-      return Error::fromErrno("fallocate PUNCH_HOLE", image_.tempPath(), errno,
-                              std::to_string(*index));
+  auto posted = worker_.post([this, index = *index](bool skip) -> Result<void> {
+    if (skip) return ok();
+    // A write to the same block may still be in flight.
+    if (auto d = writer_.drain(); !d) return d;
+    BlockHashMap& map = image_.held();
+    off_t offset = static_cast<off_t>(map.blockOffset(index));
+    off_t length = map.blockLength(index);
+    if (::fallocate(image_.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) != 0) {
+      if (errno != EOPNOTSUPP) {
+        return Error::fromErrno("fallocate PUNCH_HOLE", image_.tempPath(), errno,
+                                std::to_string(index));
+      }
+      // No hole punching here (e.g. a block device): write the zeros.
+      std::vector<uint8_t> zeros(static_cast<size_t>(length), 0);
+      if (::pwrite(image_.fd(), zeros.data(), zeros.size(), offset) != length) {
+        return Error::fromErrno("write", image_.tempPath(), errno, std::to_string(index));
+      }
     }
-    // No hole punching here (e.g. a block device): write the zeros.
-    std::vector<uint8_t> zeros(static_cast<size_t>(length), 0);
-    if (::pwrite(image_.fd(), zeros.data(), zeros.size(), offset) != length) {
-      return Error::fromErrno("write", image_.tempPath(), errno, std::to_string(*index));
-    }
-  }
-  held.set(*index, BlockHashMap::kZeroBlockHash);
+    map.set(index, BlockHashMap::kZeroBlockHash);
+    return ok();
+  });
+  if (!posted) return posted;
   ++report.blocksWritten;
   return ok();
 }
@@ -144,11 +216,15 @@ Result<uint64_t> Session::hashStagedFile() {
 }
 
 Result<void> Session::run(ReceiveReport& report) {
+  std::optional<FrameHeader> next;  // read along with the last Block
   for (;;) {
-    auto header = channel_.recvHeader();
+    Result<FrameHeader> header = next ? Result<FrameHeader>(*next) : channel_.recvHeader();
+    next.reset();
     if (!header) return header.error();
     if (header->type == MessageType::kBlock) {
-      if (auto b = onBlock(*header, report); !b) return b;
+      auto following = onBlock(*header, report);
+      if (!following) return following.error();
+      next = *following;
       continue;
     }
     std::vector<uint8_t> payload(header->payloadLength);
@@ -178,7 +254,7 @@ Result<void> Session::run(ReceiveReport& report) {
       case MessageType::kVerify: {
         auto verify = decodeVerify(payload);
         if (!verify) return verify.error();
-        if (auto d = writer_.drain(); !d) return d;
+        if (auto q = quiesce(); !q) return q;
         auto hash = hashStagedFile();
         if (!hash) return hash.error();
         bool match = *hash == verify->imageHash;
@@ -215,8 +291,9 @@ Result<ReceiveReport> receiveImage(Channel& channel, const StagingArea& staging,
   }
   report.finalPath = image->finalPath();
   report.resumed = image->resumed();
-  auto io = BlockIoContext::create(options.buffersInFlight, hello.blockSize, kBlockPrefixSize,
-                                   options.useIoUring);
+  // Room after each block for the header of the frame that follows it.
+  auto io = BlockIoContext::create(options.buffersInFlight, hello.blockSize + kFrameHeaderSize,
+                                   kBlockPrefixSize, options.useIoUring);
   if (!io) {
     reportToPeer(channel, kErrorStorage, io.error());
     return io.error();

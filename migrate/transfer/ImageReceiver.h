@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 
+#include "migrate/transfer/Bandwidth.h"
 #include "migrate/transfer/Channel.h"
 #include "migrate/transfer/StagingArea.h"
 #include "util/Result.h"
@@ -18,12 +19,16 @@ struct ReceiverOptions {
   bool useIoUring = true;
   // Progress is made durable at least this often within a round.
   uint64_t checkpointBytes = 256ull << 20;
+  // Paces reading from the socket (TCP then slows the sender down); may
+  // change rate while the transfer runs. Not owned; null = unpaced.
+  TransferLimiter* limiter = nullptr;
   // Observes each block written (tests use it to interrupt a round).
   std::function<void(uint64_t bytesThisSession)> onBlock;
 };
 
 struct ReceiveReport {
   std::string finalPath;
+  std::string recordLayer;  // plaintext, or where TLS records were processed
   bool resumed = false;
   bool committed = false;
   uint32_t rounds = 0;

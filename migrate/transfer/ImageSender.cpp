@@ -1,5 +1,6 @@
 #include "migrate/transfer/ImageSender.h"
 
+#include "migrate/transfer/Pipeline.h"
 #include "migrate/transfer/StagingArea.h"
 
 #include <fcntl.h>
@@ -16,6 +17,9 @@ namespace {
 constexpr size_t kHeadroom = kFrameHeaderSize + kBlockPrefixSize;
 // How often (in blocks) the sender looks for an error report from the peer.
 constexpr uint64_t kPeerCheckInterval = 8;
+// Frames queued to the sending thread at most; the buffer pool bounds the
+// block frames among them.
+constexpr size_t kFramesQueued = 64;
 
 double secondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -37,7 +41,7 @@ Result<std::unique_ptr<ImageSender>> ImageSender::open(const std::string& path,
     return Error::invalid("send", path, std::to_string(options.blockSize),
                           "block size must be a power of two between 4 KiB and 16 MiB");
   }
-  if (auto c = checkImageName(options.remoteName); !c) return c.error();
+  if (auto c = checkRemoteName(options.remoteName); !c) return c.error();
   int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (raw < 0) return Error::fromErrno("open", path, errno);
   UniqueFd fd(raw);
@@ -77,9 +81,11 @@ Error ImageSender::withPeerReason(Error error) {
 }
 
 Result<void> ImageSender::checkPeerError() {
-  if (!channel_->inputPending()) return ok();
-  return withPeerReason(
-      Error::invalid("transfer", channel_->peer(), path_, "unexpected message from the receiver"));
+  if (!channel_->socketReadable()) return ok();
+  // The caller reads the report (withPeerReason) once the sending thread is
+  // idle: the channel is not used from two threads at once.
+  return Error::invalid("transfer", channel_->peer(), path_,
+                        "unexpected message from the receiver");
 }
 
 Result<void> ImageSender::attach(std::unique_ptr<Channel> channel) {
@@ -124,22 +130,37 @@ Result<std::vector<bool>> ImageSender::holeMap(const std::vector<uint64_t>& bloc
   return hole;
 }
 
-Result<void> ImageSender::sendZero(uint64_t index, RoundReport& report) {
-  if (options_.limiter != nullptr) options_.limiter->acquire(kFrameHeaderSize + kBlockPrefixSize);
-  if (auto s = channel_->sendFrame(encodeZeroBlock(index)); !s) return withPeerReason(s.error());
+Result<void> ImageSender::sendZero(SerialWorker& wire, uint64_t index, RoundReport& report) {
+  auto posted = wire.post([this, frame = encodeZeroBlock(index)](bool skip) -> Result<void> {
+    if (skip) return ok();
+    if (options_.limiter != nullptr) options_.limiter->acquire(frame.size());
+    return channel_->sendFrame(frame);
+  });
+  if (!posted) return posted;
   sent_.set(index, BlockHashMap::kZeroBlockHash);
   ++report.blocksSent;
   report.dirtyBytes += sent_.blockLength(index);
   return ok();
 }
 
-Result<void> ImageSender::sendBlock(uint64_t index, size_t buffer, std::span<uint8_t> data,
-                                    uint64_t hash, uint64_t checksum, RoundReport& report) {
+Result<void> ImageSender::sendBlock(SerialWorker& wire, BlockReader& reader, uint64_t index,
+                                    size_t buffer, std::span<uint8_t> data, uint64_t hash,
+                                    uint64_t checksum, RoundReport& report) {
   uint8_t* frame = io_.pool.frame(buffer) + (io_.pool.headroom() - kHeadroom);
   encodeBlockPrefix(frame, index, static_cast<uint32_t>(data.size()), checksum);
   size_t length = kHeadroom + data.size();
-  if (options_.limiter != nullptr) options_.limiter->acquire(length);
-  if (auto s = channel_->sendAll(frame, length); !s) return withPeerReason(s.error());
+  // The frame goes out from the buffer it was read into; the buffer returns
+  // to the reader once the socket has taken it.
+  auto posted = wire.post([this, &reader, frame, length, buffer](bool skip) -> Result<void> {
+    Result<void> sent = ok();
+    if (!skip) {
+      if (options_.limiter != nullptr) options_.limiter->acquire(length);
+      sent = channel_->sendAll(frame, length);
+    }
+    reader.release(buffer);
+    return sent;
+  });
+  if (!posted) return posted;
   sent_.set(index, hash);
   ++report.blocksSent;
   report.dirtyBytes += data.size();
@@ -186,42 +207,61 @@ Result<RoundReport> ImageSender::runRound(bool final, const std::vector<uint64_t
   }
   report.blocksExamined = candidates.size();
 
-  if (auto s = channel_->sendFrame(encode(RoundBegin{round_, final})); !s) {
-    return withPeerReason(s.error());
-  }
+  // Frames leave on a sending thread while this one reads and hashes the next
+  // blocks; a block's buffer is reused only after the socket took it.
+  BlockReader reader(io_, fd_.get(), sent_, path_);
+  reader.deferRelease();
+  SerialWorker wire(kFramesQueued, [&reader] { reader.abandon(); });
+  auto stop = [&](const Error& error) -> Error {
+    auto drained = wire.drain();
+    return withPeerReason(drained ? error : drained.error());
+  };
+  auto postFrame = [&](std::vector<uint8_t> frame) {
+    return wire.post([this, frame = std::move(frame)](bool skip) -> Result<void> {
+      if (skip) return ok();
+      return channel_->sendFrame(frame);
+    });
+  };
+  if (auto s = postFrame(encode(RoundBegin{round_, final})); !s) return stop(s.error());
   auto holes = holeMap(candidates);
-  if (!holes) return holes.error();
+  if (!holes) return stop(holes.error());
   std::vector<uint64_t> toRead;
   for (size_t i = 0; i < candidates.size(); ++i) {
     if (!(*holes)[i]) {
       toRead.push_back(candidates[i]);
     } else if (sent_.get(candidates[i]) != BlockHashMap::kZeroBlockHash) {
-      if (auto z = sendZero(candidates[i], report); !z) return z.error();
+      if (auto z = sendZero(wire, candidates[i], report); !z) return stop(z.error());
     }
   }
   uint64_t visited = 0;
-  BlockReader reader(io_, fd_.get(), sent_, path_);
   auto read = reader.forEach(
       toRead, [&](uint64_t index, size_t buffer, std::span<uint8_t> data) -> Result<void> {
         if (++visited % kPeerCheckInterval == 0) {
-          if (auto c = checkPeerError(); !c) return c;
+          if (auto c = checkPeerError(); !c) {
+            reader.release(buffer);
+            return c;
+          }
         }
         if (BlockHashMap::isAllZero(data)) {
+          reader.release(buffer);
           if (sent_.get(index) == BlockHashMap::kZeroBlockHash) return ok();
-          return sendZero(index, report);
+          return sendZero(wire, index, report);
         }
         // One hash pass serves both the block map and the frame checksum.
         uint64_t checksum = blockChecksum(index, data);
         uint64_t hash = BlockHashMap::fromChecksum(checksum);
-        if (hash == sent_.get(index)) return ok();
-        return sendBlock(index, buffer, data, hash, checksum, report);
+        if (hash == sent_.get(index)) {
+          reader.release(buffer);
+          return ok();
+        }
+        return sendBlock(wire, reader, index, buffer, data, hash, checksum, report);
       });
-  if (!read) return read.error();
+  if (!read) return stop(read.error());
 
-  if (auto s = channel_->sendFrame(encode(RoundEnd{round_, report.blocksSent, report.dataBytes}));
-      !s) {
-    return withPeerReason(s.error());
+  if (auto s = postFrame(encode(RoundEnd{round_, report.blocksSent, report.dataBytes})); !s) {
+    return stop(s.error());
   }
+  if (auto d = wire.drain(); !d) return withPeerReason(d.error());
   auto frame = channel_->recvFrame(64 * 1024);
   if (!frame) return frame.error();
   if (frame->header.type != MessageType::kRoundAck) {

@@ -17,6 +17,7 @@
 #include "migrate/transfer/BlockHashMap.h"
 #include "migrate/transfer/BlockIo.h"
 #include "migrate/transfer/Channel.h"
+#include "migrate/transfer/Pipeline.h"
 #include "util/Result.h"
 #include "util/UniqueFd.h"
 
@@ -73,9 +74,10 @@ class ImageSender {
  private:
   ImageSender(UniqueFd fd, std::string path, const SenderOptions& options, uint64_t size,
               bool seekData);
-  Result<void> sendBlock(uint64_t index, size_t buffer, std::span<uint8_t> data, uint64_t hash,
-                         uint64_t checksum, RoundReport& report);
-  Result<void> sendZero(uint64_t index, RoundReport& report);
+  Result<void> sendBlock(SerialWorker& wire, BlockReader& reader, uint64_t index, size_t buffer,
+                         std::span<uint8_t> data, uint64_t hash, uint64_t checksum,
+                         RoundReport& report);
+  Result<void> sendZero(SerialWorker& wire, uint64_t index, RoundReport& report);
   Result<void> checkPeerError();
   Error withPeerReason(Error error);
   Result<std::vector<bool>> holeMap(const std::vector<uint64_t>& blocks) const;

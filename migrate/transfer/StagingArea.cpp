@@ -1,12 +1,15 @@
 #include "migrate/transfer/StagingArea.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/openat2.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <xxhash.h>
@@ -104,10 +107,102 @@ Result<void> checkImageName(const std::string& name) {
   return ok();
 }
 
-Result<StagingArea> StagingArea::open(const std::string& directory) {
+Result<void> checkRemoteName(const std::string& name) {
+  if (!name.empty() && name.front() == '/') {
+    for (unsigned char c : name) {
+      if (c < 0x20 || c == 0x7f) {
+        return Error::invalid("check name", "", name, "control characters are not accepted");
+      }
+    }
+    return ok();  // a device path: the receiver's allow-list decides
+  }
+  return checkImageName(name);
+}
+
+Result<StagingArea> StagingArea::open(const std::string& directory,
+                                      std::vector<std::string> allowedDevices) {
+  for (const std::string& device : allowedDevices) {
+    if (device.empty() || device.front() != '/') {
+      return Error::invalid("configure", "allowed devices", device,
+                            "a device on the allow-list must be an absolute path");
+    }
+  }
   int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Error::fromErrno("open", directory, errno);
-  return StagingArea(UniqueFd(fd), directory);
+  return StagingArea(UniqueFd(fd), directory, std::move(allowedDevices));
+}
+
+void StagingArea::loadProgress(StagedImage& image, const Hello& hello,
+                               const std::string& recordPath) const {
+  int recordFd = ::openat(image.directory_.get(), image.progressName_.c_str(),
+                          O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (recordFd < 0) return;
+  UniqueFd record(recordFd);
+  std::vector<uint8_t> bytes;
+  uint8_t chunk[65536];
+  ssize_t n;
+  while ((n = ::read(record.get(), chunk, sizeof chunk)) > 0) {
+    bytes.insert(bytes.end(), chunk, chunk + n);
+  }
+  auto decoded = decodeProgress(bytes, recordPath);
+  if (decoded && decoded->transferId == hello.transferId && decoded->imageSize == hello.imageSize &&
+      decoded->blockSize == hello.blockSize && image.held_.assign(decoded->heldHashes)) {
+    image.resumed_ = true;
+  }
+}
+
+Result<StagedImage> StagingArea::prepareDevice(const Hello& hello) const {
+  bool allowed = false;
+  for (const std::string& device : allowedDevices_) allowed = allowed || device == hello.name;
+  if (!allowed) {
+    return Error::invalid("stage", hello.name, "",
+                          "refused: absolute paths are accepted only for block devices on the "
+                          "receiver's allow-list (--allow-device)");
+  }
+  StagedImage image;
+  image.device_ = true;
+  image.finalPath_ = hello.name;
+  image.tempPath_ = hello.name;
+  image.transferId_ = hello.transferId;
+  // The record lives in the staging directory under a name derived from the
+  // device path, so the device itself carries nothing but the image.
+  char id[17];
+  std::snprintf(id, sizeof id, "%016llx",
+                static_cast<unsigned long long>(XXH3_64bits(hello.name.data(), hello.name.size())));
+  image.progressName_ = std::string(".device-") + id + kProgressSuffix;
+  int dir = ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0);
+  if (dir < 0) return Error::fromErrno("dup", path_, errno);
+  image.directory_ = UniqueFd(dir);
+  // O_NOFOLLOW: the allowed path itself must be the device node, so a
+  // symlink swapped in later cannot redirect the writes.
+  int fd = ::open(hello.name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    Error error = Error::fromErrno("open", hello.name, errno);
+    if (errno == ELOOP) error.detail = "refused: an allowed device path must not be a symlink";
+    return error;
+  }
+  image.file_ = UniqueFd(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Error::fromErrno("fstat", hello.name, errno);
+  if (!S_ISBLK(st.st_mode)) {
+    return Error::invalid("stage", hello.name, "",
+                          "refused: on the allow-list but not a block device");
+  }
+  uint64_t size = 0;
+  if (::ioctl(fd, BLKGETSIZE64, &size) != 0) {
+    return Error::fromErrno("BLKGETSIZE64", hello.name, errno);
+  }
+  if (size < hello.imageSize) {
+    return Error::invalid(
+        "stage", hello.name, std::to_string(hello.imageSize),
+        "refused: the image is larger than the device (" + std::to_string(size) + " bytes)");
+  }
+  image.held_ = BlockHashMap(hello.imageSize, hello.blockSize);
+  loadProgress(image, hello, join(path_, image.progressName_));
+  if (!image.resumed_) {
+    if (auto s = image.saveProgress(); !s) return s.error();
+  }
+  return image;
 }
 
 Result<UniqueFd> StagingArea::openBeneath(const std::string& relative, int flags,
@@ -137,6 +232,9 @@ Result<UniqueFd> StagingArea::openBeneath(const std::string& relative, int flags
 }
 
 Result<StagedImage> StagingArea::prepare(const Hello& hello) const {
+  if (!hello.name.empty() && hello.name.front() == '/' && !allowedDevices_.empty()) {
+    return prepareDevice(hello);
+  }
   if (auto c = checkImageName(hello.name); !c) return c.error();
   StagedImage image;
   size_t slash = hello.name.rfind('/');
@@ -166,22 +264,7 @@ Result<StagedImage> StagingArea::prepare(const Hello& hello) const {
 
   // Resume when a matching progress record and temporary file exist.
   image.held_ = BlockHashMap(hello.imageSize, hello.blockSize);
-  int recordFd = ::openat(image.directory_.get(), image.progressName_.c_str(),
-                          O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (recordFd >= 0) {
-    UniqueFd record(recordFd);
-    std::vector<uint8_t> bytes;
-    uint8_t chunk[65536];
-    ssize_t n;
-    while ((n = ::read(record.get(), chunk, sizeof chunk)) > 0)
-      bytes.insert(bytes.end(), chunk, chunk + n);
-    auto decoded = decodeProgress(bytes, join(parentPath, image.progressName_));
-    if (decoded && decoded->transferId == hello.transferId &&
-        decoded->imageSize == hello.imageSize && decoded->blockSize == hello.blockSize &&
-        image.held_.assign(decoded->heldHashes)) {
-      image.resumed_ = true;
-    }
-  }
+  loadProgress(image, hello, join(parentPath, image.progressName_));
   int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (image.resumed_ ? 0 : O_CREAT | O_TRUNC);
   int fd = ::openat(image.directory_.get(), image.tempName_.c_str(), flags, 0600);
   if (fd < 0 && image.resumed_ && errno == ENOENT) {
@@ -229,6 +312,13 @@ Result<void> StagedImage::saveProgress() {
 
 Result<void> StagedImage::commit() {
   if (::fsync(file_.get()) != 0) return Error::fromErrno("fsync", tempPath_, errno);
+  if (device_) {
+    // Written in place: verified and fsynced is committed.
+    if (::unlinkat(directory_.get(), progressName_.c_str(), 0) != 0 && errno != ENOENT) {
+      return Error::fromErrno("unlink", progressName_, errno);
+    }
+    return ok();
+  }
   if (::renameat(directory_.get(), tempName_.c_str(), directory_.get(), baseName_.c_str()) != 0) {
     return Error::fromErrno("rename", tempPath_, errno, finalPath_);
   }

@@ -6,6 +6,13 @@
 // goes to a temporary name next to the final one and is renamed over it only
 // after the image was verified and fsynced; a progress record beside it lets
 // an interrupted transfer resume.
+//
+// Block devices are the one exception to "only inside the directory": a peer
+// may name a device by its absolute path when that exact path is on the
+// receiver's allow-list and is a block device itself (not a symlink to one).
+// A device is written in place (it cannot be renamed), so its progress record
+// stays in the staging directory, named after the device path, and "commit"
+// means fsynced and verified.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,6 +36,9 @@ Result<ProgressRecord> decodeProgress(const std::vector<uint8_t>& bytes, const s
 
 // Lexical check of a name sent by a peer.
 Result<void> checkImageName(const std::string& name);
+// What a sender may ask for: a staging name, or an absolute device path that
+// the receiver checks against its allow-list.
+Result<void> checkRemoteName(const std::string& name);
 
 class StagedImage {
  public:
@@ -37,6 +47,7 @@ class StagedImage {
   const std::string& tempPath() const { return tempPath_; }
   BlockHashMap& held() { return held_; }
   bool resumed() const { return resumed_; }
+  bool isDevice() const { return device_; }
 
   // fdatasync the data, then replace the progress record atomically.
   Result<void> saveProgress();
@@ -56,21 +67,30 @@ class StagedImage {
   uint64_t transferId_ = 0;
   BlockHashMap held_;
   bool resumed_ = false;
+  bool device_ = false;
 };
 
 class StagingArea {
  public:
-  static Result<StagingArea> open(const std::string& directory);
+  // allowedDevices: absolute paths of block devices peers may write to.
+  static Result<StagingArea> open(const std::string& directory,
+                                  std::vector<std::string> allowedDevices = {});
   const std::string& path() const { return path_; }
+  const std::vector<std::string>& allowedDevices() const { return allowedDevices_; }
   // Opens (or resumes) the temporary file for an announced image.
   Result<StagedImage> prepare(const Hello& hello) const;
 
  private:
-  StagingArea(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  StagingArea(UniqueFd fd, std::string path, std::vector<std::string> allowedDevices)
+      : fd_(std::move(fd)), path_(std::move(path)), allowedDevices_(std::move(allowedDevices)) {}
   Result<UniqueFd> openBeneath(const std::string& relative, int flags, mode_t mode) const;
+  Result<StagedImage> prepareDevice(const Hello& hello) const;
+  // Reads the progress record and marks the image resumed when it matches.
+  void loadProgress(StagedImage& image, const Hello& hello, const std::string& recordPath) const;
 
   UniqueFd fd_;
   std::string path_;
+  std::vector<std::string> allowedDevices_;
 };
 
 }  // namespace Atoll::transfer

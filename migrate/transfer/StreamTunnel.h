@@ -3,8 +3,8 @@
 // on a unix socket (QEMU `migrate unix:PATH`); every connection QEMU opens
 // there (one, or several with multifd) becomes its own TCP connection to the
 // peer's TransferServer, which connects it to the destination QEMU's
-// `-incoming unix:PATH`. Bytes move socket to socket with io_uring SPLICE
-// through a pipe: no copy in user space.
+// `-incoming unix:PATH`. Bytes move socket to socket with splice(2) through
+// a pipe, one thread per direction: no copy in user space.
 #include <atomic>
 #include <cstdint>
 #include <list>

@@ -3,6 +3,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <algorithm>
 #include <climits>
@@ -13,8 +15,13 @@ namespace Atoll::transfer {
 
 namespace {
 
-// Ciphertext moves in pieces of this size so the memory BIOs stay small.
-constexpr size_t kRecordBatch = 256 * 1024;
+// Plaintext handed to OpenSSL per SSL_write: 64 full 16 KiB records, one
+// socket send of ciphertext.
+constexpr size_t kRecordBatch = 1024 * 1024;
+// Each direction of the BIO pair holds a batch of ciphertext (records carry
+// 22 bytes of overhead each) with room to spare; the socket reads into and
+// sends from this buffer directly, so no ciphertext is copied in user space.
+constexpr size_t kPairBuffer = 2 * kRecordBatch + 64 * 1024;
 
 std::string drainOpensslErrors() {
   std::string out;
@@ -52,7 +59,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create(const TlsConfig& config, 
   }
   SSL_CTX* ctx = SSL_CTX_new(role == Role::kServer ? TLS_server_method() : TLS_client_method());
   if (ctx == nullptr) return Error::invalid("tls", "SSL_CTX_new", "", drainOpensslErrors());
-  std::shared_ptr<TlsContext> context(new TlsContext(ctx, role));
+  std::shared_ptr<TlsContext> context(new TlsContext(ctx, role, config.kernelTls));
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
   // No session tickets: sessions are not resumed, and a ticket arriving after
@@ -81,16 +88,19 @@ TlsContext::~TlsContext() {
   SSL_CTX_free(context_);
 }
 
-TlsChannel::TlsChannel(std::unique_ptr<SocketChannel> socket, std::shared_ptr<TlsContext> context)
-    : socket_(std::move(socket)),
-      context_(std::move(context)),
-      receiveBuffer_(std::make_unique<uint8_t[]>(kRecordBatch)) {
+TlsChannel::TlsChannel(std::unique_ptr<SocketChannel> socket, std::shared_ptr<TlsContext> context,
+                       bool overSocket)
+    : socket_(std::move(socket)), context_(std::move(context)), overSocket_(overSocket) {
   ssl_ = SSL_new(context_->native());
-  input_ = BIO_new(BIO_s_mem());
-  output_ = BIO_new(BIO_s_mem());
-  // An empty input BIO means "try again later", not end of stream.
-  BIO_set_mem_eof_return(input_, -1);
-  SSL_set_bio(ssl_, input_, output_);  // the SSL owns both BIOs now
+  if (overSocket_) {
+    SSL_set_options(ssl_, SSL_OP_ENABLE_KTLS);
+    BIO* bio = BIO_new_socket(socket_->fd(), BIO_NOCLOSE);
+    SSL_set_bio(ssl_, bio, bio);
+  } else {
+    BIO* internal = nullptr;
+    BIO_new_bio_pair(&internal, kPairBuffer, &network_, kPairBuffer);
+    SSL_set_bio(ssl_, internal, internal);  // the SSL owns its end of the pair
+  }
   if (context_->role() == TlsContext::Role::kServer) {
     SSL_set_accept_state(ssl_);
   } else {
@@ -100,6 +110,27 @@ TlsChannel::TlsChannel(std::unique_ptr<SocketChannel> socket, std::shared_ptr<Tl
 
 TlsChannel::~TlsChannel() {
   SSL_free(ssl_);
+  if (network_ != nullptr) BIO_free(network_);
+}
+
+std::string TlsChannel::recordLayer() const {
+  if (kernelSend_ && kernelReceive_) return "kernel TLS";
+  if (kernelSend_) return "kernel TLS for sending, user space (OpenSSL) for receiving";
+  if (kernelReceive_) return "kernel TLS for receiving, user space (OpenSSL) for sending";
+  if (overSocket_) return "user space (OpenSSL; the kernel refused the keys)";
+  return "user space (OpenSSL over io_uring)";
+}
+
+uint64_t TlsChannel::wireBytesSent() const {
+  // Over the socket BIO OpenSSL does the I/O: its count (plaintext where the
+  // kernel encrypts).
+  if (overSocket_) return BIO_number_written(SSL_get_wbio(ssl_));
+  return socket_->wireBytesSent();
+}
+
+uint64_t TlsChannel::wireBytesReceived() const {
+  if (overSocket_) return BIO_number_read(SSL_get_rbio(ssl_));
+  return socket_->wireBytesReceived();
 }
 
 Error TlsChannel::tlsError(const char* operation, int rc) {
@@ -115,29 +146,50 @@ Error TlsChannel::tlsError(const char* operation, int rc) {
 }
 
 Result<void> TlsChannel::flushOutput() {
-  char* pending = nullptr;
-  long length = BIO_get_mem_data(output_, &pending);
-  if (length <= 0) return ok();
-  auto sent = socket_->sendAll(reinterpret_cast<uint8_t*>(pending), static_cast<size_t>(length));
-  (void)BIO_reset(output_);
-  return sent;
+  if (overSocket_) return ok();  // OpenSSL wrote to the socket itself
+  for (;;) {
+    char* pending = nullptr;
+    int length = BIO_nread0(network_, &pending);
+    if (length <= 0) return ok();
+    if (auto sent = socket_->sendAll(reinterpret_cast<uint8_t*>(pending), length); !sent) {
+      return sent;
+    }
+    (void)BIO_nread(network_, &pending, length);
+  }
 }
 
 Result<void> TlsChannel::fillInput() {
-  auto n = socket_->recvSome(receiveBuffer_.get(), kRecordBatch);
-  if (!n) return n.error();
-  if (BIO_write(input_, receiveBuffer_.get(), static_cast<int>(*n)) != static_cast<int>(*n)) {
+  char* space = nullptr;
+  int room = BIO_nwrite0(network_, &space);
+  if (room <= 0) {
     return Error::invalid("tls", socket_->peer(), "", "cannot buffer received records");
   }
+  auto n = socket_->recvSome(reinterpret_cast<uint8_t*>(space), static_cast<size_t>(room));
+  if (!n) return n.error();
+  (void)BIO_nwrite(network_, &space, static_cast<int>(*n));
   return ok();
 }
 
 Result<std::unique_ptr<TlsChannel>> TlsChannel::handshake(std::unique_ptr<SocketChannel> socket,
                                                           std::shared_ptr<TlsContext> context) {
-  std::unique_ptr<TlsChannel> channel(new TlsChannel(std::move(socket), std::move(context)));
+  bool kernel = context->kernelTls() && kernelTlsAvailable();
+  if (kernel) {
+    // OpenSSL blocks on the socket itself; the idle timeout bounds each wait.
+    auto idle = socket->idleTimeout();
+    timeval limit{static_cast<time_t>(idle.count() / 1000),
+                  static_cast<suseconds_t>(idle.count() % 1000 * 1000)};
+    ::setsockopt(socket->fd(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    ::setsockopt(socket->fd(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  }
+  std::unique_ptr<TlsChannel> channel(
+      new TlsChannel(std::move(socket), std::move(context), kernel));
   ERR_clear_error();
   for (;;) {
     int rc = SSL_do_handshake(channel->ssl_);
+    if (channel->overSocket_) {
+      if (rc == 1) break;
+      return channel->tlsError("tls handshake", rc);
+    }
     // Send what OpenSSL produced even on failure: that is the alert telling
     // the peer why it was refused.
     auto flushed = channel->flushOutput();
@@ -168,11 +220,17 @@ Result<std::unique_ptr<TlsChannel>> TlsChannel::handshake(std::unique_ptr<Socket
   X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
   channel->peerSubject_ = subject;
   X509_free(cert);
+  if (channel->overSocket_) {
+    channel->kernelSend_ = BIO_get_ktls_send(SSL_get_wbio(channel->ssl_)) != 0;
+    channel->kernelReceive_ = BIO_get_ktls_recv(SSL_get_rbio(channel->ssl_)) != 0;
+  }
   return channel;
 }
 
 bool TlsChannel::inputPending() const {
-  return SSL_pending(ssl_) > 0 || BIO_ctrl_pending(input_) > 0 || socket_->inputPending();
+  if (overSocket_) return SSL_pending(ssl_) > 0 || socket_->inputPending();
+  return SSL_pending(ssl_) > 0 || BIO_ctrl_pending(SSL_get_rbio(ssl_)) > 0 ||
+         socket_->inputPending();
 }
 
 Result<void> TlsChannel::sendAll(const uint8_t* data, size_t length) {
@@ -181,7 +239,15 @@ Result<void> TlsChannel::sendAll(const uint8_t* data, size_t length) {
     int chunk = static_cast<int>(std::min(length - done, kRecordBatch));
     ERR_clear_error();
     int rc = SSL_write(ssl_, data + done, chunk);
-    if (rc <= 0) return tlsError("tls write", rc);
+    if (rc <= 0) {
+      // The pair's buffer is full: send what it holds, then repeat the same
+      // SSL_write as OpenSSL requires.
+      if (overSocket_ || SSL_get_error(ssl_, rc) != SSL_ERROR_WANT_WRITE) {
+        return tlsError("tls write", rc);
+      }
+      if (auto f = flushOutput(); !f) return f.error();
+      continue;
+    }
     done += static_cast<size_t>(rc);
     if (auto f = flushOutput(); !f) return f.error();
   }
@@ -199,6 +265,13 @@ Result<void> TlsChannel::recvExact(uint8_t* out, size_t length) {
       continue;
     }
     int code = SSL_get_error(ssl_, rc);
+    if (code == SSL_ERROR_WANT_READ && overSocket_) {
+      // SO_RCVTIMEO expired on the socket OpenSSL reads itself.
+      return Error::invalid("tls read", socket_->peer(),
+                            std::to_string(socket_->idleTimeout().count()) + " ms",
+                            "no progress on the connection within the idle timeout "
+                            "(link down or peer stalled)");
+    }
     if (code == SSL_ERROR_WANT_READ) {
       if (auto f = flushOutput(); !f) return f.error();
       if (auto r = fillInput(); !r) return r.error();

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <optional>
 
 #include "migrate/transfer/StreamTunnel.h"
 
@@ -31,7 +32,7 @@ void lingerAfterError(int fd) {
 }  // namespace
 
 Result<std::unique_ptr<TransferServer>> TransferServer::create(const ServerConfig& config) {
-  auto staging = StagingArea::open(config.stagingDirectory);
+  auto staging = StagingArea::open(config.stagingDirectory, config.allowedDevices);
   if (!staging) return staging.error();
   std::shared_ptr<TlsContext> tls;
   if (config.tls.enabled()) {
@@ -128,7 +129,19 @@ Result<ReceiveReport> TransferServer::serveConnection(UniqueFd socket, const std
     (void)channel->sendFrame(encode(ErrorReport{3, hello.error().message()}));
     return hello.error();
   }
-  auto received = receiveImage(*channel, staging_, *hello, config_.receiver);
+  // Each image session takes its fair share of the host-wide cap for as long
+  // as it runs.
+  ReceiverOptions options = config_.receiver;
+  std::optional<TransferLimiter> limiter;
+  if (config_.hostBandwidth != nullptr) {
+    limiter.emplace(0, config_.hostBandwidth);
+    options.limiter = &*limiter;
+  }
+  auto received = receiveImage(*channel, staging_, *hello, options);
+  if (received) {
+    auto* tls = dynamic_cast<TlsChannel*>(channel.get());
+    received->recordLayer = tls != nullptr ? tls->recordLayer() : "plaintext";
+  }
   if (!received) lingerAfterError(fd);
   return received;
 }

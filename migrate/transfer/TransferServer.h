@@ -10,7 +10,9 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "migrate/transfer/Bandwidth.h"
 #include "migrate/transfer/Channel.h"
 #include "migrate/transfer/ImageReceiver.h"
 #include "migrate/transfer/Net.h"
@@ -21,11 +23,17 @@ namespace Atoll::transfer {
 
 struct ServerConfig {
   std::string stagingDirectory;
+  // Block devices peers may write to by absolute path (exact match, the
+  // device node itself, not a symlink); nothing else outside the directory.
+  std::vector<std::string> allowedDevices;
   Endpoint listen{"0.0.0.0", 7477};
   TlsConfig tls;                  // empty: plaintext
   std::string tunnelDestination;  // unix socket of the destination QEMU; empty: no tunnels
   SocketOptions socket;
   ReceiverOptions receiver;
+  // Host-wide receive cap shared fairly among the image transfers running
+  // at once; its limit may change while they run. Not owned; null = none.
+  HostBandwidth* hostBandwidth = nullptr;
   // Told about every finished session (success or failure).
   std::function<void(const std::string& peer, const Result<ReceiveReport>&)> onSession;
 };

@@ -23,6 +23,7 @@ TEST(Collector, CgroupRecreatedUnderTheSameNameIsANewWorkload) {
   options.selectors = {"atoll-test-coll-*"};
   options.libvirtUri.clear();
   options.netProbe = false;
+  options.slowSignalsEveryTicks = 1;  // cpu.stat cross-check on every tick
   auto collector = Collector::start(options, &ring);
   ASSERT_TRUE(collector) << collector.error().message();
 

@@ -2,6 +2,8 @@
 // the kernel's cpu.stat usage_usec, run-queue wait against the threads' own
 // /proc/PID/schedstat run_delay.
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -59,6 +61,8 @@ TEST(SchedAccuracy, OnCpuTimeMatchesCpuStatWithinTwoPercent) {
   ASSERT_TRUE(cgroup) << cgroup.error().message();
   auto reader = CgroupReader::open(cgroup->dir());
   ASSERT_TRUE(reader) << reader.error().message();
+  auto monitored = sched->monitor(cgroup->id());
+  ASSERT_TRUE(monitored) << monitored.error().message();
 
   const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
   for (long i = 0; i < cpus; ++i) {
@@ -100,6 +104,8 @@ WaitComparison measureWait(SchedTelemetry& sched, int threads, double spinSecond
   auto cgroup = TestCgroup::create(testing::cgroup2ForTests().mount, "atoll-test-runq");
   EXPECT_TRUE(cgroup) << cgroup.error().message();
   if (!cgroup) return result;
+  auto monitored = sched.monitor(cgroup->id());
+  EXPECT_TRUE(monitored) << monitored.error().message();
   for (int i = 0; i < threads; ++i) {
     EXPECT_GT(cgroup->fork([spinSeconds] {
       testing::spinFor(spinSeconds);
@@ -157,33 +163,171 @@ TEST(SchedAccuracy, RunQueueWaitNearZeroWhenThreadsFitCpus) {
               std::max(0.10 * wait.schedstatSeconds, 0.002));
 }
 
-TEST(SchedAccuracy, FullCgroupMapIsCountedNotSilent) {
+TEST(SchedAccuracy, FullCgroupTableIsRefusedAndCountedNotSilent) {
   std::string skip;
   auto probe = startOrSkip(skip);
   if (!probe) GTEST_SKIP() << skip;
   probe.reset();
-  // Room for a single cgroup: the host's own activity fills it at once, so
-  // the test cgroup's events must show up as lost, never as zeros.
+  // Room for a single cgroup: the second is refused with a message naming
+  // it, counted, and the first keeps being measured.
   SchedTelemetryOptions options;
   options.maxCgroups = 1;
   auto sched = SchedTelemetry::start(options);
   ASSERT_TRUE(sched) << sched.error().message();
-  auto cgroup = TestCgroup::create(testing::cgroup2ForTests().mount, "atoll-test-full");
-  ASSERT_TRUE(cgroup) << cgroup.error().message();
-  ASSERT_GT(cgroup->fork([] {
-    for (int i = 0; i < 20; ++i) ::usleep(1000);
+  auto first = TestCgroup::create(testing::cgroup2ForTests().mount, "atoll-test-full-a");
+  ASSERT_TRUE(first) << first.error().message();
+  auto second = TestCgroup::create(testing::cgroup2ForTests().mount, "atoll-test-full-b");
+  ASSERT_TRUE(second) << second.error().message();
+  ASSERT_TRUE((*sched)->monitor(first->id()));
+  auto refused = (*sched)->monitor(second->id());
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find(std::to_string(second->id())), std::string::npos)
+      << refused.error().message();
+  for (TestCgroup* cgroup : {&*first, &*second}) {
+    ASSERT_GT(cgroup->fork([] {
+      for (int i = 0; i < 20; ++i) ::usleep(1000);
+      return 0;
+    }),
+              0);
+    cgroup->start();
+    cgroup->waitExitedNoReap();
+    cgroup->reap();
+  }
+  auto all = (*sched)->read();
+  ASSERT_TRUE(all) << all.error().message();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_GE(all->at(first->id()).switches, 20u);
+  auto errors = (*sched)->errors();
+  ASSERT_TRUE(errors) << errors.error().message();
+  EXPECT_EQ(errors->mapFull, 1u);
+}
+
+TEST(SchedAccuracy, ForgottenCgroupIsNoLongerMeasuredAndSlotRestartsAtZero) {
+  std::string skip;
+  auto sched = startOrSkip(skip);
+  if (!sched) GTEST_SKIP() << skip;
+  auto first = TestCgroup::create(testing::cgroup2ForTests().mount, "atoll-test-forget-a");
+  ASSERT_TRUE(first) << first.error().message();
+  ASSERT_TRUE(sched->monitor(first->id()));
+  ASSERT_GT(first->fork([] {
+    testing::spinFor(0.05);
     return 0;
   }),
             0);
+  first->start();
+  first->waitExitedNoReap();
+  first->reap();
+  EXPECT_GT(countersOf(*sched, first->id()).oncpuNs, 0u);
+  sched->forget(first->id());
+  EXPECT_FALSE(sched->monitored(first->id()));
+  auto all = sched->read();
+  ASSERT_TRUE(all) << all.error().message();
+  EXPECT_EQ(all->count(first->id()), 0u);
+  // The freed slot serves the next cgroup from zero.
+  auto second = TestCgroup::create(testing::cgroup2ForTests().mount, "atoll-test-forget-b");
+  ASSERT_TRUE(second) << second.error().message();
+  ASSERT_TRUE(sched->monitor(second->id()));
+  SchedCounters fresh = countersOf(*sched, second->id());
+  EXPECT_EQ(fresh.oncpuNs, 0u);
+  EXPECT_EQ(fresh.switches, 0u);
+}
+
+TEST(SchedAccuracy, UserPageFaultsOfTheCgroupAreCounted) {
+  std::string skip;
+  auto sched = startOrSkip(skip);
+  if (!sched) GTEST_SKIP() << skip;
+  if (!sched->pageFaultsUnavailable().empty())
+    GTEST_SKIP() << "page faults not counted by BPF here: " << sched->pageFaultsUnavailable();
+  auto cgroup = TestCgroup::create(testing::cgroup2ForTests().mount, "atoll-test-faults");
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  ASSERT_TRUE(sched->monitor(cgroup->id()));
+  // Each first write to a fresh anonymous page is one user page fault.
+  constexpr size_t kPages = 2000;
+  ASSERT_GT(cgroup->fork([] {
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    void* memory =
+        ::mmap(nullptr, kPages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) return 1;
+    ::madvise(memory, kPages * page, MADV_NOHUGEPAGE);
+    for (size_t i = 0; i < kPages; ++i) static_cast<volatile char*>(memory)[i * page] = 1;
+    return 0;
+  }),
+            0);
+  SchedCounters before = countersOf(*sched, cgroup->id());
   cgroup->start();
   cgroup->waitExitedNoReap();
   cgroup->reap();
+  SchedCounters after = countersOf(*sched, cgroup->id());
+  const uint64_t faults = after.pageFaults - before.pageFaults;
+  EXPECT_GE(faults, kPages);
+  // The rest is the process's own exit path and libc: well under the
+  // touched pages.
+  EXPECT_LT(faults, 2 * kPages);
+}
+
+void pinToCpu0() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(0, &set);
+  ::sched_setaffinity(0, sizeof(set), &set);
+}
+
+TEST(SchedAccuracy, CrossIslandWaitIsTheWaitBehindAnotherIslandOnly) {
+  std::string skip;
+  auto probe = startOrSkip(skip);
+  if (!probe) GTEST_SKIP() << skip;
+  probe.reset();
+  SchedTelemetryOptions options;
+  options.trackIslands = true;
+  auto sched = SchedTelemetry::start(options);
+  ASSERT_TRUE(sched) << sched.error().message();
+  auto sleeper = TestCgroup::create(testing::cgroup2ForTests().mount, "atoll-test-island-a");
+  ASSERT_TRUE(sleeper) << sleeper.error().message();
+  auto hogs = TestCgroup::create(testing::cgroup2ForTests().mount, "atoll-test-island-b");
+  ASSERT_TRUE(hogs) << hogs.error().message();
+  ASSERT_TRUE((*sched)->setIsland(sleeper->id(), 1));
+  ASSERT_TRUE((*sched)->setIsland(hogs->id(), 2));
+  // On CPU 0: two busy threads of island 2, and an island-1 thread that
+  // wakes every millisecond and waits behind them.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_GT(hogs->fork([] {
+      pinToCpu0();
+      testing::spinFor(0.15);
+      return 0;
+    }),
+              0);
+  }
+  ASSERT_GT(sleeper->fork([] {
+    pinToCpu0();
+    for (int i = 0; i < 150; ++i) ::usleep(1000);
+    return 0;
+  }),
+            0);
+  hogs->start();
+  sleeper->start();
+  sleeper->waitExitedNoReap();
+  hogs->waitExitedNoReap();
+  sleeper->reap();
+  hogs->reap();
   auto all = (*sched)->read();
   ASSERT_TRUE(all) << all.error().message();
-  EXPECT_LE(all->size(), 1u);
-  auto errors = (*sched)->errors();
-  ASSERT_TRUE(errors) << errors.error().message();
-  EXPECT_GT(errors->mapFull, 0u);
+  const SchedCounters& a = all->at(sleeper->id());
+  const SchedCounters& b = all->at(hogs->id());
+  RecordProperty("island1_wait_ns", std::to_string(a.runqWaitNs));
+  RecordProperty("island1_cross_ns", std::to_string(a.crossIslandWaitNs));
+  RecordProperty("island2_wait_ns", std::to_string(b.runqWaitNs));
+  RecordProperty("island2_cross_ns", std::to_string(b.crossIslandWaitNs));
+  // The sleeper's waits are spent behind the hogs (another island): most of
+  // it is cross-island, never more than the wait itself.
+  ASSERT_GT(a.runqWaitNs, 0u);
+  EXPECT_LE(a.crossIslandWaitNs, a.runqWaitNs);
+  EXPECT_GT(a.crossIslandWaitNs, a.runqWaitNs / 2)
+      << "wait " << a.runqWaitNs << " ns, cross-island " << a.crossIslandWaitNs << " ns";
+  // The hogs wait mostly behind each other (same island), which is not
+  // cross-island: the sleeper runs only briefly after each wakeup.
+  ASSERT_GT(b.runqWaitNs, 0u);
+  EXPECT_LT(b.crossIslandWaitNs, b.runqWaitNs / 4)
+      << "wait " << b.runqWaitNs << " ns, cross-island " << b.crossIslandWaitNs << " ns";
 }
 
 }  // namespace

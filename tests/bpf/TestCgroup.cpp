@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <csignal>
 #include <ctime>
+#include <string>
 
 #include "bpf/collector/CgroupDiscovery.h"
 #include "bpf/collector/Collector.h"
@@ -78,7 +79,15 @@ pid_t TestCgroup::fork(const std::function<int()>& body) {
 }
 
 void TestCgroup::start() {
-  if (goPipe_[1] >= 0) ::close(goPipe_[1]);
+  // One byte per worker rather than end-of-file: workers of another
+  // TestCgroup forked meanwhile hold a copy of this pipe's write end.
+  if (goPipe_[1] >= 0) {
+    std::string go(workers_.size(), 'g');
+    if (!go.empty() && ::write(goPipe_[1], go.data(), go.size()) < 0) {
+      // Closing below still releases them once no other copy is open.
+    }
+    ::close(goPipe_[1]);
+  }
   goPipe_[1] = -1;
 }
 

@@ -127,6 +127,38 @@ TEST(Forecaster, RejectsBadConfiguration) {
   EXPECT_FALSE(Forecaster::create(config));
 }
 
+TEST(Forecaster, UnreadProfilesArePublishedLazilyAndReadsRefreshThem) {
+  ForecasterConfig config;
+  config.unreadPublishSteps = 6;
+  config.watchSteps = 3;
+  auto f = make(config);
+  auto snapshot = std::make_unique<ProfileSnapshot>();
+  auto stepAndTick = [&](int step) {
+    push(*f, 1, step * kStep + 1, 10.0 + step);
+    f->tick((step + 1) * kStep);
+  };
+  stepAndTick(0);  // the first profile is always published
+  EXPECT_EQ(f->counters().ticks, 1u);
+  // Nobody reads: steps 1-5 are not published, step 6 is (the cadence).
+  for (int step = 1; step <= 7; ++step) stepAndTick(step);
+  ASSERT_TRUE(f->readProfile({1, Metric::Cpu}, *snapshot));
+  EXPECT_EQ(snapshot->originStepNs, 6 * kStep) << "published every 6 steps while unread";
+  // The read asked for a refresh: the next tick publishes the current step
+  // even without a new one, and the watched series is published each step.
+  f->tick(8 * kStep + 1);
+  ASSERT_TRUE(f->readProfile({1, Metric::Cpu}, *snapshot));
+  EXPECT_EQ(snapshot->originStepNs, 7 * kStep);
+  EXPECT_TRUE(snapshotIntact(*snapshot));
+  for (int step = 8; step <= 10; ++step) {
+    stepAndTick(step);
+    ASSERT_TRUE(f->readProfile({1, Metric::Cpu}, *snapshot));
+    EXPECT_EQ(snapshot->originStepNs, step * kStep) << "watched series published each step";
+  }
+  ForecasterConfig bad;
+  bad.unreadPublishSteps = 0;
+  EXPECT_FALSE(Forecaster::create(bad));
+}
+
 TEST(Forecaster, MemoryPerSeriesIsReported) {
   auto f = make();
   EXPECT_GT(f->bytesPerSeries(), 4096u);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <vector>
 
 namespace Atoll::forecast {
 namespace {
@@ -131,6 +132,96 @@ TEST(SeriesModel, ProfileMatchesPointForecasts) {
     EXPECT_DOUBLE_EQ(profile[h - 1].p50, model.forecast(h).p50);
     EXPECT_DOUBLE_EQ(profile[h - 1].p95, model.forecast(h).p95);
   }
+}
+
+struct RegimeBands {
+  double idleCoverage, busyCoverage, idleBand, busyBand;
+};
+
+// Idle-then-busy with noise proportional to the level: 2 +- 10 % idle,
+// 100 +- 10 % busy, alternating every 150 steps; one-step p95 coverage and
+// mean p95 - p50 band in each regime over the second half.
+RegimeBands idleThenBusyBands(const ModelShape& shape) {
+  SeriesModel model(shape);
+  std::mt19937 rng(5);
+  std::lognormal_distribution<double> noise(0.0, 0.1);
+  RegimeBands out{0, 0, 0, 0};
+  int idle = 0, busy = 0;
+  for (int t = 0; t < 12000; ++t) {
+    const bool isBusy = (t / 150) % 2 == 1;
+    const double value = (isBusy ? 100.0 : 2.0) * noise(rng);
+    const Quantiles q = model.forecast(1);
+    // Score away from the switches, where no forecast can know the regime.
+    if (t >= 6000 && t % 150 >= 20 && model.steps() > 0) {
+      const double covered = value <= q.p95 ? 1.0 : 0.0;
+      (isBusy ? out.busyCoverage : out.idleCoverage) += covered;
+      (isBusy ? out.busyBand : out.idleBand) += q.p95 - q.p50;
+      ++(isBusy ? busy : idle);
+    }
+    model.update(value);
+  }
+  out.idleCoverage /= idle;
+  out.busyCoverage /= busy;
+  out.idleBand /= idle;
+  out.busyBand /= busy;
+  return out;
+}
+
+TEST(SeriesModel, ShortBandScalesWithTheLevelOnIdleThenBusySeries) {
+  ModelConfig config;
+  config.seasonSteps = 0;
+  const RegimeBands bands = idleThenBusyBands(ModelShape(config));
+  config.tuning.relativeBandMaxHorizon = 0;  // the second tracker in series units only
+  const RegimeBands flat = idleThenBusyBands(ModelShape(config));
+  // Idle errors are 50 times smaller than busy ones: the band follows.
+  EXPECT_LT(bands.idleBand, 0.1 * bands.busyBand);
+  EXPECT_LT(bands.idleBand, 0.5 * flat.idleBand) << "level-relative band is tighter when idle";
+  EXPECT_GT(bands.busyCoverage, 0.85);
+  EXPECT_GT(bands.idleCoverage, 0.85);
+}
+
+// One-step mean absolute error of the forecaster on a series.
+double oneStepMae(const ModelShape& shape, const std::vector<double>& values, size_t scoredFrom) {
+  SeriesModel model(shape);
+  double sum = 0;
+  size_t count = 0;
+  for (size_t t = 0; t + 1 < values.size(); ++t) {
+    model.update(values[t]);
+    if (t >= scoredFrom) {
+      sum += std::fabs(values[t + 1] - model.forecast(1).p50);
+      ++count;
+    }
+  }
+  return sum / double(count);
+}
+
+TEST(SeriesModel, StackingLearnsWhichSideOfTheBlendTheActualsFall) {
+  // A random walk far above zero: the last value is the best one-step
+  // forecast (mean |error| = sqrt(2 / pi) = 0.798); the levels and means
+  // trail it. The learned weights must move the blend toward the last value.
+  std::mt19937 rng(11);
+  std::normal_distribution<double> step(0.0, 1.0);
+  std::vector<double> walk(4000);
+  double level = 1000;
+  for (double& v : walk) v = level += step(rng);
+  ModelConfig plain;
+  plain.seasonSteps = 0;
+  plain.tuning.stackingMaxHorizon = 0;
+  ModelConfig stacked = plain;
+  stacked.tuning.stackingMaxHorizon = 3;
+  const double plainMae = oneStepMae(ModelShape(plain), walk, 2000);
+  const double stackedMae = oneStepMae(ModelShape(stacked), walk, 2000);
+  EXPECT_LT(stackedMae, plainMae);
+  EXPECT_LT(stackedMae, 0.798 * 1.05);
+}
+
+TEST(ModelShape, ModelErrorMemoryGrowsWithTheHorizon) {
+  const ModelShape shape = defaultShape();  // horizons 1, 3, 12, 36, 72
+  const double base = ModelTuning{}.errorDecay;
+  EXPECT_DOUBLE_EQ(shape.errorDecay(0), base);
+  EXPECT_DOUBLE_EQ(shape.errorDecay(1), base);
+  EXPECT_DOUBLE_EQ(shape.errorDecay(2), base * 3 / 12);
+  EXPECT_DOUBLE_EQ(shape.errorDecay(4), base * 3 / 72);
 }
 
 TEST(ModelShape, RejectsBadConfiguration) {

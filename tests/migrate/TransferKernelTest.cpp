@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -400,6 +401,192 @@ TEST_F(TransferKernelTest, StagingRefusesEscapesAndSymlinks) {
   }
   server->stop();
   EXPECT_FALSE(testing::exists("/etc/.passwd.atoll-partial"));
+}
+
+// Reads the first `length` bytes of a file or device.
+std::vector<char> headOf(const std::string& path, size_t length) {
+  std::vector<char> bytes(length);
+  std::ifstream in(path, std::ios::binary);
+  in.read(bytes.data(), static_cast<std::streamsize>(length));
+  bytes.resize(static_cast<size_t>(in.gcount()));
+  return bytes;
+}
+
+TEST_F(TransferKernelTest, DevicesOnlyFromTheAllowList) {
+  std::string backing = dir_ / "device.backing";
+  ASSERT_EQ(testing::shell("truncate -s 64M " + backing), 0);
+  std::string listing = dir_ / "loop.name";
+  if (testing::shell("losetup -f --show " + backing + " > " + listing + " 2>/dev/null") != 0) {
+    GTEST_SKIP() << "no loop device to stand in for a block device (losetup failed)";
+  }
+  std::string device;
+  std::ifstream(listing) >> device;
+  ASSERT_FALSE(device.empty());
+  struct Detach {
+    std::string device;
+    ~Detach() { testing::shell("losetup -d " + device); }
+  } detach{device};
+
+  std::string plainFile = dir_ / "not-a-device";
+  ASSERT_EQ(testing::shell("truncate -s 64M " + plainFile), 0);
+  std::string link = dir_ / "device-link";
+  ASSERT_EQ(::symlink(device.c_str(), link.c_str()), 0);
+  ServerConfig config;
+  config.allowedDevices = {device, plainFile, link};
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+
+  std::string source = dir_ / "device.img";
+  testing::makeSparseRandomImage(source, 48 * kMiB, 6, 4 * kMiB, 21);
+  auto send = [&](const std::string& name) -> Result<PreCopyReport> {
+    SenderOptions options;
+    options.remoteName = name;
+    options.transferId = 21;
+    auto sender = ImageSender::open(source, options);
+    if (!sender) return sender.error();
+    auto channel = connectFromA(server->port());
+    if (!channel) return channel.error();
+    return sendImage(**sender, std::move(*channel), 2);
+  };
+
+  auto written = send(device);
+  ASSERT_TRUE(written) << written.error().message();
+  EXPECT_TRUE(written->verify.match);
+  ::sync();
+  EXPECT_EQ(headOf(device, 48 * kMiB), headOf(source, 48 * kMiB)) << "device holds the image";
+  EXPECT_FALSE(testing::exists(dir_ / "staging/" + device.substr(device.rfind('/') + 1)));
+
+  // Not on the list, on the list but a symlink, on the list but no device.
+  for (const std::string& name : {std::string("/dev/null"), link, plainFile}) {
+    auto refused = send(name);
+    ASSERT_FALSE(refused) << name;
+    EXPECT_NE(refused.error().message().find("refused"), std::string::npos)
+        << name << ": " << refused.error().message();
+  }
+  std::vector<char> zeros(48 * kMiB, 0);
+  EXPECT_EQ(headOf(plainFile, 48 * kMiB), zeros) << "a refused target stays untouched";
+  server->stop();
+}
+
+TEST_F(TransferKernelTest, HostCapIsSharedFairlyAmongConcurrentTransfers) {
+  constexpr uint64_t kCap = 24 * kMiB;  // far below what the link carries here
+  HostBandwidth host(kCap);
+  ServerConfig config;
+  config.hostBandwidth = &host;
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  std::string source = dir_ / "fair.img";
+  testing::makeSparseRandomImage(source, 48 * kMiB, 1, 48 * kMiB, 22);
+  struct Run {
+    std::unique_ptr<ImageSender> sender;
+    double seconds = 0;
+    std::string error;
+  };
+  Run runs[2];
+  for (int i = 0; i < 2; ++i) {
+    SenderOptions options;
+    options.remoteName = "fair" + std::to_string(i) + ".img";
+    options.transferId = 30 + i;
+    auto sender = ImageSender::open(source, options);
+    ASSERT_TRUE(sender);
+    auto channel = connectFromA(server->port());
+    ASSERT_TRUE(channel);
+    ASSERT_TRUE((*sender)->attach(std::move(*channel)));
+    runs[i].sender = std::move(*sender);
+  }
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (Run& run : runs) {
+    threads.emplace_back([&run, start] {
+      auto round = run.sender->runRound(true);
+      run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (!round) {
+        run.error = round.error().message();
+        return;
+      }
+      auto verified = run.sender->verify();
+      if (!verified || !verified->match) run.error = "verification failed";
+    });
+  }
+  for (auto& t : threads) t.join();
+  server->stop();
+  ASSERT_TRUE(runs[0].error.empty()) << runs[0].error;
+  ASSERT_TRUE(runs[1].error.empty()) << runs[1].error;
+  // 96 MiB at 24 MiB/s: 4 s when the cap holds; equal shares finish together.
+  double ideal = 2.0 * 48 * kMiB / kCap;
+  double last = std::max(runs[0].seconds, runs[1].seconds);
+  double first = std::min(runs[0].seconds, runs[1].seconds);
+  EXPECT_GT(last, 0.8 * ideal) << "the host-wide cap was exceeded";
+  EXPECT_GT(first / last, 0.75) << "unequal shares: " << runs[0].seconds << " s vs "
+                                << runs[1].seconds << " s";
+}
+
+TEST_F(TransferKernelTest, HostCapChangesWhileATransferRuns) {
+  HostBandwidth host(8 * kMiB);
+  ServerConfig config;
+  config.hostBandwidth = &host;
+  std::atomic<uint64_t> receivedAtChange{0};
+  std::atomic<uint64_t> received{0};
+  config.receiver.onBlock = [&](uint64_t bytes) { received = bytes; };
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  std::string source = dir_ / "adjust.img";
+  testing::makeSparseRandomImage(source, 64 * kMiB, 1, 64 * kMiB, 23);
+  SenderOptions options;
+  options.remoteName = "adjust.img";
+  options.transferId = 40;
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender);
+  auto channel = connectFromA(server->port());
+  ASSERT_TRUE(channel);
+  ASSERT_TRUE((*sender)->attach(std::move(*channel)));
+  auto start = std::chrono::steady_clock::now();
+  std::thread planner([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    receivedAtChange = received.load();
+    host.setLimit(128 * kMiB);
+  });
+  auto round = (*sender)->runRound(true);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  planner.join();
+  ASSERT_TRUE(round) << round.error().message();
+  auto verified = (*sender)->verify();
+  server->stop();
+  ASSERT_TRUE(verified && verified->match);
+  // At 8 MiB/s about 12 MiB in the first 1.5 s; the 64 MiB would take 8 s
+  // without the change, about 1.9 s with it.
+  EXPECT_LE(receivedAtChange.load(), 16 * kMiB) << "the first limit did not hold";
+  EXPECT_GE(receivedAtChange.load(), 4 * kMiB);
+  EXPECT_LT(seconds, 5.0) << "the raised limit was not applied to the running transfer";
+}
+
+TEST_F(TransferKernelTest, KernelTlsTakesTheRecordLayerWhereOffered) {
+  if (!kernelTlsAvailable()) {
+    GTEST_SKIP() << "no kernel TLS on this kernel: \"tls\" is missing from "
+                    "/proc/sys/net/ipv4/tcp_available_ulp (CONFIG_TLS off)";
+  }
+  ASSERT_TRUE(makeCertificates());
+  ServerConfig config;
+  config.tls = tlsFor("server");
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  std::string source = dir_ / "ktls.img";
+  testing::makeSparseRandomImage(source, 64 * kMiB, 4, 8 * kMiB, 24);
+  SenderOptions options;
+  options.remoteName = "ktls.img";
+  options.transferId = 50;
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender);
+  auto channel = connectFromA(server->port(), tlsFor("client"));
+  ASSERT_TRUE(channel) << channel.error().message();
+  auto* tls = dynamic_cast<TlsChannel*>(channel->get());
+  ASSERT_NE(tls, nullptr);
+  EXPECT_TRUE(tls->kernelSend()) << tls->recordLayer();
+  auto report = sendImage(**sender, std::move(*channel));
+  server->stop();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->verify.match);
+  EXPECT_TRUE(testing::filesEqual(source, dir_ / "staging/ktls.img"));
 }
 
 TEST_F(TransferKernelTest, TlsRefusesPeersWithoutValidCertificates) {

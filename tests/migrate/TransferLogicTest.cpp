@@ -1,12 +1,14 @@
 // Pure logic of the transfer engine: block maps, fair shares, pacing, names,
-// progress records.
+// progress records, the hand-off between a pipeline's threads.
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <thread>
 
 #include "migrate/transfer/Bandwidth.h"
 #include "migrate/transfer/BlockHashMap.h"
 #include "migrate/transfer/Net.h"
+#include "migrate/transfer/Pipeline.h"
 #include "migrate/transfer/StagingArea.h"
 
 namespace Atoll::transfer {
@@ -129,6 +131,57 @@ TEST(Endpoint, ParsesAndNamesBadInput) {
     ASSERT_FALSE(r) << bad;
     EXPECT_NE(r.error().message().find(bad), std::string::npos);
   }
+}
+
+TEST(SerialWorker, RunsStepsInOrderAndSkipsAfterAFailure) {
+  std::vector<int> ran;
+  std::vector<int> skipped;
+  bool woken = false;
+  {
+    SerialWorker worker(2, [&] { woken = true; });
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(worker.post([&, i](bool skip) -> Result<void> {
+        (skip ? skipped : ran).push_back(i);
+        return ok();
+      }));
+    }
+    ASSERT_TRUE(worker.drain());
+    EXPECT_EQ(ran, (std::vector<int>{0, 1, 2, 3, 4}));
+    EXPECT_FALSE(woken);
+
+    ASSERT_TRUE(worker.post(
+        [](bool) -> Result<void> { return Error::invalid("send", "peer", "7", "link down"); }));
+    auto drained = worker.drain();
+    ASSERT_FALSE(drained);
+    EXPECT_NE(drained.error().message().find("link down"), std::string::npos);
+    EXPECT_TRUE(woken) << "onFailure wakes whoever waits on the worker";
+    // Later steps only give back what they hold, and the poster learns why.
+    auto posted = worker.post([&](bool skip) -> Result<void> {
+      (skip ? skipped : ran).push_back(9);
+      return ok();
+    });
+    ASSERT_FALSE(posted);
+    EXPECT_NE(posted.error().message().find("link down"), std::string::npos);
+  }
+  EXPECT_EQ(skipped, (std::vector<int>{9}));
+  EXPECT_EQ(ran.size(), 5u);
+}
+
+TEST(FreeBuffers, TakeWaitsForAGiveAndCloseWakesForGood) {
+  FreeBuffers buffers(2);
+  auto a = buffers.tryTake();
+  auto b = buffers.tryTake();
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(*a, *b);
+  EXPECT_FALSE(buffers.tryTake());
+  std::thread giver([&] { buffers.give(*a); });
+  auto again = buffers.take();
+  giver.join();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*again, *a);
+  std::thread closer([&] { buffers.close(); });
+  EXPECT_FALSE(buffers.take()) << "a closed pool hands out nothing";
+  closer.join();
 }
 
 }  // namespace

@@ -52,6 +52,9 @@ class ApiHarness {
   }
 
   const std::string& socketPath() const { return server_->socketPath(); }
+  // The routes read it on every request: set the optional views before start().
+  ApiContext& context() { return context_; }
+  ActionLog& actions() { return actions_; }
   UnixHttpServer& server() { return *server_; }
   EmbeddedStateStore& store() { return store_; }
   HostJournal& journal() { return *journal_; }

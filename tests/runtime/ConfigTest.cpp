@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/Config.h"
+#include "runtime/SubsystemCatalog.h"
 #include "tests/runtime/TestSupport.h"
 
 namespace Atoll {
@@ -26,7 +27,7 @@ TEST(Config, EmptyFileGivesBuiltInDefaults) {
   EXPECT_EQ(parsed.config.socketPath, "/run/atoll/atolld.sock");
   EXPECT_EQ(parsed.config.metricsListen.toString(), "127.0.0.1:9464");
   EXPECT_EQ(parsed.config.source, "empty.toml");
-  EXPECT_EQ(parsed.config.subsystems.size(), 2u);
+  EXPECT_EQ(parsed.config.subsystems.size(), kSubsystemCatalog.size());
   EXPECT_EQ(defaults.source, "built-in defaults");
 }
 
@@ -49,6 +50,8 @@ TEST(Config, ShippedExampleIsValidAndMatchesTheDefaults) {
   EXPECT_EQ(c.compactJournalBytes, d.compactJournalBytes);
   for (const auto& [name, settings] : d.subsystems)
     EXPECT_EQ(c.subsystems.at(name).budget, settings.budget) << name;
+  EXPECT_EQ(c.telemetry, d.telemetry);
+  EXPECT_EQ(c.forecast, d.forecast);
 }
 
 TEST(Config, ReadsEveryKind) {
@@ -167,7 +170,7 @@ TEST(Config, BudgetsMustFitInATick) {
   auto parsed = parseConfig("[daemon]\ntick_ms = 100\n", "b.toml");
   ASSERT_EQ(parsed.errors.size(), 1u) << errorsOf(parsed);
   EXPECT_EQ(parsed.errors[0].key, "daemon.tick_ms");
-  EXPECT_NE(parsed.errors[0].message.find("120 ms"), std::string::npos);
+  EXPECT_NE(parsed.errors[0].message.find("199 ms"), std::string::npos);
 }
 
 TEST(Config, SyntaxErrorsCarryTheirPosition) {

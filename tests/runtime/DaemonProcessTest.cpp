@@ -52,7 +52,8 @@ TEST(Atolld, StartsOnBuiltInDefaultsAndAnswersStatus) {
   EXPECT_GE(status["tick"]["count"].get<int>(), 1);  // the convergence tick before READY
   std::set<std::string> names;
   for (const auto& s : status["subsystems"]) names.insert(s["name"].get<std::string>());
-  EXPECT_EQ(names, (std::set<std::string>{"housekeeping", "self-metrics"}));
+  EXPECT_EQ(names, (std::set<std::string>{"housekeeping", "self-metrics", "telemetry", "forecast",
+                                          "islands", "planner"}));
   EXPECT_GT(status["metrics"]["port"].get<int>(), 0);
   EXPECT_EQ(status["state"]["store"], "embedded");
 

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 
 #include "tests/runtime/TestSupport.h"
@@ -52,7 +54,35 @@ TEST_F(Cli, StatusJsonAnswers) {
   EXPECT_EQ(status["version"], ATOLL_VERSION);
   EXPECT_EQ(status["pid"], daemon->pid());
   EXPECT_EQ(status["config"]["source"], "built-in defaults");
-  EXPECT_EQ(status["subsystems"].size(), 2u);
+  EXPECT_EQ(status["subsystems"].size(),
+            6u);  // housekeeping, self-metrics, telemetry, forecast, islands, planner
+}
+
+TEST_F(Cli, PlanShowAndTuningReadTheDaemonInObserveMode) {
+  auto plan = runAtoll("plan show --json" + socket);
+  ASSERT_EQ(plan.exitCode, 0) << plan.err;
+  auto shown = nlohmann::json::parse(plan.out, nullptr, false);
+  ASSERT_TRUE(shown.is_object()) << plan.out;
+  EXPECT_EQ(shown["mode"], "observe");  // a new install plans and explains, changes nothing
+  auto human = runAtoll("plan show" + socket);
+  ASSERT_EQ(human.exitCode, 0) << human.err;
+  EXPECT_NE(human.out.find("mode observe"), std::string::npos) << human.out;
+  auto tuning = runAtoll("plan tuning --json" + socket);
+  ASSERT_EQ(tuning.exitCode, 0) << tuning.err;
+  EXPECT_TRUE(nlohmann::json::parse(tuning.out, nullptr, false).is_object()) << tuning.out;
+}
+
+TEST_F(Cli, TopReadsTheDaemonAndForecastShowNamesAnUnknownVm) {
+  auto top = runAtoll("top --source daemon --json" + socket);
+  ASSERT_EQ(top.exitCode, 0) << top.err;
+  auto snapshot = nlohmann::json::parse(top.out, nullptr, false);
+  ASSERT_TRUE(snapshot.is_object()) << top.out;
+  EXPECT_EQ(snapshot["source"], "atolld");
+  EXPECT_TRUE(snapshot["workloads"].is_array());
+
+  auto unknown = runAtoll("forecast show no-such-vm" + socket);
+  EXPECT_EQ(unknown.exitCode, 1) << unknown.out;
+  EXPECT_NE(unknown.err.find("no workload 'no-such-vm'"), std::string::npos) << unknown.err;
 }
 
 TEST_F(Cli, StatusForHumans) {
@@ -81,6 +111,80 @@ TEST_F(Cli, StateVerbsRoundTrip) {
   EXPECT_EQ(badKey.exitCode, 1);
   EXPECT_NE(nlohmann::json::parse(badKey.out)["error"].get<std::string>().find("segments"),
             std::string::npos);
+}
+
+const std::string kTwoSocketXml =
+    " --topology-xml " ATOLL_SOURCE_DIR "/tests/numa/fixtures/two-socket.xml";
+
+TEST_F(Cli, IslandListAndMapReadTheDaemon) {
+  auto map = runAtoll("island --source daemon --json" + kTwoSocketXml + socket + " map");
+  ASSERT_EQ(map.exitCode, 0) << map.err;
+  auto view = nlohmann::json::parse(map.out, nullptr, false);
+  ASSERT_TRUE(view.is_object()) << map.out;
+  EXPECT_EQ(view["source"], "atolld");
+  EXPECT_TRUE(view["islands"].empty()) << view.dump();  // built-in defaults configure none
+  EXPECT_EQ(view["shared_cpus"], "0-31");
+  if (!view["enforced"].get<bool>()) {
+    EXPECT_TRUE(view["note"].is_string()) << view.dump();
+  }
+
+  auto list = runAtoll("island --source daemon" + kTwoSocketXml + socket + " list");
+  ASSERT_EQ(list.exitCode, 0) << list.err;
+  EXPECT_EQ(list.out.rfind("source: atolld\n", 0), 0u) << list.out;
+  EXPECT_NE(list.out.find("shared: CPUs 0-31"), std::string::npos) << list.out;
+  auto show = runAtoll("island --source daemon" + kTwoSocketXml + socket + " show nothing");
+  EXPECT_EQ(show.exitCode, 2);
+  EXPECT_NE(show.err.find("no such island"), std::string::npos) << show.err;
+}
+
+// A directory without cgroup.controllers stands for this build host's
+// hybrid /sys/fs/cgroup; one listing only hugetlb for a v2 mount without
+// cpuset. The map still shows the topology, every CPU shared, and says why.
+TEST(CliWithoutDaemon, IslandMapDrawsTheTopologyWhereIslandsCannotBeEnforced) {
+  test::TempDir dir;
+  const std::string local = " --source local --cgroup-root " + dir.path() + kTwoSocketXml;
+  auto text = runAtoll("island" + local + " map");
+  ASSERT_EQ(text.exitCode, 0) << text.err;
+  EXPECT_NE(text.out.find("shared: CPUs 0-31"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("note: " + dir.path() + " is not a cgroup v2 mount"), std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("cannot be enforced"), std::string::npos) << text.out;
+
+  auto json = runAtoll("island --json" + local + " map");
+  ASSERT_EQ(json.exitCode, 0) << json.err;
+  auto view = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(view.is_object()) << json.out;
+  EXPECT_EQ(view["source"], "local");
+  EXPECT_FALSE(view["enforced"].get<bool>());
+  EXPECT_TRUE(view["islands"].empty());
+  EXPECT_EQ(view["shared_cpus"], "0-31");
+  EXPECT_EQ(view["topology"], "2 NUMA nodes, 2 packages, 16 cores, 32 PUs, 4 L3 domains");
+
+  auto svg = runAtoll("island" + local + " map --svg " + dir.file("map.svg"));
+  ASSERT_EQ(svg.exitCode, 0) << svg.err;
+  EXPECT_NE(test::readTextFile(dir.file("map.svg")).find("<svg"), std::string::npos);
+  EXPECT_NE(svg.err.find("cannot be enforced"), std::string::npos) << svg.err;
+
+  auto list = runAtoll("island" + local + " list");
+  ASSERT_EQ(list.exitCode, 0) << list.err;
+  EXPECT_NE(list.out.find("shared: CPUs 0-31"), std::string::npos) << list.out;
+
+  {
+    std::ofstream controllers(dir.file("cgroup.controllers"));
+    controllers << "hugetlb\n";
+  }
+  auto noCpuset = runAtoll("island" + local + " map");
+  ASSERT_EQ(noCpuset.exitCode, 0) << noCpuset.err;
+  EXPECT_NE(noCpuset.out.find("has no cpuset controller"), std::string::npos) << noCpuset.out;
+
+  // auto: no daemon answers, so cgroupfs is read and the output says so.
+  auto fallBack = runAtoll("island --cgroup-root " + dir.path() + kTwoSocketXml + " --socket " +
+                           dir.file("none.sock") + " map");
+  ASSERT_EQ(fallBack.exitCode, 0) << fallBack.err;
+  EXPECT_NE(fallBack.err.find("reading cgroupfs instead"), std::string::npos) << fallBack.err;
+  EXPECT_NE(fallBack.out.find("shared: CPUs 0-31"), std::string::npos) << fallBack.out;
+  auto daemonOnly = runAtoll("island --source daemon --socket " + dir.file("none.sock") + " list");
+  EXPECT_EQ(daemonOnly.exitCode, 3) << daemonOnly.err;
 }
 
 TEST(CliWithoutDaemon, SaysTheDaemonIsNotRunning) {

@@ -15,6 +15,9 @@ int main(int argc, char** argv) {
   Atoll::cli::addTransferVerb(app);
   Atoll::cli::addTopVerb(app);
   Atoll::cli::addIslandVerb(app);
+  Atoll::cli::addBenchVerb(app);
+  Atoll::cli::addReplayVerb(app);
+  Atoll::cli::addPlanVerb(app);
   Atoll::cli::addCompletionVerb(app);
   Atoll::cli::addManpageVerb(app);
   try {

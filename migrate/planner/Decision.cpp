@@ -1,0 +1,117 @@
+#include "migrate/planner/Decision.h"
+
+namespace Atoll::planner {
+
+std::string_view actionName(ActionKind kind) {
+  switch (kind) {
+    case ActionKind::None:
+      return "none";
+    case ActionKind::ResizeIsland:
+      return "resize-island";
+    case ActionKind::MoveVm:
+      return "move-vm";
+  }
+  return "none";
+}
+
+std::string_view ruleName(Rule rule) {
+  switch (rule) {
+    case Rule::BenefitExceedsCost:
+      return "benefit-exceeds-cost";
+    case Rule::BelowMargin:
+      return "below-margin";
+    case Rule::NoRisk:
+      return "no-risk";
+    case Rule::NoDonor:
+      return "no-donor";
+    case Rule::Dwell:
+      return "dwell";
+    case Rule::HostBudget:
+      return "host-budget";
+    case Rule::IslandBudget:
+      return "island-budget";
+    case Rule::Hysteresis:
+      return "hysteresis";
+    case Rule::InFlight:
+      return "in-flight";
+    case Rule::Revert:
+      return "revert";
+  }
+  return "no-risk";
+}
+
+std::vector<uint64_t> PlanResult::toExecute() const {
+  std::vector<uint64_t> ids;
+  for (const auto& d : decisions)
+    if (d.execute) ids.push_back(d.id);
+  return ids;
+}
+
+nlohmann::json toJson(const IslandView& view) {
+  return {{"island", view.island},
+          {"capacity_before", view.capacityBefore},
+          {"capacity_after", view.capacityAfter},
+          {"p50_peak", view.p50Peak},
+          {"p95_peak", view.p95Peak},
+          {"contention_before", view.contentionBefore},
+          {"contention_after", view.contentionAfter},
+          {"overload_before_core_s", view.overloadBefore},
+          {"overload_after_core_s", view.overloadAfter},
+          {"trust", view.trust}};
+}
+
+nlohmann::json toJson(const CostBreakdown& cost) {
+  return {{"page_migration", cost.pageMigration},
+          {"cache_warmup", cost.cacheWarmup},
+          {"disruption", cost.disruption},
+          {"action_cpu", cost.actionCpu},
+          {"total", cost.total()}};
+}
+
+nlohmann::json toJson(const Decision& decision) {
+  nlohmann::json out = {{"id", decision.id},
+                        {"at_ns", decision.atNs},
+                        {"action", actionName(decision.action)},
+                        {"from", decision.fromIsland},
+                        {"to", decision.toIsland},
+                        {"benefit_core_s", decision.benefit},
+                        {"cost_core_s", toJson(decision.cost)},
+                        {"margin", decision.margin},
+                        {"horizon_s", decision.horizonSeconds},
+                        {"first_risk_step", decision.firstRiskStep},
+                        {"rule", ruleName(decision.rule)},
+                        {"taken", decision.taken},
+                        {"execute", decision.execute},
+                        {"reason", decision.reason}};
+  if (decision.action == ActionKind::ResizeIsland) out["cpus_moved"] = decision.cpusMoved;
+  if (decision.action == ActionKind::MoveVm) {
+    out["vm"] = decision.vm;
+    out["vm_name"] = decision.vmName;
+    out["vm_resident_bytes"] = decision.vmResidentBytes;
+    out["target_mem_nodes"] = decision.targetMemNodes;
+  }
+  if (decision.reverses) out["reverses"] = *decision.reverses;
+  out["islands"] = nlohmann::json::array();
+  for (const auto& view : decision.islands) out["islands"].push_back(toJson(view));
+  return out;
+}
+
+nlohmann::json toJson(const PlanResult& result) {
+  nlohmann::json out = {{"now_ns", result.nowNs}, {"decisions", nlohmann::json::array()}};
+  for (const auto& d : result.decisions) out["decisions"].push_back(toJson(d));
+  return out;
+}
+
+nlohmann::json toJson(const TuningRecord& record) {
+  return {{"at_ns", record.atNs},
+          {"decision", record.decision},
+          {"island", record.island},
+          {"field", record.field},
+          {"before", record.before},
+          {"after", record.after},
+          {"predicted_core_s", record.predicted},
+          {"realised_core_s", record.realised},
+          {"reason", record.reason}};
+}
+
+}  // namespace Atoll::planner

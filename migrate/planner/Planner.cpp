@@ -1,0 +1,641 @@
+#include "migrate/planner/Planner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <unordered_map>
+
+#include "migrate/planner/Contention.h"
+#include "numa/CpuSet.h"
+#include "numa/IslandAllocator.h"
+
+namespace Atoll::planner {
+
+namespace {
+
+constexpr size_t kHistoryLimit = 4096;
+constexpr size_t kExecutedLimit = 4096;
+constexpr double kLocalDistance = 10;
+
+std::string format(const char* fmt, auto... args) {
+  char text[512];
+  std::snprintf(text, sizeof text, fmt, args...);
+  return text;
+}
+
+// One island as the pass sees it.
+struct IslandCalc {
+  const IslandState* state = nullptr;
+  double capacity = 0;
+  double perCpu = 1;  // cores of capacity per CPU
+  HorizonContention base;
+  double trust = 1;
+  double weight = 1;  // SLA priority weight
+  Mode mode = Mode::Observe;
+  bool busy = false;  // already part of an action this pass
+  bool holdsCritical = false;
+  std::vector<const VmState*> vms;
+};
+
+IslandView viewOf(const IslandCalc& island, double capacityAfter, const HorizonContention& after) {
+  IslandView view;
+  view.island = island.state->name;
+  view.capacityBefore = island.capacity;
+  view.capacityAfter = capacityAfter;
+  view.p50Peak = island.base.p50Peak;
+  view.p95Peak = island.base.p95Peak;
+  view.contentionBefore = island.base.probability;
+  view.contentionAfter = after.probability;
+  view.overloadBefore = island.base.unmetCoreSeconds;
+  view.overloadAfter = after.unmetCoreSeconds;
+  view.trust = island.trust;
+  return view;
+}
+
+bool touches(const Decision& d, const std::string& island) {
+  return d.action != ActionKind::None && (d.fromIsland == island || d.toIsland == island);
+}
+
+}  // namespace
+
+struct Planner::Pass {
+  const PlanInput& input;
+  std::vector<IslandCalc> islands;
+  std::unordered_map<std::string, size_t> byName;
+};
+
+Result<Planner> Planner::create(const PlannerConfig& config) {
+  std::string problem = config.validate();
+  if (!problem.empty()) return Error::invalid("configure planner", "planner", "", problem);
+  return Planner(config);
+}
+
+Planner::Planner(const PlannerConfig& config) : config_(config), margin_(config.margin) {}
+
+Mode Planner::modeOf(const IslandState& island) const {
+  return island.modeOverride.value_or(config_.mode);
+}
+
+double Planner::trust(const std::string& island) const {
+  auto it = trust_.find(island);
+  return it == trust_.end() ? 1.0 : it->second;
+}
+
+std::optional<Decision> Planner::find(uint64_t decision) const {
+  if (auto it = executed_.find(decision); it != executed_.end()) return it->second.decision;
+  for (auto it = history_.rbegin(); it != history_.rend(); ++it)
+    if (it->id == decision) return *it;
+  return std::nullopt;
+}
+
+std::vector<uint64_t> Planner::inFlight() const {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, e] : executed_)
+    if (e.inFlight) ids.push_back(id);
+  return ids;
+}
+
+void Planner::reportCompleted(uint64_t decision, int64_t nowNs) {
+  auto it = executed_.find(decision);
+  if (it == executed_.end()) return;
+  it->second.inFlight = false;
+  it->second.completedNs = nowNs;
+}
+
+void Planner::reportFailed(uint64_t decision, int64_t nowNs) {
+  // A failed action changed nothing: it no longer blocks, nor counts as a
+  // decision to reverse, but it did spend budget (it was attempted).
+  auto it = executed_.find(decision);
+  if (it == executed_.end()) return;
+  it->second.inFlight = false;
+  it->second.completedNs = nowNs;
+  it->second.failed = true;
+  it->second.outcomeRecorded = true;
+}
+
+void Planner::remember(const Decision& decision) {
+  history_.push_back(decision);
+  while (history_.size() > kHistoryLimit) history_.pop_front();
+}
+
+bool Planner::conflictsInFlight(const Decision& decision, uint64_t& with) const {
+  for (const auto& [id, e] : executed_) {
+    if (!e.inFlight) continue;
+    const Decision& other = e.decision;
+    const bool sameVm = decision.action == ActionKind::MoveVm &&
+                        other.action == ActionKind::MoveVm && other.vm == decision.vm;
+    if (sameVm || touches(other, decision.fromIsland) || touches(other, decision.toIsland)) {
+      with = id;
+      return true;
+    }
+  }
+  return false;
+}
+
+int Planner::movesInWindow(int64_t nowNs, const std::string* island) const {
+  int count = 0;
+  for (const auto& [id, e] : executed_) {
+    if (e.decision.atNs <= nowNs - config_.budgetWindowNs) continue;
+    if (island != nullptr && !touches(e.decision, *island)) continue;
+    ++count;
+  }
+  return count;
+}
+
+const Planner::Executed* Planner::reversedBy(const Decision& decision, int64_t nowNs) const {
+  const Executed* found = nullptr;
+  for (const auto& [id, e] : executed_) {
+    const Decision& other = e.decision;
+    if (other.atNs <= nowNs - config_.hysteresisWindowNs) continue;
+    if (other.action != decision.action) continue;
+    if (e.failed) continue;
+    const bool reverse = other.fromIsland == decision.toIsland &&
+                         other.toIsland == decision.fromIsland &&
+                         (decision.action != ActionKind::MoveVm || other.vm == decision.vm);
+    if (reverse) found = &e;  // the latest (ids increase)
+  }
+  return found;
+}
+
+// Settles a candidate that already has its benefit and cost: the guards in
+// order (in flight, budgets, dwell for moves, hysteresis), then the margin.
+void Planner::applyGuards(Decision& d, int64_t nowNs, bool isRevert) {
+  uint64_t with = 0;
+  d.margin = margin_;
+  if (conflictsInFlight(d, with)) {
+    d.rule = Rule::InFlight;
+    d.reason = format("conflicts with decision %llu still in flight", (unsigned long long)with);
+    return;
+  }
+  if (movesInWindow(nowNs, nullptr) >= config_.hostMovesPerWindow) {
+    d.rule = Rule::HostBudget;
+    d.reason = format("host move budget spent: %d moves in the last %.0f s",
+                      config_.hostMovesPerWindow, double(config_.budgetWindowNs) / 1e9);
+    return;
+  }
+  for (const std::string* island : {&d.fromIsland, &d.toIsland}) {
+    if (movesInWindow(nowNs, island) >= config_.islandMovesPerWindow) {
+      d.rule = Rule::IslandBudget;
+      d.reason = format("island %s move budget spent: %d moves in the last %.0f s", island->c_str(),
+                        config_.islandMovesPerWindow, double(config_.budgetWindowNs) / 1e9);
+      return;
+    }
+  }
+  if (isRevert) {
+    d.rule = Rule::Revert;
+    d.taken = true;
+    return;
+  }
+  const double required = d.cost.total() * (1 + margin_);
+  if (const Executed* previous = reversedBy(d, nowNs)) {
+    d.reverses = previous->decision.id;
+    d.margin = (1 + margin_) * config_.hysteresisFactor - 1;
+    const double hysteresisRequired = d.cost.total() * (1 + d.margin);
+    if (d.benefit > required && d.benefit <= hysteresisRequired) {
+      d.rule = Rule::Hysteresis;
+      d.reason = format(
+          "reverses decision %llu of %.0f s ago: benefit %.2f core-s needs more than %.2f "
+          "(hysteresis x%.1f)",
+          (unsigned long long)previous->decision.id, double(nowNs - previous->decision.atNs) / 1e9,
+          d.benefit, hysteresisRequired, config_.hysteresisFactor);
+      return;
+    }
+  }
+  const double needed = d.cost.total() * (1 + d.margin);
+  if (d.benefit > needed) {
+    d.rule = Rule::BenefitExceedsCost;
+    d.taken = true;
+    d.reason = format("benefit %.2f core-s exceeds cost %.2f core-s x (1 + margin %.2f)", d.benefit,
+                      d.cost.total(), d.margin);
+  } else {
+    d.rule = Rule::BelowMargin;
+    d.reason = format("benefit %.2f core-s does not exceed cost %.2f core-s x (1 + margin %.2f)",
+                      d.benefit, d.cost.total(), d.margin);
+  }
+}
+
+void Planner::take(Decision& d, Mode mode) {
+  d.execute = d.taken && mode == Mode::Enforce;
+  if (!d.taken) return;
+  if (mode == Mode::Observe) d.reason += " [observe: not executed]";
+  if (!d.execute) return;
+  executed_[d.id] = Executed{d};
+  // Bounded: the oldest settled decisions go first.
+  while (executed_.size() > kExecutedLimit) {
+    auto oldest = std::find_if(executed_.begin(), executed_.end(),
+                               [](const auto& entry) { return !entry.second.inFlight; });
+    if (oldest == executed_.end()) break;
+    executed_.erase(oldest);
+  }
+}
+
+PlanResult Planner::plan(const PlanInput& input) {
+  PlanResult result;
+  result.nowNs = input.nowNs;
+  Pass pass{input, {}, {}};
+  pass.islands.resize(input.islands.size());
+  for (size_t i = 0; i < input.islands.size(); ++i) {
+    const IslandState& s = input.islands[i];
+    IslandCalc& c = pass.islands[i];
+    c.state = &s;
+    c.capacity = s.capacity();
+    c.perCpu = s.cpus.empty() ? 1.0 : c.capacity / static_cast<double>(s.cpus.size());
+    c.base = horizonContention(s.profile, config_.horizonSteps, c.capacity, config_.riskThreshold);
+    c.trust = trust(s.name);
+    c.weight = 1 + config_.priorityWeight * std::max(0, s.priority);
+    c.mode = modeOf(s);
+    pass.byName.emplace(s.name, i);
+  }
+  for (const VmState& vm : input.vms) {
+    auto it = pass.byName.find(vm.island);
+    if (it == pass.byName.end()) continue;
+    IslandCalc& c = pass.islands[it->second];
+    c.vms.push_back(&vm);
+    if (vm.flexibility == Flexibility::Critical) c.holdsCritical = true;
+  }
+
+  // Islands at risk, the highest priority and the deepest expected overload first.
+  std::vector<size_t> atRisk;
+  for (size_t i = 0; i < pass.islands.size(); ++i) {
+    const IslandCalc& c = pass.islands[i];
+    if (c.base.probability >= config_.riskThreshold && c.base.unmetCoreSeconds > 0)
+      atRisk.push_back(i);
+  }
+  std::sort(atRisk.begin(), atRisk.end(), [&](size_t a, size_t b) {
+    const IslandCalc& x = pass.islands[a];
+    const IslandCalc& y = pass.islands[b];
+    if (x.state->priority != y.state->priority) return x.state->priority > y.state->priority;
+    if (x.base.unmetCoreSeconds != y.base.unmetCoreSeconds)
+      return x.base.unmetCoreSeconds > y.base.unmetCoreSeconds;
+    return x.state->name < y.state->name;
+  });
+
+  const double rate = input.host.migrationBytesPerSecond > 0
+                          ? input.host.migrationBytesPerSecond
+                          : config_.defaultMigrationBytesPerSecond;
+
+  // Node distance between a CPU and an island's memory, from the topology
+  // when there is one, else 10 local and 20 remote from the node lists.
+  auto nodeOfCpu = [&](unsigned cpu) -> std::optional<unsigned> {
+    if (input.host.topology) return input.host.topology->nodeOfCpu(cpu);
+    for (const auto& n : input.host.nodes)
+      if (numa::contains(n.cpus, cpu)) return n.node;
+    return std::nullopt;
+  };
+  auto distanceToMemory = [&](unsigned cpu, const numa::CpuList& memNodes) {
+    auto node = nodeOfCpu(cpu);
+    if (!node || memNodes.empty()) return kLocalDistance;
+    double best = 1e9;
+    for (unsigned m : memNodes) {
+      double d = input.host.topology ? input.host.topology->distance(*node, m)
+                                     : (*node == m ? kLocalDistance : 2 * kLocalDistance);
+      best = std::min(best, d);
+    }
+    return best;
+  };
+
+  // Which CPUs leave the donor: the allocator's shrink (whole cores from the
+  // donor's outskirts) with a topology; else the donor's highest CPUs,
+  // those nearest the receiver's memory first.
+  auto chooseCpus = [&](const IslandCalc& donor, const IslandCalc& receiver,
+                        unsigned count) -> numa::CpuList {
+    const numa::CpuList& cpus = donor.state->cpus;
+    if (count == 0 || count >= cpus.size()) return {};
+    if (input.host.topology) {
+      numa::IslandAllocator allocator(*input.host.topology, {});
+      auto shrunk = allocator.shrink(donor.state->name, cpus, count);
+      if (!shrunk) return {};
+      auto freed = numa::differenceOf(cpus, shrunk->cpus);
+      if (freed.size() >= cpus.size()) return {};
+      return freed;
+    }
+    std::vector<unsigned> order(cpus.rbegin(), cpus.rend());
+    std::stable_sort(order.begin(), order.end(), [&](unsigned a, unsigned b) {
+      return distanceToMemory(a, receiver.state->memNodes) <
+             distanceToMemory(b, receiver.state->memNodes);
+    });
+    order.resize(count);
+    std::sort(order.begin(), order.end());
+    return order;
+  };
+
+  const double horizonSeconds = [&] {
+    for (const auto& c : pass.islands)
+      if (c.state->profile.stepNs > 0)
+        return double(std::min<int64_t>(c.state->profile.steps, config_.horizonSteps)) *
+               double(c.state->profile.stepNs) / 1e9;
+    return 0.0;
+  }();
+
+  for (size_t r : atRisk) {
+    IslandCalc& receiver = pass.islands[r];
+    if (receiver.busy) continue;
+    std::vector<Decision> candidates;
+    std::vector<size_t> partners;
+
+    // Resizes: CPUs from each island with slack.
+    const double wanted = receiver.base.p95Peak * config_.headroom - receiver.capacity;
+    const unsigned need = static_cast<unsigned>(
+        std::clamp(std::ceil(std::max(wanted, receiver.perCpu) / receiver.perCpu), 1.0,
+                   double(config_.maxCpusPerResize)));
+    for (size_t d = 0; d < pass.islands.size(); ++d) {
+      IslandCalc& donor = pass.islands[d];
+      if (d == r || donor.busy || donor.state->cpus.size() < 2) continue;
+      if (donor.base.probability >= config_.riskThreshold) continue;
+      double peak = donor.base.p95Peak;
+      if (donor.holdsCritical) {
+        // An island holding critical VMs keeps room for their p99.
+        for (int k = 0; k < std::min<int>(donor.state->profile.steps, config_.horizonSteps); ++k)
+          peak = std::max(peak, double(donor.state->profile.p99[k]));
+      }
+      const double slackCores = donor.capacity - peak * config_.headroom;
+      const auto slackCpus =
+          static_cast<unsigned>(std::max(0.0, std::floor(slackCores / donor.perCpu)));
+      if (slackCpus == 0) continue;
+      numa::CpuList moved = chooseCpus(donor, receiver, std::min(need, slackCpus));
+      if (moved.empty() || moved.size() > slackCpus) continue;
+      const double cores = double(moved.size()) * donor.perCpu;
+      const HorizonContention receiverAfter =
+          horizonContention(receiver.state->profile, config_.horizonSteps,
+                            receiver.capacity + cores, config_.riskThreshold);
+      const HorizonContention donorAfter =
+          horizonContention(donor.state->profile, config_.horizonSteps, donor.capacity - cores,
+                            config_.riskThreshold);
+      if (donorAfter.probability >= config_.riskThreshold) continue;
+      if (donor.state->priority > receiver.state->priority &&
+          donorAfter.probability > donor.base.probability)
+        continue;
+      Decision c;
+      c.action = ActionKind::ResizeIsland;
+      c.fromIsland = donor.state->name;
+      c.toIsland = receiver.state->name;
+      c.cpusMoved = moved;
+      c.benefit =
+          receiver.weight * receiver.trust *
+              (receiver.base.unmetCoreSeconds - receiverAfter.unmetCoreSeconds) -
+          donor.weight * donor.trust * (donorAfter.unmetCoreSeconds - donor.base.unmetCoreSeconds);
+      double warmup = 0;
+      for (unsigned cpu : moved)
+        warmup += config_.cacheWarmupSecondsPerCpu *
+                  (distanceToMemory(cpu, receiver.state->memNodes) / kLocalDistance);
+      c.cost.cacheWarmup = warmup;
+      c.cost.disruption =
+          config_.resizeDisruptionPerVm * double(receiver.vms.size() + donor.vms.size());
+      c.cost.actionCpu = config_.resizeActionCpu;
+      c.islands = {viewOf(receiver, receiver.capacity + cores, receiverAfter),
+                   viewOf(donor, donor.capacity - cores, donorAfter)};
+      candidates.push_back(std::move(c));
+      partners.push_back(d);
+    }
+
+    // Moves: the largest flexible VMs to islands with room for them.
+    if (config_.allowVmMoves) {
+      std::vector<const VmState*> movable;
+      for (const VmState* vm : receiver.vms)
+        if (vm->flexibility == Flexibility::Flexible) movable.push_back(vm);
+      auto peakOf = [](const VmState* vm) {
+        return vm->demand.steps > 0 ? double(vm->demand.p50[0]) : vm->observedCores;
+      };
+      std::stable_sort(movable.begin(), movable.end(),
+                       [&](const VmState* a, const VmState* b) { return peakOf(a) > peakOf(b); });
+      if (movable.size() > size_t(config_.vmCandidatesPerIsland))
+        movable.resize(size_t(config_.vmCandidatesPerIsland));
+      for (const VmState* vm : movable) {
+        double vmP95Peak = 0;
+        for (int k = 0; k < std::min<int>(vm->demand.steps, config_.horizonSteps); ++k)
+          vmP95Peak = std::max(vmP95Peak, double(vm->demand.p95[k]));
+        const HorizonContention sourceAfter =
+            horizonContention(receiver.state->profile, config_.horizonSteps, receiver.capacity,
+                              config_.riskThreshold, &vm->demand, -1);
+        for (size_t t = 0; t < pass.islands.size(); ++t) {
+          IslandCalc& target = pass.islands[t];
+          if (t == r || target.busy) continue;
+          if (target.base.p95Peak + vmP95Peak > target.capacity) continue;
+          const HorizonContention targetAfter =
+              horizonContention(target.state->profile, config_.horizonSteps, target.capacity,
+                                config_.riskThreshold, &vm->demand, +1);
+          if (targetAfter.probability >= config_.riskThreshold) continue;
+          Decision c;
+          c.action = ActionKind::MoveVm;
+          c.fromIsland = receiver.state->name;
+          c.toIsland = target.state->name;
+          c.vm = vm->workload;
+          c.vmName = vm->name;
+          c.vmResidentBytes = vm->residentBytes;
+          c.targetMemNodes = target.state->memNodes;
+          c.benefit = receiver.weight * receiver.trust *
+                          (receiver.base.unmetCoreSeconds - sourceAfter.unmetCoreSeconds) -
+                      target.weight * target.trust *
+                          (targetAfter.unmetCoreSeconds - target.base.unmetCoreSeconds);
+          const bool sameMemory = target.state->memNodes == receiver.state->memNodes;
+          const double moveSeconds = sameMemory ? 0.0 : double(vm->residentBytes) / rate;
+          const double vmCores = std::max(peakOf(vm), vm->observedCores);
+          c.cost.pageMigration = moveSeconds;
+          c.cost.cacheWarmup = config_.vmCacheWarmupSeconds * vmCores * (sameMemory ? 0.25 : 1.0);
+          c.cost.disruption = config_.moveSlowdown * vmCores * moveSeconds;
+          c.cost.actionCpu = config_.moveActionCpu;
+          c.islands = {viewOf(receiver, receiver.capacity, sourceAfter),
+                       viewOf(target, target.capacity, targetAfter)};
+          if (vm->lastMoveNs != kNeverNs && input.nowNs - vm->lastMoveNs < config_.minDwellNs) {
+            c.rule = Rule::Dwell;
+            c.reason = format("VM %s moved %.0f s ago; dwell is %.0f s", vm->name.c_str(),
+                              double(input.nowNs - vm->lastMoveNs) / 1e9,
+                              double(config_.minDwellNs) / 1e9);
+          }
+          candidates.push_back(std::move(c));
+          partners.push_back(t);
+        }
+      }
+    }
+
+    if (candidates.empty()) {
+      Decision none;
+      none.id = nextId_++;
+      none.atNs = input.nowNs;
+      none.horizonSeconds = horizonSeconds;
+      none.firstRiskStep = receiver.base.firstRiskStep;
+      none.rule = Rule::NoDonor;
+      none.margin = margin_;
+      none.toIsland = receiver.state->name;
+      none.reason = format(
+          "island %s heads for contention (P=%.2f) but no island has slack and no VM can move",
+          receiver.state->name.c_str(), receiver.base.probability);
+      none.islands = {viewOf(receiver, receiver.capacity, receiver.base)};
+      remember(none);
+      result.decisions.push_back(std::move(none));
+      continue;
+    }
+
+    // Guards and margin per candidate; the best taken one wins, else the
+    // candidate with the best net gain explains why nothing was done.
+    int best = -1, bestDeclined = -1;
+    auto net = [&](const Decision& d) { return d.benefit - d.cost.total() * (1 + d.margin); };
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      Decision& c = candidates[i];
+      c.atNs = input.nowNs;
+      c.horizonSeconds = horizonSeconds;
+      c.firstRiskStep = receiver.base.firstRiskStep;
+      if (c.rule == Rule::Dwell) {
+        c.margin = margin_;
+      } else {
+        applyGuards(c, input.nowNs, false);
+      }
+      if (c.taken) {
+        if (best < 0 || net(c) > net(candidates[best])) best = int(i);
+      } else if (bestDeclined < 0 || net(c) > net(candidates[bestDeclined])) {
+        bestDeclined = int(i);
+      }
+    }
+    const int chosen = best >= 0 ? best : bestDeclined;
+    Decision decision = std::move(candidates[chosen]);
+    decision.id = nextId_++;
+    IslandCalc& partner = pass.islands[partners[chosen]];
+    if (decision.taken) {
+      const Mode mode = (receiver.mode == Mode::Enforce && partner.mode == Mode::Enforce)
+                            ? Mode::Enforce
+                            : Mode::Observe;
+      take(decision, mode);
+      receiver.busy = true;
+      partner.busy = true;
+    }
+    remember(decision);
+    result.decisions.push_back(std::move(decision));
+  }
+  return result;
+}
+
+std::vector<TuningRecord> Planner::recordOutcome(uint64_t decision, double realisedRelief,
+                                                 int64_t nowNs) {
+  std::vector<TuningRecord> added;
+  auto it = executed_.find(decision);
+  if (it == executed_.end() || it->second.outcomeRecorded || !std::isfinite(realisedRelief))
+    return added;
+  it->second.outcomeRecorded = true;
+  const Decision& d = it->second.decision;
+  if (d.islands.empty()) return added;
+  const IslandView& relieved = d.islands.front();
+  const double predicted = relieved.overloadBefore - relieved.overloadAfter;
+  if (!(predicted > 0)) return added;
+  // Single outcomes are noisy (contention is a tail event: most windows
+  // realise nothing, a few realise much more than the mean), so both trust
+  // and margin follow exponentially weighted sums of realised and predicted
+  // relief, and their ratio.
+  auto blend = [&](Relief& r) {
+    if (r.outcomes == 0) {
+      r.realised = realisedRelief;
+      r.predicted = predicted;
+    } else {
+      r.realised += config_.trustGain * (realisedRelief - r.realised);
+      r.predicted += config_.trustGain * (predicted - r.predicted);
+    }
+    ++r.outcomes;
+    return r.predicted > 0 ? std::max(0.0, r.realised) / r.predicted : 1.0;
+  };
+  const double islandRatio = blend(islandRelief_[relieved.island]);
+  const double hostRatio = blend(hostRelief_);
+
+  TuningRecord base;
+  base.atNs = nowNs;
+  base.decision = decision;
+  base.predicted = predicted;
+  base.realised = realisedRelief;
+
+  const double trustBefore = trust(relieved.island);
+  const double trustAfter = std::clamp(islandRatio, config_.minTrust, config_.maxTrust);
+  if (trustAfter != trustBefore) {
+    TuningRecord r = base;
+    r.island = relieved.island;
+    r.field = "trust";
+    r.before = trustBefore;
+    r.after = trustAfter;
+    r.reason = format(
+        "realised %.2f of %.2f core-s predicted; weighted realised/predicted on this island "
+        "%.2f",
+        realisedRelief, predicted, islandRatio);
+    trust_[relieved.island] = trustAfter;
+    added.push_back(r);
+  }
+  double marginAfter = margin_;
+  std::string why;
+  if (hostRatio < 1 - config_.outcomeTolerance) {
+    marginAfter = std::min(config_.maxMargin, margin_ + config_.marginStep);
+    why = "moves realise less relief than predicted: ask more of the next one";
+  } else if (hostRatio > 1 + config_.outcomeTolerance) {
+    marginAfter = std::max(config_.minMargin, margin_ - config_.marginStep);
+    why = "moves realise more relief than predicted: the margin can be lower";
+  }
+  if (marginAfter != margin_) {
+    TuningRecord r = base;
+    r.field = "margin";
+    r.before = margin_;
+    r.after = marginAfter;
+    r.reason = why + format(" (weighted realised/predicted on the host %.2f)", hostRatio);
+    margin_ = marginAfter;
+    added.push_back(r);
+  }
+  tuning_.insert(tuning_.end(), added.begin(), added.end());
+  return added;
+}
+
+std::optional<Decision> Planner::verify(const MoveVerification& measured, const PlanInput& input) {
+  auto it = executed_.find(measured.decision);
+  if (it == executed_.end()) return std::nullopt;
+  const Decision& original = it->second.decision;
+  if (original.action == ActionKind::None) return std::nullopt;
+  const bool slower = measured.runQueueLatencyBeforeNs > 0 &&
+                      measured.runQueueLatencyAfterNs >
+                          measured.runQueueLatencyBeforeNs * (1 + config_.verifyLatencyTolerance);
+  const bool lessWork = measured.throughputBefore > 0 &&
+                        measured.throughputAfter <
+                            measured.throughputBefore * (1 - config_.verifyThroughputTolerance);
+  if (!slower && !lessWork) return std::nullopt;
+
+  Decision revert;
+  revert.id = nextId_++;
+  revert.atNs = measured.nowNs;
+  revert.action = original.action;
+  revert.fromIsland = original.toIsland;
+  revert.toIsland = original.fromIsland;
+  revert.cpusMoved = original.cpusMoved;
+  revert.vm = original.vm;
+  revert.vmName = original.vmName;
+  revert.vmResidentBytes = original.vmResidentBytes;
+  revert.reverses = original.id;
+  revert.horizonSeconds = original.horizonSeconds;
+  revert.cost = original.cost;
+  Mode mode = config_.mode;
+  bool bothEnforce = true, found = false;
+  for (const auto& island : input.islands) {
+    if (island.name != revert.fromIsland && island.name != revert.toIsland) continue;
+    found = true;
+    if (modeOf(island) != Mode::Enforce) bothEnforce = false;
+    if (original.action == ActionKind::MoveVm && island.name == revert.toIsland)
+      revert.targetMemNodes = island.memNodes;
+  }
+  if (found) mode = bothEnforce ? Mode::Enforce : Mode::Observe;
+  applyGuards(revert, measured.nowNs, true);
+  if (revert.taken) {
+    revert.reason = format(
+        "decision %llu made things worse: run-queue latency %.0f -> %.0f ns, throughput "
+        "%.3g -> %.3g",
+        (unsigned long long)original.id, measured.runQueueLatencyBeforeNs,
+        measured.runQueueLatencyAfterNs, measured.throughputBefore, measured.throughputAfter);
+    take(revert, mode);
+  }
+  remember(revert);
+  if (!revert.taken) return std::nullopt;
+  return revert;
+}
+
+nlohmann::json Planner::tuningJson() const {
+  nlohmann::json out = {{"margin", margin_},
+                        {"margin_bounds", {config_.minMargin, config_.maxMargin}},
+                        {"trust_bounds", {config_.minTrust, config_.maxTrust}},
+                        {"trust", nlohmann::json::object()},
+                        {"changes", nlohmann::json::array()}};
+  for (const auto& [island, value] : trust_) out["trust"][island] = value;
+  for (const auto& record : tuning_) out["changes"].push_back(toJson(record));
+  return out;
+}
+
+}  // namespace Atoll::planner

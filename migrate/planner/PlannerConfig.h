@@ -1,0 +1,63 @@
+#pragma once
+// The planner's rules in numbers. Defaults suit 5-minute forecast steps and
+// hosts of tens of cores; every value is checked by validate() before use.
+#include <cstdint>
+#include <string>
+
+#include "migrate/planner/PlanInput.h"
+
+namespace Atoll::planner {
+
+struct PlannerConfig {
+  Mode mode = Mode::Observe;    // default for a new install: explain, change nothing
+  int horizonSteps = 12;        // forecast steps the benefit is counted over
+  double riskThreshold = 0.05;  // P(demand > capacity) that marks an island at risk
+  // Headroom a resize aims for: the receiver's capacity is raised towards its
+  // p95 peak times this, and a donor keeps its own p95 peak times this.
+  double headroom = 1.05;
+  unsigned maxCpusPerResize = 16;
+  bool allowVmMoves = true;
+  int vmCandidatesPerIsland = 8;  // largest flexible VMs considered per island at risk
+  // How much more contention of a higher-priority island weighs, per level.
+  double priorityWeight = 0.5;
+
+  // Costs (core-seconds).
+  double defaultMigrationBytesPerSecond = 1.0e9;
+  double cacheWarmupSecondsPerCpu = 0.5;  // a moved CPU's caches, refilled
+  double vmCacheWarmupSeconds = 2.0;      // per core of the VM's demand, after a node change
+  double resizeDisruptionPerVm = 0.01;    // every VM of both islands sees its cpuset change
+  double moveSlowdown = 0.3;              // share of the VM's demand lost while its pages move
+  double resizeActionCpu = 0.002;         // the cgroup writes of one resize
+  double moveActionCpu = 0.005;
+
+  // Benefit must exceed cost * (1 + margin); the outcome loop moves the
+  // margin within [minMargin, maxMargin].
+  double margin = 0.5;
+  double minMargin = 0.1;
+  double maxMargin = 3.0;
+  double marginStep = 0.1;
+  // Trust in an island's forecast scales its predicted benefit; the outcome
+  // loop keeps it within [minTrust, maxTrust].
+  double minTrust = 0.25;
+  double maxTrust = 1.5;
+  double trustGain = 0.2;          // EW weight of one outcome's realised/predicted ratio
+  double outcomeTolerance = 0.25;  // realised within +-25% of predicted changes nothing
+
+  // Guards.
+  int64_t minDwellNs = 1'800'000'000'000;  // a moved VM stays put 30 min
+  int64_t budgetWindowNs = 3'600'000'000'000;
+  int hostMovesPerWindow = 8;
+  int islandMovesPerWindow = 3;
+  int64_t hysteresisWindowNs = 3'600'000'000'000;
+  double hysteresisFactor = 2.0;  // reversing a recent decision needs this times the margin gain
+
+  // Post-move verification: a run-queue latency this much worse, or a
+  // throughput this much lower, than before the move proposes a revert.
+  double verifyLatencyTolerance = 0.2;
+  double verifyThroughputTolerance = 0.1;
+
+  // Empty when valid, else what is wrong, naming the field and its value.
+  std::string validate() const;
+};
+
+}  // namespace Atoll::planner

@@ -1,0 +1,467 @@
+#include "migrate/planner/TraceReplay.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include "forecast/Forecaster.h"
+#include "migrate/planner/Planner.h"
+#include "numa/CpuSet.h"
+#include "numa/Island.h"
+
+namespace Atoll::planner {
+
+namespace {
+
+constexpr int64_t kStepNs = kTraceStepSeconds * 1'000'000'000LL;
+constexpr double kStepMinutes = kTraceStepSeconds / 60.0;
+
+std::string format(const char* fmt, auto... args) {
+  char text[512];
+  std::snprintf(text, sizeof text, fmt, args...);
+  return text;
+}
+
+struct PolicyState {
+  ReplayPolicy policy;
+  std::vector<numa::CpuList> cpus;  // per island
+  PolicyReport report;
+  size_t overloadedSteps = 0;
+  double depthSum = 0;
+};
+
+struct PendingOutcome {
+  uint64_t decision;
+  size_t step;  // decided at the end of this step
+  size_t island;
+  double capacityBefore;
+  double cores;
+};
+
+// Moves `cpus` from island `from` to `to` in a policy's state.
+void applyResize(PolicyState& state, size_t from, size_t to, const numa::CpuList& cpus) {
+  state.cpus[from] = numa::differenceOf(state.cpus[from], cpus);
+  state.cpus[to] = numa::unionOf(state.cpus[to], cpus);
+}
+
+}  // namespace
+
+uint64_t fnv1a(std::string_view text) {
+  uint64_t hash = 1469598103934665603ULL;
+  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ULL;
+  return hash;
+}
+
+std::string_view policyName(ReplayPolicy policy) {
+  switch (policy) {
+    case ReplayPolicy::Static:
+      return "static";
+    case ReplayPolicy::Threshold:
+      return "threshold";
+    case ReplayPolicy::Atoll:
+      return "atoll";
+  }
+  return "static";
+}
+
+Result<std::vector<ReplayPolicy>> parsePolicies(std::string_view text) {
+  std::vector<ReplayPolicy> out;
+  while (!text.empty()) {
+    const size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    bool known = false;
+    for (auto p : {ReplayPolicy::Atoll, ReplayPolicy::Threshold, ReplayPolicy::Static}) {
+      if (item == policyName(p)) {
+        if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+        known = true;
+      }
+    }
+    if (!known)
+      return Error::invalid("parse --policy", "--policy", std::string(item),
+                            "unknown policy (atoll, threshold, static)");
+  }
+  if (out.empty()) return Error::invalid("parse --policy", "--policy", "", "no policy given");
+  return out;
+}
+
+Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions& options) {
+  auto topology = simulatedTopology(options.host);
+  if (!topology) return topology.error();
+  auto placed = simulatedIslands(options.host, *topology);
+  if (!placed) return placed.error();
+  const std::vector<numa::Island>& islands = *placed;
+  const size_t islandCount = islands.size();
+  if (std::string problem = options.planner.validate(); !problem.empty())
+    return Error::invalid("configure planner", "planner", "", problem);
+  if (traces.steps <= options.warmupSteps)
+    return Error::invalid(
+        "replay", traces.source, std::to_string(traces.steps),
+        "the traces have no steps after the warm-up of " + std::to_string(options.warmupSteps));
+
+  // VMs, in a fixed pseudo-random order, until their mean demand reaches the
+  // load asked for (or the count asked for).
+  double capacityTotal = 0;
+  for (const auto& island : islands) capacityTotal += double(island.cpus.size());
+  std::vector<size_t> order(traces.vms.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const uint64_t ha = fnv1a(traces.vms[a].name), hb = fnv1a(traces.vms[b].name);
+    return ha != hb ? ha < hb : traces.vms[a].name < traces.vms[b].name;
+  });
+  std::vector<size_t> chosen;
+  double meanTotal = 0;
+  for (size_t v : order) {
+    if (options.host.vms > 0 ? chosen.size() >= options.host.vms
+                             : meanTotal >= options.host.load * capacityTotal)
+      break;
+    const auto& cpu = traces.vms[v].cpuCores;
+    double sum = 0;
+    for (size_t t = 0; t < traces.steps; ++t) sum += cpu[t];
+    meanTotal += sum / double(traces.steps);
+    chosen.push_back(v);
+  }
+  std::vector<size_t> islandOf(chosen.size());
+  ReplayReport report;
+  report.source = traces.source;
+  report.host = options.host.describe();
+  report.steps = traces.steps;
+  report.warmupSteps = options.warmupSteps;
+  report.vmCount = chosen.size();
+  report.vmsPerIsland.assign(islandCount, 0);
+  for (const auto& island : islands) report.islands.push_back(island.name);
+  report.demand.assign(islandCount, std::vector<float>(traces.steps, 0));
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    const TraceVm& vm = traces.vms[chosen[i]];
+    islandOf[i] = fnv1a("island:" + vm.name) % islandCount;
+    ++report.vmsPerIsland[islandOf[i]];
+    for (size_t t = 0; t < traces.steps; ++t) report.demand[islandOf[i]][t] += vm.cpuCores[t];
+  }
+
+  // The forecaster, as the daemon runs it: VM CPU series in, one island
+  // series per island.
+  forecast::ForecasterConfig fc;
+  fc.stepNs = kStepNs;
+  fc.profileSteps = std::max(options.planner.horizonSteps, 12);
+  fc.maxSeries = chosen.size() + 16;
+  fc.ringCapacity = std::max<size_t>(1024, chosen.size() * 2);
+  auto forecaster = forecast::Forecaster::create(fc);
+  if (!forecaster)
+    return Error::invalid("create forecaster", "replay", "", forecaster.error().message());
+  forecast::Forecaster& f = *forecaster.value();
+  std::vector<uint32_t> islandIds(islandCount);
+  for (size_t i = 0; i < islandCount; ++i) {
+    forecast::IslandSpec spec;
+    spec.name = islands[i].name;
+    spec.capacity = double(islands[i].cpus.size());
+    for (size_t v = 0; v < chosen.size(); ++v)
+      if (islandOf[v] == i) spec.members.push_back({uint32_t(v + 1), forecast::Metric::Cpu});
+    if (spec.members.empty()) continue;  // an island without VMs never gets a profile
+    auto id = f.defineIsland(spec);
+    if (!id) return Error::invalid("define island", spec.name, "", id.error().message());
+    islandIds[i] = id.value();
+  }
+
+  auto plannerResult = Planner::create(options.planner);
+  if (!plannerResult) return plannerResult.error();
+  Planner planner = std::move(plannerResult.value());
+  ThresholdPolicy threshold(options.threshold, options.planner);
+
+  std::vector<PolicyState> states;
+  for (ReplayPolicy p : options.policies) {
+    PolicyState s{p, {}, {}, 0, 0};
+    s.report.policy = p;
+    for (const auto& island : islands) s.cpus.push_back(island.cpus);
+    s.report.capacity.assign(islandCount, std::vector<float>(traces.steps, 0));
+    states.push_back(std::move(s));
+  }
+
+  PlanInput input;
+  input.host.topology = &topology.value();
+  for (const auto& node : topology->nodes()) input.host.nodes.push_back({node.osIndex, node.cpus});
+  input.islands.resize(islandCount);
+  for (size_t i = 0; i < islandCount; ++i) input.islands[i].name = islands[i].name;
+  input.vms.resize(chosen.size());
+  for (size_t v = 0; v < chosen.size(); ++v) {
+    input.vms[v].workload = uint32_t(v + 1);
+    input.vms[v].name = traces.vms[chosen[v]].name;
+    input.vms[v].island = islands[islandOf[v]].name;
+    input.vms[v].flexibility = Flexibility::Pinned;  // the replay resizes islands only
+  }
+  std::vector<bool> hasMembers(islandCount, false);
+  for (size_t v = 0; v < chosen.size(); ++v) hasMembers[islandOf[v]] = true;
+  auto resizeCost = [&](size_t cpus, size_t from, size_t to) {
+    return options.planner.cacheWarmupSecondsPerCpu * double(cpus) +
+           options.planner.resizeDisruptionPerVm *
+               double(report.vmsPerIsland[from] + report.vmsPerIsland[to]) +
+           options.planner.resizeActionCpu;
+  };
+
+  std::vector<PendingOutcome> pending;
+  const int horizon = options.planner.horizonSteps;
+  size_t nextProgress = traces.steps / 10;
+  forecast::SampleRing& ring = f.ring(0);
+  for (size_t t = 0; t < traces.steps; ++t) {
+    const int64_t stepStart = int64_t(t) * kStepNs;
+    for (size_t v = 0; v < chosen.size(); ++v) {
+      forecast::Sample sample{{uint32_t(v + 1), forecast::Metric::Cpu},
+                              stepStart + 1'000'000'000LL,
+                              double(traces.vms[chosen[v]].cpuCores[t])};
+      if (!ring.tryPush(sample)) {
+        f.tick(stepStart + 1'000'000'000LL);  // drain, then retry once
+        (void)ring.tryPush(sample);
+      }
+    }
+    f.tick(stepStart + kStepNs);
+
+    // Score step t under the capacities in force during it.
+    for (PolicyState& s : states) {
+      for (size_t i = 0; i < islandCount; ++i) {
+        const double capacity = double(s.cpus[i].size());
+        s.report.capacity[i][t] = float(capacity);
+        if (t < options.warmupSteps) continue;
+        const double demand = report.demand[i][t];
+        if (demand > capacity) {
+          const double depth = (demand - capacity) / capacity;
+          s.report.overloadVmMinutes += double(report.vmsPerIsland[i]) * kStepMinutes;
+          s.report.overloadIslandMinutes += kStepMinutes;
+          s.report.unmetCoreMinutes += (demand - capacity) * kStepMinutes;
+          s.report.maxDepth = std::max(s.report.maxDepth, depth);
+          s.depthSum += depth;
+          ++s.overloadedSteps;
+        }
+      }
+    }
+
+    // Outcomes of the planner's actions whose window has passed.
+    std::erase_if(pending, [&](const PendingOutcome& p) {
+      if (t < p.step + size_t(horizon)) return false;
+      double realised = 0;
+      for (size_t u = p.step + 1; u <= p.step + size_t(horizon); ++u) {
+        const double d = report.demand[p.island][u];
+        realised +=
+            (std::max(0.0, d - p.capacityBefore) - std::max(0.0, d - p.capacityBefore - p.cores)) *
+            double(kTraceStepSeconds);
+      }
+      planner.recordOutcome(p.decision, realised, stepStart + kStepNs);
+      return true;
+    });
+
+    // Decisions at the end of step t take effect from step t + 1.
+    if (t + 1 >= options.warmupSteps && t + 1 < traces.steps) {
+      const int64_t nowNs = stepStart + kStepNs;
+      for (PolicyState& s : states) {
+        if (s.policy == ReplayPolicy::Atoll) {
+          input.nowNs = nowNs;
+          for (size_t i = 0; i < islandCount; ++i) {
+            IslandState& is = input.islands[i];
+            is.cpus = s.cpus[i];
+            is.memNodes = numa::nodesOfCpus(*topology, is.cpus);
+            is.observedCores = report.demand[i][t];
+            if (!hasMembers[i] || !f.readIsland(islandIds[i], is.profile))
+              is.profile = forecast::ProfileSnapshot{};
+          }
+          PlanResult result = planner.plan(input);
+          for (const Decision& d : result.decisions) {
+            if (!d.execute || d.action != ActionKind::ResizeIsland) continue;
+            size_t from = 0, to = 0;
+            for (size_t i = 0; i < islandCount; ++i) {
+              if (islands[i].name == d.fromIsland) from = i;
+              if (islands[i].name == d.toIsland) to = i;
+            }
+            const double before = double(s.cpus[to].size());
+            applyResize(s, from, to, d.cpusMoved);
+            planner.reportCompleted(d.id, nowNs);
+            s.report.actions.push_back({t + 1, d.fromIsland, d.toIsland,
+                                        unsigned(d.cpusMoved.size()), d.cost.total(), d.reason});
+            s.report.moveCpuSeconds += d.cost.total();
+            if (t + size_t(horizon) < traces.steps)
+              pending.push_back({d.id, t, to, before, double(d.cpusMoved.size())});
+          }
+        } else if (s.policy == ReplayPolicy::Threshold) {
+          std::vector<ThresholdIsland> view(islandCount);
+          for (size_t i = 0; i < islandCount; ++i)
+            view[i] = {islands[i].name, s.cpus[i], report.demand[i][t]};
+          for (const ThresholdResize& r : threshold.decide(nowNs, view, &topology.value())) {
+            applyResize(s, r.from, r.to, r.cpus);
+            const double cost = resizeCost(r.cpus.size(), r.from, r.to);
+            s.report.actions.push_back({t + 1, islands[r.from].name, islands[r.to].name,
+                                        unsigned(r.cpus.size()), cost,
+                                        "observed utilisation above threshold"});
+            s.report.moveCpuSeconds += cost;
+          }
+        }
+      }
+    }
+    if (options.progress && nextProgress > 0 && t + 1 >= nextProgress && t + 1 < traces.steps) {
+      options.progress(format("replay: step %zu of %zu", t + 1, traces.steps));
+      nextProgress += traces.steps / 10;
+    }
+  }
+  for (PolicyState& s : states) {
+    s.report.meanDepth = s.overloadedSteps > 0 ? s.depthSum / double(s.overloadedSteps) : 0;
+    if (s.policy == ReplayPolicy::Atoll) {
+      s.report.finalMargin = planner.margin();
+      s.report.tuningChanges = planner.tuning().size();
+    }
+    report.policies.push_back(std::move(s.report));
+  }
+  return report;
+}
+
+std::string formatReplayReport(const ReplayReport& report) {
+  std::string out =
+      format("trace %s: %zu VMs on %zu islands, %zu steps of 5 min (%zu warm-up), host %s\n",
+             report.source.c_str(), report.vmCount, report.islands.size(), report.steps,
+             report.warmupSteps, report.host.c_str());
+  // Steps where the whole host's demand exceeds all islands' capacity: no
+  // placement of CPUs between islands avoids those.
+  size_t saturated = 0;
+  for (size_t t = report.warmupSteps; t < report.steps; ++t) {
+    double demand = 0, capacity = 0;
+    for (size_t i = 0; i < report.islands.size(); ++i) {
+      demand += report.demand[i][t];
+      if (!report.policies.empty()) capacity += report.policies.front().capacity[i][t];
+    }
+    if (demand > capacity) ++saturated;
+  }
+  out +=
+      format("host saturated (total demand > total island capacity) in %zu of %zu scored steps\n",
+             saturated, report.steps - report.warmupSteps);
+  out += format("%-10s %16s %14s %14s %10s %10s %8s %12s\n", "policy", "overload_vm_min",
+                "island_min", "unmet_core_min", "mean_depth", "max_depth", "actions", "move_cpu_s");
+  for (const auto& p : report.policies)
+    out += format("%-10s %16.0f %14.0f %14.1f %10.3f %10.3f %8zu %12.1f\n",
+                  std::string(policyName(p.policy)).c_str(), p.overloadVmMinutes,
+                  p.overloadIslandMinutes, p.unmetCoreMinutes, p.meanDepth, p.maxDepth,
+                  p.actions.size(), p.moveCpuSeconds);
+  const PolicyReport* atoll = nullptr;
+  const PolicyReport* reactive = nullptr;
+  for (const auto& p : report.policies) {
+    if (p.policy == ReplayPolicy::Atoll) atoll = &p;
+    if (p.policy == ReplayPolicy::Threshold) reactive = &p;
+  }
+  if (atoll && reactive && reactive->overloadVmMinutes > 0)
+    out += format("atoll/threshold overload time ratio: %.3f (actions %zu vs %zu)\n",
+                  atoll->overloadVmMinutes / reactive->overloadVmMinutes, atoll->actions.size(),
+                  reactive->actions.size());
+  if (atoll)
+    out += format("atoll outcome loop: margin %.2f after %zu tuning changes\n", atoll->finalMargin,
+                  atoll->tuningChanges);
+  return out;
+}
+
+nlohmann::json toJson(const ReplayReport& report) {
+  nlohmann::json out = {{"source", report.source},
+                        {"host", report.host},
+                        {"steps", report.steps},
+                        {"warmup_steps", report.warmupSteps},
+                        {"vms", report.vmCount},
+                        {"islands", report.islands},
+                        {"vms_per_island", report.vmsPerIsland},
+                        {"policies", nlohmann::json::array()}};
+  for (const auto& p : report.policies) {
+    nlohmann::json actions = nlohmann::json::array();
+    for (const auto& a : p.actions)
+      actions.push_back({{"step", a.step},
+                         {"from", a.from},
+                         {"to", a.to},
+                         {"cpus", a.cpus},
+                         {"cost_core_s", a.costCoreSeconds},
+                         {"reason", a.reason}});
+    nlohmann::json entry = {{"policy", policyName(p.policy)},
+                            {"overload_vm_minutes", p.overloadVmMinutes},
+                            {"overload_island_minutes", p.overloadIslandMinutes},
+                            {"unmet_core_minutes", p.unmetCoreMinutes},
+                            {"mean_depth", p.meanDepth},
+                            {"max_depth", p.maxDepth},
+                            {"action_count", p.actions.size()},
+                            {"move_cpu_seconds", p.moveCpuSeconds},
+                            {"actions", actions}};
+    if (p.policy == ReplayPolicy::Atoll) {
+      entry["final_margin"] = p.finalMargin;
+      entry["tuning_changes"] = p.tuningChanges;
+    }
+    out["policies"].push_back(entry);
+  }
+  return out;
+}
+
+std::string renderReplaySvg(const ReplayReport& report) {
+  const int width = 1000, panel = 150, top = 30, left = 50, right = 10;
+  const int height = top + int(report.islands.size()) * (panel + 20) + 20;
+  const size_t steps = report.steps;
+  const size_t stride = std::max<size_t>(1, steps / 1500);
+  const double plotWidth = width - left - right;
+  auto colour = [](ReplayPolicy p) {
+    switch (p) {
+      case ReplayPolicy::Atoll:
+        return "#1f77b4";
+      case ReplayPolicy::Threshold:
+        return "#ff7f0e";
+      case ReplayPolicy::Static:
+        return "#7f7f7f";
+    }
+    return "#000";
+  };
+  std::string svg = format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+      "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" "
+      "fill=\"white\"/>\n<text x=\"%d\" y=\"16\">%s: island demand (black) vs capacity per "
+      "policy; marks: actions</text>\n",
+      width, height, left, report.source.c_str());
+  int legendX = left + 520;
+  for (const auto& p : report.policies) {
+    svg += format("<text x=\"%d\" y=\"16\" fill=\"%s\">%s</text>\n", legendX, colour(p.policy),
+                  std::string(policyName(p.policy)).c_str());
+    legendX += 80;
+  }
+  for (size_t i = 0; i < report.islands.size(); ++i) {
+    const int y0 = top + int(i) * (panel + 20);
+    double peak = 1;
+    for (size_t t = 0; t < steps; ++t) {
+      peak = std::max(peak, double(report.demand[i][t]));
+      for (const auto& p : report.policies) peak = std::max(peak, double(p.capacity[i][t]));
+    }
+    peak *= 1.05;
+    auto x = [&](size_t t) {
+      return left + plotWidth * double(t) / double(std::max<size_t>(1, steps - 1));
+    };
+    auto y = [&](double v) { return y0 + panel - panel * v / peak; };
+    svg += format(
+        "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%d\" fill=\"none\" stroke=\"#ccc\"/>\n"
+        "<text x=\"4\" y=\"%d\">%s</text><text x=\"4\" y=\"%d\">%.0f</text>\n",
+        left, y0, plotWidth, panel, y0 + 12, report.islands[i].c_str(), y0 + 26, peak);
+    if (report.warmupSteps < steps)
+      svg += format(
+          "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#aaa\" "
+          "stroke-dasharray=\"3,3\"/>\n",
+          x(report.warmupSteps), y0, x(report.warmupSteps), y0 + panel);
+    auto polyline = [&](const std::vector<float>& values, const char* stroke, double widthPx) {
+      std::string line = "<polyline fill=\"none\" stroke=\"" + std::string(stroke) +
+                         "\" stroke-width=\"" + format("%.1f", widthPx) + "\" points=\"";
+      for (size_t t = 0; t < steps; t += stride) {
+        double v = values[t];
+        for (size_t u = t; u < std::min(steps, t + stride); ++u) v = std::max(v, double(values[u]));
+        line += format("%.1f,%.1f ", x(t), y(v));
+      }
+      return line + "\"/>\n";
+    };
+    svg += polyline(report.demand[i], "#000", 0.7);
+    int lane = 0;
+    for (const auto& p : report.policies) {
+      svg += polyline(p.capacity[i], colour(p.policy), 1.4);
+      for (const auto& a : p.actions) {
+        if (a.to != report.islands[i] && a.from != report.islands[i]) continue;
+        const bool gained = a.to == report.islands[i];
+        svg += format("<circle cx=\"%.1f\" cy=\"%d\" r=\"2.5\" fill=\"%s\"/>\n", x(a.step),
+                      gained ? y0 + 6 + 6 * lane : y0 + panel - 6 - 6 * lane, colour(p.policy));
+      }
+      ++lane;
+    }
+  }
+  return svg + "</svg>\n";
+}
+
+}  // namespace Atoll::planner

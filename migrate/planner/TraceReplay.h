@@ -1,0 +1,97 @@
+#pragma once
+// Judges placement policies on real traces: a simulated host (SimulatedHost)
+// whose VMs follow a TraceSet, one 5-minute step at a time. The real
+// forecaster is fed through its sample ring exactly as the daemon feeds it
+// and ticked at each step boundary; the `atoll` policy is the real Planner
+// reading the forecaster's island profiles, `threshold` the reactive
+// baseline (ThresholdPolicy), `static` never moves. All policies run in the
+// same pass over the same demand: VMs stay in their islands (island =
+// FNV-1a hash of the VM name modulo the island count), so a policy changes
+// only capacities, and every policy is scored on identical demand.
+//
+// Scored from `warmupSteps` on (policies act from then; the forecaster
+// learns from step 0): overload time (VM-minutes in islands whose demand
+// exceeds capacity), overload depth ((demand - capacity) / capacity),
+// unmet core-minutes, actions and the CPU-seconds they cost (the planner's
+// own cost model, applied to every policy's resizes alike).
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "migrate/planner/PlannerConfig.h"
+#include "migrate/planner/SimulatedHost.h"
+#include "migrate/planner/ThresholdPolicy.h"
+#include "migrate/planner/TraceSet.h"
+#include "util/Result.h"
+
+namespace Atoll::planner {
+
+enum class ReplayPolicy { Static, Threshold, Atoll };
+std::string_view policyName(ReplayPolicy policy);
+// "atoll,threshold,static"; errors name the bad item.
+Result<std::vector<ReplayPolicy>> parsePolicies(std::string_view text);
+
+struct ReplayOptions {
+  HostSpec host;
+  std::vector<ReplayPolicy> policies{ReplayPolicy::Atoll, ReplayPolicy::Threshold,
+                                     ReplayPolicy::Static};
+  PlannerConfig planner = [] {
+    PlannerConfig c;
+    c.mode = Mode::Enforce;
+    c.allowVmMoves = false;
+    return c;
+  }();
+  ThresholdConfig threshold;
+  size_t warmupSteps = 288;
+  // Called now and then with a line of progress (long runs).
+  std::function<void(const std::string&)> progress;
+};
+
+struct ReplayAction {
+  size_t step = 0;
+  std::string from, to;
+  unsigned cpus = 0;
+  double costCoreSeconds = 0;
+  std::string reason;
+};
+
+struct PolicyReport {
+  ReplayPolicy policy = ReplayPolicy::Static;
+  double overloadVmMinutes = 0;
+  double overloadIslandMinutes = 0;
+  double unmetCoreMinutes = 0;
+  double meanDepth = 0;  // over overloaded island-steps
+  double maxDepth = 0;
+  double moveCpuSeconds = 0;
+  std::vector<ReplayAction> actions;
+  std::vector<std::vector<float>> capacity;  // [island][step]
+  // atoll only: the outcome loop's final state.
+  double finalMargin = 0;
+  size_t tuningChanges = 0;
+};
+
+struct ReplayReport {
+  std::string source;
+  std::string host;
+  size_t steps = 0;
+  size_t warmupSteps = 0;
+  size_t vmCount = 0;
+  std::vector<std::string> islands;
+  std::vector<size_t> vmsPerIsland;
+  std::vector<std::vector<float>> demand;  // [island][step], cores
+  std::vector<PolicyReport> policies;
+  double seconds = 0;  // wall time is measured by the caller; 0 here
+};
+
+Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions& options);
+
+std::string formatReplayReport(const ReplayReport& report);
+nlohmann::json toJson(const ReplayReport& report);
+// Per island: demand and each policy's capacity over time, actions marked.
+std::string renderReplaySvg(const ReplayReport& report);
+
+uint64_t fnv1a(std::string_view text);
+
+}  // namespace Atoll::planner

@@ -1,0 +1,318 @@
+#include "runtime/PlannerSubsystem.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "migrate/planner/Contention.h"
+#include "numa/CpuSet.h"
+#include "runtime/IslandSubsystem.h"
+
+namespace Atoll {
+
+namespace {
+
+int64_t realtimeNs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+numa::CpuList toCpuList(const CpuSet& set) {
+  return numa::CpuList(set.indices().begin(), set.indices().end());
+}
+
+const ChangeOrigin kOrigin{0, 0, "planner"};
+
+}  // namespace
+
+Result<std::shared_ptr<PlannerSubsystem>> PlannerSubsystem::create(
+    SettingsSource settings, const ForecastSubsystem& forecast, const WorkloadBoard& board,
+    IslandSource configured, StateStore& store, prometheus::Registry& registry, unsigned hostCpus) {
+  auto planner = planner::Planner::create(settings().config);
+  if (!planner) return planner.error();
+  return std::shared_ptr<PlannerSubsystem>(
+      new PlannerSubsystem(std::move(*planner), std::move(settings), forecast, board,
+                           std::move(configured), store, registry, hostCpus));
+}
+
+PlannerSubsystem::PlannerSubsystem(planner::Planner planner, SettingsSource settings,
+                                   const ForecastSubsystem& forecast, const WorkloadBoard& board,
+                                   IslandSource configured, StateStore& store,
+                                   prometheus::Registry& registry, unsigned hostCpus)
+    : settings_(std::move(settings)),
+      forecast_(forecast),
+      board_(board),
+      configured_(std::move(configured)),
+      store_(store),
+      hostCpus_(hostCpus),
+      decisionsTotal_(&prometheus::BuildCounter()
+                           .Name("atoll_planner_decisions_total")
+                           .Help("Planner decision records by action, deciding rule and whether "
+                                 "the decision was taken")
+                           .Register(registry)),
+      planner_(std::move(planner)) {}
+
+Result<PlannerSubsystem::Gathered> PlannerSubsystem::gather(int64_t nowNs,
+                                                            const PlannerSettings& settings) const {
+  Gathered out;
+  out.input.nowNs = nowNs;
+  std::vector<std::string> problems;
+  auto entries = store_.list(Keyspace::Desired, kIslandStatePrefix);
+  if (!entries) return entries.error();
+  const std::vector<DesiredIsland> desired = desiredIslands(configured_(), *entries, problems);
+  numa::CpuList claimed;
+  for (const auto& d : desired) claimed = numa::unionOf(claimed, toCpuList(d.settings.cpus));
+  numa::CpuList all;
+  for (unsigned cpu = 0; cpu < hostCpus_; ++cpu) all.push_back(cpu);
+
+  std::map<uint32_t, std::string> names;
+  for (const auto& w : board_.workloads()) names[w.number] = w.cgroup.name;
+  const std::map<uint32_t, double> observed = board_.latestCpuCores();
+
+  for (auto& view : forecast_.aggregateViews()) {
+    const IslandAggregate& a = view.aggregate;
+    if (a.kind == AggregateKind::Host) continue;  // the sum of the others, not an island
+    planner::IslandState island;
+    island.name = a.name;
+    if (a.kind == AggregateKind::Shared) {
+      island.cpus = numa::differenceOf(all, claimed);
+    } else {
+      auto it = std::find_if(desired.begin(), desired.end(),
+                             [&](const DesiredIsland& d) { return d.settings.name == a.name; });
+      if (it != desired.end()) {
+        island.cpus = toCpuList(it->settings.cpus);
+        island.memNodes = toCpuList(it->settings.mems);
+      }
+    }
+    // The CPUs desired now (a resize lands in the desired state first); the
+    // forecaster's capacity only where no CPU list is known.
+    if (island.cpus.empty()) island.capacityCores = a.capacityCores;
+    if (auto mode = settings.islandModes.find(a.name); mode != settings.islandModes.end())
+      island.modeOverride = mode->second;
+    for (uint32_t member : a.members)
+      if (auto it = observed.find(member); it != observed.end()) island.observedCores += it->second;
+    nlohmann::json entry = {{"name", a.name},
+                            {"kind", aggregateKindName(a.kind)},
+                            {"cpus", numa::formatCpuList(island.cpus)},
+                            {"capacity_cores", island.capacity()},
+                            {"members", a.members.size()},
+                            {"mode", planner::modeName(planner_.modeOf(island))}};
+    if (!view.profile) {
+      entry["planned"] = false;
+      entry["not_planned"] = view.problem.empty() ? "no forecast yet" : view.problem;
+      out.islands.push_back(std::move(entry));
+      continue;
+    }
+    entry["planned"] = true;
+    island.profile = *view.profile;
+    out.passKey += a.name + "@" + std::to_string(view.profile->originStepNs) + "/" +
+                   std::to_string(a.members.size()) + ";";
+    for (uint32_t member : a.members) {
+      planner::VmState vm;
+      vm.workload = member;
+      vm.name = names.count(member) ? names[member] : std::to_string(member);
+      vm.island = a.name;
+      if (!forecast_.readCpuProfile(member, vm.demand)) continue;  // nothing to move it by yet
+      if (auto it = observed.find(member); it != observed.end()) vm.observedCores = it->second;
+      out.input.vms.push_back(std::move(vm));
+    }
+    out.input.islands.push_back(std::move(island));
+    out.islands.push_back(std::move(entry));
+  }
+  if (out.passKey.empty()) out.passKey = "unplanned:" + out.islands.dump();
+  return out;
+}
+
+std::vector<planner::Decision> PlannerSubsystem::noActionRecords(const Gathered& gathered) const {
+  const planner::PlannerConfig& config = planner_.config();
+  std::vector<planner::Decision> out;
+  auto none = [&](std::string reason) {
+    planner::Decision d;
+    d.atNs = gathered.input.nowNs;
+    d.action = planner::ActionKind::None;
+    d.rule = planner::Rule::NoRisk;
+    d.reason = "no action: " + std::move(reason);
+    return d;
+  };
+  if (gathered.input.islands.empty()) {
+    std::string why = "no island has a published forecast yet";
+    for (const auto& island : gathered.islands)
+      if (island.contains("not_planned"))
+        why += fmt::format("; {}: {}", island["name"].get<std::string>(),
+                           island["not_planned"].get<std::string>());
+    out.push_back(none(why));
+    return out;
+  }
+  for (const planner::IslandState& island : gathered.input.islands) {
+    planner::HorizonContention c = planner::horizonContention(
+        island.profile, config.horizonSteps, island.capacity(), config.riskThreshold);
+    planner::Decision d = none(fmt::format(
+        "island {} stays within its {:.2f} cores over the horizon (P(demand > capacity) = {:.3f} "
+        "< {:.3f}, p95 peak {:.2f} cores)",
+        island.name, island.capacity(), c.probability, config.riskThreshold, c.p95Peak));
+    planner::IslandView view;
+    view.island = island.name;
+    view.capacityBefore = view.capacityAfter = island.capacity();
+    view.p50Peak = c.p50Peak;
+    view.p95Peak = c.p95Peak;
+    view.contentionBefore = view.contentionAfter = c.probability;
+    view.overloadBefore = view.overloadAfter = c.unmetCoreSeconds;
+    view.trust = planner_.trust(island.name);
+    d.islands.push_back(view);
+    d.firstRiskStep = c.firstRiskStep;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+void PlannerSubsystem::record(const planner::Decision& decision, planner::Mode mode) {
+  nlohmann::json entry = planner::toJson(decision);
+  entry["mode"] = planner::modeName(mode);
+  const uint64_t slot = recorded_++ % kPlannerHistory;
+  auto stored = store_.put(
+      Keyspace::Facts, std::string(kPlannerDecisionPrefix) + std::to_string(slot), entry, kOrigin);
+  if (!stored) {
+    if (lastJournalError_ != stored.error().message())
+      spdlog::error("event=planner_journal_failed error=\"{}\"", stored.error().message());
+    lastJournalError_ = stored.error().message();
+  }
+  decisionsTotal_
+      ->Add({{"action", std::string(planner::actionName(decision.action))},
+             {"rule", std::string(planner::ruleName(decision.rule))},
+             {"taken", decision.taken ? "true" : "false"}})
+      .Increment();
+  history_.push_back(std::move(entry));
+  while (history_.size() > kPlannerHistory) history_.pop_front();
+}
+
+Result<void> PlannerSubsystem::planAt(int64_t nowNs) {
+  const PlannerSettings settings = settings_();
+  std::lock_guard lock(mutex_);
+  planner_.setMode(settings.config.mode);
+  auto gathered = gather(nowNs, settings);
+  if (!gathered) return gathered.error();
+  // Profiles change only when a step closes: one pass per published step
+  // (or change of islands), so guards and the journal see each step once.
+  if (passes_ > 0 && gathered->passKey == lastPassKey_) return ok();
+  lastPassKey_ = gathered->passKey;
+  ++passes_;
+
+  planner::PlanResult result = planner_.plan(gathered->input);
+  std::vector<planner::Decision> decisions = result.decisions;
+  if (decisions.empty()) decisions = noActionRecords(*gathered);
+  nlohmann::json records = nlohmann::json::array();
+  for (const planner::Decision& d : decisions) {
+    // As the planner rules: an action is enforced only when every island it
+    // touches is in enforce mode.
+    planner::Mode mode = settings.config.mode;
+    bool touches = false, allEnforce = true;
+    for (const auto& island : gathered->input.islands) {
+      if (island.name != d.toIsland && island.name != d.fromIsland) continue;
+      touches = true;
+      allEnforce = allEnforce && planner_.modeOf(island) == planner::Mode::Enforce;
+    }
+    if (touches) mode = allEnforce ? planner::Mode::Enforce : planner::Mode::Observe;
+    record(d, mode);
+    records.push_back(history_.back());
+    if (d.execute) pending_.push_back(d);
+    spdlog::log(d.taken ? spdlog::level::info : spdlog::level::debug,
+                "event=planner_decision id={} action={} rule={} taken={} execute={} reason=\"{}\"",
+                d.id, planner::actionName(d.action), planner::ruleName(d.rule), d.taken, d.execute,
+                d.reason);
+  }
+  latest_ = {{"pass", passes_},
+             {"at_ns", nowNs},
+             {"mode", planner::modeName(settings.config.mode)},
+             {"margin", planner_.margin()},
+             {"horizon_steps", planner_.config().horizonSteps},
+             {"islands", gathered->islands},
+             {"vms", gathered->input.vms.size()},
+             {"decisions", std::move(records)}};
+  lastInput_ = std::move(*gathered);
+  return ok();
+}
+
+Result<void> PlannerSubsystem::execute(const planner::Decision& decision) {
+  if (decision.action != planner::ActionKind::ResizeIsland)
+    return Error::invalid("execute decision", "planner", std::to_string(decision.id),
+                          "atolld executes island resizes only; a VM move is left to the operator");
+  if (!lastInput_)
+    return Error::invalid("execute decision", "planner", std::to_string(decision.id),
+                          "no planner input");
+  // The shared island is what no island claims: growing or shrinking the
+  // other side of the resize is enough.
+  for (const auto& island : lastInput_->input.islands) {
+    numa::CpuList cpus;
+    if (island.name == decision.toIsland)
+      cpus = numa::unionOf(island.cpus, decision.cpusMoved);
+    else if (island.name == decision.fromIsland)
+      cpus = numa::differenceOf(island.cpus, decision.cpusMoved);
+    else
+      continue;
+    if (island.name == kSharedAggregateName) continue;
+    nlohmann::json value = {{"cpus", numa::formatCpuList(cpus)}};
+    if (!island.memNodes.empty()) value["mems"] = numa::formatCpuList(island.memNodes);
+    auto stored = store_.put(Keyspace::Desired, std::string(kIslandStatePrefix) + island.name,
+                             value, kOrigin);
+    if (!stored) return stored.error();
+    spdlog::info("event=planner_resize decision={} island={} cpus={}", decision.id, island.name,
+                 numa::formatCpuList(cpus));
+  }
+  return ok();
+}
+
+Result<void> PlannerSubsystem::actAt(int64_t nowNs) {
+  std::lock_guard lock(mutex_);
+  std::vector<planner::Decision> pending = std::move(pending_);
+  pending_.clear();
+  for (const planner::Decision& d : pending) {
+    if (auto done = execute(d); !done) {
+      ++executionFailures_;
+      spdlog::warn("event=planner_execute_failed decision={} error=\"{}\"", d.id,
+                   done.error().message());
+      planner_.reportFailed(d.id, nowNs);
+    } else {
+      ++executed_;
+      planner_.reportCompleted(d.id, nowNs);
+    }
+  }
+  return ok();
+}
+
+Result<void> PlannerSubsystem::runPhase(Phase phase, const TickContext&) {
+  return phase == Phase::Plan ? planAt(realtimeNs()) : actAt(realtimeNs());
+}
+
+nlohmann::json PlannerSubsystem::describe() const {
+  std::lock_guard lock(mutex_);
+  nlohmann::json out = {{"mode", planner::modeName(planner_.config().mode)},
+                        {"passes", passes_},
+                        {"decisions_recorded", recorded_},
+                        {"executed", executed_},
+                        {"execution_failures", executionFailures_},
+                        {"in_flight", planner_.inFlight().size()}};
+  if (!lastJournalError_.empty()) out["journal_error"] = lastJournalError_;
+  return out;
+}
+
+nlohmann::json PlannerSubsystem::planJson() const {
+  std::lock_guard lock(mutex_);
+  return latest_;
+}
+
+nlohmann::json PlannerSubsystem::historyJson() const {
+  std::lock_guard lock(mutex_);
+  return {
+      {"limit", kPlannerHistory},
+      {"decisions", nlohmann::json(std::vector<nlohmann::json>(history_.begin(), history_.end()))}};
+}
+
+nlohmann::json PlannerSubsystem::tuningJson() const {
+  std::lock_guard lock(mutex_);
+  return planner_.tuningJson();
+}
+
+}  // namespace Atoll

@@ -1,0 +1,103 @@
+#pragma once
+// The planner subsystem (plan and act phases). Plan: gathers the planner's
+// input from the forecaster's island and VM profiles, the desired islands
+// (configuration overlaid by desired state) with the shared island holding
+// the CPUs no island claims, and the telemetry board; runs one planner pass
+// whenever a new forecast step is published (the profiles change only then),
+// keeps the latest pass and a bounded history, journals every decision record
+// as a fact and counts it in Prometheus. A pass where no island heads for
+// contention still says so, per island, as a "no action" record. Act: only
+// taken decisions in an enforce-mode island run, as changes of the desired
+// islands that the islands subsystem then applies; their completion or
+// failure goes back to the planner.
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/registry.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "migrate/planner/Planner.h"
+#include "runtime/Config.h"
+#include "runtime/ForecastSubsystem.h"
+#include "runtime/StateStore.h"
+#include "runtime/Subsystem.h"
+#include "runtime/WorkloadBoard.h"
+
+namespace Atoll {
+
+// Facts keys of the journaled decision records: a ring of kPlannerHistory slots.
+inline constexpr std::string_view kPlannerDecisionPrefix = "planner/decisions/";
+inline constexpr size_t kPlannerHistory = 256;
+
+class PlannerSubsystem final : public Subsystem {
+ public:
+  using SettingsSource = std::function<PlannerSettings()>;
+  using IslandSource = std::function<std::vector<IslandSettings>()>;
+
+  // `settings` gives the [planner] table at each pass (mode and per-island
+  // overrides follow reloads; the other knobs are those at creation).
+  static Result<std::shared_ptr<PlannerSubsystem>> create(
+      SettingsSource settings, const ForecastSubsystem& forecast, const WorkloadBoard& board,
+      IslandSource configured, StateStore& store, prometheus::Registry& registry,
+      unsigned hostCpus);
+
+  std::string_view name() const override { return "planner"; }
+  bool runsIn(Phase phase) const override { return phase == Phase::Plan || phase == Phase::Act; }
+  Result<void> runPhase(Phase phase, const TickContext& context) override;
+  nlohmann::json describe() const override;
+
+  // The phases at `nowNs` (realtime), as runPhase does them.
+  Result<void> planAt(int64_t nowNs);
+  Result<void> actAt(int64_t nowNs);
+
+  // Any thread (GET /v1/plan, /v1/plan/history, /v1/plan/tuning). planJson()
+  // is null before the first pass.
+  nlohmann::json planJson() const;
+  nlohmann::json historyJson() const;
+  nlohmann::json tuningJson() const;
+
+ private:
+  PlannerSubsystem(planner::Planner planner, SettingsSource settings,
+                   const ForecastSubsystem& forecast, const WorkloadBoard& board,
+                   IslandSource configured, StateStore& store, prometheus::Registry& registry,
+                   unsigned hostCpus);
+  struct Gathered {
+    planner::PlanInput input;
+    nlohmann::json islands = nlohmann::json::array();  // every island, planned or not, and why
+    std::string passKey;                               // changes when a new step is published
+  };
+  Result<Gathered> gather(int64_t nowNs, const PlannerSettings& settings) const;
+  std::vector<planner::Decision> noActionRecords(const Gathered& gathered) const;
+  void record(const planner::Decision& decision, planner::Mode mode);
+  Result<void> execute(const planner::Decision& decision);
+
+  SettingsSource settings_;
+  const ForecastSubsystem& forecast_;
+  const WorkloadBoard& board_;
+  IslandSource configured_;
+  StateStore& store_;
+  unsigned hostCpus_;
+  prometheus::Family<prometheus::Counter>* decisionsTotal_;
+
+  mutable std::mutex mutex_;  // the planner and the views below; the API reads them
+  planner::Planner planner_;
+  std::string lastPassKey_;
+  uint64_t passes_ = 0;
+  uint64_t recorded_ = 0;
+  uint64_t executed_ = 0;
+  uint64_t executionFailures_ = 0;
+  std::string lastJournalError_;
+  std::optional<Gathered> lastInput_;
+  nlohmann::json latest_;                   // the latest pass
+  std::deque<nlohmann::json> history_;      // decision records, newest last
+  std::vector<planner::Decision> pending_;  // taken with execute, not yet run
+};
+
+}  // namespace Atoll

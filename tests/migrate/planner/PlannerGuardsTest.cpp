@@ -1,0 +1,141 @@
+// Anti-thrash guards: in flight, budgets, dwell and hysteresis.
+#include <gtest/gtest.h>
+
+#include "migrate/planner/Planner.h"
+#include "tests/migrate/planner/PlannerFixtures.h"
+
+namespace Atoll::planner {
+namespace {
+
+using namespace testing;
+
+// Two independent hot/cool pairs.
+PlanInput twoPairs(int64_t nowNs) {
+  PlanInput in = hotAndCool(nowNs);
+  in.islands.push_back(island("hot2", cpuRange(16, 8), flatProfile(10, 12, 13)));
+  in.islands.push_back(island("cool2", cpuRange(24, 8), flatProfile(2, 2.5, 3)));
+  return in;
+}
+
+TEST(Guards, NeverTwoConflictingActionsInFlight) {
+  Planner planner = makePlanner(enforcing());
+  const int64_t now = 1000 * kStepNs;
+  const uint64_t first = planner.plan(hotAndCool(now)).decisions[0].id;
+  PlanResult again = planner.plan(hotAndCool(now + kStepNs));
+  ASSERT_EQ(again.decisions.size(), 1u);
+  EXPECT_FALSE(again.decisions[0].taken);
+  EXPECT_EQ(again.decisions[0].rule, Rule::InFlight);
+  EXPECT_NE(again.decisions[0].reason.find(std::to_string(first)), std::string::npos);
+  planner.reportCompleted(first, now + kStepNs);
+  EXPECT_TRUE(planner.plan(hotAndCool(now + 2 * kStepNs)).decisions[0].taken);
+}
+
+TEST(Guards, AFailedActionNoLongerBlocks) {
+  Planner planner = makePlanner(enforcing());
+  const int64_t now = 1000 * kStepNs;
+  const uint64_t first = planner.plan(hotAndCool(now)).decisions[0].id;
+  planner.reportFailed(first, now + kSecondNs);
+  EXPECT_TRUE(planner.inFlight().empty());
+  EXPECT_TRUE(planner.plan(hotAndCool(now + kStepNs)).decisions[0].taken);
+}
+
+TEST(Guards, IslandBudgetPerWindow) {
+  PlannerConfig config = enforcing();
+  config.islandMovesPerWindow = 1;
+  Planner planner = makePlanner(config);
+  const int64_t now = 1000 * kStepNs;
+  const uint64_t first = planner.plan(hotAndCool(now)).decisions[0].id;
+  planner.reportCompleted(first, now);
+  PlanResult blocked = planner.plan(hotAndCool(now + kStepNs));
+  EXPECT_EQ(blocked.decisions[0].rule, Rule::IslandBudget);
+  EXPECT_FALSE(blocked.decisions[0].taken);
+  // After the window, the budget is back.
+  PlanResult later = planner.plan(hotAndCool(now + config.budgetWindowNs + kStepNs));
+  EXPECT_TRUE(later.decisions[0].taken);
+}
+
+TEST(Guards, HostBudgetPerWindow) {
+  PlannerConfig config = enforcing();
+  config.hostMovesPerWindow = 1;
+  Planner planner = makePlanner(config);
+  PlanResult result = planner.plan(twoPairs(1000 * kStepNs));
+  ASSERT_EQ(result.decisions.size(), 2u);
+  EXPECT_TRUE(result.decisions[0].taken);
+  EXPECT_FALSE(result.decisions[1].taken);
+  EXPECT_EQ(result.decisions[1].rule, Rule::HostBudget);
+  // With budget for both, both pairs act in one pass.
+  config.hostMovesPerWindow = 8;
+  Planner roomy = makePlanner(config);
+  EXPECT_EQ(roomy.plan(twoPairs(1000 * kStepNs)).toExecute().size(), 2u);
+}
+
+TEST(Guards, MinimumDwellAfterAVmMove) {
+  PlannerConfig config = enforcing();
+  config.cacheWarmupSecondsPerCpu = 1e6;  // only VM moves can pay
+  Planner planner = makePlanner(config);
+  PlanInput in = hotAndCool();
+  VmState vm;
+  vm.workload = 7, vm.name = "web", vm.island = "hot";
+  vm.demand = flatProfile(4, 5, 5.5);
+  vm.lastMoveNs = in.nowNs - config.minDwellNs / 2;
+  in.vms = {vm};
+  PlanResult early = planner.plan(in);
+  ASSERT_FALSE(early.decisions.empty());
+  EXPECT_FALSE(early.decisions[0].taken);
+  bool sawDwell = false;
+  for (const auto& d : planner.history()) sawDwell |= d.rule == Rule::Dwell;
+  EXPECT_TRUE(sawDwell);
+  in.vms[0].lastMoveNs = in.nowNs - config.minDwellNs - kSecondNs;
+  PlanResult later = planner.plan(in);
+  ASSERT_FALSE(later.decisions.empty());
+  EXPECT_TRUE(later.decisions[0].taken);
+  EXPECT_EQ(later.decisions[0].action, ActionKind::MoveVm);
+}
+
+// hot takes CPUs from cool; then the load flips. Reversing needs the
+// hysteresis factor's larger gain.
+TEST(Guards, HysteresisStopsAFlipFlop) {
+  auto flipped = [](int64_t now) {
+    PlanInput in;
+    in.nowNs = now;
+    in.islands.push_back(island("hot", cpuRange(0, 13), flatProfile(3, 3.5, 4)));
+    in.islands.push_back(island("cool", cpuRange(13, 3), flatProfile(3, 3.3, 3.5)));
+    in.host.nodes = {{0, cpuRange(0, 16)}};
+    return in;
+  };
+  const int64_t now = 1000 * kStepNs;
+  for (double factor : {1.0, 1e6}) {
+    PlannerConfig config = enforcing();
+    config.hysteresisFactor = factor;
+    Planner planner = makePlanner(config);
+    const Decision first = planner.plan(hotAndCool(now)).decisions[0];
+    ASSERT_TRUE(first.taken);
+    planner.reportCompleted(first.id, now + kSecondNs);
+    PlanResult back = planner.plan(flipped(now + kStepNs));
+    ASSERT_EQ(back.decisions.size(), 1u);
+    const Decision& d = back.decisions[0];
+    EXPECT_EQ(d.fromIsland, "hot");
+    EXPECT_EQ(d.toIsland, "cool");
+    EXPECT_EQ(d.reverses, first.id);
+    if (factor == 1.0) {
+      EXPECT_TRUE(d.taken);
+    } else {
+      EXPECT_FALSE(d.taken);
+      EXPECT_EQ(d.rule, Rule::Hysteresis);
+      EXPECT_GT(d.margin, config.margin);
+    }
+  }
+  // Past the hysteresis window the reversal is an ordinary decision.
+  PlannerConfig config = enforcing();
+  config.hysteresisFactor = 1e6;
+  Planner planner = makePlanner(config);
+  const Decision first = planner.plan(hotAndCool(now)).decisions[0];
+  planner.reportCompleted(first.id, now);
+  const Decision late =
+      planner.plan(flipped(now + config.hysteresisWindowNs + kStepNs)).decisions[0];
+  EXPECT_TRUE(late.taken);
+  EXPECT_FALSE(late.reverses);
+}
+
+}  // namespace
+}  // namespace Atoll::planner

@@ -1,0 +1,337 @@
+// Cost/benefit rules, modes, priorities, topology rules, the outcome loop and
+// post-move verification, on constructed forecasts.
+#include <gtest/gtest.h>
+
+#include "migrate/planner/Planner.h"
+#include "migrate/planner/SimulatedHost.h"
+#include "numa/CpuSet.h"
+#include "tests/migrate/planner/PlannerFixtures.h"
+
+namespace Atoll::planner {
+namespace {
+
+using namespace testing;
+
+const Decision* firstTaken(const PlanResult& result) {
+  for (const auto& d : result.decisions)
+    if (d.taken) return &d;
+  return nullptr;
+}
+
+TEST(Planner, ResizesAnIslandHeadingForContentionFromOneWithSlack) {
+  Planner planner = makePlanner(enforcing());
+  PlanResult result = planner.plan(hotAndCool());
+  ASSERT_EQ(result.decisions.size(), 1u);
+  const Decision& d = result.decisions[0];
+  EXPECT_EQ(d.action, ActionKind::ResizeIsland);
+  EXPECT_EQ(d.fromIsland, "cool");
+  EXPECT_EQ(d.toIsland, "hot");
+  EXPECT_TRUE(d.taken);
+  EXPECT_TRUE(d.execute);
+  EXPECT_EQ(d.rule, Rule::BenefitExceedsCost);
+  // Enough to cover the p95 peak with headroom (12 x 1.05 - 8 -> 5 CPUs), and
+  // only CPUs the donor had.
+  EXPECT_EQ(d.cpusMoved.size(), 5u);
+  for (unsigned cpu : d.cpusMoved) EXPECT_GE(cpu, 8u);
+  EXPECT_GT(d.benefit, d.cost.total() * (1 + d.margin));
+  ASSERT_EQ(d.islands.size(), 2u);
+  EXPECT_EQ(d.islands[0].island, "hot");
+  EXPECT_DOUBLE_EQ(d.islands[0].capacityBefore, 8);
+  EXPECT_DOUBLE_EQ(d.islands[0].capacityAfter, 13);
+  EXPECT_GT(d.islands[0].contentionBefore, 0.5);
+  EXPECT_LT(d.islands[0].contentionAfter, 0.05);
+  EXPECT_FLOAT_EQ(d.islands[0].p95Peak, 12);
+  EXPECT_EQ(result.toExecute(), std::vector<uint64_t>{d.id});
+  EXPECT_EQ(planner.inFlight(), std::vector<uint64_t>{d.id});
+}
+
+TEST(Planner, ExplainsEveryDecisionInJson) {
+  Planner planner = makePlanner(enforcing());
+  PlanResult result = planner.plan(hotAndCool());
+  auto json = toJson(result);
+  const auto& d = json["decisions"][0];
+  EXPECT_EQ(d["action"], "resize-island");
+  EXPECT_EQ(d["rule"], "benefit-exceeds-cost");
+  EXPECT_TRUE(d["taken"].get<bool>());
+  EXPECT_TRUE(d.contains("benefit_core_s"));
+  EXPECT_TRUE(d["cost_core_s"].contains("cache_warmup"));
+  EXPECT_EQ(d["islands"][0]["island"], "hot");
+  EXPECT_TRUE(d["islands"][0].contains("p50_peak"));
+  EXPECT_TRUE(d["islands"][0].contains("contention_before"));
+  EXPECT_EQ(d["cpus_moved"].size(), 5u);
+}
+
+TEST(Planner, NothingToDoWithoutRisk) {
+  Planner planner = makePlanner(enforcing());
+  PlanInput in = hotAndCool();
+  in.islands[0].profile = flatProfile(3, 4, 5);
+  EXPECT_TRUE(planner.plan(in).decisions.empty());
+}
+
+TEST(Planner, DeclinesBelowTheMargin) {
+  PlannerConfig config = enforcing();
+  config.cacheWarmupSecondsPerCpu = 1e6;  // moves far dearer than any contention
+  Planner planner = makePlanner(config);
+  PlanResult result = planner.plan(hotAndCool());
+  ASSERT_EQ(result.decisions.size(), 1u);
+  EXPECT_FALSE(result.decisions[0].taken);
+  EXPECT_FALSE(result.decisions[0].execute);
+  EXPECT_EQ(result.decisions[0].rule, Rule::BelowMargin);
+  EXPECT_TRUE(planner.inFlight().empty());
+}
+
+TEST(Planner, NoDonorWhenEveryIslandIsBusy) {
+  Planner planner = makePlanner(enforcing());
+  PlanInput in = hotAndCool();
+  in.islands[1].profile = flatProfile(7.5, 8, 8.5);
+  PlanResult result = planner.plan(in);
+  ASSERT_GE(result.decisions.size(), 1u);
+  EXPECT_EQ(result.decisions[0].action, ActionKind::None);
+  EXPECT_EQ(result.decisions[0].rule, Rule::NoDonor);
+  EXPECT_FALSE(result.decisions[0].taken);
+}
+
+TEST(Planner, DonorKeepsItsOwnHeadroom) {
+  Planner planner = makePlanner(enforcing());
+  PlanInput in = hotAndCool();
+  in.islands[1].profile = flatProfile(5, 6, 6.5);  // 8 - 6 x 1.05 = 1.7: one CPU to spare
+  PlanResult result = planner.plan(in);
+  const Decision* d = firstTaken(result);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->cpusMoved.size(), 1u);
+}
+
+TEST(Planner, ObserveModeExplainsButExecutesNothing) {
+  Planner planner = makePlanner(PlannerConfig{});  // observe by default
+  PlanResult first = planner.plan(hotAndCool());
+  ASSERT_EQ(first.decisions.size(), 1u);
+  EXPECT_TRUE(first.decisions[0].taken);
+  EXPECT_FALSE(first.decisions[0].execute);
+  EXPECT_TRUE(first.toExecute().empty());
+  EXPECT_TRUE(planner.inFlight().empty());
+  // Nothing in flight and no budget spent: the next pass decides the same.
+  PlanResult second = planner.plan(hotAndCool(1001 * kStepNs));
+  ASSERT_EQ(second.decisions.size(), 1u);
+  EXPECT_TRUE(second.decisions[0].taken);
+}
+
+TEST(Planner, PerIslandModeOverride) {
+  PlanInput in = hotAndCool();
+  {
+    Planner planner = makePlanner(PlannerConfig{});
+    in.islands[0].modeOverride = Mode::Enforce;
+    in.islands[1].modeOverride = Mode::Enforce;
+    EXPECT_TRUE(planner.plan(in).decisions[0].execute);
+  }
+  {
+    Planner planner = makePlanner(enforcing());
+    in.islands[0].modeOverride = std::nullopt;
+    in.islands[1].modeOverride = Mode::Observe;  // an action touching it is not executed
+    auto result = planner.plan(in);
+    EXPECT_TRUE(result.decisions[0].taken);
+    EXPECT_FALSE(result.decisions[0].execute);
+  }
+}
+
+TEST(Planner, HigherPriorityIslandIsServedFirst) {
+  Planner planner = makePlanner(enforcing());
+  PlanInput in;
+  in.nowNs = 1000 * kStepNs;
+  in.islands.push_back(island("batch", cpuRange(0, 8), flatProfile(10, 12, 13)));
+  in.islands.push_back(island("gold", cpuRange(8, 8), flatProfile(9, 10, 11)));
+  in.islands.push_back(island("idle", cpuRange(16, 8), flatProfile(1, 1.5, 2)));
+  in.islands[1].priority = 2;
+  PlanResult result = planner.plan(in);
+  const Decision* d = firstTaken(result);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->toIsland, "gold");
+  EXPECT_EQ(d->fromIsland, "idle");
+  // The donor is busy for the rest of the pass: batch is told why it got nothing.
+  ASSERT_EQ(result.decisions.size(), 2u);
+  EXPECT_EQ(result.decisions[1].toIsland, "batch");
+  EXPECT_FALSE(result.decisions[1].taken);
+}
+
+TEST(Planner, SameInputSameDecisions) {
+  Planner a = makePlanner(enforcing());
+  Planner b = makePlanner(enforcing());
+  EXPECT_EQ(toJson(a.plan(hotAndCool())).dump(), toJson(b.plan(hotAndCool())).dump());
+}
+
+TEST(Planner, MovesAFlexibleVmWhenThatPaysBetter) {
+  PlannerConfig config = enforcing();
+  config.cacheWarmupSecondsPerCpu = 1e6;  // resizes priced out
+  Planner planner = makePlanner(config);
+  PlanInput in = hotAndCool();
+  in.islands[1].memNodes = {1};
+  VmState pinned, big, small;
+  pinned.workload = 1, pinned.name = "pinned", pinned.island = "hot";
+  pinned.flexibility = Flexibility::Pinned;
+  pinned.demand = flatProfile(6, 7, 7.5);
+  big.workload = 2, big.name = "big", big.island = "hot";
+  big.demand = flatProfile(3, 3.5, 4);
+  big.residentBytes = 2ULL << 30;
+  small.workload = 3, small.name = "small", small.island = "hot";
+  small.demand = flatProfile(1, 1.5, 2);
+  in.vms = {pinned, big, small};
+  PlanResult result = planner.plan(in);
+  const Decision* d = firstTaken(result);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->action, ActionKind::MoveVm);
+  EXPECT_EQ(d->vmName, "big");
+  EXPECT_EQ(d->toIsland, "cool");
+  EXPECT_EQ(d->targetMemNodes, numa::CpuList{1});
+  // Memory moves between nodes: 2 GiB at the default 1 GB/s.
+  EXPECT_NEAR(d->cost.pageMigration, double(2ULL << 30) / 1e9, 1e-9);
+  in.host.migrationBytesPerSecond = 4e9;
+  Planner faster = makePlanner(config);
+  const Decision* quick = firstTaken(faster.plan(in));
+  ASSERT_NE(quick, nullptr);
+  EXPECT_NEAR(quick->cost.pageMigration, double(2ULL << 30) / 4e9, 1e-9);
+}
+
+TEST(Planner, CriticalAndPinnedVmsNeverMove) {
+  PlannerConfig config = enforcing();
+  config.cacheWarmupSecondsPerCpu = 1e6;
+  Planner planner = makePlanner(config);
+  PlanInput in = hotAndCool();
+  VmState a, b;
+  a.workload = 1, a.name = "a", a.island = "hot", a.flexibility = Flexibility::Critical;
+  a.demand = flatProfile(5, 6, 6.5);
+  b.workload = 2, b.name = "b", b.island = "hot", b.flexibility = Flexibility::Pinned;
+  b.demand = flatProfile(5, 6, 6.5);
+  in.vms = {a, b};
+  for (const auto& d : planner.plan(in).decisions) EXPECT_NE(d.action, ActionKind::MoveVm);
+}
+
+TEST(Planner, ResizeFollowsTheTopology) {
+  // Two nodes of 8 cores x 2 threads; the receiver on node 0 and two idle
+  // donors, one per node: CPUs come from the same node, whole cores.
+  HostSpec spec;
+  spec.cpus = 32;
+  spec.nodes = 2;
+  spec.smt = 2;
+  auto topology = simulatedTopology(spec);
+  ASSERT_TRUE(topology) << topology.error().message();
+  Planner planner = makePlanner(enforcing());
+  PlanInput in;
+  in.nowNs = 1000 * kStepNs;
+  in.host.topology = &topology.value();
+  in.islands.push_back(island("remote", cpuRange(16, 8), flatProfile(1, 1.5, 2), 1));
+  in.islands.push_back(island("hot", cpuRange(0, 8), flatProfile(10, 11, 12), 0));
+  in.islands.push_back(island("local", cpuRange(8, 8), flatProfile(1, 1.5, 2), 0));
+  const PlanResult result = planner.plan(in);
+  const Decision* d = firstTaken(result);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->fromIsland, "local");
+  ASSERT_EQ(d->cpusMoved.size() % 2, 0u);
+  for (size_t i = 0; i < d->cpusMoved.size(); i += 2) {
+    EXPECT_EQ(d->cpusMoved[i] % 2, 0u);  // siblings (2k, 2k+1) move together
+    EXPECT_EQ(d->cpusMoved[i + 1], d->cpusMoved[i] + 1);
+  }
+}
+
+TEST(Planner, RejectsABadConfigurationNamingTheField) {
+  PlannerConfig config;
+  config.margin = 10;  // above maxMargin
+  auto planner = Planner::create(config);
+  ASSERT_FALSE(planner);
+  EXPECT_NE(planner.error().message().find("margin"), std::string::npos);
+  config = PlannerConfig{};
+  config.horizonSteps = 0;
+  EXPECT_FALSE(Planner::create(config));
+}
+
+TEST(OutcomeLoop, ShortfallsRaiseTheMarginAndLowerTrustWithinBounds) {
+  PlannerConfig config = enforcing();
+  config.islandMovesPerWindow = 1000;
+  config.hostMovesPerWindow = 1000;
+  config.hysteresisWindowNs = 0;
+  Planner planner = makePlanner(config);
+  int64_t now = 1000 * kStepNs;
+  for (int i = 0; i < 40; ++i) {
+    PlanResult result = planner.plan(hotAndCool(now));
+    ASSERT_FALSE(result.toExecute().empty()) << i;
+    const uint64_t id = result.toExecute()[0];
+    planner.reportCompleted(id, now);
+    auto records = planner.recordOutcome(id, 0.0, now + kStepNs);
+    if (i == 0) {
+      ASSERT_EQ(records.size(), 2u);
+      EXPECT_EQ(records[0].field, "trust");
+      EXPECT_EQ(records[0].island, "hot");
+      EXPECT_LT(records[0].after, records[0].before);
+      EXPECT_EQ(records[1].field, "margin");
+      EXPECT_GT(records[1].after, records[1].before);
+    }
+    // A second report of the same outcome changes nothing.
+    EXPECT_TRUE(planner.recordOutcome(id, 0.0, now + kStepNs).empty());
+    now += 12 * kStepNs;
+  }
+  EXPECT_DOUBLE_EQ(planner.trust("hot"), config.minTrust);
+  EXPECT_LE(planner.margin(), config.maxMargin);
+  EXPECT_GE(planner.margin(), config.margin);
+  auto json = planner.tuningJson();
+  EXPECT_EQ(json["trust"]["hot"], config.minTrust);
+  EXPECT_FALSE(json["changes"].empty());
+}
+
+TEST(OutcomeLoop, BetterThanPredictedLowersTheMarginToItsFloor) {
+  PlannerConfig config = enforcing();
+  config.islandMovesPerWindow = 1000;
+  config.hostMovesPerWindow = 1000;
+  Planner planner = makePlanner(config);
+  int64_t now = 1000 * kStepNs;
+  for (int i = 0; i < 30; ++i) {
+    PlanResult result = planner.plan(hotAndCool(now));
+    ASSERT_FALSE(result.toExecute().empty());
+    const uint64_t id = result.toExecute()[0];
+    planner.reportCompleted(id, now);
+    planner.recordOutcome(id, 1e9, now + kStepNs);
+    now += 12 * kStepNs;
+  }
+  EXPECT_DOUBLE_EQ(planner.margin(), config.minMargin);
+  EXPECT_LE(planner.trust("hot"), config.maxTrust);
+  EXPECT_GT(planner.trust("hot"), 1.0);
+}
+
+TEST(OutcomeLoop, OutcomeWithinToleranceChangesNoMargin) {
+  Planner planner = makePlanner(enforcing());
+  PlanResult result = planner.plan(hotAndCool());
+  const Decision& d = result.decisions[0];
+  const double predicted = d.islands[0].overloadBefore - d.islands[0].overloadAfter;
+  planner.reportCompleted(d.id, 0);
+  auto records = planner.recordOutcome(d.id, predicted, 0);
+  for (const auto& r : records) EXPECT_NE(r.field, "margin");
+  EXPECT_DOUBLE_EQ(planner.margin(), PlannerConfig{}.margin);
+}
+
+TEST(Verification, RevertsAMoveThatMadeThingsWorse) {
+  Planner planner = makePlanner(enforcing());
+  PlanInput in = hotAndCool();
+  PlanResult result = planner.plan(in);
+  const Decision original = result.decisions[0];
+  planner.reportCompleted(original.id, in.nowNs + kSecondNs);
+  MoveVerification better{original.id, in.nowNs + kStepNs, 1000, 800, 10, 10};
+  EXPECT_FALSE(planner.verify(better, in));
+  MoveVerification worse{original.id, in.nowNs + kStepNs, 1000, 1500, 10, 10};
+  auto revert = planner.verify(worse, in);
+  ASSERT_TRUE(revert);
+  EXPECT_EQ(revert->rule, Rule::Revert);
+  EXPECT_EQ(revert->reverses, original.id);
+  EXPECT_EQ(revert->fromIsland, "hot");
+  EXPECT_EQ(revert->toIsland, "cool");
+  EXPECT_EQ(revert->cpusMoved, original.cpusMoved);
+  EXPECT_TRUE(revert->execute);
+}
+
+TEST(Verification, RevertWaitsForTheMoveToFinish) {
+  Planner planner = makePlanner(enforcing());
+  PlanInput in = hotAndCool();
+  const Decision original = planner.plan(in).decisions[0];
+  MoveVerification worse{original.id, in.nowNs + kStepNs, 1000, 1000, 10, 5};
+  EXPECT_FALSE(planner.verify(worse, in));  // still in flight
+  EXPECT_EQ(planner.history().back().rule, Rule::InFlight);
+}
+
+}  // namespace
+}  // namespace Atoll::planner

@@ -1,0 +1,197 @@
+// The replay's input parsing, the simulated host, and the replay itself on a
+// constructed trace whose periodic bursts the forecaster can see coming.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "migrate/planner/TraceReplay.h"
+
+namespace Atoll::planner {
+namespace {
+
+TEST(TraceSet, ParsesAWideDayAndNamesBadValues) {
+  auto table = parseWideCsv("step_5min,a,b\n0,10,20\n1,30,40\n", "day.csv");
+  ASSERT_TRUE(table) << table.error().message();
+  EXPECT_EQ(table->names, (std::vector<std::string>{"a", "b"}));
+  EXPECT_FLOAT_EQ(table->cpuCores[1][1], 0.4f);
+  auto bad = parseWideCsv("step_5min,a,b\n0,10,x\n", "day.csv");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("day.csv:2"), std::string::npos);
+  EXPECT_NE(bad.error().message().find("'x'"), std::string::npos);
+  EXPECT_FALSE(parseWideCsv("time,a\n0,1\n", "day.csv"));
+  EXPECT_FALSE(parseWideCsv("step_5min,a,b\n0,10\n", "day.csv"));
+}
+
+TEST(TraceSet, JoinsDaysBySlot) {
+  WideTable d1{{"x", "y", "z"}, {{0.1f, 0.2f}, {0.3f, 0.4f}, {0.5f, 0.6f}}};
+  WideTable d2{{"p", "q"}, {{1.0f, 1.0f}, {2.0f, 2.0f}}};
+  TraceSet set = joinWideDays({d1, d2});
+  ASSERT_EQ(set.vms.size(), 2u);  // slots present on every day
+  EXPECT_EQ(set.steps, 4u);
+  EXPECT_FLOAT_EQ(set.vms[1].cpuCores[3], 2.0f);
+}
+
+TEST(TraceSet, BinsBitbrainsSamplesOntoFiveMinutes) {
+  const std::string header =
+      "Timestamp [ms];\tCPU cores;\tCPU capacity provisioned [MHZ];\tCPU usage [MHZ];\tCPU "
+      "usage [%];\tMemory capacity provisioned [KB];\tMemory usage [KB];\tDisk read "
+      "throughput [KB/s];\tDisk write throughput [KB/s];\tNetwork received throughput "
+      "[KB/s];\tNetwork transmitted throughput [KB/s]\n";
+  auto samples = parseBitbrainsCsv(header +
+                                       "600;\t4;\t8000;\t2000;\t25;\t0;\t1024;\t0;\t0;\t0;\t0\n"
+                                       "700;\t4;\t8000;\t6000;\t75;\t0;\t1024;\t0;\t0;\t0;\t0\n"
+                                       "1500;\t4;\t8000;\t4000;\t50;\t0;\t2048;\t0;\t0;\t0;\t0\n",
+                                   "vm.csv");
+  ASSERT_TRUE(samples) << samples.error().message();
+  EXPECT_FLOAT_EQ(samples->cpuCores[0], 1.0f);  // 2000 MHz of 2000 MHz per core
+  TraceSet set = binBitbrains({"vm"}, {*samples});
+  ASSERT_EQ(set.steps, 4u);                       // bins at 600, 900, 1200, 1500
+  EXPECT_FLOAT_EQ(set.vms[0].cpuCores[0], 2.0f);  // mean of 1 and 3 cores
+  EXPECT_FLOAT_EQ(set.vms[0].cpuCores[1], 2.0f);  // empty bin repeats
+  EXPECT_FLOAT_EQ(set.vms[0].cpuCores[3], 2.0f);
+  EXPECT_FLOAT_EQ(set.vms[0].memoryBytes[3], 2048.0f * 1024);
+  EXPECT_FALSE(parseBitbrainsCsv(header + "600;\t4;\t-1;\t0;\t0;\t0;\t0;\t0;\t0;\t0;\t0\n", "v"));
+}
+
+TEST(SimulatedHost, ParsesSpecsAndRejectsBadOnes) {
+  auto spec = parseHostSpec("cpus=32,nodes=2,islands=3,smt=2,load=0.7");
+  ASSERT_TRUE(spec) << spec.error().message();
+  EXPECT_EQ(spec->cpus, 32u);
+  EXPECT_EQ(spec->smt, 2u);
+  EXPECT_DOUBLE_EQ(spec->load, 0.7);
+  for (const char* bad : {"cpus=abc", "cpus=30,nodes=4", "islands=0", "colour=blue", "cpus",
+                          "load=-1", "cpus=4,islands=4"}) {
+    auto parsed = parseHostSpec(bad);
+    EXPECT_FALSE(parsed) << bad;
+  }
+  auto unknown = parseHostSpec("colour=blue");
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message().find("colour=blue"), std::string::npos);
+}
+
+TEST(SimulatedHost, IslandsSplitTheHostInWholeCoresLeavingTheHostACore) {
+  auto spec = parseHostSpec("cpus=32,nodes=2,islands=3,smt=2");
+  ASSERT_TRUE(spec);
+  auto topology = simulatedTopology(*spec);
+  ASSERT_TRUE(topology) << topology.error().message();
+  EXPECT_EQ(topology->cpus().size(), 32u);
+  EXPECT_EQ(topology->nodes().size(), 2u);
+  auto islands = simulatedIslands(*spec, *topology);
+  ASSERT_TRUE(islands) << islands.error().message();
+  ASSERT_EQ(islands->size(), 3u);
+  for (const auto& island : *islands) EXPECT_EQ(island.cpus.size(), 10u);  // (16 - 1) / 3 cores
+}
+
+TEST(ReplayPolicies, ParsesListsAndNamesUnknownOnes) {
+  auto all = parsePolicies("atoll,threshold,static");
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->size(), 3u);
+  auto bad = parsePolicies("atoll,magic");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("magic"), std::string::npos);
+}
+
+// Two islands of 7 CPUs. Each day island A bursts from 2 to 8 cores for two
+// hours at 04:00 and island B does the same at 16:00: CPUs must shuttle
+// between them twice a day.
+class PeriodicBurstReplay : public ::testing::Test {
+ protected:
+  static constexpr size_t kDays = 5;
+  static constexpr size_t kBurstA = 48;   // 04:00
+  static constexpr size_t kBurstB = 192;  // 16:00
+  static constexpr size_t kBurstSteps = 24;
+
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("atoll-replay-test-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    // Four VMs per island, each a quarter of its island's demand. The
+    // PlanetLab layout names column k "slot<k>:<name>"; names are chosen so
+    // the replay's hash of that puts columns 0-3 in island 0, 4-7 in 1.
+    std::vector<std::string> a, b;
+    for (size_t column = 0, i = 0; column < 8; ++i) {
+      const std::string name = "vm" + std::to_string(i);
+      const size_t island = fnv1a("island:slot" + std::to_string(column) + ":" + name) % 2;
+      if (island != (column < 4 ? 0u : 1u)) continue;
+      (column < 4 ? a : b).push_back(name);
+      ++column;
+    }
+    for (size_t day = 0; day < kDays; ++day) {
+      std::ofstream out(dir_ / ("day" + std::to_string(day) + ".csv"));
+      out << "step_5min";
+      for (const auto& n : a) out << "," << n;
+      for (const auto& n : b) out << "," << n;
+      out << "\n";
+      for (size_t s = 0; s < 288; ++s) {
+        auto percent = [&](size_t start) {
+          const bool burst = s >= start && s < start + kBurstSteps;
+          return burst ? 200 : 50;  // 2 or 0.5 cores per VM
+        };
+        out << s;
+        for (size_t i = 0; i < a.size(); ++i) out << "," << percent(kBurstA);
+        for (size_t i = 0; i < b.size(); ++i) out << "," << percent(kBurstB);
+        out << "\n";
+      }
+    }
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(PeriodicBurstReplay, AtollResizesBeforeTheBurstThresholdAfter) {
+  auto traces = readTraceDir(dir_.string());
+  ASSERT_TRUE(traces) << traces.error().message();
+  ASSERT_EQ(traces->vms.size(), 8u);
+  ASSERT_EQ(traces->steps, kDays * 288);
+  ReplayOptions options;
+  auto host = parseHostSpec("cpus=16,nodes=1,islands=2,vms=8");
+  ASSERT_TRUE(host);
+  options.host = *host;
+  options.warmupSteps = 2 * 288;
+  auto report = runTraceReplay(*traces, options);
+  ASSERT_TRUE(report) << report.error().message();
+  ASSERT_EQ(report->policies.size(), 3u);
+  const PolicyReport& atoll = report->policies[0];
+  const PolicyReport& threshold = report->policies[1];
+  const PolicyReport& fixed = report->policies[2];
+  ASSERT_EQ(atoll.policy, ReplayPolicy::Atoll);
+  ASSERT_EQ(threshold.policy, ReplayPolicy::Threshold);
+  EXPECT_TRUE(fixed.actions.empty());
+  EXPECT_GT(fixed.overloadVmMinutes, 0);
+
+  // On the last day, the first action giving island A CPUs: atoll's before
+  // the burst starts, threshold's only once it has been seen.
+  const std::string islandA = report->islands[0];
+  const size_t lastDay = (kDays - 1) * 288;
+  auto firstGrowth = [&](const PolicyReport& p) -> long {
+    for (const auto& action : p.actions)
+      if (action.step >= lastDay && action.to == islandA) return long(action.step - lastDay);
+    return -1;
+  };
+  const long atollStep = firstGrowth(atoll);
+  const long thresholdStep = firstGrowth(threshold);
+  ASSERT_GE(atollStep, 0) << formatReplayReport(*report);
+  ASSERT_GE(thresholdStep, 0) << formatReplayReport(*report);
+  EXPECT_LE(atollStep, long(kBurstA)) << formatReplayReport(*report);
+  EXPECT_GT(thresholdStep, long(kBurstA));
+  // Capacity was in place when the burst arrived: no overload then.
+  EXPECT_GE(atoll.capacity[0][lastDay + kBurstA], 8.0f);
+  EXPECT_LT(atoll.overloadVmMinutes, 0.7 * threshold.overloadVmMinutes)
+      << formatReplayReport(*report);
+  EXPECT_LE(atoll.actions.size(), threshold.actions.size() + 2) << formatReplayReport(*report);
+
+  // The SVG and the JSON carry every policy.
+  const std::string svg = renderReplaySvg(*report);
+  EXPECT_NE(svg.find("<svg"), std::string::npos);
+  EXPECT_NE(svg.find("threshold"), std::string::npos);
+  auto json = toJson(*report);
+  EXPECT_EQ(json["policies"].size(), 3u);
+  EXPECT_EQ(json["policies"][0]["policy"], "atoll");
+}
+
+}  // namespace
+}  // namespace Atoll::planner

@@ -1,0 +1,129 @@
+// atoll replay: judges the planner on recorded traces before it touches a
+// host. The real forecaster and planner run against a simulated host whose
+// VMs follow the traces; the reactive threshold policy and static islands
+// run in the same pass on the same demand, and each is scored.
+#include <chrono>
+#include <fstream>
+#include <iostream>
+
+#include "migrate/planner/TraceReplay.h"
+#include "tools/Verbs.h"
+
+namespace Atoll::cli {
+
+namespace {
+
+[[noreturn]] void fail(const Error& error, ExitCode code) {
+  std::cerr << "atoll replay: " << error.message() << "\n";
+  throw CLI::RuntimeError(code);
+}
+
+struct ReplayVerbArgs {
+  std::string trace;
+  std::string host = "cpus=64,nodes=2,islands=4";
+  std::string policies = "atoll,threshold,static";
+  std::string svg;
+  bool json = false;
+  size_t steps = 0;
+  size_t warmup = 288;
+  int horizon = 0;
+  double margin = -1;
+  double thresholdUpper = -1;
+  double thresholdTarget = -1;
+  bool quiet = false;
+};
+
+void run(const ReplayVerbArgs& args) {
+  auto host = planner::parseHostSpec(args.host);
+  if (!host) fail(host.error(), kExitUsage);
+  auto policies = planner::parsePolicies(args.policies);
+  if (!policies) fail(policies.error(), kExitUsage);
+  planner::ReplayOptions options;
+  options.host = host.value();
+  options.policies = policies.value();
+  options.warmupSteps = args.warmup;
+  if (args.horizon > 0) options.planner.horizonSteps = args.horizon;
+  if (args.margin >= 0) options.planner.margin = args.margin;
+  if (args.thresholdUpper > 0) options.threshold.upper = args.thresholdUpper;
+  if (args.thresholdTarget > 0) {
+    options.threshold.target = args.thresholdTarget;
+    options.threshold.donorMax = args.thresholdTarget;
+  }
+  if (std::string problem = options.planner.validate(); !problem.empty())
+    fail(Error::invalid("parse options", "--horizon/--margin", "", problem), kExitUsage);
+  if (!(options.threshold.upper > 0 && options.threshold.upper <= 1.5 &&
+        options.threshold.target > 0 && options.threshold.target <= options.threshold.upper))
+    fail(Error::invalid("parse options", "--threshold-upper/--threshold-target",
+                        std::to_string(options.threshold.upper) + "/" +
+                            std::to_string(options.threshold.target),
+                        "need 0 < target <= upper <= 1.5"),
+         kExitUsage);
+  const auto started = std::chrono::steady_clock::now();
+  if (!args.quiet) std::cerr << "atoll replay: reading " << args.trace << "\n";
+  auto traces = planner::readTraceDir(args.trace, args.steps);
+  if (!traces) fail(traces.error(), kExitUsage);
+  if (!args.quiet)
+    options.progress = [](const std::string& line) { std::cerr << "atoll " << line << "\n"; };
+  auto report = planner::runTraceReplay(traces.value(), options);
+  if (!report) fail(report.error(), kExitFailure);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (!args.svg.empty()) {
+    std::ofstream out(args.svg, std::ios::binary | std::ios::trunc);
+    out << planner::renderReplaySvg(report.value());
+    if (!out.flush())
+      fail(Error::invalid("write", args.svg, "", "cannot write the SVG"), kExitFailure);
+  }
+  if (args.json) {
+    auto json = planner::toJson(report.value());
+    json["wall_seconds"] = seconds;
+    std::cout << json.dump(2) << "\n";
+  } else {
+    std::cout << planner::formatReplayReport(report.value());
+    std::cout << "replayed in " << seconds << " s\n";
+  }
+}
+
+}  // namespace
+
+void addReplayVerb(CLI::App& app) {
+  auto args = std::make_shared<ReplayVerbArgs>();
+  CLI::App* verb = app.add_subcommand(
+      "replay",
+      "Replay VM traces on a simulated host: the planner (atoll) against a reactive threshold "
+      "policy and static islands, scored on the same demand");
+  verb->footer(
+      "Traces: a PlanetLab 'wide' directory (step_5min,<vm>,... CSVs, gzip or plain, one per "
+      "day, in date order; column k of every day is VM slot k) or a Bitbrains directory (one "
+      "<id>.csv[.gz] per VM, optionally in month folders). Steps are 5 minutes.\n"
+      "Host SPEC: cpus=N,nodes=N,islands=N[,smt=N][,l3=N][,load=F][,vms=N]. The host keeps one "
+      "core; islands split the rest evenly (whole cores, by the island allocator). VMs are "
+      "taken in FNV-1a hash order of their names until their mean demand is load x the "
+      "islands' capacity (or exactly vms=N), and each goes to island hash(\"island:\"+name) "
+      "mod islands; VMs never move, policies resize islands.\n"
+      "Policies: atoll (forecaster + planner, enforce mode), threshold (acts when an "
+      "island's observed utilisation passes --threshold-upper, growing it back to "
+      "--threshold-target from the least utilised island; same move budgets and dwell), "
+      "static (no moves). Scored after the warm-up: overload VM-minutes, depth, actions, "
+      "CPU-seconds of moves.");
+  verb->add_option("--trace", args->trace, "Trace directory (PlanetLab wide or Bitbrains)")
+      ->required();
+  verb->add_option("--host", args->host, "Simulated host SPEC")->capture_default_str();
+  verb->add_option("--policy", args->policies, "Policies to run, comma-separated")
+      ->capture_default_str();
+  verb->add_option("--svg", args->svg, "Write a timeline (demand vs capacity, actions) here");
+  verb->add_flag("--json", args->json, "Print the report as JSON");
+  verb->add_option("--steps", args->steps, "Replay only the first N steps (0: all)");
+  verb->add_option("--warmup", args->warmup, "Steps before policies act and scoring starts")
+      ->capture_default_str();
+  verb->add_option("--horizon", args->horizon, "Planner horizon in steps (default 12)");
+  verb->add_option("--margin", args->margin, "Planner's initial benefit margin (default 0.5)");
+  verb->add_option("--threshold-upper", args->thresholdUpper,
+                   "Threshold policy: act above this utilisation (default 0.85)");
+  verb->add_option("--threshold-target", args->thresholdTarget,
+                   "Threshold policy: utilisation to restore and donor ceiling (default 0.7)");
+  verb->add_flag("--quiet", args->quiet, "No progress on stderr");
+  verb->callback([args] { run(*args); });
+}
+
+}  // namespace Atoll::cli
