@@ -2,7 +2,8 @@
 // The capability report: every probed feature of one host, and its renderings
 // for operators (a text table) and for machines (JSON of a fixed shape:
 // {"kernel", "features": [{"name","status","required","detail","fix"}],
-//  "summary": {"ok","missing","degraded"}}).
+//  "summary": {"ok","missing","degraded"}}). `atoll check --json` adds
+// "telemetry_signals": [{"signal","source","available","reason"}].
 #include <cstddef>
 #include <string>
 #include <vector>

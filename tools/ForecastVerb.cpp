@@ -23,6 +23,7 @@
 #include "forecast/ReplayOutput.h"
 #include "forecast/SvgPlot.h"
 #include "tools/DaemonClient.h"
+#include "tools/JsonCells.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -104,13 +105,6 @@ struct ShowArgs {
   DaemonConnection connection;
 };
 
-std::string number(const nlohmann::json& value, const char* format = "%.3f") {
-  if (!value.is_number()) return "-";
-  char buffer[48];
-  std::snprintf(buffer, sizeof buffer, format, value.get<double>());
-  return buffer;
-}
-
 std::string duration(double seconds) {
   char buffer[32];
   if (seconds >= 3600 && std::fmod(seconds, 3600) == 0)
@@ -128,8 +122,8 @@ void printForecast(const nlohmann::json& f) {
             << f.value("unit", "?") << "\n";
   const auto& shortTerm = f.value("short_term", nlohmann::json());
   if (shortTerm.is_object())
-    std::cout << "next sample:  p50 " << number(shortTerm["p50"]) << ", p95 "
-              << number(shortTerm["p95"]) << "\n";
+    std::cout << "next sample:  p50 " << numberCell(shortTerm["p50"]) << ", p95 "
+              << numberCell(shortTerm["p95"]) << "\n";
   else
     std::cout << "next sample:  no samples yet\n";
   const auto& profile = f.value("profile", nlohmann::json());
@@ -149,13 +143,13 @@ void printForecast(const nlohmann::json& f) {
     if (!accuracy.contains(k) && k != 1 && k != static_cast<int>(steps.size())) continue;
     std::string mase = "-", cover = "-";
     if (auto it = accuracy.find(k); it != accuracy.end()) {
-      mase = number(it->second.value("mase", nlohmann::json()), "%.2f");
-      cover = number(it->second.value("coverage95", nlohmann::json()), "%.2f");
+      mase = numberCell(it->second.value("mase", nlohmann::json()), "%.2f");
+      cover = numberCell(it->second.value("coverage95", nlohmann::json()), "%.2f");
     }
     std::printf("%-10s %12s %12s %12s %8s %8s\n",
-                duration(step.value("horizon_seconds", 0.0)).c_str(), number(step["p50"]).c_str(),
-                number(step["p95"]).c_str(), number(step["p99"]).c_str(), mase.c_str(),
-                cover.c_str());
+                duration(step.value("horizon_seconds", 0.0)).c_str(),
+                numberCell(step["p50"]).c_str(), numberCell(step["p95"]).c_str(),
+                numberCell(step["p99"]).c_str(), mase.c_str(), cover.c_str());
   }
   std::fflush(stdout);
 }

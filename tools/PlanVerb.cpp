@@ -8,6 +8,7 @@
 #include <string>
 
 #include "tools/DaemonClient.h"
+#include "tools/JsonCells.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -19,19 +20,6 @@ struct PlanArgs {
   DaemonConnection connection;
 };
 
-std::string number(const nlohmann::json& value, const char* format = "%.3f") {
-  if (!value.is_number()) return "-";
-  char buffer[48];
-  std::snprintf(buffer, sizeof buffer, format, value.get<double>());
-  return buffer;
-}
-
-std::string text(const nlohmann::json& object, const char* key) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return "-";
-  return it->is_string() ? it->get<std::string>() : it->dump();
-}
-
 // One line per decision: id, action, donor -> receiver, taken, rule, then the reason.
 void printDecisions(const nlohmann::json& decisions) {
   if (decisions.empty()) {
@@ -41,15 +29,15 @@ void printDecisions(const nlohmann::json& decisions) {
   std::printf("%-6s %-14s %-24s %-8s %-6s %-18s %10s %10s\n", "ID", "ACTION", "FROM -> TO", "MODE",
               "TAKEN", "RULE", "BENEFIT", "COST");
   for (const auto& d : decisions) {
-    std::string route = text(d, "from") + " -> " + text(d, "to");
+    std::string route = textCell(d, "from") + " -> " + textCell(d, "to");
     if (route == " -> ") route = "-";
     const nlohmann::json cost = d.value("cost_core_s", nlohmann::json::object());
-    std::printf("%-6s %-14s %-24s %-8s %-6s %-18s %10s %10s\n", text(d, "id").c_str(),
-                text(d, "action").c_str(), route.c_str(), text(d, "mode").c_str(),
-                d.value("taken", false) ? "yes" : "no", text(d, "rule").c_str(),
-                number(d.value("benefit_core_s", nlohmann::json())).c_str(),
-                number(cost.value("total", nlohmann::json())).c_str());
-    std::cout << "       " << text(d, "reason") << "\n";
+    std::printf("%-6s %-14s %-24s %-8s %-6s %-18s %10s %10s\n", textCell(d, "id").c_str(),
+                textCell(d, "action").c_str(), route.c_str(), textCell(d, "mode").c_str(),
+                d.value("taken", false) ? "yes" : "no", textCell(d, "rule").c_str(),
+                numberCell(d.value("benefit_core_s", nlohmann::json())).c_str(),
+                numberCell(cost.value("total", nlohmann::json())).c_str());
+    std::cout << "       " << textCell(d, "reason") << "\n";
   }
 }
 
@@ -63,19 +51,20 @@ nlohmann::json fetch(const PlanArgs& args, const std::string& path) {
 void runShow(const PlanArgs& args) {
   nlohmann::json plan = fetch(args, "/v1/plan");
   if (args.json) return;
-  std::cout << "pass " << text(plan, "pass") << ", mode " << text(plan, "mode") << ", margin "
-            << number(plan.value("margin", nlohmann::json()), "%.2f") << ", horizon "
-            << text(plan, "horizon_steps") << " steps, " << text(plan, "vms")
-            << " VMs with a forecast\n\n";
+  std::cout << "pass " << textCell(plan, "pass") << ", mode " << textCell(plan, "mode")
+            << ", margin " << numberCell(plan.value("margin", nlohmann::json()), "%.2f")
+            << ", horizon " << textCell(plan, "horizon_steps") << " steps, "
+            << textCell(plan, "vms") << " VMs with a forecast\n\n";
   std::printf("%-16s %-7s %-12s %9s %8s %-8s %s\n", "ISLAND", "KIND", "CPUS", "CAPACITY", "MEMBERS",
               "MODE", "PLANNED");
   for (const auto& island : plan.value("islands", nlohmann::json::array())) {
     std::string planned =
-        island.value("planned", false) ? "yes" : "no: " + text(island, "not_planned");
-    std::printf("%-16s %-7s %-12s %9s %8s %-8s %s\n", text(island, "name").c_str(),
-                text(island, "kind").c_str(), text(island, "cpus").c_str(),
-                number(island.value("capacity_cores", nlohmann::json()), "%.2f").c_str(),
-                text(island, "members").c_str(), text(island, "mode").c_str(), planned.c_str());
+        island.value("planned", false) ? "yes" : "no: " + textCell(island, "not_planned");
+    std::printf("%-16s %-7s %-12s %9s %8s %-8s %s\n", textCell(island, "name").c_str(),
+                textCell(island, "kind").c_str(), textCell(island, "cpus").c_str(),
+                numberCell(island.value("capacity_cores", nlohmann::json()), "%.2f").c_str(),
+                textCell(island, "members").c_str(), textCell(island, "mode").c_str(),
+                planned.c_str());
   }
   std::cout << "\n";
   printDecisions(plan.value("decisions", nlohmann::json::array()));
@@ -91,15 +80,15 @@ void runTuning(const PlanArgs& args) {
   nlohmann::json tuning = fetch(args, "/v1/plan/tuning");
   if (args.json) return;
   const nlohmann::json bounds = tuning.value("margin_bounds", nlohmann::json::array());
-  std::cout << "margin " << number(tuning.value("margin", nlohmann::json()), "%.3f");
+  std::cout << "margin " << numberCell(tuning.value("margin", nlohmann::json()), "%.3f");
   if (bounds.size() == 2)
-    std::cout << " (bounds " << number(bounds[0], "%.2f") << ".." << number(bounds[1], "%.2f")
-              << ")";
+    std::cout << " (bounds " << numberCell(bounds[0], "%.2f") << ".."
+              << numberCell(bounds[1], "%.2f") << ")";
   std::cout << "\n";
   const nlohmann::json trust = tuning.value("trust", nlohmann::json::object());
   if (trust.empty()) std::cout << "trust: 1.0 for every island (no outcome measured yet)\n";
   for (const auto& [island, value] : trust.items())
-    std::cout << "trust " << island << ": " << number(value, "%.3f") << "\n";
+    std::cout << "trust " << island << ": " << numberCell(value, "%.3f") << "\n";
   const nlohmann::json changes = tuning.value("changes", nlohmann::json::array());
   if (changes.empty()) {
     std::cout << "no tuning changes yet\n";
@@ -108,10 +97,11 @@ void runTuning(const PlanArgs& args) {
   std::printf("\n%-10s %-12s %-7s %9s %9s  %s\n", "DECISION", "ISLAND", "FIELD", "BEFORE", "AFTER",
               "REASON");
   for (const auto& c : changes)
-    std::printf("%-10s %-12s %-7s %9s %9s  %s\n", text(c, "decision").c_str(),
-                c.value("island", "").empty() ? "(host)" : text(c, "island").c_str(),
-                text(c, "field").c_str(), number(c.value("before", nlohmann::json())).c_str(),
-                number(c.value("after", nlohmann::json())).c_str(), text(c, "reason").c_str());
+    std::printf(
+        "%-10s %-12s %-7s %9s %9s  %s\n", textCell(c, "decision").c_str(),
+        c.value("island", "").empty() ? "(host)" : textCell(c, "island").c_str(),
+        textCell(c, "field").c_str(), numberCell(c.value("before", nlohmann::json())).c_str(),
+        numberCell(c.value("after", nlohmann::json())).c_str(), textCell(c, "reason").c_str());
 }
 
 }  // namespace

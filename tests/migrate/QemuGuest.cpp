@@ -90,12 +90,17 @@ std::unique_ptr<QemuGuest> QemuGuest::start(const GuestImage& image, const std::
   guest->stderrLog_ = workDir + "/" + name + ".qemu";
   std::string qmpPath = workDir + "/" + name + ".qmp";
   // Source and destination must have the same machine: identical lines but
-  // for -incoming. One vCPU and 128 MiB keep boot and copy short.
+  // for -incoming. One vCPU and 128 MiB keep boot and copy short. The CPU is
+  // QEMU's migration-safe baseline model ("max" is documented as not
+  // migration-safe), and TCG runs single-threaded: with multi-threaded TCG and
+  // "max", a guest moved by QEMU's own direct migration sometimes died right
+  // after arriving (a corrupted hrtimer callback, a panic in the timer
+  // interrupt) on this QEMU 7.2 -- the reference path, not the tunnel.
   std::vector<std::string> args = {"qemu-system-x86_64",
                                    "-accel",
-                                   "tcg,thread=multi",
+                                   "tcg,thread=single",
                                    "-cpu",
-                                   "max",
+                                   "qemu64",
                                    "-smp",
                                    "1",
                                    "-m",
@@ -148,6 +153,14 @@ QemuGuest::~QemuGuest() {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
   }
+}
+
+std::string QemuGuest::lastWords() const {
+  constexpr size_t kTail = 2048;
+  auto tail = [](std::string text) {
+    return text.size() > kTail ? "..." + text.substr(text.size() - kTail) : text;
+  };
+  return "serial console: " + tail(readFile(serialLog_)) + "\nqemu: " + tail(readFile(stderrLog_));
 }
 
 bool QemuGuest::alive() const {

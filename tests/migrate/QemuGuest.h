@@ -48,6 +48,9 @@ class QemuGuest {
   // or when the pattern broke.
   bool waitForPassBeyond(int64_t pass, std::chrono::milliseconds timeout) const;
   bool alive() const;
+  // The end of the serial console and QEMU's own messages, for a failure
+  // report: why a guest or its QEMU stopped.
+  std::string lastWords() const;
 
  private:
   QemuGuest() = default;

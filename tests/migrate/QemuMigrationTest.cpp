@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "QemuGuest.h"
@@ -57,16 +60,25 @@ void migrateAndCheck(QemuGuest& source, QemuGuest& destination, const std::strin
   auto sourceState = source.qmp().queryStatus();
   ASSERT_TRUE(sourceState) << sourceState.error().message();
   EXPECT_EQ(*sourceState, "postmigrate");
+  // The source reports "completed" once it has sent the last bytes; the
+  // destination still loads them and only then runs the guest.
   auto destinationState = destination.qmp().queryStatus();
-  ASSERT_TRUE(destinationState) << destinationState.error().message();
-  EXPECT_EQ(*destinationState, "running");
+  for (auto deadline = std::chrono::steady_clock::now() + 10s;
+       destinationState && *destinationState == "inmigrate" &&
+       std::chrono::steady_clock::now() < deadline;
+       destinationState = destination.qmp().queryStatus())
+    std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(destinationState) << destinationState.error().message() << "\n"
+                                << destination.lastWords();
+  EXPECT_EQ(*destinationState, "running") << destination.lastWords();
 
   CounterProgress before = source.progress();
   ASSERT_GE(before.lastPass, 0) << "source never reported progress";
   EXPECT_TRUE(destination.waitForPassBeyond(before.lastPass + 2, 20s))
       << "the guest's counter did not continue on the destination (last on source: pass "
       << before.lastPass << ", on destination: " << destination.progress().lastPass
-      << (destination.progress().broken ? ", pattern broken" : "") << ")";
+      << (destination.progress().broken ? ", pattern broken" : "") << ")\n"
+      << destination.lastWords();
   EXPECT_FALSE(destination.progress().broken) << "memory pattern broken after migration";
 }
 

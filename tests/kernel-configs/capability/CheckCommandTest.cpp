@@ -73,7 +73,8 @@ TEST_F(CheckCommandTest, JsonHasTheFixedShapeAndTheExitStatusFollowsIt) {
   auto report = nlohmann::json::parse(check.out, nullptr, /*allow_exceptions=*/false);
   ASSERT_FALSE(report.is_discarded()) << "not JSON:\n" << check.out << check.err;
   ASSERT_TRUE(report.is_object());
-  EXPECT_EQ(report.size(), 3u) << report.dump();
+  // kernel, features, summary, and the telemetry signals the CLI adds.
+  EXPECT_EQ(report.size(), 4u) << report.dump();
 
   utsname uts{};
   ASSERT_EQ(::uname(&uts), 0);
@@ -107,6 +108,22 @@ TEST_F(CheckCommandTest, JsonHasTheFixedShapeAndTheExitStatusFollowsIt) {
   EXPECT_EQ(summary.at("missing"), missing);
   EXPECT_EQ(summary.at("degraded"), degraded);
   EXPECT_EQ(check.exitStatus, requiredMissing ? 1 : 0) << check.out;
+
+  // One entry per telemetry signal; a missing one says why and never changes
+  // the exit status.
+  const auto& signals = report.at("telemetry_signals");
+  ASSERT_TRUE(signals.is_array());
+  EXPECT_FALSE(signals.empty());
+  for (const auto& signal : signals) {
+    ASSERT_TRUE(signal.is_object()) << signal.dump();
+    EXPECT_TRUE(signal.at("signal").is_string()) << signal.dump();
+    EXPECT_TRUE(signal.at("source").is_string()) << signal.dump();
+    ASSERT_TRUE(signal.at("available").is_boolean()) << signal.dump();
+    if (signal.at("available").get<bool>())
+      EXPECT_TRUE(signal.at("reason").is_null()) << signal.dump();
+    else
+      EXPECT_TRUE(signal.at("reason").is_string()) << signal.dump();
+  }
 }
 
 TEST_F(CheckCommandTest, TextTableListsEveryFeatureWithTheSameExitStatus) {
