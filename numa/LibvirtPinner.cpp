@@ -218,42 +218,37 @@ Result<DomainPinning> LibvirtPinner::pinning(const std::string& domain) const {
   return out;
 }
 
-Result<void> LibvirtPinner::pinVcpu(const std::string& domain, unsigned vcpu, const CpuList& cpus) {
+Result<void> LibvirtPinner::pinThreads(
+    const std::string& domain, const CpuList& cpus, const std::string& call,
+    const std::function<int(virDomainPtr, unsigned char*, int, unsigned)>& pin) {
   auto handle = connection_->domain(domain);
   if (!handle) return handle.error();
   auto flags = affectFlags(handle.value()->ptr, domain);
   if (!flags) return flags.error();
   auto map = toCpuMap(cpus, hostCpus_, domain);
   if (!map) return map.error();
-  if (virDomainPinVcpuFlags(handle.value()->ptr, vcpu, map->data(), int(map->size()), *flags) < 0)
-    return libvirtError("virDomainPinVcpuFlags vCPU " + std::to_string(vcpu), domain,
-                        formatCpuList(cpus));
+  if (pin(handle.value()->ptr, map->data(), int(map->size()), *flags) < 0)
+    return libvirtError(call, domain, formatCpuList(cpus));
   return ok();
 }
 
+Result<void> LibvirtPinner::pinVcpu(const std::string& domain, unsigned vcpu, const CpuList& cpus) {
+  return pinThreads(domain, cpus, "virDomainPinVcpuFlags vCPU " + std::to_string(vcpu),
+                    [vcpu](virDomainPtr d, unsigned char* map, int length, unsigned flags) {
+                      return virDomainPinVcpuFlags(d, vcpu, map, length, flags);
+                    });
+}
+
 Result<void> LibvirtPinner::pinEmulator(const std::string& domain, const CpuList& cpus) {
-  auto handle = connection_->domain(domain);
-  if (!handle) return handle.error();
-  auto flags = affectFlags(handle.value()->ptr, domain);
-  if (!flags) return flags.error();
-  auto map = toCpuMap(cpus, hostCpus_, domain);
-  if (!map) return map.error();
-  if (virDomainPinEmulator(handle.value()->ptr, map->data(), int(map->size()), *flags) < 0)
-    return libvirtError("virDomainPinEmulator", domain, formatCpuList(cpus));
-  return ok();
+  return pinThreads(domain, cpus, "virDomainPinEmulator", virDomainPinEmulator);
 }
 
 Result<void> LibvirtPinner::pinIothread(const std::string& domain, unsigned id,
                                         const CpuList& cpus) {
-  auto handle = connection_->domain(domain);
-  if (!handle) return handle.error();
-  auto flags = affectFlags(handle.value()->ptr, domain);
-  if (!flags) return flags.error();
-  auto map = toCpuMap(cpus, hostCpus_, domain);
-  if (!map) return map.error();
-  if (virDomainPinIOThread(handle.value()->ptr, id, map->data(), int(map->size()), *flags) < 0)
-    return libvirtError("virDomainPinIOThread " + std::to_string(id), domain, formatCpuList(cpus));
-  return ok();
+  return pinThreads(domain, cpus, "virDomainPinIOThread " + std::to_string(id),
+                    [id](virDomainPtr d, unsigned char* map, int length, unsigned flags) {
+                      return virDomainPinIOThread(d, id, map, length, flags);
+                    });
 }
 
 Result<void> LibvirtPinner::setMemoryNodes(const std::string& domain, const CpuList& nodes) {

@@ -3,12 +3,16 @@
 // numatune nodeset, written so that libvirt's own view and the domain's XML
 // stay true. A running domain is changed live, and its persistent
 // definition too when it has one, so the pinning survives a restart.
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "numa/VmPinner.h"
+
+// libvirt's domain handle (virDomainPtr), without its headers here.
+struct _virDomain;
 
 namespace Atoll::numa {
 
@@ -44,6 +48,13 @@ class LibvirtPinner final : public VmPinner {
   LibvirtPinner(std::string uri, std::unique_ptr<Connection> connection, unsigned hostCpus);
 
   std::string uri_;
+  // The shared steps of pinning one kind of QEMU thread: the domain, the
+  // live/config flags and the CPU map; `pin` makes the libvirt call (< 0 on
+  // failure) and `call` names it in the error.
+  Result<void> pinThreads(
+      const std::string& domain, const CpuList& cpus, const std::string& call,
+      const std::function<int(_virDomain*, unsigned char*, int, unsigned)>& pin);
+
   std::unique_ptr<Connection> connection_;
   unsigned hostCpus_ = 0;
 };
