@@ -1,7 +1,6 @@
 // The built `atoll check` binary: the fixed JSON shape, the text table, and
 // an exit status that follows the presence of missing required features.
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -12,53 +11,15 @@
 #include <vector>
 
 #include "kernel-configs/CapabilityCheck.h"
+#include "tests/kernel-configs/CommandRunner.h"
 
 namespace Atoll::capability {
 namespace {
 
 constexpr const char* kCli = ATOLL_CLI_PATH;
 
-struct CommandOutput {
-  std::string out;
-  std::string err;
-  int exitStatus = -1;  // -1 when it did not exit normally
-};
-
-// Runs argv without a shell; stdout and stderr are collected separately
-// (stderr through a file, so neither pipe can fill up and block the child).
-CommandOutput run(const std::vector<std::string>& argv) {
-  CommandOutput result;
-  char errPath[] = "/tmp/atoll-check-stderr-XXXXXX";
-  int errFd = ::mkstemp(errPath);
-  int fds[2];
-  if (errFd < 0 || ::pipe(fds) != 0) return result;
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(fds[1], STDOUT_FILENO);
-    ::dup2(errFd, STDERR_FILENO);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    std::vector<char*> args;
-    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  char buffer[4096];
-  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;)
-    result.out.append(buffer, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  if (pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status))
-    result.exitStatus = WEXITSTATUS(status);
-  ::lseek(errFd, 0, SEEK_SET);
-  for (ssize_t n; (n = ::read(errFd, buffer, sizeof buffer)) > 0;)
-    result.err.append(buffer, static_cast<std::size_t>(n));
-  ::close(errFd);
-  ::unlink(errPath);
-  return result;
-}
+using test::CommandOutput;
+using test::runCommand;
 
 class CheckCommandTest : public testing::Test {
  protected:
@@ -68,7 +29,7 @@ class CheckCommandTest : public testing::Test {
 };
 
 TEST_F(CheckCommandTest, JsonHasTheFixedShapeAndTheExitStatusFollowsIt) {
-  CommandOutput check = run({kCli, "check", "--json", "--libvirt-timeout-ms", "1000"});
+  CommandOutput check = runCommand({kCli, "check", "--json", "--libvirt-timeout-ms", "1000"});
   ASSERT_NE(check.exitStatus, 127) << "could not run " << kCli;
   auto report = nlohmann::json::parse(check.out, nullptr, /*allow_exceptions=*/false);
   ASSERT_FALSE(report.is_discarded()) << "not JSON:\n" << check.out << check.err;
@@ -127,8 +88,8 @@ TEST_F(CheckCommandTest, JsonHasTheFixedShapeAndTheExitStatusFollowsIt) {
 }
 
 TEST_F(CheckCommandTest, TextTableListsEveryFeatureWithTheSameExitStatus) {
-  CommandOutput json = run({kCli, "check", "--json", "--libvirt-timeout-ms", "1000"});
-  CommandOutput text = run({kCli, "check", "--libvirt-timeout-ms", "1000"});
+  CommandOutput json = runCommand({kCli, "check", "--json", "--libvirt-timeout-ms", "1000"});
+  CommandOutput text = runCommand({kCli, "check", "--libvirt-timeout-ms", "1000"});
   EXPECT_EQ(text.exitStatus, json.exitStatus);
   EXPECT_NE(text.out.find("FEATURE"), std::string::npos) << text.out;
   for (auto name : kFeatureNames)
@@ -138,7 +99,7 @@ TEST_F(CheckCommandTest, TextTableListsEveryFeatureWithTheSameExitStatus) {
 }
 
 TEST(CheckCommandUsageTest, OutOfRangeTimeoutIsRefusedNamingTheValue) {
-  CommandOutput check = run({kCli, "check", "--libvirt-timeout-ms", "0"});
+  CommandOutput check = runCommand({kCli, "check", "--libvirt-timeout-ms", "0"});
   EXPECT_NE(check.exitStatus, 0);
   EXPECT_NE(check.exitStatus, 1) << "a usage error must not read as a host verdict";
   EXPECT_NE(check.err.find("--libvirt-timeout-ms"), std::string::npos) << check.err;
