@@ -33,6 +33,14 @@ struct {
 	__type(value, struct net_flow_stats);
 } net_flows SEC(".maps");
 
+/* Local endpoint -> owning cgroup id; least recently used ones go first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NET_TELEMETRY_DEFAULT_FLOWS);
+	__type(key, struct net_endpoint);
+	__type(value, __u64);
+} local_endpoints SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, NET_ERROR_COUNT);
@@ -48,9 +56,17 @@ static __always_inline void count_error(__u32 which)
 		*counter += 1;
 }
 
-/* Length of the IP and transport headers, and the peer address; 0 when the
+/* What the programs read of a packet's headers. */
+struct packet_view {
+	__u8 peer[16];
+	struct net_endpoint local;
+	__u16 peer_port;
+};
+
+/* Length of the IP and transport headers, and both endpoints; 0 when the
  * packet is not TCP or UDP over IP. */
-static __always_inline __u32 header_length(struct __sk_buff *skb, int egress, __u8 peer[16])
+static __always_inline __u32 header_length(struct __sk_buff *skb, int egress,
+					   struct packet_view *view)
 {
 	__u32 ip_len = 0, transport_len = 0;
 	__u8 proto = 0;
@@ -62,11 +78,15 @@ static __always_inline __u32 header_length(struct __sk_buff *skb, int egress, __
 			return 0;
 		ip_len = ip.ihl * 4;
 		proto = ip.protocol;
-		__u32 addr = egress ? ip.daddr : ip.saddr;
-		__builtin_memset(peer, 0, 16);
-		peer[10] = 0xff;
-		peer[11] = 0xff;
-		__builtin_memcpy(peer + 12, &addr, 4);
+		__u32 peer = egress ? ip.daddr : ip.saddr;
+		__u32 local = egress ? ip.saddr : ip.daddr;
+
+		view->peer[10] = 0xff;
+		view->peer[11] = 0xff;
+		__builtin_memcpy(view->peer + 12, &peer, 4);
+		view->local.addr[10] = 0xff;
+		view->local.addr[11] = 0xff;
+		__builtin_memcpy(view->local.addr + 12, &local, 4);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
 
@@ -74,7 +94,9 @@ static __always_inline __u32 header_length(struct __sk_buff *skb, int egress, __
 			return 0;
 		ip_len = sizeof(ip6);
 		proto = ip6.nexthdr; /* extension headers: payload not split */
-		__builtin_memcpy(peer, egress ? (void *)&ip6.daddr : (void *)&ip6.saddr, 16);
+		__builtin_memcpy(view->peer, egress ? (void *)&ip6.daddr : (void *)&ip6.saddr, 16);
+		__builtin_memcpy(view->local.addr, egress ? (void *)&ip6.saddr : (void *)&ip6.daddr,
+				 16);
 	} else {
 		return 0;
 	}
@@ -90,6 +112,14 @@ static __always_inline __u32 header_length(struct __sk_buff *skb, int egress, __
 	} else {
 		return 0;
 	}
+	/* Source and destination port lead both transport headers. */
+	__be16 ports[2];
+
+	if (bpf_skb_load_bytes(skb, ip_len, ports, sizeof(ports)))
+		return 0;
+	view->local.port = bpf_ntohs(egress ? ports[0] : ports[1]);
+	view->local.proto = proto;
+	view->peer_port = bpf_ntohs(egress ? ports[1] : ports[0]);
 	return ip_len + transport_len;
 }
 
@@ -98,7 +128,7 @@ static __always_inline int account(struct __sk_buff *skb, int egress)
 	static const struct net_cgroup_stats zero;
 	__u64 cgroup_id = bpf_skb_cgroup_id(skb);
 	struct net_cgroup_stats *stats;
-	__u8 peer[16] = {};
+	struct packet_view view = {};
 	__u32 headers;
 
 	stats = bpf_map_lookup_elem(&net_stats, &cgroup_id);
@@ -112,7 +142,7 @@ static __always_inline int account(struct __sk_buff *skb, int egress)
 		if (!stats)
 			return ALLOW;
 	}
-	headers = header_length(skb, egress, peer);
+	headers = header_length(skb, egress, &view);
 	if (egress) {
 		stats->tx_bytes += skb->len;
 		stats->tx_packets++;
@@ -127,11 +157,20 @@ static __always_inline int account(struct __sk_buff *skb, int egress)
 	if (!track_flows || !headers)
 		return ALLOW;
 
-	struct net_flow_key key = {.cgroup_id = cgroup_id, .egress = egress};
+	/* The endpoint's owner, written only when it changes. */
+	__u64 *owner = bpf_map_lookup_elem(&local_endpoints, &view.local);
+
+	if (!owner || *owner != cgroup_id)
+		bpf_map_update_elem(&local_endpoints, &view.local, &cgroup_id, BPF_ANY);
+
+	struct net_flow_key key = {.cgroup_id = cgroup_id,
+				   .egress = egress,
+				   .proto = view.local.proto,
+				   .peer_port = view.peer_port};
 	static const struct net_flow_stats no_flow;
 	struct net_flow_stats *flow;
 
-	__builtin_memcpy(key.peer_addr, peer, 16);
+	__builtin_memcpy(key.peer_addr, view.peer, 16);
 	flow = bpf_map_lookup_elem(&net_flows, &key);
 	if (!flow) {
 		if (bpf_map_update_elem(&net_flows, &key, &no_flow, BPF_NOEXIST) &&
@@ -145,6 +184,8 @@ static __always_inline int account(struct __sk_buff *skb, int egress)
 	}
 	flow->bytes += skb->len;
 	flow->packets++;
+	if (skb->len >= headers)
+		flow->payload_bytes += skb->len - headers;
 	return ALLOW;
 }
 

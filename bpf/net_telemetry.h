@@ -22,18 +22,32 @@ struct net_cgroup_stats {
 	__u64 tx_payload_bytes;
 };
 
-/* One direction of traffic between a monitored cgroup and a peer address:
- * the planner's dependency map. Addresses are IPv6 or IPv4-mapped IPv6. */
+/* One direction of traffic between a monitored cgroup and a peer endpoint
+ * (address, port, protocol): the planner's dependency map. Addresses are
+ * IPv6 or IPv4-mapped IPv6; ports in host order. */
 struct net_flow_key {
 	__u64 cgroup_id;
 	__u8 peer_addr[16];
 	__u8 egress; /* 1: cgroup sent to peer, 0: received from peer */
-	__u8 pad[7];
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u16 peer_port;
+	__u8 pad[4];
 };
 
 struct net_flow_stats {
-	__u64 bytes;
+	__u64 bytes; /* skb->len: IP + transport headers + payload */
 	__u64 packets;
+	__u64 payload_bytes; /* transport payload only */
+};
+
+/* A local socket endpoint seen in a packet of a monitored cgroup: the source
+ * of what it sent, the destination of what it received. User space joins
+ * flows whose peer is such an endpoint to the cgroup owning it. */
+struct net_endpoint {
+	__u8 addr[16];
+	__u16 port;
+	__u8 proto;
+	__u8 pad[5];
 };
 
 enum net_telemetry_error {

@@ -4,12 +4,16 @@
  * user page faults, for the cgroups user space monitors. Aggregated in the
  * kernel in a per-CPU array, so there is no per-event work in user space.
  *
- * The hot path is a context switch of tasks nobody monitors: it costs the
- * cgroup-id loads and one bit test in a page of .bss (plain memory, no helper
- * call) and returns. Monitored tasks are measured with the scheduler's own
- * sched_info accounting (the numbers /proc/PID/schedstat reports), read at
- * sched_switch against the run queue's clock, so no wakeup hook is needed;
- * the wakeup hooks load only for the cross-island wait. */
+ * The hot path is a context switch of tasks nobody monitors: all accounting
+ * is done for the outgoing task only, so it costs the outgoing task's cgroup
+ * loads and a NULL test of that cgroup's local storage (or, on kernels before
+ * cgroup local storage, its cgroup id and one bit test in a page of .bss) and
+ * returns. Monitored tasks are measured with the scheduler's own sched_info
+ * accounting (the numbers /proc/PID/schedstat reports) when they leave a CPU:
+ * the slice since last_arrival against the run queue's clock, and the growth
+ * of run_delay and pcount (the waits before their runs). No wakeup hook is
+ * needed and the incoming task is not looked at, except for the cross-island
+ * wait, which alone loads the wakeup hooks. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -22,11 +26,40 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define TASK_RUNNING 0
 
+/* Baseline for the per-event cost benchmark: the same attach point doing
+ * nothing. Not auto-loaded with the others. Defined first so that it is
+ * attached first: the first program on a tracepoint pays for the shared
+ * page of JIT code being out of the TLB, which the benchmark moves between
+ * the two programs to compare them in the same position. */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(empty_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return 0;
+}
+
 /* Tunables, set by the loader between open and load. */
 const volatile __u64 histogram_unit_ns = 1000;
 /* When set, each CPU keeps an island clock and waits behind other islands'
  * tasks are measured exactly (sched_migrate_task must be attached too). */
 const volatile __u8 track_islands = 0;
+
+/* Set by the loader where the kernel has cgroup local storage (Linux 6.2):
+ * the monitored cgroups are then marked by an entry in monitored_cgroups, so
+ * a task of an unmonitored cgroup is told apart without hashing its id or
+ * touching the table. */
+const volatile __u8 use_cgroup_storage = 0;
+
+/* Cgroup local storage marking the monitored cgroups (user space creates and
+ * deletes the entries, keyed by a cgroup descriptor; the value is not read
+ * by the programs). On kernels without it
+ * the loader turns this into an unused one-entry array and the table below
+ * serves. */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGRP_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sched_monitor_entry);
+} monitored_cgroups SEC(".maps");
 
 /* Written by user space through the memory-mapped .bss. Bit h of
  * monitored_homes is set while some monitored id has home h: one page that
@@ -36,8 +69,9 @@ __u64 monitored_homes[SCHED_MONITOR_TABLE_SIZE / 64];
 struct sched_monitor_entry monitored[SCHED_MONITOR_TABLE_SIZE];
 
 struct task_times {
-	__u64 cgroup_id;      /* the cgroup run_delay_seen was taken in */
+	__u64 cgroup_id;      /* the cgroup the *_seen values were taken in */
 	__u64 run_delay_seen; /* the task's run_delay already charged */
+	__u64 arrivals_seen;  /* its sched_info.pcount at that time */
 	/* Cross-island accounting of the current wait (track_islands). */
 	__u64 other_island_at_enqueue; /* island clock of island_cpu at the stamp */
 	__u64 cross_island_pending;    /* accrued on CPUs the task left */
@@ -113,6 +147,26 @@ static __always_inline struct sched_monitor_entry *monitored_entry(__u64 cgroup_
 	return 0;
 }
 
+/* The monitored entry of a task's cgroup, or NULL. With cgroup local
+ * storage an unmonitored task costs three loads of its own cgroup chain: a
+ * cgroup without any local storage has a NULL bpf_cgrp_storage, so nothing
+ * outside the kernel's directly mapped memory is touched (the .bss bitmap
+ * alone costs a TLB miss under nested paging, more than the rest of the
+ * program). The storage is only a mark; the entry is the table's. */
+static __always_inline struct sched_monitor_entry *task_entry(struct task_struct *task)
+{
+	if (use_cgroup_storage) {
+		struct cgroup *cgroup = task->cgroups->dfl_cgrp;
+
+		if (!bpf_core_field_exists(cgroup->bpf_cgrp_storage) || !cgroup->bpf_cgrp_storage)
+			return 0;
+		/* Marked (or holding some other program's storage): the
+		 * table lookup costs less than bpf_cgrp_storage_get(). */
+		return monitored_entry(cgroup->kn->id);
+	}
+	return monitored_entry(atoll_btf_task_cgroup_id(task));
+}
+
 static __always_inline struct sched_cgroup_stats *stats_of(struct sched_monitor_entry *entry)
 {
 	__u32 slot = entry->slot;
@@ -176,7 +230,7 @@ static __always_inline void stamp_island_wait(struct task_times *times, __u32 is
 
 static __always_inline void mark_enqueued(struct task_struct *task)
 {
-	struct sched_monitor_entry *entry = monitored_entry(atoll_btf_task_cgroup_id(task));
+	struct sched_monitor_entry *entry = task_entry(task);
 	struct task_times *times;
 
 	if (!entry || !entry->island)
@@ -251,47 +305,129 @@ static __always_inline struct island_clock *advance_island_clock(__u32 island, _
 	return clock;
 }
 
+/* Charges the outgoing task of a monitored cgroup: the slice it ran (since it
+ * arrived) and the run-queue waits sched_info accounted since the last time it
+ * left a CPU. A task's every run ends with a switch-out, so each wait is seen
+ * once, one run late, and the incoming task is never touched. */
+static __always_inline void account_switch_out(struct task_struct *prev,
+					       struct sched_monitor_entry *entry, __u64 rq_clock)
+{
+	struct sched_cgroup_stats *stats = stats_of(entry);
+	struct task_times *times;
+
+	if (!stats)
+		return;
+	__u64 arrived = prev->sched_info.last_arrival;
+
+	if (arrived && rq_clock > arrived)
+		stats->oncpu_ns += rq_clock - arrived;
+	stats->switches++;
+
+	times = bpf_task_storage_get(&task_times, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!times) {
+		count_error(SCHED_ERROR_TASK_STORAGE);
+		return;
+	}
+	/* run_delay already holds the wait before this run (sched_info adds it
+	 * at arrival, waits cut short by migration included); pcount counts
+	 * arrivals. */
+	__u64 run_delay = prev->sched_info.run_delay;
+	__u64 arrivals = prev->sched_info.pcount;
+	__u64 cgroup_id = entry->cgroup_id;
+
+	if (times->cgroup_id != cgroup_id || run_delay < times->run_delay_seen ||
+	    arrivals < times->arrivals_seen) {
+		/* First time seen in this cgroup: the baseline, not a wait. */
+		times->cgroup_id = cgroup_id;
+		times->run_delay_seen = run_delay;
+		times->arrivals_seen = arrivals;
+		times->island = 0;
+		return;
+	}
+	__u64 wait = run_delay - times->run_delay_seen;
+	__u64 waits = arrivals - times->arrivals_seen;
+
+	times->run_delay_seen = run_delay;
+	times->arrivals_seen = arrivals;
+	stats->runq_wait_ns += wait;
+	if (!waits)
+		return;
+	stats->runq_waits += waits;
+	/* One wait per run is the rule; should several runs fall between two
+	 * switch-outs seen, each is charged their mean. */
+	__u64 per_wait = waits == 1 ? wait : wait / waits;
+
+	stats->runq_hist[log2_slot(per_wait / histogram_unit_ns)] += waits;
+}
+
+/* The incoming task ends a wait: the part of it spent while another island's
+ * tasks held the CPU (track_islands only). The wait itself is charged at the
+ * task's next switch-out. */
+static __always_inline void account_cross_island(struct task_struct *next,
+						 struct sched_monitor_entry *entry, __u64 rq_clock,
+						 __u64 now, struct island_clock *clock)
+{
+	struct task_times *times = bpf_task_storage_get(&task_times, next, 0, 0);
+	struct sched_cgroup_stats *stats;
+
+	if (!times || !times->island || times->cgroup_id != entry->cgroup_id)
+		return;
+	/* The wait ending now: what sched_info charged since the last
+	 * switch-out (migrations) plus what it is about to charge. */
+	__u64 queued = next->sched_info.last_queued;
+	__u64 run_delay = next->sched_info.run_delay;
+
+	if (queued && rq_clock > queued)
+		run_delay += rq_clock - queued;
+	__u64 wait = run_delay > times->run_delay_seen ? run_delay - times->run_delay_seen : 0;
+	__u64 cross = times->cross_island_pending;
+
+	if (times->island_cpu == bpf_get_smp_processor_id()) {
+		__u64 other_now = other_island_ns(clock, times->island, now);
+
+		if (other_now > times->other_island_at_enqueue)
+			cross += other_now - times->other_island_at_enqueue;
+	}
+	times->island = 0;
+	stats = stats_of(entry);
+	if (stats)
+		stats->cross_island_wait_ns += cross < wait ? cross : wait;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	struct sched_monitor_entry *prev_entry = 0, *next_entry = 0;
 	struct island_clock *clock = 0;
-	struct sched_cgroup_stats *stats;
 	struct task_times *times;
 	__u64 now = 0;
 
 	/* The idle task (pid 0) is not a workload. */
 	if (prev->pid)
-		prev_entry = monitored_entry(atoll_btf_task_cgroup_id(prev));
-	if (next->pid)
-		next_entry = monitored_entry(atoll_btf_task_cgroup_id(next));
-	if (track_islands) {
-		now = bpf_ktime_get_ns();
-		clock = advance_island_clock(next_entry ? next_entry->island : 0, now);
-	} else if (!prev_entry) {
-		/* Kept as two tests: the verifier refuses the pointer OR
-		 * the compiler would merge them into. */
-		barrier_var(next_entry);
-		if (!next_entry)
+		prev_entry = task_entry(prev);
+	if (!track_islands) {
+		/* The common case: one cgroup chain and one test. */
+		if (!prev_entry)
 			return 0;
+		/* __schedule() updated this clock before the tracepoint; the
+		 * scheduler's sched_info accounting right after it uses the
+		 * same value, so slices here are the ones schedstat reports. */
+		account_switch_out(prev, prev_entry, atoll_rq_clock_of(prev));
+		return 0;
 	}
-	/* __schedule() updated this clock before the tracepoint; the
-	 * scheduler's sched_info accounting right after it uses the same
-	 * value, so slices and waits here are the ones schedstat reports. */
+
+	/* Island clocks need to know which island runs next. */
+	if (next->pid)
+		next_entry = task_entry(next);
+	now = bpf_ktime_get_ns();
+	clock = advance_island_clock(next_entry ? next_entry->island : 0, now);
+	if (!prev_entry && !next_entry)
+		return 0;
 	__u64 rq_clock = atoll_rq_clock_of(prev_entry ? prev : next);
 
-	/* The outgoing task: charge its slice (since it arrived). */
 	if (prev_entry) {
-		stats = stats_of(prev_entry);
-		if (stats) {
-			__u64 arrived = prev->sched_info.last_arrival;
-
-			if (arrived && rq_clock > arrived)
-				stats->oncpu_ns += rq_clock - arrived;
-			stats->switches++;
-		}
-		if (track_islands && prev_entry->island &&
-		    atoll_btf_task_state(prev) == TASK_RUNNING) {
+		account_switch_out(prev, prev_entry, rq_clock);
+		if (prev_entry->island && atoll_btf_task_state(prev) == TASK_RUNNING) {
 			/* Preempted: its wait starts now, on this CPU. */
 			times = bpf_task_storage_get(&task_times, prev, 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -302,51 +438,8 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 				count_error(SCHED_ERROR_TASK_STORAGE);
 		}
 	}
-
-	if (!next_entry)
-		return 0;
-	/* The incoming task's run_delay as it will be in a moment: what
-	 * sched_info has charged (waits cut short by migration included)
-	 * plus the wait ending now. */
-	__u64 queued = next->sched_info.last_queued;
-	__u64 run_delay = next->sched_info.run_delay;
-	__u64 cgroup_id = next_entry->cgroup_id;
-
-	if (queued && rq_clock > queued)
-		run_delay += rq_clock - queued;
-	times = bpf_task_storage_get(&task_times, next, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!times) {
-		count_error(SCHED_ERROR_TASK_STORAGE);
-		return 0;
-	}
-	if (times->cgroup_id != cgroup_id || run_delay < times->run_delay_seen) {
-		/* First time seen in this cgroup: the baseline, not a wait. */
-		times->cgroup_id = cgroup_id;
-		times->run_delay_seen = run_delay;
-		times->island = 0;
-		return 0;
-	}
-	__u64 wait = run_delay - times->run_delay_seen;
-
-	times->run_delay_seen = run_delay;
-	stats = stats_of(next_entry);
-	if (!stats)
-		return 0;
-	stats->runq_wait_ns += wait;
-	stats->runq_waits++;
-	stats->runq_hist[log2_slot(wait / histogram_unit_ns)]++;
-	if (track_islands && clock && times->island) {
-		__u64 cross = times->cross_island_pending;
-
-		if (times->island_cpu == bpf_get_smp_processor_id()) {
-			__u64 other_now = other_island_ns(clock, times->island, now);
-
-			if (other_now > times->other_island_at_enqueue)
-				cross += other_now - times->other_island_at_enqueue;
-		}
-		stats->cross_island_wait_ns += cross < wait ? cross : wait;
-		times->island = 0;
-	}
+	if (next_entry && clock)
+		account_cross_island(next, next_entry, rq_clock, now, clock);
 	return 0;
 }
 
@@ -355,7 +448,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 SEC("tp_btf/page_fault_user")
 int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsigned long error_code)
 {
-	struct sched_monitor_entry *entry = monitored_entry(bpf_get_current_cgroup_id());
+	struct sched_monitor_entry *entry = task_entry(bpf_get_current_task_btf());
 	struct sched_cgroup_stats *stats;
 
 	if (!entry)
@@ -363,13 +456,5 @@ int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsig
 	stats = stats_of(entry);
 	if (stats)
 		stats->page_faults++;
-	return 0;
-}
-
-/* Baseline for the per-event cost benchmark: the same attach point doing
- * nothing. Not auto-loaded with the others. */
-SEC("tp_btf/sched_switch")
-int BPF_PROG(empty_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
-{
 	return 0;
 }

@@ -305,6 +305,29 @@ Parsed<uint32_t> Forecaster::defineIsland(const IslandSpec& spec) {
   return id;
 }
 
+Parsed<uint32_t> Forecaster::redefineIsland(uint32_t id, const IslandSpec& spec) {
+  if (id >= islands_.size())
+    return InputError{"island " + spec.name, 0, std::to_string(id), "no such island"};
+  if (spec.members.empty())
+    return InputError{"island " + spec.name, 0, "", "island has no members"};
+  if (!(spec.capacity > 0) || !std::isfinite(spec.capacity))
+    return InputError{"island " + spec.name, 0, std::to_string(spec.capacity),
+                      "capacity must be positive and finite"};
+  std::vector<uint32_t> members;
+  for (const SeriesKey& key : spec.members) {
+    Series* series = seriesFor(key);
+    if (series == nullptr)
+      return InputError{"island " + spec.name, 0, std::to_string(key.workload),
+                        "no series slot left for member"};
+    members.push_back(series->slot);
+  }
+  Island& island = islands_[id];
+  island.name = spec.name;
+  island.members = std::move(members);
+  island.capacity = spec.capacity;
+  return id;
+}
+
 void Forecaster::tick(int64_t nowNs) {
   ++tickCount_;
   counters_.ticks.fetch_add(1, std::memory_order_relaxed);

@@ -84,6 +84,12 @@ class Forecaster {
 
   // Forecaster thread only.
   Parsed<uint32_t> defineIsland(const IslandSpec& spec);
+  // Gives a defined island new members and capacity (a VM moved in or out).
+  // The aggregate model keeps its history and season and sums the new
+  // members from the next closed step on, so its level follows the move
+  // within a few steps instead of restarting cold. Checked as defineIsland;
+  // on error (or an unknown id) nothing changes. Returns the island's id.
+  Parsed<uint32_t> redefineIsland(uint32_t island, const IslandSpec& spec);
   void tick(int64_t nowNs);
 
   // Readers, any thread, never blocking the forecaster thread. readProfile

@@ -18,6 +18,9 @@ std::string ModelShape::validate(const ModelConfig& config) {
       return "horizon " + std::to_string(h) + " exceeds the season of " +
              std::to_string(config.seasonSteps) + " steps";
   }
+  if (config.tuning.recentQuantileEvery < 1)
+    return "recent quantile refresh must be at least 1 step, got " +
+           std::to_string(config.tuning.recentQuantileEvery);
   if (config.maxHorizon < 1 || (config.seasonSteps > 0 && config.maxHorizon > config.seasonSteps))
     return "longest horizon must be between 1 and the season length, got " +
            std::to_string(config.maxHorizon);
@@ -61,6 +64,13 @@ ModelShape::ModelShape(const ModelConfig& config) : tuning_(config.tuning) {
   for (int h : horizons_)
     errorDecays_.push_back(tuning_.errorDecay *
                            std::min(1.0, double(tuning_.errorDecayHorizon) / double(h)));
+  for (int h : horizons_)
+    if (h <= tuning_.stackingMaxHorizon) ++stackedCount_;
+  recentQuantileSlots_ =
+      (maxHorizon_ + tuning_.recentQuantileEvery - 1) / tuning_.recentQuantileEvery + 1;
+  // Capped so the selection runs on a fixed stack buffer.
+  recentQuantileWindow_ = std::min({season_ > 0 ? season_ : historyLength_, historyLength_,
+                                    ModelShape::kMaxRecentQuantileWindow});
   arenaFloats_ = SeriesModel::arenaFloatsFor(*this);
 }
 

@@ -30,10 +30,13 @@ struct ModelTuning {
   double trendBeta = 0.02;            // trend gain of the Holt models
   double seasonGamma = 0.2;           // seasonal gain (one update per phase per season)
   double clipSigmas = 4.0;            // errors beyond this many scales are clipped (spikes)
-  double weightPower = 4.0;           // combination weight = error^-power...
+  double weightPower = 4.0;           // band centre weight = error^-power...
   int stackingMaxHorizon = 3;         // ...times, up to this horizon, weights learned online
   double stackingRate = 0.05;         // learning rate of those weights (exponentiated gradient)
   double stackingShare = 0.01;        // fixed share toward equal weights per step
+  double pointWeightPower = 16.0;     // p50 weight = error^-this (see SeriesModel)
+  int recentQuantileEvery = 36;       // steps between refreshes of the recent p95 of values
+  double recentQuantileRate = 0.01;   // learning rate of its share in the issued p95
 };
 
 struct ModelConfig {
@@ -46,6 +49,7 @@ struct ModelConfig {
 // The validated, derived form every SeriesModel shares.
 class ModelShape {
  public:
+  static constexpr int kMaxRecentQuantileWindow = 2048;
   // Sorts and de-duplicates horizons, extends maxHorizon to cover them.
   // Returns an empty string when valid, else what is wrong.
   static std::string validate(const ModelConfig& config);
@@ -58,6 +62,13 @@ class ModelShape {
   const std::vector<int>& horizons() const { return horizons_; }
   int trackedCount() const { return static_cast<int>(horizons_.size()); }
   int trackedRingTotal() const { return trackedRingTotal_; }
+  // Tracked horizons (the first ones) whose combination weights are stacked.
+  int stackedCount() const { return stackedCount_; }
+  // Slots of the ring of recent-value quantiles (one per refresh, enough to
+  // reach back maxHorizon steps).
+  int recentQuantileSlots() const { return recentQuantileSlots_; }
+  // Values the recent quantile is taken over (the season, else the history).
+  int recentQuantileWindow() const { return recentQuantileWindow_; }
   int trackedRingOffset(int j) const { return trackedRingOffsets_[j]; }
   // sum_{i=1..h} phi^i, the damped-trend multiplier at horizon h.
   double dampSum(int h) const { return dampSums_[h]; }
@@ -84,6 +95,9 @@ class ModelShape {
   std::vector<int> horizons_;
   std::vector<int> trackedRingOffsets_;
   int trackedRingTotal_ = 0;
+  int stackedCount_ = 0;
+  int recentQuantileSlots_ = 0;
+  int recentQuantileWindow_ = 0;
   std::vector<double> dampSums_;
   std::vector<Bracket> brackets_;
   std::vector<double> quantileSteps_;

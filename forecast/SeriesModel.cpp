@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 namespace Atoll::forecast {
 
@@ -120,7 +121,8 @@ size_t SeriesModel::arenaFloatsFor(const ModelShape& shape) {
   return size_t(shape.historyLength()) + size_t(shape.season()) +
          size_t(kRingCount) * shape.ringLength() + 2 * size_t(shape.trackedRingTotal()) +
          size_t(kModelCount) * shape.trackedCount() + size_t(kStatCount) * shape.trackedCount() +
-         size_t(kModelCount) * shape.trackedCount();
+         size_t(kModelCount) * shape.stackedCount() + size_t(shape.trackedCount()) +
+         size_t(shape.recentQuantileSlots());
 }
 
 SeriesModel::SeriesModel(const ModelShape& shape)
@@ -180,6 +182,12 @@ float* SeriesModel::trackedStats(int j) const {
 float* SeriesModel::mixWeights(int j) const {
   return trackedStats(shape_->trackedCount()) + size_t(j) * kModelCount;
 }
+float* SeriesModel::recentShare() const {
+  return mixWeights(shape_->stackedCount());
+}
+float* SeriesModel::recentQuantiles() const {
+  return recentShare() + shape_->trackedCount();
+}
 
 void SeriesModel::reset() {
   steps_ = 0;
@@ -195,8 +203,9 @@ void SeriesModel::reset() {
   std::fill_n(trackedPos_.get(), shape_->trackedCount(), uint16_t{0});
   std::fill_n(trackedP50(0), shape_->trackedRingTotal(), kNone);
   std::fill_n(modelError(0), size_t(kModelCount) * shape_->trackedCount(), kNone);
-  std::fill_n(mixWeights(0), size_t(kModelCount) * shape_->trackedCount(),
+  std::fill_n(mixWeights(0), size_t(kModelCount) * shape_->stackedCount(),
               static_cast<float>(1.0 / kModelCount));
+  std::fill_n(recentQuantiles(), shape_->recentQuantileSlots(), kNone);
   for (int j = 0; j < shape_->trackedCount(); ++j) {
     float* stats = trackedStats(j);
     stats[kErrorScale] = stats[kErrorScaleRaw] = kNone;
@@ -244,21 +253,30 @@ double SeriesModel::levelUnit(int j, double p50) const {
   return p50 + std::max(naiveScale_, 1e-9);
 }
 
-void SeriesModel::trackedWeights(int j, uint64_t origin, double* weights) const {
-  const double power = shape_->tuning().weightPower;
+void SeriesModel::trackedWeights(int j, uint64_t origin, double* weights, double power) const {
   const double floor = 1e-9 + 1e-3 * std::max(naiveScale_, 0.0);
-  const bool stacked = shape_->horizons()[j] <= shape_->tuning().stackingMaxHorizon;
-  const float* mix = mixWeights(j);
-  double sum = 0;
+  const bool stacked = j < shape_->stackedCount();
+  const float* mix = stacked ? mixWeights(j) : nullptr;
+  const bool seasonal = available(int(ModelKind::SeasonalNaive), origin);
+  // Errors first (0: no weight), then weights relative to the least error, so
+  // a high power neither overflows nor underflows whatever the series' units.
+  double least = 0;
   for (int m = 0; m < kModelCount; ++m) {
     const float error = modelError(m)[j];
-    if (error < 0 || !available(m, origin)) {
-      weights[m] = 0;
-      continue;
-    }
-    const double e = error + floor;
+    const bool usable = error >= 0 && (seasonal || m < int(ModelKind::SeasonalHoltWinters));
+    weights[m] = usable ? error + floor : 0.0;
+    if (usable && (least == 0 || weights[m] < least)) least = weights[m];
+  }
+  double sum = 0;
+  for (int m = 0; m < kModelCount; ++m) {
+    if (weights[m] == 0) continue;
+    const double e = weights[m] / least;
     const double e2 = e * e;
-    weights[m] = power == 4.0 ? 1.0 / (e2 * e2) : power == 2.0 ? 1.0 / e2 : std::pow(e, -power);
+    const double e4 = e2 * e2;
+    weights[m] = power == 4.0    ? 1.0 / e4
+                 : power == 16.0 ? 1.0 / ((e4 * e4) * (e4 * e4))
+                 : power == 2.0  ? 1.0 / e2
+                                 : std::pow(e, -power);
     if (stacked) weights[m] *= mix[m];
     sum += weights[m];
   }
@@ -327,21 +345,29 @@ Quantiles SeriesModel::forecast(int h) const {
   const ModelShape::Bracket& bracket = shape_->bracket(h);
   const uint64_t origin = steps_ - 1;
   double lower[kModelCount], upper[kModelCount], forecasts[kModelCount];
-  trackedWeights(bracket.lower, origin, lower);
-  trackedWeights(bracket.upper, origin, upper);
+  const ModelTuning& tuning = shape_->tuning();
   liveForecasts(h, forecasts);
-  const Blend blend{anyWeight(lower) ? lower : nullptr, anyWeight(upper) ? upper : nullptr,
+  trackedWeights(bracket.lower, origin, lower, tuning.weightPower);
+  trackedWeights(bracket.upper, origin, upper, tuning.weightPower);
+  const Blend centre{anyWeight(lower) ? lower : nullptr, anyWeight(upper) ? upper : nullptr,
+                     bracket.upperWeight};
+  const double centreValue = blended(centre, forecasts);
+  trackedWeights(bracket.lower, origin, lower, tuning.pointWeightPower);
+  trackedWeights(bracket.upper, origin, upper, tuning.pointWeightPower);
+  const Blend point{anyWeight(lower) ? lower : nullptr, anyWeight(upper) ? upper : nullptr,
                     bracket.upperWeight};
-  quantilesAt(h, blended(blend, forecasts), bandScale(), out);
+  quantilesAt(h, centreValue, blended(point, forecasts), bandScale(), out);
   return out;
 }
 
-// p50 is the blend; the upper quantiles are offsets from it.
-void SeriesModel::quantilesAt(int h, double blend, double band, Quantiles& out) const {
+// p50 is the point blend; the upper quantiles are offsets from the centre
+// blend, whose errors they track.
+void SeriesModel::quantilesAt(int h, double centre, double point, double band,
+                              Quantiles& out) const {
   const ModelShape::Bracket& bracket = shape_->bracket(h);
   const float* lowerStats = trackedStats(bracket.lower);
   const float* upperStats = trackedStats(bracket.upper);
-  const double p50 = std::max(0.0, blend);
+  const double p50 = std::max(0.0, centre);
   // Offsets in the series' units from whichever error model scores better.
   auto offsets = [this, band, p50](int j, double& q95, double& q99) {
     const float* stats = trackedStats(j);
@@ -368,13 +394,20 @@ void SeriesModel::quantilesAt(int h, double blend, double band, Quantiles& out) 
     // No error seen yet at this horizon: a provisional spread from the
     // series' own step-to-step change, replaced as soon as errors arrive.
     const double spread = std::max(naiveScale_, 0.0) * std::sqrt(double(h));
-    out.p50 = p50;
-    out.p95 = p50 + 2.0 * spread;
-    out.p99 = p50 + 3.0 * spread;
-    return;
+    q95 = 2.0 * spread;
+    q99 = 3.0 * spread;
   }
-  out.p50 = p50;
-  out.p95 = std::max(p50, p50 + q95);
+  // The issued p95 mixes the tracked one with the recent values' p95, by
+  // the share learned at the bracketing horizons.
+  const double recent = recentQuantileAfter(steps_);
+  if (recent >= 0) {
+    const float* share = recentShare();
+    const double u =
+        share[bracket.lower] + bracket.upperWeight * (share[bracket.upper] - share[bracket.lower]);
+    q95 += u * (recent - (p50 + q95));
+  }
+  out.p50 = std::max(0.0, point);
+  out.p95 = std::max({out.p50, p50, p50 + q95});
   out.p99 = std::max(out.p95, p50 + q99);
 }
 
@@ -387,9 +420,11 @@ void SeriesModel::profile(std::span<Quantiles> out) const {
     // Weights once per tracked horizon, then one blend per step.
     const uint64_t origin = steps_ - 1;
     double weights[kStackTracked][kModelCount];
+    double pointWeights[kStackTracked][kModelCount];
     bool known[kStackTracked];
     for (int j = 0; j < tracked; ++j) {
-      trackedWeights(j, origin, weights[j]);
+      trackedWeights(j, origin, weights[j], shape_->tuning().weightPower);
+      trackedWeights(j, origin, pointWeights[j], shape_->tuning().pointWeightPower);
       known[j] = anyWeight(weights[j]);
     }
     double forecasts[kModelCount];
@@ -398,10 +433,13 @@ void SeriesModel::profile(std::span<Quantiles> out) const {
       const int h = k + 1;
       const ModelShape::Bracket& bracket = shape_->bracket(h);
       liveForecasts(h, forecasts);
-      const Blend blend{known[bracket.lower] ? weights[bracket.lower] : nullptr,
-                        known[bracket.upper] ? weights[bracket.upper] : nullptr,
+      const Blend centre{known[bracket.lower] ? weights[bracket.lower] : nullptr,
+                         known[bracket.upper] ? weights[bracket.upper] : nullptr,
+                         bracket.upperWeight};
+      const Blend point{known[bracket.lower] ? pointWeights[bracket.lower] : nullptr,
+                        known[bracket.upper] ? pointWeights[bracket.upper] : nullptr,
                         bracket.upperWeight};
-      quantilesAt(h, blended(blend, forecasts), band, out[k]);
+      quantilesAt(h, blended(centre, forecasts), blended(point, forecasts), band, out[k]);
     }
   }
   for (size_t k = steps; k < out.size(); ++k) out[k] = Quantiles{};
@@ -414,9 +452,8 @@ HorizonAccuracy SeriesModel::accuracy(int j) const {
   acc.errors = static_cast<uint64_t>(stats[kCount]);
   if (stats[kMae] >= 0 && naiveScale_ > 0) acc.mase = stats[kMae] / naiveScale_;
   acc.coverage95 = stats[kCoverage] >= 0 ? stats[kCoverage] : 0;
-  acc.p95Offset = std::max(0.0, stats[kLoss] <= stats[kLossRaw]
-                                    ? stats[kQ95] * bandScale()
-                                    : stats[kQ95Raw] * levelUnit(j, forecast(acc.horizon).p50));
+  const Quantiles issued = forecast(acc.horizon);
+  acc.p95Offset = std::max(0.0, issued.p95 - issued.p50);
   float best = -1;
   for (int m = 0; m < kModelCount; ++m) {
     const float error = modelError(m)[j];
@@ -441,7 +478,7 @@ void SeriesModel::scoreErrors(double value) {
     const int at = wrapBack(ringPos_, h, ringLength);
     const double damp = shape_->dampSum(h);
     const double errorDecayAt = shape_->errorDecay(j);
-    double stored[kModelCount];
+    double stored[kModelCount] = {};
     stored[int(ModelKind::LastValue)] = hist()[wrapBack(histPos_, h, historyLength)];
     stored[int(ModelKind::RecentMean)] = ring(kRingMean)[at];
     stored[int(ModelKind::RecentMedian)] = ring(kRingFastLevel)[at];
@@ -457,11 +494,23 @@ void SeriesModel::scoreErrors(double value) {
       stored[int(ModelKind::SeasonalNaive)] = hist()[wrapBack(histPos_, season, historyLength)];
     }
     const int models = seasonal ? kModelCount : int(ModelKind::SeasonalHoltWinters);
+    // The p50 issued at the origin, rebuilt from the models' stored forecasts
+    // with the point weights as they stand now rather than h steps ago (the
+    // errors behind them are slow EW means, so the two differ little; storing
+    // the issued p50 per origin would cost another ring per horizon).
+    double pointWeights[kModelCount];
+    trackedWeights(j, origin, pointWeights, tuning.pointWeightPower);
+    double point = -1;
+    if (anyWeight(pointWeights)) {
+      point = 0;
+      for (int m = 0; m < models; ++m) point += pointWeights[m] * stored[m];
+      point = std::max(0.0, point);
+    }
     for (int m = 0; m < models; ++m) {
       float& error = modelError(m)[j];
       error = static_cast<float>(ew(error, std::fabs(value - stored[m]), errorDecayAt));
     }
-    if (h <= tuning.stackingMaxHorizon) learnMix(j, value, stored, models);
+    if (j < shape_->stackedCount()) learnMix(j, value, stored, models);
     const int slot = trackedPos_[j];
     const float p50 = trackedP50(j)[slot];
     if (p50 < 0) continue;
@@ -469,7 +518,8 @@ void SeriesModel::scoreErrors(double value) {
     const double error = value - p50;
     const double band = trackedScale(j)[slot];  // in force when it was issued
     const double unit = levelUnit(j, p50);
-    stats[kMae] = static_cast<float>(ew(stats[kMae], std::fabs(error), tuning.coverageDecay));
+    const double pointError = point >= 0 ? value - point : error;
+    stats[kMae] = static_cast<float>(ew(stats[kMae], std::fabs(pointError), tuning.coverageDecay));
     if (stats[kCount] == 0) {
       const double absError = std::fabs(error);
       stats[kErrorScale] = static_cast<float>(absError / band);
@@ -483,7 +533,21 @@ void SeriesModel::scoreErrors(double value) {
       continue;
     }
     const bool conditional = stats[kLoss] <= stats[kLossRaw];
-    const bool covered = error <= (conditional ? stats[kQ95] * band : stats[kQ95Raw] * unit);
+    const double offset = conditional ? stats[kQ95] * band : stats[kQ95Raw] * unit;
+    double issued95 = p50 + offset;
+    const double recent = recentQuantileAfter(target - h + 1);
+    if (recent >= 0) {
+      // Online gradient step on the p95 pinball loss of the issued mix
+      // p95 = tracked + share * (recent - tracked); the gap between the two
+      // is taken relative to the tracked offset, so the step is scale-free.
+      float& share = recentShare()[j];
+      issued95 += share * (recent - issued95);
+      const double norm = std::fabs(offset) + std::max(naiveScale_, 0.0) + 1e-9;
+      const double slope = (value < issued95 ? 0.05 : -0.95) *
+                           std::clamp((recent - (p50 + offset)) / norm, -3.0, 3.0);
+      share = static_cast<float>(std::clamp(share - tuning.recentQuantileRate * slope, 0.0, 1.0));
+    }
+    const bool covered = value <= std::max(issued95, double(p50));
     stats[kCoverage] =
         static_cast<float>(ew(stats[kCoverage], covered ? 1.0 : 0.0, tuning.coverageDecay));
     const double step = shape_->quantileStep(j);
@@ -609,13 +673,56 @@ void SeriesModel::issueTracked() {
   double weights[kModelCount], forecasts[kModelCount];
   for (int j = 0; j < shape_->trackedCount(); ++j) {
     const int h = shape_->horizons()[j];
-    trackedWeights(j, origin, weights);
+    trackedWeights(j, origin, weights, shape_->tuning().weightPower);
     liveForecasts(h, forecasts);
     const Blend blend{anyWeight(weights) ? weights : nullptr, nullptr, 0.0};
     const int slot = trackedPos_[j];
     trackedP50(j)[slot] = static_cast<float>(std::max(0.0, blended(blend, forecasts)));
     trackedScale(j)[slot] = band;
   }
+}
+
+// The p95 of the recent values (over the season), refreshed every
+// recentQuantileEvery steps into a small ring so that the value in force at
+// any origin up to maxHorizon steps back can be scored against its target.
+void SeriesModel::refreshRecentQuantile() {
+  const int window = static_cast<int>(std::min<uint64_t>(steps_, shape_->recentQuantileWindow()));
+  const int rank = static_cast<int>(std::lround(0.95 * (window - 1)));
+  // The (window - rank) largest values in a min-heap: one comparison for
+  // most values, instead of copying and partitioning the whole window.
+  const int kept = window - rank;
+  float top[ModelShape::kMaxRecentQuantileWindow / 20 + 2];
+  int size = 0;
+  auto consider = [&](const float* from, const float* to) {
+    for (const float* at = from; at < to; ++at) {
+      if (size < kept) {
+        top[size++] = *at;
+        std::push_heap(top, top + size, std::greater<float>());
+      } else if (*at > top[0]) {
+        std::pop_heap(top, top + size, std::greater<float>());
+        top[size - 1] = *at;
+        std::push_heap(top, top + size, std::greater<float>());
+      }
+    }
+  };
+  // The last `window` values of the history ring, in at most two runs.
+  const int historyLength = shape_->historyLength();
+  const int start = wrapBack(histPos_, window, historyLength);
+  if (start < histPos_ || window == 0) {
+    consider(hist() + start, hist() + histPos_);
+  } else {
+    consider(hist() + start, hist() + historyLength);
+    consider(hist(), hist() + histPos_);
+  }
+  const uint64_t refresh = steps_ / uint64_t(shape_->tuning().recentQuantileEvery);
+  recentQuantiles()[refresh % uint64_t(shape_->recentQuantileSlots())] = top[0];
+}
+
+// The recent p95 in force once `stepsSoFar` steps had been taken; < 0 if none.
+double SeriesModel::recentQuantileAfter(uint64_t stepsSoFar) const {
+  const auto every = uint64_t(shape_->tuning().recentQuantileEvery);
+  if (stepsSoFar < every) return -1;
+  return recentQuantiles()[(stepsSoFar / every) % uint64_t(shape_->recentQuantileSlots())];
 }
 
 void SeriesModel::update(double value, bool filled) {
@@ -627,6 +734,7 @@ void SeriesModel::update(double value, bool filled) {
   if (++histPos_ == shape_->historyLength()) histPos_ = 0;
   if (++ringPos_ == shape_->ringLength()) ringPos_ = 0;
   if (shape_->season() > 0 && ++seasonPos_ == shape_->season()) seasonPos_ = 0;
+  if (steps_ % uint64_t(shape_->tuning().recentQuantileEvery) == 0) refreshRecentQuantile();
   issueTracked();
   for (int j = 0; j < shape_->trackedCount(); ++j)
     if (++trackedPos_[j] == shape_->horizons()[j]) trackedPos_[j] = 0;

@@ -2,15 +2,23 @@
 // The forecasting state of one series at the model's step: a bank of small
 // online models (last value, recent mean, recent and long-run robust levels,
 // damped Holt, damped additive Holt-Winters on the season, seasonal naive),
-// each scored by its own out-of-sample error at every tracked horizon. The
-// forecast is their combination weighted by those errors, per horizon (the
-// error memory grows with the horizon, and at short horizons the weights are
+// each scored by its own out-of-sample error at every tracked horizon. Two
+// combinations weighted by those errors are formed per horizon (the error
+// memory grows with the horizon, and at short horizons the weights are
 // further multiplied by weights learned online from which side of the blend
-// the actuals fall: stacking for the absolute loss); the
-// upper quantiles are the combination's own recent error quantiles at that
+// the actuals fall: stacking for the absolute loss): p50 with sharp weights
+// (error^-16: the models' errors are strongly correlated, so a soft blend
+// mostly adds the weaker models' noise), and a smoother centre (error^-4)
+// that anchors the band, whose errors vary less from step to step. The
+// upper quantiles are the centre's own recent error quantiles at that
 // horizon, in units of the series' recent volatility (so the band widens in a
 // burst and narrows when calm), tracked adaptively: the quantile rises on a
 // miss and falls on a hit, so coverage holds whatever the error distribution.
+// The issued p95 mixes that with the p95 of the series' own values over the
+// last season (refreshed hourly), by a share learned per horizon from the p95
+// pinball loss (online gradient): hours ahead, on bursty series, where the
+// series has recently been is a better upper bound than today's level plus
+// an error quantile.
 // Every update is O(1) in the history length and allocates nothing; the whole
 // path is computed only when asked (forecast/profile). Memory is one float
 // arena sized by the shared ModelShape; nothing is refitted offline.
@@ -79,9 +87,9 @@ class SeriesModel {
   bool available(int model, uint64_t origin) const;
   // Normalised combination weights at tracked horizon j (sum 1; all zero when
   // no model has an error yet).
-  void trackedWeights(int j, uint64_t origin, double* weights) const;
+  void trackedWeights(int j, uint64_t origin, double* weights, double power) const;
   void liveForecasts(int h, double* forecasts) const;
-  void quantilesAt(int h, double p50, double band, Quantiles& out) const;
+  void quantilesAt(int h, double centre, double point, double band, Quantiles& out) const;
   float seasonalAt(int phase) const { return season()[phase]; }
   double bandScale() const;  // recent over long-run volatility, clamped
   double levelUnit(int j, double p50) const;
@@ -98,7 +106,11 @@ class SeriesModel {
   float* trackedScale(int j) const;    // band scale (volatility) at each origin
   float* modelError(int model) const;  // [trackedCount]
   float* trackedStats(int j) const;    // [kStatCount]
-  float* mixWeights(int j) const;      // [kModelCount] learned combination weights
+  float* mixWeights(int j) const;      // [kModelCount] learned combination weights (stacked j)
+  float* recentShare() const;          // [trackedCount] share of the recent p95 in the issued p95
+  float* recentQuantiles() const;      // [recentQuantileSlots] p95 of the recent values
+  void refreshRecentQuantile();
+  double recentQuantileAfter(uint64_t stepsSoFar) const;
   void learnMix(int j, double value, const double* stored, int models);
 
   const ModelShape* shape_;

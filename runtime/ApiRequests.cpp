@@ -74,6 +74,15 @@ Result<nlohmann::json> parseStatePutBody(std::string_view body, std::string_view
   return std::move(parsed["value"]);
 }
 
+Result<nlohmann::json> parseJsonBody(std::string_view body, std::string_view contentType) {
+  if (!contentType.empty() && contentType.substr(0, 16) != "application/json")
+    return requestError("request body", excerpt(contentType),
+                        "Content-Type must be application/json");
+  auto parsed = nlohmann::json::parse(body, nullptr, false);
+  if (parsed.is_discarded()) return requestError("request body", excerpt(body), "not valid JSON");
+  return parsed;
+}
+
 std::optional<PeerCredentials> peerFromRequest(const httplib::Request& request) {
   PeerCredentials peer;
   if (!request.has_header(UnixHttpServer::kPeerUidHeader)) return std::nullopt;

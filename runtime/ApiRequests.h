@@ -22,6 +22,10 @@ Result<void> validateStateKey(std::string_view key);
 // A PUT body: a JSON object {"value": <any JSON>} and nothing else.
 Result<nlohmann::json> parseStatePutBody(std::string_view body, std::string_view contentType);
 
+// A JSON request body (Content-Type application/json or none); errors name
+// the offending text.
+Result<nlohmann::json> parseJsonBody(std::string_view body, std::string_view contentType);
+
 // The peer identity UnixHttpServer attached to the request; nullopt when it is
 // missing or malformed (then the request is refused).
 std::optional<PeerCredentials> peerFromRequest(const httplib::Request& request);

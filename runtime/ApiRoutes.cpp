@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
+
 #include "runtime/ApiRequests.h"
 #include "runtime/ForecastJson.h"
 
@@ -234,6 +236,88 @@ void installApiRoutes(UnixHttpServer& server, ApiContext& ctx) {
   server.Get("/v1/islands", [&ctx](const httplib::Request&, httplib::Response& res) {
     if (ctx.islands == nullptr) return replyError(res, 503, "islands are not part of this daemon");
     reply(res, 200, ctx.islands->islandsJson());
+  });
+  // Island and pin changes: validated completely, then stored as desired
+  // state; the islands subsystem applies them at its next tick.
+  auto islandChange = [&ctx](IslandChange change, const std::string& name,
+                             const httplib::Request& req, httplib::Response& res) {
+    if (ctx.islands == nullptr) return replyError(res, 503, "islands are not part of this daemon");
+    nlohmann::json body;
+    if (change != IslandChange::Delete) {
+      auto parsed = parseJsonBody(req.body, req.get_header_value("Content-Type"));
+      if (!parsed) return replyError(res, 400, reasonFor(parsed.error()));
+      body = std::move(*parsed);
+    }
+    std::string island = name;
+    if (change == IslandChange::Create)
+      island = body.is_object() && body.contains("name") && body["name"].is_string()
+                   ? body["name"].get<std::string>()
+                   : std::string();
+    IslandChangeReply answer = ctx.islands->changeIsland(change, island, body, originOf(req));
+    reply(res, answer.status, answer.body);
+  };
+  server.Post("/v1/islands", [islandChange](const httplib::Request& req, httplib::Response& res) {
+    islandChange(IslandChange::Create, "", req, res);
+  });
+  server.Put("/v1/islands/([^/]+)",
+             [islandChange](const httplib::Request& req, httplib::Response& res) {
+               islandChange(IslandChange::Update, req.matches[1], req, res);
+             });
+  server.Delete("/v1/islands/([^/]+)",
+                [islandChange](const httplib::Request& req, httplib::Response& res) {
+                  islandChange(IslandChange::Delete, req.matches[1], req, res);
+                });
+  server.Put("/v1/pins/(.+)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (ctx.islands == nullptr) return replyError(res, 503, "islands are not part of this daemon");
+    auto parsed = parseJsonBody(req.body, req.get_header_value("Content-Type"));
+    if (!parsed) return replyError(res, 400, reasonFor(parsed.error()));
+    if (parsed->is_null()) return replyError(res, 400, "the pin must be a JSON object, not null");
+    IslandChangeReply answer = ctx.islands->changePin(req.matches[1], *parsed, originOf(req));
+    reply(res, answer.status, answer.body);
+  });
+  server.Delete("/v1/pins/(.+)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (ctx.islands == nullptr) return replyError(res, 503, "islands are not part of this daemon");
+    IslandChangeReply answer = ctx.islands->changePin(req.matches[1], nullptr, originOf(req));
+    reply(res, answer.status, answer.body);
+  });
+
+  server.Post("/v1/transfers", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (ctx.transfers == nullptr)
+      return replyError(res, 503, "the transfer engine is not part of this daemon");
+    auto request = parseTransferRequest(req.body);
+    if (!request) return replyError(res, 400, reasonFor(request.error()));
+    auto id = ctx.transfers->start(*request);
+    if (!id) return replyError(res, id.error().errnum == EBUSY ? 409 : 400, id.error().message());
+    reply(res, 201, {{"id", *id}, {"peer", request->peer.text()}, {"name", request->name}});
+  });
+  server.Get("/v1/transfers", [&ctx](const httplib::Request&, httplib::Response& res) {
+    if (ctx.transfers == nullptr)
+      return replyError(res, 503, "the transfer engine is not part of this daemon");
+    reply(res, 200, ctx.transfers->transfersJson());
+  });
+  server.Put("/v1/transfers/host-bwlimit",
+             [&ctx](const httplib::Request& req, httplib::Response& res) {
+               if (ctx.transfers == nullptr)
+                 return replyError(res, 503, "the transfer engine is not part of this daemon");
+               auto limit = parseHostLimitBody(req.body);
+               if (!limit) return replyError(res, 400, reasonFor(limit.error()));
+               uint64_t before = ctx.transfers->hostLimit();
+               ctx.transfers->setHostLimit(*limit);
+               reply(res, 200, {{"host_bwlimit", *limit}, {"before", before}});
+             });
+  server.Delete("/v1/transfers/(.+)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (ctx.transfers == nullptr)
+      return replyError(res, 503, "the transfer engine is not part of this daemon");
+    auto id = parseTransferId(std::string(req.matches[1]));
+    if (!id) return replyError(res, 400, reasonFor(id.error()));
+    switch (ctx.transfers->cancel(*id)) {
+      case CancelOutcome::Cancelled:
+        return reply(res, 200, {{"id", *id}, {"state", "cancelling"}});
+      case CancelOutcome::Unknown:
+        return replyError(res, 404, "no transfer " + std::to_string(*id));
+      case CancelOutcome::AlreadyFinished:
+        return replyError(res, 409, "transfer " + std::to_string(*id) + " has already finished");
+    }
   });
 
   server.Get("/v1/facts", [&ctx](const httplib::Request& req, httplib::Response& res) {

@@ -12,9 +12,20 @@
 //   GET    /v1/history/{vm}     its recent CPU: actual vs the p50/p95 forecast a tick before
 //   GET    /v1/islands/forecast the host, shared and configured islands' forecasts
 //   GET    /v1/islands          desired and current islands, enforcement, topology
+//   POST   /v1/islands          create an island: {"name", "cpus"|"count", "mems",
+//                               "exclusivity", "limits", "selectors"}; 409 when it exists
+//   PUT    /v1/islands/{name}   change one: cpus|grow|shrink, mems, exclusivity, limits,
+//                               selectors; DELETE removes it (refused while pins hold it)
+//   PUT    /v1/pins/{workload}  {"island": NAME, "source": "operator"|"planner"}; DELETE unpins
+//                               (island and pin changes are validated whole, then stored as
+//                               desired state, and applied by the islands subsystem)
 //   GET    /v1/plan             the planner's latest pass: islands, decisions, explanations
 //   GET    /v1/plan/history     the recent decision records, taken and declined, newest last
 //   GET    /v1/plan/tuning      the planner's margin and trust, with each change and its reason
+//   POST   /v1/transfers        body {"file", "peer", ...}: pre-copy a file to a peer; 201 {"id"}
+//   GET    /v1/transfers        every transfer (bytes, rate, round, state), the host cap, receipts
+//   PUT    /v1/transfers/host-bwlimit   body {"bwlimit": "100M"}: the host cap, live
+//   DELETE /v1/transfers/{id}   cancel a running transfer
 // Every request is first checked against the AccessPolicy with the peer's
 // kernel credentials: refused peers get 403 for everything. Errors are
 // {"error": "reason"} with a 4xx/5xx status.
@@ -29,6 +40,7 @@
 #include "runtime/PeerCredentials.h"
 #include "runtime/PlannerSubsystem.h"
 #include "runtime/StateStore.h"
+#include "runtime/TransferSubsystem.h"
 #include "runtime/UnixHttpServer.h"
 #include "runtime/WorkloadBoard.h"
 
@@ -45,6 +57,7 @@ struct ApiContext {
   const ForecastSubsystem* forecast = nullptr;
   const IslandSubsystem* islands = nullptr;
   const PlannerSubsystem* planner = nullptr;
+  TransferSubsystem* transfers = nullptr;
 };
 
 // `context` must outlive the server.

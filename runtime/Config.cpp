@@ -6,6 +6,8 @@
 #include <functional>
 #include <optional>
 
+#include "migrate/transfer/Net.h"
+#include "migrate/transfer/Rate.h"
 #include "runtime/SubsystemCatalog.h"
 #include "util/Fs.h"
 
@@ -565,6 +567,73 @@ void readPlanner(Validator& v, const toml::table& table, DaemonConfig& c) {
   }
 }
 
+void readTransfer(Validator& v, const toml::table& table, DaemonConfig& c) {
+  TransferSettings& t = c.transfer;
+  auto file = [&v](std::string& target) {
+    return [&v, &target](const toml::node& n, const std::string& k) {
+      auto x = v.string(n, k);
+      if (!x) return;
+      if (!x->empty() && !isAbsolutePath(*x)) {
+        v.error(n.source(), k, "'" + *x + "' is not an absolute path");
+        return;
+      }
+      target = *x;
+    };
+  };
+  v.keys(table, "transfer",
+         {{"listen",
+           [&](const toml::node& n, const std::string& k) {
+             auto x = v.string(n, k);
+             if (!x) return;
+             if (*x == "off" || x->empty()) {
+               t.listen.clear();
+               return;
+             }
+             auto endpoint = transfer::parseEndpoint(*x);
+             if (!endpoint) {
+               v.error(n.source(), k, "'" + *x + "': " + endpoint.error().detail + " (or \"off\")");
+               return;
+             }
+             t.listen = *x;
+           }},
+          {"staging_directory",
+           [&](const toml::node& n, const std::string& k) {
+             auto x = v.string(n, k);
+             if (!x) return;
+             if (!isAbsolutePath(*x) || *x == "/") {
+               v.error(n.source(), k, "'" + *x + "' is not an absolute path below /");
+               return;
+             }
+             t.stagingDirectory = *x;
+           }},
+          {"tls_certificate", file(t.tlsCertificate)},
+          {"tls_private_key", file(t.tlsPrivateKey)},
+          {"tls_ca", file(t.tlsCa)},
+          {"host_bwlimit", [&](const toml::node& n, const std::string& k) {
+             if (const auto* i = n.as_integer()) {
+               if (i->get() < 0) {
+                 v.error(n.source(), k, std::to_string(i->get()) + " is negative (0 means no cap)");
+                 return;
+               }
+               t.hostBandwidth = static_cast<uint64_t>(i->get());
+               return;
+             }
+             auto x = v.string(n, k);
+             if (!x) return;
+             auto rate = transfer::parseRate(*x, k);
+             if (!rate) {
+               v.error(n.source(), k, "'" + *x + "': " + rate.error().detail);
+               return;
+             }
+             t.hostBandwidth = *rate;
+           }}});
+  int tlsFiles = !t.tlsCertificate.empty() + !t.tlsPrivateKey.empty() + !t.tlsCa.empty();
+  if (tlsFiles != 0 && tlsFiles != 3)
+    v.error(table.source(), "transfer",
+            "tls_certificate, tls_private_key and tls_ca go together: set all three for "
+            "TLS, or none for plaintext");
+}
+
 }  // namespace
 
 ConfigParse parseConfig(std::string_view text, std::string_view sourceName) {
@@ -602,7 +671,8 @@ ConfigParse parseConfig(std::string_view text, std::string_view sourceName) {
           {"islands", section([&](const toml::table& t) { readIslands(v, t, c); })},
           {"telemetry", section([&](const toml::table& t) { readTelemetry(v, t, c); })},
           {"forecast", section([&](const toml::table& t) { readForecast(v, t, c); })},
-          {"planner", section([&](const toml::table& t) { readPlanner(v, t, c); })}});
+          {"planner", section([&](const toml::table& t) { readPlanner(v, t, c); })},
+          {"transfer", section([&](const toml::table& t) { readTransfer(v, t, c); })}});
 
   std::chrono::milliseconds budgets{0};
   for (const auto& [name, settings] : c.subsystems) budgets += settings.budget;
@@ -655,6 +725,9 @@ std::vector<std::string> restartOnlyChanges(const DaemonConfig& running, const D
   if (!(running.forecast == next.forecast)) out.push_back("forecast");
   if (plannerKnobs(running.planner.config) != plannerKnobs(next.planner.config))
     out.push_back("planner");
+  TransferSettings runningTransfer = running.transfer, nextTransfer = next.transfer;
+  runningTransfer.hostBandwidth = nextTransfer.hostBandwidth = 0;
+  if (!(runningTransfer == nextTransfer)) out.push_back("transfer");
   return out;
 }
 

@@ -81,6 +81,22 @@ struct PlannerSettings {
   std::map<std::string, planner::Mode> islandModes;  // [planner.islands] NAME = "MODE"
 };
 
+// [transfer]: the transfer engine inside the daemon. It always sends what the
+// API asks for; it receives only when `listen` is set.
+struct TransferSettings {
+  std::string listen;  // "HOST:PORT"; empty ("off"): the daemon receives nothing
+  std::string stagingDirectory = "/var/lib/atoll/staging";
+  // All three or none: TLS 1.3 with mutual authentication, both directions.
+  std::string tlsCertificate;
+  std::string tlsPrivateKey;
+  std::string tlsCa;
+  // Host-wide cap in bytes/s shared fairly among concurrent transfers; 0 =
+  // none. Follows reloads, and PUT /v1/transfers/host-bwlimit changes it live.
+  uint64_t hostBandwidth = 0;
+
+  bool operator==(const TransferSettings&) const = default;
+};
+
 struct DaemonConfig {
   // Where the values came from: a file path, or kBuiltInSource.
   static constexpr std::string_view kBuiltInSource = "built-in defaults";
@@ -117,6 +133,8 @@ struct DaemonConfig {
   ForecastSettings forecast;
   // [planner]
   PlannerSettings planner;
+  // [transfer]
+  TransferSettings transfer;
 };
 
 // Built-in defaults, including every catalog subsystem's default budget.
@@ -136,7 +154,8 @@ ConfigParse loadConfigFile(const std::string& path);
 
 // Dotted keys that differ between the two and take effect only on restart
 // (socket, metrics address, state directory, API sizing, telemetry and
-// forecast settings, the planner's knobs other than its mode).
+// forecast settings, the planner's knobs other than its mode, the transfer
+// engine's listener, staging directory and TLS files).
 std::vector<std::string> restartOnlyChanges(const DaemonConfig& running, const DaemonConfig& next);
 
 }  // namespace Atoll

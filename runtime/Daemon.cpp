@@ -11,6 +11,7 @@
 #include "runtime/Logging.h"
 #include "runtime/SelfMetricsSubsystem.h"
 #include "runtime/TelemetrySubsystem.h"
+#include "runtime/TransferSubsystem.h"
 
 namespace Atoll {
 
@@ -20,6 +21,12 @@ using Clock = std::chrono::steady_clock;
 
 std::string isoTime(std::chrono::system_clock::time_point t) {
   return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
+}
+
+// The transfer engine, found by name: it lives in the scheduler like every
+// subsystem, and the API, reloads and the drain reach it through here.
+std::shared_ptr<TransferSubsystem> transferSubsystem(const TickScheduler& scheduler) {
+  return std::dynamic_pointer_cast<TransferSubsystem>(scheduler.find("transfer"));
 }
 
 std::string hostName() {
@@ -129,6 +136,10 @@ Result<void> Daemon::open() {
   if (!self) return self.error();
   scheduler_->add(*self, budgetOf((*self)->name()));
   if (auto added = addHostSubsystems(budgetOf); !added) return added.error();
+  // Transfers run on threads of their own; it receives only with [transfer] listen.
+  auto transfers = TransferSubsystem::create(c.transfer);
+  if (!transfers) return transfers.error();
+  scheduler_->add(*transfers, budgetOf((*transfers)->name()));
   for (auto& [subsystem, budget] : options_.extraSubsystems) scheduler_->add(subsystem, budget);
 
   // What other hosts (and operators) may know about this daemon.
@@ -157,6 +168,7 @@ Result<void> Daemon::open() {
   apiContext_ = std::unique_ptr<ApiContext>(new ApiContext{
       *store_, AccessPolicy(adminGroup_, c.socketGroup), [this] { return status(); },
       metrics_.get(), c.maxBodyBytes, &board_, forecast_.get(), islands_.get(), planner_.get()});
+  apiContext_->transfers = transfers->get();
   installApiRoutes(*api_, *apiContext_);
   if (auto bound = api_->bindSocket(); !bound) return bound.error();
   apiThread_ = std::thread([this] { api_->serve(); });
@@ -379,6 +391,7 @@ void Daemon::reload() {
   DaemonConfig next = std::move(parsed.config);
   options_.overrides.applyTo(next);
   std::vector<std::string> restartOnly;
+  bool hostCapChanged = false;
   {
     std::lock_guard lock(configMutex_);
     restartOnly = restartOnlyChanges(config_, next);
@@ -397,10 +410,17 @@ void Daemon::reload() {
     const planner::Mode mode = next.planner.config.mode;
     next.planner.config = config_.planner.config;
     next.planner.config.mode = mode;
+    // The transfer endpoint and TLS files are fixed at start; the host cap follows.
+    const uint64_t hostCap = next.transfer.hostBandwidth;
+    hostCapChanged = hostCap != config_.transfer.hostBandwidth;
+    next.transfer = config_.transfer;
+    next.transfer.hostBandwidth = hostCap;
   }
   setLogLevel(next.logLevel);
   for (const auto& [name, settings] : next.subsystems) scheduler_->setBudget(name, settings.budget);
   housekeeping_->setCompactJournalBytes(next.compactJournalBytes);
+  if (auto transfers = transferSubsystem(*scheduler_); transfers && hostCapChanged)
+    transfers->setHostLimit(next.transfer.hostBandwidth);
   for (const auto& key : restartOnly)
     spdlog::warn(
         "event=reload_needs_restart key={} effect=\"the running value stays until "
@@ -426,6 +446,9 @@ int Daemon::drain() {
   (void)notifier_.notify("STOPPING=1");
   api_->stop();
   if (apiThread_.joinable()) apiThread_.join();
+  // Transfers still running are cancelled; the receivers keep what they
+  // verified, so the same request resumes after the restart.
+  if (auto transfers = transferSubsystem(*scheduler_)) transfers->stop();
   std::vector<std::string> stuck = scheduler_->stop(timeout);
   for (const auto& name : stuck)
     spdlog::error("event=subsystem_stuck_at_exit subsystem={} timeout_ms={}", name,

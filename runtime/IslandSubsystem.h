@@ -1,14 +1,25 @@
 #pragma once
 // The islands subsystem (act phase): the desired islands are those of the
 // configuration ([islands.NAME]) and of the desired state ("islands/NAME" =
-// {"cpus": "2-3", "mems": "0"}, which wins over the file). Each tick it
-// compares them with what cgroupfs shows through the IslandEnforcer and, only
-// when they differ, applies the complete set as one journaled action, so a
-// second start changes nothing and a crash mid-change is completed at the
-// next start. Islands found in cgroupfs that nobody asked for are kept as
-// they are. A host without the cgroup v2 cpuset controller degrades: the
-// desired islands are reported, not enforced, with the reason logged once
-// and shown in `atoll status`.
+// {"cpus": "2-3", "mems": "0", "exclusivity": "root", "limits": {"cpu.weight":
+// 200, ...}, "selectors": ["vm:db-*"]}, which wins over the file; only "cpus"
+// is required, and a setting left out keeps what cgroupfs holds). The value
+// {"absent": true} asks for the island to be gone. Each tick it compares
+// them with what cgroupfs shows through the IslandEnforcer and, only when
+// they differ, applies the complete set as one journaled action; then it
+// reconciles membership (IslandMembership.h: "pins/WORKLOAD" entries and the
+// islands' selectors), moving processes by cgroup and pinning libvirt
+// domains through libvirt, again as one journaled action. So a second pass
+// changes nothing and a crash mid-change is completed at the next start.
+// Islands found in cgroupfs that nobody asked for are kept as they are. A
+// host without the cgroup v2 cpuset controller degrades: the desired
+// islands are reported, not enforced, with the reason logged once and shown
+// in `atoll status`.
+//
+// The local API changes this desired state through changeIsland() and
+// changePin(), which validate the complete change against the topology,
+// the other islands, the running workloads and libvirt before storing
+// anything.
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -18,8 +29,10 @@
 #include <vector>
 
 #include "numa/IslandEnforcer.h"
+#include "numa/VmPinner.h"
 #include "runtime/ActionLog.h"
 #include "runtime/Config.h"
+#include "runtime/IslandMembership.h"
 #include "runtime/StateStore.h"
 #include "runtime/Subsystem.h"
 
@@ -31,13 +44,34 @@ inline constexpr std::string_view kIslandStatePrefix = "islands/";
 struct DesiredIsland {
   IslandSettings settings;
   std::string source;  // "config" or "state"
+  // Unset: whatever cgroupfs holds is kept.
+  std::optional<numa::Exclusivity> exclusivity;
+  std::optional<numa::IslandLimits> limits;
+  std::vector<std::string> selectors;  // as written (numa/IslandSelector.h)
 };
 
+// One "islands/NAME" value; nullopt for the {"absent": true} tombstone.
+// Errors name the key and the offending value.
+Result<std::optional<DesiredIsland>> parseIslandStateValue(const std::string& name,
+                                                           const nlohmann::json& value);
+nlohmann::json islandStateValue(const DesiredIsland& island);
+nlohmann::json limitsJson(const numa::IslandLimits& limits);
+Result<numa::IslandLimits> parseLimitsJson(const std::string& island, const nlohmann::json& value);
+
 // Config islands overlaid by the store's "islands/NAME" entries; entries
-// that do not parse are reported in `problems` and left out.
+// that do not parse are reported in `problems` and left out. Names asked to
+// be absent are added to `absent` when given.
 std::vector<DesiredIsland> desiredIslands(const std::vector<IslandSettings>& configured,
                                           const std::vector<StateEntry>& stateEntries,
-                                          std::vector<std::string>& problems);
+                                          std::vector<std::string>& problems,
+                                          std::vector<std::string>* absent = nullptr);
+
+// What the API answers for a change: an HTTP status and a JSON body.
+struct IslandChangeReply {
+  int status = 200;
+  nlohmann::json body;
+};
+enum class IslandChange { Create, Update, Delete };
 
 // Why the host cannot hold islands (no cgroup2 mount, no cpuset controller),
 // or empty when it can.
@@ -46,6 +80,7 @@ std::string islandSupportProblem(const std::string& cgroupMount);
 class IslandSubsystem final : public Subsystem {
  public:
   using IslandSource = std::function<std::vector<IslandSettings>()>;
+  using PinnerFactory = std::function<Result<std::unique_ptr<numa::VmPinner>>()>;
 
   IslandSubsystem(StateStore& store, ActionLog& actions, IslandSource configured,
                   std::string cgroupMount,
@@ -62,11 +97,35 @@ class IslandSubsystem final : public Subsystem {
   nlohmann::json islandsJson() const;
   const std::string& managedRoot() const { return managedRoot_; }
 
+  // Before the first tick: a recorded topology instead of the host's, and
+  // how libvirt is reached (default: LibvirtPinner on qemu:///system).
+  void useTopology(numa::Topology topology);
+  void usePinners(PinnerFactory pinners) { pinners_ = std::move(pinners); }
+
+  // Any thread (the API): validates a change of island NAME (Create: `body`
+  // holds "name", and "cpus" or "count"; Update: the fields to change,
+  // "grow"/"shrink" N included; Delete: no body) against everything the
+  // desired state then holds, and stores it only when all of it is valid.
+  IslandChangeReply changeIsland(IslandChange change, const std::string& name,
+                                 const nlohmann::json& body, const ChangeOrigin& origin) const;
+  // PUT /v1/pins/WORKLOAD (`body` the pin value) or, with a null body,
+  // DELETE: the workload must run and the island be desired (or "shared").
+  IslandChangeReply changePin(const std::string& workload, const nlohmann::json& body,
+                              const ChangeOrigin& origin) const;
+
  private:
   Result<void> ensureEnforcer();
-  Result<void> reconcile(const std::vector<DesiredIsland>& desired);
+  Result<void> reconcile(const std::vector<DesiredIsland>& desired,
+                         const std::vector<std::string>& absent);
+  Result<void> reconcileMembers(const std::vector<DesiredIsland>& desired);
+  Result<void> moveWorkload(const std::string& workload, const std::string& island,
+                            const std::vector<numa::Island>& islands);
+  Result<numa::VmPinner*> pinner() const;
   std::vector<numa::Island> toIslands(const std::vector<DesiredIsland>& desired) const;
+  numa::Island sharedIsland(const std::vector<numa::Island>& islands) const;
   void setDegraded(std::string reason);
+  Result<void> validateDesired(const std::vector<DesiredIsland>& desired,
+                               const DesiredIsland* changed) const;
 
   StateStore& store_;
   ActionLog& actions_;
@@ -74,13 +133,21 @@ class IslandSubsystem final : public Subsystem {
   std::string cgroupMount_;
   std::string managedRoot_;
   std::optional<numa::Topology> topology_;
+  std::string topologyProblem_;
   std::optional<numa::IslandEnforcer> enforcer_;
+  PinnerFactory pinners_;
+  mutable std::mutex pinnerMutex_;
+  mutable std::unique_ptr<numa::VmPinner> pinner_;
+  // Serialises the API's validate-then-store changes.
+  mutable std::mutex changeMutex_;
 
   mutable std::mutex viewMutex_;
   std::string degraded_;
   std::vector<DesiredIsland> desired_;
   std::vector<numa::IslandStatus> current_;
   std::vector<std::string> problems_;
+  std::vector<WorkloadPin> pins_;
+  std::vector<std::string> memberProblems_;
   uint64_t changesApplied_ = 0;
   bool enforced_ = false;
   std::string topologySummary_;

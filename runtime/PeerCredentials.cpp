@@ -46,6 +46,9 @@ Result<std::optional<gid_t>> lookupGroup(const std::string& name) {
       buffer.resize(buffer.size() * 2);
       continue;
     }
+    // "No such group" comes back as 0 with no entry, or (glibc without an
+    // /etc/group, other NSS modules) as one of these, as getgrnam_r(3) notes.
+    if (rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM) return std::optional<gid_t>{};
     if (rc != 0) return Error::fromErrno("getgrnam", "/etc/group", rc, name);
     break;
   }

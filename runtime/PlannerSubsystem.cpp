@@ -8,6 +8,7 @@
 
 #include "migrate/planner/Contention.h"
 #include "numa/CpuSet.h"
+#include "runtime/IslandMembership.h"
 #include "runtime/IslandSubsystem.h"
 
 namespace Atoll {
@@ -26,6 +27,17 @@ numa::CpuList toCpuList(const CpuSet& set) {
 
 const ChangeOrigin kOrigin{0, 0, "planner"};
 
+// Telemetry kept per workload for verification: the window before an action
+// and the one after it, each one forecast step long, plus slack.
+constexpr int kSampleWindows = 3;
+constexpr size_t kMaxSamplesPerWorkload = 4096;
+
+std::optional<double> numberAt(const nlohmann::json& row, const char* key) {
+  auto it = row.find(key);
+  if (it == row.end() || !it->is_number()) return std::nullopt;
+  return it->get<double>();
+}
+
 }  // namespace
 
 Result<std::shared_ptr<PlannerSubsystem>> PlannerSubsystem::create(
@@ -33,9 +45,26 @@ Result<std::shared_ptr<PlannerSubsystem>> PlannerSubsystem::create(
     IslandSource configured, StateStore& store, prometheus::Registry& registry, unsigned hostCpus) {
   auto planner = planner::Planner::create(settings().config);
   if (!planner) return planner.error();
-  return std::shared_ptr<PlannerSubsystem>(
+  std::shared_ptr<PlannerSubsystem> out(
       new PlannerSubsystem(std::move(*planner), std::move(settings), forecast, board,
                            std::move(configured), store, registry, hostCpus));
+  // The dwell guard outlives a restart: the journaled records say when each
+  // VM was last moved.
+  if (auto facts = store.list(Keyspace::Facts, std::string(kPlannerDecisionPrefix))) {
+    for (const StateEntry& entry : *facts) {
+      const nlohmann::json& d = entry.value;
+      if (!d.is_object() ||
+          d.value("action", "") != planner::actionName(planner::ActionKind::MoveVm) ||
+          !d.value("execute", false) || !d.contains("vm_name") || !d["vm_name"].is_string() ||
+          !d.contains("at_ns") || !d["at_ns"].is_number_integer())
+        continue;
+      int64_t& last =
+          out->lastMoveNs_.try_emplace(d["vm_name"].get<std::string>(), planner::kNeverNs)
+              .first->second;
+      last = std::max(last, d["at_ns"].get<int64_t>());
+    }
+  }
+  return out;
 }
 
 PlannerSubsystem::PlannerSubsystem(planner::Planner planner, SettingsSource settings,
@@ -53,7 +82,8 @@ PlannerSubsystem::PlannerSubsystem(planner::Planner planner, SettingsSource sett
                            .Help("Planner decision records by action, deciding rule and whether "
                                  "the decision was taken")
                            .Register(registry)),
-      planner_(std::move(planner)) {}
+      planner_(std::move(planner)),
+      verifyWindowNs_(forecast.stepNs()) {}
 
 Result<PlannerSubsystem::Gathered> PlannerSubsystem::gather(int64_t nowNs,
                                                             const PlannerSettings& settings) const {
@@ -113,10 +143,12 @@ Result<PlannerSubsystem::Gathered> PlannerSubsystem::gather(int64_t nowNs,
     for (uint32_t member : a.members) {
       planner::VmState vm;
       vm.workload = member;
-      vm.name = names.count(member) ? names[member] : std::to_string(member);
+      vm.name = names.count(member) ? names[member] : std::string();
+      if (vm.name.empty()) vm.name = std::to_string(member);  // a cgroup without a name
       vm.island = a.name;
       if (!forecast_.readCpuProfile(member, vm.demand)) continue;  // nothing to move it by yet
       if (auto it = observed.find(member); it != observed.end()) vm.observedCores = it->second;
+      if (auto it = lastMoveNs_.find(vm.name); it != lastMoveNs_.end()) vm.lastMoveNs = it->second;
       out.input.vms.push_back(std::move(vm));
     }
     out.input.islands.push_back(std::move(island));
@@ -192,11 +224,17 @@ Result<void> PlannerSubsystem::planAt(int64_t nowNs) {
   const PlannerSettings settings = settings_();
   std::lock_guard lock(mutex_);
   planner_.setMode(settings.config.mode);
+  sampleTelemetry(nowNs);
   auto gathered = gather(nowNs, settings);
   if (!gathered) return gathered.error();
+  verifyDue(nowNs, gathered->input);
   // Profiles change only when a step closes: one pass per published step
   // (or change of islands), so guards and the journal see each step once.
-  if (passes_ > 0 && gathered->passKey == lastPassKey_) return ok();
+  // What is executed reads the islands desired now.
+  if (passes_ > 0 && gathered->passKey == lastPassKey_) {
+    lastInput_ = std::move(*gathered);
+    return ok();
+  }
   lastPassKey_ = gathered->passKey;
   ++passes_;
 
@@ -235,10 +273,30 @@ Result<void> PlannerSubsystem::planAt(int64_t nowNs) {
   return ok();
 }
 
-Result<void> PlannerSubsystem::execute(const planner::Decision& decision) {
+Result<void> PlannerSubsystem::execute(const planner::Decision& decision, int64_t nowNs) {
+  if (decision.action == planner::ActionKind::MoveVm) {
+    // The islands subsystem makes the pin real (cgroup and libvirt
+    // membership, memory following the island's nodes). The key names the
+    // VM as telemetry shows it (its libvirt name).
+    if (decision.vmName.empty() || decision.vmName.find('/') != std::string::npos)
+      return Error::invalid("execute decision", "planner", decision.vmName,
+                            "a VM move needs the VM's name without '/'");
+    if (decision.toIsland.empty())
+      return Error::invalid("execute decision", "planner", std::to_string(decision.id),
+                            "a VM move needs a target island");
+    const std::string key = std::string(kPinStatePrefix) + decision.vmName;
+    auto stored =
+        store_.put(Keyspace::Desired, key,
+                   {{"island", decision.toIsland}, {"source", kPinSourcePlanner}}, kOrigin);
+    if (!stored) return stored.error();
+    lastMoveNs_[decision.vmName] = nowNs;
+    spdlog::info("event=planner_move decision={} vm={} from={} to={}", decision.id, decision.vmName,
+                 decision.fromIsland, decision.toIsland);
+    return ok();
+  }
   if (decision.action != planner::ActionKind::ResizeIsland)
     return Error::invalid("execute decision", "planner", std::to_string(decision.id),
-                          "atolld executes island resizes only; a VM move is left to the operator");
+                          "nothing to execute for a decision without an action");
   if (!lastInput_)
     return Error::invalid("execute decision", "planner", std::to_string(decision.id),
                           "no planner input");
@@ -253,10 +311,17 @@ Result<void> PlannerSubsystem::execute(const planner::Decision& decision) {
     else
       continue;
     if (island.name == kSharedAggregateName) continue;
-    nlohmann::json value = {{"cpus", numa::formatCpuList(cpus)}};
-    if (!island.memNodes.empty()) value["mems"] = numa::formatCpuList(island.memNodes);
-    auto stored = store_.put(Keyspace::Desired, std::string(kIslandStatePrefix) + island.name,
-                             value, kOrigin);
+    // Only the CPUs change: what an operator set on the island (exclusivity,
+    // limits, selectors) stays as desired.
+    const std::string key = std::string(kIslandStatePrefix) + island.name;
+    auto existing = store_.get(Keyspace::Desired, key);
+    if (!existing) return existing.error();
+    nlohmann::json value = nlohmann::json::object();
+    if (*existing && (*existing)->value.is_object()) value = (*existing)->value;
+    value["cpus"] = numa::formatCpuList(cpus);
+    if (!value.contains("mems") && !island.memNodes.empty())
+      value["mems"] = numa::formatCpuList(island.memNodes);
+    auto stored = store_.put(Keyspace::Desired, key, value, kOrigin);
     if (!stored) return stored.error();
     spdlog::info("event=planner_resize decision={} island={} cpus={}", decision.id, island.name,
                  numa::formatCpuList(cpus));
@@ -269,7 +334,7 @@ Result<void> PlannerSubsystem::actAt(int64_t nowNs) {
   std::vector<planner::Decision> pending = std::move(pending_);
   pending_.clear();
   for (const planner::Decision& d : pending) {
-    if (auto done = execute(d); !done) {
+    if (auto done = execute(d, nowNs); !done) {
       ++executionFailures_;
       spdlog::warn("event=planner_execute_failed decision={} error=\"{}\"", d.id,
                    done.error().message());
@@ -277,9 +342,122 @@ Result<void> PlannerSubsystem::actAt(int64_t nowNs) {
     } else {
       ++executed_;
       planner_.reportCompleted(d.id, nowNs);
+      // A revert is not verified again: that would invite a flip-flop.
+      if (!d.reverses) verifying_.push_back({d.id, nowNs, touchedBy(d)});
     }
   }
   return ok();
+}
+
+void PlannerSubsystem::sampleTelemetry(int64_t nowNs) {
+  std::optional<nlohmann::json> latest = board_.latest();
+  if (!latest || !latest->contains("timestamp_ns") || !(*latest)["timestamp_ns"].is_number())
+    return;
+  const int64_t at = (*latest)["timestamp_ns"].get<int64_t>();
+  if (at == lastSampleNs_) return;
+  lastSampleNs_ = at;
+  const std::map<uint32_t, double> cores = board_.latestCpuCores();
+  if (latest->contains("workloads") && (*latest)["workloads"].is_array()) {
+    for (const nlohmann::json& row : (*latest)["workloads"]) {
+      if (!row.contains("workload") || !row["workload"].is_number_unsigned()) continue;
+      const uint32_t number = row["workload"].get<uint32_t>();
+      Sample sample;
+      sample.atNs = at;
+      if (auto p50 = numberAt(row, "runq_p50_us")) sample.runQueueLatencyNs = *p50 * 1000.0;
+      if (auto it = cores.find(number); it != cores.end()) sample.cores = it->second;
+      samples_[number].push_back(sample);
+    }
+  }
+  const int64_t keepFrom = nowNs - kSampleWindows * verifyWindowNs_;
+  for (auto it = samples_.begin(); it != samples_.end();) {
+    auto& series = it->second;
+    while (!series.empty() &&
+           (series.front().atNs < keepFrom || series.size() > kMaxSamplesPerWorkload))
+      series.pop_front();
+    it = series.empty() ? samples_.erase(it) : std::next(it);
+  }
+}
+
+PlannerSubsystem::Window PlannerSubsystem::measure(const std::vector<uint32_t>& workloads,
+                                                   int64_t fromNs, int64_t toNs) const {
+  Window out;
+  double latencySum = 0;
+  size_t latencyCount = 0;
+  for (uint32_t workload : workloads) {
+    auto it = samples_.find(workload);
+    if (it == samples_.end()) continue;
+    double coresSum = 0;
+    size_t coresCount = 0;
+    for (const Sample& s : it->second) {
+      if (s.atNs < fromNs || s.atNs >= toNs) continue;
+      ++out.samples;
+      if (s.runQueueLatencyNs) {
+        latencySum += *s.runQueueLatencyNs;
+        ++latencyCount;
+      }
+      if (s.cores) {
+        coresSum += *s.cores;
+        ++coresCount;
+      }
+    }
+    if (coresCount > 0) out.cores += coresSum / double(coresCount);
+  }
+  if (latencyCount > 0) out.runQueueLatencyNs = latencySum / double(latencyCount);
+  return out;
+}
+
+std::vector<uint32_t> PlannerSubsystem::touchedBy(const planner::Decision& decision) const {
+  if (decision.action == planner::ActionKind::MoveVm) return {decision.vm};
+  std::vector<uint32_t> out;
+  if (!lastInput_) return out;
+  for (const planner::VmState& vm : lastInput_->input.vms)
+    if (vm.island == decision.toIsland || vm.island == decision.fromIsland)
+      out.push_back(vm.workload);
+  return out;
+}
+
+void PlannerSubsystem::verifyDue(int64_t nowNs, const planner::PlanInput& input) {
+  std::vector<Verification> waiting;
+  for (Verification& v : verifying_) {
+    if (nowNs < v.executedNs + verifyWindowNs_) {
+      waiting.push_back(std::move(v));
+      continue;
+    }
+    const Window before = measure(v.workloads, v.executedNs - verifyWindowNs_, v.executedNs);
+    const Window after = measure(v.workloads, v.executedNs, v.executedNs + verifyWindowNs_ + 1);
+    if (before.samples == 0 || after.samples == 0) {
+      spdlog::info("event=planner_verify_skipped decision={} reason=\"no telemetry {} the action\"",
+                   v.decision, before.samples == 0 ? "before" : "after");
+      continue;
+    }
+    ++verified_;
+    planner::MoveVerification measured;
+    measured.decision = v.decision;
+    measured.nowNs = nowNs;
+    measured.runQueueLatencyBeforeNs = before.runQueueLatencyNs;
+    measured.runQueueLatencyAfterNs = after.runQueueLatencyNs;
+    measured.throughputBefore = before.cores;
+    measured.throughputAfter = after.cores;
+    planner::PlanInput now = input;
+    now.nowNs = nowNs;
+    std::optional<planner::Decision> revert = planner_.verify(measured, now);
+    spdlog::info(
+        "event=planner_verify decision={} runq_ns_before={:.0f} runq_ns_after={:.0f} "
+        "cores_before={:.3f} cores_after={:.3f} revert={}",
+        v.decision, before.runQueueLatencyNs, after.runQueueLatencyNs, before.cores, after.cores,
+        revert ? std::to_string(revert->id) : std::string("none"));
+    if (revert) {
+      ++reverts_;
+      record(*revert, revert->execute ? planner::Mode::Enforce : planner::Mode::Observe);
+      if (revert->execute) pending_.push_back(*revert);
+      continue;
+    }
+    // A revert the guards refused is explained like any declined decision.
+    const auto& history = planner_.history();
+    if (!history.empty() && history.back().reverses == v.decision && !history.back().taken)
+      record(history.back(), planner::Mode::Observe);
+  }
+  verifying_ = std::move(waiting);
 }
 
 Result<void> PlannerSubsystem::runPhase(Phase phase, const TickContext&) {
@@ -293,6 +471,9 @@ nlohmann::json PlannerSubsystem::describe() const {
                         {"decisions_recorded", recorded_},
                         {"executed", executed_},
                         {"execution_failures", executionFailures_},
+                        {"verified", verified_},
+                        {"reverts", reverts_},
+                        {"verifying", verifying_.size()},
                         {"in_flight", planner_.inFlight().size()}};
   if (!lastJournalError_.empty()) out["journal_error"] = lastJournalError_;
   return out;

@@ -8,14 +8,21 @@
 // as a fact and counts it in Prometheus. A pass where no island heads for
 // contention still says so, per island, as a "no action" record. Act: only
 // taken decisions in an enforce-mode island run, as changes of the desired
-// islands that the islands subsystem then applies; their completion or
-// failure goes back to the planner.
+// state that the islands subsystem then applies: a resize rewrites the
+// desired islands, a VM move writes the VM's pin ("pins/NAME" = {"island":
+// TARGET, "source": "planner"}); their completion or failure goes back to
+// the planner. Verification: every tick samples the telemetry board (run-
+// queue latency and CPU cores per workload); one forecast step after an
+// executed action, the window after it is compared with the window before
+// it for the workloads it touched, and a revert the planner proposes runs
+// through the same path.
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/registry.h>
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -76,7 +83,28 @@ class PlannerSubsystem final : public Subsystem {
   Result<Gathered> gather(int64_t nowNs, const PlannerSettings& settings) const;
   std::vector<planner::Decision> noActionRecords(const Gathered& gathered) const;
   void record(const planner::Decision& decision, planner::Mode mode);
-  Result<void> execute(const planner::Decision& decision);
+  Result<void> execute(const planner::Decision& decision, int64_t nowNs);
+
+  // Verification of executed actions against telemetry.
+  struct Sample {
+    int64_t atNs = 0;
+    std::optional<double> runQueueLatencyNs;
+    std::optional<double> cores;
+  };
+  struct Verification {
+    uint64_t decision = 0;
+    int64_t executedNs = 0;
+    std::vector<uint32_t> workloads;  // the VMs the action touched
+  };
+  struct Window {
+    double runQueueLatencyNs = 0;  // mean over the samples that have it; 0: none
+    double cores = 0;              // sum over the workloads of their mean cores
+    size_t samples = 0;
+  };
+  void sampleTelemetry(int64_t nowNs);
+  Window measure(const std::vector<uint32_t>& workloads, int64_t fromNs, int64_t toNs) const;
+  void verifyDue(int64_t nowNs, const planner::PlanInput& input);
+  std::vector<uint32_t> touchedBy(const planner::Decision& decision) const;
 
   SettingsSource settings_;
   const ForecastSubsystem& forecast_;
@@ -98,6 +126,14 @@ class PlannerSubsystem final : public Subsystem {
   nlohmann::json latest_;                   // the latest pass
   std::deque<nlohmann::json> history_;      // decision records, newest last
   std::vector<planner::Decision> pending_;  // taken with execute, not yet run
+
+  int64_t verifyWindowNs_;                          // one forecast step
+  int64_t lastSampleNs_ = 0;                        // the board report last sampled
+  std::map<uint32_t, std::deque<Sample>> samples_;  // by workload, oldest first
+  std::vector<Verification> verifying_;             // executed, window not over yet
+  std::map<std::string, int64_t> lastMoveNs_;       // by VM name, for the dwell guard
+  uint64_t verified_ = 0;
+  uint64_t reverts_ = 0;
 };
 
 }  // namespace Atoll

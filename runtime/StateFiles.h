@@ -2,9 +2,9 @@
 // Opening (and creating) the daemon's files in its state directory: journal,
 // snapshot, lock. Created mode 0640, readable by the admin group, never by
 // others, whatever the caller's umask allows.
-#include <fcntl.h>
+#include <fcntl.h>  // the flags callers pass
+#include <sys/types.h>
 
-#include <cerrno>
 #include <string>
 
 #include "util/Fs.h"
@@ -16,9 +16,7 @@ namespace Atoll {
 inline constexpr mode_t kStateFileMode = 0640;
 
 inline Result<UniqueFd> openStateFile(const Dir& dir, const std::string& name, int flags) {
-  int fd = ::openat(dir.fd(), name.c_str(), flags | O_CLOEXEC, kStateFileMode);
-  if (fd < 0) return Error::fromErrno("open", dir.path() + "/" + name, errno);
-  return UniqueFd(fd);
+  return dir.openFile(name, flags, kStateFileMode);
 }
 
 }  // namespace Atoll

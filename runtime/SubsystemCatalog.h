@@ -16,7 +16,7 @@ struct SubsystemCatalogEntry {
 };
 
 inline constexpr std::array kSubsystemCatalog = {
-    SubsystemCatalogEntry{"housekeeping", std::chrono::milliseconds(100),
+    SubsystemCatalogEntry{"housekeeping", std::chrono::milliseconds(99),
                           "journal size accounting, snapshot and compaction"},
     SubsystemCatalogEntry{"self-metrics", std::chrono::milliseconds(20),
                           "the daemon's own CPU time, memory and threads from /proc/self/stat"},
@@ -33,6 +33,12 @@ inline constexpr std::array kSubsystemCatalog = {
     SubsystemCatalogEntry{"planner", std::chrono::milliseconds(4),
                           "island resizes and VM moves decided from the forecasts; executed only "
                           "in enforce mode"},
+    // Transfers run on threads of their own, never inside a tick; the
+    // smallest budget the configuration accepts, taken from housekeeping so
+    // the defaults still fit a 200 ms tick.
+    SubsystemCatalogEntry{"transfer", std::chrono::milliseconds(1),
+                          "image pre-copy to peers requested through the API, the receiving "
+                          "endpoint when [transfer] listen is set, the host-wide bandwidth cap"},
 };
 
 }  // namespace Atoll

@@ -3,6 +3,8 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "numa/IslandEnforcer.h"
+
 namespace Atoll {
 
 telemetry::CollectorOptions collectorOptions(const TelemetrySettings& settings) {
@@ -21,11 +23,66 @@ telemetry::CollectorOptions collectorOptions(const TelemetrySettings& settings) 
 TelemetrySubsystem::TelemetrySubsystem(const TelemetrySettings& settings,
                                        forecast::SampleRing& ring, WorkloadBoard& board,
                                        prometheus::Registry& registry)
-    : options_(collectorOptions(settings)), ring_(ring), board_(board), metrics_(registry) {
+    : options_(collectorOptions(settings)),
+      ring_(ring),
+      board_(board),
+      metrics_(registry),
+      islands_(std::string(numa::kDefaultManagedRoot)) {
   tryStart();
 }
 
+void TelemetrySubsystem::followIslands() {
+  auto mount = Dir::open(options_.cgroupMount);
+  auto names = mount ? telemetry::listIslandCgroups(*mount, islands_.managedRoot())
+                     : Result<std::vector<std::string>>(mount.error());
+  std::string problem;
+  if (!names) {
+    problem = names.error().message();
+  } else if (auto unnumbered = islands_.update(*names); !unnumbered.empty()) {
+    problem = fmt::format("more than {} islands: no cross-island wait for {}",
+                          telemetry::IslandNumbering::kMaxIslands, fmt::join(unnumbered, ","));
+  }
+  if (problem != islandProblem_ && !problem.empty())
+    spdlog::warn("event=telemetry_islands_problem error=\"{}\"", problem);
+  islandProblem_ = problem;
+  if (!names || !collector_) return;
+  const bool wanted = !islands_.empty();
+  if (wanted != collector_->tracksIslands()) {
+    if (auto switched = collector_->setTrackIslands(wanted); !switched) {
+      if (islandProblem_.empty())
+        spdlog::warn("event=telemetry_islands_problem error=\"{}\"", switched.error().message());
+      islandProblem_ = switched.error().message();
+      return;
+    }
+    spdlog::info("event=cross_island_wait state={} islands={}", wanted ? "on" : "off",
+                 islands_.numbers().size());
+    islandOfWorkload_.clear();
+  }
+  if (!wanted) return;
+  for (const auto& [id, workload] : collector_->registry().active()) {
+    const uint32_t island = islands_.islandOf(workload.cgroup.path);
+    auto known = islandOfWorkload_.find(workload.number);
+    if (known != islandOfWorkload_.end() && known->second == island) continue;
+    if (auto set = collector_->setIsland(workload.number, island); !set) {
+      spdlog::warn("event=telemetry_islands_problem workload={} error=\"{}\"", workload.number,
+                   set.error().message());
+      continue;
+    }
+    islandOfWorkload_[workload.number] = island;
+  }
+  std::erase_if(islandOfWorkload_, [&](const auto& entry) {
+    for (const auto& [id, workload] : collector_->registry().active())
+      if (workload.number == entry.first) return false;
+    return true;
+  });
+}
+
 void TelemetrySubsystem::tryStart() {
+  // Islands present from the start: load the island clocks right away.
+  if (auto mount = Dir::open(options_.cgroupMount)) {
+    if (auto names = telemetry::listIslandCgroups(*mount, islands_.managedRoot()))
+      options_.trackIslands = !names->empty();
+  }
   auto collector = telemetry::Collector::start(options_, &ring_);
   if (!collector) {
     std::string error = collector.error().message();
@@ -58,6 +115,7 @@ Result<void> TelemetrySubsystem::runPhase(Phase, const TickContext&) {
     }
   }
   telemetry::TickReport report = collector_->tick();
+  if (ticks_ % kIslandScanEveryTicks == 1 || !report.born.empty()) followIslands();
   std::vector<telemetry::Workload> known;
   for (const auto& [id, workload] : collector_->registry().active()) known.push_back(workload);
   for (const auto& w : report.born)
@@ -77,6 +135,8 @@ Result<void> TelemetrySubsystem::runPhase(Phase, const TickContext&) {
               {"samples_pushed", report.samplesPushed},
               {"samples_dropped", report.samplesDropped},
               {"degraded", collector_->degraded()},
+              {"cross_island_wait", collector_->tracksIslands()},
+              {"islands", islands_.numbers()},
               {"problems", report.problems}};
   return ok();
 }

@@ -5,11 +5,17 @@
 // /v1/workloads, `atoll top`) and as per-VM Prometheus series. Signals that
 // are off (no BPF, no libvirt, a missing cgroup file) are logged once and
 // listed in `atoll status`; a collector that cannot start at all is retried.
+// While islands exist (child cgroups of the managed root, atoll.slice/<name>)
+// the cross-island wait is on and each workload is assigned the island whose
+// cgroup holds its own; with no islands it is off, sparing every context
+// switch the island clocks.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "bpf/collector/Collector.h"
+#include "bpf/collector/IslandNumbering.h"
 #include "forecast/SampleRing.h"
 #include "runtime/Config.h"
 #include "runtime/Subsystem.h"
@@ -26,6 +32,8 @@ class TelemetrySubsystem final : public Subsystem {
  public:
   // Ticks between attempts to start a collector that failed to start.
   static constexpr uint64_t kRetryEveryTicks = 30;
+  // Ticks between looks for islands come and gone (also on any workload born).
+  static constexpr uint64_t kIslandScanEveryTicks = 10;
 
   TelemetrySubsystem(const TelemetrySettings& settings, forecast::SampleRing& ring,
                      WorkloadBoard& board, prometheus::Registry& registry);
@@ -37,6 +45,9 @@ class TelemetrySubsystem final : public Subsystem {
 
  private:
   void tryStart();
+  // Lists the islands, turns the cross-island wait on or off to match and
+  // assigns workloads to islands; problems are logged once each.
+  void followIslands();
 
   telemetry::CollectorOptions options_;
   forecast::SampleRing& ring_;
@@ -44,6 +55,9 @@ class TelemetrySubsystem final : public Subsystem {
   VmMetrics metrics_;
   std::unique_ptr<telemetry::Collector> collector_;
   std::string startError_;
+  telemetry::IslandNumbering islands_;
+  std::map<uint32_t, uint32_t> islandOfWorkload_;  // as last set in the collector
+  std::string islandProblem_;
   uint64_t ticks_ = 0;
 
   mutable std::mutex describeMutex_;

@@ -110,6 +110,13 @@ Result<DaemonReply> DaemonClient::put(const std::string& path, const nlohmann::j
                 connection_.socketPath, path);
 }
 
+Result<DaemonReply> DaemonClient::post(const std::string& path, const nlohmann::json& body) {
+  UnixSocketClient client(connection_.socketPath);
+  configure(client, connection_.timeoutSeconds);
+  return finish(client, client.Post(path, body.dump(), "application/json"), "POST",
+                connection_.socketPath, path);
+}
+
 Result<DaemonReply> DaemonClient::remove(const std::string& path) {
   UnixSocketClient client(connection_.socketPath);
   configure(client, connection_.timeoutSeconds);

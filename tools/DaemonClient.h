@@ -31,6 +31,7 @@ class DaemonClient {
 
   Result<DaemonReply> get(const std::string& path);
   Result<DaemonReply> put(const std::string& path, const nlohmann::json& body);
+  Result<DaemonReply> post(const std::string& path, const nlohmann::json& body);
   Result<DaemonReply> remove(const std::string& path);
 
  private:

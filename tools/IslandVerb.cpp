@@ -1,8 +1,12 @@
-// atoll island: resource islands on this host, worked directly on cgroupfs
-// (the islands' cgroups under the managed root are the only record kept);
-// libvirt-managed VMs are pinned through libvirt. list, show and map read a
-// running atolld (GET /v1/islands: desired and current islands, enforced or
-// not) when it answers, else cgroupfs; --source picks one explicitly. On a
+// atoll island: resource islands on this host. When atolld runs (--source
+// auto finds its socket, or --source daemon), create, delete, resize, pin and
+// unpin change its desired state through the API (validated whole there,
+// applied by its islands subsystem, kept across restarts); without a daemon
+// (or with --source local) they work directly on cgroupfs (the islands'
+// cgroups under the managed root are the only record kept) and pin
+// libvirt-managed VMs through libvirt. list, show and map read a running
+// atolld (GET /v1/islands: desired and current islands, enforced or not)
+// when it answers, else cgroupfs. On a
 // host whose cgroup mount cannot hold islands (no cgroup v2, or no cpuset
 // controller) list and map still show the topology with every CPU in the
 // shared island, and say why nothing is enforced.
@@ -272,7 +276,94 @@ class IslandCommand {
     return base;
   }
 
+  // The daemon to send a change to: with --source daemon always, with auto
+  // when its socket answers and it runs the islands subsystem.
+  std::optional<DaemonClient> daemonForChanges() const {
+    if (args_.source == "local") return std::nullopt;
+    DaemonClient client(args_.connection);
+    if (args_.source == "auto") {
+      auto probe = client.get("/v1/islands");
+      if (!probe || probe->status == 503) return std::nullopt;
+    }
+    return client;
+  }
+
+  // Sends one change; refusals (4xx) are bad input: exit code 2.
+  nlohmann::json sendChange(Result<DaemonReply> sent) const {
+    if (!sent) cli::fail(describeFailure(sent.error()), args_.json);
+    if (sent->status >= 400 && sent->status < 500 && sent->status != 403) {
+      VerbFailure failure = describeErrorReply(*sent);
+      failure.exitCode = kExitUsage;
+      cli::fail(failure, args_.json);
+    }
+    return expectSuccess(std::move(sent), args_.json).body;
+  }
+
+  nlohmann::json limitsBody() const {
+    nlohmann::json out = nlohmann::json::object();
+    if (args_.cpuWeight) out["cpu.weight"] = *args_.cpuWeight;
+    if (args_.cpuMax) out["cpu.max"] = *args_.cpuMax;
+    if (args_.memoryMin) out["memory.min"] = *args_.memoryMin;
+    if (args_.memoryLow) out["memory.low"] = *args_.memoryLow;
+    if (args_.memoryHigh) out["memory.high"] = *args_.memoryHigh;
+    if (args_.memoryMax) out["memory.max"] = *args_.memoryMax;
+    if (args_.ioWeight) out["io.weight"] = *args_.ioWeight;
+    return out;
+  }
+
+  void printDesired(const nlohmann::json& reply) const {
+    if (args_.json) {
+      std::cout << reply.dump(2) << "\n";
+      return;
+    }
+    const nlohmann::json island = reply.value("island", nlohmann::json::object());
+    std::cout << "island " << island.value("name", args_.name) << ": desired CPUs "
+              << island.value("cpus", "?") << ", memory nodes "
+              << island.value("mems", "(those of its CPUs)") << " (atolld revision "
+              << reply.value("revision", 0) << "; applied at its next tick)\n";
+  }
+
+  void createThroughDaemon(DaemonClient& client) const {
+    nlohmann::json body = {{"name", args_.name}};
+    if (!args_.cpus.empty())
+      body["cpus"] = args_.cpus;
+    else
+      body["count"] = args_.count;
+    if (!args_.nodes.empty()) body["mems"] = args_.nodes;
+    if (!args_.exclusive.empty()) body["exclusivity"] = args_.exclusive;
+    if (nlohmann::json limits = limitsBody(); !limits.empty()) body["limits"] = limits;
+    if (!args_.selectors.empty()) body["selectors"] = args_.selectors;
+    printDesired(sendChange(client.post("/v1/islands", body)));
+  }
+
+  void resizeThroughDaemon(DaemonClient& client) const {
+    nlohmann::json body = nlohmann::json::object();
+    if (!args_.cpus.empty()) body["cpus"] = args_.cpus;
+    if (args_.grow > 0) body["grow"] = args_.grow;
+    if (args_.shrink > 0) body["shrink"] = args_.shrink;
+    if (!args_.nodes.empty()) body["mems"] = args_.nodes;
+    if (nlohmann::json limits = limitsBody(); !limits.empty()) body["limits"] = limits;
+    printDesired(sendChange(client.put("/v1/islands/" + urlEncodeKey(args_.name), body)));
+  }
+
+  // A process is "pid:N", a VM its domain name.
+  std::string workloadKey() const {
+    return args_.vm.empty() ? "pid:" + std::to_string(args_.pid) : args_.vm;
+  }
+
+  void pinThroughDaemon(DaemonClient& client, const std::string& island) const {
+    nlohmann::json reply = sendChange(client.put("/v1/pins/" + urlEncodeKey(workloadKey()),
+                                                 {{"island", island}, {"source", "operator"}}));
+    if (args_.json) {
+      std::cout << reply.dump(2) << "\n";
+      return;
+    }
+    std::cout << workloadKey() << " pinned to " << island << " (atolld revision "
+              << reply.value("revision", 0) << "; applied at its next tick)\n";
+  }
+
   void create() const {
+    if (auto client = daemonForChanges()) return createThroughDaemon(*client);
     need(validateIslandName(args_.name), kExitUsage);
     // Selectors are parsed and matched (read-only) before anything changes.
     std::vector<IslandSelector> selectors;
@@ -345,6 +436,7 @@ class IslandCommand {
   }
 
   void resize() const {
+    if (auto client = daemonForChanges()) return resizeThroughDaemon(*client);
     auto all = status();
     const IslandStatus& current = find(all);
     std::vector<Island> desired;
@@ -450,6 +542,15 @@ class IslandCommand {
   }
 
   void remove() const {
+    if (auto client = daemonForChanges()) {
+      nlohmann::json reply = sendChange(client->remove("/v1/islands/" + urlEncodeKey(args_.name)));
+      if (args_.json)
+        std::cout << reply.dump() << "\n";
+      else
+        std::cout << "island " << args_.name << " deleted (atolld revision "
+                  << reply.value("revision", 0) << "; applied at its next tick)\n";
+      return;
+    }
     auto enforcerNow = enforcer();
     check(enforcerNow.remove(args_.name));
     if (args_.json) std::cout << nlohmann::json{{"deleted", args_.name}}.dump() << "\n";
@@ -479,6 +580,7 @@ class IslandCommand {
   }
 
   void pin() const {
+    if (auto client = daemonForChanges()) return pinThroughDaemon(*client, args_.name);
     if (!args_.vm.empty()) {
       auto all = status();
       pinVm(find(all).island);
@@ -491,6 +593,8 @@ class IslandCommand {
   }
 
   void unpin() const {
+    if (auto client = daemonForChanges())
+      return pinThroughDaemon(*client, std::string(kSharedIslandName));
     if (!args_.vm.empty()) {
       std::vector<Island> current;
       for (const auto& status : this->status()) current.push_back(status.island);
@@ -526,7 +630,7 @@ void addLimitOptions(CLI::App* command, IslandArgs& args) {
 void addIslandVerb(CLI::App& app) {
   auto args = std::make_shared<IslandArgs>();
   CLI::App* verb = app.add_subcommand(
-      "island", "Resource islands: CPU/memory sets on cgroup v2 (worked on cgroupfs directly)");
+      "island", "Resource islands: CPU/memory sets on cgroup v2 (through atolld when it runs)");
   verb->require_subcommand(1);
   verb->add_option("--cgroup-root", args->cgroupMount, "The cgroup2 mount")->capture_default_str();
   verb->add_option("--managed-root", args->managedRoot, "Islands' parent cgroup, below the mount")
@@ -537,8 +641,8 @@ void addIslandVerb(CLI::App& app) {
                    "libvirt connection for --vm and vm selectors")
       ->capture_default_str();
   verb->add_option("--source", args->source,
-                   "list, show, map: auto (atolld when it answers, else cgroupfs), daemon or "
-                   "local")
+                   "auto (atolld when it answers, else cgroupfs), daemon or local; changes "
+                   "through atolld become its desired state")
       ->check(CLI::IsMember({"auto", "daemon", "local"}))
       ->capture_default_str();
   addDaemonOptions(*verb, args->connection);

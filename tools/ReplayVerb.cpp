@@ -31,6 +31,7 @@ struct ReplayVerbArgs {
   double thresholdUpper = -1;
   double thresholdTarget = -1;
   bool quiet = false;
+  bool noVmMoves = false;
 };
 
 void run(const ReplayVerbArgs& args) {
@@ -44,6 +45,7 @@ void run(const ReplayVerbArgs& args) {
   options.warmupSteps = args.warmup;
   if (args.horizon > 0) options.planner.horizonSteps = args.horizon;
   if (args.margin >= 0) options.planner.margin = args.margin;
+  if (args.noVmMoves) options.planner.allowVmMoves = false;
   if (args.thresholdUpper > 0) options.threshold.upper = args.thresholdUpper;
   if (args.thresholdTarget > 0) {
     options.threshold.target = args.thresholdTarget;
@@ -118,6 +120,7 @@ void addReplayVerb(CLI::App& app) {
       ->capture_default_str();
   verb->add_option("--horizon", args->horizon, "Planner horizon in steps (default 12)");
   verb->add_option("--margin", args->margin, "Planner's initial benefit margin (default 0.5)");
+  verb->add_flag("--no-vm-moves", args->noVmMoves, "Atoll resizes islands only, moves no VM");
   verb->add_option("--threshold-upper", args->thresholdUpper,
                    "Threshold policy: act above this utilisation (default 0.85)");
   verb->add_option("--threshold-target", args->thresholdTarget,

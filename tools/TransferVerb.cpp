@@ -5,6 +5,10 @@
 //          and re-read from --host-bwlimit-file on SIGHUP
 //   send   pre-copy a file or block device to a peer in rounds, with a
 //          progress line (bytes, rate, round, ETA) or --json
+//   list   the transfers the running atolld carries (bytes, rate, round,
+//          state), its host-wide cap and the images it received
+//   limit  change atolld's host-wide cap while its transfers run
+//   cancel stop one of atolld's transfers
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -21,7 +25,10 @@
 #include <vector>
 
 #include "migrate/transfer/ImageSender.h"
+#include "migrate/transfer/Rate.h"
 #include "migrate/transfer/TransferServer.h"
+#include "tools/DaemonClient.h"
+#include "tools/JsonCells.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -33,28 +40,6 @@ using namespace Atoll::transfer;
 [[noreturn]] void fail(const std::string& message, ExitCode code) {
   std::cerr << "atoll transfer: " << message << "\n";
   throw CLI::RuntimeError(code);
-}
-
-// "0" (no cap), "500k", "100M", "1.5G" (bytes per second, powers of 1024).
-Result<uint64_t> parseRate(const std::string& text, const std::string& option) {
-  double value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  std::string suffix(end, text.data() + text.size());
-  double scale = 1;
-  if (suffix == "k" || suffix == "K") {
-    scale = 1024.0;
-  } else if (suffix == "m" || suffix == "M") {
-    scale = 1024.0 * 1024;
-  } else if (suffix == "g" || suffix == "G") {
-    scale = 1024.0 * 1024 * 1024;
-  } else if (!suffix.empty()) {
-    ec = std::errc::invalid_argument;
-  }
-  if (ec != std::errc() || value < 0 || text.empty()) {
-    return Error::invalid("parse", option, text,
-                          "expected bytes per second, e.g. 0, 500k, 100M or 1G");
-  }
-  return static_cast<uint64_t>(value * scale);
 }
 
 struct TlsArgs {
@@ -296,6 +281,79 @@ void runSend(const SendArgs& args) {
   }
 }
 
+struct DaemonArgs {
+  bool json = false;
+  std::string rate;
+  uint64_t id = 0;
+  DaemonConnection connection;
+};
+
+void runList(const DaemonArgs& args) {
+  DaemonClient client(args.connection);
+  DaemonReply reply = expectSuccess(client.get("/v1/transfers"), args.json);
+  const nlohmann::json& body = reply.body;
+  if (args.json) {
+    std::cout << body.dump(2) << "\n";
+    return;
+  }
+  std::cout << "host-wide cap " << formatRate(body.value("host_bwlimit", uint64_t(0)))
+            << ", receiving "
+            << (body.value("listen", nlohmann::json()).is_string()
+                    ? "on " + textCell(body, "listen") + " into " +
+                          textCell(body, "staging_directory")
+                    : std::string("off"))
+            << "\n";
+  const nlohmann::json transfers = body.value("transfers", nlohmann::json::array());
+  if (transfers.empty()) {
+    std::cout << "(no transfers)\n";
+  } else {
+    std::printf("%-5s %-10s %5s %21s %12s %12s  %-22s %s\n", "ID", "STATE", "ROUND",
+                "BYTES / IMAGE", "RATE", "LIMIT", "PEER", "NAME");
+    for (const auto& t : transfers) {
+      std::string bytes = mib(t.value("bytes", 0.0)) + " / " + mib(t.value("image_bytes", 0.0));
+      std::string limit =
+          t.contains("rate_limit") ? formatRate(t.value("rate_limit", uint64_t(0))) : "-";
+      std::printf("%-5s %-10s %5s %21s %12s %12s  %-22s %s\n", textCell(t, "id").c_str(),
+                  textCell(t, "state").c_str(), textCell(t, "round").c_str(), bytes.c_str(),
+                  formatRate(static_cast<uint64_t>(t.value("bytes_per_second", 0.0))).c_str(),
+                  limit.c_str(), textCell(t, "peer").c_str(), textCell(t, "name").c_str());
+      if (t.contains("error")) std::cout << "      " << textCell(t, "error") << "\n";
+    }
+  }
+  for (const auto& r : body.value("received", nlohmann::json::array())) {
+    std::cout << "received from " << textCell(r, "peer") << ": "
+              << (r.value("ok", false) ? (r.value("committed", false) ? "committed " : "partial ") +
+                                             textCell(r, "path")
+                                       : textCell(r, "error"))
+              << "\n";
+  }
+}
+
+void runLimit(const DaemonArgs& args) {
+  auto rate = parseRate(args.rate, "RATE");
+  if (!rate) fail(rate.error().message(), kExitUsage);
+  DaemonClient client(args.connection);
+  DaemonReply reply = expectSuccess(
+      client.put("/v1/transfers/host-bwlimit", nlohmann::json{{"bwlimit", *rate}}), args.json);
+  if (args.json) {
+    std::cout << reply.body.dump() << "\n";
+  } else {
+    std::cout << "host-wide cap " << formatRate(reply.body.value("before", uint64_t(0))) << " -> "
+              << formatRate(reply.body.value("host_bwlimit", uint64_t(0))) << "\n";
+  }
+}
+
+void runCancel(const DaemonArgs& args) {
+  DaemonClient client(args.connection);
+  DaemonReply reply =
+      expectSuccess(client.remove("/v1/transfers/" + std::to_string(args.id)), args.json);
+  if (args.json) {
+    std::cout << reply.body.dump() << "\n";
+  } else {
+    std::cout << "transfer " << args.id << ": cancelling\n";
+  }
+}
+
 }  // namespace
 
 void addTransferVerb(CLI::App& app) {
@@ -342,6 +400,28 @@ void addTransferVerb(CLI::App& app) {
   send->add_flag("--json", sendArgs->json, "One JSON line per round on stdout");
   sendArgs->tls.add(send);
   send->callback([sendArgs] { runSend(*sendArgs); });
+
+  auto listArgs = std::make_shared<DaemonArgs>();
+  auto* list = transfer->add_subcommand(
+      "list", "Transfers the running atolld carries: bytes, rate, round, state");
+  list->add_flag("--json", listArgs->json, "The daemon's reply as JSON");
+  addDaemonOptions(*list, listArgs->connection);
+  list->callback([listArgs] { runList(*listArgs); });
+
+  auto limitArgs = std::make_shared<DaemonArgs>();
+  auto* limit = transfer->add_subcommand(
+      "limit", "Change atolld's host-wide bandwidth cap while its transfers run");
+  limit->add_option("RATE", limitArgs->rate, "Bytes/s (k, M, G; 0 = none)")->required();
+  limit->add_flag("--json", limitArgs->json, "The daemon's reply as JSON");
+  addDaemonOptions(*limit, limitArgs->connection);
+  limit->callback([limitArgs] { runLimit(*limitArgs); });
+
+  auto cancelArgs = std::make_shared<DaemonArgs>();
+  auto* cancel = transfer->add_subcommand("cancel", "Stop one of atolld's transfers");
+  cancel->add_option("ID", cancelArgs->id, "Transfer id from `atoll transfer list`")->required();
+  cancel->add_flag("--json", cancelArgs->json, "The daemon's reply as JSON");
+  addDaemonOptions(*cancel, cancelArgs->connection);
+  cancel->callback([cancelArgs] { runCancel(*cancelArgs); });
 }
 
 }  // namespace Atoll::cli

@@ -9,6 +9,7 @@
 
 #include "bpf/collector/LibvirtDomains.h"
 #include "bpf/collector/Log2Histogram.h"
+#include "bpf/collector/TrafficMatrix.h"
 
 namespace Atoll::telemetry {
 
@@ -204,6 +205,72 @@ Result<void> Collector::setIsland(uint32_t workload, uint32_t island) {
   return ok();
 }
 
+void Collector::joinTraffic(TickReport& report) {
+  auto flows = net_->readFlows();
+  if (!flows) {
+    report.problems.push_back(flows.error().message());
+    return;
+  }
+  auto owners = net_->readLocalEndpoints();
+  if (!owners) {
+    report.problems.push_back(owners.error().message());
+    return;
+  }
+  std::unordered_map<uint64_t, uint32_t> workloadOf;
+  for (const auto& [number, tracked] : tracked_)
+    for (uint64_t id : tracked.subtreeIds) workloadOf[id] = number;
+  std::map<std::pair<uint32_t, uint32_t>, uint64_t> sent;  // (from, to) -> bytes
+  for (const CgroupTraffic& cell : joinLocalPeers(*flows, *owners)) {
+    auto from = workloadOf.find(cell.fromCgroup);
+    auto to = workloadOf.find(cell.toCgroup);
+    if (from == workloadOf.end() || to == workloadOf.end() || from->second == to->second) continue;
+    sent[{from->second, to->second}] += cell.bytes;
+  }
+  std::map<uint32_t, std::map<uint32_t, WorkloadTraffic>> byWorkload;
+  for (const auto& [pair, bytes] : sent) {
+    const auto [from, to] = pair;
+    WorkloadTraffic& out = byWorkload[from][to];
+    out.workload = to;
+    out.name = tracked_.at(to).workload.cgroup.name;
+    out.txBytes += bytes;
+    WorkloadTraffic& in = byWorkload[to][from];
+    in.workload = from;
+    in.name = tracked_.at(from).workload.cgroup.name;
+    in.rxBytes += bytes;
+  }
+  talksTo_.clear();
+  for (auto& [number, peers] : byWorkload)
+    for (auto& [peer, traffic] : peers) talksTo_[number].push_back(std::move(traffic));
+}
+
+Result<void> Collector::setTrackIslands(bool on) {
+  if (!sched_)
+    return Error::invalid("track islands", "collector", on ? "on" : "off",
+                          "scheduler programs not loaded");
+  if (on == options_.trackIslands) return ok();
+  SchedTelemetryOptions schedOptions;
+  schedOptions.maxCgroups = std::min(options_.maxCgroups, maxMonitoredCgroups());
+  schedOptions.trackIslands = on;
+  schedOptions.pageFaults = sched_->pageFaultsUnavailable().empty();
+  auto reloaded = SchedTelemetry::start(schedOptions);
+  if (!reloaded) return reloaded.error();
+  for (auto& [number, tracked] : tracked_) {
+    for (uint64_t id : tracked.subtreeIds) {
+      auto monitored =
+          tracked.island ? (*reloaded)->setIsland(id, tracked.island) : (*reloaded)->monitor(id);
+      if (!monitored) return monitored.error();
+    }
+  }
+  sched_ = std::move(*reloaded);
+  // The new programs count from zero.
+  for (auto& [number, tracked] : tracked_) tracked.sched = SchedCounters{};
+  options_.trackIslands = on;
+  const std::string disabled = "cross-island wait: disabled (CollectorOptions::trackIslands)";
+  std::erase(degraded_, disabled);
+  if (!on) degraded_.push_back(disabled);
+  return ok();
+}
+
 void Collector::push(uint32_t workload, forecast::Metric metric, int64_t timestampNs, double value,
                      TickReport& report) {
   if (!ring_) return;
@@ -243,6 +310,9 @@ TickReport Collector::tick() {
     }
     if (auto errors = net_->errors()) report.netErrors = *errors;
   }
+  // The first tick, then every slowSignalsEveryTicks.
+  if (net_ && (ticks_ - 1) % static_cast<uint64_t>(options_.slowSignalsEveryTicks) == 0)
+    joinTraffic(report);
   std::unordered_map<uint64_t, BlockCounters> block;
   if (block_) {
     if (auto counters = block_->read()) {
@@ -393,6 +463,7 @@ TickReport Collector::tick() {
     if (snap.rxBytesPerSecond && snap.txBytesPerSecond)
       push(number, forecast::Metric::Network, report.timestampNs,
            *snap.rxBytesPerSecond + *snap.txBytesPerSecond, report);
+    if (auto talks = talksTo_.find(number); talks != talksTo_.end()) snap.talksTo = talks->second;
     report.workloads.push_back(std::move(snap));
   }
   return report;

@@ -47,6 +47,18 @@ struct CollectorOptions {
   bool trackIslands = false;
 };
 
+// Traffic between two workloads on this host (the peer join of the traffic
+// matrix), cumulative since the collector started: bytes are IP + transport
+// headers + payload as the cgroup_skb programs see them.
+struct WorkloadTraffic {
+  uint32_t workload = 0;  // the other workload
+  std::string name;
+  uint64_t txBytes = 0;  // this workload sent to it
+  uint64_t rxBytes = 0;  // it sent to this workload
+
+  bool operator==(const WorkloadTraffic&) const = default;
+};
+
 struct WorkloadSnapshot {
   Workload workload;
   double intervalSeconds = 0;
@@ -76,6 +88,10 @@ struct WorkloadSnapshot {
   // Share of the run-queue wait spent behind another island's tasks
   // (trackIslands), seconds per second.
   std::optional<double> crossIslandWaitPerSecond;
+  // Local workloads this one exchanged traffic with (refreshed every
+  // slowSignalsEveryTicks ticks: walking the flow map costs two system
+  // calls per flow).
+  std::vector<WorkloadTraffic> talksTo;
 };
 
 struct TickReport {
@@ -103,6 +119,13 @@ class Collector {
   // Island membership of a workload (all its cgroups) for the cross-island
   // wait; 0 = none. Needs CollectorOptions::trackIslands.
   Result<void> setIsland(uint32_t workload, uint32_t island);
+  // Turns the cross-island wait on or off while running: the scheduler
+  // programs are reloaded with or without island clocks and every tracked
+  // cgroup is monitored again (workload numbers and other signals carry on;
+  // the scheduler counters of the tick in progress restart from the
+  // reload). On failure the running programs stay as they were.
+  Result<void> setTrackIslands(bool on);
+  bool tracksIslands() const { return sched_ && options_.trackIslands; }
 
  private:
   struct Tracked {
@@ -132,6 +155,8 @@ class Collector {
   Collector(CollectorOptions options, Dir mount, forecast::SampleRing* ring)
       : options_(std::move(options)), mount_(std::move(mount)), ring_(ring) {}
   void discover(TickReport& report);
+  // Re-reads the traffic matrix and joins it to workloads (talksTo_).
+  void joinTraffic(TickReport& report);
   void push(uint32_t workload, forecast::Metric metric, int64_t timestampNs, double value,
             TickReport& report);
 
@@ -147,6 +172,7 @@ class Collector {
   bool libvirtFailureLogged_ = false;
   bool forceDiscovery_ = true;
   uint64_t ticks_ = 0;
+  std::map<uint32_t, std::vector<WorkloadTraffic>> talksTo_;
 };
 
 }  // namespace Atoll::telemetry

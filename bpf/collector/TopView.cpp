@@ -120,6 +120,12 @@ nlohmann::json snapshotJson(const WorkloadSnapshot& row) {
   j["page_faults_per_second"] = orNull(row.pageFaultsPerSecond);
   j["major_page_faults_per_second"] = orNull(row.majorPageFaultsPerSecond);
   j["cross_island_wait_per_second"] = orNull(row.crossIslandWaitPerSecond);
+  j["talks_to"] = nlohmann::json::array();
+  for (const WorkloadTraffic& peer : row.talksTo)
+    j["talks_to"].push_back({{"workload", peer.workload},
+                             {"name", peer.name},
+                             {"tx_bytes", peer.txBytes},
+                             {"rx_bytes", peer.rxBytes}});
   return j;
 }
 

@@ -101,9 +101,12 @@ Result<std::vector<NetFlow>> NetTelemetry::readFlows() const {
       flow.cgroupId = next.cgroup_id;
       std::memcpy(flow.peer.data(), next.peer_addr, 16);
       flow.egress = next.egress != 0;
+      flow.proto = next.proto;
+      flow.peerPort = next.peer_port;
       for (const net_flow_stats& v : values) {
         flow.bytes += v.bytes;
         flow.packets += v.packets;
+        flow.payloadBytes += v.payload_bytes;
       }
       flows.push_back(flow);
     }
@@ -111,6 +114,29 @@ Result<std::vector<NetFlow>> NetTelemetry::readFlows() const {
     previous = &key;
   }
   return flows;
+}
+
+Result<std::map<NetEndpoint, uint64_t>> NetTelemetry::readLocalEndpoints() const {
+  int fd = bpf_map__fd(skel_->maps.local_endpoints);
+  std::map<NetEndpoint, uint64_t> owners;
+  net_endpoint key{};
+  net_endpoint next{};
+  const void* previous = nullptr;
+  while (bpf_map_get_next_key(fd, previous, &next) == 0) {
+    uint64_t cgroupId = 0;
+    if (bpf_map_lookup_elem(fd, &next, &cgroupId) == 0) {
+      NetEndpoint endpoint;
+      std::memcpy(endpoint.addr.data(), next.addr, 16);
+      endpoint.port = next.port;
+      endpoint.proto = next.proto;
+      owners[endpoint] = cgroupId;
+    }
+    key = next;
+    previous = &key;
+  }
+  if (errno != ENOENT)
+    return Error::fromErrno("bpf_map_get_next_key", "net_telemetry/local_endpoints", errno);
+  return owners;
 }
 
 Result<NetErrors> NetTelemetry::errors() const {

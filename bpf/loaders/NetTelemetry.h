@@ -5,6 +5,7 @@
 // payload, no link-layer header (see net_telemetry.h).
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -32,13 +33,28 @@ struct NetCounters {
 
 NetCounters sumPerCpu(std::span<const net_cgroup_stats> perCpu);
 
-// One cell of the traffic matrix: bytes between a cgroup and a peer address.
+// A socket endpoint: address (IPv6, or IPv4-mapped ::ffff:a.b.c.d), port
+// (host order) and IP protocol (6 TCP, 17 UDP).
+struct NetEndpoint {
+  std::array<uint8_t, 16> addr{};
+  uint16_t port = 0;
+  uint8_t proto = 0;
+
+  auto operator<=>(const NetEndpoint&) const = default;
+};
+
+// One cell of the traffic matrix: bytes between a cgroup and a peer endpoint.
 struct NetFlow {
   uint64_t cgroupId = 0;
   std::array<uint8_t, 16> peer{};  // IPv6, or IPv4-mapped (::ffff:a.b.c.d)
+  uint16_t peerPort = 0;
+  uint8_t proto = 0;
   bool egress = false;
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;  // IP + transport headers + payload
   uint64_t packets = 0;
+  uint64_t payloadBytes = 0;
+
+  NetEndpoint peerEndpoint() const { return {peer, peerPort, proto}; }
 };
 
 // "127.0.0.1" for IPv4-mapped addresses, RFC 5952 text for IPv6.
@@ -65,6 +81,9 @@ class NetTelemetry {
 
   Result<std::unordered_map<uint64_t, NetCounters>> read() const;
   Result<std::vector<NetFlow>> readFlows() const;
+  // The local endpoints seen in monitored cgroups' packets and the cgroup
+  // owning each (the last one seen using it).
+  Result<std::map<NetEndpoint, uint64_t>> readLocalEndpoints() const;
   Result<NetErrors> errors() const;
   void forget(uint64_t cgroupId) const;
   int ingressProgFd() const;

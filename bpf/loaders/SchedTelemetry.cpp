@@ -3,10 +3,14 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <linux/types.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <functional>
 #include <string_view>
 
@@ -21,6 +25,10 @@ static_assert(SCHED_TELEMETRY_HIST_SLOTS == kHistogramSlots);
 namespace {
 
 constexpr const char* kStatsMapName = "sched_telemetry/cgroup_stats";
+constexpr const char* kStorageMapName = "sched_telemetry/monitored_cgroups";
+// The file-handle type under which kernfs (cgroupfs) exports a directory:
+// the handle is the 64-bit cgroup id.
+constexpr int kKernfsFileHandleType = 0xfe;
 
 // Whether the running kernel's BTF has the tracepoint a tp_btf program
 // attaches to (its btf_trace_<name> typedef).
@@ -33,22 +41,39 @@ bool kernelHasRawTracepoint(const char* name) {
   return found;
 }
 
-// Whether task_struct has sched_info (CONFIG_SCHED_INFO: schedstats or
-// delay accounting), whose accounting the program reads.
-bool kernelHasSchedInfo() {
+// Whether the running kernel's `structName` has a member `member` (BTF).
+bool kernelStructHasMember(const char* structName, std::string_view member) {
   btf* vmlinux = btf__load_vmlinux_btf();
   if (!vmlinux) return false;
   bool found = false;
-  int id = btf__find_by_name_kind(vmlinux, "task_struct", BTF_KIND_STRUCT);
+  int id = btf__find_by_name_kind(vmlinux, structName, BTF_KIND_STRUCT);
   if (const btf_type* type = id > 0 ? btf__type_by_id(vmlinux, id) : nullptr) {
     const btf_member* members = btf_members(type);
     for (int i = 0; i < btf_vlen(type) && !found; ++i) {
       const char* name = btf__name_by_offset(vmlinux, members[i].name_off);
-      found = name && std::string_view(name) == "sched_info";
+      found = name && std::string_view(name) == member;
     }
   }
   btf__free(vmlinux);
   return found;
+}
+
+// Whether task_struct has sched_info (CONFIG_SCHED_INFO: schedstats or
+// delay accounting), whose accounting the program reads.
+bool kernelHasSchedInfo() {
+  return kernelStructHasMember("task_struct", "sched_info");
+}
+
+// Whether the kernel has cgroup local storage (Linux 6.2 added the map type
+// together with this member of struct cgroup).
+bool kernelHasCgroupStorage() {
+  return kernelStructHasMember("cgroup", "bpf_cgrp_storage");
+}
+
+std::string cgroup2MountOrDefault(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  if (::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) return "/sys/fs/cgroup";
+  return "/sys/fs/cgroup/unified";
 }
 
 }  // namespace
@@ -119,6 +144,21 @@ Result<std::unique_ptr<SchedTelemetry>> SchedTelemetry::start(
         "kernel has no exceptions:page_fault_user tracepoint in its BTF (x86 only)";
   }
   bpf_program__set_autoload(skel->progs.page_fault_user, self->pageFaultsUnavailable_.empty());
+  if (options.cgroupStorage && kernelHasCgroupStorage()) {
+    const std::string mount = cgroup2MountOrDefault(options.cgroupMount);
+    // Without the mount the id table serves: same numbers, dearer misses.
+    int fd = ::open(mount.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) self->mountFd_ = UniqueFd(fd);
+  }
+  if (self->mountFd_.valid()) {
+    skel->rodata->use_cgroup_storage = 1;
+  } else {
+    // Without cgroup local storage the map is never used (the programs
+    // take the table path); an array stands in so the object loads.
+    bpf_map__set_type(skel->maps.monitored_cgroups, BPF_MAP_TYPE_ARRAY);
+    bpf_map__set_map_flags(skel->maps.monitored_cgroups, 0);
+    bpf_map__set_max_entries(skel->maps.monitored_cgroups, 1);
+  }
   if (int rc = bpf_map__set_max_entries(skel->maps.cgroup_stats, options.maxCgroups); rc < 0)
     return Error::fromErrno("bpf_map__set_max_entries", kStatsMapName, -rc,
                             std::to_string(options.maxCgroups));
@@ -180,8 +220,7 @@ Result<void> SchedTelemetry::monitor(uint64_t cgroupId) {
   std::vector<sched_cgroup_stats> zero(static_cast<size_t>(std::max(cpus, 1)));
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.cgroup_stats), &*slot, zero.data(), BPF_ANY)) {
     int err = errno;
-    freeSlots_.push_back(*slot);
-    std::push_heap(freeSlots_.begin(), freeSlots_.end(), std::greater<>());
+    releaseSlot(*slot);
     return Error::fromErrno("bpf_map_update_elem", kStatsMapName, err, std::to_string(*slot));
   }
   sched_monitor_entry& entry = table[index];
@@ -194,12 +233,58 @@ Result<void> SchedTelemetry::monitor(uint64_t cgroupId) {
                       __ATOMIC_RELEASE);
   tableIndex_.emplace(cgroupId, static_cast<uint32_t>(index));
   slotOwner_[*slot] = cgroupId;
+  if (usesCgroupStorage()) {
+    // The mark the programs test before looking the id up in the table.
+    if (auto marked = writeStorageEntry(cgroupId, *slot, 0); !marked) {
+      forget(cgroupId);
+      return marked.error();
+    }
+  }
+  return ok();
+}
+
+void SchedTelemetry::releaseSlot(uint32_t slot) {
+  freeSlots_.push_back(slot);
+  std::push_heap(freeSlots_.begin(), freeSlots_.end(), std::greater<>());
+}
+
+Result<UniqueFd> SchedTelemetry::openCgroup(uint64_t cgroupId) const {
+  alignas(file_handle) unsigned char buffer[sizeof(file_handle) + sizeof(cgroupId)];
+  auto* handle = reinterpret_cast<file_handle*>(buffer);
+  handle->handle_bytes = sizeof(cgroupId);
+  handle->handle_type = kKernfsFileHandleType;
+  std::memcpy(handle->f_handle, &cgroupId, sizeof(cgroupId));
+  int fd = ::open_by_handle_at(mountFd_.get(), handle, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return Error::fromErrno("open_by_handle_at (cgroup id)", kStorageMapName, errno,
+                            std::to_string(cgroupId));
+  return UniqueFd(fd);
+}
+
+Result<void> SchedTelemetry::writeStorageEntry(uint64_t cgroupId, uint32_t slot, uint32_t island) {
+  auto cgroup = openCgroup(cgroupId);
+  if (!cgroup) return cgroup.error();
+  sched_monitor_entry entry{};
+  entry.cgroup_id = cgroupId;
+  entry.slot = slot;
+  entry.island = island;
+  int key = cgroup->get();
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.monitored_cgroups), &key, &entry, BPF_ANY))
+    return Error::fromErrno("bpf_map_update_elem", kStorageMapName, errno,
+                            std::to_string(cgroupId));
   return ok();
 }
 
 void SchedTelemetry::forget(uint64_t cgroupId) {
   auto it = tableIndex_.find(cgroupId);
   if (it == tableIndex_.end()) return;
+  if (usesCgroupStorage()) {
+    // A cgroup that is gone took its storage with it.
+    if (auto cgroup = openCgroup(cgroupId)) {
+      int key = cgroup->get();
+      bpf_map_delete_elem(bpf_map__fd(skel_->maps.monitored_cgroups), &key);
+    }
+  }
   sched_monitor_entry* table = skel_->bss->monitored;
   uint32_t index = it->second;
   uint32_t slot = table[index].slot;
@@ -219,8 +304,7 @@ void SchedTelemetry::forget(uint64_t cgroupId) {
                        __ATOMIC_RELEASE);
   tableIndex_.erase(it);
   slotOwner_[slot] = 0;
-  freeSlots_.push_back(slot);
-  std::push_heap(freeSlots_.begin(), freeSlots_.end(), std::greater<>());
+  releaseSlot(slot);
 }
 
 Result<void> SchedTelemetry::setIsland(uint64_t cgroupId, uint32_t island) {
@@ -251,6 +335,17 @@ Result<SchedErrors> SchedTelemetry::errors() const {
   auto storage = readPerCpuCounter(fd, SCHED_ERROR_TASK_STORAGE, "sched_telemetry/sched_errors");
   if (!storage) return storage.error();
   return SchedErrors{refused_, *storage};
+}
+
+Result<void> SchedTelemetry::reattachEmptyBaseline() {
+  if (!bpf_program__autoload(skel_->progs.empty_sched_switch))
+    return Error::invalid("reattach", "sched_telemetry/empty_sched_switch", "",
+                          "the empty baseline was not loaded (withEmptyBaseline)");
+  bpf_link__destroy(skel_->links.empty_sched_switch);
+  skel_->links.empty_sched_switch = bpf_program__attach(skel_->progs.empty_sched_switch);
+  if (!skel_->links.empty_sched_switch)
+    return Error::fromErrno("bpf attach", "sched_telemetry/empty_sched_switch", errno);
+  return ok();
 }
 
 int SchedTelemetry::schedSwitchProgFd() const {

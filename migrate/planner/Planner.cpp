@@ -486,6 +486,19 @@ PlanResult Planner::plan(const PlanInput& input) {
         bestDeclined = int(i);
       }
     }
+    // A taken resize that takes the island out of risk wins over any move:
+    // it is cheaper to undo, moves nobody's memory, and keeps VMs where their
+    // forecasts were learnt; a move is for when resizes cannot relieve the
+    // island (no donor with enough slack, or the guards refuse them).
+    int bestRelievingResize = -1;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const Decision& c = candidates[i];
+      if (!c.taken || c.action != ActionKind::ResizeIsland || c.islands.empty()) continue;
+      if (c.islands.front().contentionAfter >= config_.riskThreshold) continue;
+      if (bestRelievingResize < 0 || net(c) > net(candidates[bestRelievingResize]))
+        bestRelievingResize = int(i);
+    }
+    if (bestRelievingResize >= 0) best = bestRelievingResize;
     const int chosen = best >= 0 ? best : bestDeclined;
     Decision decision = std::move(candidates[chosen]);
     decision.id = nextId_++;

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <numeric>
+#include <optional>
 
 #include "forecast/Forecaster.h"
 #include "migrate/planner/Planner.h"
@@ -26,18 +28,31 @@ std::string format(const char* fmt, auto... args) {
 struct PolicyState {
   ReplayPolicy policy;
   std::vector<numa::CpuList> cpus;  // per island
+  std::vector<size_t> islandOf;     // per VM
+  std::vector<int64_t> lastMoveNs;  // per VM
+  std::vector<size_t> vmsIn;        // per island, now
   PolicyReport report;
   size_t overloadedSteps = 0;
   double depthSum = 0;
 };
 
+// An executed action of the planner whose realised relief is measured once
+// its horizon has passed. A resize added `cores` to `island`; a move took VM
+// `vm` from `island` to `target`.
 struct PendingOutcome {
   uint64_t decision;
   size_t step;  // decided at the end of this step
   size_t island;
   double capacityBefore;
   double cores;
+  std::optional<size_t> vm;
+  size_t target = 0;
+  double targetCapacity = 0;
 };
+
+double excess(double demand, double capacity) {
+  return std::max(0.0, demand - capacity);
+}
 
 // Moves `cpus` from island `from` to `to` in a policy's state.
 void applyResize(PolicyState& state, size_t from, size_t to, const numa::CpuList& cpus) {
@@ -170,10 +185,11 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
 
   std::vector<PolicyState> states;
   for (ReplayPolicy p : options.policies) {
-    PolicyState s{p, {}, {}, 0, 0};
+    PolicyState s{p, {}, islandOf, std::vector<int64_t>(chosen.size(), kNeverNs), {}, {}, 0, 0};
     s.report.policy = p;
     for (const auto& island : islands) s.cpus.push_back(island.cpus);
     s.report.capacity.assign(islandCount, std::vector<float>(traces.steps, 0));
+    s.report.demand.assign(islandCount, std::vector<float>(traces.steps, 0));
     states.push_back(std::move(s));
   }
 
@@ -186,11 +202,27 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   for (size_t v = 0; v < chosen.size(); ++v) {
     input.vms[v].workload = uint32_t(v + 1);
     input.vms[v].name = traces.vms[chosen[v]].name;
-    input.vms[v].island = islands[islandOf[v]].name;
-    input.vms[v].flexibility = Flexibility::Pinned;  // the replay resizes islands only
+    input.vms[v].flexibility =
+        options.planner.allowVmMoves ? Flexibility::Flexible : Flexibility::Pinned;
   }
-  std::vector<bool> hasMembers(islandCount, false);
-  for (size_t v = 0; v < chosen.size(); ++v) hasMembers[islandOf[v]] = true;
+  std::vector<bool> islandDefined(islandCount, false);
+  for (size_t v = 0; v < chosen.size(); ++v) islandDefined[islandOf[v]] = true;
+  // After a VM move: the forecaster's aggregates of the two islands follow
+  // their new members (an island left empty keeps its last definition and
+  // gets no profile until a VM moves back in).
+  auto redefine = [&](const PolicyState& s, size_t i) -> Result<bool> {
+    forecast::IslandSpec spec;
+    spec.name = islands[i].name;
+    spec.capacity = double(islands[i].cpus.size());
+    for (size_t v = 0; v < chosen.size(); ++v)
+      if (s.islandOf[v] == i) spec.members.push_back({uint32_t(v + 1), forecast::Metric::Cpu});
+    if (spec.members.empty()) return true;
+    auto id = islandDefined[i] ? f.redefineIsland(islandIds[i], spec) : f.defineIsland(spec);
+    if (!id) return Error::invalid("redefine island", spec.name, "", id.error().message());
+    islandIds[i] = id.value();
+    islandDefined[i] = true;
+    return true;
+  };
   auto resizeCost = [&](size_t cpus, size_t from, size_t to) {
     return options.planner.cacheWarmupSecondsPerCpu * double(cpus) +
            options.planner.resizeDisruptionPerVm *
@@ -199,6 +231,12 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   };
 
   std::vector<PendingOutcome> pending;
+  // What a reader sees for a series without a profile (on the heap: a
+  // snapshot is large).
+  const auto noProfile = std::make_unique<forecast::ProfileSnapshot>();
+  const PolicyState* atollState = nullptr;
+  for (const PolicyState& s : states)
+    if (s.policy == ReplayPolicy::Atoll) atollState = &s;
   const int horizon = options.planner.horizonSteps;
   size_t nextProgress = traces.steps / 10;
   forecast::SampleRing& ring = f.ring(0);
@@ -215,16 +253,21 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
     }
     f.tick(stepStart + kStepNs);
 
-    // Score step t under the capacities in force during it.
+    // Score step t under the placement and capacities in force during it.
     for (PolicyState& s : states) {
+      s.vmsIn.assign(islandCount, 0);
+      for (size_t v = 0; v < chosen.size(); ++v) {
+        s.report.demand[s.islandOf[v]][t] += traces.vms[chosen[v]].cpuCores[t];
+        ++s.vmsIn[s.islandOf[v]];
+      }
       for (size_t i = 0; i < islandCount; ++i) {
         const double capacity = double(s.cpus[i].size());
         s.report.capacity[i][t] = float(capacity);
         if (t < options.warmupSteps) continue;
-        const double demand = report.demand[i][t];
+        const double demand = s.report.demand[i][t];
         if (demand > capacity) {
           const double depth = (demand - capacity) / capacity;
-          s.report.overloadVmMinutes += double(report.vmsPerIsland[i]) * kStepMinutes;
+          s.report.overloadVmMinutes += double(s.vmsIn[i]) * kStepMinutes;
           s.report.overloadIslandMinutes += kStepMinutes;
           s.report.unmetCoreMinutes += (demand - capacity) * kStepMinutes;
           s.report.maxDepth = std::max(s.report.maxDepth, depth);
@@ -237,12 +280,21 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
     // Outcomes of the planner's actions whose window has passed.
     std::erase_if(pending, [&](const PendingOutcome& p) {
       if (t < p.step + size_t(horizon)) return false;
+      const auto& demand = atollState->report.demand;
       double realised = 0;
       for (size_t u = p.step + 1; u <= p.step + size_t(horizon); ++u) {
-        const double d = report.demand[p.island][u];
-        realised +=
-            (std::max(0.0, d - p.capacityBefore) - std::max(0.0, d - p.capacityBefore - p.cores)) *
-            double(kTraceStepSeconds);
+        const double d = demand[p.island][u];
+        if (p.vm) {
+          // The source without the VM, less what the VM added to the target.
+          const double vmCores = traces.vms[chosen[*p.vm]].cpuCores[u];
+          const double dt = demand[p.target][u];
+          realised += (excess(d + vmCores, p.capacityBefore) - excess(d, p.capacityBefore) -
+                       (excess(dt, p.targetCapacity) - excess(dt - vmCores, p.targetCapacity))) *
+                      double(kTraceStepSeconds);
+        } else {
+          realised += (excess(d, p.capacityBefore) - excess(d, p.capacityBefore + p.cores)) *
+                      double(kTraceStepSeconds);
+        }
       }
       planner.recordOutcome(p.decision, realised, stepStart + kStepNs);
       return true;
@@ -258,23 +310,52 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
             IslandState& is = input.islands[i];
             is.cpus = s.cpus[i];
             is.memNodes = numa::nodesOfCpus(*topology, is.cpus);
-            is.observedCores = report.demand[i][t];
-            if (!hasMembers[i] || !f.readIsland(islandIds[i], is.profile))
-              is.profile = forecast::ProfileSnapshot{};
+            is.observedCores = s.report.demand[i][t];
+            if (s.vmsIn[i] == 0 || !islandDefined[i] || !f.readIsland(islandIds[i], is.profile))
+              is.profile = *noProfile;
+          }
+          for (size_t v = 0; v < chosen.size(); ++v) {
+            VmState& vm = input.vms[v];
+            const TraceVm& trace = traces.vms[chosen[v]];
+            vm.island = islands[s.islandOf[v]].name;
+            vm.observedCores = trace.cpuCores[t];
+            vm.residentBytes = uint64_t(trace.memoryBytes.empty() ? options.defaultVmMemoryBytes
+                                                                  : trace.memoryBytes[t]);
+            vm.lastMoveNs = s.lastMoveNs[v];
+            if (options.planner.allowVmMoves &&
+                !f.readProfile({uint32_t(v + 1), forecast::Metric::Cpu}, vm.demand))
+              vm.demand = *noProfile;
           }
           PlanResult result = planner.plan(input);
           for (const Decision& d : result.decisions) {
-            if (!d.execute || d.action != ActionKind::ResizeIsland) continue;
+            if (!d.execute || d.action == ActionKind::None) continue;
             size_t from = 0, to = 0;
             for (size_t i = 0; i < islandCount; ++i) {
               if (islands[i].name == d.fromIsland) from = i;
               if (islands[i].name == d.toIsland) to = i;
             }
+            if (d.action == ActionKind::MoveVm) {
+              const size_t v = d.vm - 1;
+              s.islandOf[v] = to;
+              s.lastMoveNs[v] = nowNs;
+              for (size_t i : {from, to})
+                if (auto done = redefine(s, i); !done) return done.error();
+              planner.reportCompleted(d.id, nowNs);
+              s.report.actions.push_back(
+                  {t + 1, d.fromIsland, d.toIsland, 0, d.vmName, d.cost.total(), d.reason});
+              s.report.moveCpuSeconds += d.cost.total();
+              ++s.report.vmMoves;
+              if (t + size_t(horizon) < traces.steps)
+                pending.push_back({d.id, t, from, double(s.cpus[from].size()), 0, v, to,
+                                   double(s.cpus[to].size())});
+              continue;
+            }
             const double before = double(s.cpus[to].size());
             applyResize(s, from, to, d.cpusMoved);
             planner.reportCompleted(d.id, nowNs);
             s.report.actions.push_back({t + 1, d.fromIsland, d.toIsland,
-                                        unsigned(d.cpusMoved.size()), d.cost.total(), d.reason});
+                                        unsigned(d.cpusMoved.size()), "", d.cost.total(),
+                                        d.reason});
             s.report.moveCpuSeconds += d.cost.total();
             if (t + size_t(horizon) < traces.steps)
               pending.push_back({d.id, t, to, before, double(d.cpusMoved.size())});
@@ -287,7 +368,7 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
             applyResize(s, r.from, r.to, r.cpus);
             const double cost = resizeCost(r.cpus.size(), r.from, r.to);
             s.report.actions.push_back({t + 1, islands[r.from].name, islands[r.to].name,
-                                        unsigned(r.cpus.size()), cost,
+                                        unsigned(r.cpus.size()), "", cost,
                                         "observed utilisation above threshold"});
             s.report.moveCpuSeconds += cost;
           }
@@ -329,13 +410,14 @@ std::string formatReplayReport(const ReplayReport& report) {
   out +=
       format("host saturated (total demand > total island capacity) in %zu of %zu scored steps\n",
              saturated, report.steps - report.warmupSteps);
-  out += format("%-10s %16s %14s %14s %10s %10s %8s %12s\n", "policy", "overload_vm_min",
-                "island_min", "unmet_core_min", "mean_depth", "max_depth", "actions", "move_cpu_s");
+  out += format("%-10s %16s %14s %14s %10s %10s %8s %9s %12s\n", "policy", "overload_vm_min",
+                "island_min", "unmet_core_min", "mean_depth", "max_depth", "actions", "vm_moves",
+                "move_cpu_s");
   for (const auto& p : report.policies)
-    out += format("%-10s %16.0f %14.0f %14.1f %10.3f %10.3f %8zu %12.1f\n",
+    out += format("%-10s %16.0f %14.0f %14.1f %10.3f %10.3f %8zu %9zu %12.1f\n",
                   std::string(policyName(p.policy)).c_str(), p.overloadVmMinutes,
                   p.overloadIslandMinutes, p.unmetCoreMinutes, p.meanDepth, p.maxDepth,
-                  p.actions.size(), p.moveCpuSeconds);
+                  p.actions.size(), p.vmMoves, p.moveCpuSeconds);
   const PolicyReport* atoll = nullptr;
   const PolicyReport* reactive = nullptr;
   for (const auto& p : report.policies) {
@@ -368,6 +450,7 @@ nlohmann::json toJson(const ReplayReport& report) {
                          {"from", a.from},
                          {"to", a.to},
                          {"cpus", a.cpus},
+                         {"vm", a.vm},
                          {"cost_core_s", a.costCoreSeconds},
                          {"reason", a.reason}});
     nlohmann::json entry = {{"policy", policyName(p.policy)},
@@ -377,6 +460,7 @@ nlohmann::json toJson(const ReplayReport& report) {
                             {"mean_depth", p.meanDepth},
                             {"max_depth", p.maxDepth},
                             {"action_count", p.actions.size()},
+                            {"vm_moves", p.vmMoves},
                             {"move_cpu_seconds", p.moveCpuSeconds},
                             {"actions", actions}};
     if (p.policy == ReplayPolicy::Atoll) {
@@ -422,7 +506,8 @@ std::string renderReplaySvg(const ReplayReport& report) {
     double peak = 1;
     for (size_t t = 0; t < steps; ++t) {
       peak = std::max(peak, double(report.demand[i][t]));
-      for (const auto& p : report.policies) peak = std::max(peak, double(p.capacity[i][t]));
+      for (const auto& p : report.policies)
+        peak = std::max({peak, double(p.capacity[i][t]), double(p.demand[i][t])});
     }
     peak *= 1.05;
     auto x = [&](size_t t) {
@@ -451,6 +536,7 @@ std::string renderReplaySvg(const ReplayReport& report) {
     svg += polyline(report.demand[i], "#000", 0.7);
     int lane = 0;
     for (const auto& p : report.policies) {
+      if (p.vmMoves > 0) svg += polyline(p.demand[i], colour(p.policy), 0.5);  // its own placement
       svg += polyline(p.capacity[i], colour(p.policy), 1.4);
       for (const auto& a : p.actions) {
         if (a.to != report.islands[i] && a.from != report.islands[i]) continue;

@@ -5,15 +5,19 @@
 // and ticked at each step boundary; the `atoll` policy is the real Planner
 // reading the forecaster's island profiles, `threshold` the reactive
 // baseline (ThresholdPolicy), `static` never moves. All policies run in the
-// same pass over the same demand: VMs stay in their islands (island =
-// FNV-1a hash of the VM name modulo the island count), so a policy changes
-// only capacities, and every policy is scored on identical demand.
+// same pass over the same VM demand, from the same initial placement
+// (island = FNV-1a hash of the VM name modulo the island count). `static`
+// and `threshold` change only capacities; `atoll` also moves VMs between
+// islands (the forecaster's island aggregates are redefined to follow), so
+// each policy is scored on its own islands' demand.
 //
 // Scored from `warmupSteps` on (policies act from then; the forecaster
 // learns from step 0): overload time (VM-minutes in islands whose demand
 // exceeds capacity), overload depth ((demand - capacity) / capacity),
 // unmet core-minutes, actions and the CPU-seconds they cost (the planner's
-// own cost model, applied to every policy's resizes alike).
+// own cost model, applied to every policy's resizes alike; a VM move costs
+// its pages at the planner's migration rate, its cache warm-up and the
+// slowdown while it moves).
 #include <functional>
 #include <string>
 #include <vector>
@@ -40,9 +44,11 @@ struct ReplayOptions {
   PlannerConfig planner = [] {
     PlannerConfig c;
     c.mode = Mode::Enforce;
-    c.allowVmMoves = false;
     return c;
   }();
+  // Resident memory of a VM whose trace has none (PlanetLab): what a move
+  // of it copies between nodes.
+  double defaultVmMemoryBytes = 4.0 * (1ULL << 30);
   ThresholdConfig threshold;
   size_t warmupSteps = 288;
   // Called now and then with a line of progress (long runs).
@@ -53,6 +59,7 @@ struct ReplayAction {
   size_t step = 0;
   std::string from, to;
   unsigned cpus = 0;
+  std::string vm;  // a VM move: the VM moved (cpus is 0)
   double costCoreSeconds = 0;
   std::string reason;
 };
@@ -65,8 +72,10 @@ struct PolicyReport {
   double meanDepth = 0;  // over overloaded island-steps
   double maxDepth = 0;
   double moveCpuSeconds = 0;
+  size_t vmMoves = 0;
   std::vector<ReplayAction> actions;
   std::vector<std::vector<float>> capacity;  // [island][step]
+  std::vector<std::vector<float>> demand;    // [island][step], cores, under this policy's placement
   // atoll only: the outcome loop's final state.
   double finalMargin = 0;
   size_t tuningChanges = 0;
@@ -80,7 +89,7 @@ struct ReplayReport {
   size_t vmCount = 0;
   std::vector<std::string> islands;
   std::vector<size_t> vmsPerIsland;
-  std::vector<std::vector<float>> demand;  // [island][step], cores
+  std::vector<std::vector<float>> demand;  // [island][step], cores, initial placement
   std::vector<PolicyReport> policies;
   double seconds = 0;  // wall time is measured by the caller; 0 here
 };

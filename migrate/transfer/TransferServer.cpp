@@ -21,11 +21,14 @@ namespace {
 void lingerAfterError(int fd) {
   ::shutdown(fd, SHUT_WR);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  static thread_local uint8_t sink[65536];
+  // MSG_TRUNC on TCP discards the bytes in the kernel: no buffer at all (a
+  // thread_local one would sit in every thread's static TLS, and libraries
+  // such as civetweb run their threads on 100 KiB stacks).
+  constexpr size_t kDiscardChunk = 1 << 20;
   while (std::chrono::steady_clock::now() < deadline) {
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, 100) <= 0) continue;
-    if (::recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0) break;
+    if (::recv(fd, nullptr, kDiscardChunk, MSG_DONTWAIT | MSG_TRUNC) <= 0) break;
   }
 }
 

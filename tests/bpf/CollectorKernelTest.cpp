@@ -77,5 +77,59 @@ TEST(Collector, CgroupRecreatedUnderTheSameNameIsANewWorkload) {
   EXPECT_TRUE(seriesInRing.count(firstNumber));
 }
 
+// Islands appearing while running: the scheduler programs are reloaded with
+// island clocks, the workload keeps its number and keeps being measured, and
+// the cross-island wait is no longer listed as off.
+TEST(Collector, CrossIslandWaitTurnsOnWhileRunningAndWorkloadsCarryOn) {
+  auto access = testing::cgroup2ForTests();
+  if (!access.skipReason.empty()) GTEST_SKIP() << access.skipReason;
+  CollectorOptions options;
+  options.cgroupMount = access.mount;
+  options.selectors = {"atoll-test-isl-*"};
+  options.libvirtUri.clear();
+  options.netProbe = false;
+  options.blockProbe = false;
+  auto collector = Collector::start(options, nullptr);
+  ASSERT_TRUE(collector) << collector.error().message();
+  for (const std::string& line : (*collector)->degraded())
+    if (line.rfind("cpu time", 0) == 0) GTEST_SKIP() << "scheduler programs not loaded: " << line;
+  auto offLine = [&] {
+    for (const std::string& line : (*collector)->degraded())
+      if (line.rfind("cross-island wait", 0) == 0) return true;
+    return false;
+  };
+  EXPECT_FALSE((*collector)->tracksIslands());
+  EXPECT_TRUE(offLine());
+  auto cgroup = testing::TestCgroup::create(access.mount, "atoll-test-isl-vm");
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  TickReport born = (*collector)->tick();
+  ASSERT_EQ(born.born.size(), 1u);
+  const uint32_t number = born.born[0].number;
+
+  auto on = (*collector)->setTrackIslands(true);
+  ASSERT_TRUE(on) << on.error().message();
+  EXPECT_TRUE((*collector)->tracksIslands());
+  EXPECT_FALSE(offLine());
+  ASSERT_TRUE((*collector)->setIsland(number, 3));
+  cgroup->fork([] {
+    testing::spinFor(0.1);
+    return 0;
+  });
+  cgroup->start();
+  cgroup->waitExitedNoReap();
+  cgroup->reap();
+  TickReport after = (*collector)->tick();
+  EXPECT_TRUE(after.born.empty());
+  ASSERT_EQ(after.workloads.size(), 1u);
+  EXPECT_EQ(after.workloads[0].workload.number, number);
+  ASSERT_TRUE(after.workloads[0].cpuCores);
+  EXPECT_GT(*after.workloads[0].cpuCores * after.workloads[0].intervalSeconds, 0.07);
+  EXPECT_TRUE(after.workloads[0].crossIslandWaitPerSecond);
+
+  ASSERT_TRUE((*collector)->setTrackIslands(false));
+  EXPECT_FALSE((*collector)->tracksIslands());
+  EXPECT_TRUE(offLine());
+}
+
 }  // namespace
 }  // namespace Atoll::telemetry

@@ -101,6 +101,38 @@ TEST(Forecaster, IslandAggregatesMembersAndScoresContention) {
   EXPECT_FALSE(f->defineIsland({"nocap", {{1, Metric::Cpu}}, 0.0}));
 }
 
+TEST(Forecaster, RedefinedIslandFollowsItsNewMembers) {
+  auto f = make();
+  auto web = f->defineIsland({"web", {{1, Metric::Cpu}, {2, Metric::Cpu}}, 100.0});
+  auto db = f->defineIsland({"db", {{3, Metric::Cpu}}, 100.0});
+  ASSERT_TRUE(web);
+  ASSERT_TRUE(db);
+  auto run = [&](int from, int to) {
+    for (int step = from; step < to; ++step) {
+      push(*f, 1, step * kStep + 1, 20.0);
+      push(*f, 2, step * kStep + 2, 30.0);
+      push(*f, 3, step * kStep + 3, 10.0);
+      f->tick((step + 1) * kStep);
+    }
+  };
+  run(0, 100);
+  auto snapshot = std::make_unique<ProfileSnapshot>();
+  ASSERT_TRUE(f->readIsland(web.value(), *snapshot));
+  EXPECT_NEAR(snapshot->p50[0], 50.0, 1.0);
+  // VM 2 moves from web to db; a refused redefinition changes nothing.
+  EXPECT_FALSE(f->redefineIsland(web.value(), {"web", {}, 100.0}));
+  EXPECT_FALSE(f->redefineIsland(web.value(), {"web", {{1, Metric::Cpu}}, 0.0}));
+  EXPECT_FALSE(f->redefineIsland(7, {"none", {{1, Metric::Cpu}}, 10.0}));
+  ASSERT_TRUE(f->redefineIsland(web.value(), {"web", {{1, Metric::Cpu}}, 60.0}));
+  ASSERT_TRUE(f->redefineIsland(db.value(), {"db", {{2, Metric::Cpu}, {3, Metric::Cpu}}, 100.0}));
+  run(100, 130);
+  ASSERT_TRUE(f->readIsland(web.value(), *snapshot));
+  EXPECT_NEAR(snapshot->p50[0], 20.0, 2.0);
+  EXPECT_EQ(snapshot->capacity, 60.0);
+  ASSERT_TRUE(f->readIsland(db.value(), *snapshot));
+  EXPECT_NEAR(snapshot->p50[0], 40.0, 2.0);
+}
+
 TEST(Forecaster, VmPressureNamesTheStarvedResource) {
   auto f = make();
   for (int step = 0; step < 50; ++step) {

@@ -53,7 +53,7 @@ TEST(Atolld, StartsOnBuiltInDefaultsAndAnswersStatus) {
   std::set<std::string> names;
   for (const auto& s : status["subsystems"]) names.insert(s["name"].get<std::string>());
   EXPECT_EQ(names, (std::set<std::string>{"housekeeping", "self-metrics", "telemetry", "forecast",
-                                          "islands", "planner"}));
+                                          "islands", "planner", "transfer"}));
   EXPECT_GT(status["metrics"]["port"].get<int>(), 0);
   EXPECT_EQ(status["state"]["store"], "embedded");
 

@@ -54,8 +54,8 @@ TEST_F(Cli, StatusJsonAnswers) {
   EXPECT_EQ(status["version"], ATOLL_VERSION);
   EXPECT_EQ(status["pid"], daemon->pid());
   EXPECT_EQ(status["config"]["source"], "built-in defaults");
-  EXPECT_EQ(status["subsystems"].size(),
-            6u);  // housekeeping, self-metrics, telemetry, forecast, islands, planner
+  // housekeeping, self-metrics, telemetry, forecast, islands, planner, transfer
+  EXPECT_EQ(status["subsystems"].size(), 7u);
 }
 
 TEST_F(Cli, PlanShowAndTuningReadTheDaemonInObserveMode) {

@@ -152,6 +152,7 @@ TEST_F(PeriodicBurstReplay, AtollResizesBeforeTheBurstThresholdAfter) {
   ASSERT_TRUE(host);
   options.host = *host;
   options.warmupSteps = 2 * 288;
+  options.planner.allowVmMoves = false;  // resizes only: moves are the next test's
   auto report = runTraceReplay(*traces, options);
   ASSERT_TRUE(report) << report.error().message();
   ASSERT_EQ(report->policies.size(), 3u);
@@ -191,6 +192,43 @@ TEST_F(PeriodicBurstReplay, AtollResizesBeforeTheBurstThresholdAfter) {
   auto json = toJson(*report);
   EXPECT_EQ(json["policies"].size(), 3u);
   EXPECT_EQ(json["policies"][0]["policy"], "atoll");
+}
+
+// When resizes cannot relieve an island (here one CPU per resize against
+// bursts of six cores), the planner moves VMs to the island with room; the
+// replay executes the moves and scores each policy on its own placement.
+TEST_F(PeriodicBurstReplay, AtollMovesVmsWhenResizesCannotRelieve) {
+  auto traces = readTraceDir(dir_.string());
+  ASSERT_TRUE(traces) << traces.error().message();
+  ReplayOptions options;
+  auto host = parseHostSpec("cpus=16,nodes=1,islands=2,vms=8");
+  ASSERT_TRUE(host);
+  options.host = *host;
+  options.warmupSteps = 2 * 288;
+  options.planner.maxCpusPerResize = 1;
+  auto report = runTraceReplay(*traces, options);
+  ASSERT_TRUE(report) << report.error().message();
+  const PolicyReport& atoll = report->policies[0];
+  const PolicyReport& threshold = report->policies[1];
+  ASSERT_EQ(atoll.policy, ReplayPolicy::Atoll);
+  EXPECT_GT(atoll.vmMoves, 0u) << formatReplayReport(*report);
+  EXPECT_LT(atoll.overloadVmMinutes, threshold.overloadVmMinutes) << formatReplayReport(*report);
+  // Moves conserve demand: at every step the islands' demand under atoll's
+  // placement adds up to the host's.
+  for (size_t t = 0; t < report->steps; ++t) {
+    double moved = 0, initial = 0;
+    for (size_t i = 0; i < report->islands.size(); ++i) {
+      moved += atoll.demand[i][t];
+      initial += report->demand[i][t];
+    }
+    ASSERT_NEAR(moved, initial, 1e-3) << "step " << t;
+  }
+  // Each move names its VM and costs something.
+  for (const auto& action : atoll.actions)
+    if (action.cpus == 0) {
+      EXPECT_FALSE(action.vm.empty());
+      EXPECT_GT(action.costCoreSeconds, 0);
+    }
 }
 
 }  // namespace

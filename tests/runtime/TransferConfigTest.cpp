@@ -1,0 +1,193 @@
+// The daemon's transfer engine without sockets: the [transfer] table, the API
+// bodies of /v1/transfers and the rates operators write. Every rejection
+// names the value it refused.
+#include <gtest/gtest.h>
+
+#include <cctype>
+
+#include "migrate/transfer/Rate.h"
+#include "runtime/Config.h"
+#include "runtime/TransferSubsystem.h"
+
+namespace Atoll {
+namespace {
+
+std::string errorsOf(const ConfigParse& parsed) {
+  std::string out;
+  for (const auto& e : parsed.errors) out += e.format() + "\n";
+  return out;
+}
+
+TEST(TransferConfig, OffByDefault) {
+  auto parsed = parseConfig("", "empty.toml");
+  ASSERT_TRUE(parsed.ok()) << errorsOf(parsed);
+  EXPECT_TRUE(parsed.config.transfer.listen.empty());
+  EXPECT_EQ(parsed.config.transfer.hostBandwidth, 0u);
+  EXPECT_EQ(parsed.config.transfer.stagingDirectory, "/var/lib/atoll/staging");
+}
+
+TEST(TransferConfig, ShippedExampleHoldsTheDefaults) {
+  auto parsed = loadConfigFile(std::string(ATOLL_SOURCE_DIR) + "/runtime/atolld.example.toml");
+  ASSERT_TRUE(parsed.ok()) << errorsOf(parsed);
+  EXPECT_EQ(parsed.config.transfer, defaultConfig().transfer);
+}
+
+TEST(TransferConfig, ReadsEveryKey) {
+  auto parsed = parseConfig(R"(
+[transfer]
+listen = "[::1]:7477"
+staging_directory = "/srv/staging"
+tls_certificate = "/etc/atoll/host.pem"
+tls_private_key = "/etc/atoll/host.key"
+tls_ca = "/etc/atoll/ca.pem"
+host_bwlimit = "1.5G"
+)",
+                            "t.toml");
+  ASSERT_TRUE(parsed.ok()) << errorsOf(parsed);
+  const TransferSettings& t = parsed.config.transfer;
+  EXPECT_EQ(t.listen, "[::1]:7477");
+  EXPECT_EQ(t.stagingDirectory, "/srv/staging");
+  EXPECT_EQ(t.tlsCertificate, "/etc/atoll/host.pem");
+  EXPECT_EQ(t.tlsPrivateKey, "/etc/atoll/host.key");
+  EXPECT_EQ(t.tlsCa, "/etc/atoll/ca.pem");
+  EXPECT_EQ(t.hostBandwidth, uint64_t(1536) * 1024 * 1024);
+
+  auto integer = parseConfig("[transfer]\nhost_bwlimit = 1000000\nlisten = \"off\"\n", "i.toml");
+  ASSERT_TRUE(integer.ok()) << errorsOf(integer);
+  EXPECT_EQ(integer.config.transfer.hostBandwidth, 1000000u);
+  EXPECT_TRUE(integer.config.transfer.listen.empty());
+}
+
+struct BadTransferValue {
+  std::string body;
+  std::string key;
+  std::string mentions;  // the message names the refused value
+};
+
+// Names the case in test lists by its TOML line (unique), not by its bytes.
+void PrintTo(const BadTransferValue& value, std::ostream* out) {
+  for (char c : value.body) *out << (std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
+}
+
+class TransferConfigRejects : public testing::TestWithParam<BadTransferValue> {};
+
+TEST_P(TransferConfigRejects, NamingTheValue) {
+  const auto& c = GetParam();
+  auto parsed = parseConfig("[transfer]\n" + c.body + "\n", "bad.toml");
+  ASSERT_EQ(parsed.errors.size(), 1u) << errorsOf(parsed);
+  EXPECT_EQ(parsed.errors[0].key, c.key);
+  EXPECT_NE(parsed.errors[0].message.find(c.mentions), std::string::npos)
+      << parsed.errors[0].format();
+  EXPECT_EQ(parsed.errors[0].line, c.key == "transfer" ? 1 : 2) << parsed.errors[0].format();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Values, TransferConfigRejects,
+    testing::Values(BadTransferValue{"listen = \"somewhere\"", "transfer.listen", "'somewhere'"},
+                    BadTransferValue{"listen = \"1.2.3.4:99999\"", "transfer.listen", "65535"},
+                    BadTransferValue{"listen = 7477", "transfer.listen", "expected a string"},
+                    BadTransferValue{"staging_directory = \"staging\"",
+                                     "transfer.staging_directory", "'staging'"},
+                    BadTransferValue{"staging_directory = \"/\"", "transfer.staging_directory",
+                                     "'/'"},
+                    BadTransferValue{"tls_ca = \"ca.pem\"", "transfer.tls_ca", "'ca.pem'"},
+                    BadTransferValue{"host_bwlimit = \"fast\"", "transfer.host_bwlimit", "'fast'"},
+                    BadTransferValue{"host_bwlimit = \"10X\"", "transfer.host_bwlimit", "'10X'"},
+                    BadTransferValue{"host_bwlimit = -5", "transfer.host_bwlimit", "-5"},
+                    BadTransferValue{"host_bwlimit = 1.5", "transfer.host_bwlimit", "found float"},
+                    BadTransferValue{"listen_port = 7477", "transfer.listen_port", "known keys"},
+                    BadTransferValue{"tls_certificate = \"/c.pem\"\ntls_private_key = \"/k.pem\"",
+                                     "transfer", "go together"}));
+
+TEST(TransferConfig, EndpointAndTlsNeedARestartTheHostCapDoesNot) {
+  DaemonConfig running = defaultConfig();
+  DaemonConfig next = running;
+  next.transfer.hostBandwidth = 5 << 20;
+  EXPECT_TRUE(restartOnlyChanges(running, next).empty());
+  next.transfer.listen = "0.0.0.0:7477";
+  EXPECT_EQ(restartOnlyChanges(running, next), std::vector<std::string>{"transfer"});
+}
+
+TEST(TransferRequestBody, ReadsEveryField) {
+  auto request = parseTransferRequest(
+      R"({"file": "/var/lib/images/vm1.qcow2", "peer": "10.0.0.2:7477", "name": "vm1.img",
+          "bwlimit": "100M", "rounds": 4, "downtime_ms": 150})");
+  ASSERT_TRUE(request) << request.error().message();
+  EXPECT_EQ(request->file, "/var/lib/images/vm1.qcow2");
+  EXPECT_EQ(request->peer.text(), "10.0.0.2:7477");
+  EXPECT_EQ(request->name, "vm1.img");
+  EXPECT_EQ(request->bandwidth, 100u << 20);
+  EXPECT_EQ(request->rounds, 4u);
+  EXPECT_EQ(request->downtimeBudget, std::chrono::milliseconds(150));
+
+  auto minimal =
+      parseTransferRequest(R"({"file": "/img/disk.raw", "peer": "[::1]:9", "bwlimit": 0})");
+  ASSERT_TRUE(minimal) << minimal.error().message();
+  EXPECT_EQ(minimal->name, "disk.raw");  // the file's own name at the peer
+  EXPECT_EQ(minimal->rounds, 1u);
+  EXPECT_EQ(minimal->bandwidth, 0u);
+}
+
+TEST(TransferRequestBody, RefusesNamingTheValue) {
+  struct Case {
+    std::string body;
+    std::string mentions;
+  };
+  const std::vector<Case> cases = {
+      {"", "JSON object"},
+      {"[1]", "JSON object"},
+      {R"({"peer": "h:1"})", "file"},
+      {R"({"file": "/a"})", "peer"},
+      {R"({"file": "relative", "peer": "h:1"})", "\"relative\""},
+      {R"({"file": "/dir/", "peer": "h:1"})", "\"/dir/\""},
+      {R"({"file": 7, "peer": "h:1"})", "expected a string"},
+      {R"({"file": "/a", "peer": "nohost"})", "\"nohost\""},
+      {R"({"file": "/a", "peer": "h:70000"})", "65535"},
+      {R"({"file": "/a", "peer": "h:1", "rounds": 0})", "rounds"},
+      {R"({"file": "/a", "peer": "h:1", "rounds": 101})", "1 to 100"},
+      {R"({"file": "/a", "peer": "h:1", "rounds": "3"})", "\"3\""},
+      {R"({"file": "/a", "peer": "h:1", "bwlimit": "lots"})", "\"lots\""},
+      {R"({"file": "/a", "peer": "h:1", "bwlimit": -1})", "-1"},
+      {R"({"file": "/a", "peer": "h:1", "downtime_ms": 600001})", "600001"},
+      {R"({"file": "/a", "peer": "h:1", "name": "../etc/passwd"})", "../etc/passwd"},
+      {R"({"file": "/a", "peer": "h:1", "colour": "blue"})", "colour"},
+  };
+  for (const auto& c : cases) {
+    auto request = parseTransferRequest(c.body);
+    ASSERT_FALSE(request) << c.body;
+    EXPECT_NE(request.error().message().find(c.mentions), std::string::npos)
+        << c.body << " -> " << request.error().message();
+  }
+}
+
+TEST(TransferRequestBody, HostLimitAndIds) {
+  EXPECT_EQ(*parseHostLimitBody(R"({"bwlimit": "2M"})"), 2u << 20);
+  EXPECT_EQ(*parseHostLimitBody(R"({"bwlimit": 0})"), 0u);
+  for (std::string bad : {"{}", R"({"bwlimit": "x"})", R"({"limit": 5})", "5", ""}) {
+    EXPECT_FALSE(parseHostLimitBody(bad)) << bad;
+  }
+  EXPECT_EQ(*parseTransferId("17"), 17u);
+  for (std::string bad : {"0", "", "1x", "-3", "host-bwlimit"}) {
+    auto id = parseTransferId(bad);
+    ASSERT_FALSE(id) << bad;
+    if (!bad.empty()) {
+      EXPECT_NE(id.error().message().find("'" + bad + "'"), std::string::npos);
+    }
+  }
+}
+
+TEST(TransferRate, ParsesAndFormats) {
+  EXPECT_EQ(*transfer::parseRate("0", "x"), 0u);
+  EXPECT_EQ(*transfer::parseRate("500k", "x"), 500u * 1024);
+  EXPECT_EQ(*transfer::parseRate("1G", "x"), 1u << 30);
+  for (std::string bad : {"", "k", "1T", "-1", "nan", "1e30"}) {
+    auto rate = transfer::parseRate(bad, "--bwlimit");
+    ASSERT_FALSE(rate) << bad;
+    EXPECT_NE(rate.error().message().find("--bwlimit"), std::string::npos);
+  }
+  EXPECT_EQ(transfer::formatRate(0), "0 (none)");
+  EXPECT_EQ(transfer::formatRate(100u << 20), "100.0 MiB/s");
+}
+
+}  // namespace
+}  // namespace Atoll
