@@ -279,10 +279,7 @@ void Forecaster::publishIsland(Island& island, uint64_t stepIndex) {
   islandProfiles_[island.id].store(snapshot);
 }
 
-Parsed<uint32_t> Forecaster::defineIsland(const IslandSpec& spec) {
-  if (islands_.size() >= config_.maxIslands)
-    return InputError{"island " + spec.name, 0, std::to_string(config_.maxIslands),
-                      "too many islands"};
+Parsed<std::vector<uint32_t>> Forecaster::memberSlots(const IslandSpec& spec) {
   if (spec.members.empty())
     return InputError{"island " + spec.name, 0, "", "island has no members"};
   if (!(spec.capacity > 0) || !std::isfinite(spec.capacity))
@@ -296,6 +293,16 @@ Parsed<uint32_t> Forecaster::defineIsland(const IslandSpec& spec) {
                         "no series slot left for member"};
     members.push_back(series->slot);
   }
+  return members;
+}
+
+Parsed<uint32_t> Forecaster::defineIsland(const IslandSpec& spec) {
+  if (islands_.size() >= config_.maxIslands)
+    return InputError{"island " + spec.name, 0, std::to_string(config_.maxIslands),
+                      "too many islands"};
+  auto slots = memberSlots(spec);
+  if (!slots) return slots.error();
+  std::vector<uint32_t> members = std::move(slots.value());
   const auto id = static_cast<uint32_t>(islands_.size());
   Island& island = islands_.emplace_back(id, shape_);
   island.name = spec.name;
@@ -308,19 +315,9 @@ Parsed<uint32_t> Forecaster::defineIsland(const IslandSpec& spec) {
 Parsed<uint32_t> Forecaster::redefineIsland(uint32_t id, const IslandSpec& spec) {
   if (id >= islands_.size())
     return InputError{"island " + spec.name, 0, std::to_string(id), "no such island"};
-  if (spec.members.empty())
-    return InputError{"island " + spec.name, 0, "", "island has no members"};
-  if (!(spec.capacity > 0) || !std::isfinite(spec.capacity))
-    return InputError{"island " + spec.name, 0, std::to_string(spec.capacity),
-                      "capacity must be positive and finite"};
-  std::vector<uint32_t> members;
-  for (const SeriesKey& key : spec.members) {
-    Series* series = seriesFor(key);
-    if (series == nullptr)
-      return InputError{"island " + spec.name, 0, std::to_string(key.workload),
-                        "no series slot left for member"};
-    members.push_back(series->slot);
-  }
+  auto slots = memberSlots(spec);
+  if (!slots) return slots.error();
+  std::vector<uint32_t> members = std::move(slots.value());
   Island& island = islands_[id];
   island.name = spec.name;
   island.members = std::move(members);

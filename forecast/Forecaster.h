@@ -112,6 +112,8 @@ class Forecaster {
   struct Island;
   explicit Forecaster(const ForecasterConfig& config);
   Series* seriesFor(SeriesKey key);
+  // The members' series slots (created as needed), after checking the spec.
+  Parsed<std::vector<uint32_t>> memberSlots(const IslandSpec& spec);
   void consume(const Sample& sample);
   void closeStep(Series& series);
   void publishSeries(Series& series);
