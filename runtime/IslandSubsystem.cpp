@@ -35,7 +35,7 @@ nlohmann::json islandParams(const numa::Island& island) {
           {"cpus", numa::formatCpuList(island.cpus)},
           {"mems", numa::formatCpuList(island.memNodes)},
           {"exclusivity", numa::exclusivityName(island.exclusivity)},
-          {"limits", limitsJson(island.limits)}};
+          {"limits", numa::limitsJson(island.limits)}};
 }
 
 Error stateError(const std::string& name, const nlohmann::json& value, std::string detail) {
@@ -62,18 +62,6 @@ nlohmann::json statusJson(const numa::IslandStatus& status) {
 }
 
 }  // namespace
-
-nlohmann::json limitsJson(const numa::IslandLimits& limits) {
-  nlohmann::json out = nlohmann::json::object();
-  if (limits.cpuWeight) out["cpu.weight"] = *limits.cpuWeight;
-  if (limits.cpuMax) out["cpu.max"] = *limits.cpuMax;
-  if (limits.memoryMin) out["memory.min"] = *limits.memoryMin;
-  if (limits.memoryLow) out["memory.low"] = *limits.memoryLow;
-  if (limits.memoryHigh) out["memory.high"] = *limits.memoryHigh;
-  if (limits.memoryMax) out["memory.max"] = *limits.memoryMax;
-  if (limits.ioWeight) out["io.weight"] = *limits.ioWeight;
-  return out;
-}
 
 Result<numa::IslandLimits> parseLimitsJson(const std::string& island, const nlohmann::json& value) {
   if (!value.is_object())
@@ -166,7 +154,7 @@ nlohmann::json islandStateValue(const DesiredIsland& island) {
   nlohmann::json out = {{"cpus", island.settings.cpus.toString()}};
   if (!island.settings.mems.empty()) out["mems"] = island.settings.mems.toString();
   if (island.exclusivity) out["exclusivity"] = numa::exclusivityName(*island.exclusivity);
-  if (island.limits) out["limits"] = limitsJson(*island.limits);
+  if (island.limits) out["limits"] = numa::limitsJson(*island.limits);
   if (!island.selectors.empty()) out["selectors"] = island.selectors;
   return out;
 }
@@ -798,7 +786,8 @@ IslandChangeReply IslandSubsystem::changeIsland(IslandChange change, const std::
   }
   if (body.contains("limits")) {
     // Named limits replace those stated before; the others stay.
-    nlohmann::json merged = island.limits ? limitsJson(*island.limits) : nlohmann::json::object();
+    nlohmann::json merged =
+        island.limits ? numa::limitsJson(*island.limits) : nlohmann::json::object();
     if (!body["limits"].is_object()) return bad("\"limits\" must be an object");
     for (const auto& [limit, value] : body["limits"].items()) merged[limit] = value;
     auto limits = parseLimitsJson(name, merged);

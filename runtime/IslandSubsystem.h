@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "numa/IslandEnforcer.h"
+#include "numa/IslandLimitsJson.h"
 #include "numa/VmPinner.h"
 #include "runtime/ActionLog.h"
 #include "runtime/Config.h"
@@ -55,7 +56,6 @@ struct DesiredIsland {
 Result<std::optional<DesiredIsland>> parseIslandStateValue(const std::string& name,
                                                            const nlohmann::json& value);
 nlohmann::json islandStateValue(const DesiredIsland& island);
-nlohmann::json limitsJson(const numa::IslandLimits& limits);
 Result<numa::IslandLimits> parseLimitsJson(const std::string& island, const nlohmann::json& value);
 
 // Config islands overlaid by the store's "islands/NAME" entries; entries

@@ -26,6 +26,7 @@
 #include "numa/DomainPinning.h"
 #include "numa/IslandAllocator.h"
 #include "numa/IslandEnforcer.h"
+#include "numa/IslandLimitsJson.h"
 #include "numa/IslandMap.h"
 #include "numa/IslandSelector.h"
 #include "numa/LibvirtPinner.h"
@@ -299,17 +300,8 @@ class IslandCommand {
     return expectSuccess(std::move(sent), args_.json).body;
   }
 
-  nlohmann::json limitsBody() const {
-    nlohmann::json out = nlohmann::json::object();
-    if (args_.cpuWeight) out["cpu.weight"] = *args_.cpuWeight;
-    if (args_.cpuMax) out["cpu.max"] = *args_.cpuMax;
-    if (args_.memoryMin) out["memory.min"] = *args_.memoryMin;
-    if (args_.memoryLow) out["memory.low"] = *args_.memoryLow;
-    if (args_.memoryHigh) out["memory.high"] = *args_.memoryHigh;
-    if (args_.memoryMax) out["memory.max"] = *args_.memoryMax;
-    if (args_.ioWeight) out["io.weight"] = *args_.ioWeight;
-    return out;
-  }
+  // Only the limits given on the command line; the daemon merges them.
+  nlohmann::json limitsBody() const { return limitsJson(limits(IslandLimits{})); }
 
   void printDesired(const nlohmann::json& reply) const {
     if (args_.json) {
