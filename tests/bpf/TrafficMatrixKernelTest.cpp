@@ -145,6 +145,38 @@ int clientA(int portsIn, int retransOut) {
   return 0;
 }
 
+// Runs the exchange: B serves in cgroup b, A is its client in cgroup a. The
+// TCP bytes each side retransmitted come back so the cells can be exact.
+struct Retransmitted {
+  uint64_t byA = 0;
+  uint64_t byB = 0;
+};
+
+Retransmitted exchange(testing::TestCgroup& a, testing::TestCgroup& b) {
+  Retransmitted out;
+  int ports[2], retransA[2], retransB[2];
+  EXPECT_EQ(::pipe(ports), 0);
+  EXPECT_EQ(::pipe(retransA), 0);
+  EXPECT_EQ(::pipe(retransB), 0);
+  pid_t server = b.fork([&] { return serveB(ports[1], retransB[1]); });
+  pid_t client = a.fork([&] { return clientA(ports[0], retransA[1]); });
+  EXPECT_GT(server, 0);
+  EXPECT_GT(client, 0);
+  b.start();
+  a.start();
+  for (pid_t pid : {client, server}) {
+    int status = -1;
+    EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "worker " << pid << " status " << status;
+  }
+  EXPECT_EQ(::read(retransA[0], &out.byA, sizeof(uint64_t)), 8);
+  EXPECT_EQ(::read(retransB[0], &out.byB, sizeof(uint64_t)), 8);
+  for (int fd : {ports[0], ports[1], retransA[0], retransA[1], retransB[0], retransB[1]})
+    ::close(fd);
+  return out;
+}
+
 const CgroupTraffic* cell(const std::vector<CgroupTraffic>& matrix, uint64_t from, uint64_t to) {
   for (const CgroupTraffic& c : matrix)
     if (c.fromCgroup == from && c.toCgroup == to) return &c;
@@ -165,27 +197,9 @@ TEST(TrafficMatrix, TwoCgroupsOverLoopbackAreJoinedWorkloadToWorkload) {
   auto net = NetTelemetry::start(options);
   if (!net) GTEST_SKIP() << "cgroup_skb programs unavailable: " << net.error().message();
 
-  int ports[2], retransA[2], retransB[2];
-  ASSERT_EQ(::pipe(ports), 0);
-  ASSERT_EQ(::pipe(retransA), 0);
-  ASSERT_EQ(::pipe(retransB), 0);
-  pid_t server = b->fork([&] { return serveB(ports[1], retransB[1]); });
-  pid_t client = a->fork([&] { return clientA(ports[0], retransA[1]); });
-  ASSERT_GT(server, 0);
-  ASSERT_GT(client, 0);
-  b->start();
-  a->start();
-  for (pid_t pid : {client, server}) {
-    int status = -1;
-    EXPECT_EQ(::waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << "worker " << pid << " status " << status;
-  }
-  uint64_t retransmittedByA = 0, retransmittedByB = 0;
-  EXPECT_EQ(::read(retransA[0], &retransmittedByA, sizeof(uint64_t)), 8);
-  EXPECT_EQ(::read(retransB[0], &retransmittedByB, sizeof(uint64_t)), 8);
-  for (int fd : {ports[0], ports[1], retransA[0], retransA[1], retransB[0], retransB[1]})
-    ::close(fd);
+  const Retransmitted retransmitted = exchange(*a, *b);
+  ASSERT_FALSE(HasFailure());
+  const uint64_t retransmittedByA = retransmitted.byA, retransmittedByB = retransmitted.byB;
   RecordProperty("tcp_bytes_retransmitted_by_a", std::to_string(retransmittedByA));
   RecordProperty("tcp_bytes_retransmitted_by_b", std::to_string(retransmittedByB));
 
@@ -243,21 +257,8 @@ TEST(TrafficMatrix, CollectorReportsWhichWorkloadsTalkToEachOther) {
     if (line.rfind("network", 0) == 0) GTEST_SKIP() << line;
   ASSERT_EQ((*collector)->tick().born.size(), 2u);
 
-  int ports[2], retransA[2], retransB[2];
-  ASSERT_EQ(::pipe(ports), 0);
-  ASSERT_EQ(::pipe(retransA), 0);
-  ASSERT_EQ(::pipe(retransB), 0);
-  pid_t server = b->fork([&] { return serveB(ports[1], retransB[1]); });
-  pid_t client = a->fork([&] { return clientA(ports[0], retransA[1]); });
-  b->start();
-  a->start();
-  for (pid_t pid : {client, server}) {
-    int status = -1;
-    EXPECT_EQ(::waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  }
-  for (int fd : {ports[0], ports[1], retransA[0], retransA[1], retransB[0], retransB[1]})
-    ::close(fd);
+  exchange(*a, *b);
+  ASSERT_FALSE(HasFailure());
 
   TickReport report = (*collector)->tick();
   ASSERT_EQ(report.workloads.size(), 2u);
