@@ -2,22 +2,14 @@
 
 #include "runtime/Config.h"
 #include "runtime/SubsystemCatalog.h"
+#include "tests/runtime/ConfigErrors.h"
 #include "tests/runtime/TestSupport.h"
 
 namespace Atoll {
 namespace {
 
-std::string errorsOf(const ConfigParse& parsed) {
-  std::string out;
-  for (const auto& e : parsed.errors) out += e.format() + "\n";
-  return out;
-}
-
-const ConfigError* findError(const ConfigParse& parsed, const std::string& key) {
-  for (const auto& e : parsed.errors)
-    if (e.key == key) return &e;
-  return nullptr;
-}
+using test::errorsOf;
+using test::findError;
 
 TEST(Config, EmptyFileGivesBuiltInDefaults) {
   auto parsed = parseConfig("", "empty.toml");

@@ -3,21 +3,13 @@
 #include <gtest/gtest.h>
 
 #include "runtime/Config.h"
+#include "tests/runtime/ConfigErrors.h"
 
 namespace Atoll {
 namespace {
 
-std::string errorsOf(const ConfigParse& parsed) {
-  std::string out;
-  for (const auto& e : parsed.errors) out += e.format() + "\n";
-  return out;
-}
-
-const ConfigError* findError(const ConfigParse& parsed, const std::string& key) {
-  for (const auto& e : parsed.errors)
-    if (e.key == key) return &e;
-  return nullptr;
-}
+using test::errorsOf;
+using test::findError;
 
 TEST(MainJobConfig, DefaultsWatchMachineSliceAndLibvirtWithFiveMinuteSteps) {
   DaemonConfig d = defaultConfig();

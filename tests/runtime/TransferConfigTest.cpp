@@ -8,15 +8,12 @@
 #include "migrate/transfer/Rate.h"
 #include "runtime/Config.h"
 #include "runtime/TransferSubsystem.h"
+#include "tests/runtime/ConfigErrors.h"
 
 namespace Atoll {
 namespace {
 
-std::string errorsOf(const ConfigParse& parsed) {
-  std::string out;
-  for (const auto& e : parsed.errors) out += e.format() + "\n";
-  return out;
-}
+using test::errorsOf;
 
 TEST(TransferConfig, OffByDefault) {
   auto parsed = parseConfig("", "empty.toml");
