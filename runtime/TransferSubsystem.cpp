@@ -11,6 +11,7 @@
 
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/Rate.h"
+#include "migrate/transfer/ReceiveReportJson.h"
 #include "migrate/transfer/StagingArea.h"
 
 namespace Atoll {
@@ -435,18 +436,11 @@ CancelOutcome TransferSubsystem::cancel(uint64_t id) {
 
 void TransferSubsystem::recordSession(const std::string& peer,
                                       const Result<ReceiveReport>& result) {
-  nlohmann::json entry{{"peer", peer}, {"ok", result.has_value()}};
+  nlohmann::json entry = transfer::receivedSessionJson(peer, result);
   if (result) {
-    entry["path"] = result->finalPath;
-    entry["committed"] = result->committed;
-    entry["resumed"] = result->resumed;
-    entry["rounds"] = result->rounds;
-    entry["bytes_written"] = result->bytesWritten;
-    entry["record_layer"] = result->recordLayer;
     spdlog::info("event=transfer_received peer={} path={} committed={} resumed={}", peer,
                  result->finalPath, result->committed, result->resumed);
   } else {
-    entry["error"] = result.error().message();
     spdlog::warn("event=transfer_receive_failed peer={} error=\"{}\"", peer,
                  result.error().message());
   }

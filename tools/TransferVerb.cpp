@@ -26,6 +26,7 @@
 
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/Rate.h"
+#include "migrate/transfer/ReceiveReportJson.h"
 #include "migrate/transfer/TransferServer.h"
 #include "tools/DaemonClient.h"
 #include "tools/JsonCells.h"
@@ -125,18 +126,7 @@ void runServe(const ServeArgs& args) {
     ++sessions;
     if (!result) ++failures;
     if (args.json) {
-      nlohmann::json line{{"peer", peer}, {"ok", result.has_value()}};
-      if (result) {
-        line["path"] = result->finalPath;
-        line["committed"] = result->committed;
-        line["resumed"] = result->resumed;
-        line["rounds"] = result->rounds;
-        line["bytes_written"] = result->bytesWritten;
-        line["record_layer"] = result->recordLayer;
-      } else {
-        line["error"] = result.error().message();
-      }
-      std::cout << line.dump() << std::endl;
+      std::cout << transfer::receivedSessionJson(peer, result).dump() << std::endl;
     } else if (result) {
       std::cerr << "atoll transfer: " << peer << ": "
                 << (result->committed ? "committed " + result->finalPath
