@@ -139,28 +139,49 @@ void BM_SeriesModelUpdate(benchmark::State& state) {
 }
 BENCHMARK(BM_SeriesModelUpdate)->Arg(0)->Arg(288);
 
-// Daemon path per raw sample at the 1-s grain: push into the ring, drain,
-// resample; each 300th sample of a series closes a 5-min step (model update
-// and publication), amortised here.
+// Daemon path per raw sample at the 1-s grain, 100 series, one sample each
+// per second and one tick per second: push into the ring, drain, validate,
+// find the series, resample onto the 5-min step, update the short-term model,
+// publish the short-term snapshot, and every 300th sample of a series close a
+// 5-min step (model update and lazy profile publication), amortised here.
+// Arguments: season steps; whether every series' short term is watched (a
+// reader reads it every second, so it is published on every tick: the
+// forecaster thread's cost of a read series) or read by nobody (published
+// every unreadShortTermTicks ticks); and whether the producer pushes each
+// sample on its own (one claim of the ring each) or one batch per poll.
 void BM_ForecasterPerRawSample(benchmark::State& state) {
   constexpr uint32_t kSeries = 100;
   ForecasterConfig config;
+  config.model.seasonSteps = static_cast<int>(state.range(0));
+  if (state.range(1) != 0) config.unreadShortTermTicks = 1;
+  const bool batchPush = state.range(2) != 0;
   config.maxSeries = 256;
   config.ringCapacity = 1 << 12;
   auto forecaster = std::move(Forecaster::create(config).value());
   const auto values = syntheticSeries(1 << 16, 4);
+  std::vector<Sample> batch(kSeries);
   int64_t second = 0;
   for (auto _ : state) {
     const int64_t ts = second * 1'000'000'000 + 1;
-    for (uint32_t s = 0; s < kSeries; ++s)
-      forecaster->ring(0).tryPush(
-          Sample{SeriesKey{s, Metric::Cpu}, ts, values[(second / 300 + s * 131) & 0xFFFF]});
+    if (batchPush) {
+      for (uint32_t s = 0; s < kSeries; ++s)
+        batch[s] = Sample{SeriesKey{s, Metric::Cpu}, ts, values[(second / 300 + s * 131) & 0xFFFF]};
+      benchmark::DoNotOptimize(forecaster->ring(0).tryPushBatch(batch));
+    } else {
+      for (uint32_t s = 0; s < kSeries; ++s)
+        forecaster->ring(0).tryPush(
+            Sample{SeriesKey{s, Metric::Cpu}, ts, values[(second / 300 + s * 131) & 0xFFFF]});
+    }
     forecaster->tick(ts);
     ++second;
   }
+  if (forecaster->counters().consumed != uint64_t(second) * kSeries)
+    state.SkipWithError("samples were dropped");
   state.SetItemsProcessed(state.iterations() * kSeries);
 }
-BENCHMARK(BM_ForecasterPerRawSample);
+BENCHMARK(BM_ForecasterPerRawSample)
+    ->ArgNames({"season", "watched", "batch"})
+    ->ArgsProduct({{0, 288}, {1, 0}, {0, 1}});
 
 void BM_BytesPerSeries(benchmark::State& state) {
   ForecasterConfig config;
@@ -254,10 +275,22 @@ int main(int argc, char** argv) {
         "BM_PlainHoltWintersUpdate/288");
   ratio("model update only vs plain HW, 288-step season", "BM_SeriesModelUpdate/288",
         "BM_PlainHoltWintersUpdate/288");
-  if (t.count("BM_ForecasterPerRawSample") && t.count("BM_PlainHoltWintersUpdate/288"))
-    std::printf("ratio %-58s %8.2f x\n",
-                "raw 1-s sample (ring+resample+amortised step) vs plain HW",
-                t["BM_ForecasterPerRawSample"] / 100 / t["BM_PlainHoltWintersUpdate/288"]);
+  // Per raw sample: each iteration carries 100 samples.
+  for (const char* season : {"0", "288"}) {
+    const std::string plain =
+        std::string("BM_PlainHoltWintersUpdate/") + (season[0] == '0' ? "1" : "288");
+    for (const char* watched : {"1", "0"})
+      for (const char* batch : {"0", "1"}) {
+        const std::string name = std::string("BM_ForecasterPerRawSample/season:") + season +
+                                 "/watched:" + watched + "/batch:" + batch;
+        if (t.count(name) && t.count(plain) && t[plain] > 0)
+          std::printf(
+              "ratio raw sample, season %-3s %-9s %-14s vs plain HW %8.2f x  (%s / 100 / %s)\n",
+              season, watched[0] == '1' ? "watched" : "unread",
+              batch[0] == '1' ? "batch push" : "single push", t[name] / 100 / t[plain],
+              name.c_str(), plain.c_str());
+      }
+  }
   ratio("tick of 10k series with 100 islands vs without",
         "BM_TickTenThousandSeriesWith100Islands/iterations:20",
         "BM_TickTenThousandSeries/iterations:20");

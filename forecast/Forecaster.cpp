@@ -19,6 +19,20 @@ int64_t stepOf(int64_t timestampNs, int64_t stepNs) {
   return step;
 }
 
+// Start of the step after `step`, saturated (timestamps near the int64 limit
+// are valid input).
+int64_t endOfStep(int64_t step, int64_t stepNs) {
+  int64_t end = 0;
+  if (__builtin_mul_overflow(step + 1, stepNs, &end)) return std::numeric_limits<int64_t>::max();
+  return end;
+}
+
+// Counters written by the forecaster thread alone: a plain load and store
+// instead of a locked read-modify-write; readers load them relaxed.
+void bump(std::atomic<uint64_t>& counter, uint64_t by = 1) {
+  counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+
 ModelConfig effectiveModel(const ForecasterConfig& config) {
   ModelConfig model = config.model;
   model.maxHorizon = std::max(model.maxHorizon, config.profileSteps);
@@ -29,21 +43,33 @@ ModelConfig effectiveModel(const ForecasterConfig& config) {
 
 struct Forecaster::Series {
   Series(SeriesKey k, uint32_t s, const ModelShape& shape) : key(k), slot(s), model(shape) {}
+  // What every raw sample reads and writes comes first, together.
+  int64_t lastTimestampNs = std::numeric_limits<int64_t>::min();
+  // End of the open step (kNoStep while none is open): a sample before it,
+  // and after the last one, belongs to the open step, with no division.
+  int64_t openStepEndNs = kNoStep;
+  double sum = 0;
+  double shortLevel = 0, shortScale = -1, shortQ95 = 0;
+  uint32_t count = 0;
+  bool profileDirty = false, shortDirty = false;
+  // Ticks at which the short term is next due unasked, and until which a
+  // reader's interest keeps its publication on every tick.
+  uint64_t nextShortTermTick = 0;
+  uint64_t shortWatchedUntilTick = 0;
+
   SeriesKey key;
   uint32_t slot;
-  SeriesModel model;
   int64_t openStep = kNoStep;
   int64_t lastClosedStep = kNoStep;
-  double sum = 0;
-  uint32_t count = 0;
-  int64_t lastTimestampNs = std::numeric_limits<int64_t>::min();
   double lastClosedValue = 0;
-  double shortLevel = 0, shortScale = -1, shortQ95 = 0;
-  bool profileDirty = false, shortDirty = false;
   // Model steps at the last profile publication (0: never published), and
   // the step until which a reader's interest keeps publication eager.
   uint64_t publishedAtStep = 0;
   uint64_t watchedUntilStep = 0;
+  // Model steps at which the profile is next due unasked (checked on every
+  // tick while a closed step is unpublished, so kept as one comparison).
+  uint64_t nextProfileStep = 0;
+  SeriesModel model;
 };
 
 struct Forecaster::Island {
@@ -72,6 +98,11 @@ Parsed<std::unique_ptr<Forecaster>> Forecaster::create(const ForecasterConfig& c
                       "unread publish steps must be >= 1"};
   if (config.watchSteps < 0)
     return InputError{label, 0, std::to_string(config.watchSteps), "watch steps must be >= 0"};
+  if (config.unreadShortTermTicks < 1)
+    return InputError{label, 0, std::to_string(config.unreadShortTermTicks),
+                      "unread short-term ticks must be >= 1"};
+  if (config.watchTicks < 0)
+    return InputError{label, 0, std::to_string(config.watchTicks), "watch ticks must be >= 0"};
   if (config.maxGapSteps < 0)
     return InputError{label, 0, std::to_string(config.maxGapSteps), "max gap must be >= 0"};
   const ModelConfig model = effectiveModel(config);
@@ -100,6 +131,9 @@ Forecaster::Forecaster(const ForecasterConfig& config)
   for (size_t i = 0; i < config.maxSeries; ++i)
     profileRequested_[i].store(0, std::memory_order_relaxed);
   shortTerms_ = std::make_unique<SeqlockCell<ShortTermSnapshot>[]>(config.maxSeries);
+  shortTermRequested_ = std::make_unique<std::atomic<uint8_t>[]>(config.maxSeries);
+  for (size_t i = 0; i < config.maxSeries; ++i)
+    shortTermRequested_[i].store(0, std::memory_order_relaxed);
   islandProfiles_ = std::make_unique<SeqlockCell<ProfileSnapshot>[]>(config.maxIslands);
   series_.reserve(config.maxSeries);
   islands_.reserve(config.maxIslands);
@@ -118,13 +152,23 @@ int64_t Forecaster::findSlot(uint64_t packedKey) const {
   return -1;
 }
 
-Forecaster::Series* Forecaster::seriesFor(SeriesKey key) {
+inline Forecaster::Series* Forecaster::seriesFor(SeriesKey key) {
   const uint64_t packed = key.packed();
-  if (auto it = index_.find(packed); it != index_.end()) return &series_[it->second];
+  // The forecaster thread wrote every key itself: relaxed loads suffice.
+  for (size_t at = (packed * 0x9E3779B97F4A7C15ULL) >> 20 & directoryMask_;;
+       at = (at + 1) & directoryMask_) {
+    const uint64_t stored = directoryKeys_[at].load(std::memory_order_relaxed);
+    if (stored == packed) return &series_[directorySlots_[at].load(std::memory_order_relaxed)];
+    if (stored == 0) break;
+  }
+  return addSeries(key);
+}
+
+Forecaster::Series* Forecaster::addSeries(SeriesKey key) {
+  const uint64_t packed = key.packed();
   if (series_.size() >= config_.maxSeries) return nullptr;
   const auto slot = static_cast<uint32_t>(series_.size());
   series_.emplace_back(key, slot, shape_);
-  index_.emplace(packed, slot);
   size_t at = (packed * 0x9E3779B97F4A7C15ULL) >> 20 & directoryMask_;
   while (directoryKeys_[at].load(std::memory_order_relaxed) != 0) at = (at + 1) & directoryMask_;
   directorySlots_[at].store(slot, std::memory_order_relaxed);
@@ -137,114 +181,145 @@ void Forecaster::closeStep(Series& series) {
   series.model.update(mean);
   series.lastClosedStep = series.openStep;
   series.lastClosedValue = mean;
+  series.openStepEndNs = kNoStep;
   series.sum = 0;
   series.count = 0;
   series.profileDirty = true;
 }
 
+// Short term at the raw grain: EW level and an adaptive p95 offset, O(1)
+// with no data-dependent branch once the series has its first sample.
+inline void Forecaster::updateShortTerm(Series& series, double value) {
+  if (series.shortScale < 0) {
+    series.shortLevel = value;
+    series.shortScale = 0;
+  } else {
+    const double error = value - series.shortLevel;
+    const double missed = error > series.shortQ95 ? 1.0 : 0.0;
+    series.shortScale += 0.05 * (std::fabs(error) - series.shortScale);
+    series.shortQ95 += kShortTermQuantileStep * series.shortScale * (missed - 0.05);
+    series.shortLevel += kShortTermAlpha * error;
+  }
+  series.shortDirty = true;
+}
+
 void Forecaster::consume(const Sample& sample) {
-  counters_.consumed.fetch_add(1, std::memory_order_relaxed);
-  if (!std::isfinite(sample.value) || sample.value < 0) {
-    counters_.invalidValue.fetch_add(1, std::memory_order_relaxed);
+  // One range check rejects NaN (every comparison false), infinities and
+  // negative values.
+  if (!(sample.value >= 0 && sample.value <= std::numeric_limits<double>::max())) {
+    bump(counters_.invalidValue);
     return;
   }
   Series* series = seriesFor(sample.key);
   if (series == nullptr) {
-    counters_.noSlot.fetch_add(1, std::memory_order_relaxed);
+    bump(counters_.noSlot);
     return;
   }
   if (sample.timestampNs <= series->lastTimestampNs) {
-    counters_.badTimestamp.fetch_add(1, std::memory_order_relaxed);
+    bump(counters_.badTimestamp);
     return;
   }
-  const int64_t step = stepOf(sample.timestampNs, config_.stepNs);
-  if (series->lastClosedStep != kNoStep && step <= series->lastClosedStep) {
-    counters_.late.fetch_add(1, std::memory_order_relaxed);
+  if (sample.timestampNs >= series->openStepEndNs && !openStepFor(*series, sample.timestampNs))
     return;
-  }
   series->lastTimestampNs = sample.timestampNs;
-  if (series->count > 0 && step > series->openStep) closeStep(*series);
-  if (series->count == 0) {
-    if (series->lastClosedStep != kNoStep) {
-      const int64_t gap = step - series->lastClosedStep - 1;
-      if (gap > config_.maxGapSteps) {
-        series->model.reset();
-        series->publishedAtStep = 0;  // the old profile is void: replace it first
-        series->lastClosedStep = kNoStep;
-        counters_.restarted.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        for (int64_t i = 0; i < gap; ++i) series->model.update(series->lastClosedValue, true);
-      }
-    }
-    series->openStep = step;
-  }
   series->sum += sample.value;
   ++series->count;
+  updateShortTerm(*series, sample.value);
+}
 
-  // Short term at the raw grain: EW level, adaptive p95 offset.
-  if (series->shortScale < 0) {
-    series->shortLevel = sample.value;
-    series->shortScale = 0;
-  } else {
-    const double error = sample.value - series->shortLevel;
-    const bool covered = error <= series->shortQ95;
-    series->shortScale += 0.05 * (std::fabs(error) - series->shortScale);
-    series->shortQ95 +=
-        kShortTermQuantileStep * series->shortScale * ((covered ? 0.0 : 1.0) - 0.05);
-    series->shortLevel += kShortTermAlpha * error;
+// A sample past the open step (or with none open): closes the open step,
+// bridges or restarts after a gap, and opens the sample's step. False (and
+// counted) when the sample's step is already closed.
+bool Forecaster::openStepFor(Series& series, int64_t timestampNs) {
+  const int64_t step = stepOf(timestampNs, config_.stepNs);
+  if (series.lastClosedStep != kNoStep && step <= series.lastClosedStep) {
+    bump(counters_.late);
+    return false;
   }
-  series->shortDirty = true;
+  if (series.count > 0 && step > series.openStep) closeStep(series);
+  if (series.count == 0) {
+    if (series.lastClosedStep != kNoStep) {
+      const int64_t gap = step - series.lastClosedStep - 1;
+      if (gap > config_.maxGapSteps) {
+        series.model.reset();
+        series.publishedAtStep = 0;  // the old profile is void: replace it first
+        series.lastClosedStep = kNoStep;
+        bump(counters_.restarted);
+      } else {
+        for (int64_t i = 0; i < gap; ++i) series.model.update(series.lastClosedValue, true);
+      }
+    }
+    series.openStep = step;
+    series.openStepEndNs = endOfStep(step, config_.stepNs);
+  }
+  return true;
 }
 
 // Whether a dirty profile is republished now: always the first one (and the
 // first after a restart), on every step while a reader is watching, else at
 // the unread cadence.
-bool Forecaster::profileDue(Series& series) {
+inline bool Forecaster::profileDue(Series& series) {
   const uint64_t steps = series.model.steps();
   if (profileRequested_[series.slot].load(std::memory_order_relaxed) != 0) {
     profileRequested_[series.slot].store(0, std::memory_order_relaxed);
     series.watchedUntilStep = steps + uint64_t(config_.watchSteps);
+    return steps > 0;
   }
-  return series.publishedAtStep == 0 || steps <= series.watchedUntilStep ||
-         steps - series.publishedAtStep >= uint64_t(config_.unreadPublishSteps);
+  return steps > 0 && (series.publishedAtStep == 0 || steps >= series.nextProfileStep);
 }
 
-void Forecaster::publishSeries(Series& series) {
-  if (series.profileDirty && series.model.steps() > 0 && profileDue(series)) {
-    series.publishedAtStep = series.model.steps();
-    ProfileSnapshot snapshot;
-    snapshot.key = series.key.packed();
-    snapshot.tick = tickCount_;
-    snapshot.stepNs = config_.stepNs;
-    snapshot.originStepNs = series.lastClosedStep * config_.stepNs;
-    snapshot.steps = static_cast<uint32_t>(config_.profileSteps);
-    series.model.profile(scratch_);
-    for (int k = 0; k < config_.profileSteps; ++k) {
-      snapshot.p50[k] = static_cast<float>(scratch_[k].p50);
-      snapshot.p95[k] = static_cast<float>(scratch_[k].p95);
-      snapshot.p99[k] = static_cast<float>(scratch_[k].p99);
-    }
-    snapshot.trackedCount = static_cast<uint32_t>(shape_.trackedCount());
-    for (int j = 0; j < shape_.trackedCount(); ++j) {
-      const HorizonAccuracy acc = series.model.accuracy(j);
-      snapshot.accuracy[j] = {acc.horizon, static_cast<float>(acc.mase),
-                              static_cast<float>(acc.coverage95), static_cast<uint32_t>(acc.errors),
-                              static_cast<uint8_t>(acc.bestModel)};
-    }
-    sealSnapshot(snapshot);
-    profiles_[series.slot].store(snapshot);
-    series.profileDirty = false;
+void Forecaster::publishProfile(Series& series) {
+  const uint64_t steps = series.model.steps();
+  series.publishedAtStep = steps;
+  // Watched: due again at the next step; otherwise at the unread cadence.
+  series.nextProfileStep = steps + 1 <= series.watchedUntilStep
+                               ? steps + 1
+                               : steps + uint64_t(config_.unreadPublishSteps);
+  ProfileSnapshot snapshot;
+  snapshot.key = series.key.packed();
+  snapshot.tick = tickCount_;
+  snapshot.stepNs = config_.stepNs;
+  snapshot.originStepNs = series.lastClosedStep * config_.stepNs;
+  snapshot.steps = static_cast<uint32_t>(config_.profileSteps);
+  series.model.profile(scratch_);
+  for (int k = 0; k < config_.profileSteps; ++k) {
+    snapshot.p50[k] = static_cast<float>(scratch_[k].p50);
+    snapshot.p95[k] = static_cast<float>(scratch_[k].p95);
+    snapshot.p99[k] = static_cast<float>(scratch_[k].p99);
   }
-  if (series.shortDirty) {
-    ShortTermSnapshot snapshot;
-    snapshot.key = series.key.packed();
-    snapshot.tick = tickCount_;
-    snapshot.lastSampleNs = series.lastTimestampNs;
-    snapshot.p50 = series.shortLevel;
-    snapshot.p95 = std::max(series.shortLevel, series.shortLevel + series.shortQ95);
-    sealSnapshot(snapshot);
-    shortTerms_[series.slot].store(snapshot);
+  snapshot.trackedCount = static_cast<uint32_t>(shape_.trackedCount());
+  for (int j = 0; j < shape_.trackedCount(); ++j) {
+    const HorizonAccuracy acc = series.model.accuracy(j);
+    snapshot.accuracy[j] = {acc.horizon, static_cast<float>(acc.mase),
+                            static_cast<float>(acc.coverage95), static_cast<uint32_t>(acc.errors),
+                            static_cast<uint8_t>(acc.bestModel)};
   }
+  sealSnapshot(snapshot);
+  profiles_[series.slot].store(snapshot);
+  series.profileDirty = false;
+}
+
+inline bool Forecaster::shortTermDue(Series& series) {
+  if (shortTermRequested_[series.slot].load(std::memory_order_relaxed) != 0) {
+    shortTermRequested_[series.slot].store(0, std::memory_order_relaxed);
+    series.shortWatchedUntilTick = tickCount_ + uint64_t(config_.watchTicks);
+    return true;
+  }
+  return tickCount_ >= series.nextShortTermTick;
+}
+
+inline void Forecaster::publishShortTerm(Series& series) {
+  series.nextShortTermTick = tickCount_ + 1 <= series.shortWatchedUntilTick
+                                 ? tickCount_ + 1
+                                 : tickCount_ + uint64_t(config_.unreadShortTermTicks);
+  ShortTermSnapshot snapshot;
+  snapshot.key = series.key.packed();
+  snapshot.tick = tickCount_;
+  snapshot.lastSampleNs = series.lastTimestampNs;
+  snapshot.p50 = series.shortLevel;
+  snapshot.p95 = std::max(series.shortLevel, series.shortLevel + series.shortQ95);
+  sealSnapshot(snapshot);
+  shortTerms_[series.slot].store(snapshot);
   series.shortDirty = false;
 }
 
@@ -327,16 +402,18 @@ Parsed<uint32_t> Forecaster::redefineIsland(uint32_t id, const IslandSpec& spec)
 
 void Forecaster::tick(int64_t nowNs) {
   ++tickCount_;
-  counters_.ticks.fetch_add(1, std::memory_order_relaxed);
+  bump(counters_.ticks);
+  uint64_t consumed = 0;
   for (auto& ring : rings_) {
-    Sample sample;
     // Bounded: samples pushed while draining wait for the next tick.
-    for (size_t n = ring->capacity(); n > 0 && ring->tryPop(sample); --n) consume(sample);
+    consumed += ring->drain(ring->capacity(), [this](const Sample& sample) { consume(sample); });
   }
+  bump(counters_.consumed, consumed);
   const int64_t completedStep = stepOf(nowNs, config_.stepNs) - 1;
   for (Series& series : series_) {
     if (series.count > 0 && series.openStep <= completedStep) closeStep(series);
-    if (series.profileDirty || series.shortDirty) publishSeries(series);
+    if (series.profileDirty && profileDue(series)) publishProfile(series);
+    if (series.shortDirty && shortTermDue(series)) publishShortTerm(series);
   }
   for (Island& island : islands_) {
     if (island.lastStep == kNoStep || completedStep - island.lastStep > config_.maxGapSteps) {
@@ -366,7 +443,10 @@ bool Forecaster::readProfile(SeriesKey key, ProfileSnapshot& out) const {
 
 bool Forecaster::readShortTerm(SeriesKey key, ShortTermSnapshot& out) const {
   const int64_t slot = findSlot(key.packed());
-  return slot >= 0 && shortTerms_[slot].load(out);
+  if (slot < 0) return false;
+  std::atomic<uint8_t>& requested = shortTermRequested_[slot];
+  if (requested.load(std::memory_order_relaxed) == 0) requested.store(1, std::memory_order_relaxed);
+  return shortTerms_[slot].load(out);
 }
 
 bool Forecaster::readIsland(uint32_t island, ProfileSnapshot& out) const {
@@ -407,7 +487,7 @@ ForecasterCounters Forecaster::counters() const {
 size_t Forecaster::bytesPerSeries() const {
   return SeriesModel(shape_).memoryBytes() + (sizeof(Series) - sizeof(SeriesModel)) +
          sizeof(SeqlockCell<ProfileSnapshot>) + sizeof(SeqlockCell<ShortTermSnapshot>) +
-         sizeof(std::atomic<uint8_t>);
+         2 * sizeof(std::atomic<uint8_t>);
 }
 
 }  // namespace Atoll::forecast

@@ -17,7 +17,6 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "forecast/InputError.h"
@@ -47,6 +46,13 @@ struct ForecasterConfig {
   // the last whole publication at once, never a wait. 1 publishes every step.
   int unreadPublishSteps = 12;
   int watchSteps = 12;
+  // The same for the short-term (raw-grain) forecast, in ticks: republished
+  // on every tick that brought samples while read in the last watchTicks
+  // ticks, otherwise every unreadShortTermTicks ticks. Its publication costs
+  // more than a raw sample's own update, and most short-term series (memory,
+  // I/O, network) are not read every second. 1 publishes every tick.
+  int unreadShortTermTicks = 10;
+  int watchTicks = 10;
   ModelConfig model;
 };
 
@@ -95,6 +101,7 @@ class Forecaster {
   // Readers, any thread, never blocking the forecaster thread. readProfile
   // also asks for the series to be republished on each step for a while
   // (ForecasterConfig::watchSteps); check originStepNs for the profile's age.
+  // readShortTerm likewise for each tick (watchTicks; lastSampleNs).
   bool readProfile(SeriesKey key, ProfileSnapshot& out) const;
   bool readShortTerm(SeriesKey key, ShortTermSnapshot& out) const;
   bool readIsland(uint32_t island, ProfileSnapshot& out) const;
@@ -112,12 +119,17 @@ class Forecaster {
   struct Island;
   explicit Forecaster(const ForecasterConfig& config);
   Series* seriesFor(SeriesKey key);
+  Series* addSeries(SeriesKey key);
   // The members' series slots (created as needed), after checking the spec.
   Parsed<std::vector<uint32_t>> memberSlots(const IslandSpec& spec);
   void consume(const Sample& sample);
+  bool openStepFor(Series& series, int64_t timestampNs);
+  static void updateShortTerm(Series& series, double value);
   void closeStep(Series& series);
-  void publishSeries(Series& series);
+  void publishProfile(Series& series);
+  void publishShortTerm(Series& series);
   bool profileDue(Series& series);
+  bool shortTermDue(Series& series);
   void publishIsland(Island& island, uint64_t stepIndex);
   int64_t findSlot(uint64_t packedKey) const;
 
@@ -136,12 +148,12 @@ class Forecaster {
   // it services the request.
   std::unique_ptr<std::atomic<uint8_t>[]> profileRequested_;
   std::unique_ptr<SeqlockCell<ShortTermSnapshot>[]> shortTerms_;
+  std::unique_ptr<std::atomic<uint8_t>[]> shortTermRequested_;
   std::unique_ptr<SeqlockCell<ProfileSnapshot>[]> islandProfiles_;
   std::atomic<uint32_t> islandCount_{0};
 
   // Forecaster-thread state.
   std::vector<Series> series_;
-  std::unordered_map<uint64_t, uint32_t> index_;
   std::vector<Island> islands_;
   std::vector<Quantiles> scratch_;
   uint64_t tickCount_ = 0;

@@ -36,7 +36,7 @@ struct ModelTuning {
   double stackingShare = 0.01;        // fixed share toward equal weights per step
   double pointWeightPower = 16.0;     // p50 weight = error^-this (see SeriesModel)
   int recentQuantileEvery = 36;       // steps between refreshes of the recent p95 of values
-  double recentQuantileRate = 0.01;   // learning rate of its share in the issued p95
+  double recentQuantileRate = 0.03;   // learning rate of its share in the issued p95
 };
 
 struct ModelConfig {

@@ -34,7 +34,6 @@ bool SampleRing::tryPush(const Sample& sample) noexcept {
       if (enqueuePos_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
         cell.sample = sample;
         cell.sequence.store(pos + 1, std::memory_order_release);
-        pushed_.fetch_add(1, std::memory_order_relaxed);
         return true;
       }
     } else if (diff < 0) {
@@ -44,6 +43,36 @@ bool SampleRing::tryPush(const Sample& sample) noexcept {
       pos = enqueuePos_.load(std::memory_order_relaxed);
     }
   }
+}
+
+size_t SampleRing::tryPushBatch(std::span<const Sample> samples) noexcept {
+  if (samples.empty()) return 0;
+  uint64_t pos = enqueuePos_.load(std::memory_order_relaxed);
+  size_t free = 0;
+  for (;;) {
+    // Cells only become free from a producer's point of view (another
+    // producer can take them only by moving enqueuePos_, which fails the
+    // claim below), so the free run counted here is still free once claimed.
+    free = 0;
+    while (free < samples.size() && free <= mask_ &&
+           cells_[(pos + free) & mask_].sequence.load(std::memory_order_acquire) == pos + free)
+      ++free;
+    if (free == 0) {
+      if (static_cast<int64_t>(cells_[pos & mask_].sequence.load(std::memory_order_acquire) - pos) <
+          0)
+        break;  // full
+      pos = enqueuePos_.load(std::memory_order_relaxed);
+      continue;
+    }
+    if (enqueuePos_.compare_exchange_weak(pos, pos + free, std::memory_order_relaxed)) break;
+  }
+  for (size_t i = 0; i < free; ++i) {
+    Cell& cell = cells_[(pos + i) & mask_];
+    cell.sample = samples[i];
+    cell.sequence.store(pos + i + 1, std::memory_order_release);
+  }
+  if (free < samples.size()) dropped_.fetch_add(samples.size() - free, std::memory_order_relaxed);
+  return free;
 }
 
 bool SampleRing::tryPop(Sample& out) noexcept {

@@ -4,10 +4,17 @@
 // the ring is full the sample is counted as dropped and the call returns.
 // Each cell's sequence number hands the cell over with acquire/release, so the
 // payload itself needs no atomics.
+//
+// Cost per sample is what the daemon pays at the raw (1-s) grain, so the
+// common paths take at most one locked instruction: a push claims its cell
+// with one compare-and-swap (a batch push claims a run of cells with one),
+// the successful-push count is the enqueue position itself, and the single
+// consumer drains a run of cells with plain loads and stores.
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 
 #include "forecast/Sample.h"
 
@@ -22,11 +29,32 @@ class SampleRing {
 
   // Any thread. False (and one more drop counted) when the ring is full.
   bool tryPush(const Sample& sample) noexcept;
-  // Any thread; in Atoll only the forecaster thread pops.
+  // Any thread. Pushes the longest prefix of samples that fits with one
+  // claim of the ring and returns its length; the rest are counted as
+  // dropped.
+  size_t tryPushBatch(std::span<const Sample> samples) noexcept;
+  // Any thread, for rings with several consumers.
   bool tryPop(Sample& out) noexcept;
+  // Single consumer only (the forecaster thread), never concurrently with
+  // tryPop: hands up to `max` samples in push order to consume(const
+  // Sample&), in place, and returns how many, claiming them with no atomic
+  // read-modify-write. Each cell goes back to the producers once consumed.
+  template <typename Consume>
+  size_t drain(size_t max, Consume&& consume) {
+    const uint64_t start = dequeuePos_.load(std::memory_order_relaxed);
+    size_t n = 0;
+    for (; n < max; ++n) {
+      Cell& cell = cells_[(start + n) & mask_];
+      if (cell.sequence.load(std::memory_order_acquire) != start + n + 1) break;
+      consume(static_cast<const Sample&>(cell.sample));
+      cell.sequence.store(start + n + mask_ + 1, std::memory_order_release);
+    }
+    if (n > 0) dequeuePos_.store(start + n, std::memory_order_relaxed);
+    return n;
+  }
 
   size_t capacity() const { return mask_ + 1; }
-  uint64_t pushed() const { return pushed_.load(std::memory_order_relaxed); }
+  uint64_t pushed() const { return enqueuePos_.load(std::memory_order_relaxed); }
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
  private:
@@ -38,8 +66,7 @@ class SampleRing {
   size_t mask_;
   alignas(64) std::atomic<uint64_t> enqueuePos_{0};
   alignas(64) std::atomic<uint64_t> dequeuePos_{0};
-  alignas(64) std::atomic<uint64_t> pushed_{0};
-  std::atomic<uint64_t> dropped_{0};
+  alignas(64) std::atomic<uint64_t> dropped_{0};
 };
 
 }  // namespace Atoll::forecast

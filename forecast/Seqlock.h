@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 namespace Atoll::forecast {
 
@@ -23,14 +24,25 @@ class SeqlockCell {
  public:
   // Writer side: one thread only.
   void store(const T& value) noexcept {
-    // Only the last word can have bytes the payload does not cover: zero it
-    // instead of the whole buffer (profiles are about 2 KiB).
-    uint64_t buffer[kWords];
-    buffer[kWords - 1] = 0;
-    std::memcpy(buffer, &value, sizeof(T));
     const uint64_t seq = sequence_.load(std::memory_order_relaxed);
-    sequence_.store(seq + 1, std::memory_order_relaxed);
-    for (size_t i = 0; i < kWords; ++i) words_[i].store(buffer[i], std::memory_order_release);
+    if constexpr (kWords <= 8 && sizeof(T) % 8 == 0) {
+      // Small records (short-term snapshots, one per series per tick):
+      // straight-line stores of whole words, no staging copy.
+      const auto* bytes = reinterpret_cast<const unsigned char*>(&value);
+      sequence_.store(seq + 1, std::memory_order_relaxed);
+      [&]<size_t... I>(std::index_sequence<I...>) {
+        (words_[I].store(wordOf(bytes + 8 * I), std::memory_order_release), ...);
+      }
+      (std::make_index_sequence<kWords>{});
+    } else {
+      // Only the last word can have bytes the payload does not cover: zero
+      // it instead of the whole buffer (profiles are about 2 KiB).
+      uint64_t buffer[kWords];
+      buffer[kWords - 1] = 0;
+      std::memcpy(buffer, &value, sizeof(T));
+      sequence_.store(seq + 1, std::memory_order_relaxed);
+      for (size_t i = 0; i < kWords; ++i) words_[i].store(buffer[i], std::memory_order_release);
+    }
     sequence_.store(seq + 2, std::memory_order_release);
   }
 
@@ -58,6 +70,12 @@ class SeqlockCell {
   uint64_t publications() const noexcept { return sequence_.load(std::memory_order_acquire) / 2; }
 
  private:
+  static uint64_t wordOf(const unsigned char* bytes) noexcept {
+    uint64_t word;
+    std::memcpy(&word, bytes, 8);
+    return word;
+  }
+
   std::atomic<uint64_t> sequence_{0};
   std::array<std::atomic<uint64_t>, kWords> words_{};
 };

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 namespace Atoll::forecast {
 
@@ -49,31 +50,49 @@ struct ShortTermSnapshot {
   uint64_t checksum = 0;
 };
 
-// FNV-1a style mix over every 8-byte word before the trailing checksum field,
-// in four independent lanes (words i, i+4, ...) folded at the end: the same
-// detection of a mixed publication, without one long multiply chain per word
+// FNV-1a style mix over every 8-byte word before the trailing checksum field.
+// Small records (the short-term snapshot, sealed for every series on every
+// tick) are mixed in one unrolled chain; large ones (profiles, about 2 KiB)
+// in four independent lanes (words i, i+4, ...) folded at the end, the same
+// detection of a mixed publication without one long multiply chain per word
 // on the writer's path.
+namespace snapshot_detail {
+inline constexpr uint64_t kPrime = 1099511628211ULL;
+inline uint64_t mix(uint64_t lane, uint64_t word) {
+  lane = (lane ^ word) * kPrime;
+  return lane ^ (lane >> 29);
+}
+inline uint64_t wordAt(const unsigned char* bytes, size_t index) {
+  uint64_t word;
+  std::memcpy(&word, bytes + 8 * index, 8);
+  return word;
+}
+}  // namespace snapshot_detail
+
+// Always inlined: for the short-term snapshot the call would cost as much as
+// the mixing.
 template <typename T>
-uint64_t snapshotChecksum(const T& record) {
+[[gnu::always_inline]] inline uint64_t snapshotChecksum(const T& record) {
+  using snapshot_detail::mix;
+  using snapshot_detail::wordAt;
   static_assert(offsetof(T, checksum) % 8 == 0, "checksum must follow whole words");
   constexpr size_t kWords = offsetof(T, checksum) / 8;
-  constexpr uint64_t kPrime = 1099511628211ULL;
   const auto* bytes = reinterpret_cast<const unsigned char*>(&record);
-  uint64_t lanes[4] = {1469598103934665603ULL, 0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL,
-                       0x165667B19E3779F9ULL};
-  for (size_t i = 0; i < kWords; ++i) {
-    uint64_t word;
-    std::memcpy(&word, bytes + 8 * i, 8);
-    uint64_t& lane = lanes[i & 3];
-    lane = (lane ^ word) * kPrime;
-    lane ^= lane >> 29;
+  if constexpr (kWords <= 8) {
+    uint64_t hash = 1469598103934665603ULL;
+    [&]<size_t... I>(std::index_sequence<I...>) {
+      ((hash = mix(hash, wordAt(bytes, I))), ...);
+    }
+    (std::make_index_sequence<kWords>{});
+    return hash;
+  } else {
+    uint64_t lanes[4] = {1469598103934665603ULL, 0x9E3779B97F4A7C15ULL, 0xC2B2AE3D27D4EB4FULL,
+                         0x165667B19E3779F9ULL};
+    for (size_t i = 0; i < kWords; ++i) lanes[i & 3] = mix(lanes[i & 3], wordAt(bytes, i));
+    uint64_t hash = lanes[0];
+    for (int i = 1; i < 4; ++i) hash = mix(hash, lanes[i]);
+    return hash;
   }
-  uint64_t hash = lanes[0];
-  for (int i = 1; i < 4; ++i) {
-    hash = (hash ^ lanes[i]) * kPrime;
-    hash ^= hash >> 29;
-  }
-  return hash;
 }
 
 template <typename T>

@@ -191,6 +191,42 @@ TEST(Forecaster, UnreadProfilesArePublishedLazilyAndReadsRefreshThem) {
   EXPECT_FALSE(Forecaster::create(bad));
 }
 
+TEST(Forecaster, UnreadShortTermsArePublishedLazilyAndReadsRefreshThem) {
+  ForecasterConfig config;
+  config.unreadShortTermTicks = 5;
+  config.watchTicks = 2;
+  auto f = make(config);
+  ShortTermSnapshot shortTerm;
+  auto sampleAt = [](int second) { return second * kSecond + 1; };
+  auto secondAndTick = [&](int second) {
+    push(*f, 1, sampleAt(second), 10.0 + second);
+    f->tick(second * kSecond + 2);
+  };
+  secondAndTick(1);  // the first short term is always published
+  for (int second = 2; second <= 4; ++second) secondAndTick(second);
+  ASSERT_TRUE(f->readShortTerm({1, Metric::Cpu}, shortTerm));
+  EXPECT_EQ(shortTerm.lastSampleNs, sampleAt(1)) << "unread: not republished before tick 6";
+  EXPECT_TRUE(snapshotIntact(shortTerm));
+  // The read asked for a refresh; read on every tick, it is published on
+  // every tick.
+  for (int second = 5; second <= 6; ++second) {
+    secondAndTick(second);
+    ASSERT_TRUE(f->readShortTerm({1, Metric::Cpu}, shortTerm));
+    EXPECT_EQ(shortTerm.lastSampleNs, sampleAt(second)) << "watched short term, second " << second;
+  }
+  // Unread again: each tick up to watchTicks after the last request (ticks
+  // 7-9), then every 5 ticks (14, 19).
+  for (int second = 7; second <= 20; ++second) secondAndTick(second);
+  ASSERT_TRUE(f->readShortTerm({1, Metric::Cpu}, shortTerm));
+  EXPECT_EQ(shortTerm.lastSampleNs, sampleAt(19));
+  ForecasterConfig bad;
+  bad.unreadShortTermTicks = 0;
+  EXPECT_FALSE(Forecaster::create(bad));
+  bad = {};
+  bad.watchTicks = -1;
+  EXPECT_FALSE(Forecaster::create(bad));
+}
+
 TEST(Forecaster, MemoryPerSeriesIsReported) {
   auto f = make();
   EXPECT_GT(f->bytesPerSeries(), 4096u);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 namespace Atoll::forecast {
 namespace {
 
@@ -37,6 +39,33 @@ TEST(SampleRing, FullRingCountsDropsAndKeepsContents) {
   for (uint32_t i = 0; i < 8; ++i) ASSERT_TRUE(ring.tryPush(sampleWith(50 + i, 0)));
   ASSERT_TRUE(ring.tryPop(out));
   EXPECT_EQ(out.key.workload, 50u);
+}
+
+TEST(SampleRing, BatchPushTakesWhatFitsAndDrainReleasesCells) {
+  SampleRing ring(8);
+  std::vector<Sample> batch;
+  for (uint32_t i = 0; i < 5; ++i) batch.push_back(sampleWith(i, i));
+  EXPECT_EQ(ring.tryPushBatch(batch), 5u);
+  // Three cells left: the first three of the next batch go in, the rest are
+  // counted as dropped.
+  for (auto& sample : batch) sample.key.workload += 10;
+  EXPECT_EQ(ring.tryPushBatch(batch), 3u);
+  EXPECT_EQ(ring.pushed(), 8u);
+  EXPECT_EQ(ring.dropped(), 2u);
+  EXPECT_EQ(ring.tryPushBatch(batch), 0u);
+  EXPECT_EQ(ring.dropped(), 7u);
+
+  std::vector<uint32_t> seen;
+  auto record = [&](const Sample& s) { seen.push_back(s.key.workload); };
+  EXPECT_EQ(ring.drain(6, record), 6u);
+  EXPECT_EQ(seen, (std::vector<uint32_t>{0, 1, 2, 3, 4, 10}));
+  // The drained cells are free again, wrapping around the array.
+  EXPECT_EQ(ring.tryPushBatch(batch), 5u);
+  seen.clear();
+  EXPECT_EQ(ring.drain(100, record), 7u);
+  EXPECT_EQ(seen, (std::vector<uint32_t>{11, 12, 10, 11, 12, 13, 14}));
+  EXPECT_EQ(ring.drain(100, record), 0u);
+  EXPECT_EQ(ring.tryPushBatch({}), 0u);
 }
 
 }  // namespace
