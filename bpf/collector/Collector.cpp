@@ -271,15 +271,19 @@ Result<void> Collector::setTrackIslands(bool on) {
   return ok();
 }
 
-void Collector::push(uint32_t workload, forecast::Metric metric, int64_t timestampNs, double value,
-                     TickReport& report) {
+void Collector::push(uint32_t workload, forecast::Metric metric, int64_t timestampNs,
+                     double value) {
   if (!ring_) return;
-  forecast::Sample sample{{workload, metric}, timestampNs, value};
-  if (ring_->tryPush(sample)) {
-    ++report.samplesPushed;
-  } else {
-    ++report.samplesDropped;
-  }
+  pendingSamples_.push_back(forecast::Sample{{workload, metric}, timestampNs, value});
+}
+
+void Collector::flushSamples(TickReport& report) {
+  if (!ring_ || pendingSamples_.empty()) return;
+  // The ring counts the samples that did not fit as dropped.
+  const size_t pushed = ring_->tryPushBatch(pendingSamples_);
+  report.samplesPushed += pushed;
+  report.samplesDropped += pendingSamples_.size() - pushed;
+  pendingSamples_.clear();
 }
 
 TickReport Collector::tick() {
@@ -453,19 +457,20 @@ TickReport Collector::tick() {
     if (!full) continue;
     // CPU from BPF when loaded, else from cpu.stat: both are real usage.
     if (auto cpu = snap.cpuCores ? snap.cpuCores : snap.cgroupCpuCores)
-      push(number, forecast::Metric::Cpu, report.timestampNs, *cpu, report);
+      push(number, forecast::Metric::Cpu, report.timestampNs, *cpu);
     if (snap.memoryBytes)
       push(number, forecast::Metric::Memory, report.timestampNs,
-           static_cast<double>(*snap.memoryBytes), report);
+           static_cast<double>(*snap.memoryBytes));
     if (snap.diskReadBytesPerSecond && snap.diskWriteBytesPerSecond)
       push(number, forecast::Metric::Io, report.timestampNs,
-           *snap.diskReadBytesPerSecond + *snap.diskWriteBytesPerSecond, report);
+           *snap.diskReadBytesPerSecond + *snap.diskWriteBytesPerSecond);
     if (snap.rxBytesPerSecond && snap.txBytesPerSecond)
       push(number, forecast::Metric::Network, report.timestampNs,
-           *snap.rxBytesPerSecond + *snap.txBytesPerSecond, report);
+           *snap.rxBytesPerSecond + *snap.txBytesPerSecond);
     if (auto talks = talksTo_.find(number); talks != talksTo_.end()) snap.talksTo = talks->second;
     report.workloads.push_back(std::move(snap));
   }
+  flushSamples(report);
   return report;
 }
 

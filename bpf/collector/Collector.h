@@ -157,8 +157,10 @@ class Collector {
   void discover(TickReport& report);
   // Re-reads the traffic matrix and joins it to workloads (talksTo_).
   void joinTraffic(TickReport& report);
-  void push(uint32_t workload, forecast::Metric metric, int64_t timestampNs, double value,
-            TickReport& report);
+  // Queues one sample for this tick; flushSamples hands the tick's samples
+  // to the ring in one claim, so a tick costs the ring one compare-and-swap.
+  void push(uint32_t workload, forecast::Metric metric, int64_t timestampNs, double value);
+  void flushSamples(TickReport& report);
 
   CollectorOptions options_;
   Dir mount_;
@@ -173,6 +175,7 @@ class Collector {
   bool forceDiscovery_ = true;
   uint64_t ticks_ = 0;
   std::map<uint32_t, std::vector<WorkloadTraffic>> talksTo_;
+  std::vector<forecast::Sample> pendingSamples_;  // this tick's, kept for its capacity
 };
 
 }  // namespace Atoll::telemetry
