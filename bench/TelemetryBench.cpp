@@ -2,11 +2,17 @@
 //  - per-event cost of each scheduler program from the kernel's own BPF
 //    statistics (run_time_ns / run_cnt, enabled with BPF_ENABLE_STATS for
 //    the run), next to an empty tp_btf sched_switch program in the same run;
+//  - per-packet cost of the cgroup_skb network programs (with and without
+//    the traffic matrix) the same way, next to empty cgroup_skb programs
+//    attached to the same cgroup;
 //  - collector cost per tick for 1,000 real cgroups under the cgroup2 mount,
 //    next to just reading cpu.stat on kept descriptors of the same cgroups.
+#include <arpa/inet.h>
 #include <benchmark/benchmark.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +24,7 @@
 
 #include "bpf/collector/CgroupReader.h"
 #include "bpf/collector/Collector.h"
+#include "bpf/loaders/NetTelemetry.h"
 #include "bpf/loaders/SchedTelemetry.h"
 
 namespace {
@@ -176,6 +183,142 @@ BENCHMARK(BM_SchedProgramsPerEventCost)
     ->Args({5000, 1, 1})
     ->Args({5000, 0, 0})
     ->Args({5000, 1, 0})
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+
+// UDP datagrams of 64 bytes over loopback between two sockets of one
+// process: each is one egress and one ingress packet of its cgroup.
+void udpLoopback(int datagrams) {
+  int rx = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int tx = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (rx >= 0 && tx >= 0 && ::bind(rx, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::getsockname(rx, reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
+      ::connect(tx, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    char payload[64] = {};
+    for (int i = 0; i < datagrams; ++i) {
+      if (::send(tx, payload, sizeof(payload), 0) != sizeof(payload) ||
+          ::recv(rx, payload, sizeof(payload), 0) != sizeof(payload))
+        break;
+    }
+  }
+  for (int fd : {rx, tx})
+    if (fd >= 0) ::close(fd);
+}
+
+void udpLoopbackInCgroup(const std::string& cgroupDir, int datagrams) {
+  pid_t child = ::fork();
+  if (child == 0) {
+    FILE* procs = std::fopen((cgroupDir + "/cgroup.procs").c_str(), "w");
+    if (!procs || std::fprintf(procs, "0\n") < 0 || std::fclose(procs) != 0) ::_exit(1);
+    udpLoopback(datagrams);
+    ::_exit(0);
+  }
+  int status = 0;
+  if (child > 0) ::waitpid(child, &status, 0);
+}
+
+// Arg 0: datagrams per iteration; arg 1: 1 = the traffic matrix is recorded
+// (track_flows, the default), 0 = per-cgroup counters only. The traffic runs
+// in the cgroup the programs are attached to, so every packet takes the full
+// path. As for the scheduler programs, each program is measured in both
+// positions: the empty baselines are attached first (called first), then
+// attached again, which puts them after the counting programs.
+void BM_NetProgramsPerPacketCost(benchmark::State& state) {
+  const std::string mount = defaultCgroup2Mount();
+  const std::string cgroupDir = mount + "/atoll-bench-net-" + std::to_string(::getpid());
+  if (::mkdir(cgroupDir.c_str(), 0755) != 0 && errno != EEXIST) {
+    state.SkipWithError("cannot create a cgroup (needs root and a cgroup2 mount)");
+    return;
+  }
+  int statsFd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (statsFd < 0) {
+    ::rmdir(cgroupDir.c_str());
+    state.SkipWithError("BPF_ENABLE_STATS failed (needs root and Linux 5.8)");
+    return;
+  }
+  NetTelemetryOptions options;
+  options.cgroupPath = cgroupDir;
+  options.trackFlows = state.range(1) != 0;
+  options.withEmptyBaseline = true;
+  auto net = NetTelemetry::start(options);
+  if (!net) {
+    ::close(statsFd);
+    ::rmdir(cgroupDir.c_str());
+    state.SkipWithError(net.error().message().c_str());
+    return;
+  }
+  const int datagrams = static_cast<int>(state.range(0));
+  struct Snapshot {
+    ProgStats egress, ingress, emptyEgress, emptyIngress;
+  };
+  auto snapshot = [&] {
+    return Snapshot{statsOf((*net)->egressProgFd()), statsOf((*net)->ingressProgFd()),
+                    statsOf((*net)->emptyEgressProgFd()), statsOf((*net)->emptyIngressProgFd())};
+  };
+  // Empty baselines called first.
+  Snapshot before1 = snapshot();
+  int64_t iterations = 0;
+  for (auto _ : state) {
+    udpLoopbackInCgroup(cgroupDir, datagrams);
+    ++iterations;
+  }
+  Snapshot after1 = snapshot();
+  // Counting programs called first.
+  auto reattached = (*net)->reattachEmptyBaseline();
+  Snapshot before2 = snapshot();
+  for (int64_t i = 0; i < iterations && reattached; ++i) udpLoopbackInCgroup(cgroupDir, datagrams);
+  Snapshot after2 = snapshot();
+  ::close(statsFd);
+  auto counters = (*net)->read();
+  net->reset();
+  ::rmdir(cgroupDir.c_str());
+  if (!reattached) {
+    state.SkipWithError(reattached.error().message().c_str());
+    return;
+  }
+  auto perEvent = [](ProgStats a, ProgStats b) {
+    uint64_t n = b.runCount - a.runCount;
+    return n ? static_cast<double>(b.runTimeNs - a.runTimeNs) / static_cast<double>(n) : 0.0;
+  };
+  auto ratio = [](double ours, double empty) { return empty > 0 ? ours / empty : 0.0; };
+  const double emptyEgress1st = perEvent(before1.emptyEgress, after1.emptyEgress);
+  const double emptyIngress1st = perEvent(before1.emptyIngress, after1.emptyIngress);
+  const double egress2nd = perEvent(before1.egress, after1.egress);
+  const double ingress2nd = perEvent(before1.ingress, after1.ingress);
+  const double emptyEgress2nd = perEvent(before2.emptyEgress, after2.emptyEgress);
+  const double emptyIngress2nd = perEvent(before2.emptyIngress, after2.emptyIngress);
+  const double egress1st = perEvent(before2.egress, after2.egress);
+  const double ingress1st = perEvent(before2.ingress, after2.ingress);
+  // Names: <program>_<position> in ns per packet.
+  state.counters["empty_egress_1st_ns"] = emptyEgress1st;
+  state.counters["egress_1st_ns"] = egress1st;
+  state.counters["empty_egress_2nd_ns"] = emptyEgress2nd;
+  state.counters["egress_2nd_ns"] = egress2nd;
+  state.counters["empty_ingress_1st_ns"] = emptyIngress1st;
+  state.counters["ingress_1st_ns"] = ingress1st;
+  state.counters["empty_ingress_2nd_ns"] = emptyIngress2nd;
+  state.counters["ingress_2nd_ns"] = ingress2nd;
+  state.counters["egress_vs_empty_1st"] = ratio(egress1st, emptyEgress1st);
+  state.counters["egress_vs_empty_2nd"] = ratio(egress2nd, emptyEgress2nd);
+  state.counters["ingress_vs_empty_1st"] = ratio(ingress1st, emptyIngress1st);
+  state.counters["ingress_vs_empty_2nd"] = ratio(ingress2nd, emptyIngress2nd);
+  // Packets the programs counted for the cgroup: shows the full path ran
+  // (egress and ingress, both positions).
+  uint64_t packets = 0;
+  if (counters)
+    for (const auto& [id, c] : *counters) packets += c.txPackets + c.rxPackets;
+  state.counters["counted_packets"] = static_cast<double>(packets);
+  state.counters["egress_events"] =
+      static_cast<double>(after1.egress.runCount - before1.egress.runCount);
+}
+BENCHMARK(BM_NetProgramsPerPacketCost)
+    ->ArgNames({"datagrams", "flows"})
+    ->Args({10000, 1})
+    ->Args({10000, 0})
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);
 

@@ -16,6 +16,20 @@ char LICENSE[] SEC("license") = "GPL";
 #define PROTO_UDP 17
 #define ALLOW 1
 
+/* Baselines for the per-packet cost benchmark: the same attach points doing
+ * nothing. Not auto-loaded with the others. */
+SEC("cgroup_skb/ingress")
+int empty_ingress(struct __sk_buff *skb)
+{
+	return ALLOW;
+}
+
+SEC("cgroup_skb/egress")
+int empty_egress(struct __sk_buff *skb)
+{
+	return ALLOW;
+}
+
 /* Tunable: record the peer matrix (one more hash update per packet). */
 const volatile __u8 track_flows = 1;
 

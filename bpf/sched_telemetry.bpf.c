@@ -69,9 +69,7 @@ __u64 monitored_homes[SCHED_MONITOR_TABLE_SIZE / 64];
 struct sched_monitor_entry monitored[SCHED_MONITOR_TABLE_SIZE];
 
 struct task_times {
-	__u64 cgroup_id;      /* the cgroup the *_seen values were taken in */
-	__u64 run_delay_seen; /* the task's run_delay already charged */
-	__u64 arrivals_seen;  /* its sched_info.pcount at that time */
+	struct sched_task_baseline seen;
 	/* Cross-island accounting of the current wait (track_islands). */
 	__u64 other_island_at_enqueue; /* island clock of island_cpu at the stamp */
 	__u64 cross_island_pending;    /* accrued on CPUs the task left */
@@ -85,6 +83,14 @@ struct {
 	__type(key, int);
 	__type(value, struct task_times);
 } task_times SEC(".maps");
+
+/* The switch-out baselines of tasks whose pid is below the table size when
+ * islands are not tracked, indexed by pid: a pid names one live task at a
+ * time and start_time tells a reused pid from its predecessor, so there are
+ * no collisions, and the entry is one load away instead of a
+ * bpf_task_storage_get() call (which costs more than the rest of the
+ * monitored path here). Only a task's own switch-out writes its entry. */
+struct sched_task_slot task_slots[SCHED_TASK_SLOTS];
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -126,14 +132,10 @@ static __always_inline void count_error(__u32 which)
 
 /* The monitored-table entry of a cgroup, or NULL: probing stops at the first
  * free entry and passes over removed ones. */
-static __always_inline struct sched_monitor_entry *monitored_entry(__u64 cgroup_id)
+static __always_inline struct sched_monitor_entry *monitored_entry_probe(__u64 cgroup_id)
 {
 	__u32 home = sched_monitor_home(cgroup_id);
-	__u64 homes =
-	    *(volatile __u64 *)&monitored_homes[(home / 64) & (SCHED_MONITOR_TABLE_SIZE / 64 - 1)];
 
-	if (!(homes & (1ull << (home % 64))))
-		return 0;
 	for (__u32 i = 0; i < SCHED_MONITOR_MAX_PROBES; i++) {
 		struct sched_monitor_entry *entry =
 		    &monitored[(home + i) & (SCHED_MONITOR_TABLE_SIZE - 1)];
@@ -147,24 +149,45 @@ static __always_inline struct sched_monitor_entry *monitored_entry(__u64 cgroup_
 	return 0;
 }
 
-/* The monitored entry of a task's cgroup, or NULL. With cgroup local
+/* Whether some monitored id has the home of this one (one bit in a page). */
+static __always_inline bool home_marked(__u64 cgroup_id)
+{
+	__u32 home = sched_monitor_home(cgroup_id);
+	__u64 homes =
+	    *(volatile __u64 *)&monitored_homes[(home / 64) & (SCHED_MONITOR_TABLE_SIZE / 64 - 1)];
+
+	return homes & (1ull << (home % 64));
+}
+
+/* Whether a task's cgroup may be monitored, and its id. With cgroup local
  * storage an unmonitored task costs three loads of its own cgroup chain: a
  * cgroup without any local storage has a NULL bpf_cgrp_storage, so nothing
  * outside the kernel's directly mapped memory is touched (the .bss bitmap
  * alone costs a TLB miss under nested paging, more than the rest of the
- * program). The storage is only a mark; the entry is the table's. */
-static __always_inline struct sched_monitor_entry *task_entry(struct task_struct *task)
+ * program). The storage is only a mark (calling bpf_cgrp_storage_get() for
+ * the entry costs more than the table); the entry is the table's. */
+static __always_inline bool task_cgroup_marked(struct task_struct *task, __u64 *cgroup_id)
 {
 	if (use_cgroup_storage) {
 		struct cgroup *cgroup = task->cgroups->dfl_cgrp;
 
 		if (!bpf_core_field_exists(cgroup->bpf_cgrp_storage) || !cgroup->bpf_cgrp_storage)
-			return 0;
-		/* Marked (or holding some other program's storage): the
-		 * table lookup costs less than bpf_cgrp_storage_get(). */
-		return monitored_entry(cgroup->kn->id);
+			return false;
+		*cgroup_id = cgroup->kn->id;
+		return true;
 	}
-	return monitored_entry(atoll_btf_task_cgroup_id(task));
+	*cgroup_id = atoll_btf_task_cgroup_id(task);
+	return home_marked(*cgroup_id);
+}
+
+/* The monitored entry of a task's cgroup, or NULL. */
+static __always_inline struct sched_monitor_entry *task_entry(struct task_struct *task)
+{
+	__u64 cgroup_id;
+
+	if (!task_cgroup_marked(task, &cgroup_id))
+		return 0;
+	return monitored_entry_probe(cgroup_id);
 }
 
 static __always_inline struct sched_cgroup_stats *stats_of(struct sched_monitor_entry *entry)
@@ -305,50 +328,101 @@ static __always_inline struct island_clock *advance_island_clock(__u32 island, _
 	return clock;
 }
 
+/* The pid-indexed slot of a task (islands not tracked, pid within the
+ * table), or NULL. *fresh is set when the slot was not this task's. */
+static __always_inline struct sched_task_slot *task_slot(struct task_struct *task, bool *fresh)
+{
+	__u32 pid = task->pid;
+
+	if (track_islands || pid >= SCHED_TASK_SLOTS)
+		return 0;
+	struct sched_task_slot *slot = &task_slots[pid];
+	__u64 start_time = task->start_time;
+
+	if (slot->pid != pid || slot->start_time != start_time) {
+		slot->pid = pid;
+		slot->start_time = start_time;
+		*fresh = true;
+	}
+	return slot;
+}
+
 /* Charges the outgoing task of a monitored cgroup: the slice it ran (since it
  * arrived) and the run-queue waits sched_info accounted since the last time it
  * left a CPU. A task's every run ends with a switch-out, so each wait is seen
- * once, one run late, and the incoming task is never touched. */
-static __always_inline void account_switch_out(struct task_struct *prev,
+ * once, one run late, and the incoming task is never touched.
+ *
+ * `entry` is the cgroup's monitored entry, or NULL when the caller only
+ * knows the cgroup is marked: then the stats slot the task's pid slot cached
+ * at its previous switch-out is used if that slot still belongs to the
+ * cgroup (one load of the stats the path writes anyway), and the table is
+ * probed only otherwise. */
+static __always_inline void account_switch_out(struct task_struct *prev, __u64 cgroup_id,
 					       struct sched_monitor_entry *entry, __u64 rq_clock)
 {
-	struct sched_cgroup_stats *stats = stats_of(entry);
-	struct task_times *times;
+	struct sched_cgroup_stats *stats = 0;
+	struct sched_task_baseline *seen;
+	struct sched_task_slot *slot;
+	bool fresh = false;
 
-	if (!stats)
-		return;
+	slot = task_slot(prev, &fresh);
+	if (!entry && slot && !fresh && slot->seen.cgroup_id == cgroup_id) {
+		__u32 cached = slot->stats_slot;
+
+		stats = bpf_map_lookup_elem(&cgroup_stats, &cached);
+		if (stats && stats->owner_cgroup_id != cgroup_id)
+			stats = 0;
+	}
+	if (!stats) {
+		if (!entry)
+			entry = monitored_entry_probe(cgroup_id);
+		if (!entry)
+			return;
+		stats = stats_of(entry);
+		if (!stats)
+			return;
+		if (slot)
+			slot->stats_slot = entry->slot;
+	}
 	__u64 arrived = prev->sched_info.last_arrival;
 
 	if (arrived && rq_clock > arrived)
 		stats->oncpu_ns += rq_clock - arrived;
 	stats->switches++;
 
-	times = bpf_task_storage_get(&task_times, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!times) {
-		count_error(SCHED_ERROR_TASK_STORAGE);
-		return;
+	if (slot) {
+		seen = &slot->seen;
+	} else {
+		struct task_times *times =
+		    bpf_task_storage_get(&task_times, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+		if (!times) {
+			count_error(SCHED_ERROR_TASK_STORAGE);
+			return;
+		}
+		seen = &times->seen;
 	}
 	/* run_delay already holds the wait before this run (sched_info adds it
 	 * at arrival, waits cut short by migration included); pcount counts
 	 * arrivals. */
 	__u64 run_delay = prev->sched_info.run_delay;
 	__u64 arrivals = prev->sched_info.pcount;
-	__u64 cgroup_id = entry->cgroup_id;
 
-	if (times->cgroup_id != cgroup_id || run_delay < times->run_delay_seen ||
-	    arrivals < times->arrivals_seen) {
+	if (fresh || seen->cgroup_id != cgroup_id || run_delay < seen->run_delay_seen ||
+	    arrivals < seen->arrivals_seen) {
 		/* First time seen in this cgroup: the baseline, not a wait. */
-		times->cgroup_id = cgroup_id;
-		times->run_delay_seen = run_delay;
-		times->arrivals_seen = arrivals;
-		times->island = 0;
+		seen->cgroup_id = cgroup_id;
+		seen->run_delay_seen = run_delay;
+		seen->arrivals_seen = arrivals;
+		if (!slot)
+			container_of(seen, struct task_times, seen)->island = 0;
 		return;
 	}
-	__u64 wait = run_delay - times->run_delay_seen;
-	__u64 waits = arrivals - times->arrivals_seen;
+	__u64 wait = run_delay - seen->run_delay_seen;
+	__u64 waits = arrivals - seen->arrivals_seen;
 
-	times->run_delay_seen = run_delay;
-	times->arrivals_seen = arrivals;
+	seen->run_delay_seen = run_delay;
+	seen->arrivals_seen = arrivals;
 	stats->runq_wait_ns += wait;
 	if (!waits)
 		return;
@@ -370,7 +444,7 @@ static __always_inline void account_cross_island(struct task_struct *next,
 	struct task_times *times = bpf_task_storage_get(&task_times, next, 0, 0);
 	struct sched_cgroup_stats *stats;
 
-	if (!times || !times->island || times->cgroup_id != entry->cgroup_id)
+	if (!times || !times->island || times->seen.cgroup_id != entry->cgroup_id)
 		return;
 	/* The wait ending now: what sched_info charged since the last
 	 * switch-out (migrations) plus what it is about to charge. */
@@ -379,7 +453,8 @@ static __always_inline void account_cross_island(struct task_struct *next,
 
 	if (queued && rq_clock > queued)
 		run_delay += rq_clock - queued;
-	__u64 wait = run_delay > times->run_delay_seen ? run_delay - times->run_delay_seen : 0;
+	__u64 wait =
+	    run_delay > times->seen.run_delay_seen ? run_delay - times->seen.run_delay_seen : 0;
 	__u64 cross = times->cross_island_pending;
 
 	if (times->island_cpu == bpf_get_smp_processor_id()) {
@@ -402,19 +477,23 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	struct task_times *times;
 	__u64 now = 0;
 
-	/* The idle task (pid 0) is not a workload. */
-	if (prev->pid)
-		prev_entry = task_entry(prev);
 	if (!track_islands) {
-		/* The common case: one cgroup chain and one test. */
-		if (!prev_entry)
+		__u64 cgroup_id;
+
+		/* The common case: one cgroup chain and one test. The idle
+		 * task (pid 0) is not a workload. */
+		if (!prev->pid || !task_cgroup_marked(prev, &cgroup_id))
 			return 0;
 		/* __schedule() updated this clock before the tracepoint; the
 		 * scheduler's sched_info accounting right after it uses the
 		 * same value, so slices here are the ones schedstat reports. */
-		account_switch_out(prev, prev_entry, atoll_rq_clock_of(prev));
+		account_switch_out(prev, cgroup_id, 0, atoll_rq_clock_of(prev));
 		return 0;
 	}
+
+	/* The idle task (pid 0) is not a workload. */
+	if (prev->pid)
+		prev_entry = task_entry(prev);
 
 	/* Island clocks need to know which island runs next. */
 	if (next->pid)
@@ -426,7 +505,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	__u64 rq_clock = atoll_rq_clock_of(prev_entry ? prev : next);
 
 	if (prev_entry) {
-		account_switch_out(prev, prev_entry, rq_clock);
+		account_switch_out(prev, prev_entry->cgroup_id, prev_entry, rq_clock);
 		if (prev_entry->island && atoll_btf_task_state(prev) == TASK_RUNNING) {
 			/* Preempted: its wait starts now, on this CPU. */
 			times = bpf_task_storage_get(&task_times, prev, 0,

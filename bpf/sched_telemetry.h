@@ -45,6 +45,10 @@ static inline __u32 sched_monitor_home(__u64 cgroup_id)
 }
 
 struct sched_cgroup_stats {
+	/* The cgroup owning the slot, written by user space into every CPU's
+	 * copy when the slot is given out and cleared when it is taken back:
+	 * lets a program trust a slot number it cached. Not a counter. */
+	__u64 owner_cgroup_id;
 	__u64 oncpu_ns;		    /* time the cgroup's tasks ran, at switch-out */
 	__u64 switches;		    /* times one of its tasks was switched out */
 	__u64 runq_wait_ns;	    /* total wakeup/preemption-to-run wait */
@@ -52,6 +56,25 @@ struct sched_cgroup_stats {
 	__u64 cross_island_wait_ns; /* wait while a task of another island ran */
 	__u64 page_faults;	    /* user page faults (exceptions:page_fault_user) */
 	__u64 runq_hist[SCHED_TELEMETRY_HIST_SLOTS];
+};
+
+/* What a task's waits were last charged up to (sched_info of its previous
+ * switch-out). */
+struct sched_task_baseline {
+	__u64 cgroup_id;      /* the cgroup the *_seen values were taken in */
+	__u64 run_delay_seen; /* the task's run_delay already charged */
+	__u64 arrivals_seen;  /* its sched_info.pcount at that time */
+};
+
+/* Pid-indexed baselines in the program's .bss (the default pid_max, 32768,
+ * and up to twice that fit; tasks with larger pids use task local storage). */
+#define SCHED_TASK_SLOTS (1u << 16)
+
+struct sched_task_slot {
+	__u32 pid;
+	__u32 stats_slot; /* cgroup_stats slot of seen.cgroup_id when last seen */
+	__u64 start_time; /* with pid, tells a reused pid from its predecessor */
+	struct sched_task_baseline seen;
 };
 
 /* Indexes of the per-CPU error counters (map sched_errors). */

@@ -57,6 +57,8 @@ Result<std::unique_ptr<NetTelemetry>> NetTelemetry::start(const NetTelemetryOpti
   if (!skel) return Error::fromErrno("bpf open", "net_telemetry", errno);
   std::unique_ptr<NetTelemetry> self(new NetTelemetry(skel, options.cgroupPath));
   skel->rodata->track_flows = options.trackFlows ? 1 : 0;
+  bpf_program__set_autoload(skel->progs.empty_ingress, options.withEmptyBaseline);
+  bpf_program__set_autoload(skel->progs.empty_egress, options.withEmptyBaseline);
   if (int rc = bpf_map__set_max_entries(skel->maps.net_stats, options.maxCgroups); rc < 0)
     return Error::fromErrno("bpf_map__set_max_entries", "net_telemetry/net_stats", -rc,
                             std::to_string(options.maxCgroups));
@@ -65,6 +67,9 @@ Result<std::unique_ptr<NetTelemetry>> NetTelemetry::start(const NetTelemetryOpti
                             std::to_string(options.maxFlows));
   if (int rc = net_telemetry__load(skel); rc < 0)
     return Error::fromErrno("bpf load (verifier or BTF)", "net_telemetry", -rc);
+  if (options.withEmptyBaseline) {
+    if (auto attached = self->attachEmptyBaseline(); !attached) return attached.error();
+  }
   self->ingress_ = bpf_program__attach_cgroup(skel->progs.net_ingress, cgroupFd.get());
   if (!self->ingress_)
     return Error::fromErrno("bpf attach cgroup_skb/ingress", options.cgroupPath, errno);
@@ -74,7 +79,31 @@ Result<std::unique_ptr<NetTelemetry>> NetTelemetry::start(const NetTelemetryOpti
   return self;
 }
 
+Result<void> NetTelemetry::attachEmptyBaseline() {
+  UniqueFd cgroupFd(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cgroupFd.valid()) return Error::fromErrno("open", path_, errno);
+  emptyIngress_ = bpf_program__attach_cgroup(skel_->progs.empty_ingress, cgroupFd.get());
+  if (!emptyIngress_)
+    return Error::fromErrno("bpf attach cgroup_skb/ingress (empty)", path_, errno);
+  emptyEgress_ = bpf_program__attach_cgroup(skel_->progs.empty_egress, cgroupFd.get());
+  if (!emptyEgress_) return Error::fromErrno("bpf attach cgroup_skb/egress (empty)", path_, errno);
+  return ok();
+}
+
+Result<void> NetTelemetry::reattachEmptyBaseline() {
+  if (!bpf_program__autoload(skel_->progs.empty_egress))
+    return Error::invalid("reattach", "net_telemetry/empty_egress", "",
+                          "the empty baseline was not loaded (withEmptyBaseline)");
+  bpf_link__destroy(emptyIngress_);
+  bpf_link__destroy(emptyEgress_);
+  emptyIngress_ = nullptr;
+  emptyEgress_ = nullptr;
+  return attachEmptyBaseline();
+}
+
 NetTelemetry::~NetTelemetry() {
+  bpf_link__destroy(emptyEgress_);
+  bpf_link__destroy(emptyIngress_);
   bpf_link__destroy(egress_);
   bpf_link__destroy(ingress_);
   net_telemetry__destroy(skel_);
@@ -157,6 +186,17 @@ int NetTelemetry::ingressProgFd() const {
 }
 int NetTelemetry::egressProgFd() const {
   return bpf_program__fd(skel_->progs.net_egress);
+}
+
+int NetTelemetry::emptyIngressProgFd() const {
+  return bpf_program__autoload(skel_->progs.empty_ingress)
+             ? bpf_program__fd(skel_->progs.empty_ingress)
+             : -1;
+}
+int NetTelemetry::emptyEgressProgFd() const {
+  return bpf_program__autoload(skel_->progs.empty_egress)
+             ? bpf_program__fd(skel_->progs.empty_egress)
+             : -1;
 }
 
 }  // namespace Atoll::telemetry

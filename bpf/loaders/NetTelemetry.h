@@ -65,6 +65,9 @@ struct NetTelemetryOptions {
   uint32_t maxCgroups = 10240;
   uint32_t maxFlows = 65536;
   bool trackFlows = true;
+  // Also load the empty cgroup_skb programs (cost baseline) and attach them
+  // to the same cgroup before the counting ones, so they are called first.
+  bool withEmptyBaseline = false;
 };
 
 struct NetErrors {
@@ -88,13 +91,22 @@ class NetTelemetry {
   void forget(uint64_t cgroupId) const;
   int ingressProgFd() const;
   int egressProgFd() const;
+  // -1 unless withEmptyBaseline.
+  int emptyIngressProgFd() const;
+  int emptyEgressProgFd() const;
+  // Detaches and attaches the empty baseline programs again, which puts them
+  // after the counting programs (a cgroup runs its programs in attach order).
+  Result<void> reattachEmptyBaseline();
 
  private:
   NetTelemetry(net_telemetry* skel, std::string path) : skel_(skel), path_(std::move(path)) {}
+  Result<void> attachEmptyBaseline();
   net_telemetry* skel_;
   std::string path_;
   bpf_link* ingress_ = nullptr;
   bpf_link* egress_ = nullptr;
+  bpf_link* emptyIngress_ = nullptr;
+  bpf_link* emptyEgress_ = nullptr;
 };
 
 }  // namespace Atoll::telemetry

@@ -216,8 +216,11 @@ Result<void> SchedTelemetry::monitor(uint64_t cgroupId) {
   auto slot = takeSlot(cgroupId);
   if (!slot) return slot.error();
   // Counters start from zero: a slot may have served a forgotten cgroup.
+  // Every CPU's copy names its owner, so the programs can trust a slot
+  // number they cached for a task of this cgroup.
   const int cpus = libbpf_num_possible_cpus();
   std::vector<sched_cgroup_stats> zero(static_cast<size_t>(std::max(cpus, 1)));
+  for (sched_cgroup_stats& cpu : zero) cpu.owner_cgroup_id = cgroupId;
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.cgroup_stats), &*slot, zero.data(), BPF_ANY)) {
     int err = errno;
     releaseSlot(*slot);
@@ -302,6 +305,11 @@ void SchedTelemetry::forget(uint64_t cgroupId) {
   if (--homeUsers_[home] == 0)
     __atomic_fetch_and(&skel_->bss->monitored_homes[home / 64], ~(uint64_t{1} << (home % 64)),
                        __ATOMIC_RELEASE);
+  // No owner: a slot number cached by a program for a task of this cgroup
+  // is no longer trusted (the counters are zeroed again when reused).
+  const int cpus = libbpf_num_possible_cpus();
+  std::vector<sched_cgroup_stats> unowned(static_cast<size_t>(std::max(cpus, 1)));
+  bpf_map_update_elem(bpf_map__fd(skel_->maps.cgroup_stats), &slot, unowned.data(), BPF_ANY);
   tableIndex_.erase(it);
   slotOwner_[slot] = 0;
   releaseSlot(slot);
