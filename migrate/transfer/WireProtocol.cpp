@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "migrate/transfer/Xxh3.h"
+
 namespace Atoll::transfer {
 
 namespace {
@@ -182,7 +184,7 @@ uint64_t payloadChecksum(std::span<const uint8_t> payload) {
 }
 
 uint64_t blockChecksum(uint64_t index, std::span<const uint8_t> data) {
-  return XXH3_64bits_withSeed(data.data(), data.size(), index);
+  return xxh3WithSeed(data.data(), data.size(), index);
 }
 
 std::vector<uint8_t> encode(const Hello& m) {
