@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 
 #include "numa/CpuSet.h"
@@ -180,6 +181,7 @@ std::vector<DesiredIsland> desiredIslands(const std::vector<IslandSettings>& con
       if (absent != nullptr) absent->push_back(name);
       continue;
     }
+    (*parsed)->revision = entry.revision;
     if (same != out.end())
       *same = std::move(**parsed);
     else
@@ -333,16 +335,36 @@ Result<void> IslandSubsystem::reconcile(const std::vector<DesiredIsland>& desire
   }
   std::vector<numa::Island> now;
   for (const auto& status : *current) now.push_back(status.island);
+  std::optional<Error> moveFailed;
   if (target != now) {
     nlohmann::json params = {{"islands", nlohmann::json::array()}};
     for (const auto& island : target) params["islands"].push_back(islandParams(island));
     auto id = actions_.begin(std::string(name()), std::string(kApplyAction), params);
     if (!id) return id.error();
     spdlog::info("event=islands_apply action={} islands={}", *id, params["islands"].dump());
-    auto applied = enforcer_->apply(target);
+    // Islands whose memory nodes change keep the old ones through apply,
+    // so that their page moves are measured and timed one by one after it.
+    const std::vector<numa::MemoryNodeChange> nodeChanges = numa::memoryNodeChanges(now, target);
+    std::vector<numa::Island> staged = target;
+    for (auto& island : staged)
+      for (const auto& change : nodeChanges)
+        if (change.island == island.name) island.memNodes = change.fromNodes;
+    auto applied = enforcer_->apply(staged);
+    std::string failures;
+    if (applied) {
+      for (const auto& change : nodeChanges) {
+        uint64_t revision = 0;
+        for (const auto& d : desired)
+          if (d.settings.name == change.island) revision = d.revision;
+        if (auto moved = moveIslandMemory(change, revision); !moved) {
+          failures += (failures.empty() ? "" : "; ") + moved.error().message();
+          if (!moveFailed) moveFailed = moved.error();
+        }
+      }
+    }
     if (auto finished =
             actions_.finish(*id, applied ? ActionOutcome::Completed : ActionOutcome::RolledBack,
-                            applied ? std::string() : applied.error().message());
+                            applied ? failures : applied.error().message());
         !finished)
       return finished.error();
     if (!applied) return applied.error();
@@ -359,7 +381,36 @@ Result<void> IslandSubsystem::reconcile(const std::vector<DesiredIsland>& desire
     current_ = std::move(*after);
     sharedCpus_ = numa::formatCpuList(numa::sharedCpus(*topology_, plain));
   }
-  return members;
+  if (!members) return members;
+  if (moveFailed) return *moveFailed;
+  return ok();
+}
+
+Result<void> IslandSubsystem::moveIslandMemory(const numa::MemoryNodeChange& change,
+                                               uint64_t revision) {
+  auto moved = enforcer_->moveMemory(change.island, change.toNodes);
+  const std::int64_t finished = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count();
+  numa::MemoryMove record =
+      numa::memoryMoveOf(moved ? *moved : numa::PageMoveReport{}, change.fromNodes, change.toNodes,
+                         revision, finished);
+  if (moved) {
+    spdlog::info(
+        "event=islands_memory_moved island={} from={} to={} bytes={} ms={:.3f} revision={}",
+        change.island, numa::formatCpuList(change.fromNodes), numa::formatCpuList(change.toNodes),
+        record.bytesMoved, record.milliseconds, revision);
+  } else {
+    record.error = moved.error().message();
+    spdlog::warn("event=islands_memory_move_failed island={} to={} revision={} error=\"{}\"",
+                 change.island, numa::formatCpuList(change.toNodes), revision, record.error);
+  }
+  {
+    std::lock_guard lock(viewMutex_);
+    memoryMoves_[change.island] = std::move(record);
+  }
+  if (!moved) return moved.error();
+  return ok();
 }
 
 Result<void> IslandSubsystem::moveWorkload(const std::string& workload, const std::string& island,
@@ -628,7 +679,12 @@ nlohmann::json IslandSubsystem::islandsJson() const {
   for (const auto& pin : pins_)
     pins.push_back({{"workload", pin.workload}, {"island", pin.island}, {"source", pin.source}});
   nlohmann::json current = nlohmann::json::array();
-  for (const auto& status : current_) current.push_back(statusJson(status));
+  for (const auto& status : current_) {
+    nlohmann::json item = statusJson(status);
+    if (auto move = memoryMoves_.find(status.island.name); move != memoryMoves_.end())
+      item["last_memory_move"] = numa::memoryMoveJson(move->second);
+    current.push_back(std::move(item));
+  }
   nlohmann::json out = {
       {"cgroup_mount", cgroupMount_},
       {"managed_root", managedRoot_},

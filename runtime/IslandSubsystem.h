@@ -11,6 +11,12 @@
 // islands' selectors), moving processes by cgroup and pinning libvirt
 // domains through libvirt, again as one journaled action. So a second pass
 // changes nothing and a crash mid-change is completed at the next start.
+// An island whose memory nodes change keeps its old nodes through that
+// apply; then its members' pages move to the new nodes as the direct path
+// moves them (IslandEnforcer::moveMemory: measured from numa_maps, timed),
+// and the outcome is kept as the island's last memory move (bytes moved,
+// milliseconds, the desired-state revision that asked, or the error), shown
+// by GET /v1/islands until the daemon stops.
 // Islands found in cgroupfs that nobody asked for are kept as they are. A
 // host without the cgroup v2 cpuset controller degrades: the desired
 // islands are reported, not enforced, with the reason logged once and shown
@@ -21,6 +27,7 @@
 // the other islands, the running workloads and libvirt before storing
 // anything.
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -30,6 +37,7 @@
 
 #include "numa/IslandEnforcer.h"
 #include "numa/IslandLimitsJson.h"
+#include "numa/MemoryMove.h"
 #include "numa/VmPinner.h"
 #include "runtime/ActionLog.h"
 #include "runtime/Config.h"
@@ -49,6 +57,7 @@ struct DesiredIsland {
   std::optional<numa::Exclusivity> exclusivity;
   std::optional<numa::IslandLimits> limits;
   std::vector<std::string> selectors;  // as written (numa/IslandSelector.h)
+  uint64_t revision = 0;               // of its "islands/NAME" entry; 0 from the file
 };
 
 // One "islands/NAME" value; nullopt for the {"absent": true} tombstone.
@@ -118,6 +127,9 @@ class IslandSubsystem final : public Subsystem {
   Result<void> reconcile(const std::vector<DesiredIsland>& desired,
                          const std::vector<std::string>& absent);
   Result<void> reconcileMembers(const std::vector<DesiredIsland>& desired);
+  // Moves an island's pages to its new memory nodes through the enforcer
+  // (measured and timed), remembering the outcome as its last memory move.
+  Result<void> moveIslandMemory(const numa::MemoryNodeChange& change, uint64_t revision);
   Result<void> moveWorkload(const std::string& workload, const std::string& island,
                             const std::vector<numa::Island>& islands);
   Result<numa::VmPinner*> pinner() const;
@@ -145,6 +157,7 @@ class IslandSubsystem final : public Subsystem {
   std::string degraded_;
   std::vector<DesiredIsland> desired_;
   std::vector<numa::IslandStatus> current_;
+  std::map<std::string, numa::MemoryMove> memoryMoves_;  // by island, the last one
   std::vector<std::string> problems_;
   std::vector<WorkloadPin> pins_;
   std::vector<std::string> memberProblems_;

@@ -9,16 +9,22 @@
 // when it answers, else cgroupfs. On a
 // host whose cgroup mount cannot hold islands (no cgroup v2, or no cpuset
 // controller) list and map still show the topology with every CPU in the
-// shared island, and say why nothing is enforced.
+// shared island, and say why nothing is enforced. `resize --nodes` through
+// atolld waits (at most kMemoryMoveWait) until atolld reports the memory
+// move of that change and prints the bytes moved and the time taken, as the
+// direct path does; `show` prints the island's last memory move.
 //   create NAME (--cpus LIST | --count N) [--nodes LIST] [--exclusive root|isolated]
 //          [--select SELECTOR ...] [limits]
 //   delete NAME | resize NAME (--grow N | --shrink N | --cpus LIST | --nodes LIST)
 //   pin NAME (PID | --vm DOMAIN) | unpin (PID | --vm DOMAIN) | list | show NAME
 //   map [--svg FILE]
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -30,6 +36,7 @@
 #include "numa/IslandMap.h"
 #include "numa/IslandSelector.h"
 #include "numa/LibvirtPinner.h"
+#include "numa/MemoryMove.h"
 #include "tools/DaemonClient.h"
 #include "tools/Verbs.h"
 #include "util/Fs.h"
@@ -39,6 +46,11 @@ namespace Atoll::cli {
 namespace {
 
 using namespace Atoll::numa;
+
+// How long `resize --nodes` through atolld waits for its memory move, and
+// how often it asks.
+constexpr auto kMemoryMoveWait = std::chrono::seconds(30);
+constexpr auto kMemoryMovePoll = std::chrono::milliseconds(200);
 
 struct IslandArgs {
   std::string cgroupMount = std::string(kDefaultCgroupMount);
@@ -71,6 +83,7 @@ struct IslandReport {
   std::vector<IslandStatus> islands;
   bool enforced = true;
   std::string note;  // why the islands are not (all) enforced; empty when they are
+  std::map<std::string, MemoryMove> memoryMoves;  // atolld's last one per island
 };
 
 // Why islands cannot be enforced on this mount, or nullopt when they can:
@@ -136,6 +149,12 @@ Result<IslandReport> reportFromDaemon(const nlohmann::json& body) {
   for (const auto& entry : body.value(key, nlohmann::json::array())) {
     auto status = statusFromDaemon(entry);
     if (!status) return status.error();
+    if (entry.contains("last_memory_move")) {
+      auto move = parseMemoryMoveJson(entry["last_memory_move"],
+                                      "/v1/islands island " + status->island.name);
+      if (!move) return move.error();
+      report.memoryMoves[status->island.name] = std::move(*move);
+    }
     report.islands.push_back(std::move(*status));
   }
   if (!report.enforced) {
@@ -207,6 +226,14 @@ std::string describe(const IslandStatus& status) {
                      std::to_string(status.members.size()) + " member(s)";
   if (!status.partitionProblem.empty()) line += ", partition invalid: " + status.partitionProblem;
   return line;
+}
+
+std::string describe(const MemoryMove& move) {
+  std::string line = "last memory move: nodes " + formatCpuList(move.fromNodes) + " -> " +
+                     formatCpuList(move.toNodes) + ", ";
+  line += move.error.empty() ? describePageMove(move.bytesMoved, move.milliseconds)
+                             : "failed: " + move.error;
+  return line + " (atolld revision " + std::to_string(move.revision) + ")";
 }
 
 class IslandCommand {
@@ -328,6 +355,53 @@ class IslandCommand {
     printDesired(sendChange(client.post("/v1/islands", body)));
   }
 
+  Result<IslandReport> daemonReport(DaemonClient& client) const {
+    auto reply = client.get("/v1/islands");
+    if (!reply) return reply.error();
+    if (reply->status != 200)
+      return Error::invalid("read atolld islands", "/v1/islands", reply->body.dump(),
+                            describeErrorReply(*reply).message);
+    return reportFromDaemon(reply->body);
+  }
+
+  // Why no memory move will follow a change of the island's nodes to
+  // `nodes` (not enforced, not applied yet, already there), or empty.
+  std::string whyNoMemoryMove(const IslandReport& report, const CpuList& nodes) const {
+    if (!report.enforced) return report.note + "; no pages move";
+    for (const auto& status : report.islands)
+      if (status.island.name == args_.name)
+        return status.island.memNodes == nodes
+                   ? "memory of island " + args_.name + " is already on nodes " +
+                         formatCpuList(nodes) + "; nothing to move"
+                   : std::string();
+    return "island " + args_.name + " is not applied yet; its members' memory starts on nodes " +
+           formatCpuList(nodes);
+  }
+
+  // Polls atolld until it reports the memory move of the change stored at
+  // `revision` (or a later one), for at most kMemoryMoveWait.
+  MemoryMove awaitMemoryMove(DaemonClient& client, std::uint64_t revision) const {
+    const auto until = std::chrono::steady_clock::now() + kMemoryMoveWait;
+    std::string lastProblem;
+    while (std::chrono::steady_clock::now() < until) {
+      if (auto report = daemonReport(client)) {
+        auto move = report->memoryMoves.find(args_.name);
+        if (move != report->memoryMoves.end() && move->second.revision >= revision)
+          return move->second;
+      } else {
+        lastProblem = report.error().message();
+      }
+      std::this_thread::sleep_for(kMemoryMovePoll);
+    }
+    cli::fail({kExitFailure,
+               "atolld stored the change of island " + args_.name + " (revision " +
+                   std::to_string(revision) + ") but reported no memory move for it within " +
+                   std::to_string(kMemoryMoveWait.count()) + " s" +
+                   (lastProblem.empty() ? std::string() : " (last answer: " + lastProblem + ")") +
+                   "; see `atoll island show " + args_.name + "`"},
+              args_.json);
+  }
+
   void resizeThroughDaemon(DaemonClient& client) const {
     nlohmann::json body = nlohmann::json::object();
     if (!args_.cpus.empty()) body["cpus"] = args_.cpus;
@@ -335,7 +409,35 @@ class IslandCommand {
     if (args_.shrink > 0) body["shrink"] = args_.shrink;
     if (!args_.nodes.empty()) body["mems"] = args_.nodes;
     if (nlohmann::json limits = limitsBody(); !limits.empty()) body["limits"] = limits;
-    printDesired(sendChange(client.put("/v1/islands/" + urlEncodeKey(args_.name), body)));
+    std::string noMove;
+    if (!args_.nodes.empty()) {
+      const CpuList nodes = parse(args_.nodes, "--nodes");
+      auto before = daemonReport(client);
+      if (!before)
+        cli::fail(before.error().errnum == 0 ? VerbFailure{kExitFailure, before.error().message()}
+                                             : describeFailure(before.error()),
+                  args_.json);
+      noMove = whyNoMemoryMove(*before, nodes);
+    }
+    nlohmann::json reply = sendChange(client.put("/v1/islands/" + urlEncodeKey(args_.name), body));
+    if (args_.nodes.empty() || !noMove.empty()) {
+      if (!noMove.empty()) std::cerr << "atoll island: " << noMove << "\n";
+      return printDesired(reply);
+    }
+    const MemoryMove move = awaitMemoryMove(client, reply.value("revision", std::uint64_t{0}));
+    if (!move.error.empty())
+      cli::fail({kExitFailure, "atolld could not move the memory of island " + args_.name +
+                                   " to nodes " + formatCpuList(move.toNodes) + ": " + move.error},
+                args_.json);
+    if (args_.json) {
+      reply["bytes_moved"] = move.bytesMoved;
+      reply["milliseconds"] = move.milliseconds;
+      reply["memory_move"] = memoryMoveJson(move);
+      std::cout << reply.dump(2) << "\n";
+      return;
+    }
+    printDesired(reply);
+    std::cout << describePageMove(move.bytesMoved, move.milliseconds) << "\n";
   }
 
   // A process is "pid:N", a VM its domain name.
@@ -459,8 +561,7 @@ class IslandCommand {
                   << "\n";
         return;
       }
-      std::cout << "moved " << moved->bytesMoved << " bytes of members' memory in " << ms
-                << " ms\n";
+      std::cout << describePageMove(moved->bytesMoved, ms) << "\n";
     }
     show();
   }
@@ -469,10 +570,15 @@ class IslandCommand {
     const IslandReport report = this->report();
     if (!report.note.empty()) std::cerr << "atoll island: " << report.note << "\n";
     const IslandStatus& found = find(report.islands);
-    if (args_.json)
-      std::cout << toJson(found).dump(2) << "\n";
-    else
-      std::cout << describe(found) << "\n";
+    auto move = report.memoryMoves.find(found.island.name);
+    if (args_.json) {
+      nlohmann::json out = toJson(found);
+      if (move != report.memoryMoves.end()) out["last_memory_move"] = memoryMoveJson(move->second);
+      std::cout << out.dump(2) << "\n";
+      return;
+    }
+    std::cout << describe(found) << "\n";
+    if (move != report.memoryMoves.end()) std::cout << describe(move->second) << "\n";
   }
 
   void list() const {

@@ -21,13 +21,16 @@
 #include "numa/IslandAllocator.h"
 #include "numa/IslandEnforcer.h"
 #include "numa/NumaMaps.h"
+#include "tests/numa/islands/TouchingChild.h"
 #include "util/Fs.h"
 
 namespace Atoll::numa {
 namespace {
 
-constexpr size_t kTouchedBytes = size_t{32} << 20;
-constexpr int kChildReplyTimeoutMs = 30'000;
+using test::kTouchedBytes;
+using test::pagesOfMapping;
+using test::TouchingChild;
+
 constexpr std::string_view kStatusCpusAllowed = "Cpus_allowed_list:";
 
 std::string statusField(pid_t pid, std::string_view key) {
@@ -38,79 +41,6 @@ std::string statusField(pid_t pid, std::string_view key) {
   if (at == std::string_view::npos) return {};
   text.remove_prefix(at + key.size());
   return std::string(trim(text.substr(0, text.find('\n'))));
-}
-
-// A forked child that maps and touches kTouchedBytes when told to, reports
-// the address, and lives until the test closes its control pipe.
-class TouchingChild {
- public:
-  TouchingChild() {
-    if (::pipe2(control_, O_CLOEXEC) != 0 || ::pipe2(reply_, O_CLOEXEC) != 0) return;
-    pid_ = ::fork();
-    if (pid_ == 0) runChild();
-    ::close(control_[0]);
-    ::close(reply_[1]);
-  }
-  ~TouchingChild() {
-    ::close(control_[1]);
-    ::close(reply_[0]);
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  TouchingChild(const TouchingChild&) = delete;
-  TouchingChild& operator=(const TouchingChild&) = delete;
-  pid_t pid() const { return pid_; }
-
-  uint64_t touchMemory() {
-    char go = 'g';
-    if (::write(control_[1], &go, 1) != 1) return 0;
-    pollfd ready{reply_[0], POLLIN, 0};
-    if (::poll(&ready, 1, kChildReplyTimeoutMs) != 1) return 0;
-    uint64_t address = 0;
-    if (::read(reply_[0], &address, sizeof address) != sizeof address) return 0;
-    return address;
-  }
-
- private:
-  [[noreturn]] void runChild() {
-    char go;
-    if (::read(control_[0], &go, 1) != 1) ::_exit(1);
-    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-    void* region =
-        ::mmap(nullptr, kTouchedBytes + 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    uint64_t address = 0;
-    if (region != MAP_FAILED) {
-      char* touched = static_cast<char*>(region) + page;
-      if (::mprotect(touched, kTouchedBytes, PROT_READ | PROT_WRITE) == 0) {
-        std::memset(touched, 0x5a, kTouchedBytes);
-        address = reinterpret_cast<uintptr_t>(touched);
-      }
-    }
-    if (::write(reply_[1], &address, sizeof address) != sizeof address) ::_exit(1);
-    while (::read(control_[0], &go, 1) > 0) {
-    }
-    ::_exit(0);
-  }
-
-  int control_[2] = {-1, -1};
-  int reply_[2] = {-1, -1};
-  pid_t pid_ = -1;
-};
-
-// Pages of the child's touched mapping on `node`, and in total.
-std::pair<uint64_t, uint64_t> pagesOfMapping(pid_t pid, uint64_t address, int node) {
-  const std::string path = "/proc/" + std::to_string(pid) + "/numa_maps";
-  auto text = readFile(path);
-  if (!text) return {0, 0};
-  auto maps = parseNumaMaps(*text, path);
-  if (!maps) return {0, 0};
-  const NumaMapsEntry* entry = findMapping(*maps, address);
-  if (entry == nullptr) return {0, 0};
-  uint64_t total = 0;
-  for (const auto& [n, pages] : entry->pagesOnNode) total += pages;
-  return {entry->pagesOn(node), total};
 }
 
 class IslandEnforcerVmTest : public ::testing::Test {
