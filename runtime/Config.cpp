@@ -507,9 +507,9 @@ void readPlanner(Validator& v, const toml::table& table, DaemonConfig& c) {
   PlannerSettings& p = c.planner;
   planner::PlannerConfig& pc = p.config;
   const size_t errorsBefore = v.errorCount();
-  auto seconds = [&v](int64_t& target, int64_t max) {
-    return [&v, &target, max](const toml::node& n, const std::string& k) {
-      if (auto x = v.integer(n, k, 1, max)) target = *x * 1'000'000'000;
+  auto seconds = [&v](int64_t& target, int64_t max, int64_t min = 1) {
+    return [&v, &target, max, min](const toml::node& n, const std::string& k) {
+      if (auto x = v.integer(n, k, min, max)) target = *x * 1'000'000'000;
     };
   };
   auto real = [&v](double& target, double min, double max) {
@@ -558,7 +558,11 @@ void readPlanner(Validator& v, const toml::table& table, DaemonConfig& c) {
           {"budget_window_seconds", seconds(pc.budgetWindowNs, 7 * 86400)},
           {"host_moves_per_window", whole(pc.hostMovesPerWindow, 0, 10000)},
           {"island_moves_per_window", whole(pc.islandMovesPerWindow, 0, 10000)},
-          {"hysteresis_window_seconds", seconds(pc.hysteresisWindowNs, 7 * 86400)}});
+          {"hysteresis_window_seconds", seconds(pc.hysteresisWindowNs, 7 * 86400)},
+          {"island_cooldown_seconds", seconds(pc.islandCooldownNs, 7 * 86400, 0)},
+          {"resize_quantile", whole(pc.resizeQuantile, 95, 99)},
+          {"min_relief_share", real(pc.minReliefShare, 0.0, 1.0)},
+          {"min_move_coverage", real(pc.minMoveCoverage, 0.0, 1.0)}});
   // Cross-field rules (e.g. margin within [min_margin, max_margin]) are the
   // planner's own; reported once the single values are sound.
   if (v.errorCount() == errorsBefore) {
@@ -706,7 +710,8 @@ namespace {
 auto plannerKnobs(const planner::PlannerConfig& p) {
   return std::tie(p.horizonSteps, p.riskThreshold, p.headroom, p.maxCpusPerResize, p.allowVmMoves,
                   p.margin, p.minMargin, p.maxMargin, p.minDwellNs, p.budgetWindowNs,
-                  p.hostMovesPerWindow, p.islandMovesPerWindow, p.hysteresisWindowNs);
+                  p.hostMovesPerWindow, p.islandMovesPerWindow, p.hysteresisWindowNs,
+                  p.islandCooldownNs, p.resizeQuantile, p.minReliefShare, p.minMoveCoverage);
 }
 
 }  // namespace

@@ -76,6 +76,7 @@ HorizonContention horizonContention(const forecast::ProfileSnapshot& profile, in
     out.unmetCoreSeconds += expectedUnmetDemand(q, capacity) * stepSeconds;
     out.p50Peak = std::max(out.p50Peak, q.p50);
     out.p95Peak = std::max(out.p95Peak, q.p95);
+    out.p99Peak = std::max(out.p99Peak, q.p99);
   }
   return out;
 }

@@ -25,6 +25,7 @@ struct HorizonContention {
   double unmetCoreSeconds = 0;  // sum over steps of E[unmet] x step seconds
   double p50Peak = 0;
   double p95Peak = 0;
+  double p99Peak = 0;
 };
 
 // Reads min(steps, horizonSteps) steps of `profile`.

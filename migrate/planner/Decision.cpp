@@ -36,6 +36,12 @@ std::string_view ruleName(Rule rule) {
       return "in-flight";
     case Rule::Revert:
       return "revert";
+    case Rule::Cooldown:
+      return "cooldown";
+    case Rule::SmallRelief:
+      return "small-relief";
+    case Rule::StaleForecast:
+      return "stale-forecast";
   }
   return "no-risk";
 }

@@ -30,6 +30,9 @@ enum class Rule {
   Hysteresis,          // declined: reverses a recent decision without the larger gain
   InFlight,            // declined: conflicts with an action still in flight
   Revert,              // taken: post-move verification found the move made things worse
+  Cooldown,            // declined: an island it touches was changed too recently
+  SmallRelief,         // declined: relieves too little of the island's predicted overload
+  StaleForecast,       // declined: the VM's recent forecast errors are too large to move it on
 };
 std::string_view ruleName(Rule rule);
 

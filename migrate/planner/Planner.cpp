@@ -56,6 +56,23 @@ bool touches(const Decision& d, const std::string& island) {
   return d.action != ActionKind::None && (d.fromIsland == island || d.toIsland == island);
 }
 
+// The forecaster's recent p95 coverage of a series at the longest tracked
+// horizon within the planning horizon (the shortest tracked one when none
+// is within); nothing while no error has been scored there.
+std::optional<double> recentCoverage(const forecast::ProfileSnapshot& profile, int horizonSteps) {
+  const forecast::AccuracyRecord* chosen = nullptr;
+  const uint32_t tracked = std::min<uint32_t>(profile.trackedCount, forecast::kMaxTrackedHorizons);
+  for (uint32_t j = 0; j < tracked; ++j) {
+    const forecast::AccuracyRecord& a = profile.accuracy[j];
+    if (a.errors == 0) continue;
+    if (chosen == nullptr || (a.horizon <= horizonSteps && a.horizon > chosen->horizon) ||
+        (chosen->horizon > horizonSteps && a.horizon < chosen->horizon))
+      chosen = &a;
+  }
+  if (chosen == nullptr) return std::nullopt;
+  return double(chosen->coverage95);
+}
+
 }  // namespace
 
 struct Planner::Pass {
@@ -166,6 +183,20 @@ void Planner::applyGuards(Decision& d, int64_t nowNs, bool isRevert) {
     d.rule = Rule::InFlight;
     d.reason = format("conflicts with decision %llu still in flight", (unsigned long long)with);
     return;
+  }
+  if (!isRevert && config_.islandCooldownNs > 0) {
+    for (const std::string* island : {&d.fromIsland, &d.toIsland}) {
+      for (const auto& [id, e] : executed_) {
+        if (e.failed || !touches(e.decision, *island)) continue;
+        if (e.decision.atNs <= nowNs - config_.islandCooldownNs) continue;
+        d.rule = Rule::Cooldown;
+        d.reason =
+            format("island %s changed by decision %llu %.0f s ago; cooldown is %.0f s",
+                   island->c_str(), (unsigned long long)id, double(nowNs - e.decision.atNs) / 1e9,
+                   double(config_.islandCooldownNs) / 1e9);
+        return;
+      }
+    }
   }
   if (movesInWindow(nowNs, nullptr) >= config_.hostMovesPerWindow) {
     d.rule = Rule::HostBudget;
@@ -327,6 +358,26 @@ PlanResult Planner::plan(const PlanInput& input) {
     return 0.0;
   }();
 
+  // Action economy: a candidate must bring at least a share of the relief of
+  // the resize the receiver needs (sizedRelief), so that actions that leave
+  // most of it in place, and so call for another action soon, are declined
+  // (unless something declined them already). Measured against what the
+  // right-sized resize brings, not against the whole predicted overload:
+  // where the forecast's upper tail is wide, no single step removes all of it.
+  auto declineSmallRelief = [&](Decision& c, const IslandCalc& receiver,
+                                const HorizonContention& after, double sizedRelief) {
+    if (c.rule != Rule::NoRisk || config_.minReliefShare <= 0) return;
+    const double relief = receiver.base.unmetCoreSeconds - after.unmetCoreSeconds;
+    const double needed = config_.minReliefShare * sizedRelief;
+    if (relief >= needed) return;
+    c.rule = Rule::SmallRelief;
+    c.reason = format(
+        "relieves %.2f of island %s's %.2f core-s predicted overload; the resize it needs would "
+        "relieve %.2f and an action must bring %.0f%% of that",
+        relief, receiver.state->name.c_str(), receiver.base.unmetCoreSeconds, sizedRelief,
+        100 * config_.minReliefShare);
+  };
+
   for (size_t r : atRisk) {
     IslandCalc& receiver = pass.islands[r];
     if (receiver.busy) continue;
@@ -334,10 +385,17 @@ PlanResult Planner::plan(const PlanInput& input) {
     std::vector<size_t> partners;
 
     // Resizes: CPUs from each island with slack.
-    const double wanted = receiver.base.p95Peak * config_.headroom - receiver.capacity;
+    const double sizedFor =
+        config_.resizeQuantile == 99 ? receiver.base.p99Peak : receiver.base.p95Peak;
+    const double wanted = sizedFor * config_.headroom - receiver.capacity;
     const unsigned need = static_cast<unsigned>(
         std::clamp(std::ceil(std::max(wanted, receiver.perCpu) / receiver.perCpu), 1.0,
                    double(config_.maxCpusPerResize)));
+    const double sizedRelief =
+        receiver.base.unmetCoreSeconds -
+        horizonContention(receiver.state->profile, config_.horizonSteps,
+                          receiver.capacity + double(need) * receiver.perCpu, config_.riskThreshold)
+            .unmetCoreSeconds;
     for (size_t d = 0; d < pass.islands.size(); ++d) {
       IslandCalc& donor = pass.islands[d];
       if (d == r || donor.busy || donor.state->cpus.size() < 2) continue;
@@ -349,8 +407,10 @@ PlanResult Planner::plan(const PlanInput& input) {
           peak = std::max(peak, double(donor.state->profile.p99[k]));
       }
       const double slackCores = donor.capacity - peak * config_.headroom;
+      // A donor keeps at least one CPU however idle it is.
       const auto slackCpus =
-          static_cast<unsigned>(std::max(0.0, std::floor(slackCores / donor.perCpu)));
+          std::min(static_cast<unsigned>(std::max(0.0, std::floor(slackCores / donor.perCpu))),
+                   static_cast<unsigned>(donor.state->cpus.size() - 1));
       if (slackCpus == 0) continue;
       numa::CpuList moved = chooseCpus(donor, receiver, std::min(need, slackCpus));
       if (moved.empty() || moved.size() > slackCpus) continue;
@@ -384,6 +444,7 @@ PlanResult Planner::plan(const PlanInput& input) {
       c.cost.actionCpu = config_.resizeActionCpu;
       c.islands = {viewOf(receiver, receiver.capacity + cores, receiverAfter),
                    viewOf(donor, donor.capacity - cores, donorAfter)};
+      declineSmallRelief(c, receiver, receiverAfter, sizedRelief);
       candidates.push_back(std::move(c));
       partners.push_back(d);
     }
@@ -436,6 +497,20 @@ PlanResult Planner::plan(const PlanInput& input) {
           c.cost.actionCpu = config_.moveActionCpu;
           c.islands = {viewOf(receiver, receiver.capacity, sourceAfter),
                        viewOf(target, target.capacity, targetAfter)};
+          // The move's relief rests on the VM's own forecast: scaled by how
+          // well its p95 has recently covered what came, and not taken at
+          // all when that forecast is stale (say, the series' level shifted).
+          if (auto coverage = recentCoverage(vm->demand, config_.horizonSteps)) {
+            c.benefit *= std::min(1.0, *coverage / 0.95);
+            if (*coverage < config_.minMoveCoverage) {
+              c.rule = Rule::StaleForecast;
+              c.reason = format(
+                  "VM %s's forecast covered only %.0f%% of recent demand at its p95 (needs "
+                  "%.0f%%)",
+                  vm->name.c_str(), 100 * *coverage, 100 * config_.minMoveCoverage);
+            }
+          }
+          declineSmallRelief(c, receiver, sourceAfter, sizedRelief);
           if (vm->lastMoveNs != kNeverNs && input.nowNs - vm->lastMoveNs < config_.minDwellNs) {
             c.rule = Rule::Dwell;
             c.reason = format("VM %s moved %.0f s ago; dwell is %.0f s", vm->name.c_str(),
@@ -475,7 +550,7 @@ PlanResult Planner::plan(const PlanInput& input) {
       c.atNs = input.nowNs;
       c.horizonSeconds = horizonSeconds;
       c.firstRiskStep = receiver.base.firstRiskStep;
-      if (c.rule == Rule::Dwell) {
+      if (c.rule != Rule::NoRisk) {  // declined while it was built
         c.margin = margin_;
       } else {
         applyGuards(c, input.nowNs, false);

@@ -3,12 +3,13 @@
 // profiles and decides whether resizing an island (CPUs from one with slack to
 // one heading for contention) or moving a VM to another island avoids more
 // contention over the horizon than the move costs, by a margin. Guards stop
-// thrashing: a minimum dwell per VM, move budgets per window for the host and
-// per island, hysteresis against reversing a recent decision, and never two
-// conflicting actions in flight. Outcomes reported back tune the margin and
-// the per-island trust in the forecast, within bounds, with a record of each
-// change. Pure decision logic: no I/O, no clock (time comes in the input),
-// deterministic for the same input and history.
+// thrashing: a minimum dwell per VM, a cooldown per island after an action,
+// move budgets per window for the host and per island, hysteresis against
+// reversing a recent decision, and never two conflicting actions in flight.
+// Outcomes reported back tune the margin and the per-island trust in the
+// forecast, within bounds, with a record of each change. Pure decision
+// logic: no I/O, no clock (time comes in the input), deterministic for the
+// same input and history.
 #include <cstdint>
 #include <deque>
 #include <map>

@@ -24,6 +24,12 @@ std::string PlannerConfig::validate() const {
   if (!finite(headroom) || headroom < 1 || headroom > 2)
     return bad("headroom", headroom, "must be between 1 and 2");
   if (maxCpusPerResize < 1) return bad("max_cpus_per_resize", maxCpusPerResize, "must be >= 1");
+  if (resizeQuantile != 95 && resizeQuantile != 99)
+    return bad("resize_quantile", resizeQuantile, "must be 95 or 99");
+  if (!finite(minReliefShare) || minReliefShare < 0 || minReliefShare > 1)
+    return bad("min_relief_share", minReliefShare, "must be between 0 and 1");
+  if (!finite(minMoveCoverage) || minMoveCoverage < 0 || minMoveCoverage > 1)
+    return bad("min_move_coverage", minMoveCoverage, "must be between 0 and 1");
   if (vmCandidatesPerIsland < 1)
     return bad("vm_candidates_per_island", vmCandidatesPerIsland, "must be >= 1");
   if (!finite(priorityWeight) || priorityWeight < 0)
@@ -51,6 +57,8 @@ std::string PlannerConfig::validate() const {
   if (!finite(outcomeTolerance) || outcomeTolerance < 0)
     return bad("outcome_tolerance", outcomeTolerance, "must be >= 0");
   if (minDwellNs < 0) return bad("min_dwell_ns", double(minDwellNs), "must be >= 0");
+  if (islandCooldownNs < 0)
+    return bad("island_cooldown_ns", double(islandCooldownNs), "must be >= 0");
   if (budgetWindowNs <= 0) return bad("budget_window_ns", double(budgetWindowNs), "must be > 0");
   if (hostMovesPerWindow < 0)
     return bad("host_moves_per_window", hostMovesPerWindow, "must be >= 0");

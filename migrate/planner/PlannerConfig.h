@@ -13,11 +13,26 @@ struct PlannerConfig {
   int horizonSteps = 12;        // forecast steps the benefit is counted over
   double riskThreshold = 0.05;  // P(demand > capacity) that marks an island at risk
   // Headroom a resize aims for: the receiver's capacity is raised towards its
-  // p95 peak times this, and a donor keeps its own p95 peak times this.
+  // peak (resizeQuantile) times this, and a donor keeps its own p95 peak
+  // times this.
   double headroom = 1.05;
   unsigned maxCpusPerResize = 16;
   bool allowVmMoves = true;
   int vmCandidatesPerIsland = 8;  // largest flexible VMs considered per island at risk
+  // A resize sizes the receiver for this quantile's peak over the horizon
+  // (times headroom): 95 or 99. Sizing for the tail lets one action last the
+  // horizon instead of several small ones chasing the peak.
+  int resizeQuantile = 99;
+  // Action economy: an action must relieve at least this share of what the
+  // resize the receiving island needs (sized as above) would relieve of its
+  // expected unmet demand over the horizon, so one action that fixes an
+  // island is taken rather than several that each shave a bit.
+  double minReliefShare = 0.5;
+  // A VM is moved on its own forecast only while that forecast's recent p95
+  // coverage at the planning horizon (the forecaster's tracked accuracy) is
+  // at least this; a series whose level shifted has a stale forecast. Above
+  // it, the move's benefit is scaled by coverage / 0.95 (at most 1).
+  double minMoveCoverage = 0;
   // How much more contention of a higher-priority island weighs, per level.
   double priorityWeight = 0.5;
 
@@ -45,6 +60,9 @@ struct PlannerConfig {
 
   // Guards.
   int64_t minDwellNs = 1'800'000'000'000;  // a moved VM stays put 30 min
+  // After an action, the islands it touched are left alone this long: their
+  // forecasts must first see the new capacity or members.
+  int64_t islandCooldownNs = 7'200'000'000'000;  // 2 h
   int64_t budgetWindowNs = 3'600'000'000'000;
   int hostMovesPerWindow = 8;
   int islandMovesPerWindow = 3;

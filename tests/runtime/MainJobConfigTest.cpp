@@ -125,6 +125,10 @@ budget_window_seconds = 1800
 host_moves_per_window = 2
 island_moves_per_window = 1
 hysteresis_window_seconds = 900
+island_cooldown_seconds = 0
+resize_quantile = 95
+min_relief_share = 0.25
+min_move_coverage = 0.8
 [planner.islands]
 latency = "observe"
 shared = "enforce"
@@ -146,6 +150,10 @@ shared = "enforce"
   EXPECT_EQ(p.config.hostMovesPerWindow, 2);
   EXPECT_EQ(p.config.islandMovesPerWindow, 1);
   EXPECT_EQ(p.config.hysteresisWindowNs, 900'000'000'000);
+  EXPECT_EQ(p.config.islandCooldownNs, 0);  // 0 turns the cooldown off
+  EXPECT_EQ(p.config.resizeQuantile, 95);
+  EXPECT_DOUBLE_EQ(p.config.minReliefShare, 0.25);
+  EXPECT_DOUBLE_EQ(p.config.minMoveCoverage, 0.8);
   ASSERT_EQ(p.islandModes.size(), 2u);
   EXPECT_EQ(p.islandModes.at("latency"), planner::Mode::Observe);
   EXPECT_EQ(p.islandModes.at("shared"), planner::Mode::Enforce);
@@ -166,6 +174,10 @@ TEST(MainJobConfig, RejectsBadPlannerValuesNamingKeyValueAndLine) {
            {"max_cpus_per_resize = -1", "planner.max_cpus_per_resize", "-1"},
            {"allow_vm_moves = 1", "planner.allow_vm_moves", "a boolean"},
            {"min_dwell_seconds = 0", "planner.min_dwell_seconds", "0"},
+           {"island_cooldown_seconds = -1", "planner.island_cooldown_seconds", "-1"},
+           {"resize_quantile = 90", "planner.resize_quantile", "90"},
+           {"min_relief_share = 1.5", "planner.min_relief_share", "1.5"},
+           {"min_move_coverage = -0.1", "planner.min_move_coverage", "-0.1"},
            {"margni = 1.0", "planner.margni", "margin"},
            {"islands = { latency = \"sometimes\" }", "planner.islands.latency", "'sometimes'"},
            {"islands = { \"bad name\" = \"observe\" }", "planner.islands.bad name", "'bad name'"},

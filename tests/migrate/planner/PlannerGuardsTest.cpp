@@ -18,7 +18,9 @@ PlanInput twoPairs(int64_t nowNs) {
 }
 
 TEST(Guards, NeverTwoConflictingActionsInFlight) {
-  Planner planner = makePlanner(enforcing());
+  PlannerConfig config = enforcing();
+  config.islandCooldownNs = 0;  // the in-flight check alone
+  Planner planner = makePlanner(config);
   const int64_t now = 1000 * kStepNs;
   const uint64_t first = planner.plan(hotAndCool(now)).decisions[0].id;
   PlanResult again = planner.plan(hotAndCool(now + kStepNs));
@@ -42,6 +44,7 @@ TEST(Guards, AFailedActionNoLongerBlocks) {
 TEST(Guards, IslandBudgetPerWindow) {
   PlannerConfig config = enforcing();
   config.islandMovesPerWindow = 1;
+  config.islandCooldownNs = 0;  // the budget alone
   Planner planner = makePlanner(config);
   const int64_t now = 1000 * kStepNs;
   const uint64_t first = planner.plan(hotAndCool(now)).decisions[0].id;
@@ -107,6 +110,7 @@ TEST(Guards, HysteresisStopsAFlipFlop) {
   for (double factor : {1.0, 1e6}) {
     PlannerConfig config = enforcing();
     config.hysteresisFactor = factor;
+    config.islandCooldownNs = 0;  // hysteresis alone
     Planner planner = makePlanner(config);
     const Decision first = planner.plan(hotAndCool(now)).decisions[0];
     ASSERT_TRUE(first.taken);
@@ -128,6 +132,7 @@ TEST(Guards, HysteresisStopsAFlipFlop) {
   // Past the hysteresis window the reversal is an ordinary decision.
   PlannerConfig config = enforcing();
   config.hysteresisFactor = 1e6;
+  config.islandCooldownNs = 0;
   Planner planner = makePlanner(config);
   const Decision first = planner.plan(hotAndCool(now)).decisions[0];
   planner.reportCompleted(first.id, now);
@@ -135,6 +140,42 @@ TEST(Guards, HysteresisStopsAFlipFlop) {
       planner.plan(flipped(now + config.hysteresisWindowNs + kStepNs)).decisions[0];
   EXPECT_TRUE(late.taken);
   EXPECT_FALSE(late.reverses);
+}
+
+// After an action, the islands it touched are left alone for the cooldown,
+// even with budget to spare; a revert is not held back by it.
+TEST(Guards, CooldownLeavesAChangedIslandAlone) {
+  PlannerConfig config = enforcing();
+  config.islandCooldownNs = 2 * 3'600 * kSecondNs;
+  config.islandMovesPerWindow = 1000;
+  config.hostMovesPerWindow = 1000;
+  config.hysteresisWindowNs = 0;
+  Planner planner = makePlanner(config);
+  const int64_t now = 1000 * kStepNs;
+  const Decision first = planner.plan(hotAndCool(now)).decisions[0];
+  ASSERT_TRUE(first.taken) << first.reason;
+  planner.reportCompleted(first.id, now + kSecondNs);
+  const Decision held = planner.plan(hotAndCool(now + kStepNs)).decisions[0];
+  EXPECT_FALSE(held.taken);
+  EXPECT_EQ(held.rule, Rule::Cooldown);
+  EXPECT_NE(held.reason.find("cooldown"), std::string::npos) << held.reason;
+  EXPECT_EQ(toJson(held)["rule"], "cooldown");
+  // Just before the cooldown ends it still holds; after it, the island acts.
+  EXPECT_FALSE(
+      planner.plan(hotAndCool(now + config.islandCooldownNs - kSecondNs)).decisions[0].taken);
+  EXPECT_TRUE(
+      planner.plan(hotAndCool(now + config.islandCooldownNs + kSecondNs)).decisions[0].taken);
+
+  // Post-move verification may still undo a change inside the cooldown.
+  Planner verifying = makePlanner(config);
+  PlanInput in = hotAndCool(now);
+  const Decision resize = verifying.plan(in).decisions[0];
+  ASSERT_TRUE(resize.taken);
+  verifying.reportCompleted(resize.id, now + kSecondNs);
+  MoveVerification worse{resize.id, now + kStepNs, 1000, 5000, 1, 1};
+  auto revert = verifying.verify(worse, in);
+  ASSERT_TRUE(revert.has_value());
+  EXPECT_EQ(revert->rule, Rule::Revert);
 }
 
 }  // namespace

@@ -2,6 +2,9 @@
 // post-move verification, on constructed forecasts.
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <utility>
+
 #include "migrate/planner/Planner.h"
 #include "migrate/planner/SimulatedHost.h"
 #include "numa/CpuSet.h"
@@ -92,7 +95,9 @@ TEST(Planner, NoDonorWhenEveryIslandIsBusy) {
 }
 
 TEST(Planner, DonorKeepsItsOwnHeadroom) {
-  Planner planner = makePlanner(enforcing());
+  PlannerConfig config = enforcing();
+  config.minReliefShare = 0;  // one CPU relieves little: here only the donor's limit counts
+  Planner planner = makePlanner(config);
   PlanInput in = hotAndCool();
   in.islands[1].profile = flatProfile(5, 6, 6.5);  // 8 - 6 x 1.05 = 1.7: one CPU to spare
   PlanResult result = planner.plan(in);
@@ -223,6 +228,142 @@ TEST(Planner, PrefersAResizeThatRelievesTheIslandOverAMove) {
   EXPECT_EQ(m->vmName, "big");
 }
 
+// One action should last the horizon: the receiver is sized for its p99
+// peak (x headroom), not its p95, when the donor has the slack.
+TEST(Planner, ResizeSizesTheReceiverForTheConfiguredQuantilePeak) {
+  PlanInput in = hotAndCool();
+  in.islands[1].cpus = cpuRange(8, 16);  // slack for either size
+  in.host.nodes = {{0, cpuRange(0, 24)}};
+  for (auto [quantile, cpus] : {std::pair{95, 5u}, std::pair{99, 6u}}) {
+    PlannerConfig config = enforcing();
+    config.resizeQuantile = quantile;  // hot: p95 12, p99 13 on 8 CPUs, headroom 1.05
+    Planner planner = makePlanner(config);
+    PlanResult result = planner.plan(in);
+    const Decision* d = firstTaken(result);
+    ASSERT_NE(d, nullptr) << quantile;
+    EXPECT_EQ(d->action, ActionKind::ResizeIsland);
+    EXPECT_EQ(d->cpusMoved.size(), cpus) << "p" << quantile;
+  }
+  PlannerConfig bad = enforcing();
+  bad.resizeQuantile = 90;
+  EXPECT_NE(bad.validate().find("resize_quantile = 90"), std::string::npos) << bad.validate();
+}
+
+// Action economy: a resize that leaves most of the island's predicted
+// overload in place is declined, and says so; without the rule it is taken.
+TEST(Planner, DeclinesAnActionThatRelievesTooLittle) {
+  PlanInput in = hotAndCool();
+  in.islands[1].profile = flatProfile(5, 6, 6.5);  // the donor can spare one CPU only
+  Planner planner = makePlanner(enforcing());
+  PlanResult result = planner.plan(in);
+  ASSERT_EQ(result.decisions.size(), 1u);
+  const Decision& d = result.decisions[0];
+  EXPECT_FALSE(d.taken);
+  EXPECT_EQ(d.rule, Rule::SmallRelief);
+  ASSERT_FALSE(d.islands.empty());
+  const IslandView& hot = d.islands.front();
+  EXPECT_LT(hot.overloadBefore - hot.overloadAfter, 0.5 * hot.overloadBefore);
+  EXPECT_GT(d.benefit, d.cost.total() * (1 + d.margin));  // it would have paid
+  EXPECT_NE(d.reason.find("must bring 50% of that"), std::string::npos) << d.reason;
+  EXPECT_EQ(toJson(d)["rule"], "small-relief");
+
+  PlannerConfig anyRelief = enforcing();
+  anyRelief.minReliefShare = 0;
+  Planner lenient = makePlanner(anyRelief);
+  PlanResult taken = lenient.plan(in);
+  ASSERT_NE(firstTaken(taken), nullptr);
+  EXPECT_EQ(firstTaken(taken)->cpusMoved.size(), 1u);
+}
+
+// The share is of what the resize the island needs would relieve, not of its
+// whole predicted overload: where the forecast's tail is wide, the resize
+// sized for the p99 peak leaves some of the tail's expected overload, and an
+// action bringing most of that resize's relief is still taken.
+TEST(Planner, ReliefShareIsOfWhatTheNeededResizeWouldRelieve) {
+  PlanInput in;
+  in.nowNs = 1000 * kStepNs;
+  in.islands.push_back(island("hot", cpuRange(0, 4), flatProfile(5, 12, 20)));
+  in.islands.push_back(island("cool", cpuRange(4, 12), flatProfile(1, 1.5, 2)));
+  in.host.nodes = {{0, cpuRange(0, 16)}};
+  PlannerConfig config = enforcing();
+  config.maxCpusPerResize = 2;  // the most the island may get at once
+  Planner planner = makePlanner(config);
+  PlanResult result = planner.plan(in);
+  const Decision* taken = firstTaken(result);
+  ASSERT_NE(taken, nullptr) << (result.decisions.empty() ? "" : result.decisions[0].reason);
+  EXPECT_EQ(taken->cpusMoved.size(), 2u);
+  const IslandView& hot = taken->islands.front();
+  // Two CPUs leave most of the wide tail's overload in place...
+  EXPECT_LT(hot.overloadBefore - hot.overloadAfter, 0.5 * hot.overloadBefore);
+}
+
+// A donor keeps at least one CPU however idle it is: an idle two-CPU island
+// gives one, instead of nothing because it cannot give both.
+TEST(Planner, AnIdleDonorKeepsOneCpuAndGivesTheRest) {
+  PlanInput in;
+  in.nowNs = 1000 * kStepNs;
+  in.islands.push_back(island("hot", cpuRange(0, 8), flatProfile(8.3, 8.7, 8.9)));
+  in.islands.push_back(island("idle", cpuRange(8, 2), flatProfile(0.01, 0.02, 0.03)));
+  in.host.nodes = {{0, cpuRange(0, 16)}};
+  Planner planner = makePlanner(enforcing());
+  PlanResult result = planner.plan(in);
+  const Decision* taken = firstTaken(result);
+  ASSERT_NE(taken, nullptr) << (result.decisions.empty() ? "" : result.decisions[0].reason);
+  EXPECT_EQ(taken->fromIsland, "idle");
+  EXPECT_EQ(taken->cpusMoved.size(), 1u);
+}
+
+// A VM's move rests on its own forecast: its benefit is scaled by the
+// forecast's recent p95 coverage at the horizon, and a stale forecast (one
+// whose level shifted: coverage far below 95%) moves nothing.
+TEST(Planner, StaleVmForecastMovesNothing) {
+  auto withCoverage = [](std::optional<double> coverage) {
+    PlanInput in = hotAndCool();
+    in.islands[1].memNodes = {1};
+    VmState pinned, big;
+    pinned.workload = 1, pinned.name = "pinned", pinned.island = "hot";
+    pinned.flexibility = Flexibility::Pinned;
+    pinned.demand = flatProfile(6, 7, 7.5);
+    big.workload = 2, big.name = "big", big.island = "hot";
+    big.demand = flatProfile(4, 4.5, 5);
+    big.residentBytes = 1ULL << 30;
+    if (coverage) {
+      big.demand.trackedCount = 2;
+      big.demand.accuracy[0] = {1, 0.5f, 0.95f, 100, 0};  // short horizons look fine
+      big.demand.accuracy[1] = {12, 3.0f, float(*coverage), 100, 0};
+    }
+    in.vms = {pinned, big};
+    return in;
+  };
+  PlannerConfig config = enforcing();
+  config.cacheWarmupSecondsPerCpu = 1e6;  // resizes priced out: only the move can pay
+  config.minMoveCoverage = 0.8;
+
+  Planner unknown = makePlanner(config);
+  PlanResult fresh = unknown.plan(withCoverage(std::nullopt));
+  const Decision* plain = firstTaken(fresh);
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ(plain->action, ActionKind::MoveVm);
+
+  Planner covered = makePlanner(config);
+  PlanResult good = covered.plan(withCoverage(0.9));
+  const Decision* scaled = firstTaken(good);
+  ASSERT_NE(scaled, nullptr);
+  EXPECT_EQ(scaled->vmName, "big");
+  EXPECT_NEAR(scaled->benefit, plain->benefit * 0.9 / 0.95, 1e-6 * plain->benefit);
+
+  Planner stale = makePlanner(config);
+  PlanResult refused = stale.plan(withCoverage(0.5));
+  EXPECT_EQ(firstTaken(refused), nullptr);
+  bool sawStale = false;
+  for (const auto& d : refused.decisions)
+    if (d.rule == Rule::StaleForecast) {
+      sawStale = true;
+      EXPECT_NE(d.reason.find("covered only 50%"), std::string::npos) << d.reason;
+    }
+  EXPECT_TRUE(sawStale) << toJson(refused).dump(2);
+}
+
 TEST(Planner, CriticalAndPinnedVmsNeverMove) {
   PlannerConfig config = enforcing();
   config.cacheWarmupSecondsPerCpu = 1e6;
@@ -279,6 +420,7 @@ TEST(OutcomeLoop, ShortfallsRaiseTheMarginAndLowerTrustWithinBounds) {
   PlannerConfig config = enforcing();
   config.islandMovesPerWindow = 1000;
   config.hostMovesPerWindow = 1000;
+  config.islandCooldownNs = 0;
   config.hysteresisWindowNs = 0;
   Planner planner = makePlanner(config);
   int64_t now = 1000 * kStepNs;
@@ -312,6 +454,7 @@ TEST(OutcomeLoop, BetterThanPredictedLowersTheMarginToItsFloor) {
   PlannerConfig config = enforcing();
   config.islandMovesPerWindow = 1000;
   config.hostMovesPerWindow = 1000;
+  config.islandCooldownNs = 0;
   Planner planner = makePlanner(config);
   int64_t now = 1000 * kStepNs;
   for (int i = 0; i < 30; ++i) {
