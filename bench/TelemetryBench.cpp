@@ -63,19 +63,64 @@ void pingPong(int rounds) {
   for (int fd : {ab[0], ab[1], ba[0], ba[1]}) ::close(fd);
 }
 
-// Runs the ping-pong in a child process placed in `cgroupDir` (a cgroup2
-// directory), so its tasks are the monitored cgroup's.
-void pingPongInCgroup(const std::string& cgroupDir, int rounds) {
+// Runs `work` in a child process placed in `cgroupDir` (a cgroup2
+// directory), so its tasks are that cgroup's.
+template <typename Work>
+void inCgroupChild(const std::string& cgroupDir, Work work) {
   pid_t child = ::fork();
   if (child == 0) {
     FILE* procs = std::fopen((cgroupDir + "/cgroup.procs").c_str(), "w");
     if (!procs || std::fprintf(procs, "0\n") < 0 || std::fclose(procs) != 0) ::_exit(1);
-    pingPong(rounds);
+    work();
     ::_exit(0);
   }
   int status = 0;
   if (child > 0) ::waitpid(child, &status, 0);
 }
+
+void pingPongInCgroup(const std::string& cgroupDir, int rounds) {
+  inCgroupChild(cgroupDir, [rounds] { pingPong(rounds); });
+}
+
+// A cgroup for a benchmark's traffic, and the kernel's BPF run-time
+// statistics turned on, both for the benchmark's lifetime: the statistics
+// are turned off and the cgroup removed on every way out.
+class StatsCgroup {
+ public:
+  explicit StatsCgroup(const std::string& name)
+      : dir_(defaultCgroup2Mount() + "/" + name + "-" + std::to_string(::getpid())) {}
+  StatsCgroup(const StatsCgroup&) = delete;
+  StatsCgroup& operator=(const StatsCgroup&) = delete;
+  ~StatsCgroup() {
+    stopStats();
+    if (made_) ::rmdir(dir_.c_str());
+  }
+
+  // False, with the benchmark skipped and why, when either is refused.
+  bool start(benchmark::State& state) {
+    if (::mkdir(dir_.c_str(), 0755) != 0 && errno != EEXIST) {
+      state.SkipWithError("cannot create a cgroup (needs root and a cgroup2 mount)");
+      return false;
+    }
+    made_ = true;
+    statsFd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    if (statsFd_ < 0) {
+      state.SkipWithError("BPF_ENABLE_STATS failed (needs root and Linux 5.8)");
+      return false;
+    }
+    return true;
+  }
+  void stopStats() {
+    if (statsFd_ >= 0) ::close(statsFd_);
+    statsFd_ = -1;
+  }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  bool made_ = false;
+  int statsFd_ = -1;
+};
 
 // Arg 0: ping-pong rounds; arg 1: 1 = the ping-pong runs in a monitored
 // cgroup (every event takes the full path), 0 = in an unmonitored one (the
@@ -92,39 +137,25 @@ void pingPongInCgroup(const std::string& cgroupDir, int rounds) {
 void BM_SchedProgramsPerEventCost(benchmark::State& state) {
   const bool monitoredPingPong = state.range(1) != 0;
   const std::string mount = defaultCgroup2Mount();
-  const std::string cgroupDir = mount + "/atoll-bench-sched-" + std::to_string(::getpid());
-  if (::mkdir(cgroupDir.c_str(), 0755) != 0 && errno != EEXIST) {
-    state.SkipWithError("cannot create a cgroup (needs root and a cgroup2 mount)");
-    return;
-  }
-  int statsFd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-  if (statsFd < 0) {
-    ::rmdir(cgroupDir.c_str());
-    state.SkipWithError("BPF_ENABLE_STATS failed (needs root and Linux 5.8)");
-    return;
-  }
+  StatsCgroup cgroup("atoll-bench-sched");
+  if (!cgroup.start(state)) return;
+  const std::string& cgroupDir = cgroup.dir();
   SchedTelemetryOptions options;
   options.withEmptyBaseline = true;
   options.cgroupStorage = state.range(2) != 0;
   options.cgroupMount = mount;
   auto sched = SchedTelemetry::start(options);
   if (!sched) {
-    ::close(statsFd);
-    ::rmdir(cgroupDir.c_str());
     state.SkipWithError(sched.error().message().c_str());
     return;
   }
   if (options.cgroupStorage && !(*sched)->usesCgroupStorage()) {
-    ::close(statsFd);
-    ::rmdir(cgroupDir.c_str());
     state.SkipWithError("kernel has no cgroup local storage (Linux 6.2)");
     return;
   }
   struct stat st {};
   if (::stat(cgroupDir.c_str(), &st) != 0 ||
       (monitoredPingPong && !(*sched)->monitor(static_cast<uint64_t>(st.st_ino)))) {
-    ::close(statsFd);
-    ::rmdir(cgroupDir.c_str());
     state.SkipWithError("cannot monitor the benchmark cgroup");
     return;
   }
@@ -146,10 +177,9 @@ void BM_SchedProgramsPerEventCost(benchmark::State& state) {
   for (int64_t i = 0; i < iterations && reattached; ++i) pingPongInCgroup(cgroupDir, rounds);
   ProgStats switch3 = statsOf((*sched)->schedSwitchProgFd());
   ProgStats empty3 = statsOf((*sched)->emptyProgFd());
-  ::close(statsFd);
+  cgroup.stopStats();
   auto counters = (*sched)->read();
   sched->reset();
-  ::rmdir(cgroupDir.c_str());
   if (!reattached) {
     state.SkipWithError(reattached.error().message().c_str());
     return;
@@ -210,15 +240,7 @@ void udpLoopback(int datagrams) {
 }
 
 void udpLoopbackInCgroup(const std::string& cgroupDir, int datagrams) {
-  pid_t child = ::fork();
-  if (child == 0) {
-    FILE* procs = std::fopen((cgroupDir + "/cgroup.procs").c_str(), "w");
-    if (!procs || std::fprintf(procs, "0\n") < 0 || std::fclose(procs) != 0) ::_exit(1);
-    udpLoopback(datagrams);
-    ::_exit(0);
-  }
-  int status = 0;
-  if (child > 0) ::waitpid(child, &status, 0);
+  inCgroupChild(cgroupDir, [datagrams] { udpLoopback(datagrams); });
 }
 
 // Arg 0: datagrams per iteration; arg 1: 1 = the traffic matrix is recorded
@@ -228,26 +250,15 @@ void udpLoopbackInCgroup(const std::string& cgroupDir, int datagrams) {
 // positions: the empty baselines are attached first (called first), then
 // attached again, which puts them after the counting programs.
 void BM_NetProgramsPerPacketCost(benchmark::State& state) {
-  const std::string mount = defaultCgroup2Mount();
-  const std::string cgroupDir = mount + "/atoll-bench-net-" + std::to_string(::getpid());
-  if (::mkdir(cgroupDir.c_str(), 0755) != 0 && errno != EEXIST) {
-    state.SkipWithError("cannot create a cgroup (needs root and a cgroup2 mount)");
-    return;
-  }
-  int statsFd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-  if (statsFd < 0) {
-    ::rmdir(cgroupDir.c_str());
-    state.SkipWithError("BPF_ENABLE_STATS failed (needs root and Linux 5.8)");
-    return;
-  }
+  StatsCgroup cgroup("atoll-bench-net");
+  if (!cgroup.start(state)) return;
+  const std::string& cgroupDir = cgroup.dir();
   NetTelemetryOptions options;
   options.cgroupPath = cgroupDir;
   options.trackFlows = state.range(1) != 0;
   options.withEmptyBaseline = true;
   auto net = NetTelemetry::start(options);
   if (!net) {
-    ::close(statsFd);
-    ::rmdir(cgroupDir.c_str());
     state.SkipWithError(net.error().message().c_str());
     return;
   }
@@ -272,10 +283,9 @@ void BM_NetProgramsPerPacketCost(benchmark::State& state) {
   Snapshot before2 = snapshot();
   for (int64_t i = 0; i < iterations && reattached; ++i) udpLoopbackInCgroup(cgroupDir, datagrams);
   Snapshot after2 = snapshot();
-  ::close(statsFd);
+  cgroup.stopStats();
   auto counters = (*net)->read();
   net->reset();
-  ::rmdir(cgroupDir.c_str());
   if (!reattached) {
     state.SkipWithError(reattached.error().message().c_str());
     return;
