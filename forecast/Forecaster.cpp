@@ -276,24 +276,7 @@ void Forecaster::publishProfile(Series& series) {
                                ? steps + 1
                                : steps + uint64_t(config_.unreadPublishSteps);
   ProfileSnapshot snapshot;
-  snapshot.key = series.key.packed();
-  snapshot.tick = tickCount_;
-  snapshot.stepNs = config_.stepNs;
-  snapshot.originStepNs = series.lastClosedStep * config_.stepNs;
-  snapshot.steps = static_cast<uint32_t>(config_.profileSteps);
-  series.model.profile(scratch_);
-  for (int k = 0; k < config_.profileSteps; ++k) {
-    snapshot.p50[k] = static_cast<float>(scratch_[k].p50);
-    snapshot.p95[k] = static_cast<float>(scratch_[k].p95);
-    snapshot.p99[k] = static_cast<float>(scratch_[k].p99);
-  }
-  snapshot.trackedCount = static_cast<uint32_t>(shape_.trackedCount());
-  for (int j = 0; j < shape_.trackedCount(); ++j) {
-    const HorizonAccuracy acc = series.model.accuracy(j);
-    snapshot.accuracy[j] = {acc.horizon, static_cast<float>(acc.mase),
-                            static_cast<float>(acc.coverage95), static_cast<uint32_t>(acc.errors),
-                            static_cast<uint8_t>(acc.bestModel)};
-  }
+  fillProfile(series.model, series.key.packed(), series.lastClosedStep, snapshot);
   sealSnapshot(snapshot);
   profiles_[series.slot].store(snapshot);
   series.profileDirty = false;
@@ -323,14 +306,17 @@ inline void Forecaster::publishShortTerm(Series& series) {
   series.shortDirty = false;
 }
 
-void Forecaster::publishIsland(Island& island, uint64_t stepIndex) {
-  ProfileSnapshot snapshot;
-  snapshot.key = island.id;
+// The forecast path and per-horizon accuracy of one model, as every
+// published profile (a series' or an island's) carries them; leaves the
+// path's quantiles in scratch_ for the caller.
+void Forecaster::fillProfile(const SeriesModel& model, uint64_t key, int64_t originStep,
+                             ProfileSnapshot& snapshot) {
+  snapshot.key = key;
   snapshot.tick = tickCount_;
   snapshot.stepNs = config_.stepNs;
-  snapshot.originStepNs = static_cast<int64_t>(stepIndex) * config_.stepNs;
+  snapshot.originStepNs = originStep * config_.stepNs;
   snapshot.steps = static_cast<uint32_t>(config_.profileSteps);
-  island.model.profile(scratch_);
+  model.profile(scratch_);
   for (int k = 0; k < config_.profileSteps; ++k) {
     snapshot.p50[k] = static_cast<float>(scratch_[k].p50);
     snapshot.p95[k] = static_cast<float>(scratch_[k].p95);
@@ -338,11 +324,16 @@ void Forecaster::publishIsland(Island& island, uint64_t stepIndex) {
   }
   snapshot.trackedCount = static_cast<uint32_t>(shape_.trackedCount());
   for (int j = 0; j < shape_.trackedCount(); ++j) {
-    const HorizonAccuracy acc = island.model.accuracy(j);
+    const HorizonAccuracy acc = model.accuracy(j);
     snapshot.accuracy[j] = {acc.horizon, static_cast<float>(acc.mase),
                             static_cast<float>(acc.coverage95), static_cast<uint32_t>(acc.errors),
                             static_cast<uint8_t>(acc.bestModel)};
   }
+}
+
+void Forecaster::publishIsland(Island& island, uint64_t stepIndex) {
+  ProfileSnapshot snapshot;
+  fillProfile(island.model, island.id, static_cast<int64_t>(stepIndex), snapshot);
   const ContentionScore score =
       contentionScore(std::span<const Quantiles>(scratch_.data(), scratch_.size()), island.capacity,
                       config_.riskThreshold);

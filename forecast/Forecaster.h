@@ -131,6 +131,8 @@ class Forecaster {
   bool profileDue(Series& series);
   bool shortTermDue(Series& series);
   void publishIsland(Island& island, uint64_t stepIndex);
+  void fillProfile(const SeriesModel& model, uint64_t key, int64_t originStep,
+                   ProfileSnapshot& snapshot);
   int64_t findSlot(uint64_t packedKey) const;
 
   ForecasterConfig config_;
