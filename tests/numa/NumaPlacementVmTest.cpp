@@ -1,11 +1,6 @@
 // In the test VM (two NUMA nodes, cgroup v2 with cpuset): a process moved into
 // a cpuset cgroup bound to node 1 runs only on node 1's CPUs and gets the
 // memory it touches afterwards from node 1 only.
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -19,10 +14,14 @@
 #include <thread>
 
 #include "numa/NumaMaps.h"
+#include "tests/numa/islands/TouchingChild.h"
 #include "util/Fs.h"
 
 namespace Atoll {
 namespace {
+
+using numa::test::kTouchedBytes;
+using numa::test::TouchingChild;
 
 constexpr const char* kCgroupRoot = "/sys/fs/cgroup";
 constexpr const char* kNodeRoot = "/sys/devices/system/node";
@@ -37,8 +36,6 @@ constexpr std::string_view kNodeCpuList = "cpulist";
 constexpr std::string_view kStatusCpusAllowed = "Cpus_allowed_list:";
 
 constexpr int kTargetNode = 1;
-constexpr size_t kTouchedBytes = size_t{64} << 20;
-constexpr int kChildReplyTimeoutMs = 30'000;
 
 bool hasWord(std::string_view words, std::string_view word) {
   while (!words.empty()) {
@@ -81,73 +78,6 @@ class OwnedCgroup {
  private:
   const Dir& parent_;
   std::string name_;
-};
-
-// A forked child that waits for the test's go-ahead, then maps and touches
-// kTouchedBytes of anonymous memory and reports the mapping's address; it
-// exits when the test closes its end of the control pipe.
-class TouchingChild {
- public:
-  TouchingChild() {
-    if (::pipe2(control_, O_CLOEXEC) != 0 || ::pipe2(reply_, O_CLOEXEC) != 0) return;
-    pid_ = ::fork();
-    if (pid_ == 0) runChild();
-    ::close(control_[0]);
-    ::close(reply_[1]);
-    control_[0] = reply_[1] = -1;
-  }
-  ~TouchingChild() {
-    if (control_[1] >= 0) ::close(control_[1]);
-    if (reply_[0] >= 0) ::close(reply_[0]);
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  TouchingChild(const TouchingChild&) = delete;
-  TouchingChild& operator=(const TouchingChild&) = delete;
-
-  pid_t pid() const { return pid_; }
-
-  // Lets the child allocate; returns the address of its touched mapping, or
-  // 0 when it failed or did not answer in time.
-  uint64_t touchMemory() {
-    char go = 'g';
-    if (::write(control_[1], &go, 1) != 1) return 0;
-    pollfd ready{reply_[0], POLLIN, 0};
-    if (::poll(&ready, 1, kChildReplyTimeoutMs) != 1) return 0;
-    uint64_t address = 0;
-    if (::read(reply_[0], &address, sizeof address) != sizeof address) return 0;
-    return address;
-  }
-
- private:
-  [[noreturn]] void runChild() {
-    char go;
-    if (::read(control_[0], &go, 1) != 1) ::_exit(1);
-    // Guard pages on both sides keep the touched mapping from merging with a
-    // neighbour, so numa_maps shows it as a mapping of its own.
-    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-    void* region =
-        ::mmap(nullptr, kTouchedBytes + 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    uint64_t address = 0;
-    if (region != MAP_FAILED) {
-      char* touched = static_cast<char*>(region) + page;
-      if (::mprotect(touched, kTouchedBytes, PROT_READ | PROT_WRITE) == 0) {
-        std::memset(touched, 0xa5, kTouchedBytes);
-        address = reinterpret_cast<uintptr_t>(touched);
-      }
-    }
-    if (::write(reply_[1], &address, sizeof address) != sizeof address) ::_exit(1);
-    // Stay alive, memory in place, until the test has looked.
-    while (::read(control_[0], &go, 1) > 0) {
-    }
-    ::_exit(0);
-  }
-
-  int control_[2] = {-1, -1};
-  int reply_[2] = {-1, -1};
-  pid_t pid_ = -1;
 };
 
 TEST(NumaPlacementVmTest, CpusetOnNodeOneKeepsCpusAndPagesOnNodeOne) {

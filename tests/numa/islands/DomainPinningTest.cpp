@@ -6,19 +6,13 @@
 #include <gtest/gtest.h>
 
 #include "tests/numa/islands/InMemoryVmPinner.h"
+#include "tests/numa/islands/IslandOf.h"
 
 namespace Atoll::numa {
 namespace {
 
 using testing::InMemoryVmPinner;
-
-Island island(std::string name, CpuList cpus, CpuList nodes) {
-  Island out;
-  out.name = std::move(name);
-  out.cpus = std::move(cpus);
-  out.memNodes = std::move(nodes);
-  return out;
-}
+using testing::island;
 
 TEST(DomainPinningTest, PinsEveryThreadAndTheMemoryToTheIsland) {
   InMemoryVmPinner pinner(8, 2);

@@ -19,10 +19,13 @@
 #include "numa/CgroupV2.h"
 #include "numa/CpuSet.h"
 #include "numa/IslandEnforcer.h"
+#include "tests/numa/islands/IslandOf.h"
 #include "util/Fs.h"
 
 namespace Atoll::numa {
 namespace {
+
+using testing::island;
 
 constexpr const char* kMount = "/sys/fs/cgroup";
 constexpr const char* kManagedRoot = "atoll-rollback.slice";
@@ -75,14 +78,6 @@ std::map<std::string, std::string> snapshot() {
     for (const auto& name : dir->list().value_or(std::vector<std::string>{}))
       if (dir->exists(name + "/cgroup.procs")) pending.push_back(path + "/" + name);
   }
-  return out;
-}
-
-Island island(std::string name, CpuList cpus, CpuList nodes) {
-  Island out;
-  out.name = std::move(name);
-  out.cpus = std::move(cpus);
-  out.memNodes = std::move(nodes);
   return out;
 }
 

@@ -2,19 +2,14 @@
 // change between two sets, the JSON form written by the daemon and read by
 // the CLI, and bad wire data refused naming the value.
 #include "numa/MemoryMove.h"
+#include "tests/numa/islands/IslandOf.h"
 
 #include <gtest/gtest.h>
 
 namespace Atoll::numa {
 namespace {
 
-Island island(std::string name, CpuList cpus, CpuList nodes) {
-  Island out;
-  out.name = std::move(name);
-  out.cpus = std::move(cpus);
-  out.memNodes = std::move(nodes);
-  return out;
-}
+using testing::island;
 
 TEST(MemoryNodeChanges, OnlyIslandsPresentInBothWithOtherNodesChange) {
   const std::vector<Island> current = {island("a", {0, 1}, {0}), island("b", {2, 3}, {1}),
