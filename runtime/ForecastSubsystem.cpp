@@ -87,11 +87,20 @@ void ForecastSubsystem::redefineAggregates() {
       spec.capacity = aggregate.capacityCores;
       for (uint32_t member : aggregate.members)
         spec.members.push_back({member, forecast::Metric::Cpu});
-      auto id = forecaster_->defineIsland(spec);
+      // A resize (same members, new capacity) keeps the island's forecast
+      // slot and model: the planner's own actions must not use up the
+      // forecaster's island slots. New members start a fresh model.
+      auto before = std::find_if(defined_.begin(), defined_.end(), [&](const Defined& d) {
+        return d.aggregate.name == aggregate.name && d.aggregate.kind == aggregate.kind &&
+               d.aggregate.members == aggregate.members && d.id.has_value();
+      });
+      auto id = before != defined_.end() ? forecaster_->redefineIsland(*before->id, spec)
+                                         : forecaster_->defineIsland(spec);
       if (id) {
         defined.id = id.value();
-        spdlog::debug("event=island_forecast_defined island={} members={} capacity_cores={}",
-                      aggregate.name, aggregate.members.size(), aggregate.capacityCores);
+        spdlog::debug("event=island_forecast_{} island={} members={} capacity_cores={}",
+                      before != defined_.end() ? "redefined" : "defined", aggregate.name,
+                      aggregate.members.size(), aggregate.capacityCores);
       } else {
         defined.problem = id.error().message();
         if (!islandSlotsExhausted_)

@@ -205,5 +205,37 @@ TEST(ForecastSubsystemTest, PublishesWorkloadAndAggregateForecastsFromTheRing) {
   EXPECT_TRUE(history["points"].back()["p50"].is_number());
 }
 
+// An island whose CPUs change keeps its forecast: it is redefined in place,
+// so resizing it more often than the forecaster has island slots (256)
+// never leaves it unforecast.
+TEST(ForecastSubsystemTest, AResizedIslandKeepsItsForecastSlot) {
+  WorkloadBoard board;
+  ForecastSettings settings;
+  settings.step = std::chrono::seconds(1);
+  settings.horizon = std::chrono::seconds(10);
+  settings.season = std::chrono::seconds(0);
+  std::vector<IslandSettings> islands = {island("latency", "0")};
+  auto created = ForecastSubsystem::create(
+      settings, board, [&] { return islands; }, "atoll.slice", 4);
+  ASSERT_TRUE(created) << created.error().message();
+  ForecastSubsystem& f = **created;
+  auto a = workload(1, "atoll.slice/latency/a", "a");
+  const int64_t start = 1'700'000'000'000'000'000;
+  for (int i = 0; i < 300; ++i) {
+    islands = {island("latency", i % 2 == 0 ? "0" : "0-1")};
+    const int64_t now = start + int64_t{i} * 1'000'000'000;
+    board.publish(reportOf({{a, 0.5}}), {a}, {});
+    ASSERT_TRUE(f.ring().tryPush({{1, forecast::Metric::Cpu}, now, 0.5}));
+    f.tickAt(now + 1);
+  }
+  nlohmann::json islandsJson = f.islandsForecast();
+  ASSERT_EQ(islandsJson["islands"].size(), 3u) << islandsJson.dump();
+  const auto& latency = islandsJson["islands"][2];
+  EXPECT_EQ(latency["name"], "latency");
+  EXPECT_FALSE(latency.contains("not_forecast")) << latency.dump();
+  ASSERT_TRUE(latency["profile"].is_object()) << latency.dump();
+  EXPECT_NEAR(latency["profile"]["steps"][0]["p50"].get<double>(), 0.5, 0.05);
+}
+
 }  // namespace
 }  // namespace Atoll
