@@ -24,7 +24,8 @@ struct PlannerConfig {
   // horizon instead of several small ones chasing the peak.
   int resizeQuantile = 99;
   // Action economy: an action must relieve at least this share of what the
-  // resize the receiving island needs (sized as above) would relieve of its
+  // resize the receiving island needs (sized as above, at most
+  // maxCpusPerResize) would relieve of its
   // expected unmet demand over the horizon, so one action that fixes an
   // island is taken rather than several that each shave a bit.
   double minReliefShare = 0.5;

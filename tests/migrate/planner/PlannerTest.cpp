@@ -249,17 +249,23 @@ TEST(Planner, ResizeSizesTheReceiverForTheConfiguredQuantilePeak) {
   EXPECT_NE(bad.validate().find("resize_quantile = 90"), std::string::npos) << bad.validate();
 }
 
-// Action economy: a resize that leaves most of the island's predicted
-// overload in place is declined, and says so; without the rule it is taken.
+// Action economy: a move that brings far less than the resize the island
+// needs would (no donor can spare a CPU, so that resize is the measure) is
+// declined, and says so; without the rule it is taken.
 TEST(Planner, DeclinesAnActionThatRelievesTooLittle) {
   PlanInput in = hotAndCool();
-  in.islands[1].profile = flatProfile(5, 6, 6.5);  // the donor can spare one CPU only
+  in.islands[1].profile = flatProfile(7, 7.4, 7.5);  // no CPU to spare: only a move is left
+  VmState small;
+  small.workload = 1, small.name = "small", small.island = "hot";
+  small.demand = flatProfile(0.3, 0.35, 0.4);
+  in.vms = {small};
   Planner planner = makePlanner(enforcing());
   PlanResult result = planner.plan(in);
   ASSERT_EQ(result.decisions.size(), 1u);
   const Decision& d = result.decisions[0];
   EXPECT_FALSE(d.taken);
-  EXPECT_EQ(d.rule, Rule::SmallRelief);
+  EXPECT_EQ(d.rule, Rule::SmallRelief) << d.reason;
+  EXPECT_EQ(d.action, ActionKind::MoveVm);
   ASSERT_FALSE(d.islands.empty());
   const IslandView& hot = d.islands.front();
   EXPECT_LT(hot.overloadBefore - hot.overloadAfter, 0.5 * hot.overloadBefore);
@@ -271,8 +277,8 @@ TEST(Planner, DeclinesAnActionThatRelievesTooLittle) {
   anyRelief.minReliefShare = 0;
   Planner lenient = makePlanner(anyRelief);
   PlanResult taken = lenient.plan(in);
-  ASSERT_NE(firstTaken(taken), nullptr);
-  EXPECT_EQ(firstTaken(taken)->cpusMoved.size(), 1u);
+  ASSERT_NE(firstTaken(taken), nullptr) << taken.decisions[0].reason;
+  EXPECT_EQ(firstTaken(taken)->vm, 1u);
 }
 
 // The share is of what the resize the island needs would relieve, not of its
