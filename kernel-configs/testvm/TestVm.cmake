@@ -41,10 +41,21 @@ if(TARGET atoll)
 endif()
 list(REMOVE_DUPLICATES _atoll_vm_extras)
 
-# The manifest run-vm.sh reads: "test|extra<TAB>NAME<TAB>PATH".
+# The manifest run-vm.sh reads: "test|extra<TAB>NAME<TAB>PATH[<TAB>LIMIT]",
+# LIMIT being a test binary's own limit (atoll_test(... TIMEOUT s)). The
+# boot limit grows by each such limit, so that a long binary brings its own
+# allowance instead of eating the others'.
 set(_atoll_vm_manifest "")
+set(_atoll_vm_boot_timeout ${ATOLL_VM_BOOT_TIMEOUT})
 foreach(_target IN LISTS _atoll_vm_tests)
-  string(APPEND _atoll_vm_manifest "test\t${_target}\t$<TARGET_FILE:${_target}>\n")
+  get_property(_limit GLOBAL PROPERTY ATOLL_VM_BINARY_TIMEOUT_${_target})
+  if(_limit)
+    string(APPEND _atoll_vm_manifest
+      "test\t${_target}\t$<TARGET_FILE:${_target}>\t${_limit}\n")
+    math(EXPR _atoll_vm_boot_timeout "${_atoll_vm_boot_timeout} + ${_limit}")
+  else()
+    string(APPEND _atoll_vm_manifest "test\t${_target}\t$<TARGET_FILE:${_target}>\n")
+  endif()
 endforeach()
 foreach(_target IN LISTS _atoll_vm_extras)
   string(APPEND _atoll_vm_manifest "extra\t${_target}\t$<TARGET_FILE:${_target}>\n")
@@ -54,13 +65,13 @@ file(GENERATE OUTPUT "${_atoll_vm_dir}/manifest.tsv" CONTENT "${_atoll_vm_manife
 
 # Fetching the kernel the first time is bounded separately (run-vm.sh), so
 # the ctest limit is the boot limit plus that allowance.
-math(EXPR _atoll_vm_ctest_timeout "${ATOLL_VM_BOOT_TIMEOUT} + 330")
+math(EXPR _atoll_vm_ctest_timeout "${_atoll_vm_boot_timeout} + 330")
 add_test(NAME vm.boot
   COMMAND bash ${_atoll_vm_scripts}/run-vm.sh
     --work ${_atoll_vm_dir}
     --manifest ${_atoll_vm_dir}/manifest.tsv
     --kernel-cache ${ATOLL_VM_KERNEL_CACHE}
-    --timeout ${ATOLL_VM_BOOT_TIMEOUT}
+    --timeout ${_atoll_vm_boot_timeout}
     --binary-timeout ${ATOLL_VM_BINARY_TIMEOUT})
 # RUN_SERIAL: TCG is slow enough without other tests competing for the CPUs.
 set_tests_properties(vm.boot PROPERTIES

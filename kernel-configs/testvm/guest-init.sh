@@ -60,13 +60,15 @@ export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
 
 results=/share/results
 cd /tmp || stop "cannot enter /tmp"
-while read -r name; do
+# One "NAME LIMIT" line per test binary (LIMIT: its limit in seconds).
+while read -r name limit; do
+  limit=${limit:-$ATOLL_VM_BINARY_TIMEOUT}
   say "run $name"
-  timeout -s KILL "$ATOLL_VM_BINARY_TIMEOUT" "/share/bin/$name" \
+  timeout -s KILL "$limit" "/share/bin/$name" \
     "--gtest_output=json:$results/$name.json" </dev/null >"/tmp/$name.log" 2>&1
   status=$?
   if [ "$status" = 137 ]; then
-    echo "atoll-vm: $name was killed (SIGKILL): it ran past ${ATOLL_VM_BINARY_TIMEOUT}s or ran out of memory" >>"/tmp/$name.log"
+    echo "atoll-vm: $name was killed (SIGKILL): it ran past ${limit}s or ran out of memory" >>"/tmp/$name.log"
   fi
   cp "/tmp/$name.log" "$results/$name.log"
   echo "$status" >"$results/$name.rc"

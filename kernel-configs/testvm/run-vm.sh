@@ -7,10 +7,12 @@
 #   run-vm.sh --work DIR --manifest FILE [--kernel-cache DIR]
 #             [--timeout SECONDS] [--binary-timeout SECONDS]
 #
-# The manifest has one line per binary: "test|extra<TAB>NAME<TAB>PATH". Test
-# binaries are gtest binaries the guest runs; extra binaries (the atoll CLI)
-# are only shipped, for tests to run. Exits 0 when the guest reported that it
-# finished, whatever the tests' verdicts (each case is a ctest test of its own).
+# The manifest has one line per binary: "test|extra<TAB>NAME<TAB>PATH", and
+# for a test binary that needs longer than --binary-timeout, "<TAB>SECONDS",
+# its own limit. Test binaries are gtest binaries the guest runs; extra
+# binaries (the atoll CLI) are only shipped, for tests to run. Exits 0 when
+# the guest reported that it finished, whatever the tests' verdicts (each
+# case is a ctest test of its own).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -69,7 +71,7 @@ vmlinuz=$kernel_dir/boot/vmlinuz-$version
 mkdir -p "$share/bin" "$share/results"
 binaries=()
 : >"$share/tests.list"
-while IFS=$'\t' read -r kind name path; do
+while IFS=$'\t' read -r kind name path limit; do
   [[ -z $kind ]] && continue
   if [[ ! -x $path ]]; then
     # Its cases fail on their own (ctest registers vm.NAME.NOT_BUILT, and
@@ -80,7 +82,11 @@ while IFS=$'\t' read -r kind name path; do
   cp "$path" "$share/bin/$name"
   binaries+=("$path")
   case $kind in
-    test) echo "$name" >>"$share/tests.list" ;;
+    test)
+      [[ -z $limit || $limit =~ ^[0-9]+$ ]] ||
+        fail "manifest $manifest: limit '$limit' of $name is not a number of seconds"
+      echo "$name ${limit:-$binary_timeout}" >>"$share/tests.list"
+      ;;
     extra) ;;
     *) fail "manifest $manifest: unknown kind '$kind' for $name" ;;
   esac
@@ -139,7 +145,7 @@ fi
 
 if [[ -f $share/results/finished ]]; then
   echo "run-vm: guest finished in ${elapsed}s"
-  while read -r name; do
+  while read -r name _; do
     echo "run-vm: $name exit $(cat "$share/results/$name.rc" 2>/dev/null || echo '(none)')"
   done <"$share/tests.list"
   exit 0
