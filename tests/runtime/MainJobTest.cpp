@@ -32,6 +32,20 @@ IslandSettings island(std::string name, const std::string& cpus) {
   return settings;
 }
 
+// A forecast subsystem of one-second steps over a 4-CPU host whose islands
+// are whatever `islands` holds when it asks.
+std::shared_ptr<ForecastSubsystem> oneSecondForecasts(const WorkloadBoard& board,
+                                                      const std::vector<IslandSettings>& islands) {
+  ForecastSettings settings;
+  settings.step = std::chrono::seconds(1);
+  settings.horizon = std::chrono::seconds(10);
+  settings.season = std::chrono::seconds(0);
+  auto created = ForecastSubsystem::create(
+      settings, board, [&islands] { return islands; }, "atoll.slice", 4);
+  EXPECT_TRUE(created) << created.error().message();
+  return created ? std::move(created.value()) : nullptr;
+}
+
 telemetry::TickReport reportOf(const std::vector<std::pair<telemetry::Workload, double>>& rows) {
   telemetry::TickReport report;
   report.timestampNs = 1'700'000'000'000'000'000;
@@ -160,15 +174,10 @@ TEST(IslandSupport, AMountWithoutCpusetIsExplained) {
 // short-term forecast and a profile, and the aggregates theirs.
 TEST(ForecastSubsystemTest, PublishesWorkloadAndAggregateForecastsFromTheRing) {
   WorkloadBoard board;
-  ForecastSettings settings;
-  settings.step = std::chrono::seconds(1);
-  settings.horizon = std::chrono::seconds(10);
-  settings.season = std::chrono::seconds(0);
   std::vector<IslandSettings> islands = {island("latency", "0")};
-  auto created = ForecastSubsystem::create(
-      settings, board, [&] { return islands; }, "atoll.slice", 4);
-  ASSERT_TRUE(created) << created.error().message();
-  ForecastSubsystem& f = **created;
+  auto created = oneSecondForecasts(board, islands);
+  ASSERT_NE(created, nullptr);
+  ForecastSubsystem& f = *created;
   auto a = workload(1, "atoll.slice/latency/a", "a");
   auto b = workload(2, "machine.slice/b.scope", "b");
   const int64_t start = 1'700'000'000'000'000'000;
@@ -210,15 +219,10 @@ TEST(ForecastSubsystemTest, PublishesWorkloadAndAggregateForecastsFromTheRing) {
 // never leaves it unforecast.
 TEST(ForecastSubsystemTest, AResizedIslandKeepsItsForecastSlot) {
   WorkloadBoard board;
-  ForecastSettings settings;
-  settings.step = std::chrono::seconds(1);
-  settings.horizon = std::chrono::seconds(10);
-  settings.season = std::chrono::seconds(0);
   std::vector<IslandSettings> islands = {island("latency", "0")};
-  auto created = ForecastSubsystem::create(
-      settings, board, [&] { return islands; }, "atoll.slice", 4);
-  ASSERT_TRUE(created) << created.error().message();
-  ForecastSubsystem& f = **created;
+  auto created = oneSecondForecasts(board, islands);
+  ASSERT_NE(created, nullptr);
+  ForecastSubsystem& f = *created;
   auto a = workload(1, "atoll.slice/latency/a", "a");
   const int64_t start = 1'700'000'000'000'000'000;
   for (int i = 0; i < 300; ++i) {
