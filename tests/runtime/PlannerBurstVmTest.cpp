@@ -34,6 +34,7 @@
 #include "numa/CpuSet.h"
 #include "numa/IslandEnforcer.h"
 #include "numa/Topology.h"
+#include "tests/runtime/AtolldInVm.h"
 #include "tests/runtime/WallClockLoad.h"
 #include "util/Fs.h"
 
@@ -42,8 +43,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr const char* kMount = "/sys/fs/cgroup";
-constexpr const char* kManagedRoot = "atoll.slice";  // atolld's own
+constexpr const char* kMount = test::AtolldInVm::kMount;
+constexpr const char* kManagedRoot = test::AtolldInVm::kManagedRoot;
 constexpr int64_t kSecondNs = 1'000'000'000;
 
 // The scenario, in forecast steps of one second.
@@ -79,27 +80,10 @@ constexpr int kIslandMovesPerWindow = 2;
 class PlannerBurstVmTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* cli = std::getenv("ATOLL_CLI");
-    const char* bin = std::getenv("ATOLL_VM_BIN");
-    if (cli == nullptr || bin == nullptr)
-      GTEST_SKIP() << "ATOLL_CLI / ATOLL_VM_BIN are not set (the test VM sets them)";
-    cli_ = cli;
-    atolld_ = std::string(bin) + "/atolld";
-    if (::access(atolld_.c_str(), X_OK) != 0) GTEST_SKIP() << "no atolld at " << atolld_;
-    auto root = numa::CgroupV2::open(kMount);
-    if (!root) GTEST_SKIP() << "no cgroup v2 at " << kMount;
-    auto controllers = root->controllers();
-    if (!controllers ||
-        std::find(controllers->begin(), controllers->end(), "cpuset") == controllers->end())
-      GTEST_SKIP() << "no cpuset controller in " << kMount;
-    auto host = numa::Topology::fromHost();
-    ASSERT_TRUE(host) << host.error().message();
-    if (host->cpus().size() != 4 || host->nodes().size() < 2)
-      GTEST_SKIP() << "needs four CPUs and two NUMA nodes (" << host->summary() << ")";
-    char dir[] = "/tmp/atoll-planner-vm-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    dir_ = dir;
-    socket_ = dir_ + "/atolld.sock";
+    if (std::string why = daemon_.prepare("atoll-planner-vm", 4); !why.empty()) GTEST_SKIP() << why;
+    cli_ = daemon_.cli();
+    dir_ = daemon_.dir();
+    socket_ = daemon_.socket();
     writeConfig("observe");
   }
 
@@ -133,43 +117,13 @@ class PlannerBurstVmTest : public ::testing::Test {
 
   void TearDown() override {
     loads_.clear();
-    stopDaemon();
+    daemon_.stop(SIGTERM);
     for (const char* workload : {"alpha/load", "beta/load", "beta/burst"})
       ::rmdir((std::string(kMount) + "/" + kManagedRoot + "/" + workload).c_str());
-    if (auto host = numa::Topology::fromHost()) {
-      if (auto enforcer = numa::IslandEnforcer::open(*host, kMount, kManagedRoot)) {
-        for (const char* island : {"alpha", "beta"}) (void)enforcer->remove(island);
-        if (auto islands = enforcer->islands(); islands && islands->empty())
-          if (auto mount = Dir::open(kMount)) (void)mount->removeChild(kManagedRoot);
-      }
-    }
-    if (!dir_.empty()) {
-      const int removed = std::system(("rm -rf '" + dir_ + "'").c_str());
-      EXPECT_EQ(removed, 0) << dir_;
-    }
+    test::AtolldInVm::removeIslands({"alpha", "beta"});
   }
 
-  void startDaemon() {
-    daemon_ = ::fork();
-    ASSERT_GE(daemon_, 0);
-    if (daemon_ == 0) {
-      int log = ::open((dir_ + "/atolld.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (log >= 0) {
-        ::dup2(log, 1);
-        ::dup2(log, 2);
-      }
-      ::execl(atolld_.c_str(), atolld_.c_str(), "--config", (dir_ + "/atolld.toml").c_str(),
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-  }
-
-  void stopDaemon() {
-    if (daemon_ <= 0) return;
-    ::kill(daemon_, SIGTERM);
-    ::waitpid(daemon_, nullptr, 0);
-    daemon_ = 0;
-  }
+  void startDaemon() { ASSERT_TRUE(daemon_.start()); }
 
   std::string islandPath(const std::string& island) const {
     return std::string(kMount) + "/" + kManagedRoot + "/" + island;
@@ -187,13 +141,10 @@ class PlannerBurstVmTest : public ::testing::Test {
     return nlohmann::json::parse(readFile(out).value_or(""), nullptr, false);
   }
 
-  std::string log() const {
-    return "cli:\n" + readFile(dir_ + "/cli.log").value_or("") + "\natolld:\n" +
-           readFile(dir_ + "/atolld.log").value_or("");
-  }
+  std::string log() const { return daemon_.log(); }
 
-  std::string cli_, atolld_, dir_, socket_;
-  pid_t daemon_ = 0;
+  test::AtolldInVm daemon_;
+  std::string cli_, dir_, socket_;
   std::vector<test::WallClockLoad> loads_;
 };
 
@@ -269,7 +220,7 @@ TEST_F(PlannerBurstVmTest, AnIslandGrowsBeforeAForecastBurstAndGuardsStopAFlipFl
       << log();
   ASSERT_FALSE(alphaBursts.inBurst(test::realtimeNowNs()));
   writeConfig("enforce");
-  ASSERT_EQ(::kill(daemon_, SIGHUP), 0);
+  ASSERT_EQ(::kill(daemon_.pid(), SIGHUP), 0);
 
   // (1) alpha's cpuset grows, and when.
   int64_t grewAt = 0;
