@@ -17,19 +17,14 @@
 #include "runtime/PlannerSubsystem.h"
 #include "runtime/WorkloadBoard.h"
 #include "tests/runtime/ApiHarness.h"
+#include "tests/runtime/PlannerWorkloads.h"
 
 namespace Atoll {
 namespace {
 
-constexpr int64_t kStart = 1'700'000'000'000'000'000;
-constexpr int64_t kSecond = 1'000'000'000;
-
-telemetry::Workload workload(uint32_t number, const std::string& path, const std::string& name) {
-  telemetry::Workload w;
-  w.number = number;
-  w.cgroup = {4000 + number, path, name, ""};
-  return w;
-}
+using test::kSecond;
+using test::kStart;
+using test::workload;
 
 struct Load {
   telemetry::Workload workload;
