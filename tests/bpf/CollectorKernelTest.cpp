@@ -77,6 +77,46 @@ TEST(Collector, CgroupRecreatedUnderTheSameNameIsANewWorkload) {
   EXPECT_TRUE(seriesInRing.count(firstNumber));
 }
 
+// A tick's samples go to the ring in one batch: what fits is pushed, the
+// rest is counted as dropped by the tick and by the ring alike, and nothing
+// is half-written.
+TEST(Collector, ATickThatOverflowsTheRingCountsWhatDidNotFit) {
+  auto access = testing::cgroup2ForTests();
+  if (!access.skipReason.empty()) GTEST_SKIP() << access.skipReason;
+  forecast::SampleRing ring(2);
+  CollectorOptions options;
+  options.cgroupMount = access.mount;
+  options.selectors = {"atoll-test-overflow-*"};
+  options.libvirtUri.clear();
+  options.netProbe = false;
+  options.slowSignalsEveryTicks = 1;
+  auto collector = Collector::start(options, &ring);
+  ASSERT_TRUE(collector) << collector.error().message();
+  std::vector<testing::TestCgroup> cgroups;
+  for (const char* name :
+       {"atoll-test-overflow-a", "atoll-test-overflow-b", "atoll-test-overflow-c"}) {
+    auto cgroup = testing::TestCgroup::create(access.mount, name);
+    ASSERT_TRUE(cgroup) << cgroup.error().message();
+    cgroups.push_back(std::move(*cgroup));
+  }
+  uint64_t pushed = 0, dropped = 0;
+  for (int i = 0; i < 3; ++i) {
+    TickReport report = (*collector)->tick();
+    pushed += report.samplesPushed;
+    dropped += report.samplesDropped;
+  }
+  // Three workloads with (at least) a CPU sample each on every tick after
+  // the first: the ring takes two in all.
+  EXPECT_EQ(pushed, 2u);
+  EXPECT_GE(dropped, 4u);
+  EXPECT_EQ(ring.pushed(), pushed);
+  EXPECT_EQ(ring.dropped(), dropped);
+  forecast::Sample sample;
+  int inRing = 0;
+  while (ring.tryPop(sample)) ++inRing;
+  EXPECT_EQ(inRing, 2);
+}
+
 // Islands appearing while running: the scheduler programs are reloaded with
 // island clocks, the workload keeps its number and keeps being measured, and
 // the cross-island wait is no longer listed as off.
