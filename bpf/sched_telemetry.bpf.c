@@ -2,7 +2,7 @@
 /* Per-cgroup scheduler telemetry: on-CPU time, context switches, run-queue
  * latency, the share of that wait spent behind another island's tasks, and
  * user page faults, for the cgroups user space monitors. Aggregated in the
- * kernel in a per-CPU array, so there is no per-event work in user space.
+ * kernel in per-CPU copies, so there is no per-event work in user space.
  *
  * The hot path is a context switch of tasks nobody monitors: all accounting
  * is done for the outgoing task only, so it costs the outgoing task's cgroup
@@ -92,12 +92,23 @@ struct {
  * monitored path here). Only a task's own switch-out writes its entry. */
 struct sched_task_slot task_slots[SCHED_TASK_SLOTS];
 
+/* One row per slot holding one copy of the counters per possible CPU (the
+ * loader sets the value size to stats_cpus copies), instead of a per-CPU
+ * array: a per-CPU array reaches its element through a table of pointers in
+ * its own vmalloc'd pages, one more page missing from the TLB per event here,
+ * where a plain array's element is at a fixed offset from the map. A CPU
+ * only writes its own copy; the copies' hot counters are at their start and
+ * the rarely written tail of the histogram separates them, so neighbouring
+ * CPUs do not contend for cache lines. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SCHED_TELEMETRY_DEFAULT_CGROUPS);
-	__type(key, __u32);
-	__type(value, struct sched_cgroup_stats);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct sched_cgroup_stats));
 } cgroup_stats SEC(".maps");
+
+/* Copies per row of cgroup_stats: the number of possible CPUs (loader). */
+const volatile __u32 stats_cpus = 1;
 
 /* Per CPU: how long it ran tasks of each island, and what it runs now. */
 struct island_clock {
@@ -190,11 +201,20 @@ static __always_inline struct sched_monitor_entry *task_entry(struct task_struct
 	return monitored_entry_probe(cgroup_id);
 }
 
+/* This CPU's copy of the counters in a slot, or NULL. */
+static __always_inline struct sched_cgroup_stats *stats_at(__u32 slot)
+{
+	struct sched_cgroup_stats *row = bpf_map_lookup_elem(&cgroup_stats, &slot);
+	__u32 cpu = bpf_get_smp_processor_id();
+
+	if (!row || cpu >= stats_cpus)
+		return 0;
+	return row + cpu;
+}
+
 static __always_inline struct sched_cgroup_stats *stats_of(struct sched_monitor_entry *entry)
 {
-	__u32 slot = entry->slot;
-
-	return bpf_map_lookup_elem(&cgroup_stats, &slot);
+	return stats_at(entry->slot);
 }
 
 static __always_inline __u32 log2_slot(__u64 value)
@@ -367,9 +387,7 @@ static __always_inline void account_switch_out(struct task_struct *prev, __u64 c
 
 	slot = task_slot(prev, &fresh);
 	if (!entry && slot && !fresh && slot->seen.cgroup_id == cgroup_id) {
-		__u32 cached = slot->stats_slot;
-
-		stats = bpf_map_lookup_elem(&cgroup_stats, &cached);
+		stats = stats_at(slot->stats_slot);
 		if (stats && stats->owner_cgroup_id != cgroup_id)
 			stats = 0;
 	}

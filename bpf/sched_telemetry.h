@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Kernel/user contract of sched_telemetry.bpf.c: per-cgroup scheduler
- * counters for the cgroups user space asks to monitor, aggregated in a
- * per-CPU array indexed by a dense slot number. User space owns the table of
+ * counters for the cgroups user space asks to monitor, aggregated in an
+ * array indexed by a dense slot number whose row holds one copy of struct
+ * sched_cgroup_stats per possible CPU (laid out like a per-CPU map's value as
+ * user space reads it). User space owns the table of
  * monitored cgroup ids (an open-addressed hash table in the program's .bss,
  * memory-mapped), sums the CPUs' copies of each slot and takes deltas between
  * ticks. Tasks of unmonitored cgroups cost a few loads and no map access. */

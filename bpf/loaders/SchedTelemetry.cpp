@@ -162,6 +162,16 @@ Result<std::unique_ptr<SchedTelemetry>> SchedTelemetry::start(
   if (int rc = bpf_map__set_max_entries(skel->maps.cgroup_stats, options.maxCgroups); rc < 0)
     return Error::fromErrno("bpf_map__set_max_entries", kStatsMapName, -rc,
                             std::to_string(options.maxCgroups));
+  // A row of cgroup_stats holds one copy of the counters per possible CPU,
+  // laid out as a per-CPU map's value is read, so reads and resets below
+  // treat it as one.
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return Error::fromErrno("libbpf_num_possible_cpus", kStatsMapName, -cpus);
+  skel->rodata->stats_cpus = static_cast<uint32_t>(cpus);
+  if (int rc = bpf_map__set_value_size(skel->maps.cgroup_stats,
+                                       static_cast<uint32_t>(cpus) * sizeof(sched_cgroup_stats));
+      rc < 0)
+    return Error::fromErrno("bpf_map__set_value_size", kStatsMapName, -rc, std::to_string(cpus));
   if (int rc = sched_telemetry__load(skel); rc < 0)
     return Error::fromErrno("bpf load (verifier or BTF)", "sched_telemetry", -rc);
   if (!skel->bss)
