@@ -43,7 +43,9 @@ ModelConfig effectiveModel(const ForecasterConfig& config) {
 
 struct Forecaster::Series {
   Series(SeriesKey k, uint32_t s, const ModelShape& shape) : key(k), slot(s), model(shape) {}
-  // What every raw sample reads and writes comes first, together.
+  // What every raw sample reads and writes comes first, together, after the
+  // key that seriesFor checks its guess against.
+  SeriesKey key;
   int64_t lastTimestampNs = std::numeric_limits<int64_t>::min();
   // End of the open step (kNoStep while none is open): a sample before it,
   // and after the last one, belongs to the open step, with no division.
@@ -57,7 +59,6 @@ struct Forecaster::Series {
   uint64_t nextShortTermTick = 0;
   uint64_t shortWatchedUntilTick = 0;
 
-  SeriesKey key;
   uint32_t slot;
   int64_t openStep = kNoStep;
   int64_t lastClosedStep = kNoStep;
@@ -80,6 +81,7 @@ struct Forecaster::Island {
   double capacity = 0;
   SeriesModel model;
   int64_t lastStep = kNoStep;
+  bool released = false;  // its id waits for the next defineIsland
 };
 
 Parsed<std::unique_ptr<Forecaster>> Forecaster::create(const ForecasterConfig& config) {
@@ -153,12 +155,22 @@ int64_t Forecaster::findSlot(uint64_t packedKey) const {
 }
 
 inline Forecaster::Series* Forecaster::seriesFor(SeriesKey key) {
+  // Producers push their series in the same order on every poll (the
+  // collector walks its workloads), and slots are handed out in the order
+  // series first appear: the slot after the last one found is tried first,
+  // with no hashing or directory probe.
+  if (nextSlotGuess_ < series_.size() && series_[nextSlotGuess_].key == key)
+    return &series_[nextSlotGuess_++];
   const uint64_t packed = key.packed();
   // The forecaster thread wrote every key itself: relaxed loads suffice.
   for (size_t at = (packed * 0x9E3779B97F4A7C15ULL) >> 20 & directoryMask_;;
        at = (at + 1) & directoryMask_) {
     const uint64_t stored = directoryKeys_[at].load(std::memory_order_relaxed);
-    if (stored == packed) return &series_[directorySlots_[at].load(std::memory_order_relaxed)];
+    if (stored == packed) {
+      const uint32_t slot = directorySlots_[at].load(std::memory_order_relaxed);
+      nextSlotGuess_ = size_t{slot} + 1;
+      return &series_[slot];
+    }
     if (stored == 0) break;
   }
   return addSeries(key);
@@ -173,6 +185,7 @@ Forecaster::Series* Forecaster::addSeries(SeriesKey key) {
   while (directoryKeys_[at].load(std::memory_order_relaxed) != 0) at = (at + 1) & directoryMask_;
   directorySlots_[at].store(slot, std::memory_order_relaxed);
   directoryKeys_[at].store(packed, std::memory_order_release);
+  nextSlotGuess_ = size_t{slot} + 1;
   return &series_[slot];
 }
 
@@ -291,16 +304,22 @@ inline bool Forecaster::shortTermDue(Series& series) {
   return tickCount_ >= series.nextShortTermTick;
 }
 
+inline ShortTermForecast Forecaster::shortTermOf(const Series& series) {
+  return {series.key.workload, series.lastTimestampNs, series.shortLevel,
+          std::max(series.shortLevel, series.shortLevel + series.shortQ95)};
+}
+
 inline void Forecaster::publishShortTerm(Series& series) {
   series.nextShortTermTick = tickCount_ + 1 <= series.shortWatchedUntilTick
                                  ? tickCount_ + 1
                                  : tickCount_ + uint64_t(config_.unreadShortTermTicks);
+  const ShortTermForecast forecast = shortTermOf(series);
   ShortTermSnapshot snapshot;
   snapshot.key = series.key.packed();
   snapshot.tick = tickCount_;
-  snapshot.lastSampleNs = series.lastTimestampNs;
-  snapshot.p50 = series.shortLevel;
-  snapshot.p95 = std::max(series.shortLevel, series.shortLevel + series.shortQ95);
+  snapshot.lastSampleNs = forecast.lastSampleNs;
+  snapshot.p50 = forecast.p50;
+  snapshot.p95 = forecast.p95;
   sealSnapshot(snapshot);
   shortTerms_[series.slot].store(snapshot);
   series.shortDirty = false;
@@ -345,6 +364,15 @@ void Forecaster::publishIsland(Island& island, uint64_t stepIndex) {
   islandProfiles_[island.id].store(snapshot);
 }
 
+void Forecaster::withdrawIsland(uint32_t island) {
+  ProfileSnapshot empty;
+  empty.key = island;
+  empty.tick = tickCount_;
+  empty.stepNs = config_.stepNs;
+  sealSnapshot(empty);
+  islandProfiles_[island].store(empty);
+}
+
 Parsed<std::vector<uint32_t>> Forecaster::memberSlots(const IslandSpec& spec) {
   if (spec.members.empty())
     return InputError{"island " + spec.name, 0, "", "island has no members"};
@@ -363,23 +391,39 @@ Parsed<std::vector<uint32_t>> Forecaster::memberSlots(const IslandSpec& spec) {
 }
 
 Parsed<uint32_t> Forecaster::defineIsland(const IslandSpec& spec) {
-  if (islands_.size() >= config_.maxIslands)
+  auto released = std::find_if(islands_.begin(), islands_.end(),
+                               [](const Island& island) { return island.released; });
+  if (released == islands_.end() && islands_.size() >= config_.maxIslands)
     return InputError{"island " + spec.name, 0, std::to_string(config_.maxIslands),
                       "too many islands"};
   auto slots = memberSlots(spec);
   if (!slots) return slots.error();
   std::vector<uint32_t> members = std::move(slots.value());
+  if (released != islands_.end()) {
+    // A released island has a reset model and a withdrawn publication
+    // already (releaseIsland): it starts as a new one would.
+    Island& island = *released;
+    island.released = false;
+    island.name = spec.name;
+    island.members = std::move(members);
+    island.capacity = spec.capacity;
+    islandsInUse_.store(islandsInUse_.load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
+    return island.id;
+  }
   const auto id = static_cast<uint32_t>(islands_.size());
   Island& island = islands_.emplace_back(id, shape_);
   island.name = spec.name;
   island.members = std::move(members);
   island.capacity = spec.capacity;
+  islandsInUse_.store(islandsInUse_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   islandCount_.store(id + 1, std::memory_order_release);
   return id;
 }
 
-Parsed<uint32_t> Forecaster::redefineIsland(uint32_t id, const IslandSpec& spec) {
-  if (id >= islands_.size())
+Parsed<uint32_t> Forecaster::redefineIsland(uint32_t id, const IslandSpec& spec,
+                                            IslandHistory history) {
+  if (id >= islands_.size() || islands_[id].released)
     return InputError{"island " + spec.name, 0, std::to_string(id), "no such island"};
   auto slots = memberSlots(spec);
   if (!slots) return slots.error();
@@ -388,7 +432,29 @@ Parsed<uint32_t> Forecaster::redefineIsland(uint32_t id, const IslandSpec& spec)
   island.name = spec.name;
   island.members = std::move(members);
   island.capacity = spec.capacity;
+  if (history == IslandHistory::Restart) {
+    island.model.reset();
+    island.lastStep = kNoStep;
+    // The last profile forecast the old set: readers wait for the new one.
+    withdrawIsland(id);
+  }
   return id;
+}
+
+bool Forecaster::releaseIsland(uint32_t id) {
+  if (id >= islands_.size() || islands_[id].released) return false;
+  Island& island = islands_[id];
+  island.released = true;
+  islandsInUse_.store(islandsInUse_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  island.members.clear();
+  island.model.reset();
+  island.lastStep = kNoStep;
+  withdrawIsland(id);
+  return true;
+}
+
+size_t Forecaster::islandsInUse() const {
+  return islandsInUse_.load(std::memory_order_relaxed);
 }
 
 void Forecaster::tick(int64_t nowNs) {
@@ -407,6 +473,7 @@ void Forecaster::tick(int64_t nowNs) {
     if (series.shortDirty && shortTermDue(series)) publishShortTerm(series);
   }
   for (Island& island : islands_) {
+    if (island.released) continue;
     if (island.lastStep == kNoStep || completedStep - island.lastStep > config_.maxGapSteps) {
       if (island.lastStep != kNoStep) island.model.reset();
       island.lastStep = completedStep - 1;
@@ -441,7 +508,16 @@ bool Forecaster::readShortTerm(SeriesKey key, ShortTermSnapshot& out) const {
 }
 
 bool Forecaster::readIsland(uint32_t island, ProfileSnapshot& out) const {
-  return island < islandCount_.load(std::memory_order_acquire) && islandProfiles_[island].load(out);
+  // steps = 0: withdrawn (released, or restarted and not yet republished).
+  return island < islandCount_.load(std::memory_order_acquire) &&
+         islandProfiles_[island].load(out) && out.steps > 0;
+}
+
+void Forecaster::shortTermsNow(Metric metric, std::vector<ShortTermForecast>& out) const {
+  out.clear();
+  for (const Series& series : series_)
+    // shortScale < 0: no sample yet (a series created as an island member).
+    if (series.key.metric == metric && series.shortScale >= 0) out.push_back(shortTermOf(series));
 }
 
 std::optional<VmPressure> Forecaster::readVmPressure(

@@ -29,6 +29,21 @@
 
 namespace Atoll::forecast {
 
+// The short-term forecast of a workload's next raw sample of one metric as
+// the forecaster thread holds it (see Forecaster::shortTermsNow).
+struct ShortTermForecast {
+  uint32_t workload = 0;
+  int64_t lastSampleNs = 0;
+  double p50 = 0;
+  double p95 = 0;
+};
+
+// How a redefined island treats the history of its aggregate model.
+enum class IslandHistory {
+  Keep,     // same members, new capacity: the demand series goes on
+  Restart,  // other members: the old sum no longer describes the new set
+};
+
 struct ForecasterConfig {
   int64_t stepNs = 300'000'000'000;  // model step: 5 min
   int profileSteps = 72;             // published profile: 6 h
@@ -89,14 +104,31 @@ class Forecaster {
   size_t ringCount() const { return rings_.size(); }
 
   // Forecaster thread only.
+  // Takes the lowest released island id if there is one, else a new one
+  // (at most maxIslands ids are ever in use at once).
   Parsed<uint32_t> defineIsland(const IslandSpec& spec);
   // Gives a defined island new members and capacity (a VM moved in or out).
-  // The aggregate model keeps its history and season and sums the new
+  // Keep: the aggregate model keeps its history and season and sums the new
   // members from the next closed step on, so its level follows the move
-  // within a few steps instead of restarting cold. Checked as defineIsland;
-  // on error (or an unknown id) nothing changes. Returns the island's id.
-  Parsed<uint32_t> redefineIsland(uint32_t island, const IslandSpec& spec);
+  // within a few steps instead of restarting cold. Restart: the model starts
+  // afresh and readers see no profile until its first publication, as for a
+  // newly defined island. Checked as defineIsland; on error (or an unknown
+  // or released id) nothing changes. Returns the island's id.
+  Parsed<uint32_t> redefineIsland(uint32_t island, const IslandSpec& spec,
+                                  IslandHistory history = IslandHistory::Keep);
+  // Stops forecasting an island and frees its id for the next defineIsland;
+  // readers see no profile for it from now on. False for an unknown or
+  // already released id.
+  bool releaseIsland(uint32_t island);
   void tick(int64_t nowNs);
+  // Replaces `out` by the short-term forecast of every series of `metric`
+  // that has had a sample, as of the last tick, in one pass over the
+  // forecaster thread's own state (series order, no lookups). Nothing is
+  // published or asked for, so a caller on the forecaster thread that wants
+  // every series each tick (the daemon's forecast history) adds no
+  // per-sample publication to the tick, as readShortTerm would (a series
+  // read every tick is republished every tick).
+  void shortTermsNow(Metric metric, std::vector<ShortTermForecast>& out) const;
 
   // Readers, any thread, never blocking the forecaster thread. readProfile
   // also asks for the series to be republished on each step for a while
@@ -109,6 +141,8 @@ class Forecaster {
   std::optional<VmPressure> readVmPressure(
       uint32_t workload, const std::array<double, kMetricCount>& allocations) const;
   ForecasterCounters counters() const;
+  // Any thread: islands defined and not released.
+  size_t islandsInUse() const;
 
   const ForecasterConfig& config() const { return config_; }
   // Bytes held per series for models, resampling and publication.
@@ -125,12 +159,16 @@ class Forecaster {
   void consume(const Sample& sample);
   bool openStepFor(Series& series, int64_t timestampNs);
   static void updateShortTerm(Series& series, double value);
+  static ShortTermForecast shortTermOf(const Series& series);
   void closeStep(Series& series);
   void publishProfile(Series& series);
   void publishShortTerm(Series& series);
   bool profileDue(Series& series);
   bool shortTermDue(Series& series);
   void publishIsland(Island& island, uint64_t stepIndex);
+  // Replaces an island's publication by an empty one (steps = 0), which
+  // readIsland reports as none.
+  void withdrawIsland(uint32_t island);
   void fillProfile(const SeriesModel& model, uint64_t key, int64_t originStep,
                    ProfileSnapshot& snapshot);
   int64_t findSlot(uint64_t packedKey) const;
@@ -152,12 +190,14 @@ class Forecaster {
   std::unique_ptr<SeqlockCell<ShortTermSnapshot>[]> shortTerms_;
   std::unique_ptr<std::atomic<uint8_t>[]> shortTermRequested_;
   std::unique_ptr<SeqlockCell<ProfileSnapshot>[]> islandProfiles_;
-  std::atomic<uint32_t> islandCount_{0};
+  std::atomic<uint32_t> islandCount_{0};  // ids ever handed out
+  std::atomic<uint32_t> islandsInUse_{0};
 
   // Forecaster-thread state.
   std::vector<Series> series_;
   std::vector<Island> islands_;
   std::vector<Quantiles> scratch_;
+  size_t nextSlotGuess_ = 0;  // seriesFor's first try
   uint64_t tickCount_ = 0;
 
   struct AtomicCounters {

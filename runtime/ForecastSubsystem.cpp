@@ -20,9 +20,10 @@ int64_t realtimeNs() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-// Aggregates are redefined whenever their members change, and the
-// forecaster never forgets one: room for many changes of membership.
-constexpr size_t kMaxIslandDefinitions = 1024;
+// Aggregates forecast at once (host, shared and the configured islands): an
+// aggregate keeps its forecaster island across changes of members and
+// capacity, and one that goes away releases it.
+constexpr size_t kMaxAggregates = 1024;
 
 }  // namespace
 
@@ -30,7 +31,7 @@ forecast::ForecasterConfig forecasterConfig(const ForecastSettings& settings) {
   forecast::ForecasterConfig config;
   config.stepNs = std::chrono::duration_cast<std::chrono::nanoseconds>(settings.step).count();
   config.profileSteps = settings.horizonSteps();
-  config.maxIslands = kMaxIslandDefinitions;
+  config.maxIslands = kMaxAggregates;
   config.model.seasonSteps = settings.seasonSteps();
   config.model.maxHorizon = settings.horizonSteps();
   config.model.trackedHorizons.clear();
@@ -68,50 +69,85 @@ void ForecastSubsystem::redefineAggregates() {
   std::vector<IslandAggregate> wanted =
       islandAggregates(islands_(), board_.workloads(), managedRoot_, hostCpus_);
   std::lock_guard lock(definedMutex_);
+  // Each wanted aggregate's definition from the last tick: the same
+  // aggregate, else the one of the same name and kind (whose forecaster
+  // island it takes over), else none.
+  std::vector<std::optional<size_t>> before(wanted.size());
+  std::vector<bool> taken(defined_.size(), false);
+  auto match = [&](auto&& same) {
+    for (size_t i = 0; i < wanted.size(); ++i) {
+      for (size_t j = 0; j < defined_.size() && !before[i]; ++j) {
+        if (taken[j] || !same(defined_[j].aggregate, wanted[i])) continue;
+        before[i] = j;
+        taken[j] = true;
+      }
+    }
+  };
+  match([](const IslandAggregate& a, const IslandAggregate& b) { return a == b; });
+  match([](const IslandAggregate& a, const IslandAggregate& b) {
+    return a.name == b.name && a.kind == b.kind;
+  });
+  // Islands of aggregates that are gone (removed on reload) are released
+  // first, so the definitions below reuse their ids.
+  for (size_t j = 0; j < defined_.size(); ++j)
+    if (!taken[j] && defined_[j].id) releaseAggregate(defined_[j]);
+
   std::vector<Defined> next;
-  for (IslandAggregate& aggregate : wanted) {
-    auto same = std::find_if(defined_.begin(), defined_.end(),
-                             [&](const Defined& d) { return d.aggregate == aggregate; });
-    if (same != defined_.end()) {
-      next.push_back(*same);
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    IslandAggregate& aggregate = wanted[i];
+    Defined* previous = before[i] ? &defined_[*before[i]] : nullptr;
+    if (previous != nullptr && previous->aggregate == aggregate) {
+      next.push_back(*previous);
       continue;
     }
     Defined defined{aggregate, std::nullopt, {}};
-    if (aggregate.members.empty()) {
-      defined.problem = "no workloads";
-    } else if (!(aggregate.capacityCores > 0)) {
-      defined.problem = "no CPUs left to it";
+    if (aggregate.members.empty() || !(aggregate.capacityCores > 0)) {
+      defined.problem = aggregate.members.empty() ? "no workloads" : "no CPUs left to it";
+      if (previous != nullptr && previous->id) releaseAggregate(*previous);
+      next.push_back(std::move(defined));
+      continue;
+    }
+    forecast::IslandSpec spec;
+    spec.name = aggregate.name;
+    spec.capacity = aggregate.capacityCores;
+    for (uint32_t member : aggregate.members)
+      spec.members.push_back({member, forecast::Metric::Cpu});
+    // The aggregate keeps its forecaster island across every change, so a
+    // long-running daemon whose islands resize and gain and lose members
+    // holds one island per aggregate. A resize (same members, new capacity:
+    // the planner's own actions) keeps the model; new members restart it,
+    // since the old sum no longer describes the new set.
+    const char* event = "defined";
+    forecast::Parsed<uint32_t> id = [&]() -> forecast::Parsed<uint32_t> {
+      if (previous == nullptr || !previous->id) return forecaster_->defineIsland(spec);
+      const bool sameMembers = previous->aggregate.members == aggregate.members;
+      event = sameMembers ? "redefined" : "restarted";
+      return forecaster_->redefineIsland(
+          *previous->id, spec,
+          sameMembers ? forecast::IslandHistory::Keep : forecast::IslandHistory::Restart);
+    }();
+    if (id) {
+      defined.id = id.value();
+      spdlog::debug("event=island_forecast_{} island={} members={} capacity_cores={}", event,
+                    aggregate.name, aggregate.members.size(), aggregate.capacityCores);
     } else {
-      forecast::IslandSpec spec;
-      spec.name = aggregate.name;
-      spec.capacity = aggregate.capacityCores;
-      for (uint32_t member : aggregate.members)
-        spec.members.push_back({member, forecast::Metric::Cpu});
-      // A resize (same members, new capacity) keeps the island's forecast
-      // slot and model: the planner's own actions must not use up the
-      // forecaster's island slots. New members start a fresh model.
-      auto before = std::find_if(defined_.begin(), defined_.end(), [&](const Defined& d) {
-        return d.aggregate.name == aggregate.name && d.aggregate.kind == aggregate.kind &&
-               d.aggregate.members == aggregate.members && d.id.has_value();
-      });
-      auto id = before != defined_.end() ? forecaster_->redefineIsland(*before->id, spec)
-                                         : forecaster_->defineIsland(spec);
-      if (id) {
-        defined.id = id.value();
-        spdlog::debug("event=island_forecast_{} island={} members={} capacity_cores={}",
-                      before != defined_.end() ? "redefined" : "defined", aggregate.name,
-                      aggregate.members.size(), aggregate.capacityCores);
-      } else {
-        defined.problem = id.error().message();
-        if (!islandSlotsExhausted_)
-          spdlog::error("event=island_forecast_undefined island={} error=\"{}\"", aggregate.name,
-                        defined.problem);
-        islandSlotsExhausted_ = true;
-      }
+      // A refused redefinition leaves the old set in the forecaster: drop it.
+      if (previous != nullptr && previous->id) releaseAggregate(*previous);
+      defined.problem = id.error().message();
+      if (!islandSlotsExhausted_)
+        spdlog::error("event=island_forecast_undefined island={} error=\"{}\"", aggregate.name,
+                      defined.problem);
+      islandSlotsExhausted_ = true;
     }
     next.push_back(std::move(defined));
   }
   defined_ = std::move(next);
+}
+
+void ForecastSubsystem::releaseAggregate(Defined& defined) {
+  forecaster_->releaseIsland(*defined.id);
+  spdlog::debug("event=island_forecast_released island={}", defined.aggregate.name);
+  defined.id.reset();
 }
 
 void ForecastSubsystem::tickAt(int64_t nowNs) {
@@ -124,7 +160,14 @@ void ForecastSubsystem::recordHistory(int64_t nowNs) {
   const std::map<uint32_t, double> actual = board_.latestCpuCores();
   std::lock_guard lock(historyMutex_);
   std::erase_if(history_, [&](const auto& entry) { return !actual.contains(entry.first); });
+  // shortTermsNow, not readShortTerm: this runs on the forecaster thread
+  // right after its tick, and a read through the seqlock would make every
+  // CPU series republish its short term on every tick.
+  forecaster_->shortTermsNow(forecast::Metric::Cpu, shortTerms_);
   std::map<uint32_t, std::pair<double, double>> next;
+  for (const forecast::ShortTermForecast& shortTerm : shortTerms_)
+    if (actual.contains(shortTerm.workload))
+      next[shortTerm.workload] = {shortTerm.p50, shortTerm.p95};
   for (const auto& [workload, cores] : actual) {
     HistoryPoint point{nowNs, cores, std::nullopt, std::nullopt};
     if (auto it = pending_.find(workload); it != pending_.end()) {
@@ -134,9 +177,6 @@ void ForecastSubsystem::recordHistory(int64_t nowNs) {
     auto& points = history_[workload];
     points.push_back(point);
     while (points.size() > kHistoryPoints) points.pop_front();
-    forecast::ShortTermSnapshot shortTerm;
-    if (forecaster_->readShortTerm({workload, forecast::Metric::Cpu}, shortTerm))
-      next[workload] = {shortTerm.p50, shortTerm.p95};
   }
   pending_ = std::move(next);
 }
@@ -175,7 +215,8 @@ nlohmann::json ForecastSubsystem::describe() const {
           {"samples_consumed", c.consumed},
           {"samples_dropped", c.droppedFullRing + c.droppedInvalidValue + c.droppedBadTimestamp +
                                   c.droppedLate + c.droppedNoSlot},
-          {"aggregates_forecast", defined}};
+          {"aggregates_forecast", defined},
+          {"forecaster_islands_in_use", forecaster_->islandsInUse()}};
 }
 
 nlohmann::json ForecastSubsystem::workloadForecast(const telemetry::Workload& workload,

@@ -99,6 +99,8 @@ class ForecastSubsystem final : public Subsystem {
     std::optional<uint32_t> id;  // the forecaster's island; none while it has no members
     std::string problem;
   };
+  // Releases the aggregate's forecaster island and forgets its id.
+  void releaseAggregate(Defined& defined);
   mutable std::mutex definedMutex_;
   std::vector<Defined> defined_;
   bool islandSlotsExhausted_ = false;
@@ -107,6 +109,7 @@ class ForecastSubsystem final : public Subsystem {
   std::map<uint32_t, std::deque<HistoryPoint>> history_;
   // The short-term forecast of each workload's next sample, from the last tick.
   std::map<uint32_t, std::pair<double, double>> pending_;
+  std::vector<forecast::ShortTermForecast> shortTerms_;  // recordHistory's, kept for its capacity
 };
 
 }  // namespace Atoll

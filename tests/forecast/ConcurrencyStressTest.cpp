@@ -86,11 +86,31 @@ TEST(ForecasterConcurrency, ProducersReadersAndTickRunCleanly) {
       }
     });
   }
-  // The forecaster thread: advance time one step per tick.
+  // The forecaster thread: advance time one step per tick, hand the short
+  // terms out after each tick (the daemon's history), and change the
+  // island under its readers: new members (the model restarts and its
+  // profile is withdrawn until the next publication), or released and
+  // defined again (the same id).
+  std::vector<SeriesKey> odd;
+  for (uint32_t w = 1; w < kWorkloads; w += 2) odd.push_back({w, Metric::Cpu});
+  uint64_t handedOut = 0, churnFailures = 0;
   std::thread ticker([&] {
+    std::vector<ShortTermForecast> shortTerms;
     for (int t = 1; t <= 400; ++t) {
       clock.store(t * kStepNs, std::memory_order_relaxed);
       forecaster.tick(t * kStepNs);
+      forecaster.shortTermsNow(Metric::Cpu, shortTerms);
+      handedOut += shortTerms.size();
+      if (t % 50 == 25 &&
+          !forecaster.redefineIsland(island.value(), {"even", t % 100 == 25 ? odd : members, 100.0},
+                                     IslandHistory::Restart))
+        ++churnFailures;
+      if (t % 100 == 0) {
+        auto again = forecaster.releaseIsland(island.value())
+                         ? forecaster.defineIsland({"even", members, 100.0})
+                         : Parsed<uint32_t>(InputError{"even", 0, "", "not released"});
+        if (!again || again.value() != island.value()) ++churnFailures;
+      }
       std::this_thread::yield();
     }
     stop.store(true);
@@ -104,6 +124,9 @@ TEST(ForecasterConcurrency, ProducersReadersAndTickRunCleanly) {
   EXPECT_EQ(torn.load(), 0u);
   EXPECT_EQ(regressions.load(), 0u);
   EXPECT_GT(reads.load(), 0u);
+  EXPECT_GT(handedOut, 0u);
+  EXPECT_EQ(churnFailures, 0u);
+  EXPECT_EQ(forecaster.islandsInUse(), 1u);
   EXPECT_EQ(counters.droppedInvalidValue, 0u);
   EXPECT_EQ(counters.droppedBadTimestamp, 0u);
   ProfileSnapshot island0;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 
 namespace Atoll::forecast {
@@ -131,6 +132,113 @@ TEST(Forecaster, RedefinedIslandFollowsItsNewMembers) {
   EXPECT_EQ(snapshot->capacity, 60.0);
   ASSERT_TRUE(f->readIsland(db.value(), *snapshot));
   EXPECT_NEAR(snapshot->p50[0], 40.0, 2.0);
+}
+
+// A membership change restarts the aggregate (its history summed another
+// set); a resize keeps it. Released ids are withdrawn from readers and
+// reused by the next definition, so ids in use never exceed the islands
+// defined at once.
+TEST(Forecaster, RestartedIslandsStartAfreshAndReleasedIdsAreReused) {
+  ForecasterConfig config;
+  config.maxIslands = 2;
+  auto f = make(config);
+  auto web = f->defineIsland({"web", {{1, Metric::Cpu}, {2, Metric::Cpu}}, 100.0});
+  auto db = f->defineIsland({"db", {{3, Metric::Cpu}}, 100.0});
+  ASSERT_TRUE(web);
+  ASSERT_TRUE(db);
+  EXPECT_EQ(f->islandsInUse(), 2u);
+  int step = 0;
+  auto run = [&](int steps) {
+    for (int end = step + steps; step < end; ++step) {
+      push(*f, 1, step * kStep + 1, 20.0);
+      push(*f, 2, step * kStep + 2, 30.0);
+      push(*f, 3, step * kStep + 3, 10.0);
+      f->tick((step + 1) * kStep);
+    }
+  };
+  run(50);
+  auto snapshot = std::make_unique<ProfileSnapshot>();
+  ASSERT_TRUE(f->readIsland(web.value(), *snapshot));
+  const uint32_t scoredBefore = snapshot->accuracy[0].errors;
+  EXPECT_GT(scoredBefore, 40u);
+
+  ASSERT_TRUE(f->redefineIsland(web.value(), {"web", {{1, Metric::Cpu}, {2, Metric::Cpu}}, 80.0},
+                                IslandHistory::Keep));
+  run(1);
+  ASSERT_TRUE(f->readIsland(web.value(), *snapshot));
+  EXPECT_EQ(snapshot->accuracy[0].errors, scoredBefore + 1) << "a resize keeps the model";
+
+  ASSERT_TRUE(f->redefineIsland(web.value(), {"web", {{1, Metric::Cpu}, {3, Metric::Cpu}}, 80.0},
+                                IslandHistory::Restart));
+  EXPECT_FALSE(f->readIsland(web.value(), *snapshot)) << "the old set's profile is withdrawn";
+  run(3);
+  ASSERT_TRUE(f->readIsland(web.value(), *snapshot));
+  EXPECT_LE(snapshot->accuracy[0].errors, 3u) << "new members start a fresh model";
+  EXPECT_NEAR(snapshot->p50[0], 30.0, 1.0);
+
+  // Full: a third island only once one is released, and then in its id.
+  EXPECT_FALSE(f->defineIsland({"batch", {{2, Metric::Cpu}}, 100.0}));
+  EXPECT_TRUE(f->releaseIsland(db.value()));
+  EXPECT_FALSE(f->releaseIsland(db.value()));
+  EXPECT_FALSE(f->releaseIsland(9));
+  EXPECT_EQ(f->islandsInUse(), 1u);
+  EXPECT_FALSE(f->readIsland(db.value(), *snapshot)) << "a released island has no profile";
+  EXPECT_FALSE(f->redefineIsland(db.value(), {"db", {{3, Metric::Cpu}}, 100.0}));
+  run(2);
+  EXPECT_FALSE(f->readIsland(db.value(), *snapshot)) << "a released island is not forecast";
+  auto batch = f->defineIsland({"batch", {{2, Metric::Cpu}}, 100.0});
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(batch.value(), db.value());
+  EXPECT_EQ(f->islandsInUse(), 2u);
+  EXPECT_FALSE(f->readIsland(batch.value(), *snapshot)) << "nothing published for it yet";
+  run(3);
+  ASSERT_TRUE(f->readIsland(batch.value(), *snapshot));
+  EXPECT_NEAR(snapshot->p50[0], 30.0, 1.0);
+  EXPECT_LE(snapshot->accuracy[0].errors, 3u) << "the reused id starts a fresh model";
+}
+
+// What the daemon's history takes every tick: every series of one metric,
+// from the forecaster thread's own state, with no publication asked for.
+TEST(Forecaster, ShortTermsNowHandsOutEverySeriesOfAMetricWithoutPublishing) {
+  ForecasterConfig config;
+  config.unreadShortTermTicks = 5;
+  config.watchTicks = 0;  // a read asks for one refresh
+  auto f = make(config);
+  std::vector<ShortTermForecast> out;
+  f->shortTermsNow(Metric::Cpu, out);
+  EXPECT_TRUE(out.empty());
+  // Workload 9 is only an island member: a series without samples.
+  ASSERT_TRUE(f->defineIsland({"web", {{1, Metric::Cpu}, {9, Metric::Cpu}}, 10.0}));
+  ShortTermSnapshot published;
+  for (int second = 1; second <= 4; ++second) {
+    push(*f, 1, second * kSecond, 10.0 * second);
+    push(*f, 2, second * kSecond, 1.0);
+    push(*f, 1, second * kSecond, 500.0, Metric::Memory);
+    f->tick(second * kSecond + 1);
+    f->shortTermsNow(Metric::Cpu, out);
+    ASSERT_EQ(out.size(), 2u) << "second " << second;
+    std::sort(out.begin(), out.end(),
+              [](const auto& a, const auto& b) { return a.workload < b.workload; });
+    EXPECT_EQ(out[0].workload, 1u);
+    EXPECT_EQ(out[0].lastSampleNs, second * kSecond);
+    EXPECT_GE(out[0].p95, out[0].p50);
+    EXPECT_EQ(out[1].workload, 2u);
+    EXPECT_NEAR(out[1].p50, 1.0, 1e-9);
+    if (second == 1) {
+      // The first publication and the hand-out agree.
+      ASSERT_TRUE(f->readShortTerm({1, Metric::Cpu}, published));
+      EXPECT_EQ(published.p50, out[0].p50);
+      EXPECT_EQ(published.p95, out[0].p95);
+    }
+  }
+  EXPECT_GT(out[0].p50, 10.0) << "the level follows the samples";
+  // The read at second 1 asked for one refresh (second 2); the hand-outs
+  // asked for nothing, so seconds 3 and 4 were not published (cadence 5).
+  ASSERT_TRUE(f->readShortTerm({1, Metric::Cpu}, published));
+  EXPECT_EQ(published.lastSampleNs, 2 * kSecond);
+  f->shortTermsNow(Metric::Memory, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_NEAR(out[0].p50, 500.0, 1e-9);
 }
 
 TEST(Forecaster, VmPressureNamesTheStarvedResource) {

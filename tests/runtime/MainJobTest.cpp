@@ -241,5 +241,77 @@ TEST(ForecastSubsystemTest, AResizedIslandKeepsItsForecastSlot) {
   EXPECT_NEAR(latency["profile"]["steps"][0]["p50"].get<double>(), 0.5, 0.05);
 }
 
+// Islands whose members come and go (VMs migrating in and out, a reload
+// that removes an island) keep one forecaster island per aggregate: a
+// long-running daemon does not use up the forecaster's islands. A member
+// that joins restarts the aggregate's model (its history summed another
+// set); the history still gets a one-tick-ahead forecast for every tick.
+TEST(ForecastSubsystemTest, IslandMembershipChangesReuseTheirForecastIsland) {
+  WorkloadBoard board;
+  std::vector<IslandSettings> islands = {island("latency", "0"), island("batch", "1")};
+  auto created = oneSecondForecasts(board, islands);
+  ASSERT_NE(created, nullptr);
+  ForecastSubsystem& f = *created;
+  auto a = workload(1, "atoll.slice/latency/a", "a");
+  auto b = workload(2, "machine.slice/b.scope", "b");
+  auto c = workload(3, "atoll.slice/latency/c", "c");
+  const int64_t start = 1'700'000'000'000'000'000;
+  auto tick = [&](int i, bool withC) {
+    const int64_t now = start + int64_t{i} * 1'000'000'000;
+    std::vector<telemetry::Workload> present = {a, b};
+    std::vector<std::pair<telemetry::Workload, double>> rows = {{a, 0.5}, {b, 1.0}};
+    if (withC) {
+      present.push_back(c);
+      rows.push_back({c, 2.0});
+    }
+    board.publish(reportOf(rows), present, {});
+    for (const auto& [w, cores] : rows)
+      ASSERT_TRUE(f.ring().tryPush({{w.number, forecast::Metric::Cpu}, now, cores}));
+    f.tickAt(now + 1);
+  };
+  // host, shared (b) and latency (a, and c every other tick) are forecast;
+  // batch has no workloads.
+  for (int i = 0; i < 300; ++i) {
+    tick(i, i % 2 == 1);
+    ASSERT_EQ(f.describe()["forecaster_islands_in_use"], 3u) << "tick " << i;
+  }
+  nlohmann::json json = f.islandsForecast();
+  ASSERT_EQ(json["islands"].size(), 4u) << json.dump();
+  const auto& latency = json["islands"][2];
+  EXPECT_EQ(latency["name"], "latency");
+  EXPECT_EQ(latency["members"], (std::vector<uint32_t>{1, 3}));
+  ASSERT_TRUE(latency["profile"].is_object()) << latency.dump();
+  EXPECT_LE(latency["profile"]["accuracy"][0]["errors"].get<uint64_t>(), 1u)
+      << "c joined on the last tick: a fresh model";
+  EXPECT_EQ(json["islands"][3]["not_forecast"], "no workloads");
+
+  // Members that stay put keep the model (the same set for three ticks).
+  for (int i = 300; i < 303; ++i) tick(i, true);
+  json = f.islandsForecast();
+  EXPECT_GE(json["islands"][2]["profile"]["accuracy"][0]["errors"].get<uint64_t>(), 2u);
+
+  // An island removed on reload releases its forecaster island; one that
+  // appears takes it again.
+  islands = {island("batch", "1")};
+  tick(303, true);
+  EXPECT_EQ(f.describe()["forecaster_islands_in_use"], 2u) << "host and shared";
+  islands = {island("latency", "0")};
+  tick(304, true);
+  EXPECT_EQ(f.describe()["forecaster_islands_in_use"], 3u);
+
+  nlohmann::json history = f.workloadHistory(a);
+  ASSERT_EQ(history["points"].size(), 305u);
+  for (size_t i = 1; i < history["points"].size(); ++i) {
+    const auto& point = history["points"][i];
+    ASSERT_TRUE(point["p50"].is_number()) << "point " << i << ": " << point.dump();
+    EXPECT_NEAR(point["p50"].get<double>(), 0.5, 1e-9);
+    EXPECT_GE(point["p95"].get<double>(), point["p50"].get<double>());
+  }
+  EXPECT_TRUE(history["points"][0]["p50"].is_null()) << "no forecast before the first tick";
+  nlohmann::json joiner = f.workloadHistory(c);
+  ASSERT_FALSE(joiner["points"].empty());
+  EXPECT_TRUE(joiner["points"].back()["p50"].is_number());
+}
+
 }  // namespace
 }  // namespace Atoll
