@@ -560,6 +560,8 @@ void readPlanner(Validator& v, const toml::table& table, DaemonConfig& c) {
           {"island_moves_per_window", whole(pc.islandMovesPerWindow, 0, 10000)},
           {"hysteresis_window_seconds", seconds(pc.hysteresisWindowNs, 7 * 86400)},
           {"island_cooldown_seconds", seconds(pc.islandCooldownNs, 7 * 86400, 0)},
+          {"same_role_cooldown_seconds", seconds(pc.sameRoleCooldownNs, 7 * 86400, 0)},
+          {"balance_band", real(pc.balanceBand, 0.0, 0.99)},
           {"resize_quantile", whole(pc.resizeQuantile, 95, 99)},
           {"min_relief_share", real(pc.minReliefShare, 0.0, 1.0)},
           {"min_move_coverage", real(pc.minMoveCoverage, 0.0, 1.0)}});
@@ -711,7 +713,8 @@ auto plannerKnobs(const planner::PlannerConfig& p) {
   return std::tie(p.horizonSteps, p.riskThreshold, p.headroom, p.maxCpusPerResize, p.allowVmMoves,
                   p.margin, p.minMargin, p.maxMargin, p.minDwellNs, p.budgetWindowNs,
                   p.hostMovesPerWindow, p.islandMovesPerWindow, p.hysteresisWindowNs,
-                  p.islandCooldownNs, p.resizeQuantile, p.minReliefShare, p.minMoveCoverage);
+                  p.islandCooldownNs, p.sameRoleCooldownNs, p.balanceBand, p.resizeQuantile,
+                  p.minReliefShare, p.minMoveCoverage);
 }
 
 }  // namespace

@@ -28,6 +28,9 @@ struct ReplayVerbArgs {
   size_t warmup = 288;
   int horizon = 0;
   double margin = -1;
+  double balanceBand = -1;
+  double sameRoleCooldownSeconds = -1;
+  double forecastRecentQuantileRate = -1;
   double thresholdUpper = -1;
   double thresholdTarget = -1;
   bool quiet = false;
@@ -46,13 +49,20 @@ void run(const ReplayVerbArgs& args) {
   if (args.horizon > 0) options.planner.horizonSteps = args.horizon;
   if (args.margin >= 0) options.planner.margin = args.margin;
   if (args.noVmMoves) options.planner.allowVmMoves = false;
+  if (args.balanceBand >= 0) options.planner.balanceBand = args.balanceBand;
+  if (args.sameRoleCooldownSeconds >= 0)
+    options.planner.sameRoleCooldownNs = int64_t(args.sameRoleCooldownSeconds * 1e9);
+  if (args.forecastRecentQuantileRate >= 0)
+    options.forecastRecentQuantileRate = args.forecastRecentQuantileRate;
   if (args.thresholdUpper > 0) options.threshold.upper = args.thresholdUpper;
   if (args.thresholdTarget > 0) {
     options.threshold.target = args.thresholdTarget;
     options.threshold.donorMax = args.thresholdTarget;
   }
   if (std::string problem = options.planner.validate(); !problem.empty())
-    fail(Error::invalid("parse options", "--horizon/--margin", "", problem), kExitUsage);
+    fail(Error::invalid("parse options", "--horizon/--margin/--balance-band/--same-role-cooldown",
+                        "", problem),
+         kExitUsage);
   if (!(options.threshold.upper > 0 && options.threshold.upper <= 1.5 &&
         options.threshold.target > 0 && options.threshold.target <= options.threshold.upper))
     fail(Error::invalid("parse options", "--threshold-upper/--threshold-target",
@@ -121,6 +131,13 @@ void addReplayVerb(CLI::App& app) {
   verb->add_option("--horizon", args->horizon, "Planner horizon in steps (default 12)");
   verb->add_option("--margin", args->margin, "Planner's initial benefit margin (default 0.5)");
   verb->add_flag("--no-vm-moves", args->noVmMoves, "Atoll resizes islands only, moves no VM");
+  verb->add_option("--balance-band", args->balanceBand,
+                   "Planner's proactive balance band (default 0: off)");
+  verb->add_option("--same-role-cooldown", args->sameRoleCooldownSeconds,
+                   "Seconds before an island relieved (or giving) may be so again (default "
+                   "7200, the whole island cooldown)");
+  verb->add_option("--forecast-recent-quantile-rate", args->forecastRecentQuantileRate,
+                   "Forecaster's recent-p95 learning rate (default: the forecaster's own)");
   verb->add_option("--threshold-upper", args->thresholdUpper,
                    "Threshold policy: act above this utilisation (default 0.85)");
   verb->add_option("--threshold-target", args->thresholdTarget,

@@ -56,6 +56,11 @@ bool touches(const Decision& d, const std::string& island) {
   return d.action != ActionKind::None && (d.fromIsland == island || d.toIsland == island);
 }
 
+// The island an action relieves: a resize's receiver, a move's source.
+const std::string& relievedIsland(const Decision& d) {
+  return d.action == ActionKind::MoveVm ? d.fromIsland : d.toIsland;
+}
+
 // The forecaster's recent p95 coverage of a series at the longest tracked
 // horizon within the planning horizon (the shortest tracked one when none
 // is within); nothing while no error has been scored there.
@@ -188,12 +193,19 @@ void Planner::applyGuards(Decision& d, int64_t nowNs, bool isRevert) {
     for (const std::string* island : {&d.fromIsland, &d.toIsland}) {
       for (const auto& [id, e] : executed_) {
         if (e.failed || !touches(e.decision, *island)) continue;
-        if (e.decision.atNs <= nowNs - config_.islandCooldownNs) continue;
+        const int64_t age = nowNs - e.decision.atNs;
+        if (age >= config_.islandCooldownNs) continue;
+        const bool sameRole =
+            (relievedIsland(e.decision) == *island) == (relievedIsland(d) == *island);
+        if (sameRole && age >= config_.sameRoleCooldownNs) continue;
         d.rule = Rule::Cooldown;
-        d.reason =
-            format("island %s changed by decision %llu %.0f s ago; cooldown is %.0f s",
-                   island->c_str(), (unsigned long long)id, double(nowNs - e.decision.atNs) / 1e9,
-                   double(config_.islandCooldownNs) / 1e9);
+        d.reason = format(
+            "island %s changed by decision %llu %.0f s ago; cooldown is %.0f s (%.0f s to be %s "
+            "again)",
+            island->c_str(), (unsigned long long)id, double(age) / 1e9,
+            double(config_.islandCooldownNs) / 1e9,
+            double(std::min(config_.sameRoleCooldownNs, config_.islandCooldownNs)) / 1e9,
+            relievedIsland(e.decision) == *island ? "relieved" : "the giving side");
         return;
       }
     }
@@ -588,6 +600,112 @@ PlanResult Planner::plan(const PlanInput& input) {
     }
     remember(decision);
     result.decisions.push_back(std::move(decision));
+  }
+
+  // Proactive balance: islands not yet at risk whose capacity has fallen
+  // behind their sized peak relative to the rest of the host get CPUs from
+  // the island with the most capacity beyond the host's ratio. Islands
+  // resized for one burst keep what they got, so without this the host
+  // drifts into a layout where the islands that gave are short when their
+  // own demand returns. Only taken balance resizes are reported: an island
+  // not at risk that is left as it is needs no explanation.
+  if (config_.balanceBand > 0) {
+    auto sizedNeed = [&](const IslandCalc& c) {
+      return (config_.resizeQuantile == 99 ? c.base.p99Peak : c.base.p95Peak) * config_.headroom;
+    };
+    double capacitySum = 0, needSum = 0;
+    std::vector<size_t> eligible;
+    for (size_t i = 0; i < pass.islands.size(); ++i) {
+      const IslandCalc& c = pass.islands[i];
+      if (c.state->profile.steps == 0 || c.state->cpus.empty() || !(sizedNeed(c) > 0)) continue;
+      capacitySum += c.capacity;
+      needSum += sizedNeed(c);
+      eligible.push_back(i);
+    }
+    const double hostRatio = needSum > 0 ? capacitySum / needSum : 0;
+    auto ratioOf = [&](size_t i) { return pass.islands[i].capacity / sizedNeed(pass.islands[i]); };
+    std::sort(eligible.begin(), eligible.end(), [&](size_t a, size_t b) {
+      return ratioOf(a) != ratioOf(b) ? ratioOf(a) < ratioOf(b) : a < b;
+    });
+    for (size_t r : eligible) {
+      IslandCalc& receiver = pass.islands[r];
+      if (receiver.busy) continue;
+      const double receiverRatio = ratioOf(r);
+      if (receiverRatio >= hostRatio * (1 - config_.balanceBand)) break;
+      const double shortCores = hostRatio * sizedNeed(receiver) - receiver.capacity;
+      // The donor: the highest ratio among the rest, giving only what it
+      // holds beyond the host's ratio and beyond its own p95 (p99 with
+      // critical VMs) peak with headroom.
+      std::optional<size_t> donorIndex;
+      unsigned count = 0;
+      for (auto it = eligible.rbegin(); it != eligible.rend(); ++it) {
+        IslandCalc& donor = pass.islands[*it];
+        if (*it == r || donor.busy || donor.state->cpus.size() < 2) continue;
+        if (donor.state->priority > receiver.state->priority) continue;
+        if (ratioOf(*it) <= hostRatio) break;
+        double keep = std::max(hostRatio * sizedNeed(donor), donor.base.p95Peak * config_.headroom);
+        if (donor.holdsCritical) keep = std::max(keep, donor.base.p99Peak * config_.headroom);
+        const double spare = std::floor((donor.capacity - keep) / donor.perCpu);
+        const double wanted = std::ceil(shortCores / receiver.perCpu);
+        const double cpus = std::min({spare, wanted, double(config_.maxCpusPerResize),
+                                      double(donor.state->cpus.size() - 1)});
+        if (cpus < 1) continue;
+        donorIndex = *it;
+        count = unsigned(cpus);
+        break;
+      }
+      if (!donorIndex) continue;
+      IslandCalc& donor = pass.islands[*donorIndex];
+      numa::CpuList moved = chooseCpus(donor, receiver, count);
+      if (moved.empty() || moved.size() > count) continue;
+      const double cores = double(moved.size()) * donor.perCpu;
+      const HorizonContention receiverAfter =
+          horizonContention(receiver.state->profile, config_.horizonSteps,
+                            receiver.capacity + cores, config_.riskThreshold);
+      const HorizonContention donorAfter =
+          horizonContention(donor.state->profile, config_.horizonSteps, donor.capacity - cores,
+                            config_.riskThreshold);
+      if (donorAfter.probability >= config_.riskThreshold) continue;
+      Decision c;
+      c.action = ActionKind::ResizeIsland;
+      c.fromIsland = donor.state->name;
+      c.toIsland = receiver.state->name;
+      c.cpusMoved = moved;
+      c.benefit =
+          receiver.weight * receiver.trust *
+              (receiver.base.unmetCoreSeconds - receiverAfter.unmetCoreSeconds) -
+          donor.weight * donor.trust * (donorAfter.unmetCoreSeconds - donor.base.unmetCoreSeconds);
+      double warmup = 0;
+      for (unsigned cpu : moved)
+        warmup += config_.cacheWarmupSecondsPerCpu *
+                  (distanceToMemory(cpu, receiver.state->memNodes) / kLocalDistance);
+      c.cost.cacheWarmup = warmup;
+      c.cost.disruption =
+          config_.resizeDisruptionPerVm * double(receiver.vms.size() + donor.vms.size());
+      c.cost.actionCpu = config_.resizeActionCpu;
+      c.islands = {viewOf(receiver, receiver.capacity + cores, receiverAfter),
+                   viewOf(donor, donor.capacity - cores, donorAfter)};
+      c.atNs = input.nowNs;
+      c.horizonSeconds = horizonSeconds;
+      c.firstRiskStep = receiver.base.firstRiskStep;
+      applyGuards(c, input.nowNs, false);
+      if (!c.taken) continue;
+      c.reason = format(
+                     "balance: island %s holds %.2fx its sized peak %.1f cores, the host %.2fx, %s "
+                     "%.2fx; ",
+                     receiver.state->name.c_str(), receiverRatio, sizedNeed(receiver), hostRatio,
+                     donor.state->name.c_str(), ratioOf(*donorIndex)) +
+                 c.reason;
+      c.id = nextId_++;
+      const Mode mode = (receiver.mode == Mode::Enforce && donor.mode == Mode::Enforce)
+                            ? Mode::Enforce
+                            : Mode::Observe;
+      take(c, mode);
+      receiver.busy = true;
+      donor.busy = true;
+      remember(c);
+      result.decisions.push_back(std::move(c));
+    }
   }
   return result;
 }

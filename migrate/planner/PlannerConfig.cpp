@@ -28,6 +28,8 @@ std::string PlannerConfig::validate() const {
     return bad("resize_quantile", resizeQuantile, "must be 95 or 99");
   if (!finite(minReliefShare) || minReliefShare < 0 || minReliefShare > 1)
     return bad("min_relief_share", minReliefShare, "must be between 0 and 1");
+  if (!finite(balanceBand) || balanceBand < 0 || balanceBand >= 1)
+    return bad("balance_band", balanceBand, "must be in [0, 1)");
   if (!finite(minMoveCoverage) || minMoveCoverage < 0 || minMoveCoverage > 1)
     return bad("min_move_coverage", minMoveCoverage, "must be between 0 and 1");
   if (vmCandidatesPerIsland < 1)
@@ -59,6 +61,8 @@ std::string PlannerConfig::validate() const {
   if (minDwellNs < 0) return bad("min_dwell_ns", double(minDwellNs), "must be >= 0");
   if (islandCooldownNs < 0)
     return bad("island_cooldown_ns", double(islandCooldownNs), "must be >= 0");
+  if (sameRoleCooldownNs < 0)
+    return bad("same_role_cooldown_ns", double(sameRoleCooldownNs), "must be >= 0");
   if (budgetWindowNs <= 0) return bad("budget_window_ns", double(budgetWindowNs), "must be > 0");
   if (hostMovesPerWindow < 0)
     return bad("host_moves_per_window", hostMovesPerWindow, "must be >= 0");

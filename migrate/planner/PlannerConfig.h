@@ -34,6 +34,13 @@ struct PlannerConfig {
   // at least this; a series whose level shifted has a stale forecast. Above
   // it, the move's benefit is scaled by coverage / 0.95 (at most 1).
   double minMoveCoverage = 0;
+  // Proactive balance: an island whose capacity falls short of its sized
+  // peak (as a resize sizes it) by more than this share of the host's
+  // capacity-to-peak ratio gets CPUs from the island with the most capacity
+  // beyond that ratio, before it is at risk; 0 turns it off. The band is the
+  // hysteresis: a balanced island must drift this far before it is resized
+  // again.
+  double balanceBand = 0;  // off: on Bitbrains it chased noisy p99 peaks (bench/RESULTS.md)
   // How much more contention of a higher-priority island weighs, per level.
   double priorityWeight = 0.5;
 
@@ -64,6 +71,13 @@ struct PlannerConfig {
   // After an action, the islands it touched are left alone this long: their
   // forecasts must first see the new capacity or members.
   int64_t islandCooldownNs = 7'200'000'000'000;  // 2 h
+  // Within the cooldown, an island may take the same part again sooner: one
+  // relieved by the last action (it gained CPUs or shed a VM) may be
+  // relieved again, one that gave may give again, after this long. A
+  // rising forecast can outgrow one step; only a change of direction (taking
+  // back what was just given) is chatter, and that waits the whole cooldown.
+  // Longer than the cooldown means the cooldown alone.
+  int64_t sameRoleCooldownNs = 7'200'000'000'000;  // off: the whole cooldown
   int64_t budgetWindowNs = 3'600'000'000'000;
   int hostMovesPerWindow = 8;
   int islandMovesPerWindow = 3;

@@ -161,6 +161,8 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   fc.profileSteps = std::max(options.planner.horizonSteps, 12);
   fc.maxSeries = chosen.size() + 16;
   fc.ringCapacity = std::max<size_t>(1024, chosen.size() * 2);
+  if (options.forecastRecentQuantileRate)
+    fc.model.tuning.recentQuantileRate = *options.forecastRecentQuantileRate;
   auto forecaster = forecast::Forecaster::create(fc);
   if (!forecaster)
     return Error::invalid("create forecaster", "replay", "", forecaster.error().message());
@@ -230,6 +232,8 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
            options.planner.resizeActionCpu;
   };
 
+  // The latest pass's verdict per island (atoll), read when the next step is scored.
+  std::vector<std::string> verdict(islandCount, "none");
   std::vector<PendingOutcome> pending;
   // What a reader sees for a series without a profile (on the heap: a
   // snapshot is large).
@@ -273,6 +277,7 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
           s.report.maxDepth = std::max(s.report.maxDepth, depth);
           s.depthSum += depth;
           ++s.overloadedSteps;
+          if (s.policy == ReplayPolicy::Atoll) ++s.report.overloadAfterVerdict[verdict[i]];
         }
       }
     }
@@ -327,6 +332,13 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
               vm.demand = *noProfile;
           }
           PlanResult result = planner.plan(input);
+          verdict.assign(islandCount, "none");
+          for (const Decision& d : result.decisions) {
+            const std::string& relieved =
+                d.action == ActionKind::MoveVm ? d.fromIsland : d.toIsland;
+            for (size_t i = 0; i < islandCount; ++i)
+              if (islands[i].name == relieved) verdict[i] = std::string(ruleName(d.rule));
+          }
           for (const Decision& d : result.decisions) {
             if (!d.execute || d.action == ActionKind::None) continue;
             size_t from = 0, to = 0;
@@ -428,6 +440,12 @@ std::string formatReplayReport(const ReplayReport& report) {
     out += format("atoll/threshold overload time ratio: %.3f (actions %zu vs %zu)\n",
                   atoll->overloadVmMinutes / reactive->overloadVmMinutes, atoll->actions.size(),
                   reactive->actions.size());
+  if (atoll && !atoll->overloadAfterVerdict.empty()) {
+    out += "atoll overloaded island-steps by the previous pass's verdict on the island:";
+    for (const auto& [rule, count] : atoll->overloadAfterVerdict)
+      out += format(" %s %zu", rule.c_str(), count);
+    out += "\n";
+  }
   if (atoll)
     out += format("atoll outcome loop: margin %.2f after %zu tuning changes\n", atoll->finalMargin,
                   atoll->tuningChanges);
@@ -442,6 +460,7 @@ nlohmann::json toJson(const ReplayReport& report) {
                         {"vms", report.vmCount},
                         {"islands", report.islands},
                         {"vms_per_island", report.vmsPerIsland},
+                        {"demand", report.demand},
                         {"policies", nlohmann::json::array()}};
   for (const auto& p : report.policies) {
     nlohmann::json actions = nlohmann::json::array();
@@ -462,7 +481,9 @@ nlohmann::json toJson(const ReplayReport& report) {
                             {"action_count", p.actions.size()},
                             {"vm_moves", p.vmMoves},
                             {"move_cpu_seconds", p.moveCpuSeconds},
-                            {"actions", actions}};
+                            {"actions", actions},
+                            {"capacity", p.capacity},
+                            {"demand", p.demand}};
     if (p.policy == ReplayPolicy::Atoll) {
       entry["final_margin"] = p.finalMargin;
       entry["tuning_changes"] = p.tuningChanges;

@@ -19,6 +19,8 @@
 // its pages at the planner's migration rate, its cache warm-up and the
 // slowdown while it moves).
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,10 @@ struct ReplayOptions {
   // of it copies between nodes.
   double defaultVmMemoryBytes = 4.0 * (1ULL << 30);
   ThresholdConfig threshold;
+  // The forecaster's learning rate of the recent p95 (its default when
+  // unset): replays with another calibration show whether the planner's
+  // result depends on it.
+  std::optional<double> forecastRecentQuantileRate;
   size_t warmupSteps = 288;
   // Called now and then with a line of progress (long runs).
   std::function<void(const std::string&)> progress;
@@ -76,6 +82,10 @@ struct PolicyReport {
   std::vector<ReplayAction> actions;
   std::vector<std::vector<float>> capacity;  // [island][step]
   std::vector<std::vector<float>> demand;    // [island][step], cores, under this policy's placement
+  // atoll only: for each overloaded island-step, the verdict of the planning
+  // pass just before it on that island (a rule name, or "none" when the
+  // island was not at risk), so the rules that left overload in place show.
+  std::map<std::string, size_t> overloadAfterVerdict;
   // atoll only: the outcome loop's final state.
   double finalMargin = 0;
   size_t tuningChanges = 0;
@@ -97,6 +107,8 @@ struct ReplayReport {
 Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions& options);
 
 std::string formatReplayReport(const ReplayReport& report);
+// With each island's demand and each policy's capacity and demand per step
+// (cores), for analysing where policies differ.
 nlohmann::json toJson(const ReplayReport& report);
 // Per island: demand and each policy's capacity over time, actions marked.
 std::string renderReplaySvg(const ReplayReport& report);

@@ -126,6 +126,8 @@ host_moves_per_window = 2
 island_moves_per_window = 1
 hysteresis_window_seconds = 900
 island_cooldown_seconds = 0
+same_role_cooldown_seconds = 600
+balance_band = 0.25
 resize_quantile = 95
 min_relief_share = 0.25
 min_move_coverage = 0.8
@@ -151,6 +153,8 @@ shared = "enforce"
   EXPECT_EQ(p.config.islandMovesPerWindow, 1);
   EXPECT_EQ(p.config.hysteresisWindowNs, 900'000'000'000);
   EXPECT_EQ(p.config.islandCooldownNs, 0);  // 0 turns the cooldown off
+  EXPECT_EQ(p.config.sameRoleCooldownNs, 600'000'000'000);
+  EXPECT_DOUBLE_EQ(p.config.balanceBand, 0.25);
   EXPECT_EQ(p.config.resizeQuantile, 95);
   EXPECT_DOUBLE_EQ(p.config.minReliefShare, 0.25);
   EXPECT_DOUBLE_EQ(p.config.minMoveCoverage, 0.8);
@@ -176,6 +180,8 @@ TEST(MainJobConfig, RejectsBadPlannerValuesNamingKeyValueAndLine) {
            {"min_dwell_seconds = 0", "planner.min_dwell_seconds", "0"},
            {"island_cooldown_seconds = -1", "planner.island_cooldown_seconds", "-1"},
            {"resize_quantile = 90", "planner.resize_quantile", "90"},
+           {"same_role_cooldown_seconds = -1", "planner.same_role_cooldown_seconds", "-1"},
+           {"balance_band = 1", "planner.balance_band", "1"},
            {"min_relief_share = 1.5", "planner.min_relief_share", "1.5"},
            {"min_move_coverage = -0.1", "planner.min_move_coverage", "-0.1"},
            {"margni = 1.0", "planner.margni", "margin"},

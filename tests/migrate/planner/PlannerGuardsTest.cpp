@@ -147,6 +147,7 @@ TEST(Guards, HysteresisStopsAFlipFlop) {
 TEST(Guards, CooldownLeavesAChangedIslandAlone) {
   PlannerConfig config = enforcing();
   config.islandCooldownNs = 2 * 3'600 * kSecondNs;
+  config.sameRoleCooldownNs = config.islandCooldownNs;  // the whole cooldown for every action
   config.islandMovesPerWindow = 1000;
   config.hostMovesPerWindow = 1000;
   config.hysteresisWindowNs = 0;
@@ -176,6 +177,49 @@ TEST(Guards, CooldownLeavesAChangedIslandAlone) {
   auto revert = verifying.verify(worse, in);
   ASSERT_TRUE(revert.has_value());
   EXPECT_EQ(revert->rule, Rule::Revert);
+}
+
+// Within the cooldown, an island relieved by the last action may be relieved
+// again once the shorter same-role cooldown has passed; taking back what was
+// just given still waits the whole cooldown.
+TEST(Guards, SameRoleActsAgainSoonerThanAReversal) {
+  PlannerConfig config = enforcing();
+  config.islandCooldownNs = 2 * 3'600 * kSecondNs;
+  config.sameRoleCooldownNs = 1'800 * kSecondNs;
+  config.islandMovesPerWindow = 1000;
+  config.hostMovesPerWindow = 1000;
+  config.hysteresisWindowNs = 0;
+  config.balanceBand = 0;  // the at-risk rule alone
+  const int64_t now = 1000 * kStepNs;
+  // The reverse case: "hot" now idle on 12 CPUs, "cool" heading past its 4.
+  auto swapped = [](int64_t at) {
+    PlanInput in;
+    in.nowNs = at;
+    in.islands.push_back(island("hot", cpuRange(0, 12), flatProfile(2, 2.5, 3)));
+    in.islands.push_back(island("cool", cpuRange(12, 4), flatProfile(5, 6, 7)));
+    in.host.nodes = {{0, cpuRange(0, 16)}};
+    return in;
+  };
+  Planner planner = makePlanner(config);
+  const Decision first = planner.plan(hotAndCool(now)).decisions[0];
+  ASSERT_TRUE(first.taken) << first.reason;
+  ASSERT_EQ(first.toIsland, "hot");
+  planner.reportCompleted(first.id, now + kSecondNs);
+  // Relieving "hot" again: held inside the same-role cooldown, free after it.
+  const Decision early = planner.plan(hotAndCool(now + kStepNs)).decisions[0];
+  EXPECT_FALSE(early.taken);
+  EXPECT_EQ(early.rule, Rule::Cooldown);
+  const Decision reversed =
+      planner.plan(swapped(now + config.sameRoleCooldownNs + kSecondNs)).decisions[0];
+  EXPECT_EQ(reversed.fromIsland, "hot");
+  EXPECT_EQ(reversed.toIsland, "cool");
+  EXPECT_FALSE(reversed.taken);
+  EXPECT_EQ(reversed.rule, Rule::Cooldown) << reversed.reason;
+  EXPECT_NE(reversed.reason.find("cooldown"), std::string::npos) << reversed.reason;
+  const Decision again =
+      planner.plan(hotAndCool(now + config.sameRoleCooldownNs + kSecondNs)).decisions[0];
+  EXPECT_TRUE(again.taken) << again.reason;
+  EXPECT_EQ(again.toIsland, "hot");
 }
 
 }  // namespace

@@ -515,5 +515,49 @@ TEST(Verification, RevertWaitsForTheMoveToFinish) {
   EXPECT_EQ(planner.history().back().rule, Rule::InFlight);
 }
 
+// Proactive balance: an island not at risk whose capacity has fallen behind
+// its p99 peak relative to the rest of the host gets CPUs from the island
+// with the most beyond the host's ratio; within the band nothing happens, and
+// a band of 0 turns the rule off.
+TEST(Planner, BalanceGrowsAnIslandThatFellBehindBeforeItIsAtRisk) {
+  auto layout = [](unsigned shortCpus) {
+    PlanInput in;
+    in.nowNs = 1000 * kStepNs;
+    // Below its capacity at p99 (so not at risk) but with a tail past it.
+    in.islands.push_back(island("short", cpuRange(0, shortCpus), flatProfile(6, 7, 7.9)));
+    in.islands.push_back(
+        island("roomy", cpuRange(shortCpus, 16 - shortCpus), flatProfile(2, 2.5, 3)));
+    in.host.nodes = {{0, cpuRange(0, 16)}};
+    return in;
+  };
+  PlannerConfig config = enforcing();
+  config.balanceBand = 0.15;
+  Planner planner = makePlanner(config);
+  const PlanResult result = planner.plan(layout(8));
+  ASSERT_EQ(result.decisions.size(), 1u);
+  const Decision& d = result.decisions[0];
+  EXPECT_TRUE(d.taken) << d.reason;
+  EXPECT_TRUE(d.execute);
+  EXPECT_EQ(d.action, ActionKind::ResizeIsland);
+  EXPECT_EQ(d.fromIsland, "roomy");
+  EXPECT_EQ(d.toIsland, "short");
+  EXPECT_EQ(d.rule, Rule::BenefitExceedsCost);
+  EXPECT_GT(d.benefit, d.cost.total() * (1 + d.margin));
+  EXPECT_NE(d.reason.find("balance"), std::string::npos) << d.reason;
+  ASSERT_EQ(d.islands.size(), 2u);
+  EXPECT_LT(d.islands[0].contentionBefore, config.riskThreshold);  // not at risk yet
+  // short needs 7.9 x 1.05, roomy 3 x 1.05; the host holds 16 / 11.45 =
+  // 1.40x: short reaches it short of 3.6 cores, roomy keeps 1.40 x 3.15.
+  EXPECT_EQ(d.cpusMoved.size(), 3u);
+
+  // Within the band (short at 11 CPUs holds 1.33x against 0.85 x 1.40): nothing.
+  Planner balanced = makePlanner(config);
+  EXPECT_TRUE(balanced.plan(layout(11)).decisions.empty());
+  // Off.
+  config.balanceBand = 0;
+  Planner off = makePlanner(config);
+  EXPECT_TRUE(off.plan(layout(8)).decisions.empty());
+}
+
 }  // namespace
 }  // namespace Atoll::planner

@@ -192,6 +192,17 @@ TEST_F(PeriodicBurstReplay, AtollResizesBeforeTheBurstThresholdAfter) {
   auto json = toJson(*report);
   EXPECT_EQ(json["policies"].size(), 3u);
   EXPECT_EQ(json["policies"][0]["policy"], "atoll");
+  // ... with every island's timeline, for analysing where policies differ.
+  ASSERT_EQ(json["demand"].size(), report->islands.size());
+  EXPECT_EQ(json["demand"][0].size(), report->steps);
+  ASSERT_EQ(json["policies"][1]["capacity"].size(), report->islands.size());
+  EXPECT_EQ(json["policies"][1]["capacity"][0].size(), report->steps);
+  EXPECT_EQ(json["policies"][1]["capacity"][0][lastDay + kBurstA].get<float>(),
+            threshold.capacity[0][lastDay + kBurstA]);
+  // Every overloaded island-step of atoll is attributed to a verdict.
+  size_t attributed = 0;
+  for (const auto& [rule, count] : atoll.overloadAfterVerdict) attributed += count;
+  EXPECT_DOUBLE_EQ(double(attributed) * kTraceStepSeconds / 60.0, atoll.overloadIslandMinutes);
 }
 
 // When resizes cannot relieve an island (here one CPU per resize against
