@@ -21,7 +21,9 @@ struct ModelTuning {
                                       // (a miss is seen h steps late: long feedback, small steps)
   int relativeBandMaxHorizon = 12;    // up to this horizon the second error tracker works
                                       // relative to the forecast level (else in series units)
-  double quantileScaleDecay = 0.005;  // EW weight of the (spike-clipped) normalised error scale
+  double trackerBlendPower = 16.0;    // the two trackers' offsets are blended by weights
+                                      // (running pinball loss)^-this; 0 picks the better one
+  double quantileScaleDecay = 0.010;  // EW weight of the (spike-clipped) normalised error scale
   double coverageDecay = 0.01;        // EW weight of the exposed p95 coverage
   double fastMedianRate = 0.15;       // gain of the recent robust level
   double slowLevelRate = 0.01;        // gain of the long-run robust level (mean reversion)
@@ -36,7 +38,7 @@ struct ModelTuning {
   double stackingShare = 0.01;        // fixed share toward equal weights per step
   double pointWeightPower = 16.0;     // p50 weight = error^-this (see SeriesModel)
   int recentQuantileEvery = 36;       // steps between refreshes of the recent p95 of values
-  double recentQuantileRate = 0.03;   // learning rate of its share in the issued p95
+  double recentQuantileRate = 0.04;   // learning rate of its share in the issued p95
 };
 
 struct ModelConfig {

@@ -26,8 +26,9 @@ enum RingSlot : int {
 // current volatility, see bandScale()) and, in the *Raw entries, in units of
 // levelUnit() (relative to the forecast level up to 1 h, the series' own units
 // beyond); each keeps its running p95 pinball loss in the series' units and
-// the lower one is used, since recent volatility predicts the next minutes of
-// error better than the next hours.
+// the one with the lower loss gets most of the weight (conditionalShare()),
+// since recent volatility predicts the next minutes of error better than the
+// next hours.
 enum TrackedStat : int {
   kQ95,
   kQ99,
@@ -95,6 +96,26 @@ void SeriesModel::trackQuantiles(double error, double step, float* q, float& los
   const double move = step * scale;
   q95 += static_cast<float>(move * ((miss > 0 ? 1.0 : 0.0) - 0.05));
   q99 += static_cast<float>(move * ((error > q99 ? 1.0 : 0.0) - 0.01));
+}
+
+// The share of the volatility-relative tracker in the band. The two
+// trackers' offsets are blended by weights (running pinball loss)^-power:
+// close to picking the better one, but when their losses are close (often on
+// steady series) the band no longer jumps between two offsets each time the
+// losses cross, which only added noise to the issued p95.
+double SeriesModel::conditionalShare(const float* stats) const {
+  const double loss = stats[kLoss], lossRaw = stats[kLossRaw];
+  const double power = shape_->tuning().trackerBlendPower;
+  if (!(power > 0) || !(loss > 0) || !(lossRaw > 0)) return loss <= lossRaw ? 1.0 : 0.0;
+  const double r = loss / lossRaw;
+  double ratio;
+  if (power == 16.0) {
+    const double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    ratio = r8 * r8;
+  } else {
+    ratio = std::pow(r, power);
+  }
+  return 1.0 / (1.0 + ratio);  // ratio = inf (raw far better) gives 0
 }
 
 const char* modelName(ModelKind kind) {
@@ -368,17 +389,13 @@ void SeriesModel::quantilesAt(int h, double centre, double point, double band,
   const float* lowerStats = trackedStats(bracket.lower);
   const float* upperStats = trackedStats(bracket.upper);
   const double p50 = std::max(0.0, centre);
-  // Offsets in the series' units from whichever error model scores better.
+  // Offsets in the series' units, the two error models blended by their losses.
   auto offsets = [this, band, p50](int j, double& q95, double& q99) {
     const float* stats = trackedStats(j);
-    if (stats[kLoss] <= stats[kLossRaw]) {
-      q95 = stats[kQ95] * band;
-      q99 = stats[kQ99] * band;
-    } else {
-      const double unit = levelUnit(j, p50);
-      q95 = stats[kQ95Raw] * unit;
-      q99 = stats[kQ99Raw] * unit;
-    }
+    const double share = conditionalShare(stats);
+    const double unit = levelUnit(j, p50);
+    q95 = share * stats[kQ95] * band + (1 - share) * stats[kQ95Raw] * unit;
+    q99 = share * stats[kQ99] * band + (1 - share) * stats[kQ99Raw] * unit;
   };
   double q95, q99;
   if (upperStats[kCount] > 0 && lowerStats[kCount] > 0) {
@@ -532,8 +549,8 @@ void SeriesModel::scoreErrors(double value) {
       stats[kCount] = 1;
       continue;
     }
-    const bool conditional = stats[kLoss] <= stats[kLossRaw];
-    const double offset = conditional ? stats[kQ95] * band : stats[kQ95Raw] * unit;
+    const double share = conditionalShare(stats);
+    const double offset = share * stats[kQ95] * band + (1 - share) * stats[kQ95Raw] * unit;
     double issued95 = p50 + offset;
     const double recent = recentQuantileAfter(target - h + 1);
     if (recent >= 0) {

@@ -93,6 +93,7 @@ class SeriesModel {
   float seasonalAt(int phase) const { return season()[phase]; }
   double bandScale() const;  // recent over long-run volatility, clamped
   double levelUnit(int j, double p50) const;
+  double conditionalShare(const float* stats) const;
   void scoreErrors(double value);
   void trackQuantiles(double error, double step, float* q, float& loss, double unit) const;
   void advanceModels(double value);
