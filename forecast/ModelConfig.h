@@ -39,6 +39,7 @@ struct ModelTuning {
   double pointWeightPower = 16.0;     // p50 weight = error^-this (see SeriesModel)
   int recentQuantileEvery = 36;       // steps between refreshes of the recent p95 of values
   double recentQuantileRate = 0.04;   // learning rate of its share in the issued p95
+  bool pointSeasonMedian = true;      // p50 also weighs the median of the last season
 };
 
 struct ModelConfig {

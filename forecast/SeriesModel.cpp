@@ -63,6 +63,28 @@ int wrapBack(int pos, int back, int length) {
   return at < 0 ? at + length : at;
 }
 
+// Median of values[0, count) (the mean of the two middle ones when count is
+// even); reorders the values.
+double medianOf(float* values, int count) {
+  if (count <= 0) return 0;
+  const int middle = count / 2;
+  std::nth_element(values, values + middle, values + count);
+  const double upper = values[middle];
+  if (count % 2 == 1) return upper;
+  return 0.5 * (upper + *std::max_element(values, values + middle));
+}
+
+// Copies the last `count` values of a ring ending before `pos` to `out`.
+void copyLast(const float* ring, int pos, int count, int length, float* out) {
+  const int start = wrapBack(pos, count, length);
+  if (start < pos || count == 0) {
+    std::copy(ring + start, ring + pos, out);
+  } else {
+    std::copy(ring + start, ring + length, out);
+    std::copy(ring, ring + pos, out + (length - start));
+  }
+}
+
 // Huber-type robust level: moves by the error, clipped to the series' own
 // mean deviation, so spikes barely move it (close to a running median) while
 // a persistent shift is followed within a few multiples of 1/rate steps.
@@ -134,6 +156,8 @@ const char* modelName(ModelKind kind) {
       return "seasonal-holt-winters";
     case ModelKind::SeasonalNaive:
       return "seasonal-naive";
+    case ModelKind::SeasonMedian:
+      return "season-median";
   }
   return "unknown";
 }
@@ -142,8 +166,8 @@ size_t SeriesModel::arenaFloatsFor(const ModelShape& shape) {
   return size_t(shape.historyLength()) + size_t(shape.season()) +
          size_t(kRingCount) * shape.ringLength() + 2 * size_t(shape.trackedRingTotal()) +
          size_t(kModelCount) * shape.trackedCount() + size_t(kStatCount) * shape.trackedCount() +
-         size_t(kModelCount) * shape.stackedCount() + size_t(shape.trackedCount()) +
-         size_t(shape.recentQuantileSlots());
+         size_t(kBandModelCount) * shape.stackedCount() + size_t(shape.trackedCount()) +
+         2 * size_t(shape.recentQuantileSlots());
 }
 
 SeriesModel::SeriesModel(const ModelShape& shape)
@@ -201,13 +225,16 @@ float* SeriesModel::trackedStats(int j) const {
   return modelError(kModelCount) + size_t(j) * kStatCount;
 }
 float* SeriesModel::mixWeights(int j) const {
-  return trackedStats(shape_->trackedCount()) + size_t(j) * kModelCount;
+  return trackedStats(shape_->trackedCount()) + size_t(j) * kBandModelCount;
 }
 float* SeriesModel::recentShare() const {
   return mixWeights(shape_->stackedCount());
 }
 float* SeriesModel::recentQuantiles() const {
   return recentShare() + shape_->trackedCount();
+}
+float* SeriesModel::recentMedians() const {
+  return recentQuantiles() + shape_->recentQuantileSlots();
 }
 
 void SeriesModel::reset() {
@@ -224,9 +251,9 @@ void SeriesModel::reset() {
   std::fill_n(trackedPos_.get(), shape_->trackedCount(), uint16_t{0});
   std::fill_n(trackedP50(0), shape_->trackedRingTotal(), kNone);
   std::fill_n(modelError(0), size_t(kModelCount) * shape_->trackedCount(), kNone);
-  std::fill_n(mixWeights(0), size_t(kModelCount) * shape_->stackedCount(),
-              static_cast<float>(1.0 / kModelCount));
-  std::fill_n(recentQuantiles(), shape_->recentQuantileSlots(), kNone);
+  std::fill_n(mixWeights(0), size_t(kBandModelCount) * shape_->stackedCount(),
+              static_cast<float>(1.0 / kBandModelCount));
+  std::fill_n(recentQuantiles(), 2 * size_t(shape_->recentQuantileSlots()), kNone);
   for (int j = 0; j < shape_->trackedCount(); ++j) {
     float* stats = trackedStats(j);
     stats[kErrorScale] = stats[kErrorScaleRaw] = kNone;
@@ -247,6 +274,8 @@ bool SeriesModel::available(int model, uint64_t origin) const {
     case ModelKind::SeasonalHoltWinters:
     case ModelKind::SeasonalNaive:
       return season > 0 && origin + 1 >= season;
+    case ModelKind::SeasonMedian:
+      return origin + 1 >= uint64_t(shape_->tuning().recentQuantileEvery);
     default:
       return true;
   }
@@ -274,31 +303,41 @@ double SeriesModel::levelUnit(int j, double p50) const {
   return p50 + std::max(naiveScale_, 1e-9);
 }
 
-void SeriesModel::trackedWeights(int j, uint64_t origin, double* weights, double power) const {
+void SeriesModel::trackedWeights(int j, uint64_t origin, double* weights, double power,
+                                 int models) const {
   const double floor = 1e-9 + 1e-3 * std::max(naiveScale_, 0.0);
   const bool stacked = j < shape_->stackedCount();
   const float* mix = stacked ? mixWeights(j) : nullptr;
+  if (!shape_->tuning().pointSeasonMedian) models = std::min(models, kBandModelCount);
   const bool seasonal = available(int(ModelKind::SeasonalNaive), origin);
+  const bool seasonMedian = available(int(ModelKind::SeasonMedian), origin);
   // Errors first (0: no weight), then weights relative to the least error, so
   // a high power neither overflows nor underflows whatever the series' units.
+  const float* errors = modelError(0) + j;  // model m's at errors[m * trackedCount]
+  const int stride = shape_->trackedCount();
   double least = 0;
   for (int m = 0; m < kModelCount; ++m) {
-    const float error = modelError(m)[j];
-    const bool usable = error >= 0 && (seasonal || m < int(ModelKind::SeasonalHoltWinters));
+    const float error = errors[m * stride];
+    const bool usable = m < models && error >= 0;
     weights[m] = usable ? error + floor : 0.0;
-    if (usable && (least == 0 || weights[m] < least)) least = weights[m];
   }
+  if (!seasonal)
+    weights[int(ModelKind::SeasonalHoltWinters)] = weights[int(ModelKind::SeasonalNaive)] = 0;
+  if (!seasonMedian) weights[int(ModelKind::SeasonMedian)] = 0;
+  for (int m = 0; m < models; ++m)
+    if (weights[m] > 0 && (least == 0 || weights[m] < least)) least = weights[m];
   double sum = 0;
-  for (int m = 0; m < kModelCount; ++m) {
+  for (int m = 0; m < models; ++m) {
     if (weights[m] == 0) continue;
-    const double e = weights[m] / least;
-    const double e2 = e * e;
-    const double e4 = e2 * e2;
-    weights[m] = power == 4.0    ? 1.0 / e4
-                 : power == 16.0 ? 1.0 / ((e4 * e4) * (e4 * e4))
-                 : power == 2.0  ? 1.0 / e2
-                                 : std::pow(e, -power);
-    if (stacked) weights[m] *= mix[m];
+    const double r = least / weights[m];  // <= 1
+    const double r2 = r * r;
+    const double r4 = r2 * r2;
+    weights[m] = power == 4.0    ? r4
+                 : power == 16.0 ? (r4 * r4) * (r4 * r4)
+                 : power == 2.0  ? r2
+                                 : std::pow(r, power);
+    // Point-only models are not stacked: they count as an average one.
+    if (stacked) weights[m] *= m < kBandModelCount ? mix[m] : 1.0 / kBandModelCount;
     sum += weights[m];
   }
   const double scale = sum > 0 ? 1.0 / sum : 0.0;
@@ -311,6 +350,7 @@ void SeriesModel::liveForecasts(int h, double* forecasts) const {
   const int window = static_cast<int>(std::min<uint64_t>(steps_, kRecentWindow));
   forecasts[int(ModelKind::LastValue)] = last_;
   forecasts[int(ModelKind::RecentMean)] = recentSum_ / window;
+  forecasts[int(ModelKind::SeasonMedian)] = std::max(0.0, recentMedianAfter(steps_));
   forecasts[int(ModelKind::RecentMedian)] = fastLevel_;
   forecasts[int(ModelKind::SlowLevel)] = slowLevel_;
   forecasts[int(ModelKind::DampedTrend)] = holtLevel_ + shape_->dampSum(h) * holtTrend_;
@@ -368,13 +408,13 @@ Quantiles SeriesModel::forecast(int h) const {
   double lower[kModelCount], upper[kModelCount], forecasts[kModelCount];
   const ModelTuning& tuning = shape_->tuning();
   liveForecasts(h, forecasts);
-  trackedWeights(bracket.lower, origin, lower, tuning.weightPower);
-  trackedWeights(bracket.upper, origin, upper, tuning.weightPower);
+  trackedWeights(bracket.lower, origin, lower, tuning.weightPower, kBandModelCount);
+  trackedWeights(bracket.upper, origin, upper, tuning.weightPower, kBandModelCount);
   const Blend centre{anyWeight(lower) ? lower : nullptr, anyWeight(upper) ? upper : nullptr,
                      bracket.upperWeight};
   const double centreValue = blended(centre, forecasts);
-  trackedWeights(bracket.lower, origin, lower, tuning.pointWeightPower);
-  trackedWeights(bracket.upper, origin, upper, tuning.pointWeightPower);
+  trackedWeights(bracket.lower, origin, lower, tuning.pointWeightPower, kModelCount);
+  trackedWeights(bracket.upper, origin, upper, tuning.pointWeightPower, kModelCount);
   const Blend point{anyWeight(lower) ? lower : nullptr, anyWeight(upper) ? upper : nullptr,
                     bracket.upperWeight};
   quantilesAt(h, centreValue, blended(point, forecasts), bandScale(), out);
@@ -440,8 +480,8 @@ void SeriesModel::profile(std::span<Quantiles> out) const {
     double pointWeights[kStackTracked][kModelCount];
     bool known[kStackTracked];
     for (int j = 0; j < tracked; ++j) {
-      trackedWeights(j, origin, weights[j], shape_->tuning().weightPower);
-      trackedWeights(j, origin, pointWeights[j], shape_->tuning().pointWeightPower);
+      trackedWeights(j, origin, weights[j], shape_->tuning().weightPower, kBandModelCount);
+      trackedWeights(j, origin, pointWeights[j], shape_->tuning().pointWeightPower, kModelCount);
       known[j] = anyWeight(weights[j]);
     }
     double forecasts[kModelCount];
@@ -510,23 +550,30 @@ void SeriesModel::scoreErrors(double value) {
           ring(kRingHwLevel)[at] + damp * ring(kRingHwTrend)[at] + seasonalAt(seasonPos_);
       stored[int(ModelKind::SeasonalNaive)] = hist()[wrapBack(histPos_, season, historyLength)];
     }
-    const int models = seasonal ? kModelCount : int(ModelKind::SeasonalHoltWinters);
+    stored[int(ModelKind::SeasonMedian)] = recentMedianAfter(origin + 1);
+    // The band's models scored (and stacked) at this origin.
+    const int models = seasonal ? kBandModelCount : int(ModelKind::SeasonalHoltWinters);
     // The p50 issued at the origin, rebuilt from the models' stored forecasts
     // with the point weights as they stand now rather than h steps ago (the
     // errors behind them are slow EW means, so the two differ little; storing
     // the issued p50 per origin would cost another ring per horizon).
     double pointWeights[kModelCount];
-    trackedWeights(j, origin, pointWeights, tuning.pointWeightPower);
+    trackedWeights(j, origin, pointWeights, tuning.pointWeightPower, kModelCount);
     double point = -1;
     if (anyWeight(pointWeights)) {
       point = 0;
-      for (int m = 0; m < models; ++m) point += pointWeights[m] * stored[m];
+      for (int m = 0; m < kModelCount; ++m)
+        if (pointWeights[m] > 0) point += pointWeights[m] * stored[m];
       point = std::max(0.0, point);
     }
-    for (int m = 0; m < models; ++m) {
-      float& error = modelError(m)[j];
+    float* errors = modelError(0) + j;  // model m's at errors[m * trackedCount]
+    const int stride = shape_->trackedCount();
+    auto score = [&](int m) {
+      float& error = errors[m * stride];
       error = static_cast<float>(ew(error, std::fabs(value - stored[m]), errorDecayAt));
-    }
+    };
+    for (int m = 0; m < models; ++m) score(m);
+    if (available(int(ModelKind::SeasonMedian), origin)) score(int(ModelKind::SeasonMedian));
     if (j < shape_->stackedCount()) learnMix(j, value, stored, models);
     const int slot = trackedPos_[j];
     const float p50 = trackedP50(j)[slot];
@@ -690,7 +737,7 @@ void SeriesModel::issueTracked() {
   double weights[kModelCount], forecasts[kModelCount];
   for (int j = 0; j < shape_->trackedCount(); ++j) {
     const int h = shape_->horizons()[j];
-    trackedWeights(j, origin, weights, shape_->tuning().weightPower);
+    trackedWeights(j, origin, weights, shape_->tuning().weightPower, kBandModelCount);
     liveForecasts(h, forecasts);
     const Blend blend{anyWeight(weights) ? weights : nullptr, nullptr, 0.0};
     const int slot = trackedPos_[j];
@@ -732,7 +779,19 @@ void SeriesModel::refreshRecentQuantile() {
     consider(hist(), hist() + histPos_);
   }
   const uint64_t refresh = steps_ / uint64_t(shape_->tuning().recentQuantileEvery);
-  recentQuantiles()[refresh % uint64_t(shape_->recentQuantileSlots())] = top[0];
+  const uint64_t slot = refresh % uint64_t(shape_->recentQuantileSlots());
+  recentQuantiles()[slot] = top[0];
+  // The median over the same window, for the season-median model.
+  float values[ModelShape::kMaxRecentQuantileWindow];
+  copyLast(hist(), histPos_, window, historyLength, values);
+  recentMedians()[slot] = static_cast<float>(medianOf(values, window));
+}
+
+// The recent median in force once `stepsSoFar` steps had been taken; < 0 if none.
+double SeriesModel::recentMedianAfter(uint64_t stepsSoFar) const {
+  const auto every = uint64_t(shape_->tuning().recentQuantileEvery);
+  if (stepsSoFar < every) return -1;
+  return recentMedians()[(stepsSoFar / every) % uint64_t(shape_->recentQuantileSlots())];
 }
 
 // The recent p95 in force once `stepsSoFar` steps had been taken; < 0 if none.

@@ -1,7 +1,8 @@
 #pragma once
 // The forecasting state of one series at the model's step: a bank of small
 // online models (last value, recent mean, recent and long-run robust levels,
-// damped Holt, damped additive Holt-Winters on the season, seasonal naive),
+// damped Holt, damped additive Holt-Winters on the season, seasonal naive,
+// and for p50 only the median of the last season's values),
 // each scored by its own out-of-sample error at every tracked horizon. Two
 // combinations weighted by those errors are formed per horizon (the error
 // memory grows with the horizon, and at short horizons the weights are
@@ -39,8 +40,17 @@ enum class ModelKind : uint8_t {
   DampedTrend,
   SeasonalHoltWinters,
   SeasonalNaive,
+  // Point-only (in p50, not in the band's centre nor the stacking): the
+  // MAE-optimal forecast of a noisy level is its conditional median, and
+  // hours ahead on spiky or idle-then-busy series the median of the last
+  // season's values is closer to it than any smoothed level. Refreshed with
+  // the recent p95, over the same values.
+  SeasonMedian,
 };
-inline constexpr int kModelCount = 7;
+inline constexpr int kModelCount = 8;
+// The models the band's centre blends and the stacking learns weights for
+// (the first ones).
+inline constexpr int kBandModelCount = 7;
 const char* modelName(ModelKind kind);
 
 struct Quantiles {
@@ -87,7 +97,8 @@ class SeriesModel {
   bool available(int model, uint64_t origin) const;
   // Normalised combination weights at tracked horizon j (sum 1; all zero when
   // no model has an error yet).
-  void trackedWeights(int j, uint64_t origin, double* weights, double power) const;
+  // `models`: kBandModelCount for the band's centre, kModelCount for p50.
+  void trackedWeights(int j, uint64_t origin, double* weights, double power, int models) const;
   void liveForecasts(int h, double* forecasts) const;
   void quantilesAt(int h, double centre, double point, double band, Quantiles& out) const;
   float seasonalAt(int phase) const { return season()[phase]; }
@@ -107,11 +118,13 @@ class SeriesModel {
   float* trackedScale(int j) const;    // band scale (volatility) at each origin
   float* modelError(int model) const;  // [trackedCount]
   float* trackedStats(int j) const;    // [kStatCount]
-  float* mixWeights(int j) const;      // [kModelCount] learned combination weights (stacked j)
+  float* mixWeights(int j) const;      // [kBandModelCount] learned combination weights (stacked j)
   float* recentShare() const;          // [trackedCount] share of the recent p95 in the issued p95
   float* recentQuantiles() const;      // [recentQuantileSlots] p95 of the recent values
+  float* recentMedians() const;        // [recentQuantileSlots] median of the recent values
   void refreshRecentQuantile();
   double recentQuantileAfter(uint64_t stepsSoFar) const;
+  double recentMedianAfter(uint64_t stepsSoFar) const;
   void learnMix(int j, double value, const double* stored, int models);
 
   const ModelShape* shape_;
