@@ -362,6 +362,43 @@ PlanResult Planner::plan(const PlanInput& input) {
     return order;
   };
 
+  // A resize of `moved` from donor to receiver, with both islands' contention
+  // after it, its benefit (relief weighted by priority and trust, less what
+  // the donor loses) and its cost.
+  struct ResizeCandidate {
+    Decision decision;
+    HorizonContention receiverAfter, donorAfter;
+  };
+  auto resizeCandidate = [&](const IslandCalc& donor, const IslandCalc& receiver,
+                             const numa::CpuList& moved) {
+    const double cores = double(moved.size()) * donor.perCpu;
+    const HorizonContention receiverAfter =
+        horizonContention(receiver.state->profile, config_.horizonSteps, receiver.capacity + cores,
+                          config_.riskThreshold);
+    const HorizonContention donorAfter = horizonContention(
+        donor.state->profile, config_.horizonSteps, donor.capacity - cores, config_.riskThreshold);
+    Decision c;
+    c.action = ActionKind::ResizeIsland;
+    c.fromIsland = donor.state->name;
+    c.toIsland = receiver.state->name;
+    c.cpusMoved = moved;
+    c.benefit =
+        receiver.weight * receiver.trust *
+            (receiver.base.unmetCoreSeconds - receiverAfter.unmetCoreSeconds) -
+        donor.weight * donor.trust * (donorAfter.unmetCoreSeconds - donor.base.unmetCoreSeconds);
+    double warmup = 0;
+    for (unsigned cpu : moved)
+      warmup += config_.cacheWarmupSecondsPerCpu *
+                (distanceToMemory(cpu, receiver.state->memNodes) / kLocalDistance);
+    c.cost.cacheWarmup = warmup;
+    c.cost.disruption =
+        config_.resizeDisruptionPerVm * double(receiver.vms.size() + donor.vms.size());
+    c.cost.actionCpu = config_.resizeActionCpu;
+    c.islands = {viewOf(receiver, receiver.capacity + cores, receiverAfter),
+                 viewOf(donor, donor.capacity - cores, donorAfter)};
+    return ResizeCandidate{std::move(c), receiverAfter, donorAfter};
+  };
+
   const double horizonSeconds = [&] {
     for (const auto& c : pass.islands)
       if (c.state->profile.stepNs > 0)
@@ -426,36 +463,11 @@ PlanResult Planner::plan(const PlanInput& input) {
       if (slackCpus == 0) continue;
       numa::CpuList moved = chooseCpus(donor, receiver, std::min(need, slackCpus));
       if (moved.empty() || moved.size() > slackCpus) continue;
-      const double cores = double(moved.size()) * donor.perCpu;
-      const HorizonContention receiverAfter =
-          horizonContention(receiver.state->profile, config_.horizonSteps,
-                            receiver.capacity + cores, config_.riskThreshold);
-      const HorizonContention donorAfter =
-          horizonContention(donor.state->profile, config_.horizonSteps, donor.capacity - cores,
-                            config_.riskThreshold);
+      auto [c, receiverAfter, donorAfter] = resizeCandidate(donor, receiver, moved);
       if (donorAfter.probability >= config_.riskThreshold) continue;
       if (donor.state->priority > receiver.state->priority &&
           donorAfter.probability > donor.base.probability)
         continue;
-      Decision c;
-      c.action = ActionKind::ResizeIsland;
-      c.fromIsland = donor.state->name;
-      c.toIsland = receiver.state->name;
-      c.cpusMoved = moved;
-      c.benefit =
-          receiver.weight * receiver.trust *
-              (receiver.base.unmetCoreSeconds - receiverAfter.unmetCoreSeconds) -
-          donor.weight * donor.trust * (donorAfter.unmetCoreSeconds - donor.base.unmetCoreSeconds);
-      double warmup = 0;
-      for (unsigned cpu : moved)
-        warmup += config_.cacheWarmupSecondsPerCpu *
-                  (distanceToMemory(cpu, receiver.state->memNodes) / kLocalDistance);
-      c.cost.cacheWarmup = warmup;
-      c.cost.disruption =
-          config_.resizeDisruptionPerVm * double(receiver.vms.size() + donor.vms.size());
-      c.cost.actionCpu = config_.resizeActionCpu;
-      c.islands = {viewOf(receiver, receiver.capacity + cores, receiverAfter),
-                   viewOf(donor, donor.capacity - cores, donorAfter)};
       declineSmallRelief(c, receiver, receiverAfter, sizedRelief);
       candidates.push_back(std::move(c));
       partners.push_back(d);
@@ -658,33 +670,8 @@ PlanResult Planner::plan(const PlanInput& input) {
       IslandCalc& donor = pass.islands[*donorIndex];
       numa::CpuList moved = chooseCpus(donor, receiver, count);
       if (moved.empty() || moved.size() > count) continue;
-      const double cores = double(moved.size()) * donor.perCpu;
-      const HorizonContention receiverAfter =
-          horizonContention(receiver.state->profile, config_.horizonSteps,
-                            receiver.capacity + cores, config_.riskThreshold);
-      const HorizonContention donorAfter =
-          horizonContention(donor.state->profile, config_.horizonSteps, donor.capacity - cores,
-                            config_.riskThreshold);
+      auto [c, receiverAfter, donorAfter] = resizeCandidate(donor, receiver, moved);
       if (donorAfter.probability >= config_.riskThreshold) continue;
-      Decision c;
-      c.action = ActionKind::ResizeIsland;
-      c.fromIsland = donor.state->name;
-      c.toIsland = receiver.state->name;
-      c.cpusMoved = moved;
-      c.benefit =
-          receiver.weight * receiver.trust *
-              (receiver.base.unmetCoreSeconds - receiverAfter.unmetCoreSeconds) -
-          donor.weight * donor.trust * (donorAfter.unmetCoreSeconds - donor.base.unmetCoreSeconds);
-      double warmup = 0;
-      for (unsigned cpu : moved)
-        warmup += config_.cacheWarmupSecondsPerCpu *
-                  (distanceToMemory(cpu, receiver.state->memNodes) / kLocalDistance);
-      c.cost.cacheWarmup = warmup;
-      c.cost.disruption =
-          config_.resizeDisruptionPerVm * double(receiver.vms.size() + donor.vms.size());
-      c.cost.actionCpu = config_.resizeActionCpu;
-      c.islands = {viewOf(receiver, receiver.capacity + cores, receiverAfter),
-                   viewOf(donor, donor.capacity - cores, donorAfter)};
       c.atNs = input.nowNs;
       c.horizonSeconds = horizonSeconds;
       c.firstRiskStep = receiver.base.firstRiskStep;
