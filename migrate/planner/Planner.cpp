@@ -399,6 +399,15 @@ PlanResult Planner::plan(const PlanInput& input) {
     return ResizeCandidate{std::move(c), receiverAfter, donorAfter};
   };
 
+  // Takes an action between two islands: enforced only where both are in
+  // enforce mode, and neither takes part in another action this pass.
+  auto takeForPair = [&](Decision& decision, IslandCalc& a, IslandCalc& b) {
+    take(decision,
+         a.mode == Mode::Enforce && b.mode == Mode::Enforce ? Mode::Enforce : Mode::Observe);
+    a.busy = true;
+    b.busy = true;
+  };
+
   const double horizonSeconds = [&] {
     for (const auto& c : pass.islands)
       if (c.state->profile.stepNs > 0)
@@ -602,14 +611,7 @@ PlanResult Planner::plan(const PlanInput& input) {
     Decision decision = std::move(candidates[chosen]);
     decision.id = nextId_++;
     IslandCalc& partner = pass.islands[partners[chosen]];
-    if (decision.taken) {
-      const Mode mode = (receiver.mode == Mode::Enforce && partner.mode == Mode::Enforce)
-                            ? Mode::Enforce
-                            : Mode::Observe;
-      take(decision, mode);
-      receiver.busy = true;
-      partner.busy = true;
-    }
+    if (decision.taken) takeForPair(decision, receiver, partner);
     remember(decision);
     result.decisions.push_back(std::move(decision));
   }
@@ -684,12 +686,7 @@ PlanResult Planner::plan(const PlanInput& input) {
                      donor.state->name.c_str(), ratioOf(*donorIndex)) +
                  c.reason;
       c.id = nextId_++;
-      const Mode mode = (receiver.mode == Mode::Enforce && donor.mode == Mode::Enforce)
-                            ? Mode::Enforce
-                            : Mode::Observe;
-      take(c, mode);
-      receiver.busy = true;
-      donor.busy = true;
+      takeForPair(c, receiver, donor);
       remember(c);
       result.decisions.push_back(std::move(c));
     }
