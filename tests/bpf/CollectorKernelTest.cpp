@@ -14,15 +14,22 @@
 namespace Atoll::telemetry {
 namespace {
 
+// A collector over the test cgroups matching `selector` only: no libvirt, no
+// network programs.
+CollectorOptions testOptions(const testing::Cgroup2Access& access, const char* selector) {
+  CollectorOptions options;
+  options.cgroupMount = access.mount;
+  options.selectors = {selector};
+  options.libvirtUri.clear();
+  options.netProbe = false;
+  return options;
+}
+
 TEST(Collector, CgroupRecreatedUnderTheSameNameIsANewWorkload) {
   auto access = testing::cgroup2ForTests();
   if (!access.skipReason.empty()) GTEST_SKIP() << access.skipReason;
   forecast::SampleRing ring(1024);
-  CollectorOptions options;
-  options.cgroupMount = access.mount;
-  options.selectors = {"atoll-test-coll-*"};
-  options.libvirtUri.clear();
-  options.netProbe = false;
+  CollectorOptions options = testOptions(access, "atoll-test-coll-*");
   options.slowSignalsEveryTicks = 1;  // cpu.stat cross-check on every tick
   auto collector = Collector::start(options, &ring);
   ASSERT_TRUE(collector) << collector.error().message();
@@ -84,11 +91,7 @@ TEST(Collector, ATickThatOverflowsTheRingCountsWhatDidNotFit) {
   auto access = testing::cgroup2ForTests();
   if (!access.skipReason.empty()) GTEST_SKIP() << access.skipReason;
   forecast::SampleRing ring(2);
-  CollectorOptions options;
-  options.cgroupMount = access.mount;
-  options.selectors = {"atoll-test-overflow-*"};
-  options.libvirtUri.clear();
-  options.netProbe = false;
+  CollectorOptions options = testOptions(access, "atoll-test-overflow-*");
   options.slowSignalsEveryTicks = 1;
   auto collector = Collector::start(options, &ring);
   ASSERT_TRUE(collector) << collector.error().message();
@@ -123,11 +126,7 @@ TEST(Collector, ATickThatOverflowsTheRingCountsWhatDidNotFit) {
 TEST(Collector, CrossIslandWaitTurnsOnWhileRunningAndWorkloadsCarryOn) {
   auto access = testing::cgroup2ForTests();
   if (!access.skipReason.empty()) GTEST_SKIP() << access.skipReason;
-  CollectorOptions options;
-  options.cgroupMount = access.mount;
-  options.selectors = {"atoll-test-isl-*"};
-  options.libvirtUri.clear();
-  options.netProbe = false;
+  CollectorOptions options = testOptions(access, "atoll-test-isl-*");
   options.blockProbe = false;
   auto collector = Collector::start(options, nullptr);
   ASSERT_TRUE(collector) << collector.error().message();
