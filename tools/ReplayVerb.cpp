@@ -5,6 +5,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "migrate/planner/TraceReplay.h"
 #include "tools/Verbs.h"
@@ -26,13 +27,14 @@ struct ReplayVerbArgs {
   bool json = false;
   size_t steps = 0;
   size_t warmup = 288;
-  int horizon = 0;
-  double margin = -1;
-  double balanceBand = -1;
-  double sameRoleCooldownSeconds = -1;
-  double forecastRecentQuantileRate = -1;
-  double thresholdUpper = -1;
-  double thresholdTarget = -1;
+  // Unset: the defaults of the planner, forecaster and threshold policy.
+  std::optional<int> horizon;
+  std::optional<double> margin;
+  std::optional<double> balanceBand;
+  std::optional<double> sameRoleCooldownSeconds;
+  std::optional<double> forecastRecentQuantileRate;
+  std::optional<double> thresholdUpper;
+  std::optional<double> thresholdTarget;
   bool quiet = false;
   bool noVmMoves = false;
 };
@@ -46,18 +48,18 @@ void run(const ReplayVerbArgs& args) {
   options.host = host.value();
   options.policies = policies.value();
   options.warmupSteps = args.warmup;
-  if (args.horizon > 0) options.planner.horizonSteps = args.horizon;
-  if (args.margin >= 0) options.planner.margin = args.margin;
+  if (args.horizon) options.planner.horizonSteps = *args.horizon;
+  if (args.margin) options.planner.margin = *args.margin;
   if (args.noVmMoves) options.planner.allowVmMoves = false;
-  if (args.balanceBand >= 0) options.planner.balanceBand = args.balanceBand;
-  if (args.sameRoleCooldownSeconds >= 0)
-    options.planner.sameRoleCooldownNs = int64_t(args.sameRoleCooldownSeconds * 1e9);
-  if (args.forecastRecentQuantileRate >= 0)
-    options.forecastRecentQuantileRate = args.forecastRecentQuantileRate;
-  if (args.thresholdUpper > 0) options.threshold.upper = args.thresholdUpper;
-  if (args.thresholdTarget > 0) {
-    options.threshold.target = args.thresholdTarget;
-    options.threshold.donorMax = args.thresholdTarget;
+  if (args.balanceBand) options.planner.balanceBand = *args.balanceBand;
+  if (args.sameRoleCooldownSeconds)
+    options.planner.sameRoleCooldownNs = int64_t(*args.sameRoleCooldownSeconds * 1e9);
+  if (args.forecastRecentQuantileRate)
+    options.forecastRecentQuantileRate = *args.forecastRecentQuantileRate;
+  if (args.thresholdUpper) options.threshold.upper = *args.thresholdUpper;
+  if (args.thresholdTarget) {
+    options.threshold.target = *args.thresholdTarget;
+    options.threshold.donorMax = *args.thresholdTarget;
   }
   if (std::string problem = options.planner.validate(); !problem.empty())
     fail(Error::invalid("parse options", "--horizon/--margin/--balance-band/--same-role-cooldown",
@@ -137,7 +139,8 @@ void addReplayVerb(CLI::App& app) {
                    "Seconds before an island relieved (or giving) may be so again (default "
                    "7200, the whole island cooldown)");
   verb->add_option("--forecast-recent-quantile-rate", args->forecastRecentQuantileRate,
-                   "Forecaster's recent-p95 learning rate (default: the forecaster's own)");
+                   "Forecaster's recent-p95 learning rate (default: the forecaster's own)")
+      ->check(CLI::Range(0.0, 1.0));
   verb->add_option("--threshold-upper", args->thresholdUpper,
                    "Threshold policy: act above this utilisation (default 0.85)");
   verb->add_option("--threshold-target", args->thresholdTarget,

@@ -4,6 +4,9 @@
 #include <sys/wait.h>
 
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -221,5 +224,28 @@ TEST(CliWithoutDaemon, GeneratesCompletionAndManPageFromItsOwnVerbs) {
   EXPECT_EQ(nlohmann::json::parse(wrapped.out)["text"], page.out);
 }
 
+// Replay options out of range are refused before any trace is read, each
+// naming the option and the value; negative values used to be taken for
+// "not given" and silently ignored.
+TEST(CliWithoutDaemon, ReplayRefusesOptionsOutOfRange) {
+  test::TempDir dir;  // an empty trace directory: never reached
+  const std::string replay = "replay --quiet --trace " + dir.path();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" --margin -1", "planner.margin = -1"},
+      {" --balance-band -0.1", "planner.balance_band = -0.1"},
+      {" --same-role-cooldown -5", "planner.same_role_cooldown_ns = -5e+09"},
+      {" --horizon 0", "planner.horizon_steps = 0"},
+      {" --threshold-upper -0.5", "--threshold-upper/--threshold-target"},
+      {" --forecast-recent-quantile-rate -1", "--forecast-recent-quantile-rate: Value -1"},
+  };
+  for (const auto& [option, message] : cases) {
+    auto result = runAtoll(replay + option);
+    EXPECT_NE(result.exitCode, 0) << option;
+    EXPECT_NE(result.err.find(message), std::string::npos) << option << ": " << result.err;
+    EXPECT_EQ(result.err.find("reading"), std::string::npos) << option << ": " << result.err;
+  }
+}
+
 }  // namespace
+
 }  // namespace Atoll
