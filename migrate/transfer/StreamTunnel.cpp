@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace Atoll::transfer {
@@ -14,13 +15,20 @@ namespace {
 
 constexpr size_t kSpliceChunk = 1 << 20;
 
+int64_t microsecondsSince(std::chrono::steady_clock::time_point epoch) {
+  auto elapsed = std::chrono::steady_clock::now() - epoch;
+  // At least 1: 0 means "not reached".
+  return std::max<int64_t>(1,
+                           std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count());
+}
+
 // One direction: src -> pipe -> dst with splice(2) on a thread of its own.
 // Ends at EOF on src, then half-closes dst so the far side sees the end of
 // the stream. Not on io_uring: the ring runs SPLICE on a worker thread, so a
 // ring waited on for each splice adds two wake-ups per chunk to what a
 // blocking splice on this dedicated thread does directly; QEMU's migration
 // stream is latency-sensitive at its start and end (first bytes, downtime).
-Result<void> pump(int src, int dst, std::atomic<uint64_t>& counter) {
+Result<void> pump(int src, int dst, std::atomic<uint64_t>& counter, const RelayMarks& marks) {
   int pipeFds[2];
   if (::pipe2(pipeFds, O_CLOEXEC) != 0) return Error::fromErrno("pipe2", "tunnel", errno);
   UniqueFd pipeRead(pipeFds[0]), pipeWrite(pipeFds[1]);
@@ -49,6 +57,11 @@ Result<void> pump(int src, int dst, std::atomic<uint64_t>& counter) {
       left -= out;
       counter += static_cast<uint64_t>(out);
     }
+    if (marks.lastByteUs != nullptr) {
+      int64_t now = microsecondsSince(marks.epoch);
+      if (marks.firstByteUs != nullptr && marks.firstByteUs->load() == 0) *marks.firstByteUs = now;
+      *marks.lastByteUs = now;
+    }
   }
   ::shutdown(dst, SHUT_WR);
   return status;
@@ -56,10 +69,11 @@ Result<void> pump(int src, int dst, std::atomic<uint64_t>& counter) {
 
 }  // namespace
 
-Result<void> relay(int a, int b, std::atomic<uint64_t>& aToB, std::atomic<uint64_t>& bToA) {
+Result<void> relay(int a, int b, std::atomic<uint64_t>& aToB, std::atomic<uint64_t>& bToA,
+                   const RelayMarks& marks) {
   Result<void> back = ok();
-  std::thread reverse([&] { back = pump(b, a, bToA); });
-  Result<void> forward = pump(a, b, aToB);
+  std::thread reverse([&] { back = pump(b, a, bToA, RelayMarks{}); });
+  Result<void> forward = pump(a, b, aToB, marks);
   reverse.join();
   if (!forward) return forward;
   return back;
@@ -94,9 +108,18 @@ void TunnelSource::stop() {
   uint64_t one = 1;
   (void)!::write(wake_.get(), &one, sizeof one);
   if (acceptor_.joinable()) acceptor_.join();
-  std::lock_guard lock(mutex_);
-  for (auto& t : connections_) t.join();
-  connections_.clear();
+  std::list<std::thread> connections;
+  {
+    // Joined without the lock: a connection that fails takes it to record
+    // its error.
+    std::lock_guard lock(mutex_);
+    connections.swap(connections_);
+    // Unused prepared connections: closing them ends the peer's relay, which
+    // half-closes the destination QEMU's socket, so it sees the end of the
+    // stream instead of waiting for one.
+    prepared_.clear();
+  }
+  for (auto& t : connections) t.join();
 }
 
 std::string TunnelSource::lastError() {
@@ -104,8 +127,57 @@ std::string TunnelSource::lastError() {
   return lastError_;
 }
 
+size_t TunnelSource::preparedLeft() {
+  std::lock_guard lock(mutex_);
+  return prepared_.size();
+}
+
+void TunnelSource::mark(std::atomic<int64_t>& moment, uint32_t channel) {
+  if (channel == 0) moment = microsecondsSince(createdAt_);
+}
+
+Result<UniqueFd> TunnelSource::openThroughPeer(uint32_t channel) {
+  auto remote = connectTcp(peer_, options_.idleTimeout);
+  if (!remote) return remote.error();
+  mark(timeline_.peerConnectedUs, channel);
+  // Two small frames: plain system calls, no ring to set up per connection.
+  SocketOptions handshake = options_;
+  handshake.useIoUring = false;
+  handshake.zeroCopySend = false;
+  UniqueFd socket(::dup(remote->get()));
+  if (!socket.valid()) return Error::fromErrno("dup", peer_.text(), errno);
+  auto framed = SocketChannel::create(std::move(*remote), peer_.text(), handshake);
+  if (!framed) return framed.error();
+  if (auto s = (*framed)->sendFrame(encode(TunnelOpen{tunnelId_, channel})); !s) return s.error();
+  auto frame = (*framed)->recvFrame(64 * 1024);
+  if (!frame) return frame.error();
+  if (frame->header.type != MessageType::kTunnelAck) {
+    auto report = decodeErrorReport(frame->payload);
+    return Error::invalid("tunnel", peer_.text(), std::to_string(channel),
+                          report ? "peer refused: " + report->message : "expected TunnelAck");
+  }
+  mark(timeline_.peerAckedUs, channel);
+  return socket;
+}
+
+Result<void> TunnelSource::prepare(uint32_t channels) {
+  if (acceptor_.joinable()) {
+    return Error::invalid("tunnel", unixPath_, std::to_string(channels),
+                          "connections are prepared before the tunnel starts accepting");
+  }
+  for (uint32_t i = 0; i < channels; ++i) {
+    uint32_t channel = nextChannel_++;
+    auto remote = openThroughPeer(channel);
+    if (!remote) return remote.error();
+    std::lock_guard lock(mutex_);
+    prepared_.push_back(std::move(*remote));
+  }
+  return ok();
+}
+
 void TunnelSource::acceptLoop() {
-  uint32_t channel = 0;
+  uint32_t nextPrepared = 0;
+  uint32_t channel = nextChannel_;
   while (!stopping_) {
     pollfd p[2] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
     if (::poll(p, 2, -1) < 0 || (p[1].revents & POLLIN)) {
@@ -114,10 +186,21 @@ void TunnelSource::acceptLoop() {
     }
     auto local = acceptConnection(listener_.get(), nullptr, options_.idleTimeout);
     if (!local) continue;
-    uint32_t index = channel++;
     std::lock_guard lock(mutex_);
-    connections_.emplace_back([this, fd = std::make_shared<UniqueFd>(std::move(*local)), index] {
-      auto carried = carry(std::move(*fd), index);
+    // Prepared connections carry channels 0..n-1, in the order QEMU connects.
+    UniqueFd remote;
+    uint32_t index = 0;
+    if (!prepared_.empty()) {
+      index = nextPrepared++;
+      remote = std::move(prepared_.front());
+      prepared_.pop_front();
+    } else {
+      index = channel++;
+    }
+    mark(timeline_.localAcceptedUs, index);
+    connections_.emplace_back([this, fd = std::make_shared<UniqueFd>(std::move(*local)),
+                               peer = std::make_shared<UniqueFd>(std::move(remote)), index] {
+      auto carried = carry(std::move(*fd), std::move(*peer), index);
       if (!carried) {
         std::lock_guard inner(mutex_);
         if (lastError_.empty()) lastError_ = carried.error().message();
@@ -126,27 +209,21 @@ void TunnelSource::acceptLoop() {
   }
 }
 
-Result<void> TunnelSource::carry(UniqueFd local, uint32_t channel) {
+Result<void> TunnelSource::carry(UniqueFd local, UniqueFd remote, uint32_t channel) {
   ++stats_.connections;
   ++stats_.open;
-  auto remote = connectTcp(peer_, options_.idleTimeout);
-  if (!remote) {
-    --stats_.open;
-    return remote.error();
+  if (!remote.valid()) {
+    auto opened = openThroughPeer(channel);
+    if (!opened) {
+      --stats_.open;
+      return opened.error();
+    }
+    remote = std::move(*opened);
   }
-  int remoteFd = remote->get();
-  auto socket = SocketChannel::create(std::move(*remote), peer_.text(), options_);
-  if (!socket) return socket.error();
-  if (auto s = (*socket)->sendFrame(encode(TunnelOpen{tunnelId_, channel})); !s) return s;
-  auto frame = (*socket)->recvFrame(64 * 1024);
-  if (!frame) return frame.error();
-  if (frame->header.type != MessageType::kTunnelAck) {
-    auto report = decodeErrorReport(frame->payload);
-    --stats_.open;
-    return Error::invalid("tunnel", peer_.text(), std::to_string(channel),
-                          report ? "peer refused: " + report->message : "expected TunnelAck");
-  }
-  auto relayed = relay(local.get(), remoteFd, stats_.bytesToPeer, stats_.bytesFromPeer);
+  RelayMarks marks;
+  if (channel == 0) marks = RelayMarks{createdAt_, &timeline_.firstByteUs, &timeline_.lastByteUs};
+  auto relayed = relay(local.get(), remote.get(), stats_.bytesToPeer, stats_.bytesFromPeer, marks);
+  mark(timeline_.closedUs, channel);
   --stats_.open;
   return relayed;
 }

@@ -1,7 +1,8 @@
 // QEMU live migration of a running TCG guest, (a) directly over TCP on
 // loopback and (b) through Atoll's stream tunnel (source QEMU -> unix socket
 // -> TunnelSource -> TCP -> TransferServer -> destination QEMU's
-// `-incoming unix:PATH`). The guest keeps a counter pattern in memory; the
+// `-incoming unix:PATH`, that path prepared before QEMU is told to migrate).
+// The guest keeps a counter pattern in memory; the
 // destination must be running and the counter must keep advancing there with
 // the pattern intact.
 #include <sys/stat.h>
@@ -145,6 +146,10 @@ void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& gues
   auto tunnel = TunnelSource::create(tunnelSocket, Endpoint{"127.0.0.1", (*server)->port()}, 42,
                                      SocketOptions{});
   ASSERT_TRUE(tunnel) << tunnel.error().message();
+  // The destination QEMU listens already: the connection through the peer to
+  // it is made now, before QEMU is told to migrate.
+  auto prepared = (*tunnel)->prepare(1);
+  ASSERT_TRUE(prepared) << prepared.error().message();
   (*tunnel)->start();
   {
     SCOPED_TRACE("through the tunnel");
@@ -152,6 +157,7 @@ void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& gues
   }
   const TunnelStats& stats = (*tunnel)->stats();
   EXPECT_GE(stats.connections.load(), 1u);
+  EXPECT_EQ((*tunnel)->preparedLeft(), 0u) << "QEMU's stream did not take the prepared connection";
   EXPECT_GT(stats.bytesToPeer.load(), 1u << 20) << "the stream did not go through the tunnel";
   EXPECT_EQ((*tunnel)->lastError(), "");
   (*tunnel)->stop();

@@ -13,6 +13,9 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "NetnsPair.h"
@@ -765,6 +768,193 @@ TEST_F(TransferKernelTest, TunnelCarriesSeveralStreamsBothWays) {
   EXPECT_EQ(tunnel->stats().bytesFromPeer.load(), kStreams * sizeof(uint64_t));
   EXPECT_EQ(tunnel->lastError(), "");
   for (const auto& e : sessionErrors()) EXPECT_EQ(e, "");
+}
+
+// Stand-in for a destination QEMU listening on `-incoming unix:PATH`: accepts
+// `count` connections, records the order in which they arrived (each one's
+// first 8 bytes name its stream), counts what each one carries and answers
+// with the count once its stream ended.
+class DestinationStandIn {
+ public:
+  DestinationStandIn(const std::string& path, int count) : listener_(listenUnix(path)) {
+    if (!listener_) return;
+    thread_ = std::thread([this, count] {
+      std::vector<std::thread> workers;
+      for (int i = 0; i < count; ++i) {
+        auto c = acceptConnection((*listener_).get(), nullptr, std::chrono::seconds(5));
+        if (!c) break;
+        ++accepted_;
+        workers.emplace_back([this, i, fd = std::make_shared<UniqueFd>(std::move(*c))] {
+          std::vector<uint8_t> buffer(1 << 20);
+          uint64_t total = 0, name = 0;
+          ssize_t n;
+          while ((n = ::recv(fd->get(), buffer.data(), buffer.size(), 0)) > 0) {
+            if (total == 0 && n >= 8) std::memcpy(&name, buffer.data(), sizeof name);
+            total += static_cast<uint64_t>(n);
+          }
+          {
+            std::lock_guard lock(mutex_);
+            names_[i] = name;
+            bytes_[i] = total;
+          }
+          (void)!::send(fd->get(), &total, sizeof total, MSG_NOSIGNAL);
+        });
+      }
+      for (auto& w : workers) w.join();
+    });
+  }
+  ~DestinationStandIn() { join(); }
+  bool listening() const { return static_cast<bool>(listener_); }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  // Connections accepted so far, whether or not their streams ended.
+  int accepted() const { return accepted_; }
+  // Per accepted connection, in accept order: the stream's name and bytes.
+  std::map<int, uint64_t> names() {
+    std::lock_guard lock(mutex_);
+    return names_;
+  }
+  std::map<int, uint64_t> bytes() {
+    std::lock_guard lock(mutex_);
+    return bytes_;
+  }
+
+ private:
+  Result<UniqueFd> listener_;
+  std::thread thread_;
+  std::atomic<int> accepted_{0};
+  std::mutex mutex_;
+  std::map<int, uint64_t> names_, bytes_;
+};
+
+// Sends `bytes` whose first 8 name the stream, half-closes and returns what
+// the far end answered (its byte count), 0 on any failure.
+uint64_t sendNamedStream(const std::string& socketPath, uint64_t name, uint64_t bytes) {
+  auto c = connectUnix(socketPath);
+  if (!c) return 0;
+  std::vector<uint8_t> buffer(1 << 20, 0x5a);
+  std::memcpy(buffer.data(), &name, sizeof name);
+  for (uint64_t sent = 0; sent < bytes; sent += buffer.size()) {
+    if (::send(c->get(), buffer.data(), buffer.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(buffer.size())) {
+      return 0;
+    }
+  }
+  ::shutdown(c->get(), SHUT_WR);
+  uint64_t echoed = 0;
+  if (::recv(c->get(), &echoed, sizeof echoed, MSG_WAITALL) != sizeof echoed) return 0;
+  return echoed;
+}
+
+TEST_F(TransferKernelTest, PreparedTunnelReachesTheDestinationBeforeQemuConnects) {
+  std::string destination = dir_ / "dest.sock", sourceSocket = dir_ / "src.sock";
+  constexpr int kStreams = 3;  // two prepared, one opened when it connects
+  constexpr uint64_t kBytes = 16 * kMiB;
+  DestinationStandIn sink(destination, kStreams);
+  ASSERT_TRUE(sink.listening());
+  ServerConfig config;
+  config.tunnelDestination = destination;
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  std::unique_ptr<TunnelSource> tunnel;
+  net_->inA([&] {
+    auto t =
+        TunnelSource::create(sourceSocket, Endpoint{NetnsPair::kAddressB, server->port()}, 7, {});
+    ASSERT_TRUE(t) << t.error().message();
+    tunnel = std::move(*t);
+    auto prepared = tunnel->prepare(2);
+    ASSERT_TRUE(prepared) << prepared.error().message();
+    tunnel->start();
+  });
+  ASSERT_TRUE(tunnel);
+  // Acknowledged means the peer's connection to the destination is made.
+  EXPECT_EQ(sink.accepted(), 2);
+  EXPECT_EQ(tunnel->preparedLeft(), 2u);
+  EXPECT_EQ(tunnel->stats().connections.load(), 0u);
+  // One after the other, as QEMU opens its main channel before the others:
+  // the destination must see them in the same order.
+  for (uint64_t name = 1; name <= kStreams; ++name) {
+    EXPECT_EQ(sendNamedStream(sourceSocket, name, kBytes), kBytes) << "stream " << name;
+  }
+  sink.join();
+  tunnel->stop();
+  server->stop();
+  EXPECT_EQ(tunnel->preparedLeft(), 0u);
+  auto names = sink.names();
+  auto bytes = sink.bytes();
+  for (int i = 0; i < kStreams; ++i) {
+    EXPECT_EQ(names[i], static_cast<uint64_t>(i + 1))
+        << "connection " << i << " at the destination";
+    EXPECT_EQ(bytes[i], kBytes) << "connection " << i << " at the destination";
+  }
+  EXPECT_EQ(tunnel->stats().connections.load(), static_cast<uint32_t>(kStreams));
+  EXPECT_EQ(tunnel->stats().open.load(), 0u);
+  EXPECT_EQ(tunnel->stats().bytesToPeer.load(), kStreams * kBytes);
+  EXPECT_EQ(tunnel->stats().bytesFromPeer.load(), kStreams * sizeof(uint64_t));
+  EXPECT_EQ(tunnel->lastError(), "");
+  // The first connection's moments come in the order the preparation promises.
+  const TunnelTimeline& t = tunnel->timeline();
+  EXPECT_GT(t.peerConnectedUs.load(), 0);
+  EXPECT_LE(t.peerConnectedUs.load(), t.peerAckedUs.load());
+  EXPECT_LE(t.peerAckedUs.load(), t.localAcceptedUs.load());
+  EXPECT_LE(t.localAcceptedUs.load(), t.firstByteUs.load());
+  EXPECT_LE(t.firstByteUs.load(), t.lastByteUs.load());
+  EXPECT_LE(t.lastByteUs.load(), t.closedUs.load());
+  for (const auto& e : sessionErrors()) EXPECT_EQ(e, "");
+}
+
+TEST_F(TransferKernelTest, UnusedPreparedTunnelEndsTheDestinationsStream) {
+  std::string destination = dir_ / "dest.sock", sourceSocket = dir_ / "src.sock";
+  DestinationStandIn sink(destination, 1);
+  ASSERT_TRUE(sink.listening());
+  ServerConfig config;
+  config.tunnelDestination = destination;
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  std::unique_ptr<TunnelSource> tunnel;
+  net_->inA([&] {
+    auto t =
+        TunnelSource::create(sourceSocket, Endpoint{NetnsPair::kAddressB, server->port()}, 8, {});
+    ASSERT_TRUE(t) << t.error().message();
+    tunnel = std::move(*t);
+    auto prepared = tunnel->prepare(1);
+    ASSERT_TRUE(prepared) << prepared.error().message();
+    tunnel->start();
+  });
+  ASSERT_TRUE(tunnel);
+  EXPECT_EQ(sink.accepted(), 1);
+  tunnel->stop();  // QEMU never connected
+  // The destination sees the end of an empty stream (its worker ends), not a
+  // connection left open: join() would otherwise wait for ever, so it runs on
+  // a thread with a deadline.
+  auto ended = std::async(std::launch::async, [&] { sink.join(); });
+  ASSERT_EQ(ended.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "the destination's connection stayed open after the tunnel stopped";
+  EXPECT_EQ(sink.bytes()[0], 0u);
+  server->stop();
+  EXPECT_EQ(tunnel->stats().connections.load(), 0u);
+  EXPECT_EQ(tunnel->lastError(), "");
+  for (const auto& e : sessionErrors()) EXPECT_EQ(e, "");
+}
+
+TEST_F(TransferKernelTest, PreparingATunnelToAMissingDestinationNamesIt) {
+  std::string destination = dir_ / "nobody-listens.sock", sourceSocket = dir_ / "src.sock";
+  ServerConfig config;
+  config.tunnelDestination = destination;
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  net_->inA([&] {
+    auto t =
+        TunnelSource::create(sourceSocket, Endpoint{NetnsPair::kAddressB, server->port()}, 9, {});
+    ASSERT_TRUE(t) << t.error().message();
+    auto prepared = (*t)->prepare(1);
+    ASSERT_FALSE(prepared);
+    EXPECT_NE(prepared.error().message().find(destination), std::string::npos)
+        << prepared.error().message();
+    EXPECT_EQ((*t)->preparedLeft(), 0u);
+  });
+  server->stop();
 }
 
 }  // namespace
