@@ -66,6 +66,9 @@ ModelShape::ModelShape(const ModelConfig& config) : tuning_(config.tuning) {
                            std::min(1.0, double(tuning_.errorDecayHorizon) / double(h)));
   for (int h : horizons_)
     if (h <= tuning_.stackingMaxHorizon) ++stackedCount_;
+  for (int h : horizons_)
+    pointWeightPowers_.push_back(pointMedian(h) ? tuning_.medianPointWeightPower
+                                                : tuning_.pointWeightPower);
   recentQuantileSlots_ =
       (maxHorizon_ + tuning_.recentQuantileEvery - 1) / tuning_.recentQuantileEvery + 1;
   // Capped so the selection runs on a fixed stack buffer.

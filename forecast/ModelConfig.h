@@ -36,10 +36,13 @@ struct ModelTuning {
   int stackingMaxHorizon = 3;         // ...times, up to this horizon, weights learned online
   double stackingRate = 0.05;         // learning rate of those weights (exponentiated gradient)
   double stackingShare = 0.01;        // fixed share toward equal weights per step
-  double pointWeightPower = 16.0;     // p50 weight = error^-this (see SeriesModel)
-  int recentQuantileEvery = 36;       // steps between refreshes of the recent p95 of values
-  double recentQuantileRate = 0.04;   // learning rate of its share in the issued p95
-  bool pointSeasonMedian = true;      // p50 also weighs the median of the last season
+  double pointWeightPower = 16.0;     // p50 weight = error^-this (see SeriesModel) before...
+  int pointMedianHorizon = 4;         // ...this horizon; from it on, p50 is the weighted median
+                                      // of the models' forecasts (0: never), with weights...
+  double medianPointWeightPower = 8.0;  // ...error^-this
+  int recentQuantileEvery = 36;         // steps between refreshes of the recent p95 of values
+  double recentQuantileRate = 0.04;     // learning rate of its share in the issued p95
+  bool pointSeasonMedian = true;        // p50 also weighs the median of the last season
 };
 
 struct ModelConfig {
@@ -85,6 +88,13 @@ class ModelShape {
   const ModelTuning& tuning() const { return tuning_; }
   // Quantile tracking step at tracked horizon j.
   double quantileStep(int j) const { return quantileSteps_[j]; }
+  // Power of the model errors in the p50 weights at tracked horizon j.
+  double pointWeightPower(int j) const { return pointWeightPowers_[j]; }
+  // Whether p50 at horizon h is the weighted median (else the weighted mean)
+  // of the models' forecasts.
+  bool pointMedian(int h) const {
+    return tuning_.pointMedianHorizon > 0 && h >= tuning_.pointMedianHorizon;
+  }
   // Weight of each new model error at tracked horizon j.
   double errorDecay(int j) const { return errorDecays_[j]; }
   // Floats of per-series arena storage.
@@ -105,6 +115,7 @@ class ModelShape {
   std::vector<Bracket> brackets_;
   std::vector<double> quantileSteps_;
   std::vector<double> errorDecays_;
+  std::vector<double> pointWeightPowers_;
   ModelTuning tuning_;
   size_t arenaFloats_ = 0;
 };

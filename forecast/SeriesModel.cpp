@@ -333,6 +333,7 @@ void SeriesModel::trackedWeights(int j, uint64_t origin, double* weights, double
     const double r2 = r * r;
     const double r4 = r2 * r2;
     weights[m] = power == 4.0    ? r4
+                 : power == 8.0  ? r4 * r4
                  : power == 16.0 ? (r4 * r4) * (r4 * r4)
                  : power == 2.0  ? r2
                                  : std::pow(r, power);
@@ -392,6 +393,57 @@ double blended(const Blend& blend, const double* forecasts) {
   return p50;
 }
 
+// The weighted median of the models' forecasts (the lowest forecast at which
+// the cumulative weight reaches half), for weights[0, kModelCount) summing
+// to `total` > 0. `order` holds the models in the order of an earlier call's
+// forecasts (any permutation will do): along a path the forecasts change
+// little from one step to the next, so the insertion sort mostly only checks
+// that the order still holds.
+double weightedMedian(const double* weights, const double* forecasts, double total, int* order) {
+  const double half = 0.5 * total;
+  // Often one model holds most of the weight: it is the median, no sort.
+  for (int m = 0; m < kModelCount; ++m)
+    if (weights[m] > half) return forecasts[m];
+  for (int i = 1; i < kModelCount; ++i)
+    for (int k = i; k > 0 && forecasts[order[k]] < forecasts[order[k - 1]]; --k)
+      std::swap(order[k], order[k - 1]);
+  double cumulative = 0;
+  for (int i = 0; i < kModelCount; ++i) {
+    const int m = order[i];
+    if (!(weights[m] > 0)) continue;
+    cumulative += weights[m];
+    if (cumulative >= half) return forecasts[m];
+  }
+  // Rounding: the last weighted model.
+  for (int i = kModelCount - 1; i >= 0; --i)
+    if (weights[order[i]] > 0) return forecasts[order[i]];
+  return 0.0;
+}
+
+struct ModelOrder {
+  int order[kModelCount] = {0, 1, 2, 3, 4, 5, 6, 7};
+  static_assert(kModelCount == 8);
+};
+
+// p50 hours ahead: the weighted median rather than the weighted mean of the
+// models' forecasts. When the models disagree widely (a seasonal model
+// replaying yesterday's burst, the last value caught in a spike, a level
+// between idle and busy), the mean is pulled toward whichever is far off by
+// its share of the weight; the median stays with the models that agree,
+// closer to the conditional median the absolute error rewards.
+double pointBlended(const Blend& blend, const double* forecasts, bool median, ModelOrder& order) {
+  if (!median || (blend.lower == nullptr && blend.upper == nullptr))
+    return blended(blend, forecasts);
+  const double* a = blend.lower ? blend.lower : blend.upper;
+  const double* b = blend.upper ? blend.upper : blend.lower;
+  const double u = blend.lower && blend.upper ? blend.upperWeight : 0.0;
+  double weights[kModelCount];
+  double total = 0;
+  for (int m = 0; m < kModelCount; ++m) total += weights[m] = a[m] + u * (b[m] - a[m]);
+  return total > 0 ? weightedMedian(weights, forecasts, total, order.order)
+                   : blended(blend, forecasts);
+}
+
 bool anyWeight(const double* weights) {
   for (int m = 0; m < kModelCount; ++m)
     if (weights[m] > 0) return true;
@@ -413,11 +465,15 @@ Quantiles SeriesModel::forecast(int h) const {
   const Blend centre{anyWeight(lower) ? lower : nullptr, anyWeight(upper) ? upper : nullptr,
                      bracket.upperWeight};
   const double centreValue = blended(centre, forecasts);
-  trackedWeights(bracket.lower, origin, lower, tuning.pointWeightPower, kModelCount);
-  trackedWeights(bracket.upper, origin, upper, tuning.pointWeightPower, kModelCount);
+  trackedWeights(bracket.lower, origin, lower, shape_->pointWeightPower(bracket.lower),
+                 kModelCount);
+  trackedWeights(bracket.upper, origin, upper, shape_->pointWeightPower(bracket.upper),
+                 kModelCount);
   const Blend point{anyWeight(lower) ? lower : nullptr, anyWeight(upper) ? upper : nullptr,
                     bracket.upperWeight};
-  quantilesAt(h, centreValue, blended(point, forecasts), bandScale(), out);
+  ModelOrder order;
+  quantilesAt(h, centreValue, pointBlended(point, forecasts, shape_->pointMedian(h), order),
+              bandScale(), out);
   return out;
 }
 
@@ -481,11 +537,12 @@ void SeriesModel::profile(std::span<Quantiles> out) const {
     bool known[kStackTracked];
     for (int j = 0; j < tracked; ++j) {
       trackedWeights(j, origin, weights[j], shape_->tuning().weightPower, kBandModelCount);
-      trackedWeights(j, origin, pointWeights[j], shape_->tuning().pointWeightPower, kModelCount);
+      trackedWeights(j, origin, pointWeights[j], shape_->pointWeightPower(j), kModelCount);
       known[j] = anyWeight(weights[j]);
     }
     double forecasts[kModelCount];
     const double band = bandScale();
+    ModelOrder order;  // kept from step to step
     for (int k = 0; k < steps; ++k) {
       const int h = k + 1;
       const ModelShape::Bracket& bracket = shape_->bracket(h);
@@ -496,7 +553,8 @@ void SeriesModel::profile(std::span<Quantiles> out) const {
       const Blend point{known[bracket.lower] ? pointWeights[bracket.lower] : nullptr,
                         known[bracket.upper] ? pointWeights[bracket.upper] : nullptr,
                         bracket.upperWeight};
-      quantilesAt(h, blended(centre, forecasts), blended(point, forecasts), band, out[k]);
+      quantilesAt(h, blended(centre, forecasts),
+                  pointBlended(point, forecasts, shape_->pointMedian(h), order), band, out[k]);
     }
   }
   for (size_t k = steps; k < out.size(); ++k) out[k] = Quantiles{};
@@ -558,9 +616,12 @@ void SeriesModel::scoreErrors(double value) {
     // errors behind them are slow EW means, so the two differ little; storing
     // the issued p50 per origin would cost another ring per horizon).
     double pointWeights[kModelCount];
-    trackedWeights(j, origin, pointWeights, tuning.pointWeightPower, kModelCount);
+    trackedWeights(j, origin, pointWeights, shape_->pointWeightPower(j), kModelCount);
     double point = -1;
-    if (anyWeight(pointWeights)) {
+    if (anyWeight(pointWeights) && shape_->pointMedian(h)) {
+      ModelOrder order;
+      point = std::max(0.0, weightedMedian(pointWeights, stored, 1.0, order.order));
+    } else if (anyWeight(pointWeights)) {
       point = 0;
       for (int m = 0; m < kModelCount; ++m)
         if (pointWeights[m] > 0) point += pointWeights[m] * stored[m];

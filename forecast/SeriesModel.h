@@ -9,7 +9,9 @@
 // further multiplied by weights learned online from which side of the blend
 // the actuals fall: stacking for the absolute loss): p50 with sharp weights
 // (error^-16: the models' errors are strongly correlated, so a soft blend
-// mostly adds the weaker models' noise), and a smoother centre (error^-4)
+// mostly adds the weaker models' noise; from 20 min on the weighted median
+// of the forecasts with weights error^-8, which a model far from the others
+// cannot drag along), and a smoother centre (error^-4)
 // that anchors the band, whose errors vary less from step to step. The
 // upper quantiles are the centre's own recent error quantiles at that
 // horizon, in units of the series' recent volatility (so the band widens in a

@@ -257,12 +257,15 @@ std::vector<double> skewedNoise(unsigned seed, size_t length) {
 }
 
 TEST(SeriesModel, SharperPointWeightsLowerTheHourAheadError) {
-  // Both over the band's models only (the point-only season median off).
+  // Both over the band's models only (the point-only season median off),
+  // and both weighted means at every horizon.
   ModelConfig blend;
   blend.tuning.pointSeasonMedian = false;
+  blend.tuning.pointMedianHorizon = 0;
   blend.tuning.pointWeightPower = blend.tuning.weightPower;  // p50 = the centre blend
   ModelConfig sharp;                                         // default: sharper point weights
   sharp.tuning.pointSeasonMedian = false;
+  sharp.tuning.pointMedianHorizon = 0;
   ASSERT_GT(sharp.tuning.pointWeightPower, sharp.tuning.weightPower);
   const ModelShape blendShape(blend), sharpShape(sharp);
   double ratio = 0;
@@ -338,9 +341,14 @@ std::vector<double> idleWithBursts(unsigned seed, size_t length) {
 }
 
 TEST(SeriesModel, SeasonMedianLowersTheErrorOnIdleWithBursts) {
+  // Both with p50 a weighted mean at every horizon: the model's own gain
+  // (the weighted median hours ahead is tested below).
   ModelConfig withoutMedian;
   withoutMedian.tuning.pointSeasonMedian = false;
-  const ModelShape withoutShape(withoutMedian), withShape{ModelConfig{}};
+  withoutMedian.tuning.pointMedianHorizon = 0;
+  ModelConfig withMedian;
+  withMedian.tuning.pointMedianHorizon = 0;
+  const ModelShape withoutShape(withoutMedian), withShape(withMedian);
   // At 5 min the last value and the stacking already hold the state (idle or
   // busy); the gain is an hour and more ahead.
   for (int h : {12, 72}) {
@@ -373,6 +381,29 @@ std::vector<double> scaleRegimes(unsigned seed, size_t length) {
     scale = std::pow(10.0, decades(rng));
   }
   return values;
+}
+
+// Hours ahead on idle-with-bursts series the models disagree widely (the
+// last value and the seasonal models caught in a burst, mean-like levels
+// between idle and busy); their weighted median stays with the models that
+// agree, nearer the conditional median than their weighted mean.
+TEST(SeriesModel, WeightedMedianOfModelsLowersTheErrorHoursAhead) {
+  ModelConfig meanConfig;
+  meanConfig.tuning.pointMedianHorizon = 0;  // weighted mean at every horizon
+  const ModelShape meanShape(meanConfig), medianShape{ModelConfig{}};
+  for (int h : {12, 72}) {
+    double ratio = 0;
+    for (unsigned seed = 1; seed <= 3; ++seed) {
+      const std::vector<double> values = idleWithBursts(seed, 8000);
+      const HorizonScore mean = scoreAt(meanShape, values, h, 4000);
+      const HorizonScore median = scoreAt(medianShape, values, h, 4000);
+      ratio += median.mae / mean.mae / 3;
+      EXPECT_GE(median.coverage, mean.coverage - 0.005) << "h=" << h << " seed " << seed;
+    }
+    // Measured 0.986 at 1 h, 0.998 at 6 h (on the real traces the gain is
+    // larger at 6 h: there the models disagree more than on this series).
+    EXPECT_LT(ratio, h == 12 ? 0.995 : 1.0) << "h=" << h;
+  }
 }
 
 TEST(SeriesModel, RecentValuesP95LowersTheSixHourPinballLoss) {
