@@ -74,7 +74,12 @@ struct Forecaster::Series {
 };
 
 struct Forecaster::Island {
-  Island(uint32_t i, const ModelShape& shape) : id(i), model(shape) {}
+  Island(uint32_t i, const ModelShape& shape) : slot(i), id(i), model(shape) {}
+  uint32_t slot;  // index into islands_ and islandProfiles_
+  // What callers hold: the slot plus maxIslands times the number of times
+  // the slot was reused, so that a reader still holding a released
+  // island's id never takes the next island's profile in that slot for
+  // its own (published profiles carry the id).
   uint32_t id;
   std::string name;
   std::vector<uint32_t> members;  // indices into series_
@@ -95,6 +100,9 @@ Parsed<std::unique_ptr<Forecaster>> Forecaster::create(const ForecasterConfig& c
     return InputError{label, 0, std::to_string(config.maxSeries), "max series out of range"};
   if (config.rings < 1 || config.rings > 64)
     return InputError{label, 0, std::to_string(config.rings), "ring count must be 1 to 64"};
+  if (config.maxIslands < 1 || config.maxIslands > (1u << 16))
+    return InputError{label, 0, std::to_string(config.maxIslands),
+                      "max islands must be 1 to 65536"};
   if (config.unreadPublishSteps < 1)
     return InputError{label, 0, std::to_string(config.unreadPublishSteps),
                       "unread publish steps must be >= 1"};
@@ -361,16 +369,22 @@ void Forecaster::publishIsland(Island& island, uint64_t stepIndex) {
   snapshot.peakStep = score.peakStep;
   snapshot.firstRiskStep = score.firstRiskStep;
   sealSnapshot(snapshot);
-  islandProfiles_[island.id].store(snapshot);
+  islandProfiles_[island.slot].store(snapshot);
 }
 
-void Forecaster::withdrawIsland(uint32_t island) {
+void Forecaster::withdrawIsland(const Island& island) {
   ProfileSnapshot empty;
-  empty.key = island;
+  empty.key = island.id;
   empty.tick = tickCount_;
   empty.stepNs = config_.stepNs;
   sealSnapshot(empty);
-  islandProfiles_[island].store(empty);
+  islandProfiles_[island.slot].store(empty);
+}
+
+Forecaster::Island* Forecaster::islandOf(uint32_t id) {
+  const size_t slot = id % config_.maxIslands;
+  if (slot >= islands_.size() || islands_[slot].id != id || islands_[slot].released) return nullptr;
+  return &islands_[slot];
 }
 
 Parsed<std::vector<uint32_t>> Forecaster::memberSlots(const IslandSpec& spec) {
@@ -404,6 +418,9 @@ Parsed<uint32_t> Forecaster::defineIsland(const IslandSpec& spec) {
     // already (releaseIsland): it starts as a new one would.
     Island& island = *released;
     island.released = false;
+    // The next id of this slot; after 2^32 / maxIslands reuses ids repeat.
+    const uint64_t next = uint64_t{island.id} + config_.maxIslands;
+    island.id = next > UINT32_MAX ? island.slot : static_cast<uint32_t>(next);
     island.name = spec.name;
     island.members = std::move(members);
     island.capacity = spec.capacity;
@@ -423,12 +440,13 @@ Parsed<uint32_t> Forecaster::defineIsland(const IslandSpec& spec) {
 
 Parsed<uint32_t> Forecaster::redefineIsland(uint32_t id, const IslandSpec& spec,
                                             IslandHistory history) {
-  if (id >= islands_.size() || islands_[id].released)
+  Island* found = islandOf(id);
+  if (found == nullptr)
     return InputError{"island " + spec.name, 0, std::to_string(id), "no such island"};
   auto slots = memberSlots(spec);
   if (!slots) return slots.error();
   std::vector<uint32_t> members = std::move(slots.value());
-  Island& island = islands_[id];
+  Island& island = *found;
   island.name = spec.name;
   island.members = std::move(members);
   island.capacity = spec.capacity;
@@ -436,20 +454,21 @@ Parsed<uint32_t> Forecaster::redefineIsland(uint32_t id, const IslandSpec& spec,
     island.model.reset();
     island.lastStep = kNoStep;
     // The last profile forecast the old set: readers wait for the new one.
-    withdrawIsland(id);
+    withdrawIsland(island);
   }
   return id;
 }
 
 bool Forecaster::releaseIsland(uint32_t id) {
-  if (id >= islands_.size() || islands_[id].released) return false;
-  Island& island = islands_[id];
+  Island* found = islandOf(id);
+  if (found == nullptr) return false;
+  Island& island = *found;
   island.released = true;
   islandsInUse_.store(islandsInUse_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   island.members.clear();
   island.model.reset();
   island.lastStep = kNoStep;
-  withdrawIsland(id);
+  withdrawIsland(island);
   return true;
 }
 
@@ -508,9 +527,11 @@ bool Forecaster::readShortTerm(SeriesKey key, ShortTermSnapshot& out) const {
 }
 
 bool Forecaster::readIsland(uint32_t island, ProfileSnapshot& out) const {
-  // steps = 0: withdrawn (released, or restarted and not yet republished).
-  return island < islandCount_.load(std::memory_order_acquire) &&
-         islandProfiles_[island].load(out) && out.steps > 0;
+  // steps = 0: withdrawn (released, or restarted and not yet republished);
+  // another key: the slot holds a later island now.
+  const size_t slot = island % config_.maxIslands;
+  return slot < islandCount_.load(std::memory_order_acquire) && islandProfiles_[slot].load(out) &&
+         out.steps > 0 && out.key == island;
 }
 
 void Forecaster::shortTermsNow(Metric metric, std::vector<ShortTermForecast>& out) const {

@@ -104,8 +104,10 @@ class Forecaster {
   size_t ringCount() const { return rings_.size(); }
 
   // Forecaster thread only.
-  // Takes the lowest released island id if there is one, else a new one
-  // (at most maxIslands ids are ever in use at once).
+  // Takes the slot of the lowest released island if there is one, else a
+  // new one (at most maxIslands islands at once), and returns the island's
+  // id. A reused slot gets a new id: a reader that still holds the released
+  // island's id reads no profile rather than its successor's.
   Parsed<uint32_t> defineIsland(const IslandSpec& spec);
   // Gives a defined island new members and capacity (a VM moved in or out).
   // Keep: the aggregate model keeps its history and season and sums the new
@@ -168,7 +170,9 @@ class Forecaster {
   void publishIsland(Island& island, uint64_t stepIndex);
   // Replaces an island's publication by an empty one (steps = 0), which
   // readIsland reports as none.
-  void withdrawIsland(uint32_t island);
+  void withdrawIsland(const Island& island);
+  // The defined island with this id, or null (unknown or released).
+  Island* islandOf(uint32_t id);
   void fillProfile(const SeriesModel& model, uint64_t key, int64_t originStep,
                    ProfileSnapshot& snapshot);
   int64_t findSlot(uint64_t packedKey) const;

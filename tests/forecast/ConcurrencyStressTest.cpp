@@ -36,6 +36,9 @@ TEST(ForecasterConcurrency, ProducersReadersAndTickRunCleanly) {
   for (uint32_t w = 0; w < kWorkloads; w += 2) members.push_back({w, Metric::Cpu});
   auto island = forecaster.defineIsland({"even", members, 100.0});
   ASSERT_TRUE(island);
+  // The island's current id: defined again after a release, it gets a new
+  // one, which the readers then take (until they do, they read nothing).
+  std::atomic<uint32_t> islandId{island.value()};
 
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> attempted{0};
@@ -71,7 +74,7 @@ TEST(ForecasterConcurrency, ProducersReadersAndTickRunCleanly) {
         const uint32_t workload = uint32_t(n++ % (kWorkloads + 1));
         bool got;
         if (workload == kWorkloads) {
-          got = forecaster.readIsland(island.value(), *snapshot);
+          got = forecaster.readIsland(islandId.load(std::memory_order_relaxed), *snapshot);
         } else {
           got = forecaster.readProfile({workload, Metric::Cpu}, *snapshot);
           if (forecaster.readShortTerm({workload, Metric::Cpu}, shortTerm)) {
@@ -90,7 +93,7 @@ TEST(ForecasterConcurrency, ProducersReadersAndTickRunCleanly) {
   // terms out after each tick (the daemon's history), and change the
   // island under its readers: new members (the model restarts and its
   // profile is withdrawn until the next publication), or released and
-  // defined again (the same id).
+  // defined again (the same slot under a new id).
   std::vector<SeriesKey> odd;
   for (uint32_t w = 1; w < kWorkloads; w += 2) odd.push_back({w, Metric::Cpu});
   uint64_t handedOut = 0, churnFailures = 0;
@@ -101,15 +104,17 @@ TEST(ForecasterConcurrency, ProducersReadersAndTickRunCleanly) {
       forecaster.tick(t * kStepNs);
       forecaster.shortTermsNow(Metric::Cpu, shortTerms);
       handedOut += shortTerms.size();
-      if (t % 50 == 25 &&
-          !forecaster.redefineIsland(island.value(), {"even", t % 100 == 25 ? odd : members, 100.0},
-                                     IslandHistory::Restart))
+      if (t % 50 == 25 && !forecaster.redefineIsland(islandId.load(),
+                                                     {"even", t % 100 == 25 ? odd : members, 100.0},
+                                                     IslandHistory::Restart))
         ++churnFailures;
       if (t % 100 == 0) {
-        auto again = forecaster.releaseIsland(island.value())
+        const uint32_t released = islandId.load();
+        auto again = forecaster.releaseIsland(released)
                          ? forecaster.defineIsland({"even", members, 100.0})
                          : Parsed<uint32_t>(InputError{"even", 0, "", "not released"});
-        if (!again || again.value() != island.value()) ++churnFailures;
+        if (!again || again.value() == released) ++churnFailures;
+        if (again) islandId.store(again.value());
       }
       std::this_thread::yield();
     }
@@ -130,7 +135,7 @@ TEST(ForecasterConcurrency, ProducersReadersAndTickRunCleanly) {
   EXPECT_EQ(counters.droppedInvalidValue, 0u);
   EXPECT_EQ(counters.droppedBadTimestamp, 0u);
   ProfileSnapshot island0;
-  ASSERT_TRUE(forecaster.readIsland(island.value(), island0));
+  ASSERT_TRUE(forecaster.readIsland(islandId.load(), island0));
   EXPECT_TRUE(snapshotIntact(island0));
 }
 

@@ -135,10 +135,11 @@ TEST(Forecaster, RedefinedIslandFollowsItsNewMembers) {
 }
 
 // A membership change restarts the aggregate (its history summed another
-// set); a resize keeps it. Released ids are withdrawn from readers and
-// reused by the next definition, so ids in use never exceed the islands
-// defined at once.
-TEST(Forecaster, RestartedIslandsStartAfreshAndReleasedIdsAreReused) {
+// set); a resize keeps it. Released islands are withdrawn from readers and
+// their slots reused by the next definition, so slots in use never exceed
+// the islands defined at once; the new island gets a new id, which a reader
+// of the old one cannot mistake for its own.
+TEST(Forecaster, RestartedIslandsStartAfreshAndReleasedSlotsAreReusedUnderNewIds) {
   ForecasterConfig config;
   config.maxIslands = 2;
   auto f = make(config);
@@ -176,7 +177,8 @@ TEST(Forecaster, RestartedIslandsStartAfreshAndReleasedIdsAreReused) {
   EXPECT_LE(snapshot->accuracy[0].errors, 3u) << "new members start a fresh model";
   EXPECT_NEAR(snapshot->p50[0], 30.0, 1.0);
 
-  // Full: a third island only once one is released, and then in its id.
+  // Full: a third island only once one is released, and then in its slot,
+  // under a new id.
   EXPECT_FALSE(f->defineIsland({"batch", {{2, Metric::Cpu}}, 100.0}));
   EXPECT_TRUE(f->releaseIsland(db.value()));
   EXPECT_FALSE(f->releaseIsland(db.value()));
@@ -188,13 +190,20 @@ TEST(Forecaster, RestartedIslandsStartAfreshAndReleasedIdsAreReused) {
   EXPECT_FALSE(f->readIsland(db.value(), *snapshot)) << "a released island is not forecast";
   auto batch = f->defineIsland({"batch", {{2, Metric::Cpu}}, 100.0});
   ASSERT_TRUE(batch);
-  EXPECT_EQ(batch.value(), db.value());
+  EXPECT_NE(batch.value(), db.value());
+  EXPECT_EQ(batch.value() % config.maxIslands, db.value() % config.maxIslands);
   EXPECT_EQ(f->islandsInUse(), 2u);
   EXPECT_FALSE(f->readIsland(batch.value(), *snapshot)) << "nothing published for it yet";
   run(3);
   ASSERT_TRUE(f->readIsland(batch.value(), *snapshot));
+  EXPECT_EQ(snapshot->key, batch.value());
   EXPECT_NEAR(snapshot->p50[0], 30.0, 1.0);
-  EXPECT_LE(snapshot->accuracy[0].errors, 3u) << "the reused id starts a fresh model";
+  EXPECT_LE(snapshot->accuracy[0].errors, 3u) << "the reused slot starts a fresh model";
+  // A reader still holding the released island's id sees none, not batch's.
+  EXPECT_FALSE(f->readIsland(db.value(), *snapshot));
+  EXPECT_FALSE(f->releaseIsland(db.value()));
+  EXPECT_FALSE(f->redefineIsland(db.value(), {"db", {{3, Metric::Cpu}}, 100.0}));
+  ASSERT_TRUE(f->readIsland(batch.value(), *snapshot)) << "batch is left alone";
 }
 
 // What the daemon's history takes every tick: every series of one metric,
