@@ -74,7 +74,7 @@ ModelShape::ModelShape(const ModelConfig& config) : tuning_(config.tuning) {
   // Capped so the selection runs on a fixed stack buffer.
   recentQuantileWindow_ = std::min({season_ > 0 ? season_ : historyLength_, historyLength_,
                                     ModelShape::kMaxRecentQuantileWindow});
-  arenaFloats_ = SeriesModel::arenaFloatsFor(*this);
+  arenaLayout_ = SeriesModel::arenaLayoutFor(*this);
 }
 
 }  // namespace Atoll::forecast

@@ -97,8 +97,24 @@ class ModelShape {
   }
   // Weight of each new model error at tracked horizon j.
   double errorDecay(int j) const { return errorDecays_[j]; }
+  // Where each part of a series' float arena starts (laid out by
+  // SeriesModel::arenaLayoutFor), so a series finds each with one addition.
+  struct ArenaLayout {
+    size_t season = 0;
+    size_t rings = 0;
+    size_t trackedP50 = 0;
+    size_t trackedScale = 0;
+    size_t modelErrors = 0;
+    size_t trackedStats = 0;
+    size_t mixWeights = 0;
+    size_t recentShare = 0;
+    size_t recentQuantiles = 0;
+    size_t recentMedians = 0;
+    size_t total = 0;
+  };
+  const ArenaLayout& arenaLayout() const { return arenaLayout_; }
   // Floats of per-series arena storage.
-  size_t arenaFloats() const { return arenaFloats_; }
+  size_t arenaFloats() const { return arenaLayout_.total; }
 
  private:
   int season_;
@@ -117,7 +133,7 @@ class ModelShape {
   std::vector<double> errorDecays_;
   std::vector<double> pointWeightPowers_;
   ModelTuning tuning_;
-  size_t arenaFloats_ = 0;
+  ArenaLayout arenaLayout_;
 };
 
 }  // namespace Atoll::forecast

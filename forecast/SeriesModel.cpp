@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <functional>
 
 namespace Atoll::forecast {
 
@@ -95,6 +94,71 @@ void robustStep(double value, double rate, double clip, double& level, double& s
   level += rate * std::clamp(error, -clip * spread, clip * spread);
 }
 
+// The powers of the combination weights the tuning uses are small integers:
+// raised by multiplication, with the power chosen once per set of weights
+// rather than per model.
+enum class PowerKind { Two, Four, Eight, Sixteen, Other };
+
+PowerKind powerKind(double power) {
+  return power == 4.0    ? PowerKind::Four
+         : power == 8.0  ? PowerKind::Eight
+         : power == 16.0 ? PowerKind::Sixteen
+         : power == 2.0  ? PowerKind::Two
+                         : PowerKind::Other;
+}
+
+template <PowerKind Kind>
+double raised(double r, double power) {
+  const double r2 = r * r;
+  const double r4 = r2 * r2;
+  if constexpr (Kind == PowerKind::Two) return r2;
+  if constexpr (Kind == PowerKind::Four) return r4;
+  if constexpr (Kind == PowerKind::Eight) return r4 * r4;
+  if constexpr (Kind == PowerKind::Sixteen) return (r4 * r4) * (r4 * r4);
+  return std::pow(r, power);
+}
+
+// Normalised weights (least / error)^power of models [0, models) from their
+// floored errors (0: no weight), times the stacking weights `mix` when given
+// (point-only models count as an average one); weights[models, kModelCount)
+// are 0. Errors are taken relative to the least one, so a high power neither
+// overflows nor underflows whatever the series' units.
+template <PowerKind Kind>
+void weightsFromErrors(const double* errors, int models, double power, const float* mix,
+                       double* weights) {
+  double least = 0;
+  for (int m = 0; m < models; ++m)
+    if (errors[m] > 0 && (least == 0 || errors[m] < least)) least = errors[m];
+  double sum = 0;
+  for (int m = 0; m < kModelCount; ++m) {
+    double weight = 0;
+    if (m < models && errors[m] != 0) {
+      weight = raised<Kind>(least / errors[m], power);  // r <= 1
+      if (mix != nullptr) weight *= m < kBandModelCount ? mix[m] : 1.0 / kBandModelCount;
+    }
+    weights[m] = weight;
+    sum += weight;
+  }
+  const double scale = sum > 0 ? 1.0 / sum : 0.0;
+  for (int m = 0; m < kModelCount; ++m) weights[m] *= scale;
+}
+
+void weightsFromErrors(const double* errors, int models, double power, const float* mix,
+                       double* weights) {
+  switch (powerKind(power)) {
+    case PowerKind::Two:
+      return weightsFromErrors<PowerKind::Two>(errors, models, power, mix, weights);
+    case PowerKind::Four:
+      return weightsFromErrors<PowerKind::Four>(errors, models, power, mix, weights);
+    case PowerKind::Eight:
+      return weightsFromErrors<PowerKind::Eight>(errors, models, power, mix, weights);
+    case PowerKind::Sixteen:
+      return weightsFromErrors<PowerKind::Sixteen>(errors, models, power, mix, weights);
+    case PowerKind::Other:
+      return weightsFromErrors<PowerKind::Other>(errors, models, power, mix, weights);
+  }
+}
+
 }  // namespace
 
 // One error (in the tracker's units) moves q95 and q99 by a small step on
@@ -162,12 +226,20 @@ const char* modelName(ModelKind kind) {
   return "unknown";
 }
 
-size_t SeriesModel::arenaFloatsFor(const ModelShape& shape) {
-  return size_t(shape.historyLength()) + size_t(shape.season()) +
-         size_t(kRingCount) * shape.ringLength() + 2 * size_t(shape.trackedRingTotal()) +
-         size_t(kModelCount) * shape.trackedCount() + size_t(kStatCount) * shape.trackedCount() +
-         size_t(kBandModelCount) * shape.stackedCount() + size_t(shape.trackedCount()) +
-         2 * size_t(shape.recentQuantileSlots());
+ModelShape::ArenaLayout SeriesModel::arenaLayoutFor(const ModelShape& shape) {
+  ModelShape::ArenaLayout layout;
+  layout.season = size_t(shape.historyLength());
+  layout.rings = layout.season + size_t(shape.season());
+  layout.trackedP50 = layout.rings + size_t(kRingCount) * shape.ringLength();
+  layout.trackedScale = layout.trackedP50 + size_t(shape.trackedRingTotal());
+  layout.modelErrors = layout.trackedScale + size_t(shape.trackedRingTotal());
+  layout.trackedStats = layout.modelErrors + size_t(kModelCount) * shape.trackedCount();
+  layout.mixWeights = layout.trackedStats + size_t(kStatCount) * shape.trackedCount();
+  layout.recentShare = layout.mixWeights + size_t(kBandModelCount) * shape.stackedCount();
+  layout.recentQuantiles = layout.recentShare + size_t(shape.trackedCount());
+  layout.recentMedians = layout.recentQuantiles + size_t(shape.recentQuantileSlots());
+  layout.total = layout.recentMedians + size_t(shape.recentQuantileSlots());
+  return layout;
 }
 
 SeriesModel::SeriesModel(const ModelShape& shape)
@@ -207,34 +279,34 @@ SeriesModel::SeriesModel(const SeriesModel& other)
 }
 
 float* SeriesModel::season() const {
-  return arena_.get() + shape_->historyLength();
+  return arena_.get() + shape_->arenaLayout().season;
 }
 float* SeriesModel::ring(int slot) const {
-  return season() + shape_->season() + size_t(slot) * shape_->ringLength();
+  return arena_.get() + shape_->arenaLayout().rings + size_t(slot) * shape_->ringLength();
 }
 float* SeriesModel::trackedP50(int j) const {
-  return ring(kRingCount) + shape_->trackedRingOffset(j);
+  return arena_.get() + shape_->arenaLayout().trackedP50 + shape_->trackedRingOffset(j);
 }
 float* SeriesModel::trackedScale(int j) const {
-  return ring(kRingCount) + shape_->trackedRingTotal() + shape_->trackedRingOffset(j);
+  return arena_.get() + shape_->arenaLayout().trackedScale + shape_->trackedRingOffset(j);
 }
 float* SeriesModel::modelError(int model) const {
-  return ring(kRingCount) + 2 * shape_->trackedRingTotal() + size_t(model) * shape_->trackedCount();
+  return arena_.get() + shape_->arenaLayout().modelErrors + size_t(model) * shape_->trackedCount();
 }
 float* SeriesModel::trackedStats(int j) const {
-  return modelError(kModelCount) + size_t(j) * kStatCount;
+  return arena_.get() + shape_->arenaLayout().trackedStats + size_t(j) * kStatCount;
 }
 float* SeriesModel::mixWeights(int j) const {
-  return trackedStats(shape_->trackedCount()) + size_t(j) * kBandModelCount;
+  return arena_.get() + shape_->arenaLayout().mixWeights + size_t(j) * kBandModelCount;
 }
 float* SeriesModel::recentShare() const {
-  return mixWeights(shape_->stackedCount());
+  return arena_.get() + shape_->arenaLayout().recentShare;
 }
 float* SeriesModel::recentQuantiles() const {
-  return recentShare() + shape_->trackedCount();
+  return arena_.get() + shape_->arenaLayout().recentQuantiles;
 }
 float* SeriesModel::recentMedians() const {
-  return recentQuantiles() + shape_->recentQuantileSlots();
+  return arena_.get() + shape_->arenaLayout().recentMedians;
 }
 
 void SeriesModel::reset() {
@@ -303,66 +375,64 @@ double SeriesModel::levelUnit(int j, double p50) const {
   return p50 + std::max(naiveScale_, 1e-9);
 }
 
+// Each model's error at tracked horizon j plus a floor (0: no weight yet, or
+// not available from this origin), the input of the combination weights.
+void SeriesModel::flooredErrors(int j, uint64_t origin, double* errors) const {
+  const double floor = 1e-9 + 1e-3 * std::max(naiveScale_, 0.0);
+  const float* error = modelError(0) + j;  // model m's at error[m * trackedCount]
+  const int stride = shape_->trackedCount();
+  for (int m = 0; m < kModelCount; ++m) {
+    const float e = error[m * stride];
+    errors[m] = e >= 0 ? e + floor : 0.0;
+  }
+  if (!available(int(ModelKind::SeasonalNaive), origin))
+    errors[int(ModelKind::SeasonalHoltWinters)] = errors[int(ModelKind::SeasonalNaive)] = 0;
+  if (!available(int(ModelKind::SeasonMedian), origin)) errors[int(ModelKind::SeasonMedian)] = 0;
+}
+
 void SeriesModel::trackedWeights(int j, uint64_t origin, double* weights, double power,
                                  int models) const {
-  const double floor = 1e-9 + 1e-3 * std::max(naiveScale_, 0.0);
-  const bool stacked = j < shape_->stackedCount();
-  const float* mix = stacked ? mixWeights(j) : nullptr;
+  double errors[kModelCount];
+  flooredErrors(j, origin, errors);
   if (!shape_->tuning().pointSeasonMedian) models = std::min(models, kBandModelCount);
-  const bool seasonal = available(int(ModelKind::SeasonalNaive), origin);
-  const bool seasonMedian = available(int(ModelKind::SeasonMedian), origin);
-  // Errors first (0: no weight), then weights relative to the least error, so
-  // a high power neither overflows nor underflows whatever the series' units.
-  const float* errors = modelError(0) + j;  // model m's at errors[m * trackedCount]
-  const int stride = shape_->trackedCount();
-  double least = 0;
-  for (int m = 0; m < kModelCount; ++m) {
-    const float error = errors[m * stride];
-    const bool usable = m < models && error >= 0;
-    weights[m] = usable ? error + floor : 0.0;
-  }
-  if (!seasonal)
-    weights[int(ModelKind::SeasonalHoltWinters)] = weights[int(ModelKind::SeasonalNaive)] = 0;
-  if (!seasonMedian) weights[int(ModelKind::SeasonMedian)] = 0;
-  for (int m = 0; m < models; ++m)
-    if (weights[m] > 0 && (least == 0 || weights[m] < least)) least = weights[m];
-  double sum = 0;
-  for (int m = 0; m < models; ++m) {
-    if (weights[m] == 0) continue;
-    const double r = least / weights[m];  // <= 1
-    const double r2 = r * r;
-    const double r4 = r2 * r2;
-    weights[m] = power == 4.0    ? r4
-                 : power == 8.0  ? r4 * r4
-                 : power == 16.0 ? (r4 * r4) * (r4 * r4)
-                 : power == 2.0  ? r2
-                                 : std::pow(r, power);
-    // Point-only models are not stacked: they count as an average one.
-    if (stacked) weights[m] *= m < kBandModelCount ? mix[m] : 1.0 / kBandModelCount;
-    sum += weights[m];
-  }
-  const double scale = sum > 0 ? 1.0 / sum : 0.0;
-  for (int m = 0; m < kModelCount; ++m) weights[m] *= scale;
+  weightsFromErrors(errors, models, power, j < shape_->stackedCount() ? mixWeights(j) : nullptr,
+                    weights);
+}
+
+void SeriesModel::trackedWeightPair(int j, uint64_t origin, double* band, double* point) const {
+  double errors[kModelCount];
+  flooredErrors(j, origin, errors);
+  const float* mix = j < shape_->stackedCount() ? mixWeights(j) : nullptr;
+  weightsFromErrors(errors, kBandModelCount, shape_->tuning().weightPower, mix, band);
+  weightsFromErrors(errors, shape_->tuning().pointSeasonMedian ? kModelCount : kBandModelCount,
+                    shape_->pointWeightPower(j), mix, point);
 }
 
 // Forecasts of every model h steps after the last update (unavailable: 0).
 void SeriesModel::liveForecasts(int h, double* forecasts) const {
-  const uint64_t origin = steps_ - 1;
+  levelForecasts(forecasts);
+  horizonForecasts(h, available(int(ModelKind::SeasonalNaive), steps_ - 1), forecasts);
+}
+
+void SeriesModel::levelForecasts(double* forecasts) const {
   const int window = static_cast<int>(std::min<uint64_t>(steps_, kRecentWindow));
   forecasts[int(ModelKind::LastValue)] = last_;
   forecasts[int(ModelKind::RecentMean)] = recentSum_ / window;
   forecasts[int(ModelKind::SeasonMedian)] = std::max(0.0, recentMedianAfter(steps_));
   forecasts[int(ModelKind::RecentMedian)] = fastLevel_;
   forecasts[int(ModelKind::SlowLevel)] = slowLevel_;
-  forecasts[int(ModelKind::DampedTrend)] = holtLevel_ + shape_->dampSum(h) * holtTrend_;
-  const int season = shape_->season();
-  if (available(int(ModelKind::SeasonalNaive), origin)) {
+}
+
+void SeriesModel::horizonForecasts(int h, bool seasonal, double* forecasts) const {
+  const double damp = shape_->dampSum(h);
+  forecasts[int(ModelKind::DampedTrend)] = holtLevel_ + damp * holtTrend_;
+  if (seasonal) {
     // Target origin + h; its phase is seasonPos_ + h - 1, its value one
     // season earlier sits h - 1 - season after the next history slot.
+    const int season = shape_->season();
     int phase = seasonPos_ + h - 1;
     if (phase >= season) phase -= season;
-    forecasts[int(ModelKind::SeasonalHoltWinters)] =
-        hwLevel_ + shape_->dampSum(h) * hwTrend_ + seasonalAt(phase);
+    forecasts[int(ModelKind::SeasonalHoltWinters)] = hwLevel_ + damp * hwTrend_ + seasonalAt(phase);
     int at = histPos_ + h - 1 - season;
     if (at < 0) at += shape_->historyLength();
     forecasts[int(ModelKind::SeasonalNaive)] = hist()[at];
@@ -393,37 +463,73 @@ double blended(const Blend& blend, const double* forecasts) {
   return p50;
 }
 
+// Sorts `order` (a permutation of the models) by forecast, stably: models
+// with equal forecasts keep their order. Each model's place is counted from
+// comparisons with all the others rather than found by swaps, so no branch
+// depends on the forecasts (an insertion sort's branches follow them, and
+// the predictor misses many). False, and `order` unchanged, when a forecast
+// is NaN (no strict order to count).
+bool sortByForecast(const double* forecasts, int* order) {
+  int position[kModelCount];
+  bool comparable = true;
+  for (int i = 0; i < kModelCount; ++i) {
+    position[order[i]] = i;
+    comparable &= forecasts[i] == forecasts[i];
+  }
+  if (!comparable) return false;
+  int sorted[kModelCount];
+  for (int m = 0; m < kModelCount; ++m) {
+    int place = 0;
+    for (int k = 0; k < kModelCount; ++k)
+      place += int(forecasts[k] < forecasts[m]) |
+               int(forecasts[k] == forecasts[m] && position[k] < position[m]);
+    sorted[place] = m;
+  }
+  std::copy(sorted, sorted + kModelCount, order);
+  return true;
+}
+
+// The models in the order of an earlier weighted median's forecasts (ties
+// are taken in this order). `kept`: it comes from a nearby forecast (the
+// previous step of a profile), so it mostly still holds and an insertion
+// sort only checks it; a fresh order is sorted by counting (sortByForecast).
+struct ModelOrder {
+  int order[kModelCount] = {0, 1, 2, 3, 4, 5, 6, 7};
+  bool kept = false;
+  static_assert(kModelCount == 8);
+};
+
 // The weighted median of the models' forecasts (the lowest forecast at which
 // the cumulative weight reaches half), for weights[0, kModelCount) summing
-// to `total` > 0. `order` holds the models in the order of an earlier call's
-// forecasts (any permutation will do): along a path the forecasts change
-// little from one step to the next, so the insertion sort mostly only checks
-// that the order still holds.
-double weightedMedian(const double* weights, const double* forecasts, double total, int* order) {
+// to `total` > 0.
+double weightedMedian(const double* weights, const double* forecasts, double total,
+                      ModelOrder& models) {
   const double half = 0.5 * total;
   // Often one model holds most of the weight: it is the median, no sort.
   for (int m = 0; m < kModelCount; ++m)
     if (weights[m] > half) return forecasts[m];
-  for (int i = 1; i < kModelCount; ++i)
-    for (int k = i; k > 0 && forecasts[order[k]] < forecasts[order[k - 1]]; --k)
-      std::swap(order[k], order[k - 1]);
-  double cumulative = 0;
-  for (int i = 0; i < kModelCount; ++i) {
-    const int m = order[i];
-    if (!(weights[m] > 0)) continue;
-    cumulative += weights[m];
-    if (cumulative >= half) return forecasts[m];
+  int* order = models.order;
+  if (models.kept || !sortByForecast(forecasts, order)) {
+    for (int i = 1; i < kModelCount; ++i)
+      for (int k = i; k > 0 && forecasts[order[k]] < forecasts[order[k - 1]]; --k)
+        std::swap(order[k], order[k - 1]);
   }
+  models.kept = true;
+  // The cumulative weight only grows, so the models before the median are
+  // those it has not reached half at; models without weight add nothing.
+  double cumulative = 0;
+  int below = 0;
+  for (int i = 0; i < kModelCount; ++i) {
+    const double weight = weights[order[i]];
+    cumulative += weight > 0 ? weight : 0.0;
+    below += int(cumulative < half);
+  }
+  if (below < kModelCount) return forecasts[order[below]];
   // Rounding: the last weighted model.
   for (int i = kModelCount - 1; i >= 0; --i)
     if (weights[order[i]] > 0) return forecasts[order[i]];
   return 0.0;
 }
-
-struct ModelOrder {
-  int order[kModelCount] = {0, 1, 2, 3, 4, 5, 6, 7};
-  static_assert(kModelCount == 8);
-};
 
 // p50 hours ahead: the weighted median rather than the weighted mean of the
 // models' forecasts. When the models disagree widely (a seasonal model
@@ -440,8 +546,19 @@ double pointBlended(const Blend& blend, const double* forecasts, bool median, Mo
   double weights[kModelCount];
   double total = 0;
   for (int m = 0; m < kModelCount; ++m) total += weights[m] = a[m] + u * (b[m] - a[m]);
-  return total > 0 ? weightedMedian(weights, forecasts, total, order.order)
-                   : blended(blend, forecasts);
+  return total > 0 ? weightedMedian(weights, forecasts, total, order) : blended(blend, forecasts);
+}
+
+// The model holding clearly more than half of normalised weights (sum 1),
+// else -1. The margin is far above the rounding of the weights, their sum
+// and their interpolation between two horizons, so where two horizons'
+// weights share such a model, weightedMedian of any blend of them returns
+// that model's forecast.
+int dominantModel(const double* weights) {
+  constexpr double kClearHalf = 0.5 + 1e-6;
+  for (int m = 0; m < kModelCount; ++m)
+    if (weights[m] > kClearHalf) return m;
+  return -1;
 }
 
 bool anyWeight(const double* weights) {
@@ -458,51 +575,62 @@ Quantiles SeriesModel::forecast(int h) const {
   const ModelShape::Bracket& bracket = shape_->bracket(h);
   const uint64_t origin = steps_ - 1;
   double lower[kModelCount], upper[kModelCount], forecasts[kModelCount];
-  const ModelTuning& tuning = shape_->tuning();
+  double pointLower[kModelCount], pointUpper[kModelCount];
   liveForecasts(h, forecasts);
-  trackedWeights(bracket.lower, origin, lower, tuning.weightPower, kBandModelCount);
-  trackedWeights(bracket.upper, origin, upper, tuning.weightPower, kBandModelCount);
+  trackedWeightPair(bracket.lower, origin, lower, pointLower);
+  trackedWeightPair(bracket.upper, origin, upper, pointUpper);
   const Blend centre{anyWeight(lower) ? lower : nullptr, anyWeight(upper) ? upper : nullptr,
                      bracket.upperWeight};
   const double centreValue = blended(centre, forecasts);
-  trackedWeights(bracket.lower, origin, lower, shape_->pointWeightPower(bracket.lower),
-                 kModelCount);
-  trackedWeights(bracket.upper, origin, upper, shape_->pointWeightPower(bracket.upper),
-                 kModelCount);
-  const Blend point{anyWeight(lower) ? lower : nullptr, anyWeight(upper) ? upper : nullptr,
-                    bracket.upperWeight};
+  const Blend point{anyWeight(pointLower) ? pointLower : nullptr,
+                    anyWeight(pointUpper) ? pointUpper : nullptr, bracket.upperWeight};
   ModelOrder order;
+  const double band = bandScale();
   quantilesAt(h, centreValue, pointBlended(point, forecasts, shape_->pointMedian(h), order),
-              bandScale(), out);
+              bandOffsets(bracket.lower, band), bandOffsets(bracket.upper, band),
+              recentQuantileAfter(steps_), out);
   return out;
 }
 
+// The two error models' offsets at tracked horizon j blended by their losses
+// (see conditionalShare), with the band scale in force; what depends on the
+// forecast level (the level-relative tracker's unit) is applied per horizon.
+SeriesModel::BandOffsets SeriesModel::bandOffsets(int j, double band) const {
+  const float* stats = trackedStats(j);
+  BandOffsets offsets;
+  offsets.seen = stats[kCount] > 0;
+  offsets.relative = shape_->horizons()[j] <= shape_->tuning().relativeBandMaxHorizon;
+  if (!offsets.seen) return offsets;
+  const double share = conditionalShare(stats);
+  offsets.q95Scaled = share * stats[kQ95] * band;
+  offsets.q99Scaled = share * stats[kQ99] * band;
+  offsets.q95Raw = (1 - share) * stats[kQ95Raw];
+  offsets.q99Raw = (1 - share) * stats[kQ99Raw];
+  return offsets;
+}
+
 // p50 is the point blend; the upper quantiles are offsets from the centre
-// blend, whose errors they track.
-void SeriesModel::quantilesAt(int h, double centre, double point, double band,
-                              Quantiles& out) const {
+// blend, whose errors they track. `recent`: recentQuantileAfter(steps_).
+void SeriesModel::quantilesAt(int h, double centre, double point, const BandOffsets& lower,
+                              const BandOffsets& upper, double recent, Quantiles& out) const {
   const ModelShape::Bracket& bracket = shape_->bracket(h);
-  const float* lowerStats = trackedStats(bracket.lower);
-  const float* upperStats = trackedStats(bracket.upper);
   const double p50 = std::max(0.0, centre);
-  // Offsets in the series' units, the two error models blended by their losses.
-  auto offsets = [this, band, p50](int j, double& q95, double& q99) {
-    const float* stats = trackedStats(j);
-    const double share = conditionalShare(stats);
-    const double unit = levelUnit(j, p50);
-    q95 = share * stats[kQ95] * band + (1 - share) * stats[kQ95Raw] * unit;
-    q99 = share * stats[kQ99] * band + (1 - share) * stats[kQ99Raw] * unit;
+  // Offsets in the series' units (the unit of levelUnit()).
+  auto offsets = [this, p50](const BandOffsets& at, double& q95, double& q99) {
+    const double unit = at.relative ? p50 + std::max(naiveScale_, 1e-9) : 1.0;
+    q95 = at.q95Scaled + at.q95Raw * unit;
+    q99 = at.q99Scaled + at.q99Raw * unit;
   };
   double q95, q99;
-  if (upperStats[kCount] > 0 && lowerStats[kCount] > 0) {
+  if (upper.seen && lower.seen) {
     double lower95, lower99, upper95, upper99;
-    offsets(bracket.lower, lower95, lower99);
-    offsets(bracket.upper, upper95, upper99);
+    offsets(lower, lower95, lower99);
+    offsets(upper, upper95, upper99);
     const double u = bracket.upperWeight;
     q95 = lower95 + u * (upper95 - lower95);
     q99 = lower99 + u * (upper99 - lower99);
-  } else if (upperStats[kCount] > 0 || lowerStats[kCount] > 0) {
-    offsets(upperStats[kCount] > 0 ? bracket.upper : bracket.lower, q95, q99);
+  } else if (upper.seen || lower.seen) {
+    offsets(upper.seen ? upper : lower, q95, q99);
   } else {
     // No error seen yet at this horizon: a provisional spread from the
     // series' own step-to-step change, replaced as soon as errors arrive.
@@ -512,7 +640,6 @@ void SeriesModel::quantilesAt(int h, double centre, double point, double band,
   }
   // The issued p95 mixes the tracked one with the recent values' p95, by
   // the share learned at the bracketing horizons.
-  const double recent = recentQuantileAfter(steps_);
   if (recent >= 0) {
     const float* share = recentShare();
     const double u =
@@ -530,31 +657,49 @@ void SeriesModel::profile(std::span<Quantiles> out) const {
   if (steps_ == 0 || tracked > kStackTracked) {
     for (int k = 0; k < steps; ++k) out[k] = forecast(k + 1);
   } else {
-    // Weights once per tracked horizon, then one blend per step.
+    // Weights and band offsets once per tracked horizon, then one blend per
+    // step; what no step changes is taken once.
     const uint64_t origin = steps_ - 1;
+    const double band = bandScale();
+    const double recent = recentQuantileAfter(steps_);
+    const bool seasonal = available(int(ModelKind::SeasonalNaive), origin);
     double weights[kStackTracked][kModelCount];
     double pointWeights[kStackTracked][kModelCount];
     bool known[kStackTracked];
+    int dominant[kStackTracked];
+    BandOffsets offsets[kStackTracked];
     for (int j = 0; j < tracked; ++j) {
-      trackedWeights(j, origin, weights[j], shape_->tuning().weightPower, kBandModelCount);
-      trackedWeights(j, origin, pointWeights[j], shape_->pointWeightPower(j), kModelCount);
+      trackedWeightPair(j, origin, weights[j], pointWeights[j]);
       known[j] = anyWeight(weights[j]);
+      dominant[j] = dominantModel(pointWeights[j]);
+      offsets[j] = bandOffsets(j, band);
     }
     double forecasts[kModelCount];
-    const double band = bandScale();
+    levelForecasts(forecasts);
     ModelOrder order;  // kept from step to step
     for (int k = 0; k < steps; ++k) {
       const int h = k + 1;
       const ModelShape::Bracket& bracket = shape_->bracket(h);
-      liveForecasts(h, forecasts);
+      horizonForecasts(h, seasonal, forecasts);
       const Blend centre{known[bracket.lower] ? weights[bracket.lower] : nullptr,
                          known[bracket.upper] ? weights[bracket.upper] : nullptr,
                          bracket.upperWeight};
       const Blend point{known[bracket.lower] ? pointWeights[bracket.lower] : nullptr,
                         known[bracket.upper] ? pointWeights[bracket.upper] : nullptr,
                         bracket.upperWeight};
+      // A model that holds more than half the point weight at both
+      // bracketing horizons holds it at every horizon between them: it is
+      // the weighted median, with no blend of the weights.
+      const bool median = shape_->pointMedian(h);
+      int only = -1;
+      if (median && (point.lower != nullptr || point.upper != nullptr)) {
+        const int lower = dominant[point.lower ? bracket.lower : bracket.upper];
+        const int upper = dominant[point.upper ? bracket.upper : bracket.lower];
+        if (lower == upper) only = lower;
+      }
       quantilesAt(h, blended(centre, forecasts),
-                  pointBlended(point, forecasts, shape_->pointMedian(h), order), band, out[k]);
+                  only >= 0 ? forecasts[only] : pointBlended(point, forecasts, median, order),
+                  offsets[bracket.lower], offsets[bracket.upper], recent, out[k]);
     }
   }
   for (size_t k = steps; k < out.size(); ++k) out[k] = Quantiles{};
@@ -608,7 +753,9 @@ void SeriesModel::scoreErrors(double value) {
           ring(kRingHwLevel)[at] + damp * ring(kRingHwTrend)[at] + seasonalAt(seasonPos_);
       stored[int(ModelKind::SeasonalNaive)] = hist()[wrapBack(histPos_, season, historyLength)];
     }
-    stored[int(ModelKind::SeasonMedian)] = recentMedianAfter(origin + 1);
+    // The recent median and p95 in force at the origin (one slot for both).
+    const int recentAt = recentSlotAfter(origin + 1);
+    stored[int(ModelKind::SeasonMedian)] = recentAt >= 0 ? recentMedians()[recentAt] : -1.0;
     // The band's models scored (and stacked) at this origin.
     const int models = seasonal ? kBandModelCount : int(ModelKind::SeasonalHoltWinters);
     // The p50 issued at the origin, rebuilt from the models' stored forecasts
@@ -620,7 +767,7 @@ void SeriesModel::scoreErrors(double value) {
     double point = -1;
     if (anyWeight(pointWeights) && shape_->pointMedian(h)) {
       ModelOrder order;
-      point = std::max(0.0, weightedMedian(pointWeights, stored, 1.0, order.order));
+      point = std::max(0.0, weightedMedian(pointWeights, stored, 1.0, order));
     } else if (anyWeight(pointWeights)) {
       point = 0;
       for (int m = 0; m < kModelCount; ++m)
@@ -660,7 +807,7 @@ void SeriesModel::scoreErrors(double value) {
     const double share = conditionalShare(stats);
     const double offset = share * stats[kQ95] * band + (1 - share) * stats[kQ95Raw] * unit;
     double issued95 = p50 + offset;
-    const double recent = recentQuantileAfter(target - h + 1);
+    const double recent = recentAt >= 0 ? recentQuantiles()[recentAt] : -1.0;
     if (recent >= 0) {
       // Online gradient step on the p95 pinball loss of the issued mix
       // p95 = tracked + share * (recent - tracked); the gap between the two
@@ -795,11 +942,13 @@ void SeriesModel::recordOrigin() {
 void SeriesModel::issueTracked() {
   const uint64_t origin = steps_ - 1;
   const auto band = static_cast<float>(bandScale());
+  const bool seasonal = available(int(ModelKind::SeasonalNaive), origin);
   double weights[kModelCount], forecasts[kModelCount];
+  levelForecasts(forecasts);
   for (int j = 0; j < shape_->trackedCount(); ++j) {
     const int h = shape_->horizons()[j];
     trackedWeights(j, origin, weights, shape_->tuning().weightPower, kBandModelCount);
-    liveForecasts(h, forecasts);
+    horizonForecasts(h, seasonal, forecasts);
     const Blend blend{anyWeight(weights) ? weights : nullptr, nullptr, 0.0};
     const int slot = trackedPos_[j];
     trackedP50(j)[slot] = static_cast<float>(std::max(0.0, blended(blend, forecasts)));
@@ -813,53 +962,42 @@ void SeriesModel::issueTracked() {
 void SeriesModel::refreshRecentQuantile() {
   const int window = static_cast<int>(std::min<uint64_t>(steps_, shape_->recentQuantileWindow()));
   const int rank = static_cast<int>(std::lround(0.95 * (window - 1)));
-  // The (window - rank) largest values in a min-heap: one comparison for
-  // most values, instead of copying and partitioning the whole window.
-  const int kept = window - rank;
-  float top[ModelShape::kMaxRecentQuantileWindow / 20 + 2];
-  int size = 0;
-  auto consider = [&](const float* from, const float* to) {
-    for (const float* at = from; at < to; ++at) {
-      if (size < kept) {
-        top[size++] = *at;
-        std::push_heap(top, top + size, std::greater<float>());
-      } else if (*at > top[0]) {
-        std::pop_heap(top, top + size, std::greater<float>());
-        top[size - 1] = *at;
-        std::push_heap(top, top + size, std::greater<float>());
-      }
-    }
-  };
-  // The last `window` values of the history ring, in at most two runs.
-  const int historyLength = shape_->historyLength();
-  const int start = wrapBack(histPos_, window, historyLength);
-  if (start < histPos_ || window == 0) {
-    consider(hist() + start, hist() + histPos_);
-  } else {
-    consider(hist() + start, hist() + historyLength);
-    consider(hist(), hist() + histPos_);
-  }
+  // The last `window` values of the history ring, partitioned around the
+  // middle for the median (the season-median model); the p95 (the value of
+  // rank `rank`) is then selected within the side that holds it, about half
+  // the values.
+  float values[ModelShape::kMaxRecentQuantileWindow];
+  copyLast(hist(), histPos_, window, shape_->historyLength(), values);
+  const double median = medianOf(values, window);
+  const int middle = window / 2;
+  if (rank > middle)
+    std::nth_element(values + middle + 1, values + rank, values + window);
+  else if (rank < middle)
+    std::nth_element(values, values + rank, values + middle);
   const uint64_t refresh = steps_ / uint64_t(shape_->tuning().recentQuantileEvery);
   const uint64_t slot = refresh % uint64_t(shape_->recentQuantileSlots());
-  recentQuantiles()[slot] = top[0];
-  // The median over the same window, for the season-median model.
-  float values[ModelShape::kMaxRecentQuantileWindow];
-  copyLast(hist(), histPos_, window, historyLength, values);
-  recentMedians()[slot] = static_cast<float>(medianOf(values, window));
+  recentQuantiles()[slot] = values[rank];
+  recentMedians()[slot] = static_cast<float>(median);
+}
+
+// The slot of the recent median and p95 in force once `stepsSoFar` steps had
+// been taken; < 0 if none.
+int SeriesModel::recentSlotAfter(uint64_t stepsSoFar) const {
+  const auto every = uint64_t(shape_->tuning().recentQuantileEvery);
+  if (stepsSoFar < every) return -1;
+  return static_cast<int>((stepsSoFar / every) % uint64_t(shape_->recentQuantileSlots()));
 }
 
 // The recent median in force once `stepsSoFar` steps had been taken; < 0 if none.
 double SeriesModel::recentMedianAfter(uint64_t stepsSoFar) const {
-  const auto every = uint64_t(shape_->tuning().recentQuantileEvery);
-  if (stepsSoFar < every) return -1;
-  return recentMedians()[(stepsSoFar / every) % uint64_t(shape_->recentQuantileSlots())];
+  const int slot = recentSlotAfter(stepsSoFar);
+  return slot >= 0 ? recentMedians()[slot] : -1.0;
 }
 
 // The recent p95 in force once `stepsSoFar` steps had been taken; < 0 if none.
 double SeriesModel::recentQuantileAfter(uint64_t stepsSoFar) const {
-  const auto every = uint64_t(shape_->tuning().recentQuantileEvery);
-  if (stepsSoFar < every) return -1;
-  return recentQuantiles()[(stepsSoFar / every) % uint64_t(shape_->recentQuantileSlots())];
+  const int slot = recentSlotAfter(stepsSoFar);
+  return slot >= 0 ? recentQuantiles()[slot] : -1.0;
 }
 
 void SeriesModel::update(double value, bool filled) {

@@ -93,7 +93,7 @@ class SeriesModel {
 
   // Heap and inline bytes this series holds.
   size_t memoryBytes() const;
-  static size_t arenaFloatsFor(const ModelShape& shape);
+  static ModelShape::ArenaLayout arenaLayoutFor(const ModelShape& shape);
 
  private:
   bool available(int model, uint64_t origin) const;
@@ -101,8 +101,25 @@ class SeriesModel {
   // no model has an error yet).
   // `models`: kBandModelCount for the band's centre, kModelCount for p50.
   void trackedWeights(int j, uint64_t origin, double* weights, double power, int models) const;
+  // The band's centre and the p50 weights at tracked horizon j together.
+  void trackedWeightPair(int j, uint64_t origin, double* band, double* point) const;
+  void flooredErrors(int j, uint64_t origin, double* errors) const;
   void liveForecasts(int h, double* forecasts) const;
-  void quantilesAt(int h, double centre, double point, double band, Quantiles& out) const;
+  // liveForecasts in two parts: the models whose forecast is the same at
+  // every horizon, then those of horizon h (`seasonal`: the seasonal models
+  // are available).
+  void levelForecasts(double* forecasts) const;
+  void horizonForecasts(int h, bool seasonal, double* forecasts) const;
+  // The band's offsets at tracked horizon j, less the level-relative unit.
+  struct BandOffsets {
+    double q95Scaled = 0, q99Scaled = 0;  // volatility-relative tracker's part
+    double q95Raw = 0, q99Raw = 0;        // the other's, per unit of levelUnit()
+    bool seen = false;                    // errors were scored at j
+    bool relative = false;                // levelUnit() is relative to the level
+  };
+  BandOffsets bandOffsets(int j, double band) const;
+  void quantilesAt(int h, double centre, double point, const BandOffsets& lower,
+                   const BandOffsets& upper, double recent, Quantiles& out) const;
   float seasonalAt(int phase) const { return season()[phase]; }
   double bandScale() const;  // recent over long-run volatility, clamped
   double levelUnit(int j, double p50) const;
@@ -125,6 +142,7 @@ class SeriesModel {
   float* recentQuantiles() const;      // [recentQuantileSlots] p95 of the recent values
   float* recentMedians() const;        // [recentQuantileSlots] median of the recent values
   void refreshRecentQuantile();
+  int recentSlotAfter(uint64_t stepsSoFar) const;
   double recentQuantileAfter(uint64_t stepsSoFar) const;
   double recentMedianAfter(uint64_t stepsSoFar) const;
   void learnMix(int j, double value, const double* stored, int models);
