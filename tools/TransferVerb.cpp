@@ -9,6 +9,8 @@
 //          state), its host-wide cap and the images it received
 //   limit  change atolld's host-wide cap while its transfers run
 //   cancel stop one of atolld's transfers
+//   migrate live-migrate a QEMU VM through the stream tunnel
+//          (tools/TransferMigrate.cpp)
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -30,6 +32,7 @@
 #include "migrate/transfer/TransferServer.h"
 #include "tools/DaemonClient.h"
 #include "tools/JsonCells.h"
+#include "tools/TransferMigrate.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -390,6 +393,8 @@ void addTransferVerb(CLI::App& app) {
   send->add_flag("--json", sendArgs->json, "One JSON line per round on stdout");
   sendArgs->tls.add(send);
   send->callback([sendArgs] { runSend(*sendArgs); });
+
+  addTransferMigrateSubcommand(*transfer);
 
   auto listArgs = std::make_shared<DaemonArgs>();
   auto* list = transfer->add_subcommand(

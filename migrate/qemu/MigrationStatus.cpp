@@ -23,6 +23,12 @@ double MigrationStatus::progress() const {
   return static_cast<double>(done) / static_cast<double>(ramTotalBytes);
 }
 
+double MigrationStatus::etaSeconds() const {
+  if (succeeded()) return 0.0;
+  if (ramMbps <= 0) return -1.0;
+  return static_cast<double>(ramRemainingBytes) * 8.0 / (ramMbps * 1e6);
+}
+
 Result<MigrationStatus> parseQueryMigrate(const nlohmann::json& reply) {
   if (!reply.is_object()) {
     return Error::invalid("parse", "query-migrate", reply.dump(), "reply is not an object");
@@ -52,9 +58,11 @@ Result<MigrationStatus> parseQueryMigrate(const nlohmann::json& reply) {
     if (!ram->is_object()) {
       return Error::invalid("parse", "query-migrate", ram->dump(), "'ram' is not an object");
     }
-    for (Field f : {Field{"transferred", &out.ramTransferredBytes},
-                    Field{"remaining", &out.ramRemainingBytes}, Field{"total", &out.ramTotalBytes},
-                    Field{"dirty-sync-count", &out.dirtySyncCount}}) {
+    for (Field f :
+         {Field{"transferred", &out.ramTransferredBytes},
+          Field{"remaining", &out.ramRemainingBytes}, Field{"total", &out.ramTotalBytes},
+          Field{"dirty-sync-count", &out.dirtySyncCount},
+          Field{"dirty-pages-rate", &out.dirtyPagesRate}, Field{"page-size", &out.pageSize}}) {
       auto v = unsignedField(*ram, f.name);
       if (!v) return v.error();
       *f.target = *v;

@@ -20,8 +20,10 @@ struct MigrationStatus {
   uint64_t ramTransferredBytes = 0;
   uint64_t ramRemainingBytes = 0;
   uint64_t ramTotalBytes = 0;
-  uint64_t dirtySyncCount = 0;
-  double ramMbps = 0;
+  uint64_t dirtySyncCount = 0;   // passes over guest RAM so far (the iteration)
+  uint64_t dirtyPagesRate = 0;   // pages the guest dirties per second
+  uint64_t pageSize = 0;         // bytes per page of the dirty rate
+  double ramMbps = 0;            // QEMU's own send rate, Mbit/s (10^6)
   std::string errorDescription;  // set when status is "failed"
 
   bool finished() const {
@@ -30,6 +32,9 @@ struct MigrationStatus {
   bool succeeded() const { return status == "completed"; }
   // Fraction of guest RAM already sent in this pass, 0..1 (1 once completed).
   double progress() const;
+  // Seconds until the remaining RAM is sent at QEMU's current rate; negative
+  // while QEMU has no rate to go by. Dirtying adds passes this cannot foresee.
+  double etaSeconds() const;
 };
 
 // Parses the "return" object of `query-migrate`. Fields QEMU leaves out (it

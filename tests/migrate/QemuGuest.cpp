@@ -89,6 +89,7 @@ std::unique_ptr<QemuGuest> QemuGuest::start(const GuestImage& image, const std::
   guest->serialLog_ = workDir + "/" + name + ".serial";
   guest->stderrLog_ = workDir + "/" + name + ".qemu";
   std::string qmpPath = workDir + "/" + name + ".qmp";
+  guest->secondQmpPath_ = workDir + "/" + name + ".qmp2";
   // Source and destination must have the same machine: identical lines but
   // for -incoming. One vCPU and 128 MiB keep boot and copy short. The CPU is
   // QEMU's migration-safe baseline model ("max" is documented as not
@@ -114,6 +115,8 @@ std::unique_ptr<QemuGuest> QemuGuest::start(const GuestImage& image, const std::
                                    "file:" + guest->serialLog_,
                                    "-qmp",
                                    "unix:" + qmpPath + ",server=on,wait=off",
+                                   "-qmp",
+                                   "unix:" + guest->secondQmpPath_ + ",server=on,wait=off",
                                    "-kernel",
                                    image.kernel,
                                    "-initrd",

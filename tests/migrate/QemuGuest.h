@@ -43,6 +43,9 @@ class QemuGuest {
   ~QemuGuest();
   qemu::QmpClient& qmp() { return *qmp_; }
   const std::string& serialLog() const { return serialLog_; }
+  // A second QMP monitor, free for another client (a monitor serves one
+  // client at a time and qmp() holds the first): the `atoll` CLI in tests.
+  const std::string& secondQmpPath() const { return secondQmpPath_; }
   CounterProgress progress() const { return readCounterProgress(serialLog_); }
   // Waits until the counter reached a pass beyond `pass`; false on timeout
   // or when the pattern broke.
@@ -57,6 +60,7 @@ class QemuGuest {
   pid_t pid_ = -1;
   std::string serialLog_;
   std::string stderrLog_;
+  std::string secondQmpPath_;
   std::optional<qemu::QmpClient> qmp_;
 };
 

@@ -1,0 +1,81 @@
+// `atoll transfer migrate` refuses bad options before it does anything: each
+// refusal names the option's value, exits with the usage code, and never
+// reaches the QMP socket.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tests/runtime/TestSupport.h"
+
+namespace Atoll {
+namespace {
+
+struct CommandResult {
+  int exitCode = -1;
+  std::string err;
+};
+
+CommandResult runAtoll(const std::string& args) {
+  test::TempDir dir;
+  std::string command =
+      std::string(ATOLL_CLI_PATH) + " " + args + " >" + dir.file("out") + " 2>" + dir.file("err");
+  int status = std::system(command.c_str());
+  CommandResult result;
+  result.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.err = test::readTextFile(dir.file("err"));
+  return result;
+}
+
+TEST(TransferMigrateCli, RefusesBadOptionsNamingTheValue) {
+  test::TempDir dir;
+  // Does not exist: a refusal that got as far as QEMU would say so.
+  const std::string base = "transfer migrate --qmp " + dir.file("absent.qmp");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" --to nohost", "'nohost'"},
+      {" --to 127.0.0.1:99999", "'127.0.0.1:99999'"},
+      {" --to 127.0.0.1:0", "'127.0.0.1:0'"},
+      {" --to 127.0.0.1:7477 --channels 0", "--channels 0"},
+      {" --to 127.0.0.1:7477 --channels 65", "--channels 65"},
+      {" --to 127.0.0.1:7477 --channels -3", "--channels -3"},
+      {" --to 127.0.0.1:7477 --timeout -1", "--timeout -1"},
+      {" --to 127.0.0.1:7477 --bwlimit fast", "'fast'"},
+      {" --to 127.0.0.1:7477 --bwlimit 0", "--bwlimit '0'"},
+  };
+  for (const auto& [options, named] : cases) {
+    auto result = runAtoll(base + options);
+    EXPECT_EQ(result.exitCode, 2) << options << ": " << result.err;
+    EXPECT_NE(result.err.find(named), std::string::npos) << options << ": " << result.err;
+    EXPECT_EQ(result.err.find("QMP"), std::string::npos) << options << ": " << result.err;
+  }
+}
+
+TEST(TransferMigrateCli, MissingQmpSocketIsNamed) {
+  test::TempDir dir;
+  auto result =
+      runAtoll("transfer migrate --qmp " + dir.file("absent.qmp") + " --to 127.0.0.1:7477");
+  EXPECT_EQ(result.exitCode, 3) << result.err;
+  EXPECT_NE(result.err.find("no QMP socket at " + dir.file("absent.qmp")), std::string::npos)
+      << result.err;
+}
+
+TEST(TransferMigrateCli, HelpSaysWhatTheDestinationNeeds) {
+  test::TempDir dir;
+  std::string command =
+      std::string(ATOLL_CLI_PATH) + " transfer migrate --help >" + dir.file("out") + " 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  std::string help = test::readTextFile(dir.file("out"));
+  for (const char* text : {"--qmp", "--to", "--channels", "multifd", "-incoming unix:PATH",
+                           "--tunnel-to", "--json", "--timeout", "--bwlimit", "plaintext"})
+    EXPECT_NE(help.find(text), std::string::npos) << text << " not in:\n" << help;
+  auto page = runAtoll("manpage --output " + dir.file("atoll.1"));
+  EXPECT_EQ(page.exitCode, 0) << page.err;
+  EXPECT_NE(test::readTextFile(dir.file("atoll.1")).find(".SS \"atoll transfer migrate\""),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace Atoll
