@@ -562,9 +562,14 @@ void readPlanner(Validator& v, const toml::table& table, DaemonConfig& c) {
           {"island_cooldown_seconds", seconds(pc.islandCooldownNs, 7 * 86400, 0)},
           {"same_role_cooldown_seconds", seconds(pc.sameRoleCooldownNs, 7 * 86400, 0)},
           {"balance_band", real(pc.balanceBand, 0.0, 0.99)},
+          {"donor_peak_over_cooldown",
+           [&](const toml::node& n, const std::string& k) {
+             if (auto x = v.boolean(n, k)) pc.donorKeepsPeakOverCooldown = *x;
+           }},
           {"resize_quantile", whole(pc.resizeQuantile, 95, 99)},
           {"min_relief_share", real(pc.minReliefShare, 0.0, 1.0)},
-          {"min_move_coverage", real(pc.minMoveCoverage, 0.0, 1.0)}});
+          {"min_move_coverage", real(pc.minMoveCoverage, 0.0, 1.0)},
+          {"min_risk_p50_share", real(pc.minRiskP50Share, 0.0, 1.0)}});
   // Cross-field rules (e.g. margin within [min_margin, max_margin]) are the
   // planner's own; reported once the single values are sound.
   if (v.errorCount() == errorsBefore) {
@@ -713,8 +718,9 @@ auto plannerKnobs(const planner::PlannerConfig& p) {
   return std::tie(p.horizonSteps, p.riskThreshold, p.headroom, p.maxCpusPerResize, p.allowVmMoves,
                   p.margin, p.minMargin, p.maxMargin, p.minDwellNs, p.budgetWindowNs,
                   p.hostMovesPerWindow, p.islandMovesPerWindow, p.hysteresisWindowNs,
-                  p.islandCooldownNs, p.sameRoleCooldownNs, p.balanceBand, p.resizeQuantile,
-                  p.minReliefShare, p.minMoveCoverage);
+                  p.islandCooldownNs, p.sameRoleCooldownNs, p.balanceBand,
+                  p.donorKeepsPeakOverCooldown, p.resizeQuantile, p.minReliefShare,
+                  p.minMoveCoverage, p.minRiskP50Share);
 }
 
 }  // namespace

@@ -32,6 +32,8 @@ struct ReplayVerbArgs {
   std::optional<double> margin;
   std::optional<double> balanceBand;
   std::optional<double> sameRoleCooldownSeconds;
+  bool donorPeakOverCooldown = false;
+  std::optional<double> minRiskP50Share;
   std::optional<double> forecastRecentQuantileRate;
   std::optional<double> thresholdUpper;
   std::optional<double> thresholdTarget;
@@ -52,6 +54,8 @@ void run(const ReplayVerbArgs& args) {
   if (args.margin) options.planner.margin = *args.margin;
   if (args.noVmMoves) options.planner.allowVmMoves = false;
   if (args.balanceBand) options.planner.balanceBand = *args.balanceBand;
+  if (args.donorPeakOverCooldown) options.planner.donorKeepsPeakOverCooldown = true;
+  if (args.minRiskP50Share) options.planner.minRiskP50Share = *args.minRiskP50Share;
   if (args.sameRoleCooldownSeconds)
     options.planner.sameRoleCooldownNs = int64_t(*args.sameRoleCooldownSeconds * 1e9);
   if (args.forecastRecentQuantileRate)
@@ -138,6 +142,11 @@ void addReplayVerb(CLI::App& app) {
   verb->add_option("--same-role-cooldown", args->sameRoleCooldownSeconds,
                    "Seconds before an island relieved (or giving) may be so again (default "
                    "7200, the whole island cooldown)");
+  verb->add_flag("--donor-peak-over-cooldown", args->donorPeakOverCooldown,
+                 "Planner: a donor keeps its p95 peak over the island cooldown, not the horizon");
+  verb->add_option("--min-risk-p50-share", args->minRiskP50Share,
+                   "Planner: an island is at risk only while its p50 peak is this share of its "
+                   "capacity (default 0.5; 0: off)");
   verb->add_option("--forecast-recent-quantile-rate", args->forecastRecentQuantileRate,
                    "Forecaster's recent-p95 learning rate (default: the forecaster's own)")
       ->check(CLI::Range(0.0, 1.0));

@@ -301,7 +301,8 @@ PlanResult Planner::plan(const PlanInput& input) {
   std::vector<size_t> atRisk;
   for (size_t i = 0; i < pass.islands.size(); ++i) {
     const IslandCalc& c = pass.islands[i];
-    if (c.base.probability >= config_.riskThreshold && c.base.unmetCoreSeconds > 0)
+    if (c.base.probability >= config_.riskThreshold && c.base.unmetCoreSeconds > 0 &&
+        c.base.p50Peak >= config_.minRiskP50Share * c.capacity)
       atRisk.push_back(i);
   }
   std::sort(atRisk.begin(), atRisk.end(), [&](size_t a, size_t b) {
@@ -436,6 +437,51 @@ PlanResult Planner::plan(const PlanInput& input) {
         100 * config_.minReliefShare);
   };
 
+  // The steps a donor keeps its own peak for: the horizon, or the cooldown
+  // its resize starts when that is longer and the rule is on.
+  auto donorSteps = [&](const IslandCalc& donor) {
+    int steps = config_.horizonSteps;
+    const int64_t stepNs = donor.state->profile.stepNs;
+    if (config_.donorKeepsPeakOverCooldown && stepNs > 0) {
+      const int64_t cooldownSteps = (config_.islandCooldownNs + stepNs - 1) / stepNs;
+      steps = int(std::clamp<int64_t>(cooldownSteps, steps, forecast::kMaxProfileSteps));
+    }
+    return steps;
+  };
+  // The donor's forecast over those steps (its horizon's when they are the same).
+  auto donorOutlook = [&](const IslandCalc& donor, double capacity) {
+    if (donorSteps(donor) == config_.horizonSteps && capacity == donor.capacity) return donor.base;
+    return horizonContention(donor.state->profile, donorSteps(donor), capacity,
+                             config_.riskThreshold);
+  };
+  // Whole CPUs a donor can give while keeping its p95 peak (p99 with
+  // critical VMs) times headroom, and at least one CPU however idle it is;
+  // none from an island itself at risk.
+  auto donorSlackCpus = [&](const IslandCalc& donor) -> unsigned {
+    if (donor.state->cpus.size() < 2) return 0;
+    const HorizonContention outlook = donorOutlook(donor, donor.capacity);
+    if (outlook.probability >= config_.riskThreshold) return 0;
+    double peak = outlook.p95Peak;
+    if (donor.holdsCritical) {
+      // An island holding critical VMs keeps room for their p99.
+      peak = std::max(peak, outlook.p99Peak);
+    }
+    const double slackCores = donor.capacity - peak * config_.headroom;
+    return std::min(static_cast<unsigned>(std::max(0.0, std::floor(slackCores / donor.perCpu))),
+                    static_cast<unsigned>(donor.state->cpus.size() - 1));
+  };
+  // After giving `cores`, the donor stays out of risk over its steps, and a
+  // higher-priority donor is no worse off than before.
+  auto donorStaysSafe = [&](const IslandCalc& donor, const IslandCalc& receiver, double cores,
+                            const HorizonContention& donorAfter) {
+    if (donorAfter.probability >= config_.riskThreshold) return false;
+    if (donorSteps(donor) != config_.horizonSteps &&
+        donorOutlook(donor, donor.capacity - cores).probability >= config_.riskThreshold)
+      return false;
+    return !(donor.state->priority > receiver.state->priority &&
+             donorAfter.probability > donor.base.probability);
+  };
+
   for (size_t r : atRisk) {
     IslandCalc& receiver = pass.islands[r];
     if (receiver.busy) continue;
@@ -456,26 +502,13 @@ PlanResult Planner::plan(const PlanInput& input) {
             .unmetCoreSeconds;
     for (size_t d = 0; d < pass.islands.size(); ++d) {
       IslandCalc& donor = pass.islands[d];
-      if (d == r || donor.busy || donor.state->cpus.size() < 2) continue;
-      if (donor.base.probability >= config_.riskThreshold) continue;
-      double peak = donor.base.p95Peak;
-      if (donor.holdsCritical) {
-        // An island holding critical VMs keeps room for their p99.
-        for (int k = 0; k < std::min<int>(donor.state->profile.steps, config_.horizonSteps); ++k)
-          peak = std::max(peak, double(donor.state->profile.p99[k]));
-      }
-      const double slackCores = donor.capacity - peak * config_.headroom;
-      // A donor keeps at least one CPU however idle it is.
-      const auto slackCpus =
-          std::min(static_cast<unsigned>(std::max(0.0, std::floor(slackCores / donor.perCpu))),
-                   static_cast<unsigned>(donor.state->cpus.size() - 1));
+      if (d == r || donor.busy) continue;
+      const unsigned slackCpus = donorSlackCpus(donor);
       if (slackCpus == 0) continue;
       numa::CpuList moved = chooseCpus(donor, receiver, std::min(need, slackCpus));
       if (moved.empty() || moved.size() > slackCpus) continue;
       auto [c, receiverAfter, donorAfter] = resizeCandidate(donor, receiver, moved);
-      if (donorAfter.probability >= config_.riskThreshold) continue;
-      if (donor.state->priority > receiver.state->priority &&
-          donorAfter.probability > donor.base.probability)
+      if (!donorStaysSafe(donor, receiver, double(moved.size()) * donor.perCpu, donorAfter))
         continue;
       declineSmallRelief(c, receiver, receiverAfter, sizedRelief);
       candidates.push_back(std::move(c));

@@ -30,6 +30,8 @@ std::string PlannerConfig::validate() const {
     return bad("min_relief_share", minReliefShare, "must be between 0 and 1");
   if (!finite(balanceBand) || balanceBand < 0 || balanceBand >= 1)
     return bad("balance_band", balanceBand, "must be in [0, 1)");
+  if (!finite(minRiskP50Share) || minRiskP50Share < 0 || minRiskP50Share > 1)
+    return bad("min_risk_p50_share", minRiskP50Share, "must be between 0 and 1");
   if (!finite(minMoveCoverage) || minMoveCoverage < 0 || minMoveCoverage > 1)
     return bad("min_move_coverage", minMoveCoverage, "must be between 0 and 1");
   if (vmCandidatesPerIsland < 1)

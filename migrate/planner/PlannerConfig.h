@@ -41,6 +41,19 @@ struct PlannerConfig {
   // hysteresis: a balanced island must drift this far before it is resized
   // again.
   double balanceBand = 0;  // off: on Bitbrains it chased noisy p99 peaks (bench/RESULTS.md)
+  // A donor keeps its own p95 peak (times headroom) over the longer of the
+  // planning horizon and the island cooldown its resize starts: it cannot
+  // take the CPUs back before the cooldown ends, so a donor sized for the
+  // horizon alone gives away CPUs its own later peak needs, and that
+  // shortage then waits out the cooldown. Off: the horizon alone.
+  bool donorKeepsPeakOverCooldown = false;
+  // An island counts as at risk only while its p50 peak over the horizon is
+  // at least this share of its capacity: on a lightly loaded host with spiky
+  // members the forecast's upper tail alone crosses the risk threshold, and
+  // acting on it moves CPUs that the islands' own spikes then miss. 0: the
+  // risk threshold alone. 0.5 took fewer actions at no more overload on the
+  // replayed hosts (bench/RESULTS.md).
+  double minRiskP50Share = 0.5;
   // How much more contention of a higher-priority island weighs, per level.
   double priorityWeight = 0.5;
 

@@ -159,6 +159,12 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   forecast::ForecasterConfig fc;
   fc.stepNs = kStepNs;
   fc.profileSteps = std::max(options.planner.horizonSteps, 12);
+  // A donor sized over the island cooldown reads that far ahead.
+  if (options.planner.donorKeepsPeakOverCooldown)
+    fc.profileSteps = std::max<int>(
+        fc.profileSteps,
+        int(std::min<int64_t>(forecast::kMaxProfileSteps,
+                              (options.planner.islandCooldownNs + kStepNs - 1) / kStepNs)));
   fc.maxSeries = chosen.size() + 16;
   fc.ringCapacity = std::max<size_t>(1024, chosen.size() * 2);
   if (options.forecastRecentQuantileRate)

@@ -131,6 +131,8 @@ balance_band = 0.25
 resize_quantile = 95
 min_relief_share = 0.25
 min_move_coverage = 0.8
+donor_peak_over_cooldown = true
+min_risk_p50_share = 0.3
 [planner.islands]
 latency = "observe"
 shared = "enforce"
@@ -158,6 +160,8 @@ shared = "enforce"
   EXPECT_EQ(p.config.resizeQuantile, 95);
   EXPECT_DOUBLE_EQ(p.config.minReliefShare, 0.25);
   EXPECT_DOUBLE_EQ(p.config.minMoveCoverage, 0.8);
+  EXPECT_TRUE(p.config.donorKeepsPeakOverCooldown);
+  EXPECT_DOUBLE_EQ(p.config.minRiskP50Share, 0.3);
   ASSERT_EQ(p.islandModes.size(), 2u);
   EXPECT_EQ(p.islandModes.at("latency"), planner::Mode::Observe);
   EXPECT_EQ(p.islandModes.at("shared"), planner::Mode::Enforce);
@@ -184,6 +188,8 @@ TEST(MainJobConfig, RejectsBadPlannerValuesNamingKeyValueAndLine) {
            {"balance_band = 1", "planner.balance_band", "1"},
            {"min_relief_share = 1.5", "planner.min_relief_share", "1.5"},
            {"min_move_coverage = -0.1", "planner.min_move_coverage", "-0.1"},
+           {"min_risk_p50_share = 1.5", "planner.min_risk_p50_share", "1.5"},
+           {"donor_peak_over_cooldown = 1", "planner.donor_peak_over_cooldown", "a boolean"},
            {"margni = 1.0", "planner.margni", "margin"},
            {"islands = { latency = \"sometimes\" }", "planner.islands.latency", "'sometimes'"},
            {"islands = { \"bad name\" = \"observe\" }", "planner.islands.bad name", "'bad name'"},

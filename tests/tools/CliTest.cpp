@@ -233,6 +233,7 @@ TEST(CliWithoutDaemon, ReplayRefusesOptionsOutOfRange) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {" --margin -1", "planner.margin = -1"},
       {" --balance-band -0.1", "planner.balance_band = -0.1"},
+      {" --min-risk-p50-share 1.5", "planner.min_risk_p50_share = 1.5"},
       {" --same-role-cooldown -5", "planner.same_role_cooldown_ns = -5e+09"},
       {" --horizon 0", "planner.horizon_steps = 0"},
       {" --threshold-upper -0.5", "--threshold-upper/--threshold-target"},

@@ -71,6 +71,34 @@ TEST(Planner, NothingToDoWithoutRisk) {
   EXPECT_TRUE(planner.plan(in).decisions.empty());
 }
 
+// With a p50 floor, an island whose forecast crosses the risk threshold
+// only through its upper tail (a spiky island on a lightly loaded host) is
+// not at risk; one whose central forecast is near its capacity still is.
+TEST(Planner, AP50FloorIgnoresRiskFromTheTailAlone) {
+  PlanInput in = hotAndCool();
+  in.islands[0].profile = flatProfile(2, 9, 14);  // P(demand > 8 CPUs) > 5% from the tail
+  PlannerConfig noFloor = enforcing();
+  noFloor.minRiskP50Share = 0;
+  Planner lenient = makePlanner(noFloor);
+  const PlanResult tailRisk = lenient.plan(in);
+  ASSERT_FALSE(tailRisk.decisions.empty());
+  EXPECT_TRUE(tailRisk.decisions[0].taken) << tailRisk.decisions[0].reason;
+
+  PlannerConfig config = enforcing();
+  config.minRiskP50Share = 0.6;
+  Planner floored = makePlanner(config);
+  EXPECT_TRUE(floored.plan(in).decisions.empty());
+  // The hot island's p50 (10 cores on 8 CPUs) is past the floor: still served.
+  Planner hot = makePlanner(config);
+  const PlanResult hotResult = hot.plan(hotAndCool());
+  const Decision* d = firstTaken(hotResult);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->toIsland, "hot");
+
+  config.minRiskP50Share = 1.5;
+  EXPECT_FALSE(Planner::create(config));
+}
+
 TEST(Planner, DeclinesBelowTheMargin) {
   PlannerConfig config = enforcing();
   config.cacheWarmupSecondsPerCpu = 1e6;  // moves far dearer than any contention
