@@ -217,11 +217,42 @@ IslandSubsystem::IslandSubsystem(StateStore& store, ActionLog& actions, IslandSo
     topology_ = std::move(*topology);
   else
     topologyProblem_ = "topology: " + topology.error().message();
+  loadMemoryMoves();
   pinners_ = []() -> Result<std::unique_ptr<numa::VmPinner>> {
     auto connected = numa::LibvirtPinner::connect();
     if (!connected) return connected.error();
     return std::unique_ptr<numa::VmPinner>(std::move(*connected));
   };
+}
+
+void IslandSubsystem::loadMemoryMoves() {
+  auto facts = store_.list(Keyspace::Facts, kIslandMemoryMovePrefix);
+  if (!facts) {
+    spdlog::warn("event=islands_memory_moves_unread error=\"{}\"", facts.error().message());
+    return;
+  }
+  for (const StateEntry& entry : *facts) {
+    auto move = numa::parseMemoryMoveJson(entry.value, "facts/" + entry.key);
+    if (!move) {
+      spdlog::warn("event=islands_memory_move_unread key={} error=\"{}\"", entry.key,
+                   move.error().message());
+      continue;
+    }
+    memoryMoves_[entry.key.substr(kIslandMemoryMovePrefix.size())] = std::move(*move);
+  }
+}
+
+void IslandSubsystem::forgetMemoryMove(const std::string& island) {
+  {
+    std::lock_guard lock(viewMutex_);
+    if (memoryMoves_.erase(island) == 0) return;
+  }
+  // An island made later under the same name has moved nothing yet.
+  if (auto removed = store_.remove(Keyspace::Facts, std::string(kIslandMemoryMovePrefix) + island,
+                                   ChangeOrigin{0, 0, "islands"});
+      !removed)
+    spdlog::warn("event=islands_memory_move_unforgotten island={} error=\"{}\"", island,
+                 removed.error().message());
 }
 
 void IslandSubsystem::useTopology(numa::Topology topology) {
@@ -307,6 +338,7 @@ Result<void> IslandSubsystem::reconcile(const std::vector<DesiredIsland>& desire
         !finished)
       return finished.error();
     if (!removed) return removed.error();
+    forgetMemoryMove(name);
     std::lock_guard lock(viewMutex_);
     ++changesApplied_;
   }
@@ -405,6 +437,14 @@ Result<void> IslandSubsystem::moveIslandMemory(const numa::MemoryNodeChange& cha
     spdlog::warn("event=islands_memory_move_failed island={} to={} revision={} error=\"{}\"",
                  change.island, numa::formatCpuList(change.toNodes), revision, record.error);
   }
+  // Kept as a fact so that `island show` still reports it after a restart;
+  // a store that cannot take it loses only the report, not the move.
+  if (auto stored =
+          store_.put(Keyspace::Facts, std::string(kIslandMemoryMovePrefix) + change.island,
+                     numa::memoryMoveJson(record), ChangeOrigin{0, 0, "islands"});
+      !stored)
+    spdlog::warn("event=islands_memory_move_unstored island={} error=\"{}\"", change.island,
+                 stored.error().message());
   {
     std::lock_guard lock(viewMutex_);
     memoryMoves_[change.island] = std::move(record);

@@ -49,6 +49,9 @@ namespace Atoll {
 
 // The desired-state prefix of islands.
 inline constexpr std::string_view kIslandStatePrefix = "islands/";
+// The facts prefix of each island's last memory move, so that a restarted
+// daemon still reports it.
+inline constexpr std::string_view kIslandMemoryMovePrefix = "islands/memory_moves/";
 
 struct DesiredIsland {
   IslandSettings settings;
@@ -130,6 +133,10 @@ class IslandSubsystem final : public Subsystem {
   // Moves an island's pages to its new memory nodes through the enforcer
   // (measured and timed), remembering the outcome as its last memory move.
   Result<void> moveIslandMemory(const numa::MemoryNodeChange& change, uint64_t revision);
+  // Reads the last memory moves a previous run stored as facts.
+  void loadMemoryMoves();
+  // Drops a removed island's last memory move, here and in the store.
+  void forgetMemoryMove(const std::string& island);
   Result<void> moveWorkload(const std::string& workload, const std::string& island,
                             const std::vector<numa::Island>& islands);
   Result<numa::VmPinner*> pinner() const;

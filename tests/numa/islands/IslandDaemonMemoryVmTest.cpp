@@ -1,7 +1,8 @@
 // In the test VM (full cgroup v2, four CPUs, two nodes): changing an
 // island's memory node through atolld moves its member's pages, and `atoll
 // island resize` through the daemon reports the bytes moved and the time
-// taken, as the direct path does; `atoll island show` reports the same move.
+// taken, as the direct path does; `atoll island show` reports the same move,
+// also after the daemon restarts.
 // A binary of its own: the in-VM limit is per binary.
 #include <gtest/gtest.h>
 
@@ -84,6 +85,22 @@ TEST_F(IslandDaemonVmTest, ChangingMemoryNodesMovesThePagesAndReportsBytesAndTim
       << output;
   ASSERT_EQ(atoll(std::string("resize ") + kIsland + " --nodes 1", output), 0) << log();
   EXPECT_NE(log().find("already on nodes 1; nothing to move"), std::string::npos) << log();
+
+  // A restarted daemon still reports the last move: it is kept as a fact.
+  stopDaemon(SIGTERM);
+  startDaemon();
+  nlohmann::json afterRestart;
+  // The island is in the daemon's view from its first tick on.
+  EXPECT_TRUE(eventually(
+      [&] {
+        if (atoll(std::string("--json show ") + kIsland, output) != 0) return false;
+        afterRestart = nlohmann::json::parse(output, nullptr, false);
+        return afterRestart.is_object() && afterRestart.contains("last_memory_move");
+      },
+      15))
+      << output << "\n"
+      << log();
+  EXPECT_EQ(afterRestart["last_memory_move"], shown["last_memory_move"]) << output;
 }
 
 }  // namespace
