@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "GuestPanicRetry.h"
 #include "QemuGuest.h"
 #include "TestImages.h"
 #include "migrate/transfer/Net.h"
@@ -170,15 +171,8 @@ TEST(QemuMigrationTest, GuestContinuesAfterDirectAndTunnelledMigration) {
   std::string whyNot;
   auto image = testing::prepareGuestImage(cache.path(), whyNot);
   if (!image) GTEST_SKIP() << whyNot;
-  constexpr int kAttempts = 3;
-  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
-    bool guestPanicked = false;
-    migrateDirectThenThroughTunnel(*image, guestPanicked);
-    if (HasFailure() || !guestPanicked) return;
-    std::printf("  attempt %d: the guest's kernel panicked after a migration (QEMU TCG); again\n",
-                attempt);
-  }
-  FAIL() << "the guest's kernel panicked after a migration in all " << kAttempts << " attempts";
+  testing::retryWhileGuestPanics(
+      3, [&](bool& guestPanicked) { migrateDirectThenThroughTunnel(*image, guestPanicked); });
 }
 
 }  // namespace

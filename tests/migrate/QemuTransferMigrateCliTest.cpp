@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "GuestPanicRetry.h"
 #include "QemuGuest.h"
 #include "TestImages.h"
 #include "migrate/transfer/Net.h"
@@ -192,17 +193,8 @@ TEST(QemuTransferMigrateCliTest, CliMigratesThroughTheTunnelAndRefusesCleanly) {
   std::string whyNot;
   auto image = testing::prepareGuestImage(cache.path(), whyNot);
   if (!image) GTEST_SKIP() << whyNot;
-  // QEMU 7.2's TCG sometimes delivers a guest whose kernel dies on the
-  // destination, on its own direct path too (see QemuMigrationTest): told
-  // apart from a failure of the CLI or the tunnel and run again.
-  constexpr int kAttempts = 3;
-  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
-    bool guestPanicked = false;
-    migrateWithCli(*image, guestPanicked);
-    if (HasFailure() || !guestPanicked) return;
-    std::printf("  attempt %d: the guest's kernel panicked after the migration; again\n", attempt);
-  }
-  FAIL() << "the guest's kernel panicked after a migration in all " << kAttempts << " attempts";
+  testing::retryWhileGuestPanics(
+      3, [&](bool& guestPanicked) { migrateWithCli(*image, guestPanicked); });
 }
 
 }  // namespace

@@ -11,27 +11,12 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/runtime/TestSupport.h"
+#include "tests/tools/RunAtoll.h"
 
 namespace Atoll {
 namespace {
 
-struct CommandResult {
-  int exitCode = -1;
-  std::string out;
-  std::string err;
-};
-
-CommandResult runAtoll(const std::string& args) {
-  test::TempDir dir;
-  std::string command =
-      std::string(ATOLL_CLI_PATH) + " " + args + " >" + dir.file("out") + " 2>" + dir.file("err");
-  int status = std::system(command.c_str());
-  CommandResult result;
-  result.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.out = test::readTextFile(dir.file("out"));
-  result.err = test::readTextFile(dir.file("err"));
-  return result;
-}
+using test::runAtoll;
 
 class Cli : public ::testing::Test {
  protected:
