@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,6 +23,38 @@ int64_t microsecondsSince(std::chrono::steady_clock::time_point epoch) {
                            std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count());
 }
 
+// splice(2) has no MSG_NOSIGNAL: writing into a socket whose peer closed (QEMU
+// or the destination going away mid-stream) raises SIGPIPE, whose default
+// action ends the whole process. While a pump runs, its thread blocks SIGPIPE;
+// the kernel directs that signal at the writing thread, so one raised by a
+// failed splice stays pending there and is taken back before the mask is
+// restored. The failure itself comes back as EPIPE.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigemptyset(&pipeOnly_);
+    sigaddset(&pipeOnly_, SIGPIPE);
+    sigset_t pending;
+    wasPending_ = ::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    ::pthread_sigmask(SIG_BLOCK, &pipeOnly_, &previous_);
+  }
+  ~SigpipeBlocked() {
+    if (!wasPending_) {
+      const timespec now{0, 0};
+      while (::sigtimedwait(&pipeOnly_, nullptr, &now) == SIGPIPE) {
+      }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t pipeOnly_{};
+  sigset_t previous_{};
+  bool wasPending_ = false;
+};
+
 // One direction: src -> pipe -> dst with splice(2) on a thread of its own.
 // Ends at EOF on src, then half-closes dst so the far side sees the end of
 // the stream. Not on io_uring: the ring runs SPLICE on a worker thread, so a
@@ -36,6 +69,7 @@ Result<void> pump(int src, int dst, std::atomic<uint64_t>& counter, const RelayM
   auto spliceOnce = [](int in, int out, size_t length) -> ssize_t {
     return ::splice(in, nullptr, out, nullptr, length, SPLICE_F_MOVE);
   };
+  SigpipeBlocked noSigpipe;
   Result<void> status = ok();
   for (;;) {
     ssize_t in = spliceOnce(src, pipeWrite.get(), kSpliceChunk);
@@ -51,8 +85,10 @@ Result<void> pump(int src, int dst, std::atomic<uint64_t>& counter, const RelayM
       ssize_t out = spliceOnce(pipeRead.get(), dst, static_cast<size_t>(left));
       if (out < 0 && errno == EINTR) continue;
       if (out <= 0) {
+        // Taken before shutdown(), which sets errno of its own.
+        int failure = out < 0 ? errno : EPIPE;
         ::shutdown(src, SHUT_RD);
-        return Error::fromErrno("splice", "tunnel destination", out < 0 ? errno : EPIPE);
+        return Error::fromErrno("splice", "tunnel destination", failure);
       }
       left -= out;
       counter += static_cast<uint64_t>(out);

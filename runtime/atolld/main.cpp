@@ -1,5 +1,6 @@
 // atolld: the per-host Atoll daemon. See runtime/Daemon.h for what it does and
 // runtime/atolld.example.toml for its configuration.
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -33,6 +34,9 @@ int checkConfig(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A peer that goes away (an API client, a metrics scraper, a transfer's
+  // far end) must cost the daemon an EPIPE on that connection, not its life.
+  ::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"atolld: the Atoll host daemon (resource islands, forecasts, placement)", "atolld"};
   app.set_version_flag("--version", std::string("atolld ") + ATOLL_VERSION);
   app.footer(

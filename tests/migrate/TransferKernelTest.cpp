@@ -32,6 +32,33 @@ using testing::TempDir;
 
 constexpr uint64_t kMiB = 1 << 20;
 
+// A blocking send may return after writing part of the buffer: a signal, or
+// io_uring task work queued to this thread (a ring it used being torn down
+// sends it such work), interrupts the wait for socket buffer space. A correct
+// sender carries on where the kernel stopped.
+bool sendAll(int fd, const uint8_t* data, size_t length) {
+  size_t done = 0;
+  while (done < length) {
+    ssize_t n = ::send(fd, data + done, length - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// The same for MSG_WAITALL, which returns early for the same reasons.
+bool recvAll(int fd, void* out, size_t length) {
+  size_t done = 0;
+  while (done < length) {
+    ssize_t n = ::recv(fd, static_cast<uint8_t*>(out) + done, length - done, MSG_WAITALL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
 class TransferKernelTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -747,15 +774,11 @@ TEST_F(TransferKernelTest, TunnelCarriesSeveralStreamsBothWays) {
       if (!c) return uint64_t{0};
       std::vector<uint8_t> buffer(1 << 20, 0x5a);
       for (uint64_t sent = 0; sent < kBytes; sent += buffer.size()) {
-        if (::send(c->get(), buffer.data(), buffer.size(), MSG_NOSIGNAL) !=
-            static_cast<ssize_t>(buffer.size())) {
-          return uint64_t{0};
-        }
+        if (!sendAll(c->get(), buffer.data(), buffer.size())) return uint64_t{0};
       }
       ::shutdown(c->get(), SHUT_WR);
       uint64_t echoed = 0;
-      if (::recv(c->get(), &echoed, sizeof echoed, MSG_WAITALL) != sizeof echoed)
-        return uint64_t{0};
+      if (!recvAll(c->get(), &echoed, sizeof echoed)) return uint64_t{0};
       return echoed;
     }));
   }
@@ -810,6 +833,15 @@ class DestinationStandIn {
   }
   // Connections accepted so far, whether or not their streams ended.
   int accepted() const { return accepted_; }
+  // A connection the peer made sits in the listen backlog until this
+  // stand-in's thread accepts it: waits (bounded) until `count` were.
+  int acceptedWithin(int count, std::chrono::milliseconds limit) const {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (accepted_ < count && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return accepted_;
+  }
   // Per accepted connection, in accept order: the stream's name and bytes.
   std::map<int, uint64_t> names() {
     std::lock_guard lock(mutex_);
@@ -836,14 +868,11 @@ uint64_t sendNamedStream(const std::string& socketPath, uint64_t name, uint64_t 
   std::vector<uint8_t> buffer(1 << 20, 0x5a);
   std::memcpy(buffer.data(), &name, sizeof name);
   for (uint64_t sent = 0; sent < bytes; sent += buffer.size()) {
-    if (::send(c->get(), buffer.data(), buffer.size(), MSG_NOSIGNAL) !=
-        static_cast<ssize_t>(buffer.size())) {
-      return 0;
-    }
+    if (!sendAll(c->get(), buffer.data(), buffer.size())) return 0;
   }
   ::shutdown(c->get(), SHUT_WR);
   uint64_t echoed = 0;
-  if (::recv(c->get(), &echoed, sizeof echoed, MSG_WAITALL) != sizeof echoed) return 0;
+  if (!recvAll(c->get(), &echoed, sizeof echoed)) return 0;
   return echoed;
 }
 
@@ -869,7 +898,7 @@ TEST_F(TransferKernelTest, PreparedTunnelReachesTheDestinationBeforeQemuConnects
   });
   ASSERT_TRUE(tunnel);
   // Acknowledged means the peer's connection to the destination is made.
-  EXPECT_EQ(sink.accepted(), 2);
+  EXPECT_EQ(sink.acceptedWithin(2, std::chrono::seconds(5)), 2);
   EXPECT_EQ(tunnel->preparedLeft(), 2u);
   EXPECT_EQ(tunnel->stats().connections.load(), 0u);
   // One after the other, as QEMU opens its main channel before the others:
@@ -923,7 +952,7 @@ TEST_F(TransferKernelTest, UnusedPreparedTunnelEndsTheDestinationsStream) {
     tunnel->start();
   });
   ASSERT_TRUE(tunnel);
-  EXPECT_EQ(sink.accepted(), 1);
+  EXPECT_EQ(sink.acceptedWithin(1, std::chrono::seconds(5)), 1);
   tunnel->stop();  // QEMU never connected
   // The destination sees the end of an empty stream (its worker ends), not a
   // connection left open: join() would otherwise wait for ever, so it runs on
@@ -936,6 +965,46 @@ TEST_F(TransferKernelTest, UnusedPreparedTunnelEndsTheDestinationsStream) {
   EXPECT_EQ(tunnel->stats().connections.load(), 0u);
   EXPECT_EQ(tunnel->lastError(), "");
   for (const auto& e : sessionErrors()) EXPECT_EQ(e, "");
+}
+
+TEST_F(TransferKernelTest, TunnelOutlivesQemuClosingBeforeTheAnswer) {
+  // The destination answers after the stream ends; by then the source QEMU
+  // has gone. Passing that answer on writes into a socket whose peer closed:
+  // the relay reports the broken pipe instead of the process dying of SIGPIPE.
+  std::string destination = dir_ / "dest.sock", sourceSocket = dir_ / "src.sock";
+  DestinationStandIn sink(destination, 1);
+  ASSERT_TRUE(sink.listening());
+  ServerConfig config;
+  config.tunnelDestination = destination;
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  std::unique_ptr<TunnelSource> tunnel;
+  net_->inA([&] {
+    auto t =
+        TunnelSource::create(sourceSocket, Endpoint{NetnsPair::kAddressB, server->port()}, 10, {});
+    ASSERT_TRUE(t) << t.error().message();
+    tunnel = std::move(*t);
+    tunnel->start();
+  });
+  ASSERT_TRUE(tunnel);
+  {
+    auto c = connectUnix(sourceSocket);
+    ASSERT_TRUE(c) << c.error().message();
+    std::vector<uint8_t> buffer(kMiB, 0x5a);
+    ASSERT_TRUE(sendAll(c->get(), buffer.data(), buffer.size()));
+  }  // closed without waiting for the answer
+  sink.join();
+  EXPECT_EQ(sink.bytes()[0], kMiB);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (tunnel->stats().open.load() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  tunnel->stop();
+  server->stop();
+  EXPECT_EQ(tunnel->stats().open.load(), 0u);
+  EXPECT_EQ(tunnel->stats().bytesToPeer.load(), kMiB);
+  EXPECT_NE(tunnel->lastError().find("errno " + std::to_string(EPIPE)), std::string::npos)
+      << tunnel->lastError();
 }
 
 TEST_F(TransferKernelTest, PreparingATunnelToAMissingDestinationNamesIt) {
