@@ -91,6 +91,32 @@ class TransferKernelTest : public ::testing::Test {
     return server;
   }
 
+  // A tunnel source toward `server`, made and started in namespace A (its
+  // threads open their TCP connections from there), with `prepared`
+  // connections made through the peer before it accepts; null on failure.
+  std::unique_ptr<TunnelSource> startTunnelFromA(const std::string& sourceSocket,
+                                                 const TransferServer& server, uint64_t tunnelId,
+                                                 uint32_t prepared = 0) {
+    std::unique_ptr<TunnelSource> tunnel;
+    net_->inA([&] {
+      auto t = TunnelSource::create(sourceSocket, Endpoint{NetnsPair::kAddressB, server.port()},
+                                    tunnelId, {});
+      if (!t) {
+        ADD_FAILURE() << t.error().message();
+        return;
+      }
+      if (prepared > 0) {
+        if (auto made = (*t)->prepare(prepared); !made) {
+          ADD_FAILURE() << made.error().message();
+          return;
+        }
+      }
+      tunnel = std::move(*t);
+      tunnel->start();
+    });
+    return tunnel;
+  }
+
   // Connects from namespace A (plaintext or TLS).
   Result<std::unique_ptr<Channel>> connectFromA(uint16_t port, const TlsConfig& tls = {},
                                                 SocketOptions options = {}) {
@@ -757,15 +783,7 @@ TEST_F(TransferKernelTest, TunnelCarriesSeveralStreamsBothWays) {
   config.tunnelDestination = destination;
   auto server = startServer(config);
   ASSERT_TRUE(server);
-  std::unique_ptr<TunnelSource> tunnel;
-  net_->inA([&] {
-    auto t =
-        TunnelSource::create(sourceSocket, Endpoint{NetnsPair::kAddressB, server->port()}, 1, {});
-    ASSERT_TRUE(t) << t.error().message();
-    tunnel = std::move(*t);
-    // Its threads open their TCP connections from namespace A.
-    tunnel->start();
-  });
+  auto tunnel = startTunnelFromA(sourceSocket, *server, 1);
   ASSERT_TRUE(tunnel);
   std::vector<std::future<uint64_t>> answers;
   for (int i = 0; i < kStreams; ++i) {
@@ -886,16 +904,7 @@ TEST_F(TransferKernelTest, PreparedTunnelReachesTheDestinationBeforeQemuConnects
   config.tunnelDestination = destination;
   auto server = startServer(config);
   ASSERT_TRUE(server);
-  std::unique_ptr<TunnelSource> tunnel;
-  net_->inA([&] {
-    auto t =
-        TunnelSource::create(sourceSocket, Endpoint{NetnsPair::kAddressB, server->port()}, 7, {});
-    ASSERT_TRUE(t) << t.error().message();
-    tunnel = std::move(*t);
-    auto prepared = tunnel->prepare(2);
-    ASSERT_TRUE(prepared) << prepared.error().message();
-    tunnel->start();
-  });
+  auto tunnel = startTunnelFromA(sourceSocket, *server, 7, 2);
   ASSERT_TRUE(tunnel);
   // Acknowledged means the peer's connection to the destination is made.
   EXPECT_EQ(sink.acceptedWithin(2, std::chrono::seconds(5)), 2);
@@ -941,16 +950,7 @@ TEST_F(TransferKernelTest, UnusedPreparedTunnelEndsTheDestinationsStream) {
   config.tunnelDestination = destination;
   auto server = startServer(config);
   ASSERT_TRUE(server);
-  std::unique_ptr<TunnelSource> tunnel;
-  net_->inA([&] {
-    auto t =
-        TunnelSource::create(sourceSocket, Endpoint{NetnsPair::kAddressB, server->port()}, 8, {});
-    ASSERT_TRUE(t) << t.error().message();
-    tunnel = std::move(*t);
-    auto prepared = tunnel->prepare(1);
-    ASSERT_TRUE(prepared) << prepared.error().message();
-    tunnel->start();
-  });
+  auto tunnel = startTunnelFromA(sourceSocket, *server, 8, 1);
   ASSERT_TRUE(tunnel);
   EXPECT_EQ(sink.acceptedWithin(1, std::chrono::seconds(5)), 1);
   tunnel->stop();  // QEMU never connected
@@ -978,14 +978,7 @@ TEST_F(TransferKernelTest, TunnelOutlivesQemuClosingBeforeTheAnswer) {
   config.tunnelDestination = destination;
   auto server = startServer(config);
   ASSERT_TRUE(server);
-  std::unique_ptr<TunnelSource> tunnel;
-  net_->inA([&] {
-    auto t =
-        TunnelSource::create(sourceSocket, Endpoint{NetnsPair::kAddressB, server->port()}, 10, {});
-    ASSERT_TRUE(t) << t.error().message();
-    tunnel = std::move(*t);
-    tunnel->start();
-  });
+  auto tunnel = startTunnelFromA(sourceSocket, *server, 10);
   ASSERT_TRUE(tunnel);
   {
     auto c = connectUnix(sourceSocket);
