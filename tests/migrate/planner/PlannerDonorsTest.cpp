@@ -73,7 +73,8 @@ TEST(PlannerDonors, DonorKeepsItsPeakOverTheCooldownItStarts) {
   // A cooldown no longer than the horizon changes nothing.
   config.islandCooldownNs = 12 * kStepNs;
   Planner shortCooldown = makePlanner(config);
-  const Decision* fromLater = firstTaken(shortCooldown.plan(hotWithTwoDonors()));
+  const PlanResult withShortCooldown = shortCooldown.plan(hotWithTwoDonors());
+  const Decision* fromLater = firstTaken(withShortCooldown);
   ASSERT_NE(fromLater, nullptr);
   EXPECT_EQ(fromLater->fromIsland, "later");
 }
