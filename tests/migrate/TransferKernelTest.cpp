@@ -91,6 +91,13 @@ class TransferKernelTest : public ::testing::Test {
     return server;
   }
 
+  // A server in namespace B whose tunnels end at the unix socket `destination`.
+  std::unique_ptr<TransferServer> startTunnelServer(const std::string& destination) {
+    ServerConfig config;
+    config.tunnelDestination = destination;
+    return startServer(std::move(config));
+  }
+
   // A tunnel source toward `server`, made and started in namespace A (its
   // threads open their TCP connections from there), with `prepared`
   // connections made through the peer before it accepts; null on failure.
@@ -756,61 +763,6 @@ TEST_F(TransferKernelTest, TlsRefusesATamperedRecord) {
   EXPECT_FALSE(testing::exists(dir_ / "staging/tamper.img"));
 }
 
-TEST_F(TransferKernelTest, TunnelCarriesSeveralStreamsBothWays) {
-  // Stand-in for the destination QEMU: a unix socket that hashes what it
-  // receives on each connection and answers with the byte count.
-  std::string destination = dir_ / "dest.sock", sourceSocket = dir_ / "src.sock";
-  auto destListener = listenUnix(destination);
-  ASSERT_TRUE(destListener);
-  constexpr int kStreams = 3;
-  constexpr uint64_t kBytes = 64 * kMiB;
-  std::thread sink([&] {
-    std::vector<std::thread> workers;
-    for (int i = 0; i < kStreams; ++i) {
-      auto c = acceptConnection(destListener->get(), nullptr, std::chrono::seconds(5));
-      if (!c) return;
-      workers.emplace_back([fd = std::make_shared<UniqueFd>(std::move(*c))] {
-        std::vector<uint8_t> buffer(1 << 20);
-        uint64_t total = 0;
-        ssize_t n;
-        while ((n = ::recv(fd->get(), buffer.data(), buffer.size(), 0)) > 0) total += n;
-        (void)!::send(fd->get(), &total, sizeof total, MSG_NOSIGNAL);
-      });
-    }
-    for (auto& w : workers) w.join();
-  });
-  ServerConfig config;
-  config.tunnelDestination = destination;
-  auto server = startServer(config);
-  ASSERT_TRUE(server);
-  auto tunnel = startTunnelFromA(sourceSocket, *server, 1);
-  ASSERT_TRUE(tunnel);
-  std::vector<std::future<uint64_t>> answers;
-  for (int i = 0; i < kStreams; ++i) {
-    answers.push_back(std::async(std::launch::async, [&] {
-      auto c = connectUnix(sourceSocket);
-      if (!c) return uint64_t{0};
-      std::vector<uint8_t> buffer(1 << 20, 0x5a);
-      for (uint64_t sent = 0; sent < kBytes; sent += buffer.size()) {
-        if (!sendAll(c->get(), buffer.data(), buffer.size())) return uint64_t{0};
-      }
-      ::shutdown(c->get(), SHUT_WR);
-      uint64_t echoed = 0;
-      if (!recvAll(c->get(), &echoed, sizeof echoed)) return uint64_t{0};
-      return echoed;
-    }));
-  }
-  for (auto& a : answers) EXPECT_EQ(a.get(), kBytes);
-  sink.join();
-  tunnel->stop();
-  server->stop();
-  EXPECT_EQ(tunnel->stats().connections.load(), static_cast<uint32_t>(kStreams));
-  EXPECT_EQ(tunnel->stats().bytesToPeer.load(), kStreams * kBytes);
-  EXPECT_EQ(tunnel->stats().bytesFromPeer.load(), kStreams * sizeof(uint64_t));
-  EXPECT_EQ(tunnel->lastError(), "");
-  for (const auto& e : sessionErrors()) EXPECT_EQ(e, "");
-}
-
 // Stand-in for a destination QEMU listening on `-incoming unix:PATH`: accepts
 // `count` connections, records the order in which they arrived (each one's
 // first 8 bytes name its stream), counts what each one carries and answers
@@ -894,15 +846,40 @@ uint64_t sendNamedStream(const std::string& socketPath, uint64_t name, uint64_t 
   return echoed;
 }
 
+TEST_F(TransferKernelTest, TunnelCarriesSeveralStreamsBothWays) {
+  std::string destination = dir_ / "dest.sock", sourceSocket = dir_ / "src.sock";
+  constexpr int kStreams = 3;
+  constexpr uint64_t kBytes = 64 * kMiB;
+  DestinationStandIn sink(destination, kStreams);
+  ASSERT_TRUE(sink.listening());
+  auto server = startTunnelServer(destination);
+  ASSERT_TRUE(server);
+  auto tunnel = startTunnelFromA(sourceSocket, *server, 1);
+  ASSERT_TRUE(tunnel);
+  // All at once, as QEMU's multifd channels stream side by side.
+  std::vector<std::future<uint64_t>> answers;
+  for (uint64_t name = 1; name <= kStreams; ++name) {
+    answers.push_back(std::async(
+        std::launch::async, [&, name] { return sendNamedStream(sourceSocket, name, kBytes); }));
+  }
+  for (auto& a : answers) EXPECT_EQ(a.get(), kBytes);
+  sink.join();
+  tunnel->stop();
+  server->stop();
+  EXPECT_EQ(tunnel->stats().connections.load(), static_cast<uint32_t>(kStreams));
+  EXPECT_EQ(tunnel->stats().bytesToPeer.load(), kStreams * kBytes);
+  EXPECT_EQ(tunnel->stats().bytesFromPeer.load(), kStreams * sizeof(uint64_t));
+  EXPECT_EQ(tunnel->lastError(), "");
+  for (const auto& e : sessionErrors()) EXPECT_EQ(e, "");
+}
+
 TEST_F(TransferKernelTest, PreparedTunnelReachesTheDestinationBeforeQemuConnects) {
   std::string destination = dir_ / "dest.sock", sourceSocket = dir_ / "src.sock";
   constexpr int kStreams = 3;  // two prepared, one opened when it connects
   constexpr uint64_t kBytes = 16 * kMiB;
   DestinationStandIn sink(destination, kStreams);
   ASSERT_TRUE(sink.listening());
-  ServerConfig config;
-  config.tunnelDestination = destination;
-  auto server = startServer(config);
+  auto server = startTunnelServer(destination);
   ASSERT_TRUE(server);
   auto tunnel = startTunnelFromA(sourceSocket, *server, 7, 2);
   ASSERT_TRUE(tunnel);
@@ -946,9 +923,7 @@ TEST_F(TransferKernelTest, UnusedPreparedTunnelEndsTheDestinationsStream) {
   std::string destination = dir_ / "dest.sock", sourceSocket = dir_ / "src.sock";
   DestinationStandIn sink(destination, 1);
   ASSERT_TRUE(sink.listening());
-  ServerConfig config;
-  config.tunnelDestination = destination;
-  auto server = startServer(config);
+  auto server = startTunnelServer(destination);
   ASSERT_TRUE(server);
   auto tunnel = startTunnelFromA(sourceSocket, *server, 8, 1);
   ASSERT_TRUE(tunnel);
@@ -974,9 +949,7 @@ TEST_F(TransferKernelTest, TunnelOutlivesQemuClosingBeforeTheAnswer) {
   std::string destination = dir_ / "dest.sock", sourceSocket = dir_ / "src.sock";
   DestinationStandIn sink(destination, 1);
   ASSERT_TRUE(sink.listening());
-  ServerConfig config;
-  config.tunnelDestination = destination;
-  auto server = startServer(config);
+  auto server = startTunnelServer(destination);
   ASSERT_TRUE(server);
   auto tunnel = startTunnelFromA(sourceSocket, *server, 10);
   ASSERT_TRUE(tunnel);
@@ -1002,9 +975,7 @@ TEST_F(TransferKernelTest, TunnelOutlivesQemuClosingBeforeTheAnswer) {
 
 TEST_F(TransferKernelTest, PreparingATunnelToAMissingDestinationNamesIt) {
   std::string destination = dir_ / "nobody-listens.sock", sourceSocket = dir_ / "src.sock";
-  ServerConfig config;
-  config.tunnelDestination = destination;
-  auto server = startServer(config);
+  auto server = startTunnelServer(destination);
   ASSERT_TRUE(server);
   net_->inA([&] {
     auto t =
