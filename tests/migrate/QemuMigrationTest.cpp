@@ -9,12 +9,11 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 
-#include "GuestPanicRetry.h"
+#include "MigrationChecks.h"
 #include "QemuGuest.h"
 #include "TestImages.h"
 #include "migrate/transfer/Net.h"
@@ -24,29 +23,10 @@
 namespace Atoll::transfer {
 namespace {
 
-using testing::CounterProgress;
+using testing::freeLoopbackPort;
 using testing::QemuGuest;
 using testing::TempDir;
 using namespace std::chrono_literals;
-
-// A loopback port free at the time of the call, for QEMU's -incoming.
-uint16_t freeLoopbackPort() {
-  auto listener = listenTcp(Endpoint{"127.0.0.1", 0});
-  if (!listener) return 0;
-  return boundPort(listener->get()).value_or(0);
-}
-
-// The guest's kernel on the destination died (a panic on its serial console):
-// QEMU 7.2's TCG sometimes delivers a guest whose kernel memory is damaged,
-// on its own direct TCP path as on the tunnel, so it is told apart from a
-// failure of the path and the scenario is run again.
-bool guestKernelPanicked(const QemuGuest& guest) {
-  std::ifstream in(guest.serialLog());
-  std::string line;
-  while (std::getline(in, line))
-    if (line.find("Kernel panic") != std::string::npos) return true;
-  return false;
-}
 
 // Migrates `source` to `uri`, checks it completed and that `destination`
 // runs the guest with the counter advancing past where the source stopped.
@@ -74,38 +54,7 @@ void migrateAndCheck(QemuGuest& source, QemuGuest& destination, const std::strin
               static_cast<unsigned long long>(finished->downtimeMs));
   EXPECT_GT(finished->ramTransferredBytes, 0u);
 
-  auto sourceState = source.qmp().queryStatus();
-  ASSERT_TRUE(sourceState) << sourceState.error().message();
-  EXPECT_EQ(*sourceState, "postmigrate");
-  // The source reports "completed" once it has sent the last bytes; the
-  // destination still loads them and only then runs the guest.
-  auto destinationState = destination.qmp().queryStatus();
-  for (auto deadline = std::chrono::steady_clock::now() + 10s;
-       destinationState && *destinationState == "inmigrate" &&
-       std::chrono::steady_clock::now() < deadline;
-       destinationState = destination.qmp().queryStatus())
-    std::this_thread::sleep_for(50ms);
-  if (!destinationState && guestKernelPanicked(destination)) {
-    guestPanicked = true;
-    return;
-  }
-  ASSERT_TRUE(destinationState) << destinationState.error().message() << "\n"
-                                << destination.lastWords();
-  EXPECT_EQ(*destinationState, "running") << destination.lastWords();
-
-  CounterProgress before = source.progress();
-  ASSERT_GE(before.lastPass, 0) << "source never reported progress";
-  bool continued = destination.waitForPassBeyond(before.lastPass + 2, 20s);
-  if (!continued && guestKernelPanicked(destination)) {
-    guestPanicked = true;
-    return;
-  }
-  EXPECT_TRUE(continued)
-      << "the guest's counter did not continue on the destination (last on source: pass "
-      << before.lastPass << ", on destination: " << destination.progress().lastPass
-      << (destination.progress().broken ? ", pattern broken" : "") << ")\n"
-      << destination.lastWords();
-  EXPECT_FALSE(destination.progress().broken) << "memory pattern broken after migration";
+  expectGuestRunsOnAtDestination(source, destination, guestPanicked);
 }
 
 // One guest: booted, moved directly over TCP, then on through the tunnel.
@@ -166,13 +115,7 @@ void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& gues
 }
 
 TEST(QemuMigrationTest, GuestContinuesAfterDirectAndTunnelledMigration) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (kernel test label)";
-  TempDir cache;
-  std::string whyNot;
-  auto image = testing::prepareGuestImage(cache.path(), whyNot);
-  if (!image) GTEST_SKIP() << whyNot;
-  testing::retryWhileGuestPanics(
-      3, [&](bool& guestPanicked) { migrateDirectThenThroughTunnel(*image, guestPanicked); });
+  testing::withGuestImage(3, migrateDirectThenThroughTunnel);
 }
 
 }  // namespace

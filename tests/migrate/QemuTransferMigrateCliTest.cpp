@@ -18,7 +18,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "GuestPanicRetry.h"
+#include "MigrationChecks.h"
 #include "QemuGuest.h"
 #include "TestImages.h"
 #include "migrate/transfer/Net.h"
@@ -27,6 +27,7 @@
 namespace Atoll::transfer {
 namespace {
 
+using testing::freeLoopbackPort;
 using testing::QemuGuest;
 using testing::TempDir;
 using namespace std::chrono_literals;
@@ -51,16 +52,6 @@ CliResult runAtoll(const TempDir& dir, const std::string& args) {
       "timeout 120 " + std::string(ATOLL_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
   int status = std::system(command.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, readAll(out), readAll(err)};
-}
-
-uint16_t freeLoopbackPort() {
-  auto listener = listenTcp(Endpoint{"127.0.0.1", 0});
-  if (!listener) return 0;
-  return boundPort(listener->get()).value_or(0);
-}
-
-bool guestKernelPanicked(const QemuGuest& guest) {
-  return readAll(guest.serialLog()).find("Kernel panic") != std::string::npos;
 }
 
 std::unique_ptr<TransferServer> tunnelServer(const TempDir& dir, const std::string& destination) {
@@ -157,44 +148,11 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
   EXPECT_GE(tunnelBytes, qemuBytes);
   EXPECT_EQ(summary["tunnel"]["connections"], 1u);
 
-  auto sourceState = source->qmp().queryStatus();
-  ASSERT_TRUE(sourceState) << sourceState.error().message();
-  EXPECT_EQ(*sourceState, "postmigrate");
-  auto destinationState = destination->qmp().queryStatus();
-  for (auto deadline = std::chrono::steady_clock::now() + 10s;
-       destinationState && *destinationState == "inmigrate" &&
-       std::chrono::steady_clock::now() < deadline;
-       destinationState = destination->qmp().queryStatus())
-    std::this_thread::sleep_for(50ms);
-  if (!destinationState && guestKernelPanicked(*destination)) {
-    guestPanicked = true;
-    return;
-  }
-  ASSERT_TRUE(destinationState) << destinationState.error().message() << "\n"
-                                << destination->lastWords();
-  EXPECT_EQ(*destinationState, "running") << destination->lastWords();
-  int64_t lastOnSource = source->progress().lastPass;
-  ASSERT_GE(lastOnSource, 0);
-  bool continued = destination->waitForPassBeyond(lastOnSource + 2, 20s);
-  if (!continued && guestKernelPanicked(*destination)) {
-    guestPanicked = true;
-    return;
-  }
-  EXPECT_TRUE(continued) << "the counter did not continue on the destination (source: pass "
-                         << lastOnSource << ", destination: " << destination->progress().lastPass
-                         << ")\n"
-                         << destination->lastWords();
-  EXPECT_FALSE(destination->progress().broken) << "memory pattern broken after migration";
+  expectGuestRunsOnAtDestination(*source, *destination, guestPanicked);
 }
 
 TEST(QemuTransferMigrateCliTest, CliMigratesThroughTheTunnelAndRefusesCleanly) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (kernel test label)";
-  TempDir cache;
-  std::string whyNot;
-  auto image = testing::prepareGuestImage(cache.path(), whyNot);
-  if (!image) GTEST_SKIP() << whyNot;
-  testing::retryWhileGuestPanics(
-      3, [&](bool& guestPanicked) { migrateWithCli(*image, guestPanicked); });
+  testing::withGuestImage(3, migrateWithCli);
 }
 
 }  // namespace
