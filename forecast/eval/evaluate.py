@@ -274,6 +274,19 @@ def run_replay(atoll, series, workdir):
     return frame, elapsed
 
 
+def atoll_forecasts(n, group, h):
+    """Atoll's p50 and p95 for horizon h from one series' replay rows, placed
+    at their target index (NaN where no origin forecasts it)."""
+    gh = group[group["horizon"] == h]
+    p50 = np.full(n, np.nan)
+    p95 = np.full(n, np.nan)
+    target = gh["origin_index"].to_numpy() + h
+    keep = target < n
+    p50[target[keep]] = gh["p50"].to_numpy()[keep]
+    p95[target[keep]] = gh["p95"].to_numpy()[keep]
+    return p50, p95
+
+
 def evaluate(dataset, series, replay, refs):
     per = {}  # (model, h) -> list of per-series dicts
     excluded = 0
@@ -287,13 +300,7 @@ def evaluate(dataset, series, replay, refs):
             continue
         g = groups[name]
         for h in HORIZONS:
-            gh = g[g["horizon"] == h]
-            p50 = np.full(n, np.nan)
-            p95 = np.full(n, np.nan)
-            target = gh["origin_index"].to_numpy() + h
-            keep = target < n
-            p50[target[keep]] = gh["p50"].to_numpy()[keep]
-            p95[target[keep]] = gh["p95"].to_numpy()[keep]
+            p50, p95 = atoll_forecasts(n, g, h)
             s = score(y, filled, n_warm, h, p50, p95, scale)
             if s:
                 per.setdefault(("atoll", h), []).append(s)
