@@ -51,9 +51,12 @@ struct Forecaster::Series {
   // and after the last one, belongs to the open step, with no division.
   int64_t openStepEndNs = kNoStep;
   double sum = 0;
-  double shortLevel = 0, shortScale = -1, shortQ95 = 0;
+  double shortLevel = 0, shortScale = 0, shortQ95 = 0;
   uint32_t count = 0;
   bool profileDirty = false, shortDirty = false;
+  // This series' entry in its metric's hand-out (null before its first
+  // sample); rewritten by every sample.
+  ShortTermForecast* handOut = nullptr;
   // Ticks at which the short term is next due unasked, and until which a
   // reader's interest keeps its publication on every tick.
   uint64_t nextShortTermTick = 0;
@@ -145,7 +148,11 @@ Forecaster::Forecaster(const ForecasterConfig& config)
   for (size_t i = 0; i < config.maxSeries; ++i)
     shortTermRequested_[i].store(0, std::memory_order_relaxed);
   islandProfiles_ = std::make_unique<SeqlockCell<ProfileSnapshot>[]>(config.maxIslands);
+  // Indexed by the metric's byte as a sample carries it: any value a
+  // producer can send has its table, named metric or not.
+  handOuts_ = std::make_unique<HandOut[]>(size_t{std::numeric_limits<uint8_t>::max()} + 1);
   series_.reserve(config.maxSeries);
+  slotGuess_ = series_.data();  // never reallocated: reserved for maxSeries
   islands_.reserve(config.maxIslands);
   scratch_.resize(config.profileSteps);
 }
@@ -167,8 +174,13 @@ inline Forecaster::Series* Forecaster::seriesFor(SeriesKey key) {
   // collector walks its workloads), and slots are handed out in the order
   // series first appear: the slot after the last one found is tried first,
   // with no hashing or directory probe.
-  if (nextSlotGuess_ < series_.size() && series_[nextSlotGuess_].key == key)
-    return &series_[nextSlotGuess_++];
+  // A pointer rather than an index: no multiplication by the (large) size of
+  // a Series on the path of every sample.
+  Series* const guess = slotGuess_;
+  if (guess != series_.data() + series_.size() && guess->key == key) {
+    slotGuess_ = guess + 1;
+    return guess;
+  }
   const uint64_t packed = key.packed();
   // The forecaster thread wrote every key itself: relaxed loads suffice.
   for (size_t at = (packed * 0x9E3779B97F4A7C15ULL) >> 20 & directoryMask_;;
@@ -176,7 +188,7 @@ inline Forecaster::Series* Forecaster::seriesFor(SeriesKey key) {
     const uint64_t stored = directoryKeys_[at].load(std::memory_order_relaxed);
     if (stored == packed) {
       const uint32_t slot = directorySlots_[at].load(std::memory_order_relaxed);
-      nextSlotGuess_ = size_t{slot} + 1;
+      slotGuess_ = &series_[slot] + 1;
       return &series_[slot];
     }
     if (stored == 0) break;
@@ -193,7 +205,7 @@ Forecaster::Series* Forecaster::addSeries(SeriesKey key) {
   while (directoryKeys_[at].load(std::memory_order_relaxed) != 0) at = (at + 1) & directoryMask_;
   directorySlots_[at].store(slot, std::memory_order_relaxed);
   directoryKeys_[at].store(packed, std::memory_order_release);
-  nextSlotGuess_ = size_t{slot} + 1;
+  slotGuess_ = &series_[slot] + 1;
   return &series_[slot];
 }
 
@@ -206,25 +218,37 @@ void Forecaster::closeStep(Series& series) {
   series.sum = 0;
   series.count = 0;
   series.profileDirty = true;
+  modelsMoved_ = true;
 }
 
 // Short term at the raw grain: EW level and an adaptive p95 offset, O(1)
 // with no data-dependent branch once the series has its first sample.
-inline void Forecaster::updateShortTerm(Series& series, double value) {
-  if (series.shortScale < 0) {
+inline void Forecaster::updateShortTerm(Series& series, double value, uint64_t& shortTermDueTick) {
+  // No hand-out entry yet: the first sample (one pointer test, where
+  // shortScale < 0 took a floating-point compare).
+  if (series.handOut == nullptr) {
     series.shortLevel = value;
     series.shortScale = 0;
+    addHandOutEntry(series);
   } else {
     const double error = value - series.shortLevel;
-    const double missed = error > series.shortQ95 ? 1.0 : 0.0;
+    // (missed - 0.05) for missed = 1 or 0, chosen instead of computed: the
+    // same doubles (the compiler rounds 1.0 - 0.05 as the machine would).
+    const double missedShare = error > series.shortQ95 ? 1.0 - 0.05 : 0.0 - 0.05;
     series.shortScale += 0.05 * (std::fabs(error) - series.shortScale);
-    series.shortQ95 += kShortTermQuantileStep * series.shortScale * (missed - 0.05);
+    series.shortQ95 += kShortTermQuantileStep * series.shortScale * missedShare;
     series.shortLevel += kShortTermAlpha * error;
   }
   series.shortDirty = true;
+  // Without a branch: a series with unpublished samples already counts in
+  // the minimum, so taking it again changes nothing.
+  shortTermDueTick = std::min(shortTermDueTick, series.nextShortTermTick);
 }
 
-void Forecaster::consume(const Sample& sample) {
+// Inlined into the ring's drain loop: a call per sample cost about as much
+// as the short-term model's update.
+[[gnu::always_inline]] inline void Forecaster::consume(const Sample& sample,
+                                                       uint64_t& shortTermDueTick) {
   // One range check rejects NaN (every comparison false), infinities and
   // negative values.
   if (!(sample.value >= 0 && sample.value <= std::numeric_limits<double>::max())) {
@@ -245,13 +269,31 @@ void Forecaster::consume(const Sample& sample) {
   series->lastTimestampNs = sample.timestampNs;
   series->sum += sample.value;
   ++series->count;
-  updateShortTerm(*series, sample.value);
+  updateShortTerm(*series, sample.value, shortTermDueTick);
+  *series->handOut = shortTermOf(*series);
+}
+
+[[gnu::noinline]] void Forecaster::addHandOutEntry(Series& series) {
+  HandOut& handOut = handOuts_[static_cast<size_t>(series.key.metric)];
+  if (handOut.entries.capacity() == 0) {
+    handOut.entries.reserve(config_.maxSeries);
+    handOut.slots.reserve(config_.maxSeries);
+  }
+  // Usually the last: slots are handed out in the order series first appear.
+  const auto at = static_cast<size_t>(
+      std::lower_bound(handOut.slots.begin(), handOut.slots.end(), series.slot) -
+      handOut.slots.begin());
+  handOut.slots.insert(handOut.slots.begin() + static_cast<ptrdiff_t>(at), series.slot);
+  handOut.entries.insert(handOut.entries.begin() + static_cast<ptrdiff_t>(at), ShortTermForecast{});
+  // Within the reserved capacity nothing moved but the entries after `at`.
+  for (size_t i = at; i < handOut.entries.size(); ++i)
+    series_[handOut.slots[i]].handOut = &handOut.entries[i];
 }
 
 // A sample past the open step (or with none open): closes the open step,
 // bridges or restarts after a gap, and opens the sample's step. False (and
 // counted) when the sample's step is already closed.
-bool Forecaster::openStepFor(Series& series, int64_t timestampNs) {
+[[gnu::noinline]] bool Forecaster::openStepFor(Series& series, int64_t timestampNs) {
   const int64_t step = stepOf(timestampNs, config_.stepNs);
   if (series.lastClosedStep != kNoStep && step <= series.lastClosedStep) {
     bump(counters_.late);
@@ -261,6 +303,8 @@ bool Forecaster::openStepFor(Series& series, int64_t timestampNs) {
   if (series.count == 0) {
     if (series.lastClosedStep != kNoStep) {
       const int64_t gap = step - series.lastClosedStep - 1;
+      // Filled steps or a reset move what profileDue sees.
+      if (gap > 0) modelsMoved_ = true;
       if (gap > config_.maxGapSteps) {
         series.model.reset();
         series.publishedAtStep = 0;  // the old profile is void: replace it first
@@ -272,6 +316,8 @@ bool Forecaster::openStepFor(Series& series, int64_t timestampNs) {
     }
     series.openStep = step;
     series.openStepEndNs = endOfStep(step, config_.stepNs);
+    // A step the clock has completed already: this tick's pass closes it.
+    if (step <= tickCompletedStep_) closeScanDue_ = true;
   }
   return true;
 }
@@ -279,9 +325,9 @@ bool Forecaster::openStepFor(Series& series, int64_t timestampNs) {
 // Whether a dirty profile is republished now: always the first one (and the
 // first after a restart), on every step while a reader is watching, else at
 // the unread cadence.
-inline bool Forecaster::profileDue(Series& series) {
+inline bool Forecaster::profileDue(Series& series, bool checkRequests) {
   const uint64_t steps = series.model.steps();
-  if (profileRequested_[series.slot].load(std::memory_order_relaxed) != 0) {
+  if (checkRequests && profileRequested_[series.slot].load(std::memory_order_relaxed) != 0) {
     profileRequested_[series.slot].store(0, std::memory_order_relaxed);
     series.watchedUntilStep = steps + uint64_t(config_.watchSteps);
     return steps > 0;
@@ -303,8 +349,8 @@ void Forecaster::publishProfile(Series& series) {
   series.profileDirty = false;
 }
 
-inline bool Forecaster::shortTermDue(Series& series) {
-  if (shortTermRequested_[series.slot].load(std::memory_order_relaxed) != 0) {
+inline bool Forecaster::shortTermDue(Series& series, bool checkRequests) {
+  if (checkRequests && shortTermRequested_[series.slot].load(std::memory_order_relaxed) != 0) {
     shortTermRequested_[series.slot].store(0, std::memory_order_relaxed);
     series.shortWatchedUntilTick = tickCount_ + uint64_t(config_.watchTicks);
     return true;
@@ -321,7 +367,8 @@ inline void Forecaster::publishShortTerm(Series& series) {
   series.nextShortTermTick = tickCount_ + 1 <= series.shortWatchedUntilTick
                                  ? tickCount_ + 1
                                  : tickCount_ + uint64_t(config_.unreadShortTermTicks);
-  const ShortTermForecast forecast = shortTermOf(series);
+  // Current since the series' last sample (a dirty series has had one).
+  const ShortTermForecast& forecast = *series.handOut;
   ShortTermSnapshot snapshot;
   snapshot.key = series.key.packed();
   snapshot.tick = tickCount_;
@@ -352,9 +399,11 @@ void Forecaster::fillProfile(const SeriesModel& model, uint64_t key, int64_t ori
   snapshot.trackedCount = static_cast<uint32_t>(shape_.trackedCount());
   for (int j = 0; j < shape_.trackedCount(); ++j) {
     const HorizonAccuracy acc = model.accuracy(j);
-    snapshot.accuracy[j] = {acc.horizon, static_cast<float>(acc.mase),
-                            static_cast<float>(acc.coverage95), static_cast<uint32_t>(acc.errors),
-                            static_cast<uint8_t>(acc.bestModel)};
+    snapshot.accuracy[j] = {.horizon = static_cast<int16_t>(acc.horizon),
+                            .bestModel = static_cast<uint8_t>(acc.bestModel),
+                            .mase = static_cast<float>(acc.mase),
+                            .coverage95 = static_cast<float>(acc.coverage95),
+                            .errors = static_cast<uint32_t>(acc.errors)};
   }
 }
 
@@ -476,21 +525,58 @@ size_t Forecaster::islandsInUse() const {
   return islandsInUse_.load(std::memory_order_relaxed);
 }
 
+bool Forecaster::requestsToCheck() {
+  // Load first: the exchange (a locked instruction) only when a reader
+  // posted something.
+  const bool posted = requestsPosted_.load(std::memory_order_relaxed) != 0 &&
+                      requestsPosted_.exchange(0, std::memory_order_acquire) != 0;
+  return posted || requestsUnserviced_;
+}
+
+void Forecaster::closeAndPublish(int64_t completedStep, bool checkRequests) {
+  uint64_t shortTermDueTick = std::numeric_limits<uint64_t>::max();
+  bool unserviced = false;
+  for (Series& series : series_) {
+    if (series.count > 0 && series.openStep <= completedStep) closeStep(series);
+    if (series.profileDirty && profileDue(series, checkRequests)) publishProfile(series);
+    if (series.shortDirty && shortTermDue(series, checkRequests)) publishShortTerm(series);
+    if (series.shortDirty) shortTermDueTick = std::min(shortTermDueTick, series.nextShortTermTick);
+    // A request for a series with nothing new stays raised until it has:
+    // the flags are read again on the next tick.
+    if (checkRequests && (profileRequested_[series.slot].load(std::memory_order_relaxed) != 0 ||
+                          shortTermRequested_[series.slot].load(std::memory_order_relaxed) != 0))
+      unserviced = true;
+  }
+  shortTermDueTick_ = shortTermDueTick;
+  requestsUnserviced_ = unserviced;
+  closedThrough_ = completedStep;
+  closeScanDue_ = false;
+  modelsMoved_ = false;
+}
+
 void Forecaster::tick(int64_t nowNs) {
   ++tickCount_;
   bump(counters_.ticks);
+  // Known before the samples are consumed, so that opening a step the clock
+  // has completed already can ask for this tick's closing pass.
+  const int64_t completedStep = stepOf(nowNs, config_.stepNs) - 1;
+  tickCompletedStep_ = completedStep;
   uint64_t consumed = 0;
+  uint64_t shortTermDueTick = shortTermDueTick_;
   for (auto& ring : rings_) {
     // Bounded: samples pushed while draining wait for the next tick.
-    consumed += ring->drain(ring->capacity(), [this](const Sample& sample) { consume(sample); });
+    consumed += ring->drain(ring->capacity(), [this, &shortTermDueTick](const Sample& sample) {
+      consume(sample, shortTermDueTick);
+    });
   }
   bump(counters_.consumed, consumed);
-  const int64_t completedStep = stepOf(nowNs, config_.stepNs) - 1;
-  for (Series& series : series_) {
-    if (series.count > 0 && series.openStep <= completedStep) closeStep(series);
-    if (series.profileDirty && profileDue(series)) publishProfile(series);
-    if (series.shortDirty && shortTermDue(series)) publishShortTerm(series);
-  }
+  shortTermDueTick_ = shortTermDueTick;
+  const bool checkRequests = requestsToCheck();
+  // Without any of these, the pass over all series would close nothing and
+  // publish nothing.
+  if (checkRequests || completedStep != closedThrough_ || closeScanDue_ || modelsMoved_ ||
+      tickCount_ >= shortTermDueTick_)
+    closeAndPublish(completedStep, checkRequests);
   for (Island& island : islands_) {
     if (island.released) continue;
     if (island.lastStep == kNoStep || completedStep - island.lastStep > config_.maxGapSteps) {
@@ -514,7 +600,10 @@ bool Forecaster::readProfile(SeriesKey key, ProfileSnapshot& out) const {
   // Load before store: readers of a watched series do not keep writing the
   // shared flag's cache line.
   std::atomic<uint8_t>& requested = profileRequested_[slot];
-  if (requested.load(std::memory_order_relaxed) == 0) requested.store(1, std::memory_order_relaxed);
+  if (requested.load(std::memory_order_relaxed) == 0) {
+    requested.store(1, std::memory_order_relaxed);
+    requestsPosted_.store(1, std::memory_order_release);
+  }
   return profiles_[slot].load(out);
 }
 
@@ -522,7 +611,10 @@ bool Forecaster::readShortTerm(SeriesKey key, ShortTermSnapshot& out) const {
   const int64_t slot = findSlot(key.packed());
   if (slot < 0) return false;
   std::atomic<uint8_t>& requested = shortTermRequested_[slot];
-  if (requested.load(std::memory_order_relaxed) == 0) requested.store(1, std::memory_order_relaxed);
+  if (requested.load(std::memory_order_relaxed) == 0) {
+    requested.store(1, std::memory_order_relaxed);
+    requestsPosted_.store(1, std::memory_order_release);
+  }
   return shortTerms_[slot].load(out);
 }
 
@@ -535,10 +627,8 @@ bool Forecaster::readIsland(uint32_t island, ProfileSnapshot& out) const {
 }
 
 void Forecaster::shortTermsNow(Metric metric, std::vector<ShortTermForecast>& out) const {
-  out.clear();
-  for (const Series& series : series_)
-    // shortScale < 0: no sample yet (a series created as an island member).
-    if (series.key.metric == metric && series.shortScale >= 0) out.push_back(shortTermOf(series));
+  const std::vector<ShortTermForecast>& entries = handOuts_[static_cast<size_t>(metric)].entries;
+  out.assign(entries.begin(), entries.end());
 }
 
 std::optional<VmPressure> Forecaster::readVmPressure(
@@ -575,7 +665,7 @@ ForecasterCounters Forecaster::counters() const {
 size_t Forecaster::bytesPerSeries() const {
   return SeriesModel(shape_).memoryBytes() + (sizeof(Series) - sizeof(SeriesModel)) +
          sizeof(SeqlockCell<ProfileSnapshot>) + sizeof(SeqlockCell<ShortTermSnapshot>) +
-         2 * sizeof(std::atomic<uint8_t>);
+         2 * sizeof(std::atomic<uint8_t>) + sizeof(ShortTermForecast) + sizeof(uint32_t);
 }
 
 }  // namespace Atoll::forecast

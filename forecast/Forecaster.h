@@ -124,12 +124,13 @@ class Forecaster {
   bool releaseIsland(uint32_t island);
   void tick(int64_t nowNs);
   // Replaces `out` by the short-term forecast of every series of `metric`
-  // that has had a sample, as of the last tick, in one pass over the
-  // forecaster thread's own state (series order, no lookups). Nothing is
-  // published or asked for, so a caller on the forecaster thread that wants
-  // every series each tick (the daemon's forecast history) adds no
-  // per-sample publication to the tick, as readShortTerm would (a series
-  // read every tick is republished every tick).
+  // that has had a sample, as of the last tick, in series order: one copy
+  // of a table that each sample keeps current (no pass over the series, no
+  // lookups). Nothing is published or asked for, so a caller on the
+  // forecaster thread that wants every series each tick (the daemon's
+  // forecast history) adds no per-sample publication to the tick, as
+  // readShortTerm would (a series read every tick is republished every
+  // tick).
   void shortTermsNow(Metric metric, std::vector<ShortTermForecast>& out) const;
 
   // Readers, any thread, never blocking the forecaster thread. readProfile
@@ -158,15 +159,27 @@ class Forecaster {
   Series* addSeries(SeriesKey key);
   // The members' series slots (created as needed), after checking the spec.
   Parsed<std::vector<uint32_t>> memberSlots(const IslandSpec& spec);
-  void consume(const Sample& sample);
+  // shortTermDueTick: shortTermDueTick_, kept in a register while draining.
+  void consume(const Sample& sample, uint64_t& shortTermDueTick);
   bool openStepFor(Series& series, int64_t timestampNs);
-  static void updateShortTerm(Series& series, double value);
+  void updateShortTerm(Series& series, double value, uint64_t& shortTermDueTick);
+  // A series' first sample: its place in its metric's hand-out.
+  void addHandOutEntry(Series& series);
+  // Whether a reader asked for a publication since the last look (or one
+  // asked for a series that had nothing new to publish yet): only then does
+  // tick read the per-series request flags.
+  bool requestsToCheck();
+  // One pass over every series: closes the steps that the clock completed,
+  // publishes what is due, and notes when the next short term falls due.
+  void closeAndPublish(int64_t completedStep, bool checkRequests);
   static ShortTermForecast shortTermOf(const Series& series);
   void closeStep(Series& series);
   void publishProfile(Series& series);
   void publishShortTerm(Series& series);
-  bool profileDue(Series& series);
-  bool shortTermDue(Series& series);
+  // checkRequests: whether to look at the readers' request flags (see
+  // requestsToCheck).
+  bool profileDue(Series& series, bool checkRequests);
+  bool shortTermDue(Series& series, bool checkRequests);
   void publishIsland(Island& island, uint64_t stepIndex);
   // Replaces an island's publication by an empty one (steps = 0), which
   // readIsland reports as none.
@@ -193,6 +206,10 @@ class Forecaster {
   std::unique_ptr<std::atomic<uint8_t>[]> profileRequested_;
   std::unique_ptr<SeqlockCell<ShortTermSnapshot>[]> shortTerms_;
   std::unique_ptr<std::atomic<uint8_t>[]> shortTermRequested_;
+  // Set by a reader after it raised a request flag (release), taken by the
+  // forecaster thread (acquire) before it reads the flags, so a tick with no
+  // new request reads none of them.
+  mutable std::atomic<uint8_t> requestsPosted_{0};
   std::unique_ptr<SeqlockCell<ProfileSnapshot>[]> islandProfiles_;
   std::atomic<uint32_t> islandCount_{0};  // ids ever handed out
   std::atomic<uint32_t> islandsInUse_{0};
@@ -201,8 +218,35 @@ class Forecaster {
   std::vector<Series> series_;
   std::vector<Island> islands_;
   std::vector<Quantiles> scratch_;
-  size_t nextSlotGuess_ = 0;  // seriesFor's first try
+  static constexpr int64_t kNoCompletedStep = INT64_MIN;
+  Series* slotGuess_ = nullptr;  // seriesFor's first try (may be one past the last)
   uint64_t tickCount_ = 0;
+  // What lets a tick skip the pass over all series: the pass closes every
+  // step that the clock completed, so until the clock completes another one
+  // only a step opened at or before it (closeScanDue_) needs closing; a
+  // profile can only fall due when a model moved (modelsMoved_) or a reader
+  // asked; a short term only at shortTermDueTick_ (the earliest
+  // nextShortTermTick of the series with unpublished samples) or on a
+  // reader's request.
+  int64_t tickCompletedStep_ = kNoCompletedStep;
+  int64_t closedThrough_ = kNoCompletedStep;
+  bool closeScanDue_ = false;
+  bool modelsMoved_ = false;
+  bool requestsUnserviced_ = false;
+  uint64_t shortTermDueTick_ = 0;
+  // What shortTermsNow hands out for one metric, kept current by every
+  // sample (an entry per series that has had a sample, in series order), so
+  // the hand-out is one copy instead of a pass over every series' state.
+  // Reserved for maxSeries entries on first use: entries never move but to
+  // make room for a series that joins before others (a series created as an
+  // island member gets its first sample later).
+  struct HandOut {
+    std::vector<ShortTermForecast> entries;
+    std::vector<uint32_t> slots;  // each entry's series slot, ascending
+  };
+  // Indexed by the metric's byte, as samples are not checked for a known
+  // metric.
+  std::unique_ptr<HandOut[]> handOuts_;
 
   struct AtomicCounters {
     std::atomic<uint64_t> consumed{0}, invalidValue{0}, badTimestamp{0}, late{0}, noSlot{0},

@@ -10,6 +10,7 @@
 // with one compare-and-swap (a batch push claims a run of cells with one),
 // the successful-push count is the enqueue position itself, and the single
 // consumer drains a run of cells with plain loads and stores.
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -42,15 +43,28 @@ class SampleRing {
   template <typename Consume>
   size_t drain(size_t max, Consume&& consume) {
     const uint64_t start = dequeuePos_.load(std::memory_order_relaxed);
-    size_t n = 0;
-    for (; n < max; ++n) {
-      Cell& cell = cells_[(start + n) & mask_];
-      if (cell.sequence.load(std::memory_order_acquire) != start + n + 1) break;
-      consume(static_cast<const Sample&>(cell.sample));
-      cell.sequence.store(start + n + mask_ + 1, std::memory_order_release);
+    const uint64_t end = start + max;
+    // Locals: the compiler would reload members after every acquire load.
+    Cell* const cells = cells_.get();
+    const size_t mask = mask_;
+    uint64_t pos = start;
+    // In runs of adjacent cells (at most two per lap of the ring): a cell
+    // pointer steps on, no index is masked per sample.
+    bool more = true;
+    while (more && pos != end) {
+      Cell* cell = cells + (pos & mask);
+      const uint64_t runEnd = pos + std::min<uint64_t>(end - pos, mask + 1 - (pos & mask));
+      for (; pos != runEnd; ++pos, ++cell) {
+        if (cell->sequence.load(std::memory_order_acquire) != pos + 1) {
+          more = false;
+          break;
+        }
+        consume(static_cast<const Sample&>(cell->sample));
+        cell->sequence.store(pos + mask + 1, std::memory_order_release);
+      }
     }
-    if (n > 0) dequeuePos_.store(start + n, std::memory_order_relaxed);
-    return n;
+    if (pos != start) dequeuePos_.store(pos, std::memory_order_relaxed);
+    return static_cast<size_t>(pos - start);
   }
 
   size_t capacity() const { return mask_ + 1; }
@@ -62,6 +76,8 @@ class SampleRing {
     std::atomic<uint64_t> sequence;
     Sample sample;
   };
+  static size_t freeRun(Cell* cells, size_t mask, uint64_t pos, size_t limit) noexcept;
+
   std::unique_ptr<Cell[]> cells_;
   size_t mask_;
   alignas(64) std::atomic<uint64_t> enqueuePos_{0};

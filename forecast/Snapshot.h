@@ -12,12 +12,15 @@ namespace Atoll::forecast {
 inline constexpr int kMaxProfileSteps = 144;  // 12 h at 5-min steps
 inline constexpr int kMaxTrackedHorizons = 8;
 
+// 16 bytes: a tracked horizon is at most 10,000 steps (ModelShape::validate),
+// and the model's kind fills the two bytes after it (part of every
+// published profile, eight records each).
 struct AccuracyRecord {
-  int32_t horizon = 0;
+  int16_t horizon = 0;
+  uint8_t bestModel = 0;  // ModelKind
   float mase = 0;
   float coverage95 = 0;
   uint32_t errors = 0;
-  uint8_t bestModel = 0;  // ModelKind
 };
 
 // A series' (or an island's) demand profile from its last completed step.

@@ -344,6 +344,74 @@ TEST(Forecaster, UnreadShortTermsArePublishedLazilyAndReadsRefreshThem) {
   EXPECT_FALSE(Forecaster::create(bad));
 }
 
+TEST(Forecaster, ShortTermsNowKeepsSeriesOrderWhenAMemberJoinsLate) {
+  auto f = make();
+  // Workload 5's series is created as an island member (slot 0) before any
+  // sample; workloads 6 and 7 get theirs first.
+  ASSERT_TRUE(f->defineIsland({"web", {{5, Metric::Cpu}}, 10.0}));
+  std::vector<ShortTermForecast> out;
+  for (int second = 1; second <= 3; ++second) {
+    push(*f, 6, second * kSecond, 1.0 * second);
+    push(*f, 7, second * kSecond, 2.0 * second);
+    if (second >= 2) push(*f, 5, second * kSecond, 3.0 * second);
+    f->tick(second * kSecond + 1);
+    f->shortTermsNow(Metric::Cpu, out);
+    std::vector<uint32_t> workloads;
+    for (const auto& forecast : out) workloads.push_back(forecast.workload);
+    if (second == 1)
+      EXPECT_EQ(workloads, (std::vector<uint32_t>{6, 7}));
+    else
+      EXPECT_EQ(workloads, (std::vector<uint32_t>{5, 6, 7})) << "series order, second " << second;
+  }
+  // Each entry is that series' own short term as of the last sample.
+  for (const auto& forecast : out) {
+    EXPECT_EQ(forecast.lastSampleNs, 3 * kSecond);
+    ShortTermSnapshot published;
+    ASSERT_TRUE(f->readShortTerm({forecast.workload, Metric::Cpu}, published));
+    EXPECT_GE(forecast.p95, forecast.p50);
+  }
+  EXPECT_NEAR(out[0].p50, 3.0 * 2 + 0.3 * (9.0 - 6.0), 1e-9);
+}
+
+TEST(Forecaster, AStepTheClockCompletedClosesOnTheTickOfItsFirstSample) {
+  ForecasterConfig config;
+  config.unreadShortTermTicks = 1000;  // nothing else due on the later ticks
+  auto f = make(config);
+  const int64_t now = 3 * kStep + kSecond;  // steps 0-2 are completed
+  push(*f, 1, kSecond, 10.0);
+  f->tick(now);
+  // A producer running a step behind: its sample for step 1 arrives after
+  // the clock completed that step, so the step closes on this tick ...
+  push(*f, 1, kStep + kSecond, 20.0);
+  f->tick(now + kSecond);
+  // ... and a further sample for it is late.
+  push(*f, 1, kStep + 2 * kSecond, 30.0);
+  f->tick(now + 2 * kSecond);
+  EXPECT_EQ(f->counters().droppedLate, 1u);
+  EXPECT_EQ(f->counters().consumed, 3u);
+}
+
+TEST(Forecaster, AReadOfASeriesWithNothingNewIsServedByItsNextSample) {
+  ForecasterConfig config;
+  config.unreadShortTermTicks = 100;
+  config.watchTicks = 0;
+  auto f = make(config);
+  push(*f, 1, kSecond, 10.0);
+  f->tick(kSecond + 1);  // the first short term is always published
+  ShortTermSnapshot shortTerm;
+  ASSERT_TRUE(f->readShortTerm({1, Metric::Cpu}, shortTerm));
+  EXPECT_EQ(shortTerm.lastSampleNs, kSecond);
+  // The request waits through ticks without samples for the series ...
+  f->tick(2 * kSecond + 1);
+  f->tick(3 * kSecond + 1);
+  push(*f, 1, 4 * kSecond, 12.0);
+  f->tick(4 * kSecond + 1);
+  // ... and its next sample is published at once, not at tick 101.
+  ASSERT_TRUE(f->readShortTerm({1, Metric::Cpu}, shortTerm));
+  EXPECT_EQ(shortTerm.lastSampleNs, 4 * kSecond);
+  EXPECT_EQ(shortTerm.tick, 4u);
+}
+
 TEST(Forecaster, MemoryPerSeriesIsReported) {
   auto f = make();
   EXPECT_GT(f->bytesPerSeries(), 4096u);

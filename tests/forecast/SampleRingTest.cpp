@@ -68,5 +68,36 @@ TEST(SampleRing, BatchPushTakesWhatFitsAndDrainReleasesCells) {
   EXPECT_EQ(ring.tryPushBatch({}), 0u);
 }
 
+TEST(SampleRing, BatchPushAndDrainRunAcrossTheArrayEnd) {
+  SampleRing ring(8);
+  std::vector<uint32_t> seen;
+  auto record = [&](const Sample& s) { seen.push_back(s.key.workload); };
+  std::vector<Sample> batch;
+  for (uint32_t i = 0; i < 6; ++i) batch.push_back(sampleWith(i, i));
+  ASSERT_EQ(ring.tryPushBatch(batch), 6u);
+  ASSERT_EQ(ring.drain(6, record), 6u);
+  // Positions 6-13: cells 6, 7, then 0-5.
+  batch.clear();
+  for (uint32_t i = 0; i < 8; ++i) batch.push_back(sampleWith(100 + i, i));
+  EXPECT_EQ(ring.tryPushBatch(batch), 8u);
+  EXPECT_EQ(ring.dropped(), 0u);
+  seen.clear();
+  // Stops within a run (max), then takes the rest across the end.
+  EXPECT_EQ(ring.drain(1, record), 1u);
+  EXPECT_EQ(ring.drain(100, record), 7u);
+  EXPECT_EQ(seen, (std::vector<uint32_t>{100, 101, 102, 103, 104, 105, 106, 107}));
+  // A batch whose free run, past the end of the array, ends at a cell that
+  // is still held.
+  batch.resize(4);
+  ASSERT_EQ(ring.tryPushBatch(batch), 4u);  // positions 14-17: cells 6, 7, 0, 1
+  seen.clear();
+  ASSERT_EQ(ring.drain(2, record), 2u);  // frees cells 6, 7
+  batch.resize(8);
+  EXPECT_EQ(ring.tryPushBatch(batch), 6u) << "cells 2-7 free, 0 and 1 still held";
+  EXPECT_EQ(ring.dropped(), 2u);
+  EXPECT_EQ(ring.drain(100, record), 8u);
+  EXPECT_EQ(seen.size(), 10u);
+}
+
 }  // namespace
 }  // namespace Atoll::forecast

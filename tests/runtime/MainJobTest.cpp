@@ -113,8 +113,8 @@ TEST(ForecastJson, ProfileStepsCarryHorizonsAndUnscoredAccuracyIsNull) {
   }
   p.p99[2] = std::numeric_limits<float>::infinity();
   p.trackedCount = 2;
-  p.accuracy[0] = {1, 0.8f, 0.95f, 10, 0};
-  p.accuracy[1] = {3, 0, 0, 0, 0};
+  p.accuracy[0] = {.horizon = 1, .mase = 0.8f, .coverage95 = 0.95f, .errors = 10};
+  p.accuracy[1] = {.horizon = 3};
   p.capacity = 4;
   p.contentionProbability = 0.2;
   p.peakStep = 3;

@@ -363,8 +363,10 @@ TEST(Planner, StaleVmForecastMovesNothing) {
     big.residentBytes = 1ULL << 30;
     if (coverage) {
       big.demand.trackedCount = 2;
-      big.demand.accuracy[0] = {1, 0.5f, 0.95f, 100, 0};  // short horizons look fine
-      big.demand.accuracy[1] = {12, 3.0f, float(*coverage), 100, 0};
+      // Short horizons look fine.
+      big.demand.accuracy[0] = {.horizon = 1, .mase = 0.5f, .coverage95 = 0.95f, .errors = 100};
+      big.demand.accuracy[1] = {
+          .horizon = 12, .mase = 3.0f, .coverage95 = float(*coverage), .errors = 100};
     }
     in.vms = {pinned, big};
     return in;
