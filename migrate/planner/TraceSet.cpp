@@ -9,16 +9,11 @@
 #include <filesystem>
 #include <map>
 
+#include "util/Fs.h"
+
 namespace Atoll::planner {
 
 namespace {
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r'))
-    text.remove_suffix(1);
-  return text;
-}
 
 bool parseNumber(std::string_view text, double& out) {
   text = trim(text);
