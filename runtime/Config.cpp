@@ -569,7 +569,17 @@ void readPlanner(Validator& v, const toml::table& table, DaemonConfig& c) {
           {"resize_quantile", whole(pc.resizeQuantile, 95, 99)},
           {"min_relief_share", real(pc.minReliefShare, 0.0, 1.0)},
           {"min_move_coverage", real(pc.minMoveCoverage, 0.0, 1.0)},
-          {"min_risk_p50_share", real(pc.minRiskP50Share, 0.0, 1.0)}});
+          {"min_risk_p50_share", real(pc.minRiskP50Share, 0.0, 1.0)},
+          {"donor_rule", [&](const toml::node& n, const std::string& k) {
+             auto x = v.string(n, k);
+             if (!x) return;
+             if (auto rule = planner::parseDonorRule(*x)) {
+               pc.donorRule = *rule;
+             } else {
+               v.error(n.source(), k,
+                       "'" + *x + "' is not one of peak, expected-unmet, peak-then-expected-unmet");
+             }
+           }}});
   // Cross-field rules (e.g. margin within [min_margin, max_margin]) are the
   // planner's own; reported once the single values are sound.
   if (v.errorCount() == errorsBefore) {
@@ -720,7 +730,7 @@ auto plannerKnobs(const planner::PlannerConfig& p) {
                   p.hostMovesPerWindow, p.islandMovesPerWindow, p.hysteresisWindowNs,
                   p.islandCooldownNs, p.sameRoleCooldownNs, p.balanceBand,
                   p.donorKeepsPeakOverCooldown, p.resizeQuantile, p.minReliefShare,
-                  p.minMoveCoverage, p.minRiskP50Share);
+                  p.minMoveCoverage, p.minRiskP50Share, p.donorRule);
 }
 
 }  // namespace

@@ -34,6 +34,8 @@ struct ReplayVerbArgs {
   std::optional<double> sameRoleCooldownSeconds;
   bool donorPeakOverCooldown = false;
   std::optional<double> minRiskP50Share;
+  std::optional<std::string> donorRule;
+  std::optional<double> minReliefShare;
   std::optional<double> forecastRecentQuantileRate;
   std::optional<double> thresholdUpper;
   std::optional<double> thresholdTarget;
@@ -56,6 +58,15 @@ void run(const ReplayVerbArgs& args) {
   if (args.balanceBand) options.planner.balanceBand = *args.balanceBand;
   if (args.donorPeakOverCooldown) options.planner.donorKeepsPeakOverCooldown = true;
   if (args.minRiskP50Share) options.planner.minRiskP50Share = *args.minRiskP50Share;
+  if (args.minReliefShare) options.planner.minReliefShare = *args.minReliefShare;
+  if (args.donorRule) {
+    auto rule = planner::parseDonorRule(*args.donorRule);
+    if (!rule)
+      fail(Error::invalid("parse options", "--donor-rule", *args.donorRule,
+                          "must be one of peak, expected-unmet, peak-then-expected-unmet"),
+           kExitUsage);
+    options.planner.donorRule = *rule;
+  }
   if (args.sameRoleCooldownSeconds)
     options.planner.sameRoleCooldownNs = int64_t(*args.sameRoleCooldownSeconds * 1e9);
   if (args.forecastRecentQuantileRate)
@@ -147,6 +158,15 @@ void addReplayVerb(CLI::App& app) {
   verb->add_option("--min-risk-p50-share", args->minRiskP50Share,
                    "Planner: an island is at risk only while its p50 peak is this share of its "
                    "capacity (default 0.5; 0: off)");
+  verb->add_option("--donor-rule", args->donorRule,
+                   "Planner: which islands give CPUs to one at risk: peak (only CPUs beyond "
+                   "the donor's p95 peak x headroom; the default) or expected-unmet (any k "
+                   "CPUs whose relief, less the donor's added expected unmet demand, pays) or "
+                   "peak-then-expected-unmet (expected-unmet where the peak rule finds no "
+                   "donor)");
+  verb->add_option("--min-relief-share", args->minReliefShare,
+                   "Planner: share of the needed resize's relief an action must bring "
+                   "(default 0.5; 0: off)");
   verb->add_option("--forecast-recent-quantile-rate", args->forecastRecentQuantileRate,
                    "Forecaster's recent-p95 learning rate (default: the forecaster's own)")
       ->check(CLI::Range(0.0, 1.0));

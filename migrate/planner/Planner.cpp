@@ -423,18 +423,21 @@ PlanResult Planner::plan(const PlanInput& input) {
   // (unless something declined them already). Measured against what the
   // right-sized resize brings, not against the whole predicted overload:
   // where the forecast's upper tail is wide, no single step removes all of it.
+  // `donorHarm`: the donor's expected unmet demand added by the action
+  // (counted against the relief under the expected-unmet donor rule).
   auto declineSmallRelief = [&](Decision& c, const IslandCalc& receiver,
-                                const HorizonContention& after, double sizedRelief) {
+                                const HorizonContention& after, double sizedRelief,
+                                double donorHarm = 0) {
     if (c.rule != Rule::NoRisk || config_.minReliefShare <= 0) return;
-    const double relief = receiver.base.unmetCoreSeconds - after.unmetCoreSeconds;
+    const double relief = receiver.base.unmetCoreSeconds - after.unmetCoreSeconds - donorHarm;
     const double needed = config_.minReliefShare * sizedRelief;
     if (relief >= needed) return;
     c.rule = Rule::SmallRelief;
     c.reason = format(
-        "relieves %.2f of island %s's %.2f core-s predicted overload; the resize it needs would "
-        "relieve %.2f and an action must bring %.0f%% of that",
-        relief, receiver.state->name.c_str(), receiver.base.unmetCoreSeconds, sizedRelief,
-        100 * config_.minReliefShare);
+        "relieves %.2f (net of %.2f added to the donor) of island %s's %.2f core-s predicted "
+        "overload; the resize it needs would relieve %.2f and an action must bring %.0f%% of that",
+        relief, donorHarm, receiver.state->name.c_str(), receiver.base.unmetCoreSeconds,
+        sizedRelief, 100 * config_.minReliefShare);
   };
 
   // The steps a donor keeps its own peak for: the horizon, or the cooldown
@@ -500,7 +503,8 @@ PlanResult Planner::plan(const PlanInput& input) {
         horizonContention(receiver.state->profile, config_.horizonSteps,
                           receiver.capacity + double(need) * receiver.perCpu, config_.riskThreshold)
             .unmetCoreSeconds;
-    for (size_t d = 0; d < pass.islands.size(); ++d) {
+    for (size_t d = 0; config_.donorRule != DonorRule::ExpectedUnmet && d < pass.islands.size();
+         ++d) {
       IslandCalc& donor = pass.islands[d];
       if (d == r || donor.busy) continue;
       const unsigned slackCpus = donorSlackCpus(donor);
@@ -512,6 +516,47 @@ PlanResult Planner::plan(const PlanInput& input) {
         continue;
       declineSmallRelief(c, receiver, receiverAfter, sizedRelief);
       candidates.push_back(std::move(c));
+      partners.push_back(d);
+    }
+
+    // Expected-unmet donors (under peak-then-expected-unmet only when no
+    // island has slack by its peak): every other island is a donor of
+    // k = 1..need CPUs (keeping one), judged by the receiver's expected unmet
+    // demand avoided less the donor's added; per donor, the k with the best
+    // net relief per cost among those the relief share admits.
+    const bool expectedUnmetDonors =
+        config_.donorRule == DonorRule::ExpectedUnmet ||
+        (config_.donorRule == DonorRule::PeakThenExpectedUnmet && candidates.empty());
+    for (size_t d = 0; expectedUnmetDonors && d < pass.islands.size(); ++d) {
+      IslandCalc& donor = pass.islands[d];
+      if (d == r || donor.busy || donor.state->cpus.size() < 2) continue;
+      const unsigned most = std::min(need, static_cast<unsigned>(donor.state->cpus.size() - 1));
+      std::optional<Decision> chosenForDonor;
+      double chosenScore = 0;
+      size_t lastSize = 0;
+      for (unsigned k = 1; k <= most; ++k) {
+        numa::CpuList moved = chooseCpus(donor, receiver, k);
+        // The allocator frees whole cores: skip a count it rounds to a size seen already.
+        if (moved.empty() || moved.size() > most || moved.size() == lastSize) continue;
+        lastSize = moved.size();
+        auto [c, receiverAfter, donorAfter] = resizeCandidate(donor, receiver, moved);
+        if (donor.state->priority > receiver.state->priority &&
+            donorAfter.probability > donor.base.probability)
+          continue;
+        declineSmallRelief(c, receiver, receiverAfter, sizedRelief,
+                           donorAfter.unmetCoreSeconds - donor.base.unmetCoreSeconds);
+        const double cost = c.cost.total();
+        const double score = cost > 0 ? c.benefit / cost : c.benefit * 1e12;
+        const bool admitted = c.rule == Rule::NoRisk;
+        const bool chosenAdmitted = chosenForDonor && chosenForDonor->rule == Rule::NoRisk;
+        if (!chosenForDonor || (admitted && !chosenAdmitted) ||
+            (admitted == chosenAdmitted && score > chosenScore)) {
+          chosenForDonor = std::move(c);
+          chosenScore = score;
+        }
+      }
+      if (!chosenForDonor) continue;
+      candidates.push_back(std::move(*chosenForDonor));
       partners.push_back(d);
     }
 
@@ -611,6 +656,13 @@ PlanResult Planner::plan(const PlanInput& input) {
     // candidate with the best net gain explains why nothing was done.
     int best = -1, bestDeclined = -1;
     auto net = [&](const Decision& d) { return d.benefit - d.cost.total() * (1 + d.margin); };
+    // Among taken candidates: the best net gain, or with expected-unmet
+    // donors the best net relief per cost.
+    auto takenRank = [&](const Decision& d) {
+      if (!expectedUnmetDonors) return net(d);
+      const double cost = d.cost.total();
+      return cost > 0 ? d.benefit / cost : d.benefit * 1e12;
+    };
     for (size_t i = 0; i < candidates.size(); ++i) {
       Decision& c = candidates[i];
       c.atNs = input.nowNs;
@@ -622,7 +674,7 @@ PlanResult Planner::plan(const PlanInput& input) {
         applyGuards(c, input.nowNs, false);
       }
       if (c.taken) {
-        if (best < 0 || net(c) > net(candidates[best])) best = int(i);
+        if (best < 0 || takenRank(c) > takenRank(candidates[best])) best = int(i);
       } else if (bestDeclined < 0 || net(c) > net(candidates[bestDeclined])) {
         bestDeclined = int(i);
       }
@@ -636,7 +688,7 @@ PlanResult Planner::plan(const PlanInput& input) {
       const Decision& c = candidates[i];
       if (!c.taken || c.action != ActionKind::ResizeIsland || c.islands.empty()) continue;
       if (c.islands.front().contentionAfter >= config_.riskThreshold) continue;
-      if (bestRelievingResize < 0 || net(c) > net(candidates[bestRelievingResize]))
+      if (bestRelievingResize < 0 || takenRank(c) > takenRank(candidates[bestRelievingResize]))
         bestRelievingResize = int(i);
     }
     if (bestRelievingResize >= 0) best = bestRelievingResize;

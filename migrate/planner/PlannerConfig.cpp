@@ -1,6 +1,7 @@
 #include "migrate/planner/PlannerConfig.h"
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 namespace Atoll::planner {
@@ -14,6 +15,24 @@ std::string bad(const char* field, double value, const char* rule) {
 }
 
 }  // namespace
+
+std::string_view donorRuleName(DonorRule rule) {
+  switch (rule) {
+    case DonorRule::Peak:
+      return "peak";
+    case DonorRule::ExpectedUnmet:
+      return "expected-unmet";
+    case DonorRule::PeakThenExpectedUnmet:
+      return "peak-then-expected-unmet";
+  }
+  return "peak";
+}
+
+std::optional<DonorRule> parseDonorRule(std::string_view text) {
+  for (auto rule : {DonorRule::Peak, DonorRule::ExpectedUnmet, DonorRule::PeakThenExpectedUnmet})
+    if (text == donorRuleName(rule)) return rule;
+  return std::nullopt;
+}
 
 std::string PlannerConfig::validate() const {
   auto finite = [](double v) { return std::isfinite(v); };
@@ -32,6 +51,10 @@ std::string PlannerConfig::validate() const {
     return bad("balance_band", balanceBand, "must be in [0, 1)");
   if (!finite(minRiskP50Share) || minRiskP50Share < 0 || minRiskP50Share > 1)
     return bad("min_risk_p50_share", minRiskP50Share, "must be between 0 and 1");
+  if (donorRule != DonorRule::Peak && donorRule != DonorRule::ExpectedUnmet &&
+      donorRule != DonorRule::PeakThenExpectedUnmet)
+    return "planner.donor_rule = " + std::to_string(int(donorRule)) +
+           ": must be \"peak\", \"expected-unmet\" or \"peak-then-expected-unmet\"";
   if (!finite(minMoveCoverage) || minMoveCoverage < 0 || minMoveCoverage > 1)
     return bad("min_move_coverage", minMoveCoverage, "must be between 0 and 1");
   if (vmCandidatesPerIsland < 1)

@@ -2,11 +2,25 @@
 // The planner's rules in numbers. Defaults suit 5-minute forecast steps and
 // hosts of tens of cores; every value is checked by validate() before use.
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "migrate/planner/PlanInput.h"
 
 namespace Atoll::planner {
+
+// Which islands may give CPUs to an island at risk, and how many.
+// peak: an island gives only whole CPUs beyond its own p95 peak (p99 with
+// critical VMs) times headroom over the horizon, and must stay out of risk.
+// expected-unmet: any island may give k CPUs when the receiver's expected
+// unmet demand avoided, less the donor's added, pays for the resize; the
+// (donor, k) with the best net relief per cost is chosen.
+// peak-then-expected-unmet: expected-unmet donors only for an island at risk
+// that no island can give to by the peak rule.
+enum class DonorRule { Peak, ExpectedUnmet, PeakThenExpectedUnmet };
+std::string_view donorRuleName(DonorRule rule);
+std::optional<DonorRule> parseDonorRule(std::string_view text);
 
 struct PlannerConfig {
   Mode mode = Mode::Observe;    // default for a new install: explain, change nothing
@@ -54,6 +68,9 @@ struct PlannerConfig {
   // risk threshold alone. 0.5 took fewer actions at no more overload on the
   // replayed hosts (bench/RESULTS.md).
   double minRiskP50Share = 0.5;
+  // See DonorRule. Under expected-unmet the relief share (minReliefShare)
+  // applies to the net relief (the receiver's relief less the donor's harm).
+  DonorRule donorRule = DonorRule::Peak;
   // How much more contention of a higher-priority island weighs, per level.
   double priorityWeight = 0.5;
 

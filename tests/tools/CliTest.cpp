@@ -219,6 +219,7 @@ TEST(CliWithoutDaemon, ReplayRefusesOptionsOutOfRange) {
       {" --margin -1", "planner.margin = -1"},
       {" --balance-band -0.1", "planner.balance_band = -0.1"},
       {" --min-risk-p50-share 1.5", "planner.min_risk_p50_share = 1.5"},
+      {" --donor-rule bogus", "must be one of peak, expected-unmet, peak-then-expected-unmet"},
       {" --same-role-cooldown -5", "planner.same_role_cooldown_ns = -5e+09"},
       {" --horizon 0", "planner.horizon_steps = 0"},
       {" --threshold-upper -0.5", "--threshold-upper/--threshold-target"},
