@@ -576,8 +576,7 @@ void readPlanner(Validator& v, const toml::table& table, DaemonConfig& c) {
              if (auto rule = planner::parseDonorRule(*x)) {
                pc.donorRule = *rule;
              } else {
-               v.error(n.source(), k,
-                       "'" + *x + "' is not one of peak, expected-unmet, peak-then-expected-unmet");
+               v.error(n.source(), k, "'" + *x + "' is not one of " + planner::donorRuleChoices());
              }
            }}});
   // Cross-field rules (e.g. margin within [min_margin, max_margin]) are the

@@ -63,7 +63,7 @@ void run(const ReplayVerbArgs& args) {
     auto rule = planner::parseDonorRule(*args.donorRule);
     if (!rule)
       fail(Error::invalid("parse options", "--donor-rule", *args.donorRule,
-                          "must be one of peak, expected-unmet, peak-then-expected-unmet"),
+                          "must be one of " + planner::donorRuleChoices()),
            kExitUsage);
     options.planner.donorRule = *rule;
   }

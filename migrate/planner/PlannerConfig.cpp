@@ -1,5 +1,6 @@
 #include "migrate/planner/PlannerConfig.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -7,6 +8,9 @@
 namespace Atoll::planner {
 
 namespace {
+
+constexpr DonorRule kDonorRules[] = {DonorRule::Peak, DonorRule::ExpectedUnmet,
+                                     DonorRule::PeakThenExpectedUnmet};
 
 std::string bad(const char* field, double value, const char* rule) {
   char text[64];
@@ -29,9 +33,18 @@ std::string_view donorRuleName(DonorRule rule) {
 }
 
 std::optional<DonorRule> parseDonorRule(std::string_view text) {
-  for (auto rule : {DonorRule::Peak, DonorRule::ExpectedUnmet, DonorRule::PeakThenExpectedUnmet})
+  for (DonorRule rule : kDonorRules)
     if (text == donorRuleName(rule)) return rule;
   return std::nullopt;
+}
+
+std::string donorRuleChoices() {
+  std::string out;
+  for (DonorRule rule : kDonorRules) {
+    if (!out.empty()) out += ", ";
+    out += donorRuleName(rule);
+  }
+  return out;
 }
 
 std::string PlannerConfig::validate() const {
@@ -51,10 +64,9 @@ std::string PlannerConfig::validate() const {
     return bad("balance_band", balanceBand, "must be in [0, 1)");
   if (!finite(minRiskP50Share) || minRiskP50Share < 0 || minRiskP50Share > 1)
     return bad("min_risk_p50_share", minRiskP50Share, "must be between 0 and 1");
-  if (donorRule != DonorRule::Peak && donorRule != DonorRule::ExpectedUnmet &&
-      donorRule != DonorRule::PeakThenExpectedUnmet)
-    return "planner.donor_rule = " + std::to_string(int(donorRule)) +
-           ": must be \"peak\", \"expected-unmet\" or \"peak-then-expected-unmet\"";
+  if (std::ranges::find(kDonorRules, donorRule) == std::end(kDonorRules))
+    return "planner.donor_rule = " + std::to_string(int(donorRule)) + ": must be one of " +
+           donorRuleChoices();
   if (!finite(minMoveCoverage) || minMoveCoverage < 0 || minMoveCoverage > 1)
     return bad("min_move_coverage", minMoveCoverage, "must be between 0 and 1");
   if (vmCandidatesPerIsland < 1)

@@ -21,6 +21,8 @@ namespace Atoll::planner {
 enum class DonorRule { Peak, ExpectedUnmet, PeakThenExpectedUnmet };
 std::string_view donorRuleName(DonorRule rule);
 std::optional<DonorRule> parseDonorRule(std::string_view text);
+// Every rule's name, comma-separated, for messages that list the choices.
+std::string donorRuleChoices();
 
 struct PlannerConfig {
   Mode mode = Mode::Observe;    // default for a new install: explain, change nothing
