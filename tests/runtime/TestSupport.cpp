@@ -211,4 +211,13 @@ std::string DaemonProcess::log() const {
   return readTextFile(logPath_);
 }
 
+bool DaemonProcess::waitLog(const std::string& text, std::chrono::milliseconds timeout) const {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (log().find(text) != std::string::npos) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 }  // namespace Atoll::test

@@ -69,6 +69,9 @@ class DaemonProcess {
   // Waits for the next notification datagram containing `text`.
   bool waitNotification(const std::string& text, std::chrono::milliseconds timeout);
   std::string log() const;
+  // Waits until the log holds `text`: the daemon logs from its own thread,
+  // so a line may land after the notification or reply that follows it.
+  bool waitLog(const std::string& text, std::chrono::milliseconds timeout) const;
 
  private:
   DaemonProcess() = default;
