@@ -5,10 +5,12 @@
 //   IncrementalVsRsync  updating an image with 5 % changed blocks: rsync daemon
 //                       time / our round time, and our wire bytes / changed bytes
 //   QemuTunnelVsDirect  QEMU live migration of a running TCG guest through
-//                       the stream tunnel (prepared in advance, and made on
-//                       QEMU's connection) vs directly over TCP (loopback):
-//                       total time and downtime from QMP query-migrate, and
-//                       the moments of the tunnel's first connection
+//                       the relay tunnel (prepared in advance, and made on
+//                       QEMU's connection) and over a connection handed to
+//                       both QEMUs (hand-off) vs directly over TCP
+//                       (loopback): total time and downtime from QMP
+//                       query-migrate, and the moments of the tunnels' first
+//                       connection
 // Needs root, iproute2, iperf3, rsync and QEMU. Run: bench_transfer --benchmark_filter=...
 #include <benchmark/benchmark.h>
 #include <sys/stat.h>
@@ -29,6 +31,7 @@
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/StreamTunnel.h"
 #include "migrate/transfer/TransferServer.h"
+#include "migrate/transfer/TunnelHandOff.h"
 
 namespace {
 
@@ -251,8 +254,9 @@ void IncrementalVsRsync(benchmark::State& state) {
 // Migrates one running guest round and round: each round moves it once
 // directly over TCP, once through a tunnel prepared before QEMU is told to
 // migrate (connection to the peer, open/ack and the peer's connection to the
-// destination QEMU made in advance) and once through a tunnel that makes all
-// of that when QEMU connects (the two in alternating order), each time to a
+// destination QEMU made in advance), once through a tunnel that makes all
+// of that when QEMU connects, and once over a connection Atoll hands to both
+// QEMUs (the three in rotating order), each time to a
 // fresh destination QEMU, so all paths see the same guest under the same
 // load. Besides QEMU's own figures it reports where the tunnel's time went:
 // the moments of its first connection, in ms after QMP `migrate` was issued
@@ -283,16 +287,19 @@ void QemuTunnelVsDirect(benchmark::State& state) {
     // The tunnel's first connection, ms after `migrate` was issued.
     std::vector<double> acked, accepted, firstByte, lastByte, closed;
   };
-  Path direct, prepared, onDemand;
+  Path direct, prepared, onDemand, handOff;
   int generation = 0;
   using Clock = std::chrono::steady_clock;
   Clock::time_point issued;
   bool guestPanicked = false;
   // Moves the guest to a new QEMU listening on `incoming`, with the source
-  // migrating to `uri`; `beforeMigrate` runs once the destination listens.
-  // Records QEMU's own total time, downtime and setup time.
+  // migrating to `uri` (or started by `startMigration` when given);
+  // `beforeMigrate` runs once the destination listens. Records QEMU's own
+  // total time, downtime and setup time.
   auto move = [&](const std::string& incoming, const std::string& uri, Path& path,
-                  const std::function<bool()>& beforeMigrate) -> bool {
+                  const std::function<bool(QemuGuest & destination)>& beforeMigrate,
+                  const std::function<Atoll::Result<void>(QemuGuest & source)>& startMigration =
+                      nullptr) -> bool {
     auto next = QemuGuest::start(*image, dir.path(), "guest" + std::to_string(++generation),
                                  incoming, error);
     if (!next) return false;
@@ -302,9 +309,9 @@ void QemuTunnelVsDirect(benchmark::State& state) {
       error = capped.error().message();
       return false;
     }
-    if (!beforeMigrate()) return false;
+    if (!beforeMigrate(*next)) return false;
     issued = Clock::now();
-    auto started = guest->qmp().migrate(uri);
+    auto started = startMigration ? startMigration(*guest) : guest->qmp().migrate(uri);
     if (!started) {
       error = started.error().message();
       return false;
@@ -368,7 +375,7 @@ void QemuTunnelVsDirect(benchmark::State& state) {
       error = tunnel.error().message();
       return false;
     }
-    auto setUp = [&]() -> bool {
+    auto setUp = [&](QemuGuest&) -> bool {
       if (prepare) {
         if (auto p = (*tunnel)->prepare(1); !p) {
           error = p.error().message();
@@ -393,6 +400,38 @@ void QemuTunnelVsDirect(benchmark::State& state) {
     path.closed.push_back(since(t.closedUs));
     return true;
   };
+  // One move over a connection handed to both QEMUs: the destination waits
+  // with -incoming defer, the server takes its second QMP monitor.
+  auto handedOff = [&](int round) -> bool {
+    std::unique_ptr<TransferServer> server;
+    std::unique_ptr<HandOffSource> source;
+    auto setUp = [&](QemuGuest& destination) -> bool {
+      ServerConfig config;
+      config.stagingDirectory = dir / "staging";
+      config.listen = Endpoint{"127.0.0.1", 0};
+      config.tunnelDestinationQmp = destination.secondQmpPath();
+      auto created = TransferServer::create(config);
+      if (!created) {
+        error = created.error().message();
+        return false;
+      }
+      server = std::move(*created);
+      server->start();
+      auto attempt = HandOffSource::prepare(Endpoint{"127.0.0.1", server->port()},
+                                            200 + static_cast<uint64_t>(round), SocketOptions{});
+      if (!attempt || !attempt->source) {
+        error = attempt ? attempt->notOffered : attempt.error().message();
+        return false;
+      }
+      source = std::move(attempt->source);
+      return true;
+    };
+    bool moved = move("defer", "fd", handOff, setUp,
+                      [&](QemuGuest& from) { return source->migrate(from.qmp()); });
+    if (source) source->finish(std::chrono::seconds(2));
+    if (server) server->stop();
+    return moved;
+  };
   for (auto _ : state) {
     for (int i = 0; i < rounds; ++i) {
       uint16_t port = 0;  // free now; QEMU binds it a moment later
@@ -400,20 +439,22 @@ void QemuTunnelVsDirect(benchmark::State& state) {
         port = boundPort(listener->get()).value_or(0);
       }
       std::string tcp = "tcp:127.0.0.1:" + std::to_string(port);
-      if (!step([&] { return move(tcp, tcp, direct, [] { return true; }); })) break;
-      // The two tunnels swap places every round: neither always follows
-      // the direct move.
-      bool preparedFirst = i % 2 == 0;
-      if (!step(
-              [&] { return throughTunnel(i, preparedFirst, preparedFirst ? prepared : onDemand); }))
-        break;
-      if (!step([&] {
-            return throughTunnel(i, !preparedFirst, preparedFirst ? onDemand : prepared);
-          }))
-        break;
+      if (!step([&] { return move(tcp, tcp, direct, [](QemuGuest&) { return true; }); })) break;
+      // The three tunnels rotate every round: none always follows the
+      // direct move.
+      const std::function<bool()> tunnels[] = {
+          [&] { return throughTunnel(i, true, prepared); },
+          [&] { return throughTunnel(i, false, onDemand); },
+          [&] { return handedOff(i); },
+      };
+      bool completed = true;
+      for (int k = 0; k < 3 && completed; ++k) completed = step(tunnels[(i + k) % 3]);
+      if (!completed) break;
     }
   }
-  if (static_cast<int>(onDemand.total.size()) < rounds) {
+  if (static_cast<int>(onDemand.total.size()) < rounds ||
+      static_cast<int>(prepared.total.size()) < rounds ||
+      static_cast<int>(handOff.total.size()) < rounds) {
     state.SkipWithError(("migration failed: " + error).c_str());
     return;
   }
@@ -437,6 +478,12 @@ void QemuTunnelVsDirect(benchmark::State& state) {
   state.counters["ondemand_setup_ms"] = median(onDemand.setup);
   state.counters["ondemand_total_ratio"] = ratio(onDemand.total, direct.total);
   state.counters["ondemand_downtime_ratio"] = ratio(onDemand.down, direct.down);
+  state.counters["handoff_total_ms"] = median(handOff.total);
+  state.counters["handoff_downtime_ms"] = median(handOff.down);
+  state.counters["handoff_setup_ms"] = median(handOff.setup);
+  state.counters["handoff_total_ratio"] = ratio(handOff.total, direct.total);
+  state.counters["handoff_downtime_ratio"] = ratio(handOff.down, direct.down);
+  state.counters["handoff_vs_tunnel_total_ratio"] = ratio(handOff.total, prepared.total);
   for (auto [name, path] : {std::pair<const char*, Path*>{"tunnel", &prepared},
                             std::pair<const char*, Path*>{"ondemand", &onDemand}}) {
     std::string prefix = std::string(name) + "_at_";

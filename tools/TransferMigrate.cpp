@@ -1,11 +1,21 @@
 // atoll transfer migrate: the source host's side of a live migration through
-// the stream tunnel. QEMU (reached over its QMP socket) migrates to a unix
-// socket of a private temporary directory; the tunnel carries each of QEMU's
-// connections over TCP to the peer's `atoll transfer serve --tunnel-to`,
-// which connects them to the destination QEMU's `-incoming unix:PATH`. The
-// connections through the peer are made before QEMU is told to migrate, so
-// an unreachable peer or a destination that does not listen is reported
-// before the migration starts, and the migration does not wait for them.
+// the tunnel, in one of two modes.
+//   hand-off (the default with one channel): Atoll connects to the peer's
+//     `atoll transfer serve --tunnel-qmp SOCKET`, which hands its end to the
+//     destination QEMU (`-incoming defer`, then `migrate-incoming fd:NAME`);
+//     this end goes to the source QEMU (`getfd`, `migrate fd:NAME`). QEMU then
+//     migrates over that TCP connection itself, at the cost of its own TCP
+//     migration; Atoll only reads the kernel's byte counts. A peer that does
+//     not offer hand-off (no --tunnel-qmp, or TLS) is answered by the relay.
+//   relay (--relay, and multifd with --channels > 1, which QEMU 7.2 takes only
+//     over sockets it opens itself): QEMU migrates to a unix socket of a
+//     private temporary directory; the tunnel carries each of QEMU's
+//     connections over TCP to the peer's `atoll transfer serve --tunnel-to`,
+//     which connects them to the destination QEMU's `-incoming unix:PATH`.
+// Either way the connections through the peer are made before QEMU is told
+// to migrate, so an unreachable peer or a destination that does not listen
+// is reported before the migration starts, and the migration does not wait
+// for them.
 #include "tools/TransferMigrate.h"
 
 #include <signal.h>
@@ -27,6 +37,7 @@
 #include "migrate/qemu/QmpClient.h"
 #include "migrate/transfer/Rate.h"
 #include "migrate/transfer/StreamTunnel.h"
+#include "migrate/transfer/TunnelHandOff.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -44,6 +55,9 @@ constexpr auto kPollInterval = 250ms;
 constexpr auto kCancelGrace = 15s;
 // After QEMU reports the end, the tunnel's relays see the end of the streams.
 constexpr auto kTunnelDrainTimeout = 10s;
+// After QEMU reports the end of a hand-off migration, the peer acknowledges
+// the last bytes within a round trip; the bound only guards a cut link.
+constexpr auto kHandOffDrainTimeout = 2s;
 
 struct MigrateArgs {
   std::string qmpSocket;
@@ -51,6 +65,7 @@ struct MigrateArgs {
   int64_t channels = 1;
   std::string bwlimit;
   double timeoutSeconds = 0;
+  bool relay = false;
   bool json = false;
 };
 
@@ -145,6 +160,20 @@ double millisecondsOf(const std::atomic<int64_t>& microseconds) {
   return value == 0 ? -1.0 : static_cast<double>(value) / 1000.0;
 }
 
+qemu::TunnelFigures figuresOf(const transfer::HandOffSource& handOff,
+                              const transfer::HandOffBytes& bytes) {
+  qemu::TunnelFigures figures;
+  figures.mode = "hand-off";
+  figures.bytesToPeer = bytes.sent;
+  figures.bytesFromPeer = bytes.received;
+  figures.connections = 1;
+  const auto& timeline = handOff.timeline();
+  auto ms = [](int64_t us) { return us == 0 ? -1.0 : static_cast<double>(us) / 1000.0; };
+  figures.peerAckedMs = ms(timeline.peerAckedUs);
+  figures.localAcceptedMs = ms(timeline.passedUs);
+  return figures;
+}
+
 qemu::TunnelFigures figuresOf(const transfer::TunnelSource& tunnel) {
   const auto& stats = tunnel.stats();
   const auto& timeline = tunnel.timeline();
@@ -222,33 +251,63 @@ void runMigrate(const MigrateArgs& args) {
   }
   configureQemu(qmp, args, plan);
 
-  PrivateDirectory directory;
-  std::string socketPath = directory.file("qemu.sock");
   uint64_t tunnelId =
       (static_cast<uint64_t>(::getpid()) << 32) ^
       static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  auto tunnel =
-      transfer::TunnelSource::create(socketPath, plan.peer, tunnelId, transfer::SocketOptions{});
-  if (!tunnel) fail(tunnel.error().message(), kExitFailure);
-  // With multifd QEMU opens its main channel and then one per multifd channel.
-  uint32_t connections = plan.channels > 1 ? plan.channels + 1 : 1;
-  if (auto prepared = (*tunnel)->prepare(connections); !prepared) {
-    fail("cannot reach the destination QEMU through the peer " + plan.peer.text() + ": " +
-             prepared.error().message() +
-             " (the peer runs `atoll transfer serve --tunnel-to unix:PATH` and the destination "
-             "QEMU listens with -incoming unix:PATH)",
-         kExitUnavailable);
+  std::unique_ptr<transfer::HandOffSource> handOff;
+  std::string handOffNotOffered;
+  if (!args.relay && plan.channels == 1) {
+    auto attempt = transfer::HandOffSource::prepare(plan.peer, tunnelId, transfer::SocketOptions{});
+    if (!attempt) {
+      fail("cannot hand a connection to the destination QEMU through the peer " + plan.peer.text() +
+               ": " + attempt.error().message() +
+               " (the peer runs `atoll transfer serve --tunnel-qmp SOCKET` and the destination "
+               "QEMU waits with -incoming defer; --relay uses --tunnel-to instead)",
+           kExitUnavailable);
+    }
+    handOff = std::move(attempt->source);
+    handOffNotOffered = attempt->notOffered;
+    if (!handOff) {
+      std::cerr << "atoll transfer migrate: the peer " << plan.peer.text()
+                << " does not offer hand-off (" << handOffNotOffered << "); relaying instead\n";
+    }
   }
-  (*tunnel)->start();
+
+  // The relay, when no hand-off was prepared.
+  std::optional<PrivateDirectory> directory;
+  std::unique_ptr<transfer::TunnelSource> tunnel;
+  if (!handOff) {
+    directory.emplace();
+    std::string socketPath = directory->file("qemu.sock");
+    auto created =
+        transfer::TunnelSource::create(socketPath, plan.peer, tunnelId, transfer::SocketOptions{});
+    if (!created) fail(created.error().message(), kExitFailure);
+    tunnel = std::move(*created);
+    // With multifd QEMU opens its main channel and then one per multifd channel.
+    uint32_t connections = plan.channels > 1 ? plan.channels + 1 : 1;
+    if (auto prepared = tunnel->prepare(connections); !prepared) {
+      fail("cannot reach the destination QEMU through the peer " + plan.peer.text() + ": " +
+               prepared.error().message() +
+               " (the peer runs `atoll transfer serve --tunnel-to unix:PATH` and the destination "
+               "QEMU listens with -incoming unix:PATH)",
+           kExitUnavailable);
+    }
+    tunnel->start();
+  }
   catchInterrupts();
 
-  if (auto started = qmp.migrate("unix:" + socketPath); !started) {
+  auto started =
+      handOff ? handOff->migrate(qmp) : qmp.migrate("unix:" + directory->file("qemu.sock"));
+  if (!started) {
     fail("QEMU at " + args.qmpSocket + " refused to migrate: " + qemuSaid(started.error()) +
              (plan.channels > 1 ? " (multifd needs the destination QEMU to have the multifd "
                                   "capability and the same multifd-channels)"
                                 : ""),
          kExitFailure);
   }
+  auto figuresNow = [&] {
+    return handOff ? figuresOf(*handOff, handOff->bytes()) : figuresOf(*tunnel);
+  };
 
   auto startedAt = std::chrono::steady_clock::now();
   std::optional<std::chrono::steady_clock::time_point> cancelledAt;
@@ -261,8 +320,7 @@ void runMigrate(const MigrateArgs& args) {
     status = *report;
     if (status.finished()) break;
     if (!args.json) {
-      std::fprintf(stderr, "\r%s   ",
-                   qemu::formatProgressLine(status, figuresOf(**tunnel)).c_str());
+      std::fprintf(stderr, "\r%s   ", qemu::formatProgressLine(status, figuresNow()).c_str());
       drawn = true;
     }
     auto now = std::chrono::steady_clock::now();
@@ -284,17 +342,26 @@ void runMigrate(const MigrateArgs& args) {
   }
   if (drawn) std::fprintf(stderr, "\n");
 
-  // QEMU has sent its last byte; the relays end once both sides close.
-  for (auto deadline = std::chrono::steady_clock::now() + kTunnelDrainTimeout;
-       (*tunnel)->stats().open.load() > 0 && std::chrono::steady_clock::now() < deadline;)
-    std::this_thread::sleep_for(10ms);
-  (*tunnel)->stop();
-  qemu::TunnelFigures figures = figuresOf(**tunnel);
-  std::string tunnelError = (*tunnel)->lastError();
+  qemu::TunnelFigures figures;
+  std::string tunnelError;
+  if (handOff) {
+    // QEMU closed its copy; closing Atoll's ends the connection.
+    figures = figuresOf(*handOff, handOff->finish(kHandOffDrainTimeout));
+  } else {
+    // QEMU has sent its last byte; the relays end once both sides close.
+    for (auto deadline = std::chrono::steady_clock::now() + kTunnelDrainTimeout;
+         tunnel->stats().open.load() > 0 && std::chrono::steady_clock::now() < deadline;)
+      std::this_thread::sleep_for(10ms);
+    tunnel->stop();
+    figures = figuresOf(*tunnel);
+    tunnelError = tunnel->lastError();
+  }
 
   if (args.json) {
     nlohmann::json summary = qemu::summaryJson(status, figures);
     summary["channels"] = plan.channels;
+    summary["mode"] = figures.mode;
+    if (!handOffNotOffered.empty()) summary["hand_off_not_offered"] = handOffNotOffered;
     if (!cancelReason.empty()) summary["cancel_reason"] = cancelReason;
     if (!tunnelError.empty()) summary["tunnel_error"] = tunnelError;
     std::cout << summary.dump() << std::endl;
@@ -324,11 +391,15 @@ void addTransferMigrateSubcommand(CLI::App& transfer) {
   auto args = std::make_shared<MigrateArgs>();
   auto* migrate = transfer.add_subcommand(
       "migrate",
-      "Live-migrate a QEMU VM from this host through the stream tunnel to a peer running "
-      "`atoll transfer serve --tunnel-to unix:PATH` (destination QEMU: -incoming unix:PATH); "
-      "shows QEMU's progress (pass, RAM, rate, dirty rate, ETA) and the tunnel's bytes. The "
-      "tunnel is plaintext TCP: use a trusted migration network. On failure or interrupt the "
-      "source VM keeps running");
+      "Live-migrate a QEMU VM from this host through the tunnel to a peer running `atoll "
+      "transfer serve`. By default (one channel) the connection Atoll makes to the peer is "
+      "handed to both QEMUs (hand-off: the peer needs --tunnel-qmp SOCKET, the destination QEMU "
+      "-incoming defer), so the migration costs what QEMU's own TCP migration costs; a peer "
+      "without hand-off is answered by relaying (its --tunnel-to unix:PATH, destination QEMU "
+      "-incoming unix:PATH). --relay and --channels > 1 always relay. Shows QEMU's progress "
+      "(pass, RAM, rate, dirty rate, ETA) and the tunnel's bytes; --json says which mode ran. "
+      "The tunnel is plaintext TCP: use a trusted migration network. On failure or interrupt "
+      "the source VM keeps running");
   migrate->add_option("--qmp", args->qmpSocket, "QMP unix socket of the source QEMU")->required();
   migrate->add_option("--to", args->to, "HOST:PORT of the peer's `atoll transfer serve`")
       ->required();
@@ -345,6 +416,9 @@ void addTransferMigrateSubcommand(CLI::App& transfer) {
       ->add_option("--timeout", args->timeoutSeconds,
                    "Cancel the migration after this many seconds (0 = no limit)")
       ->capture_default_str();
+  migrate->add_flag("--relay", args->relay,
+                    "Relay QEMU's stream through Atoll (peer: --tunnel-to) instead of handing "
+                    "the connection to QEMU");
   migrate->add_flag("--json", args->json, "One JSON object with the summary on stdout");
   migrate->callback([args] { runMigrate(*args); });
 }

@@ -1,6 +1,7 @@
 // atoll transfer: the transfer engine from the command line.
-//   serve  receive images into a staging directory (and carry migration
-//          tunnels to a local QEMU socket) until interrupted; a host-wide
+//   serve  receive images into a staging directory (and relay migration
+//          tunnels to a local QEMU socket, or hand their connections to a
+//          local QEMU over its QMP socket) until interrupted; a host-wide
 //          receive cap is shared fairly among the transfers running at once
 //          and re-read from --host-bwlimit-file on SIGHUP
 //   send   pre-copy a file or block device to a peer in rounds, with a
@@ -9,8 +10,8 @@
 //          state), its host-wide cap and the images it received
 //   limit  change atolld's host-wide cap while its transfers run
 //   cancel stop one of atolld's transfers
-//   migrate live-migrate a QEMU VM through the stream tunnel
-//          (tools/TransferMigrate.cpp)
+//   migrate live-migrate a QEMU VM through the tunnel, handing the
+//          connection to QEMU or relaying it (tools/TransferMigrate.cpp)
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -66,6 +67,7 @@ struct ServeArgs {
   std::string dir;
   std::string listen = "0.0.0.0:7477";
   std::string tunnelTo;
+  std::string tunnelQmp;
   std::vector<std::string> allowDevices;
   std::string hostBwlimit = "0";
   std::string hostBwlimitFile;
@@ -118,6 +120,13 @@ void runServe(const ServeArgs& args) {
   config.listen = *listen;
   config.tls = args.tls.config();
   config.tunnelDestination = args.tunnelTo;
+  config.tunnelDestinationQmp = args.tunnelQmp;
+  if (!args.tunnelQmp.empty() && config.tls.enabled()) {
+    fail("--tunnel-qmp " + args.tunnelQmp +
+             ": hand-off runs on plaintext connections only (a TLS session in user space cannot "
+             "be handed to QEMU); leave out --tunnel-qmp or the --tls-* options",
+         kExitUsage);
+  }
   config.allowedDevices = args.allowDevices;
   auto hostRate = parseRate(args.hostBwlimit, "--host-bwlimit");
   if (!hostRate) fail(hostRate.error().message(), kExitUsage);
@@ -359,7 +368,12 @@ void addTransferVerb(CLI::App& app) {
       ->required();
   serve->add_option("--listen", serveArgs->listen, "HOST:PORT to listen on")->capture_default_str();
   serve->add_option("--tunnel-to", serveArgs->tunnelTo,
-                    "Unix socket of the destination QEMU (-incoming unix:PATH)");
+                    "Unix socket of the destination QEMU (-incoming unix:PATH), for relayed "
+                    "migrations (`atoll transfer migrate --relay`, multifd)");
+  serve->add_option("--tunnel-qmp", serveArgs->tunnelQmp,
+                    "QMP unix socket of the destination QEMU started with -incoming defer: "
+                    "migrations are handed over (the connection itself goes to that QEMU, "
+                    "`migrate-incoming fd:NAME`); plaintext only, not with --tls-*");
   serve->add_option("--allow-device", serveArgs->allowDevices,
                     "Block device peers may write to by absolute path (repeatable; the device "
                     "node itself, not a symlink)");

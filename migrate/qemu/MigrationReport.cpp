@@ -49,9 +49,10 @@ std::string formatSummary(const MigrationStatus& status, const TunnelFigures& tu
           " passes\n";
   text +=
       "  RAM: " + mib(status.ramTransferredBytes) + " sent of " + mib(status.ramTotalBytes) + "\n";
-  text += "  tunnel: " + mib(tunnel.bytesToPeer) + " to the peer (" +
-          std::to_string(tunnel.bytesToPeer) + " bytes) over " +
-          std::to_string(tunnel.connections) + " connection" +
+  text += std::string("  tunnel") +
+          (tunnel.mode == "relay" ? "" : " (" + tunnel.mode + ", QEMU to QEMU)") + ": " +
+          mib(tunnel.bytesToPeer) + " to the peer (" + std::to_string(tunnel.bytesToPeer) +
+          " bytes) over " + std::to_string(tunnel.connections) + " connection" +
           (tunnel.connections == 1 ? "" : "s") + "\n";
   if (tunnel.localAcceptedMs >= 0) {
     auto at = [](double ms) { return ms < 0 ? std::string("-") : format("%.1f ms", ms); };
@@ -72,7 +73,8 @@ nlohmann::json summaryJson(const MigrationStatus& status, const TunnelFigures& t
                      {"ram_transferred_bytes", status.ramTransferredBytes},
                      {"ram_total_bytes", status.ramTotalBytes},
                      {"tunnel",
-                      {{"bytes_to_peer", tunnel.bytesToPeer},
+                      {{"mode", tunnel.mode},
+                       {"bytes_to_peer", tunnel.bytesToPeer},
                        {"bytes_from_peer", tunnel.bytesFromPeer},
                        {"connections", tunnel.connections},
                        {"timeline_ms",

@@ -13,6 +13,10 @@ namespace Atoll::qemu {
 
 // The tunnel's side of a migration, in plain figures.
 struct TunnelFigures {
+  // "relay": Atoll carries QEMU's stream between its own sockets;
+  // "hand-off": QEMU migrates over the connection Atoll prepared, and the
+  // byte counts are the kernel's for that connection.
+  std::string mode = "relay";
   uint64_t bytesToPeer = 0;
   uint64_t bytesFromPeer = 0;
   uint32_t connections = 0;  // QEMU connections carried

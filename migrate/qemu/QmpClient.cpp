@@ -50,8 +50,29 @@ Result<QmpClient> QmpClient::connect(const std::string& socketPath,
   return client;
 }
 
-Result<void> QmpClient::sendLine(const std::string& line) {
+Result<void> QmpClient::sendLine(const std::string& line, int passFd) {
   size_t sent = 0;
+  if (passFd >= 0) {
+    iovec data{const_cast<char*>(line.data()), line.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr message{};
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    cmsghdr* rights = CMSG_FIRSTHDR(&message);
+    rights->cmsg_level = SOL_SOCKET;
+    rights->cmsg_type = SCM_RIGHTS;
+    rights->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(rights), &passFd, sizeof(int));
+    ssize_t n;
+    do {
+      n = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return Error::fromErrno("sendmsg", path_, errno, line);
+    // The descriptor went with the first byte; the rest is plain text.
+    sent = static_cast<size_t>(n);
+  }
   while (sent < line.size()) {
     ssize_t n = ::send(fd_.get(), line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
@@ -100,9 +121,14 @@ Result<nlohmann::json> QmpClient::readMessage() {
 
 Result<nlohmann::json> QmpClient::execute(const std::string& command,
                                           const nlohmann::json& arguments) {
+  return executePassing(command, arguments, -1);
+}
+
+Result<nlohmann::json> QmpClient::executePassing(const std::string& command,
+                                                 const nlohmann::json& arguments, int passFd) {
   nlohmann::json request{{"execute", command}};
   if (!arguments.is_null()) request["arguments"] = arguments;
-  if (auto s = sendLine(request.dump() + "\n"); !s) return s.error();
+  if (auto s = sendLine(request.dump() + "\n", passFd); !s) return s.error();
   for (;;) {
     auto message = readMessage();
     if (!message) return message.error();
@@ -138,6 +164,19 @@ Result<std::string> QmpClient::queryStatus() {
 
 Result<void> QmpClient::migrate(const std::string& uri) {
   auto reply = execute("migrate", {{"uri", uri}});
+  if (!reply) return reply.error();
+  return ok();
+}
+
+Result<void> QmpClient::migrateIncoming(const std::string& uri) {
+  auto reply = execute("migrate-incoming", {{"uri", uri}});
+  if (!reply) return reply.error();
+  return ok();
+}
+
+Result<void> QmpClient::passFd(int fd, const std::string& name) {
+  if (fd < 0) return Error::invalid("getfd", path_, std::to_string(fd), "not a descriptor");
+  auto reply = executePassing("getfd", {{"fdname", name}}, fd);
   if (!reply) return reply.error();
   return ok();
 }

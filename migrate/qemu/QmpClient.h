@@ -1,7 +1,8 @@
 #pragma once
 // A client of QEMU's machine protocol (QMP): JSON messages, one per line,
 // over a unix socket. Used to drive a live migration (`migrate`) and to
-// follow it (`query-migrate`) for per-transfer progress accounting.
+// follow it (`query-migrate`) for per-transfer progress accounting, and to
+// hand QEMU a prepared connection to migrate over (`getfd`, SCM_RIGHTS).
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -30,8 +31,19 @@ class QmpClient {
   Result<MigrationStatus> queryMigrate();
   // The run state: "running", "paused", "inmigrate", "postmigrate", ...
   Result<std::string> queryStatus();
-  // Starts an outgoing migration to `uri` ("tcp:HOST:PORT", "unix:PATH").
+  // Starts an outgoing migration to `uri` ("tcp:HOST:PORT", "unix:PATH",
+  // "fd:NAME" for a descriptor passed with passFd on this connection).
   Result<void> migrate(const std::string& uri);
+  // Starts the incoming side of a QEMU started with `-incoming defer`
+  // (`migrate-incoming`); "fd:NAME" takes a descriptor from passFd.
+  Result<void> migrateIncoming(const std::string& uri);
+  // Gives QEMU a duplicate of `fd` under `name` (`getfd`): the descriptor
+  // travels with SCM_RIGHTS in the same sendmsg as the command's first byte,
+  // which is where QEMU's monitor looks for it. QEMU keeps it in this
+  // monitor's table until a command such as `migrate fd:NAME` takes it, so
+  // that command must go over this same connection. The caller's `fd` stays
+  // open.
+  Result<void> passFd(int fd, const std::string& name);
   // Polls query-migrate every `interval` until the migration finished (or
   // `timeout`), calling `onProgress` with each report.
   template <typename OnProgress>
@@ -46,7 +58,10 @@ class QmpClient {
   QmpClient(UniqueFd fd, std::string path, std::chrono::milliseconds timeout)
       : fd_(std::move(fd)), path_(std::move(path)), timeout_(timeout) {}
   Result<nlohmann::json> readMessage();
-  Result<void> sendLine(const std::string& line);
+  // `passFd` >= 0 goes with the line's first byte (SCM_RIGHTS).
+  Result<void> sendLine(const std::string& line, int passFd = -1);
+  Result<nlohmann::json> executePassing(const std::string& command, const nlohmann::json& arguments,
+                                        int passFd);
   void pause(std::chrono::milliseconds interval);
 
   UniqueFd fd_;

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "migrate/transfer/StreamTunnel.h"
+#include "migrate/transfer/TunnelHandOff.h"
 
 namespace Atoll::transfer {
 
@@ -110,7 +111,10 @@ Result<ReceiveReport> TransferServer::serveConnection(UniqueFd socket, const std
     if (!open) return open.error();
     Error refused = Error::invalid("tunnel", peer, "", "");
     if (config_.tunnelDestination.empty()) {
-      refused.detail = "this server carries no migration tunnels";
+      refused.detail = config_.tunnelDestinationQmp.empty()
+                           ? "this server carries no migration tunnels"
+                           : "this server hands migration connections to the destination QEMU "
+                             "(hand-off) and relays none: it has no destination unix socket";
     } else if (channel->encrypted()) {
       refused.detail = "migration tunnels run in plaintext only; the server is configured for TLS";
     } else {
@@ -118,18 +122,46 @@ Result<ReceiveReport> TransferServer::serveConnection(UniqueFd socket, const std
       if (!served) return served.error();
       return ReceiveReport{};
     }
-    (void)channel->sendFrame(encode(ErrorReport{1, refused.message()}));
+    (void)channel->sendFrame(encode(ErrorReport{kTunnelErrorRefused, refused.message()}));
+    return refused;
+  }
+  if (first->header.type == MessageType::kTunnelHandOff) {
+    auto request = decodeTunnelHandOff(first->payload);
+    if (!request) {
+      (void)channel->sendFrame(
+          encode(ErrorReport{kTunnelErrorProtocol, request.error().message()}));
+      return request.error();
+    }
+    Error refused = Error::invalid("tunnel hand-off", peer, "", "");
+    // Only a plaintext SocketChannel: its receives stop at the end of each
+    // frame, so nothing QEMU's stream needs sits in a user-space buffer.
+    bool plaintextSocket = !channel->encrypted() && dynamic_cast<SocketChannel*>(channel.get());
+    if (config_.tunnelDestinationQmp.empty()) {
+      refused.detail =
+          "this server does not hand connections to a destination QEMU (no destination QMP "
+          "socket configured)";
+    } else if (!plaintextSocket) {
+      refused.detail =
+          "hand-off runs on plaintext connections only; the server is configured for TLS, whose "
+          "session in user space cannot be handed to QEMU";
+    } else {
+      uint64_t consumed = kFrameHeaderSize + first->payload.size();
+      auto served = serveHandOff(*channel, fd, consumed, *request, config_.tunnelDestinationQmp);
+      if (!served) return served.error();
+      return ReceiveReport{};
+    }
+    (void)channel->sendFrame(encode(ErrorReport{kTunnelErrorHandOffNotOffered, refused.message()}));
     return refused;
   }
   if (first->header.type != MessageType::kHello) {
     Error e = Error::invalid("receive", peer, messageTypeName(first->header.type),
-                             "a session must begin with Hello or TunnelOpen");
-    (void)channel->sendFrame(encode(ErrorReport{3, e.message()}));
+                             "a session must begin with Hello, TunnelOpen or TunnelHandOff");
+    (void)channel->sendFrame(encode(ErrorReport{kTunnelErrorProtocol, e.message()}));
     return e;
   }
   auto hello = decodeHello(first->payload);
   if (!hello) {
-    (void)channel->sendFrame(encode(ErrorReport{3, hello.error().message()}));
+    (void)channel->sendFrame(encode(ErrorReport{kTunnelErrorProtocol, hello.error().message()}));
     return hello.error();
   }
   // Each image session takes its fair share of the host-wide cap for as long

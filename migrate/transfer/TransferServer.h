@@ -1,8 +1,9 @@
 #pragma once
 // The receiving endpoint: accepts connections, authenticates them (TLS 1.3
 // with client certificates when configured), then serves an image transfer
-// (Hello) or a migration-stream tunnel (TunnelOpen) on each, one thread per
-// connection.
+// (Hello), a relayed migration-stream tunnel (TunnelOpen) or a migration
+// connection handed to the destination QEMU (TunnelHandOff) on each, one
+// thread per connection.
 #include <atomic>
 #include <functional>
 #include <list>
@@ -29,6 +30,9 @@ struct ServerConfig {
   Endpoint listen{"0.0.0.0", 7477};
   TlsConfig tls;                  // empty: plaintext
   std::string tunnelDestination;  // unix socket of the destination QEMU; empty: no tunnels
+  // QMP socket of the destination QEMU (started with `-incoming defer`) for
+  // hand-off tunnels (TunnelHandOff.h); empty: hand-off is not offered.
+  std::string tunnelDestinationQmp;
   SocketOptions socket;
   ReceiverOptions receiver;
   // Host-wide receive cap shared fairly among the image transfers running

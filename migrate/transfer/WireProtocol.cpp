@@ -97,7 +97,7 @@ class PayloadReader {
 
 bool knownType(uint8_t type) {
   return type >= static_cast<uint8_t>(MessageType::kHello) &&
-         type <= static_cast<uint8_t>(MessageType::kTunnelAck);
+         type <= static_cast<uint8_t>(MessageType::kTunnelHandOff);
 }
 
 }  // namespace
@@ -128,6 +128,8 @@ const char* messageTypeName(MessageType type) {
       return "TunnelOpen";
     case MessageType::kTunnelAck:
       return "TunnelAck";
+    case MessageType::kTunnelHandOff:
+      return "TunnelHandOff";
   }
   return "unknown";
 }
@@ -232,6 +234,9 @@ std::vector<uint8_t> encode(const TunnelOpen& m) {
 }
 std::vector<uint8_t> encode(const TunnelAck& m) {
   return FrameWriter(MessageType::kTunnelAck).u32(m.channel).finish();
+}
+std::vector<uint8_t> encode(const TunnelHandOff& m) {
+  return FrameWriter(MessageType::kTunnelHandOff).u64(m.tunnelId).u32(m.channel).finish();
 }
 std::vector<uint8_t> encodeZeroBlock(uint64_t index) {
   return FrameWriter(MessageType::kZeroBlock).u64(index).finish();
@@ -389,6 +394,15 @@ Result<TunnelAck> decodeTunnelAck(std::span<const uint8_t> payload) {
   return m;
 }
 
+Result<TunnelHandOff> decodeTunnelHandOff(std::span<const uint8_t> payload) {
+  PayloadReader r(payload);
+  TunnelHandOff m;
+  m.tunnelId = r.get(8);
+  m.channel = static_cast<uint32_t>(r.get(4));
+  if (auto e = r.exact("TunnelHandOff"); !e) return e.error();
+  return m;
+}
+
 Result<uint64_t> decodeBlockIndex(std::span<const uint8_t> payload) {
   if (payload.size() < kBlockPrefixSize) {
     return Error::invalid("decode", kWhere, std::to_string(payload.size()),
@@ -456,6 +470,9 @@ Result<size_t> parseStream(std::span<const uint8_t> bytes) {
         break;
       case MessageType::kTunnelAck:
         keep(decodeTunnelAck(payload));
+        break;
+      case MessageType::kTunnelHandOff:
+        keep(decodeTunnelHandOff(payload));
         break;
     }
     if (!decoded) return decoded.error();

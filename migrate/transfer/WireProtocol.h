@@ -31,11 +31,29 @@
 //   VerifyResult 9  u8 ok, u64 image hash the receiver computed from its file
 //   ErrorReport 10  u16 code, bytes message (UTF-8); the sender of it closes
 //   TunnelOpen  11  u64 tunnelId, u32 channel (a QEMU migration connection)
-//   TunnelAck   12  u32 channel (the destination QEMU socket is connected)
+//   TunnelAck   12  u32 channel (the destination QEMU socket is connected, or
+//                   for TunnelHandOff: the destination QEMU took this connection)
+//   TunnelHandOff 13 u64 tunnelId, u32 channel (hand this connection itself to
+//                   the destination QEMU: `getfd` + `migrate-incoming fd:NAME`)
 //
 // A session is: Hello -> HelloAck, then rounds (RoundBegin, Block/ZeroBlock..,
 // RoundEnd -> RoundAck), then Verify -> VerifyResult. A tunnel session is
-// TunnelOpen -> TunnelAck followed by raw bytes in both directions.
+// TunnelOpen -> TunnelAck followed by raw bytes in both directions, which the
+// peer relays to the destination QEMU. A hand-off session is TunnelHandOff ->
+// TunnelAck, after which the connection belongs to the two QEMUs: the next
+// byte on it is the source QEMU's migration stream, read by the destination
+// QEMU itself. It is served on plaintext connections only (a user-space TLS
+// session cannot be handed to QEMU), and only by a peer configured with the
+// destination QEMU's QMP socket; otherwise the peer answers ErrorReport
+// kTunnelErrorHandOffNotOffered and closes, and the requester may open a relay
+// tunnel (TunnelOpen) instead.
+//
+// Compatibility: a change to an existing message, to the header or to the
+// meaning of a field bumps kWireVersion. A new message type that a side sends
+// only to ask for something new (TunnelHandOff) keeps the version: a peer
+// that predates it refuses the frame as an unknown type and closes, which the
+// requester reports; a version bump would instead break every session
+// between old and new peers, image transfers included.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -69,6 +87,7 @@ enum class MessageType : uint8_t {
   kErrorReport = 10,
   kTunnelOpen = 11,
   kTunnelAck = 12,
+  kTunnelHandOff = 13,
 };
 const char* messageTypeName(MessageType type);
 
@@ -126,6 +145,16 @@ struct TunnelOpen {
 struct TunnelAck {
   uint32_t channel = 0;
 };
+struct TunnelHandOff {
+  uint64_t tunnelId = 0;
+  uint32_t channel = 0;
+};
+// ErrorReport codes of tunnel sessions (image sessions use the same numbers
+// for their own refusal, storage and protocol failures: ImageReceiver.cpp).
+inline constexpr uint16_t kTunnelErrorRefused = 1;            // the server carries no such tunnel
+inline constexpr uint16_t kTunnelErrorDestination = 2;        // the destination QEMU is unreachable
+inline constexpr uint16_t kTunnelErrorProtocol = 3;           // a message out of place or malformed
+inline constexpr uint16_t kTunnelErrorHandOffNotOffered = 4;  // TunnelHandOff not served here
 // The fixed part of a Block frame; the data follows it in the same payload.
 inline constexpr size_t kBlockPrefixSize = 8;
 
@@ -140,6 +169,7 @@ std::vector<uint8_t> encode(const VerifyResult& message);
 std::vector<uint8_t> encode(const ErrorReport& message);
 std::vector<uint8_t> encode(const TunnelOpen& message);
 std::vector<uint8_t> encode(const TunnelAck& message);
+std::vector<uint8_t> encode(const TunnelHandOff& message);
 std::vector<uint8_t> encodeZeroBlock(uint64_t index);
 // Writes header and index in front of block data that already sits in memory:
 // `frame` points kFrameHeaderSize + kBlockPrefixSize bytes before the data.
@@ -159,6 +189,7 @@ Result<VerifyResult> decodeVerifyResult(std::span<const uint8_t> payload);
 Result<ErrorReport> decodeErrorReport(std::span<const uint8_t> payload);
 Result<TunnelOpen> decodeTunnelOpen(std::span<const uint8_t> payload);
 Result<TunnelAck> decodeTunnelAck(std::span<const uint8_t> payload);
+Result<TunnelHandOff> decodeTunnelHandOff(std::span<const uint8_t> payload);
 // Block and ZeroBlock: the index (and for Block, the data span in `payload`).
 Result<uint64_t> decodeBlockIndex(std::span<const uint8_t> payload);
 

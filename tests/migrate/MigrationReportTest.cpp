@@ -72,6 +72,23 @@ TEST(MigrationReportTest, SummaryOfACompletedMigration) {
   EXPECT_FALSE(json.contains("error"));
 }
 
+TEST(MigrationReportTest, HandOffSummaryNamesTheMode) {
+  MigrationStatus s = activeStatus();
+  s.status = "completed";
+  TunnelFigures tunnel;
+  tunnel.mode = "hand-off";
+  tunnel.bytesToPeer = 2ull << 20;
+  tunnel.connections = 1;
+  std::string summary = formatSummary(s, tunnel);
+  EXPECT_NE(summary.find("  tunnel (hand-off, QEMU to QEMU): 2.0 MiB to the peer (2097152 bytes) "
+                         "over 1 connection\n"),
+            std::string::npos)
+      << summary;
+  nlohmann::json json = summaryJson(s, tunnel);
+  EXPECT_EQ(json["tunnel"]["mode"], "hand-off");
+  EXPECT_EQ(summaryJson(s, TunnelFigures{})["tunnel"]["mode"], "relay");
+}
+
 TEST(MigrationReportTest, FailedMigrationCarriesQemusReason) {
   MigrationStatus s;
   s.status = "failed";

@@ -1,14 +1,17 @@
 // QEMU live migration of a running TCG guest, (a) directly over TCP on
-// loopback and (b) through Atoll's stream tunnel (source QEMU -> unix socket
+// loopback, (b) through Atoll's relay tunnel (source QEMU -> unix socket
 // -> TunnelSource -> TCP -> TransferServer -> destination QEMU's
-// `-incoming unix:PATH`, that path prepared before QEMU is told to migrate).
-// The guest keeps a counter pattern in memory; the
-// destination must be running and the counter must keep advancing there with
-// the pattern intact.
+// `-incoming unix:PATH`, that path prepared before QEMU is told to migrate)
+// and (c) over a connection Atoll hands to both QEMUs (HandOffSource ->
+// TransferServer -> `getfd` + `migrate-incoming fd:NAME` on a destination
+// started with `-incoming defer`; `getfd` + `migrate fd:NAME` on the source).
+// The guest keeps a counter pattern in memory; the destination must be
+// running and the counter must keep advancing there with the pattern intact.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -19,6 +22,7 @@
 #include "migrate/transfer/Net.h"
 #include "migrate/transfer/StreamTunnel.h"
 #include "migrate/transfer/TransferServer.h"
+#include "migrate/transfer/TunnelHandOff.h"
 
 namespace Atoll::transfer {
 namespace {
@@ -28,15 +32,18 @@ using testing::QemuGuest;
 using testing::TempDir;
 using namespace std::chrono_literals;
 
-// Migrates `source` to `uri`, checks it completed and that `destination`
+// Migrates `source` (started by `start`, which issues QMP `migrate`; `uri`
+// names the path in the log), checks it completed and that `destination`
 // runs the guest with the counter advancing past where the source stopped.
 // Sets `guestPanicked` instead of failing when the guest's kernel died there.
-void migrateAndCheck(QemuGuest& source, QemuGuest& destination, const std::string& uri,
-                     bool& guestPanicked) {
+// Returns the RAM bytes QEMU sent (0 on failure).
+uint64_t migrateAndCheck(QemuGuest& source, QemuGuest& destination, const std::string& uri,
+                         const std::function<Result<void>()>& start, bool& guestPanicked) {
   // The default cap (128 MiB/s) would measure QEMU's throttle, not the path.
-  ASSERT_TRUE(source.qmp().execute("migrate-set-parameters", {{"max-bandwidth", 8ull << 30}}));
-  auto started = source.qmp().migrate(uri);
-  ASSERT_TRUE(started) << started.error().message();
+  EXPECT_TRUE(source.qmp().execute("migrate-set-parameters", {{"max-bandwidth", 8ull << 30}}));
+  auto started = start();
+  EXPECT_TRUE(started) << started.error().message();
+  if (!started) return 0;
   double lastProgress = -1;
   auto finished = source.qmp().waitForMigration(40s, 50ms, [&](const qemu::MigrationStatus& s) {
     if (s.progress() - lastProgress >= 0.25 || s.finished()) {
@@ -47,17 +54,38 @@ void migrateAndCheck(QemuGuest& source, QemuGuest& destination, const std::strin
                   static_cast<unsigned long long>(s.ramTotalBytes), s.ramMbps);
     }
   });
-  ASSERT_TRUE(finished) << finished.error().message();
-  ASSERT_TRUE(finished->succeeded()) << finished->status << ": " << finished->errorDescription;
+  EXPECT_TRUE(finished) << finished.error().message();
+  if (!finished) return 0;
+  EXPECT_TRUE(finished->succeeded()) << finished->status << ": " << finished->errorDescription;
+  if (!finished->succeeded()) return 0;
   std::printf("  %s: total %llu ms, downtime %llu ms\n", uri.c_str(),
               static_cast<unsigned long long>(finished->totalTimeMs),
               static_cast<unsigned long long>(finished->downtimeMs));
   EXPECT_GT(finished->ramTransferredBytes, 0u);
 
   expectGuestRunsOnAtDestination(source, destination, guestPanicked);
+  return finished->ramTransferredBytes;
 }
 
-// One guest: booted, moved directly over TCP, then on through the tunnel.
+// A server for tunnels to `destination` (relay) or `destinationQmp`
+// (hand-off), listening on loopback.
+std::unique_ptr<TransferServer> tunnelServer(const TempDir& dir, const std::string& destination,
+                                             const std::string& destinationQmp) {
+  ::mkdir((dir / "staging").c_str(), 0755);
+  ServerConfig config;
+  config.stagingDirectory = dir / "staging";
+  config.listen = Endpoint{"127.0.0.1", 0};
+  config.tunnelDestination = destination;
+  config.tunnelDestinationQmp = destinationQmp;
+  auto server = TransferServer::create(config);
+  EXPECT_TRUE(server) << server.error().message();
+  if (!server) return nullptr;
+  (*server)->start();
+  return std::move(*server);
+}
+
+// One guest: booted, moved directly over TCP, then on through the relay
+// tunnel, then on over a handed-off connection.
 void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& guestPanicked) {
   TempDir dir;
 
@@ -75,7 +103,8 @@ void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& gues
   ASSERT_TRUE(middle) << error;
   {
     SCOPED_TRACE("direct TCP");
-    migrateAndCheck(*source, *middle, direct, guestPanicked);
+    migrateAndCheck(
+        *source, *middle, direct, [&] { return source->qmp().migrate(direct); }, guestPanicked);
   }
   if (guestPanicked || ::testing::Test::HasFatalFailure()) return;
   source.reset();
@@ -84,16 +113,10 @@ void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& gues
   std::string incoming = dir / "final.incoming";
   auto final = QemuGuest::start(image, dir.path(), "final", "unix:" + incoming, error);
   ASSERT_TRUE(final) << error;
-  ::mkdir((dir / "staging").c_str(), 0755);
-  ServerConfig config;
-  config.stagingDirectory = dir / "staging";
-  config.listen = Endpoint{"127.0.0.1", 0};
-  config.tunnelDestination = incoming;
-  auto server = TransferServer::create(config);
-  ASSERT_TRUE(server) << server.error().message();
-  (*server)->start();
+  auto server = tunnelServer(dir, incoming, "");
+  ASSERT_TRUE(server);
   std::string tunnelSocket = dir / "tunnel.sock";
-  auto tunnel = TunnelSource::create(tunnelSocket, Endpoint{"127.0.0.1", (*server)->port()}, 42,
+  auto tunnel = TunnelSource::create(tunnelSocket, Endpoint{"127.0.0.1", server->port()}, 42,
                                      SocketOptions{});
   ASSERT_TRUE(tunnel) << tunnel.error().message();
   // The destination QEMU listens already: the connection through the peer to
@@ -103,15 +126,52 @@ void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& gues
   (*tunnel)->start();
   {
     SCOPED_TRACE("through the tunnel");
-    migrateAndCheck(*middle, *final, "unix:" + tunnelSocket, guestPanicked);
+    std::string uri = "unix:" + tunnelSocket;
+    migrateAndCheck(
+        *middle, *final, uri, [&] { return middle->qmp().migrate(uri); }, guestPanicked);
   }
+  if (guestPanicked || ::testing::Test::HasFatalFailure()) return;
   const TunnelStats& stats = (*tunnel)->stats();
   EXPECT_GE(stats.connections.load(), 1u);
   EXPECT_EQ((*tunnel)->preparedLeft(), 0u) << "QEMU's stream did not take the prepared connection";
   EXPECT_GT(stats.bytesToPeer.load(), 1u << 20) << "the stream did not go through the tunnel";
   EXPECT_EQ((*tunnel)->lastError(), "");
   (*tunnel)->stop();
-  (*server)->stop();
+  server->stop();
+  middle.reset();
+
+  // (c) Handed off: the same guest moves on over a connection both QEMUs
+  // take from Atoll. The destination waits for `migrate-incoming`; its
+  // second QMP monitor is the server's (the first is this test's).
+  auto handed = QemuGuest::start(image, dir.path(), "handed", "defer", error);
+  ASSERT_TRUE(handed) << error;
+  auto handOffServer = tunnelServer(dir, "", handed->secondQmpPath());
+  ASSERT_TRUE(handOffServer);
+  auto attempt =
+      HandOffSource::prepare(Endpoint{"127.0.0.1", handOffServer->port()}, 43, SocketOptions{});
+  ASSERT_TRUE(attempt) << attempt.error().message();
+  ASSERT_TRUE(attempt->source) << "the peer did not offer hand-off: " << attempt->notOffered;
+  HandOffSource& handOff = *attempt->source;
+  uint64_t ramBytes = 0;
+  {
+    SCOPED_TRACE("handed off");
+    // Atoll's descriptor stays open through the check below: the destination
+    // must complete and run the guest without seeing the connection's FIN.
+    ramBytes = migrateAndCheck(
+        *final, *handed, "fd:" + handOff.fdName(), [&] { return handOff.migrate(final->qmp()); },
+        guestPanicked);
+  }
+  HandOffBytes bytes = handOff.finish(std::chrono::seconds(2));
+  std::printf("  hand-off: %llu bytes sent, %llu received (QEMU: %llu RAM bytes)\n",
+              static_cast<unsigned long long>(bytes.sent),
+              static_cast<unsigned long long>(bytes.received),
+              static_cast<unsigned long long>(ramBytes));
+  if (guestPanicked || ramBytes == 0) return;
+  // The stream holds the RAM QEMU counts plus device state.
+  EXPECT_GE(bytes.sent, ramBytes) << "the kernel's count missed part of QEMU's stream";
+  EXPECT_EQ(bytes.received, 0u) << "precopy without a return path sends nothing back";
+  EXPECT_EQ(handOff.bytes().sent, bytes.sent) << "the count changed after finish()";
+  handOffServer->stop();
 }
 
 TEST(QemuMigrationTest, GuestContinuesAfterDirectAndTunnelledMigration) {

@@ -1,10 +1,12 @@
 // `atoll transfer migrate`, the real binary, moving a running TCG guest
-// through the stream tunnel to a TransferServer whose `--tunnel-to` is the
-// destination QEMU's `-incoming unix:PATH`: refusals that leave the source
+// through the tunnel to a TransferServer: refusals that leave the source
 // running (peer not listening, destination not listening, a migration
-// cancelled at --timeout), then one migration that must complete with every
-// byte QEMU reports having gone through the tunnel and the guest continuing
-// on the destination.
+// cancelled at --timeout), then one migration relayed to a server that only
+// relays (its `--tunnel-to` is the destination QEMU's `-incoming unix:PATH`:
+// the CLI falls back from hand-off) and one handed off to a server given the
+// destination QEMU's QMP socket (`-incoming defer`). Each must complete with
+// every byte QEMU reports having crossed the tunnel's connection and the
+// guest continuing on the destination.
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,12 +56,14 @@ CliResult runAtoll(const TempDir& dir, const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, readAll(out), readAll(err)};
 }
 
-std::unique_ptr<TransferServer> tunnelServer(const TempDir& dir, const std::string& destination) {
+std::unique_ptr<TransferServer> tunnelServer(const TempDir& dir, const std::string& destination,
+                                             const std::string& destinationQmp = "") {
   ::mkdir((dir / "staging").c_str(), 0755);
   ServerConfig config;
   config.stagingDirectory = dir / "staging";
   config.listen = Endpoint{"127.0.0.1", 0};
   config.tunnelDestination = destination;
+  config.tunnelDestinationQmp = destinationQmp;
   auto server = TransferServer::create(config);
   if (!server) return nullptr;
   (*server)->start();
@@ -127,6 +131,34 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
     server->stop();
   }
 
+  {
+    SCOPED_TRACE("handed off, then cancelled at --timeout");
+    auto destination = QemuGuest::start(image, dir.path(), "cancelled-hand-off", "defer", error);
+    ASSERT_TRUE(destination) << error;
+    auto server = tunnelServer(dir, "", destination->secondQmpPath());
+    ASSERT_TRUE(server);
+    auto result = runAtoll(dir, migrate + " --to 127.0.0.1:" + std::to_string(server->port()) +
+                                    " --bwlimit 64k --timeout 1 --json");
+    show(result);
+    EXPECT_EQ(result.exitCode, 1) << result.err;
+    auto summary = nlohmann::json::parse(result.out, nullptr, false);
+    ASSERT_TRUE(summary.is_object()) << result.out << result.err;
+    EXPECT_EQ(summary["status"], "cancelled") << result.out;
+    EXPECT_EQ(summary["mode"], "hand-off") << result.out;
+    // QEMU's cancel shuts the connection down, whoever holds descriptors of
+    // it: the destination sees the end of the stream and gives up.
+    bool destinationGaveUp = false;
+    for (auto deadline = std::chrono::steady_clock::now() + 10s;
+         !destinationGaveUp && std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(50ms)) {
+      auto state = destination->qmp().queryStatus();
+      destinationGaveUp = !state || !destination->alive();
+    }
+    EXPECT_TRUE(destinationGaveUp) << "the destination still waits for the cancelled stream";
+    expectSourceRuns(*source);
+    server->stop();
+  }
+
   std::string incoming = dir / "final.incoming";
   auto destination = QemuGuest::start(image, dir.path(), "final", "unix:" + incoming, error);
   ASSERT_TRUE(destination) << error;
@@ -147,8 +179,37 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
   // The stream holds the RAM QEMU counts plus device state and framing.
   EXPECT_GE(tunnelBytes, qemuBytes);
   EXPECT_EQ(summary["tunnel"]["connections"], 1u);
+  // The server relays only: the CLI said so and relayed.
+  EXPECT_EQ(summary["mode"], "relay");
+  EXPECT_NE(summary.value("hand_off_not_offered", "").find("no destination QMP socket"),
+            std::string::npos)
+      << result.out;
 
   expectGuestRunsOnAtDestination(*source, *destination, guestPanicked);
+  if (guestPanicked || ::testing::Test::HasFailure()) return;
+  source.reset();
+
+  // Handed off: the guest moves on from that destination to one waiting
+  // with -incoming defer, whose second QMP monitor the server drives.
+  auto handed = QemuGuest::start(image, dir.path(), "handed", "defer", error);
+  ASSERT_TRUE(handed) << error;
+  auto handOffServer = tunnelServer(dir, "", handed->secondQmpPath());
+  ASSERT_TRUE(handOffServer);
+  auto handedOff = runAtoll(dir, "transfer migrate --qmp " + destination->secondQmpPath() +
+                                     " --to 127.0.0.1:" + std::to_string(handOffServer->port()) +
+                                     " --bwlimit 8G --timeout 60 --json");
+  handOffServer->stop();
+  ASSERT_EQ(handedOff.exitCode, 0) << handedOff.err << handedOff.out;
+  auto handOffSummary = nlohmann::json::parse(handedOff.out, nullptr, false);
+  ASSERT_TRUE(handOffSummary.is_object()) << handedOff.out;
+  std::printf("  %s\n", handOffSummary.dump().c_str());
+  EXPECT_EQ(handOffSummary["status"], "completed");
+  EXPECT_EQ(handOffSummary["mode"], "hand-off");
+  EXPECT_EQ(handOffSummary["tunnel"]["mode"], "hand-off");
+  EXPECT_GE(handOffSummary["tunnel"]["bytes_to_peer"].get<uint64_t>(),
+            handOffSummary["ram_transferred_bytes"].get<uint64_t>());
+  EXPECT_GT(handOffSummary["ram_transferred_bytes"].get<uint64_t>(), 0u);
+  expectGuestRunsOnAtDestination(*destination, *handed, guestPanicked);
 }
 
 TEST(QemuTransferMigrateCliTest, CliMigratesThroughTheTunnelAndRefusesCleanly) {

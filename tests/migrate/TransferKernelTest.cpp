@@ -1,6 +1,7 @@
 // The transfer engine on real sockets: two network namespaces joined by a
 // veth pair, a TransferServer in B, the sender in A.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -23,6 +24,7 @@
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/StreamTunnel.h"
 #include "migrate/transfer/TransferServer.h"
+#include "migrate/transfer/TunnelHandOff.h"
 
 namespace Atoll::transfer {
 namespace {
@@ -986,6 +988,84 @@ TEST_F(TransferKernelTest, PreparingATunnelToAMissingDestinationNamesIt) {
     EXPECT_NE(prepared.error().message().find(destination), std::string::npos)
         << prepared.error().message();
     EXPECT_EQ((*t)->preparedLeft(), 0u);
+  });
+  server->stop();
+}
+
+TEST_F(TransferKernelTest, HandOffIsNotOfferedWithoutADestinationQmpSocket) {
+  // A relay-only server: the source learns that hand-off is not offered (and
+  // may relay instead), rather than meeting an error.
+  auto server = startTunnelServer(dir_ / "dest.sock");
+  ASSERT_TRUE(server);
+  net_->inA([&] {
+    auto attempt = HandOffSource::prepare(Endpoint{NetnsPair::kAddressB, server->port()}, 11, {});
+    ASSERT_TRUE(attempt) << attempt.error().message();
+    EXPECT_EQ(attempt->source, nullptr);
+    EXPECT_NE(attempt->notOffered.find("no destination QMP socket"), std::string::npos)
+        << attempt->notOffered;
+  });
+  server->stop();
+  auto errors = sessionErrors();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("no destination QMP socket"), std::string::npos) << errors[0];
+}
+
+TEST_F(TransferKernelTest, HandOffIsNotOfferedOverTls) {
+  ASSERT_TRUE(makeCertificates());
+  // The QMP socket configured is one this test listens on: a refused
+  // hand-off must not even connect to the destination QEMU's monitor.
+  std::string qmpPath = dir_ / "destination.qmp";
+  auto monitor = listenUnix(qmpPath);
+  ASSERT_TRUE(monitor) << monitor.error().message();
+  ServerConfig config;
+  config.tls = tlsFor("server");
+  config.tunnelDestinationQmp = qmpPath;
+  auto server = startServer(std::move(config));
+  ASSERT_TRUE(server);
+  auto channel = connectFromA(server->port(), tlsFor("client"));
+  ASSERT_TRUE(channel) << channel.error().message();
+  ASSERT_TRUE((*channel)->sendFrame(encode(TunnelHandOff{12, 0})));
+  auto answer = (*channel)->recvFrame();
+  ASSERT_TRUE(answer) << answer.error().message();
+  ASSERT_EQ(answer->header.type, MessageType::kErrorReport);
+  auto report = decodeErrorReport(answer->payload);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->code, kTunnelErrorHandOffNotOffered);
+  EXPECT_NE(report->message.find("plaintext"), std::string::npos) << report->message;
+  server->stop();
+  pollfd p{monitor->get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "the refused hand-off connected to the destination's QMP";
+}
+
+TEST_F(TransferKernelTest, HandOffToAMissingDestinationQmpSocketNamesIt) {
+  // Offered but failing: an error naming the socket, not a silent relay.
+  std::string qmpPath = dir_ / "nobody.qmp";
+  ServerConfig config;
+  config.tunnelDestinationQmp = qmpPath;
+  auto server = startServer(std::move(config));
+  ASSERT_TRUE(server);
+  net_->inA([&] {
+    auto attempt = HandOffSource::prepare(Endpoint{NetnsPair::kAddressB, server->port()}, 13, {});
+    ASSERT_FALSE(attempt);
+    EXPECT_NE(attempt.error().message().find(qmpPath), std::string::npos)
+        << attempt.error().message();
+  });
+  server->stop();
+}
+
+TEST_F(TransferKernelTest, RelayRequestToAHandOffOnlyServerSaysSo) {
+  ServerConfig config;
+  config.tunnelDestinationQmp = dir_ / "destination.qmp";
+  auto server = startServer(std::move(config));
+  ASSERT_TRUE(server);
+  net_->inA([&] {
+    auto t = TunnelSource::create(dir_ / "src.sock", Endpoint{NetnsPair::kAddressB, server->port()},
+                                  14, {});
+    ASSERT_TRUE(t) << t.error().message();
+    auto prepared = (*t)->prepare(1);
+    ASSERT_FALSE(prepared);
+    EXPECT_NE(prepared.error().message().find("relays none"), std::string::npos)
+        << prepared.error().message();
   });
   server->stop();
 }

@@ -27,6 +27,7 @@ std::vector<uint8_t> sampleStream() {
   append(encode(ErrorReport{2, "disk full"}));
   append(encode(TunnelOpen{9, 3}));
   append(encode(TunnelAck{3}));
+  append(encode(TunnelHandOff{11, 0}));
   return stream;
 }
 
@@ -34,7 +35,7 @@ TEST(WireProtocol, RoundTripsEveryMessage) {
   auto stream = sampleStream();
   auto frames = parseStream(stream);
   ASSERT_TRUE(frames) << frames.error().message();
-  EXPECT_EQ(*frames, 12u);
+  EXPECT_EQ(*frames, 13u);
 
   auto hello = encode(Hello{42, 3 << 20, 1 << 20, "vm1/disk.img"});
   auto header = decodeHeader(hello);
@@ -78,6 +79,24 @@ TEST(WireProtocol, RefusesWrongVersionMagicAndChecksums) {
   auto parsed = parseStream(bad);
   ASSERT_FALSE(parsed);
   EXPECT_NE(parsed.error().detail.find("checksum"), std::string::npos);
+}
+
+TEST(WireProtocol, TunnelHandOffRoundTripsAndRefusesAnotherLength) {
+  auto frame = encode(TunnelHandOff{0x0102030405060708, 5});
+  auto header = decodeHeader(frame);
+  ASSERT_TRUE(header) << header.error().message();
+  EXPECT_EQ(header->type, MessageType::kTunnelHandOff);
+  EXPECT_STREQ(messageTypeName(header->type), "TunnelHandOff");
+  std::span<const uint8_t> payload(frame.data() + kFrameHeaderSize, header->payloadLength);
+  ASSERT_TRUE(checkPayload(*header, payload));
+  auto decoded = decodeTunnelHandOff(payload);
+  ASSERT_TRUE(decoded) << decoded.error().message();
+  EXPECT_EQ(decoded->tunnelId, 0x0102030405060708u);
+  EXPECT_EQ(decoded->channel, 5u);
+  // A payload of another length is refused.
+  EXPECT_FALSE(decodeTunnelHandOff(payload.first(8)));
+  // Still protocol version 1: a new request type does not change the header.
+  EXPECT_EQ(frame[4], 1);
 }
 
 TEST(WireProtocol, RefusesBadHelloFields) {
@@ -131,7 +150,7 @@ TEST(WireProtocolFuzz, FixedSeedMutations) {
           break;
         case 5:  // random header of a random type with a valid header checksum
           if (input.size() >= kFrameHeaderSize) {
-            FrameHeader h{static_cast<MessageType>(1 + random() % 12),
+            FrameHeader h{static_cast<MessageType>(1 + random() % 13),
                           static_cast<uint32_t>(random() % (input.size() + 1)), random()};
             encodeHeader(h, input.data());
           }

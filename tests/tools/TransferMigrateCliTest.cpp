@@ -55,8 +55,9 @@ TEST(TransferMigrateCli, HelpSaysWhatTheDestinationNeeds) {
       std::string(ATOLL_CLI_PATH) + " transfer migrate --help >" + dir.file("out") + " 2>&1";
   ASSERT_EQ(std::system(command.c_str()), 0);
   std::string help = test::readTextFile(dir.file("out"));
-  for (const char* text : {"--qmp", "--to", "--channels", "multifd", "-incoming unix:PATH",
-                           "--tunnel-to", "--json", "--timeout", "--bwlimit", "plaintext"})
+  for (const char* text :
+       {"--qmp", "--to", "--channels", "multifd", "-incoming unix:PATH", "--tunnel-to", "--json",
+        "--timeout", "--bwlimit", "plaintext", "--relay", "--tunnel-qmp", "-incoming defer"})
     EXPECT_NE(help.find(text), std::string::npos) << text << " not in:\n" << help;
   auto page = runAtoll("manpage --output " + dir.file("atoll.1"));
   EXPECT_EQ(page.exitCode, 0) << page.err;
