@@ -566,6 +566,10 @@ void readPlanner(Validator& v, const toml::table& table, DaemonConfig& c) {
            [&](const toml::node& n, const std::string& k) {
              if (auto x = v.boolean(n, k)) pc.donorKeepsPeakOverCooldown = *x;
            }},
+          {"donor_harm_over_cooldown",
+           [&](const toml::node& n, const std::string& k) {
+             if (auto x = v.boolean(n, k)) pc.donorHarmOverCooldown = *x;
+           }},
           {"resize_quantile", whole(pc.resizeQuantile, 95, 99)},
           {"min_relief_share", real(pc.minReliefShare, 0.0, 1.0)},
           {"min_move_coverage", real(pc.minMoveCoverage, 0.0, 1.0)},
@@ -728,8 +732,8 @@ auto plannerKnobs(const planner::PlannerConfig& p) {
                   p.margin, p.minMargin, p.maxMargin, p.minDwellNs, p.budgetWindowNs,
                   p.hostMovesPerWindow, p.islandMovesPerWindow, p.hysteresisWindowNs,
                   p.islandCooldownNs, p.sameRoleCooldownNs, p.balanceBand,
-                  p.donorKeepsPeakOverCooldown, p.resizeQuantile, p.minReliefShare,
-                  p.minMoveCoverage, p.minRiskP50Share, p.donorRule);
+                  p.donorKeepsPeakOverCooldown, p.donorHarmOverCooldown, p.resizeQuantile,
+                  p.minReliefShare, p.minMoveCoverage, p.minRiskP50Share, p.donorRule);
 }
 
 }  // namespace

@@ -33,6 +33,8 @@ struct ReplayVerbArgs {
   std::optional<double> balanceBand;
   std::optional<double> sameRoleCooldownSeconds;
   bool donorPeakOverCooldown = false;
+  bool donorHarmOverCooldown = false;
+  bool donorHarmOverHorizon = false;
   std::optional<double> minRiskP50Share;
   std::optional<std::string> donorRule;
   std::optional<double> minReliefShare;
@@ -57,6 +59,12 @@ void run(const ReplayVerbArgs& args) {
   if (args.noVmMoves) options.planner.allowVmMoves = false;
   if (args.balanceBand) options.planner.balanceBand = *args.balanceBand;
   if (args.donorPeakOverCooldown) options.planner.donorKeepsPeakOverCooldown = true;
+  if (args.donorHarmOverCooldown && args.donorHarmOverHorizon)
+    fail(Error::invalid("parse options", "--donor-harm-over-cooldown/--donor-harm-over-horizon", "",
+                        "give one of them"),
+         kExitUsage);
+  if (args.donorHarmOverCooldown) options.planner.donorHarmOverCooldown = true;
+  if (args.donorHarmOverHorizon) options.planner.donorHarmOverCooldown = false;
   if (args.minRiskP50Share) options.planner.minRiskP50Share = *args.minRiskP50Share;
   if (args.minReliefShare) options.planner.minReliefShare = *args.minReliefShare;
   if (args.donorRule) {
@@ -155,15 +163,21 @@ void addReplayVerb(CLI::App& app) {
                    "7200, the whole island cooldown)");
   verb->add_flag("--donor-peak-over-cooldown", args->donorPeakOverCooldown,
                  "Planner: a donor keeps its p95 peak over the island cooldown, not the horizon");
+  verb->add_flag("--donor-harm-over-cooldown", args->donorHarmOverCooldown,
+                 "Planner: an expected-unmet donor's added unmet demand counts over the island "
+                 "cooldown its resize starts, not the horizon (the default)");
+  verb->add_flag("--donor-harm-over-horizon", args->donorHarmOverHorizon,
+                 "Planner: an expected-unmet donor's added unmet demand counts over the horizon "
+                 "alone");
   verb->add_option("--min-risk-p50-share", args->minRiskP50Share,
                    "Planner: an island is at risk only while its p50 peak is this share of its "
-                   "capacity (default 0.5; 0: off)");
+                   "capacity (default 0.6; 0: off)");
   verb->add_option("--donor-rule", args->donorRule,
                    "Planner: which islands give CPUs to one at risk: peak (only CPUs beyond "
-                   "the donor's p95 peak x headroom; the default) or expected-unmet (any k "
-                   "CPUs whose relief, less the donor's added expected unmet demand, pays) or "
+                   "the donor's p95 peak x headroom) or expected-unmet (any k CPUs whose "
+                   "relief, less the donor's added expected unmet demand, pays) or "
                    "peak-then-expected-unmet (expected-unmet where the peak rule finds no "
-                   "donor)");
+                   "donor; the default)");
   verb->add_option("--min-relief-share", args->minReliefShare,
                    "Planner: share of the needed resize's relief an action must bring "
                    "(default 0.5; 0: off)");

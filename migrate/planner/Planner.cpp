@@ -451,6 +451,17 @@ PlanResult Planner::plan(const PlanInput& input) {
     }
     return steps;
   };
+  // The steps an expected-unmet donor's harm counts over: the horizon, or the
+  // cooldown its resize starts when that is longer and the rule is on.
+  auto harmSteps = [&](const IslandCalc& donor) {
+    const int64_t stepNs = donor.state->profile.stepNs;
+    if (!config_.donorHarmOverCooldown || stepNs <= 0) return config_.horizonSteps;
+    const int64_t cooldownSteps = (config_.islandCooldownNs + stepNs - 1) / stepNs;
+    return int(std::clamp<int64_t>(
+        cooldownSteps, config_.horizonSteps,
+        std::max<int64_t>(config_.horizonSteps, std::min<int64_t>(forecast::kMaxProfileSteps,
+                                                                  donor.state->profile.steps))));
+  };
   // The donor's forecast over those steps (its horizon's when they are the same).
   auto donorOutlook = [&](const IslandCalc& donor, double capacity) {
     if (donorSteps(donor) == config_.horizonSteps && capacity == donor.capacity) return donor.base;
@@ -543,8 +554,19 @@ PlanResult Planner::plan(const PlanInput& input) {
         if (donor.state->priority > receiver.state->priority &&
             donorAfter.probability > donor.base.probability)
           continue;
-        declineSmallRelief(c, receiver, receiverAfter, sizedRelief,
-                           donorAfter.unmetCoreSeconds - donor.base.unmetCoreSeconds);
+        double harm = donorAfter.unmetCoreSeconds - donor.base.unmetCoreSeconds;
+        if (harmSteps(donor) != config_.horizonSteps) {
+          const double cores = double(moved.size()) * donor.perCpu;
+          const double longHarm = horizonContention(donor.state->profile, harmSteps(donor),
+                                                    donor.capacity - cores, config_.riskThreshold)
+                                      .unmetCoreSeconds -
+                                  horizonContention(donor.state->profile, harmSteps(donor),
+                                                    donor.capacity, config_.riskThreshold)
+                                      .unmetCoreSeconds;
+          c.benefit -= donor.weight * donor.trust * (longHarm - harm);
+          harm = longHarm;
+        }
+        declineSmallRelief(c, receiver, receiverAfter, sizedRelief, harm);
         const double cost = c.cost.total();
         const double score = cost > 0 ? c.benefit / cost : c.benefit * 1e12;
         const bool admitted = c.rule == Rule::NoRisk;

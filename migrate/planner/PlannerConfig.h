@@ -63,16 +63,27 @@ struct PlannerConfig {
   // horizon alone gives away CPUs its own later peak needs, and that
   // shortage then waits out the cooldown. Off: the horizon alone.
   bool donorKeepsPeakOverCooldown = false;
+  // Under the expected-unmet donor rules, the donor's harm (its expected
+  // unmet demand added) counts over the longer of the horizon and the island
+  // cooldown the resize starts (as far as its forecast reaches), the
+  // receiver's relief over the horizon: the cooldown keeps the CPUs away
+  // that long, and a donor whose demand returns after the horizon would run
+  // short with no pass seeing it at risk first. Off: both over the horizon.
+  bool donorHarmOverCooldown = true;
   // An island counts as at risk only while its p50 peak over the horizon is
   // at least this share of its capacity: on a lightly loaded host with spiky
   // members the forecast's upper tail alone crosses the risk threshold, and
   // acting on it moves CPUs that the islands' own spikes then miss. 0: the
-  // risk threshold alone. 0.5 took fewer actions at no more overload on the
-  // replayed hosts (bench/RESULTS.md).
-  double minRiskP50Share = 0.5;
+  // risk threshold alone. With the donor rule below, 0.6 took fewer actions
+  // than 0.5 at about the same overload on the replayed hosts
+  // (bench/RESULTS.md).
+  double minRiskP50Share = 0.6;
   // See DonorRule. Under expected-unmet the relief share (minReliefShare)
   // applies to the net relief (the receiver's relief less the donor's harm).
-  DonorRule donorRule = DonorRule::Peak;
+  // The fallback, with the harm over the cooldown and the p50 floor at 0.6,
+  // left less overload than the peak rule with fewer actions on the replayed
+  // hosts (bench/RESULTS.md).
+  DonorRule donorRule = DonorRule::PeakThenExpectedUnmet;
   // How much more contention of a higher-priority island weighs, per level.
   double priorityWeight = 0.5;
 

@@ -159,8 +159,8 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   forecast::ForecasterConfig fc;
   fc.stepNs = kStepNs;
   fc.profileSteps = std::max(options.planner.horizonSteps, 12);
-  // A donor sized over the island cooldown reads that far ahead.
-  if (options.planner.donorKeepsPeakOverCooldown)
+  // A donor sized, or its harm counted, over the island cooldown reads that far ahead.
+  if (options.planner.donorKeepsPeakOverCooldown || options.planner.donorHarmOverCooldown)
     fc.profileSteps = std::max<int>(
         fc.profileSteps,
         int(std::min<int64_t>(forecast::kMaxProfileSteps,

@@ -132,6 +132,7 @@ resize_quantile = 95
 min_relief_share = 0.25
 min_move_coverage = 0.8
 donor_peak_over_cooldown = true
+donor_harm_over_cooldown = false
 min_risk_p50_share = 0.3
 donor_rule = "expected-unmet"
 [planner.islands]
@@ -162,6 +163,7 @@ shared = "enforce"
   EXPECT_DOUBLE_EQ(p.config.minReliefShare, 0.25);
   EXPECT_DOUBLE_EQ(p.config.minMoveCoverage, 0.8);
   EXPECT_TRUE(p.config.donorKeepsPeakOverCooldown);
+  EXPECT_FALSE(p.config.donorHarmOverCooldown);  // true by default
   EXPECT_DOUBLE_EQ(p.config.minRiskP50Share, 0.3);
   EXPECT_EQ(p.config.donorRule, planner::DonorRule::ExpectedUnmet);
   ASSERT_EQ(p.islandModes.size(), 2u);
@@ -192,6 +194,7 @@ TEST(MainJobConfig, RejectsBadPlannerValuesNamingKeyValueAndLine) {
            {"min_move_coverage = -0.1", "planner.min_move_coverage", "-0.1"},
            {"min_risk_p50_share = 1.5", "planner.min_risk_p50_share", "1.5"},
            {"donor_peak_over_cooldown = 1", "planner.donor_peak_over_cooldown", "a boolean"},
+           {"donor_harm_over_cooldown = \"yes\"", "planner.donor_harm_over_cooldown", "a boolean"},
            {"donor_rule = \"bogus\"", "planner.donor_rule", "bogus"},
            {"margni = 1.0", "planner.margni", "margin"},
            {"islands = { latency = \"sometimes\" }", "planner.islands.latency", "'sometimes'"},

@@ -54,6 +54,7 @@ TEST(PlannerDonors, HorizonOnlyDonorGivesCpusItNeedsBeforeItsCooldownEnds) {
 
 TEST(PlannerDonors, DonorKeepsItsPeakOverTheCooldownItStarts) {
   PlannerConfig config = enforcing();
+  config.donorRule = DonorRule::Peak;  // the peak rule's donors alone
   config.donorKeepsPeakOverCooldown = true;
   Planner planner = makePlanner(config);
   PlanResult result = planner.plan(hotWithTwoDonors());

@@ -37,7 +37,9 @@ PlanInput hotAndTight() {
 }
 
 TEST(PlannerExpectedUnmet, PeakRuleFindsNoDonorWithoutAWholeCpuBeyondThePeak) {
-  Planner planner = makePlanner(enforcing());
+  PlannerConfig config = enforcing();
+  config.donorRule = DonorRule::Peak;
+  Planner planner = makePlanner(config);
   PlanResult result = planner.plan(hotAndTight());
   ASSERT_EQ(result.decisions.size(), 1u);
   EXPECT_EQ(result.decisions[0].rule, Rule::NoDonor) << result.decisions[0].reason;
@@ -132,7 +134,9 @@ TEST(PlannerExpectedUnmet, FallbackAppliesOnlyWhereThePeakRuleFindsNoDonor) {
   PlanInput in = hotAndTight();
   in.islands.push_back(island("idle", cpuRange(16, 8), flatProfile(1, 1.5, 2)));
   in.host.nodes = {{0, cpuRange(0, 24)}};
-  Planner peak = makePlanner(enforcing());
+  PlannerConfig peakConfig = enforcing();
+  peakConfig.donorRule = DonorRule::Peak;
+  Planner peak = makePlanner(peakConfig);
   Planner withFallback = makePlanner(config);
   const PlanResult byPeak = peak.plan(in);
   const PlanResult byFallback = withFallback.plan(in);
@@ -144,13 +148,63 @@ TEST(PlannerExpectedUnmet, FallbackAppliesOnlyWhereThePeakRuleFindsNoDonor) {
   EXPECT_EQ(byFallback.decisions[0].benefit, byPeak.decisions[0].benefit);
 }
 
+// "tight" as above over the planning horizon (12 steps), but its demand
+// returns in the second hour (steps 12-23, inside the 2 h cooldown a resize
+// starts): p50 8, p95 9.5 on 8 CPUs.
+PlanInput hotAndTightLater() {
+  PlanInput in = hotAndTight();
+  forecast::ProfileSnapshot later = flatProfile(5, 7.0, 7.3, 24);
+  for (int k = 12; k < 24; ++k) {
+    later.p50[k] = 8.0f;
+    later.p95[k] = 9.5f;
+    later.p99[k] = 10.0f;
+  }
+  in.islands[1].profile = later;
+  return in;
+}
+
+TEST(PlannerExpectedUnmet, DonorHarmOverTheCooldownSeesDemandReturningAfterTheHorizon) {
+  EXPECT_TRUE(PlannerConfig{}.donorHarmOverCooldown);
+  // Over the horizon alone, "tight" gives a CPU as before.
+  PlannerConfig horizon = expectedUnmet();
+  horizon.donorHarmOverCooldown = false;
+  Planner horizonOnly = makePlanner(horizon);
+  const Decision gives = horizonOnly.plan(hotAndTightLater()).decisions[0];
+  ASSERT_TRUE(gives.taken) << gives.reason;
+  EXPECT_EQ(gives.fromIsland, "tight");
+
+  // Over the cooldown (24 steps), a CPU less costs "tight" more in its second
+  // hour than it relieves "hot" in its first: nothing is given.
+  PlannerConfig config = expectedUnmet();
+  config.donorHarmOverCooldown = true;
+  const double harm24 =
+      12 * 300 *
+          (expectedUnmetDemand({8.0, 9.5, 10.0}, 7) - expectedUnmetDemand({8.0, 9.5, 10.0}, 8)) +
+      unmetOver12(5, 7.0, 7.3, 7) - unmetOver12(5, 7.0, 7.3, 8);
+  const double relief = unmetOver12(9, 10.5, 11, 8) - unmetOver12(9, 10.5, 11, 9);
+  ASSERT_GT(harm24, relief);
+  Planner overCooldown = makePlanner(config);
+  const Decision held = overCooldown.plan(hotAndTightLater()).decisions[0];
+  EXPECT_FALSE(held.taken) << held.reason;
+  EXPECT_EQ(held.fromIsland, "tight");
+  EXPECT_LT(held.benefit, 0);
+  EXPECT_EQ(held.rule, Rule::SmallRelief) << held.reason;
+
+  // A profile that ends at the horizon has nothing more to count: the same
+  // decision as without the rule.
+  Planner shortProfile = makePlanner(config);
+  const Decision same = shortProfile.plan(hotAndTight()).decisions[0];
+  ASSERT_TRUE(same.taken) << same.reason;
+  EXPECT_EQ(same.benefit, gives.benefit);
+}
+
 TEST(PlannerExpectedUnmet, DonorRuleNamesRoundTripAndOthersAreRefused) {
   for (auto rule : {DonorRule::Peak, DonorRule::ExpectedUnmet, DonorRule::PeakThenExpectedUnmet})
     EXPECT_EQ(parseDonorRule(donorRuleName(rule)), rule);
   EXPECT_EQ(donorRuleName(DonorRule::ExpectedUnmet), "expected-unmet");
   EXPECT_FALSE(parseDonorRule("expected_unmet"));
   EXPECT_FALSE(parseDonorRule(""));
-  EXPECT_EQ(PlannerConfig{}.donorRule, DonorRule::Peak);
+  EXPECT_EQ(PlannerConfig{}.donorRule, DonorRule::PeakThenExpectedUnmet);
   PlannerConfig bad;
   bad.donorRule = static_cast<DonorRule>(7);
   EXPECT_NE(bad.validate().find("planner.donor_rule = 7"), std::string::npos) << bad.validate();

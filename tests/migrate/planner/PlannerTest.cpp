@@ -112,7 +112,9 @@ TEST(Planner, DeclinesBelowTheMargin) {
 }
 
 TEST(Planner, NoDonorWhenEveryIslandIsBusy) {
-  Planner planner = makePlanner(enforcing());
+  PlannerConfig config = enforcing();
+  config.donorRule = DonorRule::Peak;  // no island has a CPU beyond its peak
+  Planner planner = makePlanner(config);
   PlanInput in = hotAndCool();
   in.islands[1].profile = flatProfile(7.5, 8, 8.5);
   PlanResult result = planner.plan(in);
@@ -287,7 +289,9 @@ TEST(Planner, DeclinesAnActionThatRelievesTooLittle) {
   small.workload = 1, small.name = "small", small.island = "hot";
   small.demand = flatProfile(0.3, 0.35, 0.4);
   in.vms = {small};
-  Planner planner = makePlanner(enforcing());
+  PlannerConfig config = enforcing();
+  config.donorRule = DonorRule::Peak;  // no resize candidate: the move alone
+  Planner planner = makePlanner(config);
   PlanResult result = planner.plan(in);
   ASSERT_EQ(result.decisions.size(), 1u);
   const Decision& d = result.decisions[0];
@@ -301,7 +305,7 @@ TEST(Planner, DeclinesAnActionThatRelievesTooLittle) {
   EXPECT_NE(d.reason.find("must bring 50% of that"), std::string::npos) << d.reason;
   EXPECT_EQ(toJson(d)["rule"], "small-relief");
 
-  PlannerConfig anyRelief = enforcing();
+  PlannerConfig anyRelief = config;
   anyRelief.minReliefShare = 0;
   Planner lenient = makePlanner(anyRelief);
   PlanResult taken = lenient.plan(in);
