@@ -377,13 +377,21 @@ Result<ErrorReport> decodeErrorReport(std::span<const uint8_t> payload) {
   return m;
 }
 
-Result<TunnelOpen> decodeTunnelOpen(std::span<const uint8_t> payload) {
+namespace {
+// TunnelOpen and TunnelHandOff share one payload: u64 tunnelId, u32 channel.
+template <typename Request>
+Result<Request> decodeTunnelRequest(std::span<const uint8_t> payload, const char* what) {
   PayloadReader r(payload);
-  TunnelOpen m;
+  Request m;
   m.tunnelId = r.get(8);
   m.channel = static_cast<uint32_t>(r.get(4));
-  if (auto e = r.exact("TunnelOpen"); !e) return e.error();
+  if (auto e = r.exact(what); !e) return e.error();
   return m;
+}
+}  // namespace
+
+Result<TunnelOpen> decodeTunnelOpen(std::span<const uint8_t> payload) {
+  return decodeTunnelRequest<TunnelOpen>(payload, "TunnelOpen");
 }
 
 Result<TunnelAck> decodeTunnelAck(std::span<const uint8_t> payload) {
@@ -395,12 +403,7 @@ Result<TunnelAck> decodeTunnelAck(std::span<const uint8_t> payload) {
 }
 
 Result<TunnelHandOff> decodeTunnelHandOff(std::span<const uint8_t> payload) {
-  PayloadReader r(payload);
-  TunnelHandOff m;
-  m.tunnelId = r.get(8);
-  m.channel = static_cast<uint32_t>(r.get(4));
-  if (auto e = r.exact("TunnelHandOff"); !e) return e.error();
-  return m;
+  return decodeTunnelRequest<TunnelHandOff>(payload, "TunnelHandOff");
 }
 
 Result<uint64_t> decodeBlockIndex(std::span<const uint8_t> payload) {

@@ -1,5 +1,6 @@
 #include "MigrationChecks.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -73,6 +74,22 @@ void expectGuestRunsOnAtDestination(QemuGuest& source, QemuGuest& destination,
       << (destination.progress().broken ? ", pattern broken" : "") << ")\n"
       << destination.lastWords();
   EXPECT_FALSE(destination.progress().broken) << "memory pattern broken after migration";
+}
+
+std::unique_ptr<TransferServer> loopbackTunnelServer(const TempDir& dir,
+                                                     const std::string& destination,
+                                                     const std::string& destinationQmp) {
+  ::mkdir((dir / "staging").c_str(), 0755);
+  ServerConfig config;
+  config.stagingDirectory = dir / "staging";
+  config.listen = Endpoint{"127.0.0.1", 0};
+  config.tunnelDestination = destination;
+  config.tunnelDestinationQmp = destinationQmp;
+  auto server = TransferServer::create(config);
+  EXPECT_TRUE(server) << server.error().message();
+  if (!server) return nullptr;
+  (*server)->start();
+  return std::move(*server);
 }
 
 }  // namespace Atoll::transfer::testing

@@ -5,8 +5,12 @@
 // on at the destination.
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 
 #include "QemuGuest.h"
+#include "TestImages.h"
+#include "migrate/transfer/TransferServer.h"
 
 namespace Atoll::transfer::testing {
 
@@ -22,6 +26,14 @@ bool guestKernelPanicked(const QemuGuest& guest);
 // it reports that the guest panicked (see retryWhileGuestPanics).
 void withGuestImage(int attempts,
                     const std::function<void(const GuestImage&, bool& guestPanicked)>& body);
+
+// A started tunnel server on a loopback port, staging in DIR/staging, for
+// tunnels relayed to the unix socket `destination` or handed off to the
+// destination QEMU behind the QMP socket `destinationQmp` (either may be
+// empty); null, with a test failure, when it cannot start.
+std::unique_ptr<TransferServer> loopbackTunnelServer(const TempDir& dir,
+                                                     const std::string& destination,
+                                                     const std::string& destinationQmp = "");
 
 // After QEMU reported the migration completed: the source waits in
 // "postmigrate", the destination leaves "inmigrate" for "running", and the

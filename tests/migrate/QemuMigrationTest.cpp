@@ -28,6 +28,7 @@ namespace Atoll::transfer {
 namespace {
 
 using testing::freeLoopbackPort;
+using testing::loopbackTunnelServer;
 using testing::QemuGuest;
 using testing::TempDir;
 using namespace std::chrono_literals;
@@ -67,23 +68,6 @@ uint64_t migrateAndCheck(QemuGuest& source, QemuGuest& destination, const std::s
   return finished->ramTransferredBytes;
 }
 
-// A server for tunnels to `destination` (relay) or `destinationQmp`
-// (hand-off), listening on loopback.
-std::unique_ptr<TransferServer> tunnelServer(const TempDir& dir, const std::string& destination,
-                                             const std::string& destinationQmp) {
-  ::mkdir((dir / "staging").c_str(), 0755);
-  ServerConfig config;
-  config.stagingDirectory = dir / "staging";
-  config.listen = Endpoint{"127.0.0.1", 0};
-  config.tunnelDestination = destination;
-  config.tunnelDestinationQmp = destinationQmp;
-  auto server = TransferServer::create(config);
-  EXPECT_TRUE(server) << server.error().message();
-  if (!server) return nullptr;
-  (*server)->start();
-  return std::move(*server);
-}
-
 // One guest: booted, moved directly over TCP, then on through the relay
 // tunnel, then on over a handed-off connection.
 void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& guestPanicked) {
@@ -113,7 +97,7 @@ void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& gues
   std::string incoming = dir / "final.incoming";
   auto final = QemuGuest::start(image, dir.path(), "final", "unix:" + incoming, error);
   ASSERT_TRUE(final) << error;
-  auto server = tunnelServer(dir, incoming, "");
+  auto server = loopbackTunnelServer(dir, incoming, "");
   ASSERT_TRUE(server);
   std::string tunnelSocket = dir / "tunnel.sock";
   auto tunnel = TunnelSource::create(tunnelSocket, Endpoint{"127.0.0.1", server->port()}, 42,
@@ -145,7 +129,7 @@ void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& gues
   // second QMP monitor is the server's (the first is this test's).
   auto handed = QemuGuest::start(image, dir.path(), "handed", "defer", error);
   ASSERT_TRUE(handed) << error;
-  auto handOffServer = tunnelServer(dir, "", handed->secondQmpPath());
+  auto handOffServer = loopbackTunnelServer(dir, "", handed->secondQmpPath());
   ASSERT_TRUE(handOffServer);
   auto attempt =
       HandOffSource::prepare(Endpoint{"127.0.0.1", handOffServer->port()}, 43, SocketOptions{});

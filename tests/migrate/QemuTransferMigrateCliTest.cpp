@@ -30,6 +30,7 @@ namespace Atoll::transfer {
 namespace {
 
 using testing::freeLoopbackPort;
+using testing::loopbackTunnelServer;
 using testing::QemuGuest;
 using testing::TempDir;
 using namespace std::chrono_literals;
@@ -54,20 +55,6 @@ CliResult runAtoll(const TempDir& dir, const std::string& args) {
       "timeout 120 " + std::string(ATOLL_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
   int status = std::system(command.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, readAll(out), readAll(err)};
-}
-
-std::unique_ptr<TransferServer> tunnelServer(const TempDir& dir, const std::string& destination,
-                                             const std::string& destinationQmp = "") {
-  ::mkdir((dir / "staging").c_str(), 0755);
-  ServerConfig config;
-  config.stagingDirectory = dir / "staging";
-  config.listen = Endpoint{"127.0.0.1", 0};
-  config.tunnelDestination = destination;
-  config.tunnelDestinationQmp = destinationQmp;
-  auto server = TransferServer::create(config);
-  if (!server) return nullptr;
-  (*server)->start();
-  return std::move(*server);
 }
 
 // The refusal as the operator reads it, in the test's log.
@@ -101,7 +88,7 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
   }
   {
     SCOPED_TRACE("the peer's destination QEMU is not listening");
-    auto server = tunnelServer(dir, dir / "nobody.incoming");
+    auto server = loopbackTunnelServer(dir, dir / "nobody.incoming");
     ASSERT_TRUE(server);
     auto result =
         runAtoll(dir, migrate + " --to 127.0.0.1:" + std::to_string(server->port()) + " --json");
@@ -116,7 +103,7 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
     std::string incoming = dir / "cancelled.incoming";
     auto destination = QemuGuest::start(image, dir.path(), "cancelled", "unix:" + incoming, error);
     ASSERT_TRUE(destination) << error;
-    auto server = tunnelServer(dir, incoming);
+    auto server = loopbackTunnelServer(dir, incoming);
     ASSERT_TRUE(server);
     // 64 KiB/s: the guest's RAM cannot move within the second.
     auto result = runAtoll(dir, migrate + " --to 127.0.0.1:" + std::to_string(server->port()) +
@@ -135,7 +122,7 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
     SCOPED_TRACE("handed off, then cancelled at --timeout");
     auto destination = QemuGuest::start(image, dir.path(), "cancelled-hand-off", "defer", error);
     ASSERT_TRUE(destination) << error;
-    auto server = tunnelServer(dir, "", destination->secondQmpPath());
+    auto server = loopbackTunnelServer(dir, "", destination->secondQmpPath());
     ASSERT_TRUE(server);
     auto result = runAtoll(dir, migrate + " --to 127.0.0.1:" + std::to_string(server->port()) +
                                     " --bwlimit 64k --timeout 1 --json");
@@ -162,7 +149,7 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
   std::string incoming = dir / "final.incoming";
   auto destination = QemuGuest::start(image, dir.path(), "final", "unix:" + incoming, error);
   ASSERT_TRUE(destination) << error;
-  auto server = tunnelServer(dir, incoming);
+  auto server = loopbackTunnelServer(dir, incoming);
   ASSERT_TRUE(server);
   // The default cap (128 MiB/s) would measure QEMU's throttle, not the path.
   auto result = runAtoll(dir, migrate + " --to 127.0.0.1:" + std::to_string(server->port()) +
@@ -193,7 +180,7 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
   // with -incoming defer, whose second QMP monitor the server drives.
   auto handed = QemuGuest::start(image, dir.path(), "handed", "defer", error);
   ASSERT_TRUE(handed) << error;
-  auto handOffServer = tunnelServer(dir, "", handed->secondQmpPath());
+  auto handOffServer = loopbackTunnelServer(dir, "", handed->secondQmpPath());
   ASSERT_TRUE(handOffServer);
   auto handedOff = runAtoll(dir, "transfer migrate --qmp " + destination->secondQmpPath() +
                                      " --to 127.0.0.1:" + std::to_string(handOffServer->port()) +
