@@ -155,9 +155,13 @@ void catchInterrupts() {
   ::sigaction(SIGTERM, &action, nullptr);
 }
 
+// A moment in microseconds as milliseconds; 0 (not reached) as -1.
+double millisecondsOf(int64_t microseconds) {
+  return microseconds == 0 ? -1.0 : static_cast<double>(microseconds) / 1000.0;
+}
+
 double millisecondsOf(const std::atomic<int64_t>& microseconds) {
-  int64_t value = microseconds.load();
-  return value == 0 ? -1.0 : static_cast<double>(value) / 1000.0;
+  return millisecondsOf(microseconds.load());
 }
 
 qemu::TunnelFigures figuresOf(const transfer::HandOffSource& handOff,
@@ -168,9 +172,8 @@ qemu::TunnelFigures figuresOf(const transfer::HandOffSource& handOff,
   figures.bytesFromPeer = bytes.received;
   figures.connections = 1;
   const auto& timeline = handOff.timeline();
-  auto ms = [](int64_t us) { return us == 0 ? -1.0 : static_cast<double>(us) / 1000.0; };
-  figures.peerAckedMs = ms(timeline.peerAckedUs);
-  figures.localAcceptedMs = ms(timeline.passedUs);
+  figures.peerAckedMs = millisecondsOf(timeline.peerAckedUs);
+  figures.localAcceptedMs = millisecondsOf(timeline.passedUs);
   return figures;
 }
 

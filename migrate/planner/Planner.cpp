@@ -555,14 +555,14 @@ PlanResult Planner::plan(const PlanInput& input) {
             donorAfter.probability > donor.base.probability)
           continue;
         double harm = donorAfter.unmetCoreSeconds - donor.base.unmetCoreSeconds;
-        if (harmSteps(donor) != config_.horizonSteps) {
+        if (const int steps = harmSteps(donor); steps != config_.horizonSteps) {
           const double cores = double(moved.size()) * donor.perCpu;
-          const double longHarm = horizonContention(donor.state->profile, harmSteps(donor),
-                                                    donor.capacity - cores, config_.riskThreshold)
-                                      .unmetCoreSeconds -
-                                  horizonContention(donor.state->profile, harmSteps(donor),
-                                                    donor.capacity, config_.riskThreshold)
-                                      .unmetCoreSeconds;
+          const double longHarm =
+              horizonContention(donor.state->profile, steps, donor.capacity - cores,
+                                config_.riskThreshold)
+                  .unmetCoreSeconds -
+              horizonContention(donor.state->profile, steps, donor.capacity, config_.riskThreshold)
+                  .unmetCoreSeconds;
           c.benefit -= donor.weight * donor.trust * (longHarm - harm);
           harm = longHarm;
         }
