@@ -137,16 +137,23 @@ void addReplayVerb(CLI::App& app) {
       "core; islands split the rest evenly (whole cores, by the island allocator). VMs are "
       "taken in FNV-1a hash order of their names until their mean demand is load x the "
       "islands' capacity (or exactly vms=N), and each goes to island hash(\"island:\"+name) "
-      "mod islands; VMs never move, policies resize islands.\n"
+      "mod islands; threshold and static only resize islands, atoll also moves VMs between "
+      "islands.\n"
       "Policies: atoll (forecaster + planner, enforce mode), threshold (acts when an "
       "island's observed utilisation passes --threshold-upper, growing it back to "
       "--threshold-target from the least utilised island; same move budgets and dwell), "
-      "static (no moves). Scored after the warm-up: overload VM-minutes, depth, actions, "
-      "CPU-seconds of moves.");
+      "static (no moves); atoll-hindsight is a diagnostic bound, never run by default and "
+      "never a policy for a host: the same planner and rules as atoll fed the trace's actual "
+      "future demand (p50 = p95 = p99 = the demand to come, for islands and VMs) instead of "
+      "the forecaster's profiles, so what it leaves of overload is what the rules, guards "
+      "and budgets leave with a perfect forecast. Scored after the warm-up: overload "
+      "VM-minutes, depth, actions, CPU-seconds of moves.");
   verb->add_option("--trace", args->trace, "Trace directory (PlanetLab wide or Bitbrains)")
       ->required();
   verb->add_option("--host", args->host, "Simulated host SPEC")->capture_default_str();
-  verb->add_option("--policy", args->policies, "Policies to run, comma-separated")
+  verb->add_option("--policy", args->policies,
+                   "Policies to run, comma-separated: atoll, threshold, static, "
+                   "atoll-hindsight (a perfect-forecast bound)")
       ->capture_default_str();
   verb->add_option("--svg", args->svg, "Write a timeline (demand vs capacity, actions) here");
   verb->add_flag("--json", args->json, "Print the report as JSON");

@@ -25,17 +25,6 @@ std::string format(const char* fmt, auto... args) {
   return text;
 }
 
-struct PolicyState {
-  ReplayPolicy policy;
-  std::vector<numa::CpuList> cpus;  // per island
-  std::vector<size_t> islandOf;     // per VM
-  std::vector<int64_t> lastMoveNs;  // per VM
-  std::vector<size_t> vmsIn;        // per island, now
-  PolicyReport report;
-  size_t overloadedSteps = 0;
-  double depthSum = 0;
-};
-
 // An executed action of the planner whose realised relief is measured once
 // its horizon has passed. A resize added `cores` to `island`; a move took VM
 // `vm` from `island` to `target`.
@@ -49,6 +38,48 @@ struct PendingOutcome {
   size_t target = 0;
   double targetCapacity = 0;
 };
+
+struct PolicyState {
+  ReplayPolicy policy;
+  std::vector<numa::CpuList> cpus;  // per island
+  std::vector<size_t> islandOf;     // per VM
+  std::vector<int64_t> lastMoveNs;  // per VM
+  std::vector<size_t> vmsIn;        // per island, now
+  PolicyReport report;
+  size_t overloadedSteps = 0;
+  double depthSum = 0;
+  // Planner policies: each its own planner (guards, budgets and outcome loop
+  // follow its own actions), the latest pass's verdict per island (read when
+  // the next step is scored) and the actions whose outcome is still to come.
+  std::optional<Planner> planner;
+  std::vector<std::string> verdict;
+  std::vector<PendingOutcome> pending;
+};
+
+bool runsPlanner(ReplayPolicy policy) {
+  return policy == ReplayPolicy::Atoll || policy == ReplayPolicy::AtollHindsight;
+}
+
+// A profile that knows the future: p50 = p95 = p99 = the actual demand at
+// each of the `steps` steps after `step` (fewer near the trace's end), the
+// demand being the sum of `series` (cores per step). No accuracy is tracked,
+// so nothing scales a move's benefit by a coverage short of 95%.
+void fillHindsightProfile(forecast::ProfileSnapshot& profile, uint64_t key, size_t step,
+                          size_t totalSteps, int steps,
+                          const std::vector<const std::vector<float>*>& series) {
+  profile = forecast::ProfileSnapshot{};
+  profile.key = key;
+  profile.tick = step;
+  profile.stepNs = kStepNs;
+  profile.originStepNs = int64_t(step) * kStepNs;
+  const size_t available = totalSteps - 1 - std::min(step, totalSteps - 1);
+  profile.steps = uint32_t(std::min<size_t>(size_t(steps), available));
+  for (uint32_t k = 0; k < profile.steps; ++k) {
+    double sum = 0;
+    for (const std::vector<float>* s : series) sum += (*s)[step + 1 + k];
+    profile.p50[k] = profile.p95[k] = profile.p99[k] = float(sum);
+  }
+}
 
 double excess(double demand, double capacity) {
   return std::max(0.0, demand - capacity);
@@ -76,6 +107,8 @@ std::string_view policyName(ReplayPolicy policy) {
       return "threshold";
     case ReplayPolicy::Atoll:
       return "atoll";
+    case ReplayPolicy::AtollHindsight:
+      return "atoll-hindsight";
   }
   return "static";
 }
@@ -87,7 +120,8 @@ Result<std::vector<ReplayPolicy>> parsePolicies(std::string_view text) {
     std::string_view item = text.substr(0, comma);
     text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
     bool known = false;
-    for (auto p : {ReplayPolicy::Atoll, ReplayPolicy::Threshold, ReplayPolicy::Static}) {
+    for (auto p : {ReplayPolicy::Atoll, ReplayPolicy::Threshold, ReplayPolicy::Static,
+                   ReplayPolicy::AtollHindsight}) {
       if (item == policyName(p)) {
         if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
         known = true;
@@ -95,7 +129,7 @@ Result<std::vector<ReplayPolicy>> parsePolicies(std::string_view text) {
     }
     if (!known)
       return Error::invalid("parse --policy", "--policy", std::string(item),
-                            "unknown policy (atoll, threshold, static)");
+                            "unknown policy (atoll, threshold, static, atoll-hindsight)");
   }
   if (out.empty()) return Error::invalid("parse --policy", "--policy", "", "no policy given");
   return out;
@@ -186,18 +220,24 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
     islandIds[i] = id.value();
   }
 
-  auto plannerResult = Planner::create(options.planner);
-  if (!plannerResult) return plannerResult.error();
-  Planner planner = std::move(plannerResult.value());
   ThresholdPolicy threshold(options.threshold, options.planner);
 
   std::vector<PolicyState> states;
   for (ReplayPolicy p : options.policies) {
-    PolicyState s{p, {}, islandOf, std::vector<int64_t>(chosen.size(), kNeverNs), {}, {}, 0, 0};
+    PolicyState s;
+    s.policy = p;
+    s.islandOf = islandOf;
+    s.lastMoveNs.assign(chosen.size(), kNeverNs);
     s.report.policy = p;
     for (const auto& island : islands) s.cpus.push_back(island.cpus);
     s.report.capacity.assign(islandCount, std::vector<float>(traces.steps, 0));
     s.report.demand.assign(islandCount, std::vector<float>(traces.steps, 0));
+    if (runsPlanner(p)) {
+      auto created = Planner::create(options.planner);
+      if (!created) return created.error();
+      s.planner.emplace(std::move(created.value()));
+      s.verdict.assign(islandCount, "none");
+    }
     states.push_back(std::move(s));
   }
 
@@ -215,9 +255,10 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   }
   std::vector<bool> islandDefined(islandCount, false);
   for (size_t v = 0; v < chosen.size(); ++v) islandDefined[islandOf[v]] = true;
-  // After a VM move: the forecaster's aggregates of the two islands follow
-  // their new members (an island left empty keeps its last definition and
-  // gets no profile until a VM moves back in).
+  // After a VM move by `atoll`: the forecaster's aggregates of the two
+  // islands follow their new members (an island left empty keeps its last
+  // definition and gets no profile until a VM moves back in). The hindsight
+  // policy reads no forecast, so its moves leave them alone.
   auto redefine = [&](const PolicyState& s, size_t i) -> Result<bool> {
     forecast::IslandSpec spec;
     spec.name = islands[i].name;
@@ -238,16 +279,13 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
            options.planner.resizeActionCpu;
   };
 
-  // The latest pass's verdict per island (atoll), read when the next step is scored.
-  std::vector<std::string> verdict(islandCount, "none");
-  std::vector<PendingOutcome> pending;
   // What a reader sees for a series without a profile (on the heap: a
   // snapshot is large).
   const auto noProfile = std::make_unique<forecast::ProfileSnapshot>();
-  const PolicyState* atollState = nullptr;
-  for (const PolicyState& s : states)
-    if (s.policy == ReplayPolicy::Atoll) atollState = &s;
   const int horizon = options.planner.horizonSteps;
+  // The hindsight profiles reach as far as the forecaster's do.
+  const int hindsightSteps = fc.profileSteps;
+  std::vector<const std::vector<float>*> members;
   size_t nextProgress = traces.steps / 10;
   forecast::SampleRing& ring = f.ring(0);
   for (size_t t = 0; t < traces.steps; ++t) {
@@ -283,47 +321,62 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
           s.report.maxDepth = std::max(s.report.maxDepth, depth);
           s.depthSum += depth;
           ++s.overloadedSteps;
-          if (s.policy == ReplayPolicy::Atoll) ++s.report.overloadAfterVerdict[verdict[i]];
+          if (s.planner) ++s.report.overloadAfterVerdict[s.verdict[i]];
         }
       }
     }
 
-    // Outcomes of the planner's actions whose window has passed.
-    std::erase_if(pending, [&](const PendingOutcome& p) {
-      if (t < p.step + size_t(horizon)) return false;
-      const auto& demand = atollState->report.demand;
-      double realised = 0;
-      for (size_t u = p.step + 1; u <= p.step + size_t(horizon); ++u) {
-        const double d = demand[p.island][u];
-        if (p.vm) {
-          // The source without the VM, less what the VM added to the target.
-          const double vmCores = traces.vms[chosen[*p.vm]].cpuCores[u];
-          const double dt = demand[p.target][u];
-          realised += (excess(d + vmCores, p.capacityBefore) - excess(d, p.capacityBefore) -
-                       (excess(dt, p.targetCapacity) - excess(dt - vmCores, p.targetCapacity))) *
-                      double(kTraceStepSeconds);
-        } else {
-          realised += (excess(d, p.capacityBefore) - excess(d, p.capacityBefore + p.cores)) *
-                      double(kTraceStepSeconds);
+    // Outcomes of the planners' actions whose window has passed.
+    for (PolicyState& s : states) {
+      if (!s.planner) continue;
+      std::erase_if(s.pending, [&](const PendingOutcome& p) {
+        if (t < p.step + size_t(horizon)) return false;
+        const auto& demand = s.report.demand;
+        double realised = 0;
+        for (size_t u = p.step + 1; u <= p.step + size_t(horizon); ++u) {
+          const double d = demand[p.island][u];
+          if (p.vm) {
+            // The source without the VM, less what the VM added to the target.
+            const double vmCores = traces.vms[chosen[*p.vm]].cpuCores[u];
+            const double dt = demand[p.target][u];
+            realised += (excess(d + vmCores, p.capacityBefore) - excess(d, p.capacityBefore) -
+                         (excess(dt, p.targetCapacity) - excess(dt - vmCores, p.targetCapacity))) *
+                        double(kTraceStepSeconds);
+          } else {
+            realised += (excess(d, p.capacityBefore) - excess(d, p.capacityBefore + p.cores)) *
+                        double(kTraceStepSeconds);
+          }
         }
-      }
-      planner.recordOutcome(p.decision, realised, stepStart + kStepNs);
-      return true;
-    });
+        s.planner->recordOutcome(p.decision, realised, stepStart + kStepNs);
+        return true;
+      });
+    }
 
     // Decisions at the end of step t take effect from step t + 1.
     if (t + 1 >= options.warmupSteps && t + 1 < traces.steps) {
       const int64_t nowNs = stepStart + kStepNs;
       for (PolicyState& s : states) {
-        if (s.policy == ReplayPolicy::Atoll) {
+        if (s.planner) {
+          // Only the profiles differ between the two planner policies:
+          // the forecaster's for atoll, the trace's future for hindsight.
+          const bool hindsight = s.policy == ReplayPolicy::AtollHindsight;
           input.nowNs = nowNs;
           for (size_t i = 0; i < islandCount; ++i) {
             IslandState& is = input.islands[i];
             is.cpus = s.cpus[i];
             is.memNodes = numa::nodesOfCpus(*topology, is.cpus);
             is.observedCores = s.report.demand[i][t];
-            if (s.vmsIn[i] == 0 || !islandDefined[i] || !f.readIsland(islandIds[i], is.profile))
+            if (s.vmsIn[i] == 0) {
               is.profile = *noProfile;
+            } else if (hindsight) {
+              members.clear();
+              for (size_t v = 0; v < chosen.size(); ++v)
+                if (s.islandOf[v] == i) members.push_back(&traces.vms[chosen[v]].cpuCores);
+              fillHindsightProfile(is.profile, i, t, traces.steps, hindsightSteps, members);
+              is.profile.capacity = double(is.cpus.size());
+            } else if (!islandDefined[i] || !f.readIsland(islandIds[i], is.profile)) {
+              is.profile = *noProfile;
+            }
           }
           for (size_t v = 0; v < chosen.size(); ++v) {
             VmState& vm = input.vms[v];
@@ -333,17 +386,21 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
             vm.residentBytes = uint64_t(trace.memoryBytes.empty() ? options.defaultVmMemoryBytes
                                                                   : trace.memoryBytes[t]);
             vm.lastMoveNs = s.lastMoveNs[v];
-            if (options.planner.allowVmMoves &&
-                !f.readProfile({uint32_t(v + 1), forecast::Metric::Cpu}, vm.demand))
+            if (!options.planner.allowVmMoves) continue;
+            if (hindsight) {
+              members.assign(1, &trace.cpuCores);
+              fillHindsightProfile(vm.demand, v + 1, t, traces.steps, hindsightSteps, members);
+            } else if (!f.readProfile({uint32_t(v + 1), forecast::Metric::Cpu}, vm.demand)) {
               vm.demand = *noProfile;
+            }
           }
-          PlanResult result = planner.plan(input);
-          verdict.assign(islandCount, "none");
+          PlanResult result = s.planner->plan(input);
+          s.verdict.assign(islandCount, "none");
           for (const Decision& d : result.decisions) {
             const std::string& relieved =
                 d.action == ActionKind::MoveVm ? d.fromIsland : d.toIsland;
             for (size_t i = 0; i < islandCount; ++i)
-              if (islands[i].name == relieved) verdict[i] = std::string(ruleName(d.rule));
+              if (islands[i].name == relieved) s.verdict[i] = std::string(ruleName(d.rule));
           }
           for (const Decision& d : result.decisions) {
             if (!d.execute || d.action == ActionKind::None) continue;
@@ -356,27 +413,28 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
               const size_t v = d.vm - 1;
               s.islandOf[v] = to;
               s.lastMoveNs[v] = nowNs;
-              for (size_t i : {from, to})
-                if (auto done = redefine(s, i); !done) return done.error();
-              planner.reportCompleted(d.id, nowNs);
+              if (!hindsight)
+                for (size_t i : {from, to})
+                  if (auto done = redefine(s, i); !done) return done.error();
+              s.planner->reportCompleted(d.id, nowNs);
               s.report.actions.push_back(
                   {t + 1, d.fromIsland, d.toIsland, 0, d.vmName, d.cost.total(), d.reason});
               s.report.moveCpuSeconds += d.cost.total();
               ++s.report.vmMoves;
               if (t + size_t(horizon) < traces.steps)
-                pending.push_back({d.id, t, from, double(s.cpus[from].size()), 0, v, to,
-                                   double(s.cpus[to].size())});
+                s.pending.push_back({d.id, t, from, double(s.cpus[from].size()), 0, v, to,
+                                     double(s.cpus[to].size())});
               continue;
             }
             const double before = double(s.cpus[to].size());
             applyResize(s, from, to, d.cpusMoved);
-            planner.reportCompleted(d.id, nowNs);
+            s.planner->reportCompleted(d.id, nowNs);
             s.report.actions.push_back({t + 1, d.fromIsland, d.toIsland,
                                         unsigned(d.cpusMoved.size()), "", d.cost.total(),
                                         d.reason});
             s.report.moveCpuSeconds += d.cost.total();
             if (t + size_t(horizon) < traces.steps)
-              pending.push_back({d.id, t, to, before, double(d.cpusMoved.size())});
+              s.pending.push_back({d.id, t, to, before, double(d.cpusMoved.size())});
           }
         } else if (s.policy == ReplayPolicy::Threshold) {
           std::vector<ThresholdIsland> view(islandCount);
@@ -400,9 +458,9 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   }
   for (PolicyState& s : states) {
     s.report.meanDepth = s.overloadedSteps > 0 ? s.depthSum / double(s.overloadedSteps) : 0;
-    if (s.policy == ReplayPolicy::Atoll) {
-      s.report.finalMargin = planner.margin();
-      s.report.tuningChanges = planner.tuning().size();
+    if (s.planner) {
+      s.report.finalMargin = s.planner->margin();
+      s.report.tuningChanges = s.planner->tuning().size();
     }
     report.policies.push_back(std::move(s.report));
   }
@@ -428,33 +486,33 @@ std::string formatReplayReport(const ReplayReport& report) {
   out +=
       format("host saturated (total demand > total island capacity) in %zu of %zu scored steps\n",
              saturated, report.steps - report.warmupSteps);
-  out += format("%-10s %16s %14s %14s %10s %10s %8s %9s %12s\n", "policy", "overload_vm_min",
+  out += format("%-15s %16s %14s %14s %10s %10s %8s %9s %12s\n", "policy", "overload_vm_min",
                 "island_min", "unmet_core_min", "mean_depth", "max_depth", "actions", "vm_moves",
                 "move_cpu_s");
   for (const auto& p : report.policies)
-    out += format("%-10s %16.0f %14.0f %14.1f %10.3f %10.3f %8zu %9zu %12.1f\n",
+    out += format("%-15s %16.0f %14.0f %14.1f %10.3f %10.3f %8zu %9zu %12.1f\n",
                   std::string(policyName(p.policy)).c_str(), p.overloadVmMinutes,
                   p.overloadIslandMinutes, p.unmetCoreMinutes, p.meanDepth, p.maxDepth,
                   p.actions.size(), p.vmMoves, p.moveCpuSeconds);
-  const PolicyReport* atoll = nullptr;
   const PolicyReport* reactive = nullptr;
-  for (const auto& p : report.policies) {
-    if (p.policy == ReplayPolicy::Atoll) atoll = &p;
+  for (const auto& p : report.policies)
     if (p.policy == ReplayPolicy::Threshold) reactive = &p;
+  for (const auto& p : report.policies) {
+    if (!runsPlanner(p.policy)) continue;
+    const std::string name(policyName(p.policy));
+    if (reactive && reactive->overloadVmMinutes > 0)
+      out += format("%s/threshold overload time ratio: %.3f (actions %zu vs %zu)\n", name.c_str(),
+                    p.overloadVmMinutes / reactive->overloadVmMinutes, p.actions.size(),
+                    reactive->actions.size());
+    if (!p.overloadAfterVerdict.empty()) {
+      out += name + " overloaded island-steps by the previous pass's verdict on the island:";
+      for (const auto& [rule, count] : p.overloadAfterVerdict)
+        out += format(" %s %zu", rule.c_str(), count);
+      out += "\n";
+    }
+    out += format("%s outcome loop: margin %.2f after %zu tuning changes\n", name.c_str(),
+                  p.finalMargin, p.tuningChanges);
   }
-  if (atoll && reactive && reactive->overloadVmMinutes > 0)
-    out += format("atoll/threshold overload time ratio: %.3f (actions %zu vs %zu)\n",
-                  atoll->overloadVmMinutes / reactive->overloadVmMinutes, atoll->actions.size(),
-                  reactive->actions.size());
-  if (atoll && !atoll->overloadAfterVerdict.empty()) {
-    out += "atoll overloaded island-steps by the previous pass's verdict on the island:";
-    for (const auto& [rule, count] : atoll->overloadAfterVerdict)
-      out += format(" %s %zu", rule.c_str(), count);
-    out += "\n";
-  }
-  if (atoll)
-    out += format("atoll outcome loop: margin %.2f after %zu tuning changes\n", atoll->finalMargin,
-                  atoll->tuningChanges);
   return out;
 }
 
@@ -490,9 +548,10 @@ nlohmann::json toJson(const ReplayReport& report) {
                             {"actions", actions},
                             {"capacity", p.capacity},
                             {"demand", p.demand}};
-    if (p.policy == ReplayPolicy::Atoll) {
+    if (runsPlanner(p.policy)) {
       entry["final_margin"] = p.finalMargin;
       entry["tuning_changes"] = p.tuningChanges;
+      entry["overload_after_verdict"] = p.overloadAfterVerdict;
     }
     out["policies"].push_back(entry);
   }
@@ -513,6 +572,8 @@ std::string renderReplaySvg(const ReplayReport& report) {
         return "#ff7f0e";
       case ReplayPolicy::Static:
         return "#7f7f7f";
+      case ReplayPolicy::AtollHindsight:
+        return "#2ca02c";
     }
     return "#000";
   };
@@ -526,7 +587,7 @@ std::string renderReplaySvg(const ReplayReport& report) {
   for (const auto& p : report.policies) {
     svg += format("<text x=\"%d\" y=\"16\" fill=\"%s\">%s</text>\n", legendX, colour(p.policy),
                   std::string(policyName(p.policy)).c_str());
-    legendX += 80;
+    legendX += 100;
   }
   for (size_t i = 0; i < report.islands.size(); ++i) {
     const int y0 = top + int(i) * (panel + 20);

@@ -11,6 +11,14 @@
 // islands (the forecaster's island aggregates are redefined to follow), so
 // each policy is scored on its own islands' demand.
 //
+// `atoll-hindsight` is a diagnostic bound, never a policy to deploy: the same
+// Planner and rules as `atoll` (its own instance, so its own cooldowns,
+// budgets and outcome loop), fed profiles built from the trace's actual
+// future demand instead of the forecaster's (p50 = p95 = p99 = the demand of
+// the island's current members, or of the VM, at each step of the profile).
+// What it leaves of overload is what the rules, guards and budgets leave with
+// a perfect forecast; the gap between it and `atoll` is the forecast's share.
+//
 // Scored from `warmupSteps` on (policies act from then; the forecaster
 // learns from step 0): overload time (VM-minutes in islands whose demand
 // exceeds capacity), overload depth ((demand - capacity) / capacity),
@@ -34,9 +42,9 @@
 
 namespace Atoll::planner {
 
-enum class ReplayPolicy { Static, Threshold, Atoll };
+enum class ReplayPolicy { Static, Threshold, Atoll, AtollHindsight };
 std::string_view policyName(ReplayPolicy policy);
-// "atoll,threshold,static"; errors name the bad item.
+// "atoll,threshold,static" (or atoll-hindsight); errors name the bad item.
 Result<std::vector<ReplayPolicy>> parsePolicies(std::string_view text);
 
 struct ReplayOptions {
@@ -82,11 +90,12 @@ struct PolicyReport {
   std::vector<ReplayAction> actions;
   std::vector<std::vector<float>> capacity;  // [island][step]
   std::vector<std::vector<float>> demand;    // [island][step], cores, under this policy's placement
-  // atoll only: for each overloaded island-step, the verdict of the planning
-  // pass just before it on that island (a rule name, or "none" when the
+  // Planner policies (atoll, atoll-hindsight) only: for each overloaded
+  // island-step, the verdict of the policy's planning pass just before it on
+  // that island (a rule name, or "none" when the
   // island was not at risk), so the rules that left overload in place show.
   std::map<std::string, size_t> overloadAfterVerdict;
-  // atoll only: the outcome loop's final state.
+  // Planner policies only: the outcome loop's final state.
   double finalMargin = 0;
   size_t tuningChanges = 0;
 };
