@@ -13,6 +13,7 @@
 //                       connection
 // Needs root, iproute2, iperf3, rsync and QEMU. Run: bench_transfer --benchmark_filter=...
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -30,6 +32,7 @@
 #include "TestImages.h"
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/StreamTunnel.h"
+#include "migrate/transfer/TransferCpus.h"
 #include "migrate/transfer/TransferServer.h"
 #include "migrate/transfer/TunnelHandOff.h"
 
@@ -70,12 +73,30 @@ class Bench {
   }
   TempDir dir;
   NetnsPair net;
+  // Each side on a CPU of its own, as on two hosts that give transfers a
+  // CPU each (`--cpus`): the sender on the first CPU, the receiver on the
+  // last. iperf3 is placed the same way (-A). Empty: the scheduler decides.
+  std::optional<TransferCpus> senderCpus, receiverCpus;
+  std::string iperf3Placement;
+
+  bool placeSides() {
+    long count = ::sysconf(_SC_NPROCESSORS_ONLN);
+    if (count < 2) return false;
+    auto sender = TransferCpus::create({0}, "sender");
+    auto receiver = TransferCpus::create({static_cast<unsigned>(count - 1)}, "receiver");
+    if (!sender || !receiver) return false;
+    senderCpus.emplace(std::move(*sender));
+    receiverCpus.emplace(std::move(*receiver));
+    iperf3Placement = " -A 0," + std::to_string(count - 1);
+    return true;
+  }
 
   std::unique_ptr<TransferServer> server(const TlsConfig& tls) {
     ServerConfig config;
     config.stagingDirectory = dir / "staging";
     config.listen = Endpoint{NetnsPair::kAddressB, 0};
     config.tls = tls;
+    if (receiverCpus) config.receiver.cpus = &*receiverCpus;
     std::unique_ptr<TransferServer> out;
     net.inB([&] {
       auto s = TransferServer::create(config);
@@ -90,6 +111,7 @@ class Bench {
     SenderOptions options;
     options.remoteName = name;
     options.transferId = std::hash<std::string>()(name);
+    if (senderCpus) options.cpus = &*senderCpus;
     auto sender = ImageSender::open(source, options);
     if (!sender) {
       error = sender.error().message();
@@ -132,9 +154,13 @@ class Bench {
     return {dir / (who + ".crt"), dir / (who + ".key"), dir / "ca.crt"};
   }
 
-  // One full-image round; returns bytes per second of the round.
+  // One full-image round; returns bytes per second of the round. When given,
+  // `cpuSecondsPerGiB` gets the CPU time (user + system, every thread of
+  // this process: sender, receiver and their io_uring workers) per GiB
+  // moved.
   double copyRate(const std::string& source, const std::string& name, const TlsConfig& serverTls,
-                  const TlsConfig& clientTls, benchmark::State& state) {
+                  const TlsConfig& clientTls, benchmark::State& state,
+                  double* cpuSecondsPerGiB = nullptr) {
     auto srv = server(serverTls);
     std::string error;
     auto sender = connect(source, name, srv->port(), clientTls, error);
@@ -142,7 +168,12 @@ class Bench {
       state.SkipWithError(error.c_str());
       return 0;
     }
+    double cpuBefore = processCpuSeconds();
     auto round = sender->runRound(true);
+    if (cpuSecondsPerGiB != nullptr && round && round->dataBytes > 0) {
+      *cpuSecondsPerGiB =
+          (processCpuSeconds() - cpuBefore) / (double(round->dataBytes) / (1024.0 * kMiB));
+    }
     if (!round) {
       state.SkipWithError(round.error().message().c_str());
       return 0;
@@ -151,17 +182,34 @@ class Bench {
     return round->dataBytes / round->seconds;
   }
 
-  double iperf3BitsPerSecond() {
+  static double processCpuSeconds() {
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    auto seconds = [](const timeval& t) { return double(t.tv_sec) + double(t.tv_usec) / 1e6; };
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+  }
+
+  // iperf3's rate; when given, `cpuSecondsPerGiB` gets the CPU time of its
+  // client and server processes together (iperf3's own accounting) per GiB
+  // received.
+  double iperf3BitsPerSecond(double* cpuSecondsPerGiB = nullptr) {
     shell("ip netns exec " + net.nameB() + " iperf3 -s -1 -D -B " + NetnsPair::kAddressB +
           " -p 5299 --logfile /dev/null");
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     std::string out = dir / "iperf3.json";
     shell("ip netns exec " + net.nameA() + " iperf3 -c " + NetnsPair::kAddressB +
-          " -p 5299 -l 1M -t 4 -J > " + out);
+          " -p 5299 -l 1M -t 4 -J" + iperf3Placement + " > " + out);
     std::ifstream in(out);
     auto json = nlohmann::json::parse(in, nullptr, false);
     if (json.is_discarded()) return 0;
-    return json["end"]["sum_received"]["bits_per_second"].get<double>();
+    const auto& received = json["end"]["sum_received"];
+    if (cpuSecondsPerGiB != nullptr && received.value("bytes", 0.0) > 0) {
+      const auto& cpu = json["end"]["cpu_utilization_percent"];
+      double cpuSeconds = (cpu.value("host_total", 0.0) + cpu.value("remote_total", 0.0)) / 100 *
+                          received.value("seconds", 0.0);
+      *cpuSecondsPerGiB = cpuSeconds / (received.value("bytes", 0.0) / (1024.0 * kMiB));
+    }
+    return received["bits_per_second"].get<double>();
   }
 };
 
@@ -171,14 +219,24 @@ void PlaintextVsIperf3(benchmark::State& state) {
     return;
   }
   Bench bench;
+  if (state.range(0) == 1 && !bench.placeSides()) {
+    state.SkipWithError("placing the two sides needs two CPUs");
+    return;
+  }
   std::string source = bench.dir / "random.img";
   Atoll::transfer::testing::makeSparseRandomImage(source, 1024 * kMiB, 1, 1024 * kMiB, 1);
   for (auto _ : state) {
-    double iperf = bench.iperf3BitsPerSecond() / 8;
-    double ours = bench.copyRate(source, "plain.img", {}, {}, state);
+    double iperfCpu = 0, oursCpu = 0;
+    double iperf = bench.iperf3BitsPerSecond(&iperfCpu) / 8;
+    double ours = bench.copyRate(source, "plain.img", {}, {}, state, &oursCpu);
     state.counters["iperf3_MiBps"] = iperf / kMiB;
     state.counters["atoll_MiBps"] = ours / kMiB;
     state.counters["ratio"] = iperf > 0 ? ours / iperf : 0;
+    // CPU per GiB of both ends together: what bounds the rate once both
+    // cores are busy, and steadier than the rates on a shared host.
+    state.counters["iperf3_cpu_ms_per_GiB"] = iperfCpu * 1000;
+    state.counters["atoll_cpu_ms_per_GiB"] = oursCpu * 1000;
+    state.counters["cpu_ratio"] = oursCpu > 0 ? iperfCpu / oursCpu : 0;
   }
 }
 
@@ -190,6 +248,10 @@ void TlsVsPlaintext(benchmark::State& state) {
   Bench bench;
   if (!bench.certificates()) {
     state.SkipWithError("openssl CLI failed");
+    return;
+  }
+  if (state.range(0) == 1 && !bench.placeSides()) {
+    state.SkipWithError("placing the two sides needs two CPUs");
     return;
   }
   std::string source = bench.dir / "random.img";
@@ -497,8 +559,22 @@ void QemuTunnelVsDirect(benchmark::State& state) {
   state.counters["guest_panics"] = guestPanics;
 }
 
-BENCHMARK(PlaintextVsIperf3)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(TlsVsPlaintext)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+// placed:1 runs each side on a CPU of its own (and iperf3 likewise);
+// placed:0 leaves both to the scheduler.
+BENCHMARK(PlaintextVsIperf3)
+    ->ArgName("placed")
+    ->Arg(0)
+    ->Arg(1)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(TlsVsPlaintext)
+    ->ArgName("placed")
+    ->Arg(0)
+    ->Arg(1)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(IncrementalVsRsync)
     ->Arg(2048)
     ->Iterations(1)

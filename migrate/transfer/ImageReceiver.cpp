@@ -291,6 +291,18 @@ Result<ReceiveReport> receiveImage(Channel& channel, const StagingArea& staging,
   }
   report.finalPath = image->finalPath();
   report.resumed = image->resumed();
+  // Placed before the worker thread and the ring exist, so that both start
+  // on the transfer's CPU.
+  TransferCpus::Lease lease;
+  if (options.cpus != nullptr) {
+    auto placed = options.cpus->place();
+    if (!placed) {
+      reportToPeer(channel, kErrorStorage, placed.error());
+      return placed.error();
+    }
+    lease = std::move(*placed);
+  }
+  report.cpu = lease.cpu();
   // Room after each block for the header of the frame that follows it.
   auto io = BlockIoContext::create(options.buffersInFlight, hello.blockSize + kFrameHeaderSize,
                                    kBlockPrefixSize, options.useIoUring);
@@ -298,6 +310,9 @@ Result<ReceiveReport> receiveImage(Channel& channel, const StagingArea& staging,
     reportToPeer(channel, kErrorStorage, io.error());
     return io.error();
   }
+  // Best effort: a kernel without worker affinity (before 5.14) still
+  // receives, with the ring's workers wherever the scheduler puts them.
+  if (io->ring != nullptr && lease.cpu() >= 0) (void)io->ring->confineWorkers(lease.cpu());
   if (auto s = channel.sendFrame(encode(HelloAck{image->held().hashes()})); !s) return s.error();
   Session session(channel, *image, *io, options);
   auto result = session.run(report);

@@ -10,6 +10,7 @@
 #include "migrate/transfer/Bandwidth.h"
 #include "migrate/transfer/Channel.h"
 #include "migrate/transfer/StagingArea.h"
+#include "migrate/transfer/TransferCpus.h"
 #include "util/Result.h"
 
 namespace Atoll::transfer {
@@ -22,6 +23,9 @@ struct ReceiverOptions {
   // Paces reading from the socket (TCP then slows the sender down); may
   // change rate while the transfer runs. Not owned; null = unpaced.
   TransferLimiter* limiter = nullptr;
+  // The CPUs a receiving session runs on (TransferCpus.h). Not owned; null =
+  // wherever the scheduler puts it.
+  TransferCpus* cpus = nullptr;
   // Observes each block written (tests use it to interrupt a round).
   std::function<void(uint64_t bytesThisSession)> onBlock;
 };
@@ -34,6 +38,7 @@ struct ReceiveReport {
   uint32_t rounds = 0;
   uint64_t blocksWritten = 0;
   uint64_t bytesWritten = 0;
+  int cpu = -1;  // the CPU the session ran on; -1: not placed
 };
 
 // Serves one session that began with `hello` (already read by the caller).

@@ -182,9 +182,19 @@ Result<RoundReport> ImageSender::runRound(bool final, const std::vector<uint64_t
                             "source changed size during the transfer");
     }
   }
+  // Placed before the sending thread starts, so that it inherits the CPU.
+  TransferCpus::Lease lease;
+  if (options_.cpus != nullptr) {
+    auto placed = options_.cpus->place();
+    if (!placed) return placed.error();
+    lease = std::move(*placed);
+    // Best effort, as on the receiver: older kernels lack worker affinity.
+    if (io_.ring != nullptr && lease.cpu() >= 0) (void)io_.ring->confineWorkers(lease.cpu());
+  }
   RoundReport report;
   report.round = round_;
   report.final = final;
+  report.cpu = lease.cpu();
   auto start = std::chrono::steady_clock::now();
   uint64_t wireStart = channel_->wireBytesSent();
 

@@ -18,6 +18,7 @@
 #include "migrate/transfer/BlockIo.h"
 #include "migrate/transfer/Channel.h"
 #include "migrate/transfer/Pipeline.h"
+#include "migrate/transfer/TransferCpus.h"
 #include "util/Result.h"
 #include "util/UniqueFd.h"
 
@@ -32,6 +33,10 @@ struct SenderOptions {
   size_t buffersInFlight = 16;
   bool useIoUring = true;
   TransferLimiter* limiter = nullptr;  // not owned; may change rate live
+  // The CPUs each round runs on (TransferCpus.h): the calling thread is
+  // moved there for the round and given its CPUs back after. Not owned;
+  // null = wherever the scheduler puts it.
+  TransferCpus* cpus = nullptr;
   // Called after every block sent (bytes so far in this round).
   std::function<void(uint64_t roundBytes)> onBlock;
 };
@@ -45,6 +50,7 @@ struct RoundReport {
   uint64_t dataBytes = 0;   // image bytes actually carried (zero blocks carry none)
   uint64_t wireBytes = 0;   // bytes on the socket, framing and TLS included
   double seconds = 0;
+  int cpu = -1;  // the CPU the round ran on; -1: not placed
   double bytesPerSecond() const { return seconds > 0 ? wireBytes / seconds : 0; }
 };
 

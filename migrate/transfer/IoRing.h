@@ -45,6 +45,10 @@ class IoRing {
     return seen;
   }
   Result<void> registerBuffers(std::span<const iovec> buffers);
+  // Runs this ring's worker threads (those that do the file I/O the kernel
+  // cannot complete inline) on `cpu` only; -1 gives them the creator's CPUs
+  // back.
+  Result<void> confineWorkers(int cpu);
 
  private:
   IoRing() = default;

@@ -19,6 +19,7 @@ inline nlohmann::json receivedSessionJson(const std::string& peer,
     out["rounds"] = result->rounds;
     out["bytes_written"] = result->bytesWritten;
     out["record_layer"] = result->recordLayer;
+    out["cpu"] = result->cpu;  // -1: not placed
   } else {
     out["error"] = result.error().message();
   }

@@ -2,6 +2,7 @@
 // veth pair, a TransferServer in B, the sender in A.
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -17,12 +18,14 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "NetnsPair.h"
 #include "TestImages.h"
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/StreamTunnel.h"
+#include "migrate/transfer/TransferCpus.h"
 #include "migrate/transfer/TransferServer.h"
 #include "migrate/transfer/TunnelHandOff.h"
 
@@ -79,6 +82,7 @@ class TransferKernelTest : public ::testing::Test {
     config.onSession = [this](const std::string&, const Result<ReceiveReport>& r) {
       std::lock_guard lock(mutex_);
       sessionErrors_.push_back(r ? "" : r.error().message());
+      sessionCpus_.push_back(r ? r->cpu : -1);
     };
     std::unique_ptr<TransferServer> server;
     net_->inB([&] {
@@ -188,6 +192,7 @@ class TransferKernelTest : public ::testing::Test {
   std::unique_ptr<NetnsPair> net_;
   std::mutex mutex_;
   std::vector<std::string> sessionErrors_;
+  std::vector<int> sessionCpus_;
 };
 
 Result<PreCopyReport> sendImage(ImageSender& sender, std::unique_ptr<Channel> channel,
@@ -308,6 +313,68 @@ TEST_F(TransferKernelTest, SystemCallFallbackTransfersTheSameImage) {
   ASSERT_TRUE(report) << report.error().message();
   server->stop();
   EXPECT_TRUE(testing::filesEqual(source, dir_ / "staging/fallback.img"));
+}
+
+// The CPUs a thread may run on, as a sorted list.
+std::vector<int> allowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return {};
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+TEST_F(TransferKernelTest, EachSideRunsOnTheCpuItIsGiven) {
+  std::vector<int> before = allowedCpus();
+  if (before.size() < 2) GTEST_SKIP() << "needs two CPUs this process may run on";
+  const unsigned senderCpu = before.front(), receiverCpu = before.back();
+  auto senderCpus = TransferCpus::create({senderCpu}, "sender");
+  auto receiverCpus = TransferCpus::create({receiverCpu}, "receiver");
+  ASSERT_TRUE(senderCpus && receiverCpus);
+  // Where the blocks were handled: the sender's calling thread and the
+  // receiver's writing side, as each saw its own allowed CPUs.
+  std::mutex seenMutex;
+  std::set<std::vector<int>> senderSaw, receiverSaw;
+  std::string source = dir_ / "source.img";
+  testing::makeSparseRandomImage(source, 64 * kMiB, 8, 4 * kMiB, 23);
+  ServerConfig config;
+  config.receiver.cpus = &*receiverCpus;
+  config.receiver.onBlock = [&](uint64_t) {
+    std::lock_guard lock(seenMutex);
+    receiverSaw.insert(allowedCpus());
+  };
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  SenderOptions options;
+  options.remoteName = "placed.img";
+  options.cpus = &*senderCpus;
+  options.onBlock = [&](uint64_t) {
+    std::lock_guard lock(seenMutex);
+    senderSaw.insert(allowedCpus());
+  };
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender);
+  auto channel = connectFromA(server->port());
+  ASSERT_TRUE(channel);
+  auto report = sendImage(**sender, std::move(*channel), 2);
+  ASSERT_TRUE(report) << report.error().message();
+  server->stop();
+  EXPECT_TRUE(report->verify.match);
+  EXPECT_TRUE(testing::filesEqual(source, dir_ / "staging/placed.img"));
+  for (const RoundReport& round : report->rounds) EXPECT_EQ(round.cpu, int(senderCpu));
+  EXPECT_EQ(senderSaw, (std::set<std::vector<int>>{{int(senderCpu)}}));
+  EXPECT_EQ(receiverSaw, (std::set<std::vector<int>>{{int(receiverCpu)}}));
+  {
+    std::lock_guard lock(mutex_);
+    ASSERT_FALSE(sessionCpus_.empty());
+    EXPECT_EQ(sessionCpus_.back(), int(receiverCpu));
+  }
+  EXPECT_EQ(allowedCpus(), before) << "the calling thread gets its CPUs back after each round";
+  EXPECT_EQ(senderCpus->running(), std::vector<size_t>{0});
+  EXPECT_EQ(receiverCpus->running(), std::vector<size_t>{0});
 }
 
 // The receiver runs in a forked child so that it can be killed outright.
