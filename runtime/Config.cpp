@@ -8,6 +8,7 @@
 
 #include "migrate/transfer/Net.h"
 #include "migrate/transfer/Rate.h"
+#include "numa/CpuSet.h"
 #include "runtime/SubsystemCatalog.h"
 #include "util/Fs.h"
 
@@ -633,6 +634,17 @@ void readTransfer(Validator& v, const toml::table& table, DaemonConfig& c) {
           {"tls_certificate", file(t.tlsCertificate)},
           {"tls_private_key", file(t.tlsPrivateKey)},
           {"tls_ca", file(t.tlsCa)},
+          {"cpus",
+           [&](const toml::node& n, const std::string& k) {
+             auto x = v.string(n, k);
+             if (!x) return;
+             auto cpus = numa::parseCpuList(*x, k);
+             if (!cpus) {
+               v.error(n.source(), k, "'" + *x + "': " + cpus.error().detail);
+               return;
+             }
+             t.cpus = std::move(*cpus);
+           }},
           {"host_bwlimit", [&](const toml::node& n, const std::string& k) {
              if (const auto* i = n.as_integer()) {
                if (i->get() < 0) {

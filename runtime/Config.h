@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "migrate/planner/PlannerConfig.h"
+#include "numa/Topology.h"
 #include "runtime/ApiDefaults.h"
 #include "runtime/CpuList.h"
 #include "runtime/ListenAddress.h"
@@ -93,6 +94,11 @@ struct TransferSettings {
   // Host-wide cap in bytes/s shared fairly among concurrent transfers; 0 =
   // none. Follows reloads, and PUT /v1/transfers/host-bwlimit changes it live.
   uint64_t hostBandwidth = 0;
+  // The CPUs every transfer side runs on, one CPU each (the least busy;
+  // migrate/transfer/TransferCpus.h); empty: wherever the scheduler puts it.
+  // Only the syntax is checked here: whether the daemon may run on them is
+  // checked when the transfer subsystem starts.
+  numa::CpuList cpus;
 
   bool operator==(const TransferSettings&) const = default;
 };
@@ -155,7 +161,7 @@ ConfigParse loadConfigFile(const std::string& path);
 // Dotted keys that differ between the two and take effect only on restart
 // (socket, metrics address, state directory, API sizing, telemetry and
 // forecast settings, the planner's knobs other than its mode, the transfer
-// engine's listener, staging directory and TLS files).
+// engine's listener, staging directory, TLS files and CPUs).
 std::vector<std::string> restartOnlyChanges(const DaemonConfig& running, const DaemonConfig& next);
 
 }  // namespace Atoll

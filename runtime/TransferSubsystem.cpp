@@ -13,6 +13,7 @@
 #include "migrate/transfer/Rate.h"
 #include "migrate/transfer/ReceiveReportJson.h"
 #include "migrate/transfer/StagingArea.h"
+#include "numa/Topology.h"
 
 namespace Atoll {
 
@@ -192,6 +193,7 @@ struct TransferSubsystem::Job {
   uint64_t bytesBeforeRound = 0;  // dirty bytes of the rounds already done
   uint64_t roundBytes = 0;
   uint64_t wireBytes = 0;
+  int cpu = -1;  // the CPU of the last round done; -1: not placed
   Clock::time_point roundStarted;
   std::optional<Clock::time_point> finished;
   std::string recordLayer;
@@ -211,6 +213,12 @@ TransferSubsystem::TransferSubsystem(const TransferSettings& settings)
 Result<std::shared_ptr<TransferSubsystem>> TransferSubsystem::create(
     const TransferSettings& settings) {
   std::shared_ptr<TransferSubsystem> subsystem(new TransferSubsystem(settings));
+  auto cpus = TransferCpus::create(settings.cpus, "transfer.cpus");
+  if (!cpus) return cpus.error();
+  subsystem->cpus_ = std::make_unique<TransferCpus>(std::move(*cpus));
+  if (!settings.cpus.empty()) {
+    spdlog::info("event=transfer_cpus cpus={}", numa::formatCpuList(settings.cpus));
+  }
   if (subsystem->tls_.enabled()) {
     auto context = TlsContext::create(subsystem->tls_, TlsContext::Role::kClient);
     if (!context) return context.error();
@@ -227,6 +235,7 @@ Result<std::shared_ptr<TransferSubsystem>> TransferSubsystem::create(
     config.listen = *listen;
     config.tls = subsystem->tls_;
     config.hostBandwidth = &subsystem->host_;
+    config.receiver.cpus = subsystem->cpus_.get();
     // The server's threads end in stop(), before the subsystem goes.
     TransferSubsystem* self = subsystem.get();
     config.onSession = [self](const std::string& peer, const Result<ReceiveReport>& result) {
@@ -311,6 +320,7 @@ Result<uint64_t> TransferSubsystem::start(const TransferRequest& request) {
   options.remoteName = request.name;
   options.transferId = XXH3_64bits(identity.data(), identity.size());
   options.limiter = job->limiter.get();
+  options.cpus = cpus_.get();
   Job* raw = job.get();
   options.onBlock = [raw](uint64_t roundBytes) {
     std::lock_guard lock(raw->mutex);
@@ -406,6 +416,7 @@ void TransferSubsystem::run(const std::shared_ptr<Job>& job) {
     job->bytesBeforeRound += report.dirtyBytes;
     job->roundBytes = 0;
     job->wireBytes += report.wireBytes;
+    job->cpu = report.cpu;
     job->roundStarted = Clock::now();
   };
   auto report = runPreCopy(*job->sender, policy);
@@ -438,8 +449,8 @@ void TransferSubsystem::recordSession(const std::string& peer,
                                       const Result<ReceiveReport>& result) {
   nlohmann::json entry = transfer::receivedSessionJson(peer, result);
   if (result) {
-    spdlog::info("event=transfer_received peer={} path={} committed={} resumed={}", peer,
-                 result->finalPath, result->committed, result->resumed);
+    spdlog::info("event=transfer_received peer={} path={} committed={} resumed={} cpu={}", peer,
+                 result->finalPath, result->committed, result->resumed, result->cpu);
   } else {
     spdlog::warn("event=transfer_receive_failed peer={} error=\"{}\"", peer,
                  result.error().message());
@@ -480,7 +491,8 @@ nlohmann::json TransferSubsystem::transfersJson() const {
                            {"bytes_per_second", rate},
                            {"bwlimit", job->request.bandwidth},
                            {"elapsed_seconds", secondsSince(job->started, end)},
-                           {"record_layer", job->recordLayer}};
+                           {"record_layer", job->recordLayer},
+                           {"cpu", job->cpu}};
       // What the pacing allows now: the own cap reduced to the fair host share.
       if (job->limiter) entry["rate_limit"] = job->limiter->effectiveRate();
       if (!job->error.empty()) entry["error"] = job->error;
@@ -491,6 +503,7 @@ nlohmann::json TransferSubsystem::transfersJson() const {
   nlohmann::json out{{"host_bwlimit", host_.limit()},
                      {"active_transfers", host_.activeTransfers()},
                      {"tls", tls_.enabled()},
+                     {"cpus", numa::formatCpuList(cpus_->cpus())},
                      {"transfers", std::move(transfers)},
                      {"received", std::move(received)}};
   if (server_) {

@@ -9,6 +9,11 @@
 // (the subsystem runs in no phase). Cancelling shuts the transfer's socket
 // down and wakes its pacing, so it ends within moments even under a low cap;
 // the receiver keeps what it verified, and the same request later resumes.
+//
+// With [transfer] cpus set, every transfer side, sent or received, runs on
+// one of those CPUs (the one running fewest of the daemon's transfers): bulk
+// copies stay off the CPUs islands give to VMs, and each block stays in one
+// CPU's caches from socket to disk.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -25,6 +30,7 @@
 #include "migrate/transfer/Bandwidth.h"
 #include "migrate/transfer/Net.h"
 #include "migrate/transfer/TlsChannel.h"
+#include "migrate/transfer/TransferCpus.h"
 #include "migrate/transfer/TransferServer.h"
 #include "runtime/Config.h"
 #include "runtime/Subsystem.h"
@@ -61,7 +67,9 @@ enum class CancelOutcome { Cancelled, Unknown, AlreadyFinished };
 class TransferSubsystem : public Subsystem {
  public:
   // Binds the receiving endpoint (creating the staging directory) when
-  // `settings.listen` is set, and loads the TLS files when given.
+  // `settings.listen` is set, and loads the TLS files when given. CPUs in
+  // `settings.cpus` the daemon may not run on are an error naming
+  // transfer.cpus, before anything is bound.
   static Result<std::shared_ptr<TransferSubsystem>> create(const TransferSettings& settings);
   ~TransferSubsystem() override;
   TransferSubsystem(const TransferSubsystem&) = delete;
@@ -97,6 +105,9 @@ class TransferSubsystem : public Subsystem {
   transfer::HostBandwidth host_;
   transfer::TlsConfig tls_;
   std::shared_ptr<transfer::TlsContext> clientTls_;
+  // Shared by every send and receive; declared before server_ so that it
+  // outlives the server's threads.
+  std::unique_ptr<transfer::TransferCpus> cpus_;
   std::unique_ptr<transfer::TransferServer> server_;
 
   mutable std::mutex mutex_;

@@ -12,6 +12,8 @@
 //   cancel stop one of atolld's transfers
 //   migrate live-migrate a QEMU VM through the tunnel, handing the
 //          connection to QEMU or relaying it (tools/TransferMigrate.cpp)
+// serve and send take --cpus LIST: each transfer side then runs on one of
+// those CPUs (migrate/transfer/TransferCpus.h).
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -30,7 +32,9 @@
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/Rate.h"
 #include "migrate/transfer/ReceiveReportJson.h"
+#include "migrate/transfer/TransferCpus.h"
 #include "migrate/transfer/TransferServer.h"
+#include "numa/CpuSet.h"
 #include "tools/DaemonClient.h"
 #include "tools/JsonCells.h"
 #include "tools/TransferMigrate.h"
@@ -71,6 +75,7 @@ struct ServeArgs {
   std::vector<std::string> allowDevices;
   std::string hostBwlimit = "0";
   std::string hostBwlimitFile;
+  std::string cpus;
   bool once = false;
   bool json = false;
   TlsArgs tls;
@@ -84,9 +89,24 @@ struct SendArgs {
   std::string bwlimit = "0";
   uint32_t blockSize = kDefaultBlockSize;
   uint64_t downtimeMs = 300;
+  std::string cpus;
   bool json = false;
   TlsArgs tls;
 };
+
+constexpr const char* kCpusHelp =
+    "The CPUs this side of a transfer runs on, e.g. 0-3,8: each transfer on one of them "
+    "(fewest running); default: wherever the scheduler puts it";
+
+// Parsed and checked against the CPUs this process may use before anything
+// connects or listens, so a typo is refused rather than found mid-transfer.
+TransferCpus transferCpus(const std::string& text) {
+  auto list = numa::parseCpuList(text, "--cpus");
+  if (!list) fail(list.error().message(), kExitUsage);
+  auto cpus = TransferCpus::create(std::move(*list), "--cpus");
+  if (!cpus) fail(cpus.error().message(), kExitUsage);
+  return std::move(*cpus);
+}
 
 std::atomic<bool> interrupted{false};
 std::atomic<bool> reloadRequested{false};
@@ -133,6 +153,8 @@ void runServe(const ServeArgs& args) {
   HostBandwidth host(*hostRate);
   if (!args.hostBwlimitFile.empty()) reloadHostLimit(args.hostBwlimitFile, host);
   config.hostBandwidth = &host;
+  TransferCpus cpus = transferCpus(args.cpus);
+  config.receiver.cpus = &cpus;
   std::atomic<int> sessions{0}, failures{0};
   config.onSession = [&](const std::string& peer, const Result<ReceiveReport>& result) {
     ++sessions;
@@ -144,6 +166,7 @@ void runServe(const ServeArgs& args) {
                 << (result->committed ? "committed " + result->finalPath
                                       : std::string("session ended"))
                 << (result->resumed ? " (resumed)" : "") << "; records: " << result->recordLayer
+                << (result->cpu >= 0 ? "; CPU " + std::to_string(result->cpu) : std::string())
                 << "\n";
     } else {
       std::cerr << "atoll transfer: " << peer << ": " << result.error().message() << "\n";
@@ -193,12 +216,14 @@ void runSend(const SendArgs& args) {
   std::string name = args.name;
   if (name.empty()) name = args.file.substr(args.file.rfind('/') + 1);
   TlsConfig tls = args.tls.config();
+  TransferCpus cpus = transferCpus(args.cpus);
 
   TransferLimiter limiter(*rate, nullptr);
   SenderOptions options;
   options.remoteName = name;
   options.blockSize = args.blockSize;
   options.limiter = &limiter;
+  options.cpus = &cpus;
   // The same source, name and size give the same id, so a rerun resumes.
   char* real = ::realpath(args.file.c_str(), nullptr);
   std::string identity = std::string(real != nullptr ? real : args.file.c_str()) + "\n" + name;
@@ -249,6 +274,7 @@ void runSend(const SendArgs& args) {
   PreCopyPolicy policy;
   policy.maxRounds = args.rounds;
   policy.downtimeBudget = std::chrono::milliseconds(args.downtimeMs);
+  bool cpuShown = false;
   policy.onRound = [&](const RoundReport& r) {
     if (args.json) {
       std::cout << nlohmann::json{{"round", r.round},
@@ -258,14 +284,23 @@ void runSend(const SendArgs& args) {
                                   {"data_bytes", r.dataBytes},
                                   {"wire_bytes", r.wireBytes},
                                   {"seconds", r.seconds},
-                                  {"bytes_per_second", r.bytesPerSecond()}}
+                                  {"bytes_per_second", r.bytesPerSecond()},
+                                  {"cpu", r.cpu}}
                        .dump()
                 << std::endl;
     } else {
-      std::fprintf(stderr, "\rround %u  %s dirty  %s on the wire  %.2f s  %s/s%s\n", r.round,
+      // This process sends one image, so every round lands on the same CPU
+      // (the first listed: no other transfer here holds one); naming it once
+      // keeps the round lines short.
+      std::string where;
+      if (r.cpu >= 0 && !cpuShown) {
+        where = "  on CPU " + std::to_string(r.cpu);
+        cpuShown = true;
+      }
+      std::fprintf(stderr, "\rround %u  %s dirty  %s on the wire  %.2f s  %s/s%s%s\n", r.round,
                    mib(static_cast<double>(r.dirtyBytes)).c_str(),
                    mib(static_cast<double>(r.wireBytes)).c_str(), r.seconds,
-                   mib(r.bytesPerSecond()).c_str(), r.final ? "  (final)" : "");
+                   mib(r.bytesPerSecond()).c_str(), where.c_str(), r.final ? "  (final)" : "");
     }
     currentRound = r.round + 1;
     roundStart = std::chrono::steady_clock::now();
@@ -385,6 +420,7 @@ void addTransferVerb(CLI::App& app) {
   serve->add_option("--host-bwlimit-file", serveArgs->hostBwlimitFile,
                     "File holding the host-wide cap; read at start and again on SIGHUP, so the "
                     "cap changes while transfers run");
+  serve->add_option("--cpus", serveArgs->cpus, kCpusHelp);
   serve->add_flag("--once", serveArgs->once, "Exit after one session");
   serve->add_flag("--json", serveArgs->json, "One JSON line per session on stdout");
   serveArgs->tls.add(serve);
@@ -404,6 +440,7 @@ void addTransferVerb(CLI::App& app) {
   send->add_option("--downtime-ms", sendArgs->downtimeMs,
                    "Stop pre-copying when a round would fit in this budget")
       ->capture_default_str();
+  send->add_option("--cpus", sendArgs->cpus, kCpusHelp);
   send->add_flag("--json", sendArgs->json, "One JSON line per round on stdout");
   sendArgs->tls.add(send);
   send->callback([sendArgs] { runSend(*sendArgs); });

@@ -4,6 +4,7 @@
 // cancel ends a transfer at once, and atolld itself, configured with
 // [transfer], serves the same routes.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -202,6 +203,43 @@ TEST_F(TransferApi, BadRequestsAreRefusedNamingTheValue) {
   EXPECT_EQ(badLimit.status, 400);
   EXPECT_EQ(sender_->hostLimit(), 0u) << "a refused change changed the cap";
   EXPECT_TRUE(call(socket, "GET", "/v1/transfers").body["transfers"].empty());
+}
+
+// With [transfer] cpus, the daemon's sends and receives each run on one of
+// those CPUs and say which. The last CPU this process may use, so that an
+// engine that ignored the setting (or reported CPU 0 by default) fails.
+TEST(TransferApiPlaced, SendsAndReceivesRunOnTheConfiguredCpu) {
+  cpu_set_t allowed;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  unsigned cpu = CPU_SETSIZE - 1;
+  while (!CPU_ISSET(cpu, &allowed)) --cpu;
+  test::ApiHarness api;
+  TransferSettings receiving = receiverSettings(api.dir());
+  receiving.cpus = {cpu};
+  auto receiver = TransferSubsystem::create(receiving);
+  ASSERT_TRUE(receiver) << receiver.error().message();
+  TransferSettings sending;
+  sending.cpus = {cpu};
+  auto sender = TransferSubsystem::create(sending);
+  ASSERT_TRUE(sender) << sender.error().message();
+  api.context().transfers = sender->get();
+  api.start();
+
+  std::string source = api.dir().file("disk.img");
+  writeImage(source, 8 * kMiB, 3);
+  std::string peer = "127.0.0.1:" + std::to_string(*(*receiver)->listeningPort());
+  auto reply = call(api.socketPath(), "POST", "/v1/transfers", {{"file", source}, {"peer", peer}});
+  ASSERT_EQ(reply.status, 201) << reply.body.dump();
+  auto done = waitFinished(api.socketPath(), reply.body.value("id", uint64_t(0)), 30s);
+  ASSERT_EQ(done["state"], "done") << done.dump();
+  EXPECT_EQ(done["cpu"], cpu) << done.dump();
+  auto listed = (*receiver)->transfersJson();
+  EXPECT_EQ(listed["cpus"], std::to_string(cpu));
+  ASSERT_EQ(listed["received"].size(), 1u) << listed.dump();
+  EXPECT_EQ(listed["received"][0]["cpu"], cpu) << listed.dump();
+  api.stop();
+  (*sender)->stop();
+  (*receiver)->stop();
 }
 
 TEST(TransferApiWithout, TheEngineTheRoutesSay503) {

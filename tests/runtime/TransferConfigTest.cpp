@@ -2,6 +2,7 @@
 // bodies of /v1/transfers and the rates operators write. Every rejection
 // names the value it refused.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <cctype>
 
@@ -21,6 +22,7 @@ TEST(TransferConfig, OffByDefault) {
   EXPECT_TRUE(parsed.config.transfer.listen.empty());
   EXPECT_EQ(parsed.config.transfer.hostBandwidth, 0u);
   EXPECT_EQ(parsed.config.transfer.stagingDirectory, "/var/lib/atoll/staging");
+  EXPECT_TRUE(parsed.config.transfer.cpus.empty());
 }
 
 TEST(TransferConfig, ShippedExampleHoldsTheDefaults) {
@@ -38,6 +40,7 @@ tls_certificate = "/etc/atoll/host.pem"
 tls_private_key = "/etc/atoll/host.key"
 tls_ca = "/etc/atoll/ca.pem"
 host_bwlimit = "1.5G"
+cpus = "2-3,0,8"
 )",
                             "t.toml");
   ASSERT_TRUE(parsed.ok()) << errorsOf(parsed);
@@ -48,11 +51,44 @@ host_bwlimit = "1.5G"
   EXPECT_EQ(t.tlsPrivateKey, "/etc/atoll/host.key");
   EXPECT_EQ(t.tlsCa, "/etc/atoll/ca.pem");
   EXPECT_EQ(t.hostBandwidth, uint64_t(1536) * 1024 * 1024);
+  EXPECT_EQ(t.cpus, (numa::CpuList{0, 2, 3, 8}));
 
   auto integer = parseConfig("[transfer]\nhost_bwlimit = 1000000\nlisten = \"off\"\n", "i.toml");
   ASSERT_TRUE(integer.ok()) << errorsOf(integer);
   EXPECT_EQ(integer.config.transfer.hostBandwidth, 1000000u);
   EXPECT_TRUE(integer.config.transfer.listen.empty());
+}
+
+TEST(TransferConfig, EmptyCpusLeaveTransfersUnplaced) {
+  auto parsed = parseConfig("[transfer]\ncpus = \"\"\n", "c.toml");
+  ASSERT_TRUE(parsed.ok()) << errorsOf(parsed);
+  EXPECT_TRUE(parsed.config.transfer.cpus.empty());
+  auto subsystem = TransferSubsystem::create(parsed.config.transfer);
+  ASSERT_TRUE(subsystem) << subsystem.error().message();
+  EXPECT_EQ((*subsystem)->transfersJson()["cpus"], "");
+}
+
+// Parsing never looks at the host; the CPUs the daemon may not run on are
+// refused when the transfer subsystem starts, naming the key and the CPU.
+TEST(TransferConfig, CpusTheDaemonMayNotUseStopItsStart) {
+  cpu_set_t allowed;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  unsigned usable = 0;
+  while (!CPU_ISSET(usable, &allowed)) ++usable;
+  TransferSettings settings;
+  settings.cpus = {usable};
+  auto placed = TransferSubsystem::create(settings);
+  ASSERT_TRUE(placed) << placed.error().message();
+  EXPECT_EQ((*placed)->transfersJson()["cpus"], std::to_string(usable));
+
+  // Beyond any cpu_set_t, so no host lets a process run there.
+  auto parsed = parseConfig("[transfer]\ncpus = \"4000\"\n", "c.toml");
+  ASSERT_TRUE(parsed.ok()) << errorsOf(parsed);
+  auto refused = TransferSubsystem::create(parsed.config.transfer);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("transfer.cpus"), std::string::npos)
+      << refused.error().message();
+  EXPECT_NE(refused.error().message().find("4000"), std::string::npos) << refused.error().message();
 }
 
 struct BadTransferValue {
@@ -93,6 +129,10 @@ INSTANTIATE_TEST_SUITE_P(
                     BadTransferValue{"host_bwlimit = -5", "transfer.host_bwlimit", "-5"},
                     BadTransferValue{"host_bwlimit = 1.5", "transfer.host_bwlimit", "found float"},
                     BadTransferValue{"listen_port = 7477", "transfer.listen_port", "known keys"},
+                    BadTransferValue{"cpus = \"0-x\"", "transfer.cpus", "'0-x'"},
+                    BadTransferValue{"cpus = \"3-1\"", "transfer.cpus", "'3-1'"},
+                    BadTransferValue{"cpus = \"all\"", "transfer.cpus", "'all'"},
+                    BadTransferValue{"cpus = 4", "transfer.cpus", "expected a string"},
                     BadTransferValue{"tls_certificate = \"/c.pem\"\ntls_private_key = \"/k.pem\"",
                                      "transfer", "go together"}));
 
@@ -103,6 +143,10 @@ TEST(TransferConfig, EndpointAndTlsNeedARestartTheHostCapDoesNot) {
   EXPECT_TRUE(restartOnlyChanges(running, next).empty());
   next.transfer.listen = "0.0.0.0:7477";
   EXPECT_EQ(restartOnlyChanges(running, next), std::vector<std::string>{"transfer"});
+  // The daemon's sends and receives share the CPU set it started with.
+  DaemonConfig placed = running;
+  placed.transfer.cpus = {0, 1};
+  EXPECT_EQ(restartOnlyChanges(running, placed), std::vector<std::string>{"transfer"});
 }
 
 TEST(TransferRequestBody, ReadsEveryField) {

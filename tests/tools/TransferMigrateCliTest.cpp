@@ -1,10 +1,12 @@
 // `atoll transfer migrate` refuses bad options before it does anything: each
 // refusal names the option's value, exits with the usage code, and never
-// reaches the QMP socket.
+// reaches the QMP socket. `transfer send` and `serve` do the same with
+// --cpus, before they connect or listen.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -63,6 +65,34 @@ TEST(TransferMigrateCli, HelpSaysWhatTheDestinationNeeds) {
   EXPECT_EQ(page.exitCode, 0) << page.err;
   EXPECT_NE(test::readTextFile(dir.file("atoll.1")).find(".SS \"atoll transfer migrate\""),
             std::string::npos);
+}
+
+TEST(TransferCpusCli, SendAndServeRefuseCpusTheyCannotUse) {
+  test::TempDir dir;
+  // Neither exists nor listens: a refusal that got past --cpus would say so.
+  const std::string send = "transfer send " + dir.file("absent.img") + " 127.0.0.1:9 --cpus ";
+  const std::string serve =
+      "transfer serve --dir " + dir.file("staging") + " --listen 127.0.0.1:9 --cpus ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {send + "0-x", "'0-x'"},  {send + "3-1", "'3-1'"},
+      {send + "4000", "4000"},  // beyond any cpu_set_t: no host allows it
+      {serve + "0-x", "'0-x'"}, {serve + "4000", "4000"},
+  };
+  for (const auto& [command, named] : cases) {
+    auto result = runAtoll(command);
+    EXPECT_EQ(result.exitCode, 2) << command << ": " << result.err;
+    EXPECT_NE(result.err.find("--cpus"), std::string::npos) << command << ": " << result.err;
+    EXPECT_NE(result.err.find(named), std::string::npos) << command << ": " << result.err;
+    EXPECT_EQ(result.err.find("absent.img"), std::string::npos) << command << ": " << result.err;
+    EXPECT_EQ(result.err.find("serving"), std::string::npos) << command << ": " << result.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.file("staging")));
+  for (const char* verb : {"send", "serve"}) {
+    auto help = runAtoll(std::string("transfer ") + verb + " --help");
+    EXPECT_EQ(help.exitCode, 0) << verb;
+    EXPECT_NE(help.out.find("--cpus"), std::string::npos) << verb << ":\n" << help.out;
+    EXPECT_NE(help.out.find("fewest running"), std::string::npos) << verb << ":\n" << help.out;
+  }
 }
 
 }  // namespace
