@@ -561,20 +561,11 @@ void QemuTunnelVsDirect(benchmark::State& state) {
 
 // placed:1 runs each side on a CPU of its own (and iperf3 likewise);
 // placed:0 leaves both to the scheduler.
-BENCHMARK(PlaintextVsIperf3)
-    ->ArgName("placed")
-    ->Arg(0)
-    ->Arg(1)
-    ->Iterations(1)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK(TlsVsPlaintext)
-    ->ArgName("placed")
-    ->Arg(0)
-    ->Arg(1)
-    ->Iterations(1)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+void placedAndNot(benchmark::internal::Benchmark* b) {
+  b->ArgName("placed")->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK(PlaintextVsIperf3)->Apply(placedAndNot);
+BENCHMARK(TlsVsPlaintext)->Apply(placedAndNot);
 BENCHMARK(IncrementalVsRsync)
     ->Arg(2048)
     ->Iterations(1)

@@ -1,18 +1,30 @@
 #include "migrate/transfer/TransferCpus.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
 namespace Atoll::transfer {
 
-Result<TransferCpus> TransferCpus::create(numa::CpuList cpus, const std::string& what) {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  if (!cpus.empty() && ::sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
-    return Error::fromErrno("sched_getaffinity", what, errno);
+Result<numa::CpuList> threadCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) {
+    return Error::fromErrno("sched_getaffinity", "calling thread", errno);
   }
+  numa::CpuList cpus;
+  for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+Result<TransferCpus> TransferCpus::create(numa::CpuList cpus, const std::string& what) {
+  if (cpus.empty()) return TransferCpus(std::move(cpus));
+  auto allowed = threadCpus();
+  if (!allowed) return allowed.error();
   for (unsigned cpu : cpus) {
-    if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed)) {
+    if (std::find(allowed->begin(), allowed->end(), cpu) == allowed->end()) {
       return Error::invalid("place transfers", what, std::to_string(cpu),
                             "this process may not run on that CPU (offline, beyond the host's "
                             "CPUs, or outside its cpuset)");

@@ -21,6 +21,9 @@
 
 namespace Atoll::transfer {
 
+// The CPUs the calling thread may run on now (sched_getaffinity).
+Result<numa::CpuList> threadCpus();
+
 class TransferCpus {
  public:
   // Checks that every CPU in `cpus` is one this process may run on; `what`

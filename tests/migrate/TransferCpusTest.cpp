@@ -13,15 +13,8 @@
 namespace Atoll::transfer {
 namespace {
 
-std::vector<unsigned> allowedCpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof set, &set) != 0) return {};
-  std::vector<unsigned> cpus;
-  for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-  }
-  return cpus;
+numa::CpuList allowedCpus() {
+  return threadCpus().value_or({});
 }
 
 TEST(TransferCpus, NoCpusPlacesNothing) {
@@ -53,9 +46,9 @@ TEST(TransferCpus, TheSideAndTheThreadsItStartsRunOnItsCpuUntilTheLeaseEnds) {
     auto lease = cpus->place();
     ASSERT_TRUE(lease) << lease.error().message();
     EXPECT_EQ(lease->cpu(), int(cpu));
-    EXPECT_EQ(allowedCpus(), std::vector<unsigned>{cpu});
+    EXPECT_EQ(allowedCpus(), numa::CpuList{cpu});
     auto started = std::async(std::launch::async, [] { return allowedCpus(); });
-    EXPECT_EQ(started.get(), std::vector<unsigned>{cpu}) << "a thread started meanwhile";
+    EXPECT_EQ(started.get(), numa::CpuList{cpu}) << "a thread started meanwhile";
     EXPECT_EQ(cpus->running(), std::vector<size_t>{1});
   }
   EXPECT_EQ(allowedCpus(), before);

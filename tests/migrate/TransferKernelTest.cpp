@@ -315,20 +315,12 @@ TEST_F(TransferKernelTest, SystemCallFallbackTransfersTheSameImage) {
   EXPECT_TRUE(testing::filesEqual(source, dir_ / "staging/fallback.img"));
 }
 
-// The CPUs a thread may run on, as a sorted list.
-std::vector<int> allowedCpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof set, &set) != 0) return {};
-  std::vector<int> cpus;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-  }
-  return cpus;
+numa::CpuList allowedCpus() {
+  return threadCpus().value_or({});
 }
 
 TEST_F(TransferKernelTest, EachSideRunsOnTheCpuItIsGiven) {
-  std::vector<int> before = allowedCpus();
+  numa::CpuList before = allowedCpus();
   if (before.size() < 2) GTEST_SKIP() << "needs two CPUs this process may run on";
   const unsigned senderCpu = before.front(), receiverCpu = before.back();
   auto senderCpus = TransferCpus::create({senderCpu}, "sender");
@@ -337,7 +329,7 @@ TEST_F(TransferKernelTest, EachSideRunsOnTheCpuItIsGiven) {
   // Where the blocks were handled: the sender's calling thread and the
   // receiver's writing side, as each saw its own allowed CPUs.
   std::mutex seenMutex;
-  std::set<std::vector<int>> senderSaw, receiverSaw;
+  std::set<numa::CpuList> senderSaw, receiverSaw;
   std::string source = dir_ / "source.img";
   testing::makeSparseRandomImage(source, 64 * kMiB, 8, 4 * kMiB, 23);
   ServerConfig config;
@@ -365,8 +357,8 @@ TEST_F(TransferKernelTest, EachSideRunsOnTheCpuItIsGiven) {
   EXPECT_TRUE(report->verify.match);
   EXPECT_TRUE(testing::filesEqual(source, dir_ / "staging/placed.img"));
   for (const RoundReport& round : report->rounds) EXPECT_EQ(round.cpu, int(senderCpu));
-  EXPECT_EQ(senderSaw, (std::set<std::vector<int>>{{int(senderCpu)}}));
-  EXPECT_EQ(receiverSaw, (std::set<std::vector<int>>{{int(receiverCpu)}}));
+  EXPECT_EQ(senderSaw, (std::set<numa::CpuList>{{senderCpu}}));
+  EXPECT_EQ(receiverSaw, (std::set<numa::CpuList>{{receiverCpu}}));
   {
     std::lock_guard lock(mutex_);
     ASSERT_FALSE(sessionCpus_.empty());
