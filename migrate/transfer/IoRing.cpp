@@ -103,8 +103,8 @@ Result<BufferPool> BufferPool::create(size_t count, size_t dataSize, size_t head
   // (THP "madvise" or "always"). With 4 KiB pages each MiB costs 256 TLB
   // misses per copy, and those walks are expensive under nested or shadow
   // paging: in the plaintext benchmark on a paravirtualised guest, huge
-  // pages cut the CPU per GiB of both ends together by about a third. It is
-  // advice: where THP is off the pool works the same on small pages.
+  // pages raised throughput by 14-25 % (bench/RESULTS.md). It is advice:
+  // where THP is off the pool works the same on small pages.
   (void)::madvise(aligned, used, MADV_HUGEPAGE);
   // Shift so that data() lands on a page boundary and headroom sits just
   // before it.
