@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <functional>
 #include <optional>
+#include <type_traits>
 
 #include "migrate/transfer/Net.h"
 #include "migrate/transfer/Rate.h"
@@ -102,6 +103,21 @@ class Validator {
       return std::nullopt;
     }
     return value->get();
+  }
+
+  // A string read by `parse(text)`, which returns a Result; its error's
+  // detail is reported with the text, under the key.
+  template <typename Parse>
+  auto parsed(const toml::node& node, const std::string& key, Parse&& parse)
+      -> std::optional<std::decay_t<decltype(*parse(std::string()))>> {
+    auto text = string(node, key);
+    if (!text) return std::nullopt;
+    auto value = parse(*text);
+    if (!value) {
+      error(node.source(), key, "'" + *text + "': " + value.error().detail);
+      return std::nullopt;
+    }
+    return std::move(*value);
   }
 
   std::optional<bool> boolean(const toml::node& node, const std::string& key) {
@@ -286,14 +302,9 @@ void readMetrics(Validator& v, const toml::table& table, DaemonConfig& c) {
              if (auto x = v.boolean(n, k)) c.metricsEnabled = *x;
            }},
           {"listen", [&](const toml::node& n, const std::string& k) {
-             auto x = v.string(n, k);
-             if (!x) return;
-             auto parsed = ListenAddress::parse(*x);
-             if (!parsed) {
-               v.error(n.source(), k, "'" + *x + "': " + parsed.error().detail);
-               return;
-             }
-             c.metricsListen = *parsed;
+             auto parsed =
+                 v.parsed(n, k, [](const std::string& x) { return ListenAddress::parse(x); });
+             if (parsed) c.metricsListen = *parsed;
            }}});
 }
 
@@ -636,14 +647,9 @@ void readTransfer(Validator& v, const toml::table& table, DaemonConfig& c) {
           {"tls_ca", file(t.tlsCa)},
           {"cpus",
            [&](const toml::node& n, const std::string& k) {
-             auto x = v.string(n, k);
-             if (!x) return;
-             auto cpus = numa::parseCpuList(*x, k);
-             if (!cpus) {
-               v.error(n.source(), k, "'" + *x + "': " + cpus.error().detail);
-               return;
-             }
-             t.cpus = std::move(*cpus);
+             auto cpus =
+                 v.parsed(n, k, [&k](const std::string& x) { return numa::parseCpuList(x, k); });
+             if (cpus) t.cpus = std::move(*cpus);
            }},
           {"host_bwlimit", [&](const toml::node& n, const std::string& k) {
              if (const auto* i = n.as_integer()) {
@@ -654,14 +660,9 @@ void readTransfer(Validator& v, const toml::table& table, DaemonConfig& c) {
                t.hostBandwidth = static_cast<uint64_t>(i->get());
                return;
              }
-             auto x = v.string(n, k);
-             if (!x) return;
-             auto rate = transfer::parseRate(*x, k);
-             if (!rate) {
-               v.error(n.source(), k, "'" + *x + "': " + rate.error().detail);
-               return;
-             }
-             t.hostBandwidth = *rate;
+             auto rate =
+                 v.parsed(n, k, [&k](const std::string& x) { return transfer::parseRate(x, k); });
+             if (rate) t.hostBandwidth = *rate;
            }}});
   int tlsFiles = !t.tlsCertificate.empty() + !t.tlsPrivateKey.empty() + !t.tlsCa.empty();
   if (tlsFiles != 0 && tlsFiles != 3)

@@ -4,7 +4,6 @@
 // cancel ends a transfer at once, and atolld itself, configured with
 // [transfer], serves the same routes.
 #include <gtest/gtest.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -14,6 +13,7 @@
 #include <random>
 #include <thread>
 
+#include "migrate/transfer/TransferCpus.h"
 #include "runtime/TransferSubsystem.h"
 #include "tests/runtime/ApiHarness.h"
 #include "tests/runtime/TestSupport.h"
@@ -209,10 +209,9 @@ TEST_F(TransferApi, BadRequestsAreRefusedNamingTheValue) {
 // those CPUs and say which. The last CPU this process may use, so that an
 // engine that ignored the setting (or reported CPU 0 by default) fails.
 TEST(TransferApiPlaced, SendsAndReceivesRunOnTheConfiguredCpu) {
-  cpu_set_t allowed;
-  ASSERT_EQ(::sched_getaffinity(0, sizeof allowed, &allowed), 0);
-  unsigned cpu = CPU_SETSIZE - 1;
-  while (!CPU_ISSET(cpu, &allowed)) --cpu;
+  auto allowed = transfer::threadCpus();
+  ASSERT_TRUE(allowed && !allowed->empty());
+  const unsigned cpu = allowed->back();
   test::ApiHarness api;
   TransferSettings receiving = receiverSettings(api.dir());
   receiving.cpus = {cpu};
