@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 
 #include "util/Fs.h"
 
@@ -22,6 +23,20 @@ constexpr size_t kRecordBatch = 1024 * 1024;
 // 22 bytes of overhead each) with room to spare; the socket reads into and
 // sends from this buffer directly, so no ciphertext is copied in user space.
 constexpr size_t kPairBuffer = 2 * kRecordBatch + 64 * 1024;
+// Atoll's record layer: a batch sealed into one send, with room for a
+// KeyUpdate record; received ciphertext is read in pieces of up to 2 MiB.
+constexpr size_t kSealedBatch =
+    kRecordBatch + (kRecordBatch / kMaxRecordPlaintext + 4) * kRecordOverhead;
+constexpr size_t kReceiveBuffer = 2 * kRecordBatch;
+// How OpenSSL's key log names the application traffic secrets.
+constexpr std::string_view kClientSecretLabel = "CLIENT_TRAFFIC_SECRET_0";
+constexpr std::string_view kServerSecretLabel = "SERVER_TRAFFIC_SECRET_0";
+constexpr const char* kDefaultCipherSuites =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+// What keyUpdateDue_ holds.
+constexpr int kKeyUpdateNone = 0;
+constexpr int kKeyUpdate = 1;
+constexpr int kKeyUpdateAskingPeer = 2;
 
 std::string drainOpensslErrors() {
   std::string out;
@@ -32,6 +47,36 @@ std::string drainOpensslErrors() {
     out += text;
   }
   return out;
+}
+
+// OpenSSL's key log hands over every secret of the handshake as a line
+// "LABEL <client random, hex> <secret, hex>"; the channel keeps the
+// application traffic secrets (and nothing is logged).
+void keepSecretFromKeyLog(const SSL* ssl, const char* line) {
+  auto* channel = static_cast<TlsChannel*>(SSL_get_app_data(ssl));
+  if (channel == nullptr) return;
+  std::string_view text(line);
+  size_t first = text.find(' ');
+  size_t second = first == std::string_view::npos ? first : text.find(' ', first + 1);
+  if (second == std::string_view::npos) return;
+  std::string_view label = text.substr(0, first);
+  if (label != kClientSecretLabel && label != kServerSecretLabel) return;
+  std::string_view hex = text.substr(second + 1);
+  std::vector<uint8_t> secret;
+  secret.reserve(hex.size() / 2);
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    int high = nibble(hex[i]), low = nibble(hex[i + 1]);
+    if (high < 0 || low < 0) return;
+    secret.push_back(static_cast<uint8_t>(high << 4 | low));
+  }
+  channel->keepTrafficSecret(label, secret);
+  OPENSSL_cleanse(secret.data(), secret.size());
 }
 
 }  // namespace
@@ -59,7 +104,8 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create(const TlsConfig& config, 
   }
   SSL_CTX* ctx = SSL_CTX_new(role == Role::kServer ? TLS_server_method() : TLS_client_method());
   if (ctx == nullptr) return Error::invalid("tls", "SSL_CTX_new", "", drainOpensslErrors());
-  std::shared_ptr<TlsContext> context(new TlsContext(ctx, role, config.kernelTls));
+  std::shared_ptr<TlsContext> context(
+      new TlsContext(ctx, role, config.kernelTls, config.opensslRecords));
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
   // No session tickets: sessions are not resumed, and a ticket arriving after
@@ -81,6 +127,16 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create(const TlsConfig& config, 
     return Error::invalid("tls", config.caPath, "", "cannot load CA: " + drainOpensslErrors());
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  // AES-128-GCM first by default: the fastest where the CPU has AES
+  // instructions (the client's order decides).
+  const std::string suites =
+      config.cipherSuites.empty() ? kDefaultCipherSuites : config.cipherSuites;
+  if (SSL_CTX_set_ciphersuites(ctx, suites.c_str()) != 1) {
+    return Error::invalid(
+        "tls", "cipher suites", suites,
+        "not a list of TLS 1.3 cipher suites OpenSSL knows: " + drainOpensslErrors());
+  }
+  if (!config.opensslRecords) SSL_CTX_set_keylog_callback(ctx, keepSecretFromKeyLog);
   return context;
 }
 
@@ -92,6 +148,7 @@ TlsChannel::TlsChannel(std::unique_ptr<SocketChannel> socket, std::shared_ptr<Tl
                        bool overSocket)
     : socket_(std::move(socket)), context_(std::move(context)), overSocket_(overSocket) {
   ssl_ = SSL_new(context_->native());
+  SSL_set_app_data(ssl_, this);
   if (overSocket_) {
     SSL_set_options(ssl_, SSL_OP_ENABLE_KTLS);
     BIO* bio = BIO_new_socket(socket_->fd(), BIO_NOCLOSE);
@@ -109,16 +166,27 @@ TlsChannel::TlsChannel(std::unique_ptr<SocketChannel> socket, std::shared_ptr<Tl
 }
 
 TlsChannel::~TlsChannel() {
+  OPENSSL_cleanse(clientSecret_.data(), clientSecret_.size());
+  OPENSSL_cleanse(serverSecret_.data(), serverSecret_.size());
   SSL_free(ssl_);
   if (network_ != nullptr) BIO_free(network_);
 }
 
 std::string TlsChannel::recordLayer() const {
+  if (sealing_) return "user space (Atoll's records over io_uring)";
   if (kernelSend_ && kernelReceive_) return "kernel TLS";
   if (kernelSend_) return "kernel TLS for sending, user space (OpenSSL) for receiving";
   if (kernelReceive_) return "kernel TLS for receiving, user space (OpenSSL) for sending";
   if (overSocket_) return "user space (OpenSSL; the kernel refused the keys)";
+  if (!fallbackReason_.empty()) {
+    return "user space (OpenSSL over io_uring: " + fallbackReason_ + ")";
+  }
   return "user space (OpenSSL over io_uring)";
+}
+
+std::string TlsChannel::cipherSuite() const {
+  const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl_);
+  return cipher != nullptr ? SSL_CIPHER_standard_name(cipher) : "";
 }
 
 uint64_t TlsChannel::wireBytesSent() const {
@@ -223,17 +291,25 @@ Result<std::unique_ptr<TlsChannel>> TlsChannel::handshake(std::unique_ptr<Socket
   if (channel->overSocket_) {
     channel->kernelSend_ = BIO_get_ktls_send(SSL_get_wbio(channel->ssl_)) != 0;
     channel->kernelReceive_ = BIO_get_ktls_recv(SSL_get_rbio(channel->ssl_)) != 0;
+  } else if (!channel->context_->opensslRecords()) {
+    if (auto reason = channel->takeRecordLayer()) channel->fallbackReason_ = *reason;
   }
+  OPENSSL_cleanse(channel->clientSecret_.data(), channel->clientSecret_.size());
+  OPENSSL_cleanse(channel->serverSecret_.data(), channel->serverSecret_.size());
+  channel->clientSecret_.clear();
+  channel->serverSecret_.clear();
   return channel;
 }
 
 bool TlsChannel::inputPending() const {
+  if (opening_) return spillEnd_ > spillStart_ || rxEnd_ > rxStart_ || socket_->inputPending();
   if (overSocket_) return SSL_pending(ssl_) > 0 || socket_->inputPending();
   return SSL_pending(ssl_) > 0 || BIO_ctrl_pending(SSL_get_rbio(ssl_)) > 0 ||
          socket_->inputPending();
 }
 
 Result<void> TlsChannel::sendAll(const uint8_t* data, size_t length) {
+  if (sealing_) return sendRecords(data, length);
   size_t done = 0;
   while (done < length) {
     int chunk = static_cast<int>(std::min(length - done, kRecordBatch));
@@ -255,6 +331,7 @@ Result<void> TlsChannel::sendAll(const uint8_t* data, size_t length) {
 }
 
 Result<void> TlsChannel::recvExact(uint8_t* out, size_t length) {
+  if (opening_) return receiveRecords(out, length);
   size_t done = 0;
   while (done < length) {
     ERR_clear_error();
@@ -281,6 +358,210 @@ Result<void> TlsChannel::recvExact(uint8_t* out, size_t length) {
       return Error::invalid("tls read", socket_->peer(), "", "the peer closed the TLS session");
     }
     return tlsError("tls read", rc);
+  }
+  return ok();
+}
+
+void TlsChannel::keepTrafficSecret(std::string_view label, std::span<const uint8_t> secret) {
+  auto& kept = label == kClientSecretLabel ? clientSecret_ : serverSecret_;
+  OPENSSL_cleanse(kept.data(), kept.size());
+  kept.assign(secret.begin(), secret.end());
+}
+
+std::optional<std::string> TlsChannel::takeRecordLayer() {
+  // Without read-ahead OpenSSL reads the handshake record by record, so
+  // what followed it is still in the pair; anything it did take stays its.
+  if (SSL_has_pending(ssl_)) return "OpenSSL had already read application data";
+  if (clientSecret_.empty() || serverSecret_.empty()) {
+    return "OpenSSL's key log gave no application traffic secrets";
+  }
+  const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl_);
+  if (cipher == nullptr) return "no negotiated cipher suite";
+  auto suite = recordCipherOf(static_cast<uint16_t>(SSL_CIPHER_get_protocol_id(cipher)));
+  if (!suite) return suite.error().message();
+  const bool client = context_->role() == TlsContext::Role::kClient;
+  auto sealing = RecordProtection::create(*suite, client ? clientSecret_ : serverSecret_,
+                                          RecordProtection::Direction::kSeal);
+  if (!sealing) return sealing.error().message();
+  auto opening = RecordProtection::create(*suite, client ? serverSecret_ : clientSecret_,
+                                          RecordProtection::Direction::kOpen);
+  if (!opening) return opening.error().message();
+  BIO* received = SSL_get_rbio(ssl_);
+  const size_t pending = BIO_ctrl_pending(received);
+  if (pending > kReceiveBuffer) return "more ciphertext pending than the receive buffer holds";
+  auto pool = BufferPool::create(2, std::max(kSealedBatch, kReceiveBuffer), 0);
+  if (!pool) return pool.error().message();
+  buffers_ = std::move(*pool);
+  uint8_t* rx = buffers_.data(1);
+  while (rxEnd_ < pending) {
+    int n = BIO_read(received, rx + rxEnd_, static_cast<int>(pending - rxEnd_));
+    if (n <= 0) return "cannot take the ciphertext pending after the handshake";
+    rxEnd_ += static_cast<size_t>(n);
+  }
+  spill_.resize(kMaxRecordCiphertext);
+  sealing_.emplace(std::move(*sealing));
+  opening_.emplace(std::move(*opening));
+  return std::nullopt;
+}
+
+Result<void> TlsChannel::updateSendingKey(bool askPeerToo) {
+  if (sealing_) {
+    keyUpdateDue_ = askPeerToo ? kKeyUpdateAskingPeer : kKeyUpdate;
+    return ok();
+  }
+  ERR_clear_error();
+  if (SSL_key_update(ssl_, askPeerToo ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED) !=
+      1) {
+    return tlsError("tls key update", 0);
+  }
+  return ok();
+}
+
+Result<void> TlsChannel::sendRecords(const uint8_t* data, size_t length) {
+  uint8_t* out = buffers_.data(0);
+  size_t done = 0;
+  while (done < length) {
+    const size_t batchEnd = done + std::min(length - done, kRecordBatch);
+    size_t used = 0;
+    // A KeyUpdate that is due goes out first, under the old key.
+    int update = keyUpdateDue_.exchange(kKeyUpdateNone);
+    while (done < batchEnd) {
+      // The last record under a key is the KeyUpdate that retires it.
+      if (sealing_->sequence() + 1 >= kRecordsPerKey && update == kKeyUpdateNone) {
+        update = kKeyUpdate;
+      }
+      if (update != kKeyUpdateNone) {
+        const auto message = keyUpdateMessage(update == kKeyUpdateAskingPeer);
+        auto sealed = sealing_->seal(ContentType::kHandshake, message, out + used);
+        if (!sealed) return sealed.error();
+        used += *sealed;
+        if (auto u = sealing_->update(); !u) return u;
+        update = kKeyUpdateNone;
+      }
+      const size_t piece = std::min(batchEnd - done, kMaxRecordPlaintext);
+      auto sealed = sealing_->seal(ContentType::kApplicationData, {data + done, piece}, out + used);
+      if (!sealed) return sealed.error();
+      used += *sealed;
+      done += piece;
+    }
+    if (auto sent = socket_->sendAll(out, used); !sent) return sent;
+  }
+  return ok();
+}
+
+Result<size_t> TlsChannel::nextRecord(size_t needed) {
+  uint8_t* rx = buffers_.data(1);
+  for (;;) {
+    const size_t have = rxEnd_ - rxStart_;
+    // Bytes certain to come: the rest of the record begun (or of its
+    // header), and, since every record is longer than its plaintext, as
+    // many ciphertext bytes as the caller still waits for. Waiting for all
+    // of them at once (MSG_WAITALL) takes a block in one completion instead
+    // of one per arrival.
+    size_t sure = kRecordHeaderSize - std::min(have, kRecordHeaderSize);
+    if (have >= kRecordHeaderSize) {
+      auto size = recordLength({rx + rxStart_, kRecordHeaderSize}, peer());
+      if (!size) return size.error();
+      if (have >= *size) return *size;
+      sure = *size - have;
+    }
+    if (needed > have) sure = std::max(sure, needed - have);
+    // Keep room for a whole record after its start: move a partial one to
+    // the front (at most one record's bytes) when the end is near.
+    if (have == 0) {
+      rxStart_ = rxEnd_ = 0;
+    } else if (kReceiveBuffer - rxStart_ < kRecordHeaderSize + kMaxRecordCiphertext) {
+      std::memmove(rx, rx + rxStart_, have);
+      rxStart_ = 0;
+      rxEnd_ = have;
+    }
+    sure = std::min(sure, kReceiveBuffer - rxEnd_);
+    if (auto r = socket_->recvExact(rx + rxEnd_, sure); !r) return r.error();
+    rxEnd_ += sure;
+  }
+}
+
+Result<void> TlsChannel::receiveRecords(uint8_t* out, size_t length) {
+  size_t done = std::min(spillEnd_ - spillStart_, length);
+  std::memcpy(out, spill_.data() + spillStart_, done);
+  spillStart_ += done;
+  uint8_t* rx = buffers_.data(1);
+  while (done < length) {
+    auto size = nextRecord(length - done);
+    if (!size) return size.error();
+    const std::span<const uint8_t> record(rx + rxStart_, *size);
+    const size_t inner = *size - kRecordHeaderSize - kRecordTagSize;
+    const size_t room = length - done;
+    // A record whose plaintext fits is opened straight into the caller's
+    // buffer; only one that straddles the end of the request is spilled.
+    const bool direct = inner <= room;
+    uint8_t* target = direct ? out + done : spill_.data();
+    auto opened = opening_->open(record, target);
+    rxStart_ += *size;
+    if (!opened) {
+      Error e = opened.error();
+      e.path = peer();
+      return e;
+    }
+    if (opened->type != ContentType::kApplicationData) {
+      if (auto r = onControlRecord(opened->type, {target, opened->length}); !r) return r;
+      continue;
+    }
+    if (direct) {
+      done += opened->length;
+      continue;
+    }
+    const size_t take = std::min(opened->length, room);
+    std::memcpy(out + done, spill_.data(), take);
+    done += take;
+    spillStart_ = take;
+    spillEnd_ = opened->length;
+  }
+  return ok();
+}
+
+Result<void> TlsChannel::onControlRecord(ContentType type, std::span<const uint8_t> content) {
+  if (type == ContentType::kAlert) {
+    if (content.size() == 2 && content[1] == 0) {
+      return Error::invalid("tls read", peer(), "", "the peer closed the TLS session");
+    }
+    return Error::invalid("tls read", peer(),
+                          content.size() == 2 ? std::to_string(content[1]) : std::string(),
+                          "the peer sent a TLS alert (RFC 8446 6, by number)");
+  }
+  if (type != ContentType::kHandshake) {
+    return Error::invalid("tls read", peer(), std::to_string(static_cast<int>(type)),
+                          "unexpected content type in a protected record");
+  }
+  // Post-handshake messages, each whole within its record here: KeyUpdate
+  // moves the receiving key on; a NewSessionTicket is not used (sessions are
+  // not resumed). Anything else has no place after the handshake.
+  while (!content.empty()) {
+    if (content.size() < 4) {
+      return Error::invalid("tls read", peer(), std::to_string(content.size()),
+                            "handshake message header cut short");
+    }
+    const uint8_t messageType = content[0];
+    const size_t messageLength =
+        (size_t(content[1]) << 16) | (size_t(content[2]) << 8) | content[3];
+    if (content.size() < 4 + messageLength) {
+      return Error::invalid("tls read", peer(), std::to_string(messageLength),
+                            "handshake message longer than its record");
+    }
+    if (messageType == 24) {
+      if (messageLength != 1 || content[4] > 1) {
+        return Error::invalid("tls read", peer(), std::to_string(messageLength),
+                              "malformed KeyUpdate");
+      }
+      if (auto u = opening_->update(); !u) return u;
+      // The peer asked for ours: it goes out before our next data.
+      int none = kKeyUpdateNone;
+      if (content[4] == 1) keyUpdateDue_.compare_exchange_strong(none, kKeyUpdate);
+    } else if (messageType != 4) {
+      return Error::invalid("tls read", peer(), std::to_string(messageType),
+                            "unexpected handshake message after the handshake");
+    }
+    content = content.subspan(4 + messageLength);
   }
   return ok();
 }

@@ -6,13 +6,23 @@
 // installs the negotiated keys with setsockopt(TLS_TX / TLS_RX) once the
 // handshake ends; from then on the kernel encrypts and decrypts and the
 // record layer costs no user-space copy. Which directions the kernel took is
-// reported by recordLayer(). Elsewhere OpenSSL runs on a BIO pair whose
-// buffers the socket reads into and sends from: it encrypts and decrypts in
-// user space while the socket I/O stays on io_uring.
+// reported by recordLayer(). Elsewhere OpenSSL runs the handshake on a BIO
+// pair whose buffers the socket reads into and sends from, and then hands
+// the application traffic secrets over (its key-log callback) to Atoll's
+// own record layer (TlsRecords.h), which seals and opens records in one
+// pass between the caller's buffers and huge-page socket buffers while the
+// socket I/O stays on io_uring. OpenSSL's record layer over the pair remains
+// the fallback (and can be chosen, TlsConfig::opensslRecords).
+#include <atomic>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "migrate/transfer/Channel.h"
+#include "migrate/transfer/TlsRecords.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
@@ -27,6 +37,13 @@ struct TlsConfig {
   // Hand the record layer to the kernel after the handshake where it offers
   // kernel TLS (TCP_ULP "tls"); otherwise, or when false, user space.
   bool kernelTls = true;
+  // Without kernel TLS: protect records with OpenSSL's own record layer over
+  // the BIO pair instead of Atoll's. The wire format is the same; it costs
+  // two more copies per byte on each end. For comparison and as a fallback.
+  bool opensslRecords = false;
+  // TLS 1.3 cipher suites in order of preference, in OpenSSL's list format;
+  // empty: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305.
+  std::string cipherSuites;
   bool enabled() const { return !certificatePath.empty(); }
 };
 
@@ -43,13 +60,15 @@ class TlsContext {
   SSL_CTX* native() const { return context_; }
   Role role() const { return role_; }
   bool kernelTls() const { return kernelTls_; }
+  bool opensslRecords() const { return opensslRecords_; }
 
  private:
-  TlsContext(SSL_CTX* context, Role role, bool kernelTls)
-      : context_(context), role_(role), kernelTls_(kernelTls) {}
+  TlsContext(SSL_CTX* context, Role role, bool kernelTls, bool opensslRecords)
+      : context_(context), role_(role), kernelTls_(kernelTls), opensslRecords_(opensslRecords) {}
   SSL_CTX* context_;
   Role role_;
   bool kernelTls_;
+  bool opensslRecords_;
 };
 
 class TlsChannel : public Channel {
@@ -75,6 +94,19 @@ class TlsChannel : public Channel {
   std::string recordLayer() const;
   bool kernelSend() const { return kernelSend_; }
   bool kernelReceive() const { return kernelReceive_; }
+  // The negotiated TLS 1.3 cipher suite, by its IANA name.
+  std::string cipherSuite() const;
+  // Whether Atoll's own record layer protects the application data.
+  bool atollRecords() const { return sealing_.has_value(); }
+  // Moves this end's sending key on: a KeyUpdate goes out before the next
+  // data (done by itself every kRecordsPerKey records). With `askPeerToo`
+  // the peer is asked to move its own sending key on as well.
+  Result<void> updateSendingKey(bool askPeerToo = false);
+  // KeyUpdates each way so far under Atoll's record layer (0 with OpenSSL's).
+  uint64_t sendingKeyGeneration() const { return sealing_ ? sealing_->generation() : 0; }
+  uint64_t receivingKeyGeneration() const { return opening_ ? opening_->generation() : 0; }
+  // Called by OpenSSL's key-log callback with each secret of the handshake.
+  void keepTrafficSecret(std::string_view label, std::span<const uint8_t> secret);
 
  private:
   TlsChannel(std::unique_ptr<SocketChannel> socket, std::shared_ptr<TlsContext> context,
@@ -82,6 +114,18 @@ class TlsChannel : public Channel {
   Result<void> flushOutput();
   Result<void> fillInput();
   Error tlsError(const char* operation, int rc);
+  // After the handshake: moves the application data to Atoll's record
+  // layer, with any ciphertext already received. An explanation when that
+  // cannot be done (the session then keeps OpenSSL's records).
+  std::optional<std::string> takeRecordLayer();
+  Result<void> sendRecords(const uint8_t* data, size_t length);
+  Result<void> receiveRecords(uint8_t* out, size_t length);
+  // Makes the next whole record available at buffers_.data(1) + rxStart_;
+  // its length. `needed`: plaintext bytes the caller still waits for.
+  Result<size_t> nextRecord(size_t needed);
+  // Acts on a protected handshake or alert record; application data is
+  // handled by the caller.
+  Result<void> onControlRecord(ContentType type, std::span<const uint8_t> content);
 
   std::unique_ptr<SocketChannel> socket_;
   std::shared_ptr<TlsContext> context_;
@@ -93,6 +137,22 @@ class TlsChannel : public Channel {
   bool kernelSend_ = false;
   bool kernelReceive_ = false;
   std::string peerSubject_;
+
+  // Atoll's record layer (empty while OpenSSL's is in use).
+  std::vector<uint8_t> clientSecret_, serverSecret_;  // until the handshake ends
+  std::optional<RecordProtection> sealing_, opening_;
+  // Two huge-page buffers: sealed records on their way out, and received
+  // ciphertext; plus room for one record whose plaintext does not fit the
+  // caller's buffer.
+  BufferPool buffers_;
+  size_t rxStart_ = 0, rxEnd_ = 0;
+  std::vector<uint8_t> spill_;
+  size_t spillStart_ = 0, spillEnd_ = 0;
+  // A KeyUpdate to send before the next data: kKeyUpdateNone, or one
+  // asked for by the peer (update_requested) or by updateSendingKey(). Set
+  // by the receiving side, which may run on another thread than the sender.
+  std::atomic<int> keyUpdateDue_{0};
+  std::string fallbackReason_;
 };
 
 }  // namespace Atoll::transfer

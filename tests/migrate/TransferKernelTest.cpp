@@ -25,6 +25,7 @@
 #include "TestImages.h"
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/StreamTunnel.h"
+#include "migrate/transfer/TlsChannel.h"
 #include "migrate/transfer/TransferCpus.h"
 #include "migrate/transfer/TransferServer.h"
 #include "migrate/transfer/TunnelHandOff.h"
@@ -245,6 +246,10 @@ TEST_F(TransferKernelTest, TlsMutualAuthSparseRandomTwoGiB) {
   auto channel = connectFromA(server->port(), tlsFor("client"));
   ASSERT_TRUE(channel) << channel.error().message();
   EXPECT_TRUE((*channel)->encrypted());
+  // Without kernel TLS the records are Atoll's own (with it, the kernel's).
+  auto* tls = dynamic_cast<TlsChannel*>(channel->get());
+  ASSERT_NE(tls, nullptr);
+  EXPECT_TRUE(tls->atollRecords() || tls->kernelSend()) << tls->recordLayer();
   auto report = sendImage(**sender, std::move(*channel));
   ASSERT_TRUE(report) << report.error().message();
   server->stop();
