@@ -27,15 +27,17 @@ Result<CpuList> parseCpuList(std::string_view text, const std::string& what) {
   std::string_view rest = trim(text);
   while (!rest.empty()) {
     std::size_t comma = rest.find(',');
-    std::string_view range = rest.substr(0, comma);
+    // Spaces around items are allowed ("0, 8" as people write it in config
+    // files); the kernel writes none.
+    std::string_view range = trim(rest.substr(0, comma));
     rest.remove_prefix(comma == std::string_view::npos ? rest.size() : comma + 1);
     std::size_t dash = range.find('-');
     unsigned first = 0;
     unsigned last = 0;
     bool parsed = dash == std::string_view::npos
                       ? parseUnsigned(range, first) && parseUnsigned(range, last)
-                      : parseUnsigned(range.substr(0, dash), first) &&
-                            parseUnsigned(range.substr(dash + 1), last);
+                      : parseUnsigned(trim(range.substr(0, dash)), first) &&
+                            parseUnsigned(trim(range.substr(dash + 1)), last);
     if (!parsed || last < first || last >= kMaxListedNumber) {
       return Error::invalid("parse", what, std::string(text),
                             "bad range '" + std::string(range) +

@@ -10,8 +10,9 @@
 
 namespace Atoll::numa {
 
-// Parses "0-3,8"; an empty or all-whitespace text is the empty set. `what`
-// names the source ("--cpus", a control file path) in errors.
+// Parses "0-3,8" (spaces around items and dashes allowed); an empty or
+// all-whitespace text is the empty set. `what` names the source ("--cpus",
+// a control file path) in errors.
 Result<CpuList> parseCpuList(std::string_view text, const std::string& what);
 
 CpuList unionOf(const CpuList& a, const CpuList& b);

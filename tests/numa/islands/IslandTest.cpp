@@ -34,8 +34,16 @@ TEST(CpuListTest, ParsesKernelListFormat) {
   EXPECT_TRUE(parseCpuList("", "test")->empty());
 }
 
+TEST(CpuListTest, AcceptsSpacesAroundItemsAsInConfigFiles) {
+  auto cpus = parseCpuList(" 0, 2 - 3 ,8 ", "transfer.cpus");
+  ASSERT_TRUE(cpus) << cpus.error().message();
+  EXPECT_EQ(*cpus, (CpuList{0, 2, 3, 8}));
+  EXPECT_FALSE(parseCpuList("0, ,1", "transfer.cpus"));
+  EXPECT_FALSE(parseCpuList("1 2", "transfer.cpus"));
+}
+
 TEST(CpuListTest, RejectsMalformedListsNamingTheRange) {
-  for (const char* bad : {"3-1", "a", "1,,2", "0-", "-4", "99999999"}) {
+  for (const char* bad : {"3-1", "a", "1,,2", "0-", "-4", "99999999", "1 2"}) {
     auto cpus = parseCpuList(bad, "--cpus");
     ASSERT_FALSE(cpus) << bad;
     EXPECT_NE(cpus.error().message().find("--cpus"), std::string::npos);
