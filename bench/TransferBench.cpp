@@ -32,6 +32,7 @@
 
 #include "NetnsPair.h"
 #include "QemuGuest.h"
+#include "TestCertificates.h"
 #include "TestImages.h"
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/StreamTunnel.h"
@@ -145,15 +146,7 @@ class Bench {
     return error.empty() ? std::move(*sender) : nullptr;
   }
 
-  bool certificates() {
-    return shell("cd " + dir.path() +
-                 " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                 "-keyout ca.key -out ca.crt -subj /CN=ca -days 2 2>/dev/null && for n in server "
-                 "client; do openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                 "-keyout $n.key -out $n.csr -subj /CN=$n 2>/dev/null && openssl x509 -req -in "
-                 "$n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 2 "
-                 "2>/dev/null || exit 1; done") == 0;
-  }
+  bool certificates() { return Atoll::transfer::testing::makeTestCertificates(dir.path()); }
   TlsConfig tls(const std::string& who) {
     return {dir / (who + ".crt"), dir / (who + ".key"), dir / "ca.crt"};
   }

@@ -38,17 +38,6 @@ constexpr int kKeyUpdateNone = 0;
 constexpr int kKeyUpdate = 1;
 constexpr int kKeyUpdateAskingPeer = 2;
 
-std::string drainOpensslErrors() {
-  std::string out;
-  while (unsigned long code = ERR_get_error()) {
-    char text[256];
-    ERR_error_string_n(code, text, sizeof text);
-    if (!out.empty()) out += "; ";
-    out += text;
-  }
-  return out;
-}
-
 // OpenSSL's key log hands over every secret of the handshake as a line
 // "LABEL <client random, hex> <secret, hex>"; the channel keeps the
 // application traffic secrets (and nothing is logged).

@@ -33,13 +33,7 @@ CipherSpec specOf(RecordCipher cipher) {
 }
 
 std::string opensslErrors() {
-  std::string out;
-  while (unsigned long code = ERR_get_error()) {
-    char text[256];
-    ERR_error_string_n(code, text, sizeof text);
-    if (!out.empty()) out += "; ";
-    out += text;
-  }
+  std::string out = drainOpensslErrors();
   return out.empty() ? "no detail from OpenSSL" : out;
 }
 
@@ -82,6 +76,17 @@ void wipe(std::vector<uint8_t>& bytes) {
 }
 
 }  // namespace
+
+std::string drainOpensslErrors() {
+  std::string out;
+  while (unsigned long code = ERR_get_error()) {
+    char text[256];
+    ERR_error_string_n(code, text, sizeof text);
+    if (!out.empty()) out += "; ";
+    out += text;
+  }
+  return out;
+}
 
 Result<RecordCipher> recordCipherOf(uint16_t suiteId) {
   switch (suiteId) {

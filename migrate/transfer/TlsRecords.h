@@ -50,6 +50,9 @@ constexpr size_t kRecordOverhead = kRecordHeaderSize + 1 + kRecordTagSize;
 // 16 KiB records) stays below it for any cipher suite.
 constexpr uint64_t kRecordsPerKey = uint64_t(1) << 24;
 
+// OpenSSL's queued errors as one line, emptying the queue ("" when none).
+std::string drainOpensslErrors();
+
 // The TLS 1.3 cipher suites this layer protects records for.
 enum class RecordCipher { kAes128Gcm, kAes256Gcm, kChacha20Poly1305 };
 // The cipher of a suite's two-byte IANA id (0x1301..0x1303); none for others.

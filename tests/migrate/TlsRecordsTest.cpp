@@ -6,11 +6,11 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
-#include <cstdlib>
 #include <future>
 #include <random>
 #include <thread>
 
+#include "TestCertificates.h"
 #include "TestImages.h"
 #include "migrate/transfer/TlsChannel.h"
 #include "migrate/transfer/TlsRecords.h"
@@ -132,15 +132,7 @@ TEST(RecordFramingTest, RefusesForeignTypesOversizedRecordsAndMissingContentType
 class TlsSessionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string d = dir_.path();
-    std::string script =
-        "cd " + d +
-        " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
-        "-out ca.crt -subj /CN=ca -days 2 2>/dev/null && for n in server client; do openssl req "
-        "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key -out $n.csr -subj "
-        "/CN=$n 2>/dev/null && openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key "
-        "-CAcreateserial -out $n.crt -days 2 2>/dev/null || exit 1; done";
-    ASSERT_EQ(std::system(script.c_str()), 0) << "the openssl command failed";
+    ASSERT_TRUE(testing::makeTestCertificates(dir_.path())) << "the openssl command failed";
   }
 
   TlsConfig config(const std::string& who, bool opensslRecords) {

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "NetnsPair.h"
+#include "TestCertificates.h"
 #include "TestImages.h"
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/StreamTunnel.h"
@@ -170,21 +171,7 @@ class TransferKernelTest : public ::testing::Test {
     return sessionErrors_;
   }
 
-  // Generates a CA, certificates for server and client, and a second CA with
-  // its own client certificate, with the openssl CLI.
-  bool makeCertificates() {
-    std::string d = dir_.path();
-    std::string script =
-        "cd " + d +
-        " && for ca in ca rogue; do openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-        "-nodes -keyout $ca.key -out $ca.crt -subj /CN=$ca -days 2 2>/dev/null || exit 1; done"
-        " && for who in server:ca client:ca intruder:rogue; do n=${who%%:*}; c=${who##*:};"
-        " openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key -out "
-        "$n.csr -subj /CN=$n 2>/dev/null || exit 1;"
-        " openssl x509 -req -in $n.csr -CA $c.crt -CAkey $c.key -CAcreateserial -out $n.crt "
-        "-days 2 2>/dev/null || exit 1; done";
-    return testing::shell(script) == 0;
-  }
+  bool makeCertificates() { return testing::makeTestCertificates(dir_.path()); }
   TlsConfig tlsFor(const std::string& who, const std::string& ca = "ca") {
     return {dir_ / (who + ".crt"), dir_ / (who + ".key"), dir_ / (ca + ".crt")};
   }
