@@ -6,6 +6,7 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string_view>
 
