@@ -16,8 +16,8 @@ namespace Atoll::transfer {
 
 namespace {
 
-// Plaintext handed to OpenSSL per SSL_write: 64 full 16 KiB records, one
-// socket send of ciphertext.
+// Plaintext per SSL_write, or sealed by Atoll's records per socket send:
+// 64 full 16 KiB records, one socket send of ciphertext.
 constexpr size_t kRecordBatch = 1024 * 1024;
 // Each direction of the BIO pair holds a batch of ciphertext (records carry
 // 22 bytes of overhead each) with room to spare; the socket reads into and
@@ -155,8 +155,7 @@ TlsChannel::TlsChannel(std::unique_ptr<SocketChannel> socket, std::shared_ptr<Tl
 }
 
 TlsChannel::~TlsChannel() {
-  OPENSSL_cleanse(clientSecret_.data(), clientSecret_.size());
-  OPENSSL_cleanse(serverSecret_.data(), serverSecret_.size());
+  forgetTrafficSecrets();
   SSL_free(ssl_);
   if (network_ != nullptr) BIO_free(network_);
 }
@@ -283,10 +282,7 @@ Result<std::unique_ptr<TlsChannel>> TlsChannel::handshake(std::unique_ptr<Socket
   } else if (!channel->context_->opensslRecords()) {
     if (auto reason = channel->takeRecordLayer()) channel->fallbackReason_ = *reason;
   }
-  OPENSSL_cleanse(channel->clientSecret_.data(), channel->clientSecret_.size());
-  OPENSSL_cleanse(channel->serverSecret_.data(), channel->serverSecret_.size());
-  channel->clientSecret_.clear();
-  channel->serverSecret_.clear();
+  channel->forgetTrafficSecrets();
   return channel;
 }
 
@@ -355,6 +351,13 @@ void TlsChannel::keepTrafficSecret(std::string_view label, std::span<const uint8
   auto& kept = label == kClientSecretLabel ? clientSecret_ : serverSecret_;
   OPENSSL_cleanse(kept.data(), kept.size());
   kept.assign(secret.begin(), secret.end());
+}
+
+void TlsChannel::forgetTrafficSecrets() {
+  for (auto* secret : {&clientSecret_, &serverSecret_}) {
+    OPENSSL_cleanse(secret->data(), secret->size());
+    secret->clear();
+  }
 }
 
 std::optional<std::string> TlsChannel::takeRecordLayer() {

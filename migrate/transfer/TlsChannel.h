@@ -118,6 +118,9 @@ class TlsChannel : public Channel {
   // layer, with any ciphertext already received. An explanation when that
   // cannot be done (the session then keeps OpenSSL's records).
   std::optional<std::string> takeRecordLayer();
+  // Wipes the traffic secrets kept from the key log (done once the record
+  // layer is chosen, and at destruction).
+  void forgetTrafficSecrets();
   Result<void> sendRecords(const uint8_t* data, size_t length);
   Result<void> receiveRecords(uint8_t* out, size_t length);
   // Makes the next whole record available at buffers_.data(1) + rxStart_;
