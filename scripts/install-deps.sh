@@ -28,6 +28,11 @@ packages=(
   # libvirt and QEMU services started by tests themselves
   libvirt-daemon-system libvirt-clients
 )
+# vector AES-GCM for TLS records (Debian builds it for amd64 only; elsewhere
+# OpenSSL's AES-GCM protects them)
+if [[ $(dpkg --print-architecture) == amd64 ]]; then
+  packages+=(libipsec-mb-dev)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

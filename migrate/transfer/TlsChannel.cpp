@@ -93,8 +93,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create(const TlsConfig& config, 
   }
   SSL_CTX* ctx = SSL_CTX_new(role == Role::kServer ? TLS_server_method() : TLS_client_method());
   if (ctx == nullptr) return Error::invalid("tls", "SSL_CTX_new", "", drainOpensslErrors());
-  std::shared_ptr<TlsContext> context(
-      new TlsContext(ctx, role, config.kernelTls, config.opensslRecords));
+  std::shared_ptr<TlsContext> context(new TlsContext(ctx, role, config));
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
   // No session tickets: sessions are not resumed, and a ticket arriving after
@@ -161,7 +160,9 @@ TlsChannel::~TlsChannel() {
 }
 
 std::string TlsChannel::recordLayer() const {
-  if (sealing_) return "user space (Atoll's records over io_uring)";
+  if (sealing_) {
+    return "user space (Atoll's records over io_uring; cipher: " + sealing_->engine() + ")";
+  }
   if (kernelSend_ && kernelReceive_) return "kernel TLS";
   if (kernelSend_) return "kernel TLS for sending, user space (OpenSSL) for receiving";
   if (kernelReceive_) return "kernel TLS for receiving, user space (OpenSSL) for sending";
@@ -372,11 +373,13 @@ std::optional<std::string> TlsChannel::takeRecordLayer() {
   auto suite = recordCipherOf(static_cast<uint16_t>(SSL_CIPHER_get_protocol_id(cipher)));
   if (!suite) return suite.error().message();
   const bool client = context_->role() == TlsContext::Role::kClient;
-  auto sealing = RecordProtection::create(*suite, client ? clientSecret_ : serverSecret_,
-                                          RecordProtection::Direction::kSeal);
+  auto sealing =
+      RecordProtection::create(*suite, client ? clientSecret_ : serverSecret_,
+                               RecordProtection::Direction::kSeal, context_->cipherEngine());
   if (!sealing) return sealing.error().message();
-  auto opening = RecordProtection::create(*suite, client ? serverSecret_ : clientSecret_,
-                                          RecordProtection::Direction::kOpen);
+  auto opening =
+      RecordProtection::create(*suite, client ? serverSecret_ : clientSecret_,
+                               RecordProtection::Direction::kOpen, context_->cipherEngine());
   if (!opening) return opening.error().message();
   BIO* received = SSL_get_rbio(ssl_);
   const size_t pending = BIO_ctrl_pending(received);

@@ -41,6 +41,9 @@ struct TlsConfig {
   // the BIO pair instead of Atoll's. The wire format is the same; it costs
   // two more copies per byte on each end. For comparison and as a fallback.
   bool opensslRecords = false;
+  // With Atoll's records: run their cipher with OpenSSL even where
+  // intel-ipsec-mb's vector AES-GCM could (VaesGcm). For comparison.
+  bool opensslCipher = false;
   // TLS 1.3 cipher suites in order of preference, in OpenSSL's list format;
   // empty: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305.
   std::string cipherSuites;
@@ -61,14 +64,20 @@ class TlsContext {
   Role role() const { return role_; }
   bool kernelTls() const { return kernelTls_; }
   bool opensslRecords() const { return opensslRecords_; }
+  CipherEngine cipherEngine() const { return cipherEngine_; }
 
  private:
-  TlsContext(SSL_CTX* context, Role role, bool kernelTls, bool opensslRecords)
-      : context_(context), role_(role), kernelTls_(kernelTls), opensslRecords_(opensslRecords) {}
+  TlsContext(SSL_CTX* context, Role role, const TlsConfig& config)
+      : context_(context),
+        role_(role),
+        kernelTls_(config.kernelTls),
+        opensslRecords_(config.opensslRecords),
+        cipherEngine_(config.opensslCipher ? CipherEngine::kOpenssl : CipherEngine::kFastest) {}
   SSL_CTX* context_;
   Role role_;
   bool kernelTls_;
   bool opensslRecords_;
+  CipherEngine cipherEngine_;
 };
 
 class TlsChannel : public Channel {

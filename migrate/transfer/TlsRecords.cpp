@@ -33,6 +33,12 @@ CipherSpec specOf(RecordCipher cipher) {
   return {"AES-128-GCM", "SHA256", 16, 32};
 }
 
+Error badRecordMac(uint64_t sequence) {
+  return Error::invalid("tls read", "record " + std::to_string(sequence), "",
+                        "bad record mac: the record failed authentication (altered in "
+                        "transit, or the ends disagree on the keys)");
+}
+
 std::string opensslErrors() {
   std::string out = drainOpensslErrors();
   return out.empty() ? "no detail from OpenSSL" : out;
@@ -107,7 +113,7 @@ Result<RecordCipher> recordCipherOf(uint16_t suiteId) {
 
 Result<RecordProtection> RecordProtection::create(RecordCipher cipher,
                                                   std::span<const uint8_t> secret,
-                                                  Direction direction) {
+                                                  Direction direction, CipherEngine engine) {
   if (secret.size() != specOf(cipher).secretLength) {
     return Error::invalid("tls records", "traffic secret", std::to_string(secret.size()),
                           "secret length does not match the cipher suite's hash");
@@ -115,6 +121,7 @@ Result<RecordProtection> RecordProtection::create(RecordCipher cipher,
   RecordProtection protection;
   protection.cipher_ = cipher;
   protection.direction_ = direction;
+  protection.engine_ = engine;
   protection.secret_.assign(secret.begin(), secret.end());
   protection.context_.reset(EVP_CIPHER_CTX_new());
   if (!protection.context_) return Error::invalid("tls records", "cipher", "", opensslErrors());
@@ -138,6 +145,16 @@ Result<void> RecordProtection::install() {
   }
   std::memcpy(iv_.data(), iv->data(), iv_.size());
   wipe(*iv);
+  sequence_ = 0;
+  vaes_.reset();
+  if (engine_ == CipherEngine::kFastest && cipher_ != RecordCipher::kChacha20Poly1305 &&
+      !VaesGcm::unavailableReason()) {
+    auto vaes = VaesGcm::create(*key);
+    wipe(*key);
+    if (!vaes) return vaes.error();
+    vaes_ = std::move(*vaes);
+    return ok();
+  }
   // The cipher is fetched once per key; each record then only sets its
   // nonce, which keeps the per-record cost to the cipher itself.
   EVP_CIPHER* evp = EVP_CIPHER_fetch(nullptr, spec.cipher, nullptr);
@@ -150,8 +167,11 @@ Result<void> RecordProtection::install() {
   EVP_CIPHER_free(evp);
   wipe(*key);
   if (rc != 1) return Error::invalid("tls records", spec.cipher, "", opensslErrors());
-  sequence_ = 0;
   return ok();
+}
+
+std::string RecordProtection::engine() const {
+  return vaes_ ? VaesGcm::description() : std::string("OpenSSL");
 }
 
 std::array<uint8_t, 12> RecordProtection::nonce() const {
@@ -182,11 +202,17 @@ Result<size_t> RecordProtection::seal(ContentType type, std::span<const uint8_t>
   out[2] = 0x03;
   out[3] = static_cast<uint8_t>(encrypted >> 8);
   out[4] = static_cast<uint8_t>(encrypted);
-  EVP_CIPHER_CTX* c = context_.get();
   const auto iv = nonce();
-  int n = 0;
   const uint8_t inner = static_cast<uint8_t>(type);
   uint8_t* body = out + kRecordHeaderSize;
+  if (vaes_) {
+    vaes_->seal(iv, {out, kRecordHeaderSize}, content, {&inner, 1}, body,
+                body + content.size() + 1);
+    ++sequence_;
+    return kRecordHeaderSize + encrypted;
+  }
+  EVP_CIPHER_CTX* c = context_.get();
+  int n = 0;
   if (EVP_CipherInit_ex(c, nullptr, nullptr, nullptr, iv.data(), 1) != 1 ||
       EVP_CipherUpdate(c, nullptr, &n, out, kRecordHeaderSize) != 1 ||
       EVP_CipherUpdate(c, body, &n, content.data(), static_cast<int>(content.size())) != 1 ||
@@ -207,10 +233,18 @@ Result<RecordProtection::Opened> RecordProtection::open(std::span<const uint8_t>
                           "record shorter than its tag or opening with a send key");
   }
   const size_t cipherLength = record.size() - kRecordHeaderSize - kRecordTagSize;
-  EVP_CIPHER_CTX* c = context_.get();
   const auto iv = nonce();
-  int n = 0;
   auto* tag = const_cast<uint8_t*>(record.data() + record.size() - kRecordTagSize);
+  if (vaes_) {
+    if (!vaes_->open(iv, record.first(kRecordHeaderSize),
+                     record.subspan(kRecordHeaderSize, cipherLength), tag, out)) {
+      return badRecordMac(sequence_);
+    }
+    ++sequence_;
+    return innerContent({out, cipherLength});
+  }
+  EVP_CIPHER_CTX* c = context_.get();
+  int n = 0;
   if (EVP_CipherInit_ex(c, nullptr, nullptr, nullptr, iv.data(), 0) != 1 ||
       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, kRecordTagSize, tag) != 1 ||
       EVP_CipherUpdate(c, nullptr, &n, record.data(), kRecordHeaderSize) != 1 ||
@@ -220,9 +254,7 @@ Result<RecordProtection::Opened> RecordProtection::open(std::span<const uint8_t>
   }
   if (EVP_CipherFinal_ex(c, out + cipherLength, &n) != 1) {
     ERR_clear_error();
-    return Error::invalid("tls read", "record " + std::to_string(sequence_), "",
-                          "bad record mac: the record failed authentication (altered in "
-                          "transit, or the ends disagree on the keys)");
+    return badRecordMac(sequence_);
   }
   ++sequence_;
   return innerContent({out, cipherLength});

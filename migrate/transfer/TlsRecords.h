@@ -10,6 +10,8 @@
 // caller's: the same single pass the kernel's TLS makes. The records are
 // standard TLS 1.3 records under the session's application traffic keys, so
 // either end may use OpenSSL's record layer instead (tests check both ways).
+// The AEAD cipher itself is OpenSSL's, or for AES-GCM on CPUs with vector
+// AES the faster one of intel-ipsec-mb (VaesGcm); both give the same bytes.
 //
 // Wire format of one record (all lengths big-endian, as TLS defines them):
 //   opaque_type            1 byte   23 (application_data) for every record
@@ -30,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "migrate/transfer/VaesGcm.h"
 #include "util/Result.h"
 
 namespace Atoll::transfer {
@@ -58,6 +61,11 @@ enum class RecordCipher { kAes128Gcm, kAes256Gcm, kChacha20Poly1305 };
 // The cipher of a suite's two-byte IANA id (0x1301..0x1303); none for others.
 Result<RecordCipher> recordCipherOf(uint16_t suiteId);
 
+// Who runs the AEAD cipher of the records: the fastest available (vector
+// AES-GCM by intel-ipsec-mb where VaesGcm can run and the suite is AES-GCM,
+// else OpenSSL), or OpenSSL always (for comparison).
+enum class CipherEngine { kFastest, kOpenssl };
+
 // One direction of a session: its traffic secret, the key and IV derived
 // from it, and the sequence number of the next record. A sealing instance
 // protects what this end sends, an opening one what it receives.
@@ -65,7 +73,8 @@ class RecordProtection {
  public:
   enum class Direction { kSeal, kOpen };
   static Result<RecordProtection> create(RecordCipher cipher, std::span<const uint8_t> secret,
-                                         Direction direction);
+                                         Direction direction,
+                                         CipherEngine engine = CipherEngine::kFastest);
   RecordProtection(RecordProtection&&) noexcept = default;
   RecordProtection& operator=(RecordProtection&&) noexcept = default;
   ~RecordProtection();
@@ -89,6 +98,8 @@ class RecordProtection {
   Result<void> update();
   uint64_t sequence() const { return sequence_; }
   uint64_t generation() const { return generation_; }
+  // Who runs the cipher: "OpenSSL" or VaesGcm::description().
+  std::string engine() const;
 
  private:
   RecordProtection() = default;
@@ -97,12 +108,14 @@ class RecordProtection {
 
   RecordCipher cipher_ = RecordCipher::kAes128Gcm;
   Direction direction_ = Direction::kSeal;
+  CipherEngine engine_ = CipherEngine::kFastest;
   std::vector<uint8_t> secret_;
   std::array<uint8_t, 12> iv_{};
   struct ContextFree {
     void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
   };
   std::unique_ptr<EVP_CIPHER_CTX, ContextFree> context_;
+  std::unique_ptr<VaesGcm> vaes_;  // set: it runs the cipher instead of context_
   uint64_t sequence_ = 0;
   uint64_t generation_ = 0;
 };
