@@ -396,6 +396,15 @@ std::optional<std::string> TlsChannel::takeRecordLayer() {
   spill_.resize(kMaxRecordCiphertext);
   sealing_.emplace(std::move(*sealing));
   opening_.emplace(std::move(*opening));
+  // OpenSSL reads and writes no more records: its pair's buffers (a batch
+  // and more each way) go now rather than with the session. The SSL keeps
+  // an empty memory BIO so that nothing it might still touch dangles.
+  BIO* idle = BIO_new(BIO_s_mem());
+  if (idle != nullptr) {
+    SSL_set_bio(ssl_, idle, idle);  // frees the SSL's end of the pair
+    BIO_free(network_);
+    network_ = nullptr;
+  }
   return std::nullopt;
 }
 
