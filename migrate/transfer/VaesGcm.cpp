@@ -53,10 +53,14 @@ const Library& library() {
 
 }  // namespace
 
+// The key and the library's functions for its length, chosen once.
 struct VaesGcm::State {
   alignas(64) gcm_key_data key;
   alignas(64) gcm_context_data context;
-  bool aes256 = false;
+  aes_gcm_init_t init = nullptr;
+  aes_gcm_enc_dec_update_t encryptUpdate = nullptr;
+  aes_gcm_enc_dec_finalize_t encryptFinalize = nullptr;
+  aes_gcm_enc_dec_t decrypt = nullptr;
 };
 
 std::optional<std::string> VaesGcm::unavailableReason() {
@@ -75,57 +79,35 @@ Result<std::unique_ptr<VaesGcm>> VaesGcm::create(std::span<const uint8_t> key) {
     return Error::invalid("tls records", "AES-GCM key length", std::to_string(key.size()),
                           "AES-GCM keys are 16 or 32 bytes");
   }
+  const IMB_MGR& m = *library().manager;
   auto state = std::make_unique<State>();
-  state->aes256 = key.size() == 32;
-  IMB_MGR* manager = library().manager;
-  if (state->aes256) {
-    IMB_AES256_GCM_PRE(manager, key.data(), &state->key);
-  } else {
-    IMB_AES128_GCM_PRE(manager, key.data(), &state->key);
-  }
+  const bool aes256 = key.size() == 32;
+  state->init = aes256 ? m.gcm256_init : m.gcm128_init;
+  state->encryptUpdate = aes256 ? m.gcm256_enc_update : m.gcm128_enc_update;
+  state->encryptFinalize = aes256 ? m.gcm256_enc_finalize : m.gcm128_enc_finalize;
+  state->decrypt = aes256 ? m.gcm256_dec : m.gcm128_dec;
+  (aes256 ? m.gcm256_pre : m.gcm128_pre)(key.data(), &state->key);
   return std::unique_ptr<VaesGcm>(new VaesGcm(std::move(state)));
 }
 
 void VaesGcm::seal(const std::array<uint8_t, 12>& iv, std::span<const uint8_t> aad,
                    std::span<const uint8_t> first, std::span<const uint8_t> second, uint8_t* out,
                    uint8_t* tag) {
-  IMB_MGR* manager = library().manager;
   State& s = *state_;
-  if (s.aes256) {
-    IMB_AES256_GCM_INIT(manager, &s.key, &s.context, iv.data(), aad.data(), aad.size());
-    if (!first.empty()) {
-      IMB_AES256_GCM_ENC_UPDATE(manager, &s.key, &s.context, out, first.data(), first.size());
-    }
-    if (!second.empty()) {
-      IMB_AES256_GCM_ENC_UPDATE(manager, &s.key, &s.context, out + first.size(), second.data(),
-                                second.size());
-    }
-    IMB_AES256_GCM_ENC_FINALIZE(manager, &s.key, &s.context, tag, 16);
-  } else {
-    IMB_AES128_GCM_INIT(manager, &s.key, &s.context, iv.data(), aad.data(), aad.size());
-    if (!first.empty()) {
-      IMB_AES128_GCM_ENC_UPDATE(manager, &s.key, &s.context, out, first.data(), first.size());
-    }
-    if (!second.empty()) {
-      IMB_AES128_GCM_ENC_UPDATE(manager, &s.key, &s.context, out + first.size(), second.data(),
-                                second.size());
-    }
-    IMB_AES128_GCM_ENC_FINALIZE(manager, &s.key, &s.context, tag, 16);
+  s.init(&s.key, &s.context, iv.data(), aad.data(), aad.size());
+  if (!first.empty()) s.encryptUpdate(&s.key, &s.context, out, first.data(), first.size());
+  if (!second.empty()) {
+    s.encryptUpdate(&s.key, &s.context, out + first.size(), second.data(), second.size());
   }
+  s.encryptFinalize(&s.key, &s.context, tag, 16);
 }
 
 bool VaesGcm::open(const std::array<uint8_t, 12>& iv, std::span<const uint8_t> aad,
                    std::span<const uint8_t> ciphertext, const uint8_t* tag, uint8_t* out) {
-  IMB_MGR* manager = library().manager;
   State& s = *state_;
   uint8_t computed[16];
-  if (s.aes256) {
-    IMB_AES256_GCM_DEC(manager, &s.key, &s.context, out, ciphertext.data(), ciphertext.size(),
-                       iv.data(), aad.data(), aad.size(), computed, sizeof computed);
-  } else {
-    IMB_AES128_GCM_DEC(manager, &s.key, &s.context, out, ciphertext.data(), ciphertext.size(),
-                       iv.data(), aad.data(), aad.size(), computed, sizeof computed);
-  }
+  s.decrypt(&s.key, &s.context, out, ciphertext.data(), ciphertext.size(), iv.data(), aad.data(),
+            aad.size(), computed, sizeof computed);
   return CRYPTO_memcmp(computed, tag, sizeof computed) == 0;
 }
 
