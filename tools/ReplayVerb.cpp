@@ -30,6 +30,8 @@ struct ReplayVerbArgs {
   // Unset: the defaults of the planner, forecaster and threshold policy.
   std::optional<int> horizon;
   std::optional<double> margin;
+  std::optional<double> maxMargin;
+  std::optional<double> marginStep;
   std::optional<double> balanceBand;
   std::optional<double> sameRoleCooldownSeconds;
   bool donorPeakOverCooldown = false;
@@ -55,6 +57,8 @@ void run(const ReplayVerbArgs& args) {
   options.policies = policies.value();
   options.warmupSteps = args.warmup;
   if (args.horizon) options.planner.horizonSteps = *args.horizon;
+  if (args.maxMargin) options.planner.maxMargin = *args.maxMargin;
+  if (args.marginStep) options.planner.marginStep = *args.marginStep;
   if (args.margin) options.planner.margin = *args.margin;
   if (args.noVmMoves) options.planner.allowVmMoves = false;
   if (args.balanceBand) options.planner.balanceBand = *args.balanceBand;
@@ -85,9 +89,7 @@ void run(const ReplayVerbArgs& args) {
     options.threshold.donorMax = *args.thresholdTarget;
   }
   if (std::string problem = options.planner.validate(); !problem.empty())
-    fail(Error::invalid("parse options", "--horizon/--margin/--balance-band/--same-role-cooldown",
-                        "", problem),
-         kExitUsage);
+    fail(Error::invalid("parse options", "planner options", "", problem), kExitUsage);
   if (!(options.threshold.upper > 0 && options.threshold.upper <= 1.5 &&
         options.threshold.target > 0 && options.threshold.target <= options.threshold.upper))
     fail(Error::invalid("parse options", "--threshold-upper/--threshold-target",
@@ -162,6 +164,11 @@ void addReplayVerb(CLI::App& app) {
       ->capture_default_str();
   verb->add_option("--horizon", args->horizon, "Planner horizon in steps (default 12)");
   verb->add_option("--margin", args->margin, "Planner's initial benefit margin (default 0.5)");
+  verb->add_option("--max-margin", args->maxMargin,
+                   "Upper bound of the margin the planner's outcome loop may reach (default 3)");
+  verb->add_option("--margin-step", args->marginStep,
+                   "Step of the outcome loop's margin changes (default 0.1; 0: the margin stays "
+                   "at --margin)");
   verb->add_flag("--no-vm-moves", args->noVmMoves, "Atoll resizes islands only, moves no VM");
   verb->add_option("--balance-band", args->balanceBand,
                    "Planner's proactive balance band (default 0: off)");

@@ -52,12 +52,21 @@ struct PolicyState {
   // follow its own actions), the latest pass's verdict per island (read when
   // the next step is scored) and the actions whose outcome is still to come.
   std::optional<Planner> planner;
-  std::vector<std::string> verdict;
+  std::vector<uint8_t> verdict;  // indexes into report.verdictNames
   std::vector<PendingOutcome> pending;
 };
 
 bool runsPlanner(ReplayPolicy policy) {
   return policy == ReplayPolicy::Atoll || policy == ReplayPolicy::AtollHindsight;
+}
+
+// The index of a verdict name in a policy's table, added when new (a handful
+// of rule names at most, so a linear search and a byte per entry suffice).
+uint8_t verdictIndex(std::vector<std::string>& names, std::string_view name) {
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return uint8_t(i);
+  names.emplace_back(name);
+  return uint8_t(names.size() - 1);
 }
 
 // A profile that knows the future: p50 = p95 = p99 = the actual demand at
@@ -236,7 +245,9 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
       auto created = Planner::create(options.planner);
       if (!created) return created.error();
       s.planner.emplace(std::move(created.value()));
-      s.verdict.assign(islandCount, "none");
+      const uint8_t none = verdictIndex(s.report.verdictNames, "none");
+      s.verdict.assign(islandCount, none);
+      s.report.verdicts.assign(islandCount, std::vector<uint8_t>(traces.steps, none));
     }
     states.push_back(std::move(s));
   }
@@ -311,6 +322,7 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
       for (size_t i = 0; i < islandCount; ++i) {
         const double capacity = double(s.cpus[i].size());
         s.report.capacity[i][t] = float(capacity);
+        if (s.planner) s.report.verdicts[i][t] = s.verdict[i];
         if (t < options.warmupSteps) continue;
         const double demand = s.report.demand[i][t];
         if (demand > capacity) {
@@ -321,7 +333,7 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
           s.report.maxDepth = std::max(s.report.maxDepth, depth);
           s.depthSum += depth;
           ++s.overloadedSteps;
-          if (s.planner) ++s.report.overloadAfterVerdict[s.verdict[i]];
+          if (s.planner) ++s.report.overloadAfterVerdict[s.report.verdictNames[s.verdict[i]]];
         }
       }
     }
@@ -395,12 +407,13 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
             }
           }
           PlanResult result = s.planner->plan(input);
-          s.verdict.assign(islandCount, "none");
+          s.verdict.assign(islandCount, verdictIndex(s.report.verdictNames, "none"));
           for (const Decision& d : result.decisions) {
             const std::string& relieved =
                 d.action == ActionKind::MoveVm ? d.fromIsland : d.toIsland;
             for (size_t i = 0; i < islandCount; ++i)
-              if (islands[i].name == relieved) s.verdict[i] = std::string(ruleName(d.rule));
+              if (islands[i].name == relieved)
+                s.verdict[i] = verdictIndex(s.report.verdictNames, ruleName(d.rule));
           }
           for (const Decision& d : result.decisions) {
             if (!d.execute || d.action == ActionKind::None) continue;
@@ -552,6 +565,8 @@ nlohmann::json toJson(const ReplayReport& report) {
       entry["final_margin"] = p.finalMargin;
       entry["tuning_changes"] = p.tuningChanges;
       entry["overload_after_verdict"] = p.overloadAfterVerdict;
+      entry["verdict_names"] = p.verdictNames;
+      entry["verdicts"] = p.verdicts;
     }
     out["policies"].push_back(entry);
   }

@@ -26,6 +26,7 @@
 // own cost model, applied to every policy's resizes alike; a VM move costs
 // its pages at the planner's migration rate, its cache warm-up and the
 // slowdown while it moves).
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -95,6 +96,12 @@ struct PolicyReport {
   // that island (a rule name, or "none" when the
   // island was not at risk), so the rules that left overload in place show.
   std::map<std::string, size_t> overloadAfterVerdict;
+  // Planner policies only: per island and step, the verdict of the planning
+  // pass that set the capacity in force during that step (the pass at the end
+  // of the step before; "none" before the first pass), as an index into
+  // verdictNames, so verdicts line up with the capacity and demand arrays.
+  std::vector<std::string> verdictNames;
+  std::vector<std::vector<uint8_t>> verdicts;  // [island][step]
   // Planner policies only: the outcome loop's final state.
   double finalMargin = 0;
   size_t tuningChanges = 0;
@@ -117,7 +124,9 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
 
 std::string formatReplayReport(const ReplayReport& report);
 // With each island's demand and each policy's capacity and demand per step
-// (cores), for analysing where policies differ.
+// (cores), and for planner policies each island's verdict per step
+// ("verdict_names", and "verdicts" [island][step] as indexes into it), for
+// analysing where policies differ.
 nlohmann::json toJson(const ReplayReport& report);
 // Per island: demand and each policy's capacity over time, actions marked.
 std::string renderReplaySvg(const ReplayReport& report);

@@ -217,6 +217,8 @@ TEST(CliWithoutDaemon, ReplayRefusesOptionsOutOfRange) {
   const std::string replay = "replay --quiet --trace " + dir.path();
   const std::vector<std::pair<std::string, std::string>> cases = {
       {" --margin -1", "planner.margin = -1"},
+      {" --max-margin -1", "planner.max_margin = -1"},
+      {" --margin-step -0.1", "planner.margin_step = -0.1"},
       {" --balance-band -0.1", "planner.balance_band = -0.1"},
       {" --min-risk-p50-share 1.5", "planner.min_risk_p50_share = 1.5"},
       {" --donor-rule bogus", "must be one of peak, expected-unmet, peak-then-expected-unmet"},

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
+#include "migrate/planner/Decision.h"
 #include "migrate/planner/TraceReplay.h"
 
 namespace Atoll::planner {
@@ -96,6 +99,46 @@ TEST(ReplayPolicies, ParsesListsAndNamesUnknownOnes) {
   auto bad = parsePolicies("atoll,magic");
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message().find("magic"), std::string::npos);
+}
+
+// A planner policy's per-step verdicts in the JSON: one array per island as
+// long as the replay, every index naming "none" or a rule, and the verdicts
+// in force at the overloaded scored steps adding up to the report's
+// overloaded island-steps by verdict. Returns how many overloaded steps
+// followed a verdict other than "none".
+size_t checkVerdictTimeline(const nlohmann::json& report, size_t policy) {
+  const nlohmann::json& p = report["policies"][policy];
+  EXPECT_TRUE(p.contains("verdicts") && p.contains("verdict_names")) << p["policy"];
+  if (!p.contains("verdicts") || !p.contains("verdict_names")) return 0;
+  const auto names = p["verdict_names"].get<std::vector<std::string>>();
+  std::vector<std::string> known{"none"};
+  for (int r = int(Rule::BenefitExceedsCost); r <= int(Rule::StaleForecast); ++r)
+    known.emplace_back(ruleName(Rule(r)));
+  for (const auto& name : names)
+    EXPECT_NE(std::find(known.begin(), known.end(), name), known.end()) << name;
+  const size_t steps = report["steps"].get<size_t>();
+  const size_t warmup = report["warmup_steps"].get<size_t>();
+  EXPECT_EQ(p["verdicts"].size(), report["islands"].size());
+  std::map<std::string, size_t> overloadAfter;
+  size_t afterAVerdict = 0;
+  for (size_t i = 0; i < p["verdicts"].size(); ++i) {
+    const auto verdicts = p["verdicts"][i].get<std::vector<size_t>>();
+    EXPECT_EQ(verdicts.size(), steps);
+    if (verdicts.size() != steps) continue;
+    for (size_t t = 0; t < steps; ++t) {
+      EXPECT_LT(verdicts[t], names.size()) << "island " << i << " step " << t;
+      if (verdicts[t] >= names.size()) return 0;
+      if (t < warmup) {
+        EXPECT_EQ(names[verdicts[t]], "none") << "no pass before the warm-up ends";
+        continue;
+      }
+      if (p["demand"][i][t].get<float>() <= p["capacity"][i][t].get<float>()) continue;
+      ++overloadAfter[names[verdicts[t]]];
+      if (names[verdicts[t]] != "none") ++afterAVerdict;
+    }
+  }
+  EXPECT_EQ(overloadAfter, (p["overload_after_verdict"].get<std::map<std::string, size_t>>()));
+  return afterAVerdict;
 }
 
 // Two islands of 7 CPUs. Each day island A bursts from 2 to 8 cores for two
@@ -207,6 +250,9 @@ TEST_F(PeriodicBurstReplay, AtollResizesBeforeTheBurstThresholdAfter) {
   size_t attributed = 0;
   for (const auto& [rule, count] : atoll.overloadAfterVerdict) attributed += count;
   EXPECT_DOUBLE_EQ(double(attributed) * kTraceStepSeconds / 60.0, atoll.overloadIslandMinutes);
+  // ... and each step's verdict is in the JSON, for atoll and not for threshold.
+  checkVerdictTimeline(json, 0);
+  EXPECT_FALSE(json["policies"][1].contains("verdicts"));
 }
 
 // When resizes cannot relieve an island (here one CPU per resize against
@@ -333,6 +379,39 @@ TEST_F(OneOffBurstReplay, HindsightResizesBeforeTheBurstTheForecastCannot) {
   EXPECT_NE(formatReplayReport(*report).find("atoll-hindsight/threshold overload time ratio"),
             std::string::npos);
   EXPECT_EQ(toJson(*report)["policies"][0]["policy"], "atoll-hindsight");
+  // Per step: the burst came after passes that saw no risk.
+  const auto json = toJson(*report);
+  checkVerdictTimeline(json, 0);
+  EXPECT_EQ(checkVerdictTimeline(json, 1), 0u);
+}
+
+// With a margin no benefit can meet, the planner sees the burst once it has
+// started and declines every resize: the rest of the burst is overloaded
+// after `below-margin` verdicts, and the per-step timeline shows them there.
+TEST_F(OneOffBurstReplay, VerdictTimelineShowsTheDeclineBeforeTheOverloadedSteps) {
+  auto traces = readTraceDir(dir_.string());
+  ASSERT_TRUE(traces) << traces.error().message();
+  ReplayOptions options;
+  options.host = parseHostSpec("cpus=16,nodes=1,islands=2,vms=8").value();
+  options.policies = {ReplayPolicy::Threshold, ReplayPolicy::Atoll};
+  options.warmupSteps = 2 * 288;
+  options.planner.allowVmMoves = false;
+  options.planner.maxMargin = 1e9;
+  options.planner.margin = 1e9;
+  auto report = runTraceReplay(*traces, options);
+  ASSERT_TRUE(report) << report.error().message();
+  const PolicyReport& atoll = report->policies[1];
+  ASSERT_EQ(atoll.policy, ReplayPolicy::Atoll);
+  EXPECT_TRUE(atoll.actions.empty()) << formatReplayReport(*report);
+  const auto json = toJson(*report);
+  EXPECT_FALSE(json["policies"][0].contains("verdicts"));
+  EXPECT_GT(checkVerdictTimeline(json, 1), 0u) << formatReplayReport(*report);
+  // The burst's last step follows a pass that saw A at risk and declined.
+  const auto& names = atoll.verdictNames;
+  const uint8_t last = atoll.verdicts[0][kBurst + kBurstSteps - 1];
+  ASSERT_LT(last, names.size());
+  EXPECT_EQ(names[last], ruleName(Rule::BelowMargin)) << formatReplayReport(*report);
+  EXPECT_GT(atoll.demand[0][kBurst + kBurstSteps - 1], atoll.capacity[0][kBurst + kBurstSteps - 1]);
 }
 
 // With VM moves allowed and one CPU per resize (too little relief), the
