@@ -2,7 +2,9 @@
 // the same run, between the same two network namespaces (veth pair):
 //   PlaintextVsIperf3   our plaintext image copy / iperf3 single stream, 1 MiB sends
 //   TlsVsPlaintext      TLS 1.3 image copy / plaintext image copy (and the same
-//                       with OpenSSL's record layer instead of Atoll's)
+//                       with Atoll's records on OpenSSL's cipher, and with
+//                       OpenSSL's record layer instead of Atoll's)
+//   (both in rounds taken in turns; medians reported)
 //   RecordSealVsCipher  sealing (or opening) 16 KiB TLS records (Atoll's record
 //                       layer, on OpenSSL's cipher or on vector AES) / OpenSSL's
 //                       bare cipher over the same bytes in one call
