@@ -58,6 +58,24 @@ double secondsOf(const std::function<void()>& fn) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// The median of repeated measurements (0 when there are none).
+double median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+// Rounds of a throughput comparison, run in turns (A, B, A, B, ...) so that
+// both sides see the same drift of a shared host; the figures reported are
+// medians over the rounds, and the ratio is the ratio of the medians, with
+// the lowest and highest ratio of a single round beside it.
+struct Rounds {
+  std::vector<double> values;
+  void add(double value) { values.push_back(value); }
+  double median() const { return ::median(values); }
+};
+
 // Runs an image copy of `source` from namespace A to a server in B; returns
 // round reports (round 0 first) or an error message.
 struct CopyResult {
@@ -182,6 +200,17 @@ class Bench {
     return round->dataBytes / round->seconds;
   }
 
+  // One round of a copy in a comparison: its rate and CPU per GiB go to
+  // `rate` and `cpu`, and the copy is removed so that every copy writes to
+  // the same recycled memory.
+  void copyRound(const std::string& source, const std::string& name, const TlsConfig& serverTls,
+                 const TlsConfig& clientTls, benchmark::State& state, Rounds& rate, Rounds& cpu) {
+    double cpuSecondsPerGiB = 0;
+    rate.add(copyRate(source, name, serverTls, clientTls, state, &cpuSecondsPerGiB));
+    cpu.add(cpuSecondsPerGiB);
+    ::unlink((dir / ("staging/" + name)).c_str());
+  }
+
   static double processCpuSeconds() {
     rusage usage{};
     ::getrusage(RUSAGE_SELF, &usage);
@@ -210,22 +239,6 @@ class Bench {
       *cpuSecondsPerGiB = cpuSeconds / (received.value("bytes", 0.0) / (1024.0 * kMiB));
     }
     return received["bits_per_second"].get<double>();
-  }
-};
-
-// Rounds of a throughput comparison, run in turns (A, B, A, B, ...) so that
-// both sides see the same drift of a shared host; the figures reported are
-// medians over the rounds, and the ratio is the ratio of the medians, with
-// the lowest and highest ratio of a single round beside it.
-struct Rounds {
-  std::vector<double> values;
-  void add(double value) { values.push_back(value); }
-  double median() const {
-    if (values.empty()) return 0;
-    std::vector<double> sorted = values;
-    std::sort(sorted.begin(), sorted.end());
-    const size_t n = sorted.size();
-    return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
   }
 };
 
@@ -260,12 +273,10 @@ void PlaintextVsIperf3(benchmark::State& state) {
   for (auto _ : state) {
     Rounds iperf, ours, iperfCpu, oursCpu;
     for (int round = 0; round < rounds; ++round) {
-      double iperfCpuPerGiB = 0, oursCpuPerGiB = 0;
+      double iperfCpuPerGiB = 0;
       iperf.add(bench.iperf3BitsPerSecond(&iperfCpuPerGiB) / 8);
-      ours.add(bench.copyRate(source, "plain.img", {}, {}, state, &oursCpuPerGiB));
-      ::unlink((bench.dir / "staging/plain.img").c_str());
       iperfCpu.add(iperfCpuPerGiB);
-      oursCpu.add(oursCpuPerGiB);
+      bench.copyRound(source, "plain.img", {}, {}, state, ours, oursCpu);
     }
     state.counters["iperf3_MiBps"] = iperf.median() / kMiB;
     state.counters["atoll_MiBps"] = ours.median() / kMiB;
@@ -305,23 +316,12 @@ void TlsVsPlaintext(benchmark::State& state) {
   for (auto _ : state) {
     Rounds plain, tls, openssl, opensslCipher, plainCpu, tlsCpu, opensslCpu, opensslCipherCpu;
     for (int round = 0; round < rounds; ++round) {
-      // Each copy is removed before the next, so that all write to the
-      // same recycled memory.
-      double plainCpuPerGiB = 0, tlsCpuPerGiB = 0, opensslCpuPerGiB = 0, opensslCipherCpuPerGiB = 0;
-      plain.add(bench.copyRate(source, "plain.img", {}, {}, state, &plainCpuPerGiB));
-      ::unlink((bench.dir / "staging/plain.img").c_str());
-      tls.add(bench.copyRate(source, "tls.img", server, client, state, &tlsCpuPerGiB));
-      ::unlink((bench.dir / "staging/tls.img").c_str());
-      opensslCipher.add(bench.copyRate(source, "cipher.img", opensslCipherServer,
-                                       opensslCipherClient, state, &opensslCipherCpuPerGiB));
-      ::unlink((bench.dir / "staging/cipher.img").c_str());
-      opensslCipherCpu.add(opensslCipherCpuPerGiB);
-      openssl.add(bench.copyRate(source, "openssl.img", opensslServer, opensslClient, state,
-                                 &opensslCpuPerGiB));
-      ::unlink((bench.dir / "staging/openssl.img").c_str());
-      plainCpu.add(plainCpuPerGiB);
-      tlsCpu.add(tlsCpuPerGiB);
-      opensslCpu.add(opensslCpuPerGiB);
+      bench.copyRound(source, "plain.img", {}, {}, state, plain, plainCpu);
+      bench.copyRound(source, "tls.img", server, client, state, tls, tlsCpu);
+      bench.copyRound(source, "cipher.img", opensslCipherServer, opensslCipherClient, state,
+                      opensslCipher, opensslCipherCpu);
+      bench.copyRound(source, "openssl.img", opensslServer, opensslClient, state, openssl,
+                      opensslCpu);
     }
     state.counters["plain_MiBps"] = plain.median() / kMiB;
     state.counters["tls_MiBps"] = tls.median() / kMiB;
@@ -595,10 +595,6 @@ void QemuTunnelVsDirect(benchmark::State& state) {
     state.SkipWithError(("migration failed: " + error).c_str());
     return;
   }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   auto ratio = [&](const std::vector<double>& ours, const std::vector<double>& theirs) {
     return median(theirs) > 0 ? median(ours) / median(theirs) : 0;
   };
