@@ -4,7 +4,8 @@
 //   TlsVsPlaintext      TLS 1.3 image copy / plaintext image copy (and the same
 //                       with Atoll's records on OpenSSL's cipher, and with
 //                       OpenSSL's record layer instead of Atoll's)
-//   (both in rounds taken in turns; medians reported)
+//   (both in rounds taken in turns; medians reported; each side on one
+//   thread, or pipelined on two)
 //   RecordSealVsCipher  sealing (or opening) 16 KiB TLS records (Atoll's record
 //                       layer, on OpenSSL's cipher or on vector AES) / OpenSSL's
 //                       bare cipher over the same bytes in one call
@@ -104,6 +105,9 @@ class Bench {
   // last. iperf3 is placed the same way (-A). Empty: the scheduler decides.
   std::optional<TransferCpus> senderCpus, receiverCpus;
   std::string iperf3Placement;
+  // Both sides hand their file or socket work to a second thread
+  // (Pipeline.h); false: one thread per side, the default.
+  bool pipelined = false;
 
   bool placeSides() {
     long count = ::sysconf(_SC_NPROCESSORS_ONLN);
@@ -123,6 +127,7 @@ class Bench {
     config.listen = Endpoint{NetnsPair::kAddressB, 0};
     config.tls = tls;
     if (receiverCpus) config.receiver.cpus = &*receiverCpus;
+    config.receiver.pipelined = pipelined;
     std::unique_ptr<TransferServer> out;
     net.inB([&] {
       auto s = TransferServer::create(config);
@@ -138,6 +143,7 @@ class Bench {
     options.remoteName = name;
     options.transferId = std::hash<std::string>()(name);
     if (senderCpus) options.cpus = &*senderCpus;
+    options.pipelined = pipelined;
     auto sender = ImageSender::open(source, options);
     if (!sender) {
       error = sender.error().message();
@@ -268,6 +274,7 @@ void PlaintextVsIperf3(benchmark::State& state) {
     return;
   }
   const int rounds = static_cast<int>(state.range(1));
+  bench.pipelined = state.range(2) == 1;
   std::string source = bench.dir / "random.img";
   Atoll::transfer::testing::makeSparseRandomImage(source, 1024 * kMiB, 1, 1024 * kMiB, 1);
   for (auto _ : state) {
@@ -304,6 +311,7 @@ void TlsVsPlaintext(benchmark::State& state) {
     return;
   }
   const int rounds = static_cast<int>(state.range(1));
+  bench.pipelined = state.range(2) == 1;
   std::string source = bench.dir / "random.img";
   Atoll::transfer::testing::makeSparseRandomImage(source, 1024 * kMiB, 1, 1024 * kMiB, 2);
   TlsConfig server = bench.tls("server"), client = bench.tls("client");
@@ -716,11 +724,13 @@ void RecordSealVsCipher(benchmark::State& state) {
 
 // placed:1 runs each side on a CPU of its own (and iperf3 likewise);
 // placed:0 leaves both to the scheduler. rounds: how many turns of each
-// copy (medians reported).
+// copy (medians reported). pipelined:1 gives each side its second thread.
 void placedAndNot(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"placed", "rounds"})
-      ->Args({0, 5})
-      ->Args({1, 5})
+  b->ArgNames({"placed", "rounds", "pipelined"})
+      ->Args({0, 5, 0})
+      ->Args({1, 5, 0})
+      ->Args({0, 5, 1})
+      ->Args({1, 5, 1})
       ->Iterations(1)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();

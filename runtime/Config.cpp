@@ -651,6 +651,10 @@ void readTransfer(Validator& v, const toml::table& table, DaemonConfig& c) {
                  v.parsed(n, k, [&k](const std::string& x) { return numa::parseCpuList(x, k); });
              if (cpus) t.cpus = std::move(*cpus);
            }},
+          {"pipelined",
+           [&](const toml::node& n, const std::string& k) {
+             if (auto x = v.boolean(n, k)) t.pipelined = *x;
+           }},
           {"host_bwlimit", [&](const toml::node& n, const std::string& k) {
              if (const auto* i = n.as_integer()) {
                if (i->get() < 0) {

@@ -99,6 +99,9 @@ struct TransferSettings {
   // Only the syntax is checked here: whether the daemon may run on them is
   // checked when the transfer subsystem starts.
   numa::CpuList cpus;
+  // Each transfer side hands its file or socket work to a second thread
+  // (migrate/transfer/Pipeline.h); false: one thread per side.
+  bool pipelined = false;
 
   bool operator==(const TransferSettings&) const = default;
 };

@@ -236,6 +236,7 @@ Result<std::shared_ptr<TransferSubsystem>> TransferSubsystem::create(
     config.tls = subsystem->tls_;
     config.hostBandwidth = &subsystem->host_;
     config.receiver.cpus = subsystem->cpus_.get();
+    config.receiver.pipelined = settings.pipelined;
     // The server's threads end in stop(), before the subsystem goes.
     TransferSubsystem* self = subsystem.get();
     config.onSession = [self](const std::string& peer, const Result<ReceiveReport>& result) {
@@ -321,6 +322,7 @@ Result<uint64_t> TransferSubsystem::start(const TransferRequest& request) {
   options.transferId = XXH3_64bits(identity.data(), identity.size());
   options.limiter = job->limiter.get();
   options.cpus = cpus_.get();
+  options.pipelined = settings_.pipelined;
   Job* raw = job.get();
   options.onBlock = [raw](uint64_t roundBytes) {
     std::lock_guard lock(raw->mutex);
@@ -504,6 +506,7 @@ nlohmann::json TransferSubsystem::transfersJson() const {
                      {"active_transfers", host_.activeTransfers()},
                      {"tls", tls_.enabled()},
                      {"cpus", numa::formatCpuList(cpus_->cpus())},
+                     {"pipelined", settings_.pipelined},
                      {"transfers", std::move(transfers)},
                      {"received", std::move(received)}};
   if (server_) {

@@ -76,6 +76,7 @@ struct ServeArgs {
   std::string hostBwlimit = "0";
   std::string hostBwlimitFile;
   std::string cpus;
+  bool pipelined = false;
   bool once = false;
   bool json = false;
   TlsArgs tls;
@@ -90,9 +91,15 @@ struct SendArgs {
   uint32_t blockSize = kDefaultBlockSize;
   uint64_t downtimeMs = 300;
   std::string cpus;
+  bool pipelined = false;
   bool json = false;
   TlsArgs tls;
 };
+
+constexpr const char* kPipelinedHelp =
+    "Hand the file or socket work of each block to a second thread, overlapping it with the "
+    "next block; pays only where one CPU limits a side and a second shares its caches "
+    "(default: one thread per side)";
 
 constexpr const char* kCpusHelp =
     "The CPUs this side of a transfer runs on, e.g. 0-3,8: each transfer on one of them "
@@ -155,6 +162,7 @@ void runServe(const ServeArgs& args) {
   config.hostBandwidth = &host;
   TransferCpus cpus = transferCpus(args.cpus);
   config.receiver.cpus = &cpus;
+  config.receiver.pipelined = args.pipelined;
   std::atomic<int> sessions{0}, failures{0};
   config.onSession = [&](const std::string& peer, const Result<ReceiveReport>& result) {
     ++sessions;
@@ -224,6 +232,7 @@ void runSend(const SendArgs& args) {
   options.blockSize = args.blockSize;
   options.limiter = &limiter;
   options.cpus = &cpus;
+  options.pipelined = args.pipelined;
   // The same source, name and size give the same id, so a rerun resumes.
   char* real = ::realpath(args.file.c_str(), nullptr);
   std::string identity = std::string(real != nullptr ? real : args.file.c_str()) + "\n" + name;
@@ -421,6 +430,7 @@ void addTransferVerb(CLI::App& app) {
                     "File holding the host-wide cap; read at start and again on SIGHUP, so the "
                     "cap changes while transfers run");
   serve->add_option("--cpus", serveArgs->cpus, kCpusHelp);
+  serve->add_flag("--pipelined", serveArgs->pipelined, kPipelinedHelp);
   serve->add_flag("--once", serveArgs->once, "Exit after one session");
   serve->add_flag("--json", serveArgs->json, "One JSON line per session on stdout");
   serveArgs->tls.add(serve);
@@ -441,6 +451,7 @@ void addTransferVerb(CLI::App& app) {
                    "Stop pre-copying when a round would fit in this budget")
       ->capture_default_str();
   send->add_option("--cpus", sendArgs->cpus, kCpusHelp);
+  send->add_flag("--pipelined", sendArgs->pipelined, kPipelinedHelp);
   send->add_flag("--json", sendArgs->json, "One JSON line per round on stdout");
   sendArgs->tls.add(send);
   send->callback([sendArgs] { runSend(*sendArgs); });

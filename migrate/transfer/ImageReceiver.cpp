@@ -26,9 +26,10 @@ enum ErrorCode : uint16_t {
 // pool bounds the data in them anyway.
 constexpr size_t kStepsQueued = 64;
 
-// The receiving thread reads frames from the socket into pool buffers; a
-// worker thread checks each block's checksum and writes it, so the next
-// block is already being received while the last one is checked and written.
+// The receiving thread reads frames from the socket into pool buffers; the
+// worker checks each block's checksum and queues its write, in place by
+// default or, pipelined, on a thread of its own while the next block is
+// received (Pipeline.h).
 class Session {
  public:
   Session(Channel& channel, StagedImage& image, BlockIoContext& io, const ReceiverOptions& options)
@@ -43,7 +44,8 @@ class Session {
                   free_.give(buffer);
                 }),
         writtenHash_(image.held().blockCount(), BlockHashMap::kNotHeld),
-        worker_(kStepsQueued, [this] { free_.close(); }) {}
+        worker_(options.pipelined ? StepThread::kOwn : StepThread::kCaller, kStepsQueued,
+                [this] { free_.close(); }) {}
 
   Result<void> run(ReceiveReport& report);
 
@@ -291,8 +293,8 @@ Result<ReceiveReport> receiveImage(Channel& channel, const StagingArea& staging,
   }
   report.finalPath = image->finalPath();
   report.resumed = image->resumed();
-  // Placed before the worker thread and the ring exist, so that both start
-  // on the transfer's CPU.
+  // Placed before the worker thread (when pipelined) and the ring exist, so
+  // that both start on the transfer's CPU.
   TransferCpus::Lease lease;
   if (options.cpus != nullptr) {
     auto placed = options.cpus->place();

@@ -26,6 +26,9 @@ struct ReceiverOptions {
   // The CPUs a receiving session runs on (TransferCpus.h). Not owned; null =
   // wherever the scheduler puts it.
   TransferCpus* cpus = nullptr;
+  // Checks and writes blocks on a thread of their own while the next is
+  // received, instead of in place (Pipeline.h says when that pays).
+  bool pipelined = false;
   // Observes each block written (tests use it to interrupt a round).
   std::function<void(uint64_t bytesThisSession)> onBlock;
 };

@@ -217,11 +217,13 @@ Result<RoundReport> ImageSender::runRound(bool final, const std::vector<uint64_t
   }
   report.blocksExamined = candidates.size();
 
-  // Frames leave on a sending thread while this one reads and hashes the next
-  // blocks; a block's buffer is reused only after the socket took it.
+  // Frames leave in place after each block is read and hashed or, pipelined,
+  // on a sending thread while this one reads and hashes the next blocks
+  // (Pipeline.h); a block's buffer is reused only after the socket took it.
   BlockReader reader(io_, fd_.get(), sent_, path_);
   reader.deferRelease();
-  SerialWorker wire(kFramesQueued, [&reader] { reader.abandon(); });
+  SerialWorker wire(options_.pipelined ? StepThread::kOwn : StepThread::kCaller, kFramesQueued,
+                    [&reader] { reader.abandon(); });
   auto stop = [&](const Error& error) -> Error {
     auto drained = wire.drain();
     return withPeerReason(drained ? error : drained.error());

@@ -37,6 +37,9 @@ struct SenderOptions {
   // moved there for the round and given its CPUs back after. Not owned;
   // null = wherever the scheduler puts it.
   TransferCpus* cpus = nullptr;
+  // Sends frames on a thread of their own while the next blocks are read and
+  // hashed, instead of in place (Pipeline.h says when that pays).
+  bool pipelined = false;
   // Called after every block sent (bytes so far in this round).
   std::function<void(uint64_t roundBytes)> onBlock;
 };

@@ -2,9 +2,9 @@
 
 namespace Atoll::transfer {
 
-SerialWorker::SerialWorker(size_t depth, std::function<void()> onFailure)
-    : depth_(depth == 0 ? 1 : depth), onFailure_(std::move(onFailure)) {
-  thread_ = std::thread([this] { loop(); });
+SerialWorker::SerialWorker(StepThread where, size_t depth, std::function<void()> onFailure)
+    : where_(where), depth_(depth == 0 ? 1 : depth), onFailure_(std::move(onFailure)) {
+  if (where_ == StepThread::kOwn) thread_ = std::thread([this] { loop(); });
 }
 
 SerialWorker::~SerialWorker() {
@@ -13,7 +13,15 @@ SerialWorker::~SerialWorker() {
     stopping_ = true;
   }
   changed_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool SerialWorker::noteFailure(const Result<void>& result) {
+  std::lock_guard lock(mutex_);
+  if (result || failed_) return false;
+  failed_ = true;
+  error_ = result.error();
+  return true;
 }
 
 void SerialWorker::loop() {
@@ -28,24 +36,25 @@ void SerialWorker::loop() {
     lock.unlock();
     changed_.notify_all();  // a poster may wait for room
     Result<void> result = step(skip);
-    bool firstFailure = false;
+    bool firstFailure = noteFailure(result);
+    if (firstFailure && onFailure_) onFailure_();
     lock.lock();
     running_ = false;
-    if (!result && !failed_) {
-      failed_ = true;
-      error_ = result.error();
-      firstFailure = true;
-    }
-    if (firstFailure && onFailure_) {
-      lock.unlock();
-      onFailure_();
-      lock.lock();
-    }
     changed_.notify_all();
   }
 }
 
 Result<void> SerialWorker::post(Step step) {
+  if (where_ == StepThread::kCaller) {
+    if (failed()) {
+      (void)step(true);  // nothing more runs for real; it gives back what it holds
+      std::lock_guard lock(mutex_);
+      return error_;
+    }
+    Result<void> result = step(false);
+    if (noteFailure(result) && onFailure_) onFailure_();
+    return result;
+  }
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return failed_ || queue_.size() < depth_; });
   if (failed_) {

@@ -1,8 +1,13 @@
 #pragma once
-// Hand-off between the two threads of a transfer pipeline: the thread that
-// talks to the peer and the thread that does the rest (hashing, file writes
-// or socket sends). Overlapping them keeps the socket busy while a block is
-// checked or read, which a single thread on a loaded host cannot do.
+// Hand-off between the steps of a transfer side: the thread that talks to the
+// peer and the steps that do the rest (hashing, file writes or socket sends).
+// By default those steps run in place, on the calling thread: each block is
+// then received, checked and written (or read, hashed and sent) by one thread
+// while it is still in that CPU's caches, and a side keeps to one CPU wherever
+// the scheduler puts it. On a thread of their own they overlap with the
+// peer's socket work, which pays only where one CPU per side is what limits
+// the transfer and a second CPU shares its caches; on the build host it was
+// slower placed or not (bench/RESULTS.md, "One thread per side").
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -16,20 +21,28 @@
 
 namespace Atoll::transfer {
 
-// Runs steps in the order they were posted, on one thread of its own. After a
-// step fails, the following steps still run with skip = true so that they can
-// give back what they hold (buffers) without doing their work.
+// Where a SerialWorker runs its steps.
+enum class StepThread {
+  kCaller,  // in post(), before it returns
+  kOwn,     // on a thread of the worker's own, while the caller goes on
+};
+
+// Runs steps in the order they were posted. After a step fails, the following
+// steps still run with skip = true so that they can give back what they hold
+// (buffers) without doing their work.
 class SerialWorker {
  public:
   using Step = std::function<Result<void>(bool skip)>;
-  // depth: most steps queued before post() waits. onFailure runs once, on the
-  // worker thread, right after the first step fails (to wake a waiter).
-  explicit SerialWorker(size_t depth, std::function<void()> onFailure = {});
+  // depth: most steps queued before post() waits (kOwn). onFailure runs
+  // once, right after the first step fails (to wake a waiter), on the thread
+  // that ran the step.
+  SerialWorker(StepThread where, size_t depth, std::function<void()> onFailure = {});
   ~SerialWorker();
   SerialWorker(const SerialWorker&) = delete;
   SerialWorker& operator=(const SerialWorker&) = delete;
 
-  // Queues a step; the error of an earlier step, if one failed already.
+  // Runs or queues a step; the error of an earlier step, if one failed
+  // already (kCaller: also of this one).
   Result<void> post(Step step);
   // Waits until every posted step ran; the first error, if any.
   Result<void> drain();
@@ -37,7 +50,10 @@ class SerialWorker {
 
  private:
   void loop();
+  // Records the first failure; true when `result` is it.
+  bool noteFailure(const Result<void>& result);
 
+  const StepThread where_;
   const size_t depth_;
   std::function<void()> onFailure_;
   mutable std::mutex mutex_;
@@ -47,7 +63,7 @@ class SerialWorker {
   bool stopping_ = false;
   bool failed_ = false;
   Error error_;
-  std::thread thread_;
+  std::thread thread_;  // kOwn only
 };
 
 // Indices of free buffers: taken on one thread, given back from any.

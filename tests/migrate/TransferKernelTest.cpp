@@ -307,6 +307,39 @@ TEST_F(TransferKernelTest, SystemCallFallbackTransfersTheSameImage) {
   EXPECT_TRUE(testing::filesEqual(source, dir_ / "staging/fallback.img"));
 }
 
+// Pipelined, each side hands its file or socket work to a thread of its own
+// (Pipeline.h); over TLS and across rounds the image must come out the same.
+TEST_F(TransferKernelTest, PipelinedSidesTransferTheSameImage) {
+  ASSERT_TRUE(makeCertificates());
+  std::string source = dir_ / "source.img";
+  testing::makeSparseRandomImage(source, 256 * kMiB, 32, 4 * kMiB, 18);
+  ServerConfig config;
+  config.tls = tlsFor("server");
+  config.receiver.pipelined = true;
+  auto server = startServer(config);
+  ASSERT_TRUE(server);
+  SenderOptions options;
+  options.remoteName = "pipelined.img";
+  options.transferId = 18;
+  options.pipelined = true;
+  auto sender = ImageSender::open(source, options);
+  ASSERT_TRUE(sender);
+  auto channel = connectFromA(server->port(), tlsFor("client"));
+  ASSERT_TRUE(channel) << channel.error().message();
+  ASSERT_TRUE((*sender)->attach(std::move(*channel)));
+  auto first = (*sender)->runRound(false);
+  ASSERT_TRUE(first) << first.error().message();
+  testing::changeBlocks(source, kMiB, 13, 33);
+  auto second = (*sender)->runRound(true);
+  ASSERT_TRUE(second) << second.error().message();
+  EXPECT_EQ(second->blocksSent, 13u);
+  auto verified = (*sender)->verify();
+  ASSERT_TRUE(verified) << verified.error().message();
+  EXPECT_TRUE(verified->match);
+  server->stop();
+  EXPECT_TRUE(testing::filesEqual(source, dir_ / "staging/pipelined.img"));
+}
+
 numa::CpuList allowedCpus() {
   return threadCpus().value_or({});
 }
@@ -478,28 +511,35 @@ TEST_F(TransferKernelTest, CutLinkIsAClearErrorAndTargetStaysIncomplete) {
 
 TEST_F(TransferKernelTest, FullTargetDiskIsAClearErrorWithNoFinalFile) {
   std::string staging = dir_ / "staging";
-  if (::mount("atoll-test", staging.c_str(), "tmpfs", 0, "size=48m") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs: " << std::strerror(errno);
-  }
   std::string source = dir_ / "source.img";
   testing::makeSparseRandomImage(source, 128 * kMiB, 32, 4 * kMiB, 6);
   testing::changeBlocks(source, kMiB, 128, 60);
-  auto server = startServer({});
-  SenderOptions options;
-  options.remoteName = "full.img";
-  options.transferId = 16;
-  auto sender = ImageSender::open(source, options);
-  ASSERT_TRUE(sender);
-  auto channel = connectFromA(server->port());
-  ASSERT_TRUE(channel);
-  auto report = sendImage(**sender, std::move(*channel));
-  server->stop();
-  bool finalExists = testing::exists(staging + "/full.img");
-  ::umount2(staging.c_str(), MNT_DETACH);
-  ASSERT_FALSE(report);
-  EXPECT_NE(report.error().message().find("No space left on device"), std::string::npos)
-      << report.error().message();
-  EXPECT_FALSE(finalExists);
+  // In place and pipelined, the failed write stops the round the same way.
+  for (bool pipelined : {false, true}) {
+    SCOPED_TRACE(pipelined ? "pipelined" : "in place");
+    if (::mount("atoll-test", staging.c_str(), "tmpfs", 0, "size=48m") != 0) {
+      GTEST_SKIP() << "cannot mount a tmpfs: " << std::strerror(errno);
+    }
+    ServerConfig config;
+    config.receiver.pipelined = pipelined;
+    auto server = startServer(config);
+    SenderOptions options;
+    options.remoteName = "full.img";
+    options.transferId = pipelined ? 26 : 16;
+    options.pipelined = pipelined;
+    auto sender = ImageSender::open(source, options);
+    ASSERT_TRUE(sender);
+    auto channel = connectFromA(server->port());
+    ASSERT_TRUE(channel);
+    auto report = sendImage(**sender, std::move(*channel));
+    server->stop();
+    bool finalExists = testing::exists(staging + "/full.img");
+    ::umount2(staging.c_str(), MNT_DETACH);
+    ASSERT_FALSE(report);
+    EXPECT_NE(report.error().message().find("No space left on device"), std::string::npos)
+        << report.error().message();
+    EXPECT_FALSE(finalExists);
+  }
 }
 
 TEST_F(TransferKernelTest, StagingRefusesEscapesAndSymlinks) {

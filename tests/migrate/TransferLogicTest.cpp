@@ -133,24 +133,36 @@ TEST(Endpoint, ParsesAndNamesBadInput) {
   }
 }
 
-TEST(SerialWorker, RunsStepsInOrderAndSkipsAfterAFailure) {
+class SerialWorkerTest : public ::testing::TestWithParam<StepThread> {};
+
+TEST_P(SerialWorkerTest, RunsStepsInOrderAndSkipsAfterAFailure) {
+  const bool inPlace = GetParam() == StepThread::kCaller;
   std::vector<int> ran;
   std::vector<int> skipped;
+  std::vector<std::thread::id> ranOn;
   bool woken = false;
   {
-    SerialWorker worker(2, [&] { woken = true; });
+    SerialWorker worker(GetParam(), 2, [&] { woken = true; });
     for (int i = 0; i < 5; ++i) {
       ASSERT_TRUE(worker.post([&, i](bool skip) -> Result<void> {
         (skip ? skipped : ran).push_back(i);
+        ranOn.push_back(std::this_thread::get_id());
         return ok();
       }));
+      // In place, a step has run by the time post() returns.
+      if (inPlace) {
+        EXPECT_EQ(ran.size(), size_t(i + 1));
+      }
     }
     ASSERT_TRUE(worker.drain());
     EXPECT_EQ(ran, (std::vector<int>{0, 1, 2, 3, 4}));
+    for (auto id : ranOn) EXPECT_EQ(id == std::this_thread::get_id(), inPlace);
     EXPECT_FALSE(woken);
 
-    ASSERT_TRUE(worker.post(
-        [](bool) -> Result<void> { return Error::invalid("send", "peer", "7", "link down"); }));
+    auto failing = worker.post(
+        [](bool) -> Result<void> { return Error::invalid("send", "peer", "7", "link down"); });
+    // Queued, the failure shows at the next post or drain; in place, at once.
+    EXPECT_EQ(bool(failing), !inPlace);
     auto drained = worker.drain();
     ASSERT_FALSE(drained);
     EXPECT_NE(drained.error().message().find("link down"), std::string::npos);
@@ -166,6 +178,13 @@ TEST(SerialWorker, RunsStepsInOrderAndSkipsAfterAFailure) {
   EXPECT_EQ(skipped, (std::vector<int>{9}));
   EXPECT_EQ(ran.size(), 5u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Where, SerialWorkerTest,
+                         ::testing::Values(StepThread::kCaller, StepThread::kOwn),
+                         [](const auto& info) {
+                           return std::string(info.param == StepThread::kCaller ? "InPlace"
+                                                                                : "OwnThread");
+                         });
 
 TEST(FreeBuffers, TakeWaitsForAGiveAndCloseWakesForGood) {
   FreeBuffers buffers(2);

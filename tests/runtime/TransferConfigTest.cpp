@@ -23,6 +23,7 @@ TEST(TransferConfig, OffByDefault) {
   EXPECT_EQ(parsed.config.transfer.hostBandwidth, 0u);
   EXPECT_EQ(parsed.config.transfer.stagingDirectory, "/var/lib/atoll/staging");
   EXPECT_TRUE(parsed.config.transfer.cpus.empty());
+  EXPECT_FALSE(parsed.config.transfer.pipelined);
 }
 
 TEST(TransferConfig, ShippedExampleHoldsTheDefaults) {
@@ -41,6 +42,7 @@ tls_private_key = "/etc/atoll/host.key"
 tls_ca = "/etc/atoll/ca.pem"
 host_bwlimit = "1.5G"
 cpus = "2-3,0,8"
+pipelined = true
 )",
                             "t.toml");
   ASSERT_TRUE(parsed.ok()) << errorsOf(parsed);
@@ -52,6 +54,7 @@ cpus = "2-3,0,8"
   EXPECT_EQ(t.tlsCa, "/etc/atoll/ca.pem");
   EXPECT_EQ(t.hostBandwidth, uint64_t(1536) * 1024 * 1024);
   EXPECT_EQ(t.cpus, (numa::CpuList{0, 2, 3, 8}));
+  EXPECT_TRUE(t.pipelined);
 
   auto integer = parseConfig("[transfer]\nhost_bwlimit = 1000000\nlisten = \"off\"\n", "i.toml");
   ASSERT_TRUE(integer.ok()) << errorsOf(integer);
@@ -66,6 +69,7 @@ TEST(TransferConfig, EmptyCpusLeaveTransfersUnplaced) {
   auto subsystem = TransferSubsystem::create(parsed.config.transfer);
   ASSERT_TRUE(subsystem) << subsystem.error().message();
   EXPECT_EQ((*subsystem)->transfersJson()["cpus"], "");
+  EXPECT_EQ((*subsystem)->transfersJson()["pipelined"], false);
 }
 
 // Parsing never looks at the host; the CPUs the daemon may not run on are
@@ -116,25 +120,26 @@ TEST_P(TransferConfigRejects, NamingTheValue) {
 
 INSTANTIATE_TEST_SUITE_P(
     Values, TransferConfigRejects,
-    testing::Values(BadTransferValue{"listen = \"somewhere\"", "transfer.listen", "'somewhere'"},
-                    BadTransferValue{"listen = \"1.2.3.4:99999\"", "transfer.listen", "65535"},
-                    BadTransferValue{"listen = 7477", "transfer.listen", "expected a string"},
-                    BadTransferValue{"staging_directory = \"staging\"",
-                                     "transfer.staging_directory", "'staging'"},
-                    BadTransferValue{"staging_directory = \"/\"", "transfer.staging_directory",
-                                     "'/'"},
-                    BadTransferValue{"tls_ca = \"ca.pem\"", "transfer.tls_ca", "'ca.pem'"},
-                    BadTransferValue{"host_bwlimit = \"fast\"", "transfer.host_bwlimit", "'fast'"},
-                    BadTransferValue{"host_bwlimit = \"10X\"", "transfer.host_bwlimit", "'10X'"},
-                    BadTransferValue{"host_bwlimit = -5", "transfer.host_bwlimit", "-5"},
-                    BadTransferValue{"host_bwlimit = 1.5", "transfer.host_bwlimit", "found float"},
-                    BadTransferValue{"listen_port = 7477", "transfer.listen_port", "known keys"},
-                    BadTransferValue{"cpus = \"0-x\"", "transfer.cpus", "'0-x'"},
-                    BadTransferValue{"cpus = \"3-1\"", "transfer.cpus", "'3-1'"},
-                    BadTransferValue{"cpus = \"all\"", "transfer.cpus", "'all'"},
-                    BadTransferValue{"cpus = 4", "transfer.cpus", "expected a string"},
-                    BadTransferValue{"tls_certificate = \"/c.pem\"\ntls_private_key = \"/k.pem\"",
-                                     "transfer", "go together"}));
+    testing::Values(
+        BadTransferValue{"listen = \"somewhere\"", "transfer.listen", "'somewhere'"},
+        BadTransferValue{"listen = \"1.2.3.4:99999\"", "transfer.listen", "65535"},
+        BadTransferValue{"listen = 7477", "transfer.listen", "expected a string"},
+        BadTransferValue{"staging_directory = \"staging\"", "transfer.staging_directory",
+                         "'staging'"},
+        BadTransferValue{"staging_directory = \"/\"", "transfer.staging_directory", "'/'"},
+        BadTransferValue{"tls_ca = \"ca.pem\"", "transfer.tls_ca", "'ca.pem'"},
+        BadTransferValue{"host_bwlimit = \"fast\"", "transfer.host_bwlimit", "'fast'"},
+        BadTransferValue{"host_bwlimit = \"10X\"", "transfer.host_bwlimit", "'10X'"},
+        BadTransferValue{"host_bwlimit = -5", "transfer.host_bwlimit", "-5"},
+        BadTransferValue{"host_bwlimit = 1.5", "transfer.host_bwlimit", "found float"},
+        BadTransferValue{"listen_port = 7477", "transfer.listen_port", "known keys"},
+        BadTransferValue{"cpus = \"0-x\"", "transfer.cpus", "'0-x'"},
+        BadTransferValue{"cpus = \"3-1\"", "transfer.cpus", "'3-1'"},
+        BadTransferValue{"cpus = \"all\"", "transfer.cpus", "'all'"},
+        BadTransferValue{"cpus = 4", "transfer.cpus", "expected a string"},
+        BadTransferValue{"pipelined = \"yes\"", "transfer.pipelined", "expected a boolean"},
+        BadTransferValue{"tls_certificate = \"/c.pem\"\ntls_private_key = \"/k.pem\"", "transfer",
+                         "go together"}));
 
 TEST(TransferConfig, EndpointAndTlsNeedARestartTheHostCapDoesNot) {
   DaemonConfig running = defaultConfig();
@@ -147,6 +152,9 @@ TEST(TransferConfig, EndpointAndTlsNeedARestartTheHostCapDoesNot) {
   DaemonConfig placed = running;
   placed.transfer.cpus = {0, 1};
   EXPECT_EQ(restartOnlyChanges(running, placed), std::vector<std::string>{"transfer"});
+  DaemonConfig pipelined = running;
+  pipelined.transfer.pipelined = true;
+  EXPECT_EQ(restartOnlyChanges(running, pipelined), std::vector<std::string>{"transfer"});
 }
 
 TEST(TransferRequestBody, ReadsEveryField) {
