@@ -123,8 +123,6 @@ Result<RecordProtection> RecordProtection::create(RecordCipher cipher,
   protection.direction_ = direction;
   protection.engine_ = engine;
   protection.secret_.assign(secret.begin(), secret.end());
-  protection.context_.reset(EVP_CIPHER_CTX_new());
-  if (!protection.context_) return Error::invalid("tls records", "cipher", "", opensslErrors());
   if (auto r = protection.install(); !r) return r.error();
   return protection;
 }
@@ -154,6 +152,14 @@ Result<void> RecordProtection::install() {
     if (!vaes) return vaes.error();
     vaes_ = std::move(*vaes);
     return ok();
+  }
+  // Made only here: records on vector AES never use OpenSSL's cipher.
+  if (!context_) {
+    context_.reset(EVP_CIPHER_CTX_new());
+    if (!context_) {
+      wipe(*key);
+      return Error::invalid("tls records", "cipher", "", opensslErrors());
+    }
   }
   // The cipher is fetched once per key; each record then only sets its
   // nonce, which keeps the per-record cost to the cipher itself.

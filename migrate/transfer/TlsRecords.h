@@ -114,7 +114,7 @@ class RecordProtection {
   struct ContextFree {
     void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
   };
-  std::unique_ptr<EVP_CIPHER_CTX, ContextFree> context_;
+  std::unique_ptr<EVP_CIPHER_CTX, ContextFree> context_;  // made when OpenSSL runs the cipher
   std::unique_ptr<VaesGcm> vaes_;  // set: it runs the cipher instead of context_
   uint64_t sequence_ = 0;
   uint64_t generation_ = 0;
