@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "forecast/Forecaster.h"
+#include "migrate/planner/Contention.h"
 #include "migrate/planner/Planner.h"
 #include "numa/CpuSet.h"
 #include "numa/Island.h"
@@ -39,6 +40,64 @@ struct PendingOutcome {
   double targetCapacity = 0;
 };
 
+// The horizons (steps ahead) at which the island profiles' calibration is
+// measured: the next step to the longest the profiles reach with the donor's
+// harm counted over the cooldown.
+constexpr int kCalibrationHorizons[] = {1, 3, 6, 12, 24};
+
+// Running counts behind one QuantileCoverage.
+struct CoverageSums {
+  size_t samples = 0, coveredP50 = 0, coveredP95 = 0, coveredP99 = 0;
+  double p95Gap = 0, p99Gap = 0;
+
+  void add(double actual, double p50, double p95, double p99, double capacity) {
+    ++samples;
+    coveredP50 += actual <= p50;
+    coveredP95 += actual <= p95;
+    coveredP99 += actual <= p99;
+    p95Gap += (p95 - actual) / capacity;
+    p99Gap += (p99 - actual) / capacity;
+  }
+  QuantileCoverage result(int horizon) const {
+    QuantileCoverage out;
+    out.horizon = horizon;
+    out.samples = samples;
+    if (samples == 0) return out;
+    const double n = double(samples);
+    out.coveredP50 = double(coveredP50) / n;
+    out.coveredP95 = double(coveredP95) / n;
+    out.coveredP99 = double(coveredP99) / n;
+    out.meanP95Gap = p95Gap / n;
+    out.meanP99Gap = p99Gap / n;
+    return out;
+  }
+};
+
+struct CalibrationSums {
+  CoverageSums horizons[std::size(kCalibrationHorizons)];
+  CoverageSums peak;
+  CoverageSums loadedHorizons[std::size(kCalibrationHorizons)];
+  CoverageSums loadedPeak;
+  int peakHorizon = 0;
+  size_t quietPasses = 0, quietThenOverloaded = 0;
+
+  IslandCalibration result() const {
+    IslandCalibration out;
+    for (size_t h = 0; h < std::size(kCalibrationHorizons); ++h)
+      if (horizons[h].samples > 0)
+        out.horizons.push_back(horizons[h].result(kCalibrationHorizons[h]));
+    out.peak = peak.result(peakHorizon);
+    for (size_t h = 0; h < std::size(kCalibrationHorizons); ++h)
+      if (horizons[h].samples > 0)  // aligned with `horizons`, possibly no sample
+        out.loadedHorizons.push_back(loadedHorizons[h].result(kCalibrationHorizons[h]));
+    out.loadedPeak = loadedPeak.result(peakHorizon);
+    out.quietPasses = quietPasses;
+    out.quietThenOverloaded =
+        quietPasses > 0 ? double(quietThenOverloaded) / double(quietPasses) : 0;
+    return out;
+  }
+};
+
 struct PolicyState {
   ReplayPolicy policy;
   std::vector<numa::CpuList> cpus;  // per island
@@ -54,6 +113,8 @@ struct PolicyState {
   std::optional<Planner> planner;
   std::vector<uint8_t> verdict;  // indexes into report.verdictNames
   std::vector<PendingOutcome> pending;
+  // `atoll` only: how its passes' island profiles covered what came.
+  std::optional<CalibrationSums> calibration;
 };
 
 bool runsPlanner(ReplayPolicy policy) {
@@ -87,6 +148,56 @@ void fillHindsightProfile(forecast::ProfileSnapshot& profile, uint64_t key, size
     double sum = 0;
     for (const std::vector<float>* s : series) sum += (*s)[step + 1 + k];
     profile.p50[k] = profile.p95[k] = profile.p99[k] = float(sum);
+  }
+}
+
+// Scores the island profiles a pass read at the end of step `t` against
+// the demand that came: each island's members at the pass (`islandOf`, per
+// chosen VM), summed over the steps after it, against its capacity then;
+// the island-steps whose p50 reaches `loadedShare` of capacity also apart.
+// `future` is scratch space.
+void measureCalibration(CalibrationSums& sums, const std::vector<IslandState>& islands,
+                        const std::vector<size_t>& islandOf, const TraceSet& traces,
+                        const std::vector<size_t>& chosen, size_t t, int horizonSteps,
+                        double riskThreshold, double loadedShare,
+                        std::vector<std::vector<double>>& future) {
+  const size_t remaining = traces.steps - 1 - std::min(t, traces.steps - 1);
+  const size_t reach = std::min<size_t>(
+      remaining,
+      size_t(std::max(kCalibrationHorizons[std::size(kCalibrationHorizons) - 1], horizonSteps)));
+  future.assign(islands.size(), std::vector<double>(reach + 1, 0));
+  for (size_t v = 0; v < chosen.size(); ++v) {
+    const std::vector<float>& cpu = traces.vms[chosen[v]].cpuCores;
+    std::vector<double>& sum = future[islandOf[v]];
+    for (size_t k = 1; k <= reach; ++k) sum[k] += cpu[t + k];
+  }
+  for (size_t i = 0; i < islands.size(); ++i) {
+    const forecast::ProfileSnapshot& profile = islands[i].profile;
+    const double capacity = double(islands[i].cpus.size());
+    if (profile.steps == 0 || capacity <= 0) continue;
+    const std::vector<double>& actual = future[i];
+    for (size_t h = 0; h < std::size(kCalibrationHorizons); ++h) {
+      const size_t k = size_t(kCalibrationHorizons[h]);
+      if (k > reach || k > profile.steps) continue;
+      const double p50 = profile.p50[k - 1], p95 = profile.p95[k - 1], p99 = profile.p99[k - 1];
+      sums.horizons[h].add(actual[k], p50, p95, p99, capacity);
+      if (p50 >= loadedShare * capacity)
+        sums.loadedHorizons[h].add(actual[k], p50, p95, p99, capacity);
+    }
+    const size_t peakSteps = std::min<size_t>(size_t(horizonSteps), profile.steps);
+    if (peakSteps == 0 || peakSteps > reach) continue;
+    // The peaks and the risk as the planner reads them.
+    const HorizonContention seen =
+        horizonContention(profile, int(peakSteps), capacity, riskThreshold);
+    const double actualPeak = *std::max_element(actual.begin() + 1, actual.begin() + 1 + peakSteps);
+    sums.peakHorizon = int(peakSteps);
+    sums.peak.add(actualPeak, seen.p50Peak, seen.p95Peak, seen.p99Peak, capacity);
+    if (seen.p50Peak >= loadedShare * capacity)
+      sums.loadedPeak.add(actualPeak, seen.p50Peak, seen.p95Peak, seen.p99Peak, capacity);
+    if (seen.probability < riskThreshold) {
+      ++sums.quietPasses;
+      sums.quietThenOverloaded += actualPeak > capacity;
+    }
   }
 }
 
@@ -245,6 +356,7 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
       auto created = Planner::create(options.planner);
       if (!created) return created.error();
       s.planner.emplace(std::move(created.value()));
+      if (p == ReplayPolicy::Atoll) s.calibration.emplace();
       const uint8_t none = verdictIndex(s.report.verdictNames, "none");
       s.verdict.assign(islandCount, none);
       s.report.verdicts.assign(islandCount, std::vector<uint8_t>(traces.steps, none));
@@ -297,6 +409,7 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   // The hindsight profiles reach as far as the forecaster's do.
   const int hindsightSteps = fc.profileSteps;
   std::vector<const std::vector<float>*> members;
+  std::vector<std::vector<double>> calibrationScratch;
   size_t nextProgress = traces.steps / 10;
   forecast::SampleRing& ring = f.ring(0);
   for (size_t t = 0; t < traces.steps; ++t) {
@@ -406,6 +519,10 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
               vm.demand = *noProfile;
             }
           }
+          if (s.calibration)
+            measureCalibration(*s.calibration, input.islands, s.islandOf, traces, chosen, t,
+                               horizon, options.planner.riskThreshold,
+                               options.planner.minRiskP50Share, calibrationScratch);
           PlanResult result = s.planner->plan(input);
           s.verdict.assign(islandCount, verdictIndex(s.report.verdictNames, "none"));
           for (const Decision& d : result.decisions) {
@@ -475,6 +592,7 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
       s.report.finalMargin = s.planner->margin();
       s.report.tuningChanges = s.planner->tuning().size();
     }
+    if (s.calibration) s.report.islandCalibration = s.calibration->result();
     report.policies.push_back(std::move(s.report));
   }
   return report;
@@ -567,6 +685,26 @@ nlohmann::json toJson(const ReplayReport& report) {
       entry["overload_after_verdict"] = p.overloadAfterVerdict;
       entry["verdict_names"] = p.verdictNames;
       entry["verdicts"] = p.verdicts;
+    }
+    if (p.islandCalibration) {
+      auto coverage = [](const QuantileCoverage& c) {
+        return nlohmann::json{{"horizon", c.horizon},        {"samples", c.samples},
+                              {"covered_p50", c.coveredP50}, {"covered_p95", c.coveredP95},
+                              {"covered_p99", c.coveredP99}, {"mean_p95_gap", c.meanP95Gap},
+                              {"mean_p99_gap", c.meanP99Gap}};
+      };
+      auto list = [&](const std::vector<QuantileCoverage>& horizons) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& c : horizons) out.push_back(coverage(c));
+        return out;
+      };
+      const IslandCalibration& c = *p.islandCalibration;
+      entry["island_calibration"] = {
+          {"horizons", list(c.horizons)},
+          {"peak", coverage(c.peak)},
+          {"loaded", {{"horizons", list(c.loadedHorizons)}, {"peak", coverage(c.loadedPeak)}}},
+          {"quiet_passes", c.quietPasses},
+          {"quiet_then_overloaded", c.quietThenOverloaded}};
     }
     out["policies"].push_back(entry);
   }

@@ -79,6 +79,38 @@ struct ReplayAction {
   std::string reason;
 };
 
+// How well the island profiles a planner policy read covered the demand
+// that came, over the island's members at the time of the pass and against
+// its capacity then. For one horizon k: the profile's quantiles k steps
+// ahead vs the demand k steps later; for the peak: the profile's highest
+// p50/p95/p99 over the planning horizon (what the risk and the resize
+// sizing read) vs the highest demand over the same steps.
+struct QuantileCoverage {
+  int horizon = 0;     // steps ahead (for the peak: the planning horizon)
+  size_t samples = 0;  // island-steps whose outcome was in the trace
+  // Shares of samples whose actual demand was at most the quantile.
+  double coveredP50 = 0, coveredP95 = 0, coveredP99 = 0;
+  // Means of (quantile - actual) / capacity: how far above the demand the
+  // upper quantiles sat (negative: below it).
+  double meanP95Gap = 0, meanP99Gap = 0;
+};
+
+struct IslandCalibration {
+  std::vector<QuantileCoverage> horizons;  // 1, 3, 6, 12, 24 steps, as far as profiles reach
+  QuantileCoverage peak;
+  // The same over the island-steps the planner can see at risk at all:
+  // those whose p50 (for the peak, p50 peak) was at least its
+  // minRiskP50Share of capacity (one entry per entry of `horizons`, its
+  // samples possibly none).
+  std::vector<QuantileCoverage> loadedHorizons;
+  QuantileCoverage loadedPeak;
+  // Passes that saw an island's P(demand > capacity) below the risk
+  // threshold at every step of the horizon, and the share of them after which the
+  // island's demand did exceed that capacity within the horizon.
+  size_t quietPasses = 0;
+  double quietThenOverloaded = 0;
+};
+
 struct PolicyReport {
   ReplayPolicy policy = ReplayPolicy::Static;
   double overloadVmMinutes = 0;
@@ -102,6 +134,8 @@ struct PolicyReport {
   // verdictNames, so verdicts line up with the capacity and demand arrays.
   std::vector<std::string> verdictNames;
   std::vector<std::vector<uint8_t>> verdicts;  // [island][step]
+  // `atoll` only: the calibration of the island profiles its passes read.
+  std::optional<IslandCalibration> islandCalibration;
   // Planner policies only: the outcome loop's final state.
   double finalMargin = 0;
   size_t tuningChanges = 0;
@@ -126,7 +160,7 @@ std::string formatReplayReport(const ReplayReport& report);
 // With each island's demand and each policy's capacity and demand per step
 // (cores), and for planner policies each island's verdict per step
 // ("verdict_names", and "verdicts" [island][step] as indexes into it), for
-// analysing where policies differ.
+// analysing where policies differ; for `atoll` its "island_calibration".
 nlohmann::json toJson(const ReplayReport& report);
 // Per island: demand and each policy's capacity over time, actions marked.
 std::string renderReplaySvg(const ReplayReport& report);

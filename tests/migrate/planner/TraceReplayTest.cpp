@@ -437,5 +437,56 @@ TEST_F(OneOffBurstReplay, HindsightMovesAVmAwayBeforeTheBurst) {
   EXPECT_GT(report->policies[1].overloadVmMinutes, 0) << formatReplayReport(*report);
 }
 
+// The calibration of the island profiles atoll read: one sample per island
+// and pass whose outcome is in the trace, shares that grow with the
+// quantile, and the burst nothing announced shows as passes that saw no risk
+// before an overload.
+TEST_F(OneOffBurstReplay, IslandCalibrationScoresTheProfilesAtollRead) {
+  auto report = replay(false, 16);
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_FALSE(report->policies[0].islandCalibration) << "hindsight reads no forecast";
+  EXPECT_FALSE(report->policies[2].islandCalibration) << "threshold reads no forecast";
+  ASSERT_TRUE(report->policies[1].islandCalibration);
+  const IslandCalibration& c = *report->policies[1].islandCalibration;
+  // Passes run at the end of steps warmup-1 .. steps-2; horizon k needs
+  // step t + k in the trace. Both islands hold VMs throughout.
+  const size_t steps = report->steps, warmup = report->warmupSteps;
+  ASSERT_EQ(c.horizons.size(), 5u);
+  const int expected[] = {1, 3, 6, 12, 24};
+  for (size_t h = 0; h < c.horizons.size(); ++h) {
+    const QuantileCoverage& q = c.horizons[h];
+    EXPECT_EQ(q.horizon, expected[h]);
+    EXPECT_EQ(q.samples, 2 * (steps - warmup - size_t(q.horizon) + 1)) << q.horizon;
+    EXPECT_LE(q.coveredP50, q.coveredP95) << q.horizon;
+    EXPECT_LE(q.coveredP95, q.coveredP99) << q.horizon;
+    EXPECT_LE(q.coveredP99, 1.0);
+    EXPECT_LE(q.meanP95Gap, q.meanP99Gap);
+  }
+  // Outside the burst the demand is flat, so the next step is covered at p99
+  // almost always.
+  EXPECT_GT(c.horizons[0].coveredP99, 0.9);
+  EXPECT_EQ(c.peak.horizon, 12);
+  EXPECT_EQ(c.peak.samples, 2 * (steps - warmup - 12 + 1));
+  // The passes before the burst saw no risk, and A overloaded within their
+  // horizon; most quiet passes were followed by none.
+  EXPECT_GT(c.quietPasses, 0u);
+  EXPECT_GT(c.quietThenOverloaded, 0.0);
+  EXPECT_LT(c.quietThenOverloaded, 0.2);
+  // Outside the burst the islands' p50 is 2 of 7 cores, below the planner's
+  // p50 floor: the loaded island-steps are a subset, the burst's.
+  ASSERT_EQ(c.loadedHorizons.size(), c.horizons.size());
+  for (size_t h = 0; h < c.horizons.size(); ++h)
+    EXPECT_LT(c.loadedHorizons[h].samples, c.horizons[h].samples / 10) << c.horizons[h].horizon;
+  EXPECT_LT(c.loadedPeak.samples, c.peak.samples / 10);
+  EXPECT_GT(c.loadedHorizons[0].samples, 0u) << "the forecast follows the burst once it runs";
+  const auto json = toJson(*report);
+  EXPECT_FALSE(json["policies"][0].contains("island_calibration"));
+  const auto& j = json["policies"][1]["island_calibration"];
+  EXPECT_EQ(j["horizons"].size(), 5u);
+  EXPECT_EQ(j["peak"]["samples"].get<size_t>(), c.peak.samples);
+  EXPECT_DOUBLE_EQ(j["horizons"][0]["covered_p99"].get<double>(), c.horizons[0].coveredP99);
+  EXPECT_EQ(j["loaded"]["peak"]["samples"].get<size_t>(), c.loadedPeak.samples);
+}
+
 }  // namespace
 }  // namespace Atoll::planner
