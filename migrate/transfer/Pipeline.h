@@ -7,7 +7,8 @@
 // the scheduler puts it. On a thread of their own they overlap with the
 // peer's socket work, which pays only where one CPU per side is what limits
 // the transfer and a second CPU shares its caches; on the build host it was
-// slower placed or not (bench/RESULTS.md, "One thread per side").
+// slower unplaced and no faster placed (bench/RESULTS.md, "One thread per
+// side").
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
