@@ -1,14 +1,16 @@
 #pragma once
 // Where a transfer's threads run. Each side of a transfer passes every block
-// through one buffer on several threads: the receiver's socket thread copies
-// it in, its worker checks the checksum and the file write copies it out (the
-// sender reads, hashes and sends the same way). Left to the scheduler, those
-// steps of one block often run on different CPUs and each reads the block
-// back from memory; kept on one CPU, the block is still in that CPU's caches
-// at every step. On a hypervisor host it also keeps bulk transfers off the
-// CPUs that islands give to VMs. So a transfer side, when given CPUs, runs
-// all its threads (and its io_uring workers) on one of them for as long as it
-// runs: the one running fewest of this process's transfers.
+// through one buffer in several steps: the receiver's socket receive copies
+// it in, the checksum reads it and the file write copies it out (the sender
+// reads, hashes and sends the same way). Those steps can run on several
+// threads: io_uring's workers where a file write or read would block, and
+// the second thread of a pipelined side (Pipeline.h). Left to the scheduler,
+// they often run on different CPUs and each reads the block back from
+// memory; kept on one CPU, the block is still in that CPU's caches at every
+// step. On a hypervisor host it also keeps bulk transfers off the CPUs that
+// islands give to VMs. So a transfer side, when given CPUs, runs all its
+// threads (and its io_uring workers) on one of them for as long as it runs:
+// the one running fewest of this process's transfers.
 #include <sched.h>
 
 #include <cstddef>
