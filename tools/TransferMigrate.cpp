@@ -16,17 +16,17 @@
 // to migrate, so an unreachable peer or a destination that does not listen
 // is reported before the migration starts, and the migration does not wait
 // for them.
+// The steps themselves are QemuMigration's (migrate/transfer/QemuMigration.h),
+// which the daemon runs too; this verb checks the options, draws the
+// progress, cancels at --timeout or on an interrupt and reports. --tunnel-id
+// names the destination a peer daemon registered (TunnelDestinations.h).
 #include "tools/TransferMigrate.h"
 
 #include <signal.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -34,10 +34,9 @@
 #include <thread>
 
 #include "migrate/qemu/MigrationReport.h"
-#include "migrate/qemu/QmpClient.h"
+#include "migrate/transfer/QemuMigration.h"
 #include "migrate/transfer/Rate.h"
-#include "migrate/transfer/StreamTunnel.h"
-#include "migrate/transfer/TunnelHandOff.h"
+#include "migrate/transfer/TunnelDestinations.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -46,22 +45,15 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// QEMU's multifd accepts up to 255 channels; beyond a few dozen they only
-// add connections, and each one here is a TCP connection and two threads.
-constexpr int64_t kMaxChannels = 64;
 constexpr auto kQmpReplyTimeout = 10s;
 constexpr auto kPollInterval = 250ms;
 // After `migrate_cancel`, QEMU normally reports "cancelled" within a moment.
 constexpr auto kCancelGrace = 15s;
-// After QEMU reports the end, the tunnel's relays see the end of the streams.
-constexpr auto kTunnelDrainTimeout = 10s;
-// After QEMU reports the end of a hand-off migration, the peer acknowledges
-// the last bytes within a round trip; the bound only guards a cut link.
-constexpr auto kHandOffDrainTimeout = 2s;
 
 struct MigrateArgs {
   std::string qmpSocket;
   std::string to;
+  std::string tunnelId;
   int64_t channels = 1;
   std::string bwlimit;
   double timeoutSeconds = 0;
@@ -71,9 +63,7 @@ struct MigrateArgs {
 
 // The options once checked: nothing is touched before all of them are.
 struct MigratePlan {
-  transfer::Endpoint peer;
-  uint32_t channels = 1;
-  uint64_t bandwidth = 0;                // 0: QEMU's own max-bandwidth stays
+  transfer::QemuMigrationRequest request;
   std::chrono::milliseconds timeout{0};  // 0: none
 };
 
@@ -91,16 +81,22 @@ std::string seconds(double value) {
 
 MigratePlan checkOptions(const MigrateArgs& args) {
   MigratePlan plan;
+  transfer::QemuMigrationRequest& request = plan.request;
   auto peer = transfer::parseEndpoint(args.to);
   if (!peer) fail("--to: " + peer.error().message(), kExitUsage);
   if (peer->port == 0) fail("--to '" + args.to + "': the peer's port must not be 0", kExitUsage);
-  plan.peer = *peer;
-  if (args.channels < 1 || args.channels > kMaxChannels) {
+  request.peer = *peer;
+  if (!args.tunnelId.empty()) {
+    auto id = transfer::parseTunnelId(args.tunnelId);
+    if (!id) fail("--tunnel-id: " + id.error().message(), kExitUsage);
+    request.tunnelId = *id;
+  }
+  if (args.channels < 1 || args.channels > transfer::kMaxMigrationChannels) {
     fail("--channels " + std::to_string(args.channels) + ": must be from 1 to " +
-             std::to_string(kMaxChannels),
+             std::to_string(transfer::kMaxMigrationChannels),
          kExitUsage);
   }
-  plan.channels = static_cast<uint32_t>(args.channels);
+  request.channels = static_cast<uint32_t>(args.channels);
   if (!args.bwlimit.empty()) {
     auto rate = transfer::parseRate(args.bwlimit, "--bwlimit");
     if (!rate) fail(rate.error().message(), kExitUsage);
@@ -110,35 +106,31 @@ MigratePlan checkOptions(const MigrateArgs& args) {
                "to keep QEMU's own)",
            kExitUsage);
     }
-    plan.bandwidth = *rate;
+    request.bandwidth = *rate;
   }
+  request.relay = args.relay;
   if (!(args.timeoutSeconds >= 0)) {
     fail("--timeout " + seconds(args.timeoutSeconds) + ": must be 0 (none) or more seconds",
          kExitUsage);
   }
   plan.timeout = std::chrono::milliseconds(static_cast<int64_t>(args.timeoutSeconds * 1000));
   if (args.qmpSocket.empty()) fail("--qmp: the source QEMU's QMP socket is required", kExitUsage);
+  request.qmpSocket = args.qmpSocket;
   return plan;
 }
 
-// A private directory for the tunnel's socket, removed with it.
-class PrivateDirectory {
- public:
-  PrivateDirectory() {
-    const char* base = ::getenv("TMPDIR");
-    std::string pattern =
-        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/atoll-migrate-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      fail("mkdtemp " + pattern + ": " + std::strerror(errno), kExitFailure);
-    }
-    path_ = pattern;
+ExitCode exitCodeOf(transfer::MigrationStartFailure failure) {
+  switch (failure) {
+    case transfer::MigrationStartFailure::kInvalid:
+      return kExitUsage;
+    case transfer::MigrationStartFailure::kQemuUnreachable:
+    case transfer::MigrationStartFailure::kPeerUnreachable:
+      return kExitUnavailable;
+    case transfer::MigrationStartFailure::kRefused:
+      break;
   }
-  ~PrivateDirectory() { ::rmdir(path_.c_str()); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+  return kExitFailure;
+}
 
 std::atomic<bool> interruptRequested{false};
 
@@ -155,162 +147,19 @@ void catchInterrupts() {
   ::sigaction(SIGTERM, &action, nullptr);
 }
 
-// A moment in microseconds as milliseconds; 0 (not reached) as -1.
-double millisecondsOf(int64_t microseconds) {
-  return microseconds == 0 ? -1.0 : static_cast<double>(microseconds) / 1000.0;
-}
-
-double millisecondsOf(const std::atomic<int64_t>& microseconds) {
-  return millisecondsOf(microseconds.load());
-}
-
-qemu::TunnelFigures figuresOf(const transfer::HandOffSource& handOff,
-                              const transfer::HandOffBytes& bytes) {
-  qemu::TunnelFigures figures;
-  figures.mode = "hand-off";
-  figures.bytesToPeer = bytes.sent;
-  figures.bytesFromPeer = bytes.received;
-  figures.connections = 1;
-  const auto& timeline = handOff.timeline();
-  figures.peerAckedMs = millisecondsOf(timeline.peerAckedUs);
-  figures.localAcceptedMs = millisecondsOf(timeline.passedUs);
-  return figures;
-}
-
-qemu::TunnelFigures figuresOf(const transfer::TunnelSource& tunnel) {
-  const auto& stats = tunnel.stats();
-  const auto& timeline = tunnel.timeline();
-  qemu::TunnelFigures figures;
-  figures.bytesToPeer = stats.bytesToPeer;
-  figures.bytesFromPeer = stats.bytesFromPeer;
-  figures.connections = stats.connections;
-  figures.peerAckedMs = millisecondsOf(timeline.peerAckedUs);
-  figures.localAcceptedMs = millisecondsOf(timeline.localAcceptedUs);
-  figures.firstByteMs = millisecondsOf(timeline.firstByteUs);
-  figures.lastByteMs = millisecondsOf(timeline.lastByteUs);
-  figures.closedMs = millisecondsOf(timeline.closedUs);
-  return figures;
-}
-
-// QEMU's description of a refused QMP command, without the request echoed.
-std::string qemuSaid(const Error& error) {
-  return error.detail.empty() ? error.message() : error.detail;
-}
-
-// Sets QEMU's migration capabilities and parameters for this migration.
-void configureQemu(qemu::QmpClient& qmp, const MigrateArgs& args, const MigratePlan& plan) {
-  bool multifd = plan.channels > 1;
-  auto capability = qmp.execute(
-      "migrate-set-capabilities",
-      {{"capabilities", nlohmann::json::array({{{"capability", "multifd"}, {"state", multifd}}})}});
-  if (!capability) {
-    fail("QEMU at " + args.qmpSocket + " refused multifd " + (multifd ? "on" : "off") +
-             " (--channels " + std::to_string(plan.channels) + "): " + qemuSaid(capability.error()),
-         kExitFailure);
-  }
-  if (multifd) {
-    auto parameters = qmp.execute("migrate-set-parameters", {{"multifd-channels", plan.channels}});
-    if (!parameters) {
-      fail("QEMU at " + args.qmpSocket + " refused multifd-channels " +
-               std::to_string(plan.channels) + ": " + qemuSaid(parameters.error()),
-           kExitFailure);
-    }
-  }
-  if (plan.bandwidth > 0) {
-    auto parameters = qmp.execute("migrate-set-parameters", {{"max-bandwidth", plan.bandwidth}});
-    if (!parameters) {
-      fail("QEMU at " + args.qmpSocket + " refused max-bandwidth " +
-               std::to_string(plan.bandwidth) + " (--bwlimit " + args.bwlimit +
-               "): " + qemuSaid(parameters.error()),
-           kExitFailure);
-    }
-  }
-}
-
 void runMigrate(const MigrateArgs& args) {
   MigratePlan plan = checkOptions(args);
+  const uint32_t channels = plan.request.channels;
 
-  // QmpClient waits for a socket QEMU has yet to create; a CLI is pointed at
-  // a running QEMU, so a missing socket is reported at once.
-  if (::access(args.qmpSocket.c_str(), F_OK) != 0) {
-    fail("no QMP socket at " + args.qmpSocket + ": " + std::strerror(errno) +
-             " (is the source QEMU running with -qmp unix:" + args.qmpSocket + ",server=on?)",
-         kExitUnavailable);
-  }
-  auto connected = qemu::QmpClient::connect(args.qmpSocket, kQmpReplyTimeout);
-  if (!connected) {
-    fail("cannot talk to the source QEMU's QMP socket " + args.qmpSocket + ": " +
-             connected.error().message(),
-         kExitUnavailable);
-  }
-  qemu::QmpClient& qmp = *connected;
-  auto before = qmp.queryMigrate();
-  if (!before) fail(before.error().message(), kExitFailure);
-  if (before->status == "setup" || before->status == "active" ||
-      before->status == "pre-switchover" || before->status == "device" ||
-      before->status == "cancelling" || before->status == "postcopy-active") {
-    fail("QEMU at " + args.qmpSocket + " is already migrating (status '" + before->status + "')",
-         kExitFailure);
-  }
-  configureQemu(qmp, args, plan);
-
-  uint64_t tunnelId =
-      (static_cast<uint64_t>(::getpid()) << 32) ^
-      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  std::unique_ptr<transfer::HandOffSource> handOff;
-  std::string handOffNotOffered;
-  if (!args.relay && plan.channels == 1) {
-    auto attempt = transfer::HandOffSource::prepare(plan.peer, tunnelId, transfer::SocketOptions{});
-    if (!attempt) {
-      fail("cannot hand a connection to the destination QEMU through the peer " + plan.peer.text() +
-               ": " + attempt.error().message() +
-               " (the peer runs `atoll transfer serve --tunnel-qmp SOCKET` and the destination "
-               "QEMU waits with -incoming defer; --relay uses --tunnel-to instead)",
-           kExitUnavailable);
-    }
-    handOff = std::move(attempt->source);
-    handOffNotOffered = attempt->notOffered;
-    if (!handOff) {
-      std::cerr << "atoll transfer migrate: the peer " << plan.peer.text()
-                << " does not offer hand-off (" << handOffNotOffered << "); relaying instead\n";
-    }
-  }
-
-  // The relay, when no hand-off was prepared.
-  std::optional<PrivateDirectory> directory;
-  std::unique_ptr<transfer::TunnelSource> tunnel;
-  if (!handOff) {
-    directory.emplace();
-    std::string socketPath = directory->file("qemu.sock");
-    auto created =
-        transfer::TunnelSource::create(socketPath, plan.peer, tunnelId, transfer::SocketOptions{});
-    if (!created) fail(created.error().message(), kExitFailure);
-    tunnel = std::move(*created);
-    // With multifd QEMU opens its main channel and then one per multifd channel.
-    uint32_t connections = plan.channels > 1 ? plan.channels + 1 : 1;
-    if (auto prepared = tunnel->prepare(connections); !prepared) {
-      fail("cannot reach the destination QEMU through the peer " + plan.peer.text() + ": " +
-               prepared.error().message() +
-               " (the peer runs `atoll transfer serve --tunnel-to unix:PATH` and the destination "
-               "QEMU listens with -incoming unix:PATH)",
-           kExitUnavailable);
-    }
-    tunnel->start();
+  auto started = transfer::QemuMigration::start(plan.request, kQmpReplyTimeout);
+  if (!started.migration) fail(started.message, exitCodeOf(started.failure));
+  transfer::QemuMigration& migration = *started.migration;
+  if (!migration.handOffNotOffered().empty()) {
+    std::cerr << "atoll transfer migrate: the peer " << plan.request.peer.text()
+              << " does not offer hand-off (" << migration.handOffNotOffered()
+              << "); relaying instead\n";
   }
   catchInterrupts();
-
-  auto started =
-      handOff ? handOff->migrate(qmp) : qmp.migrate("unix:" + directory->file("qemu.sock"));
-  if (!started) {
-    fail("QEMU at " + args.qmpSocket + " refused to migrate: " + qemuSaid(started.error()) +
-             (plan.channels > 1 ? " (multifd needs the destination QEMU to have the multifd "
-                                  "capability and the same multifd-channels)"
-                                : ""),
-         kExitFailure);
-  }
-  auto figuresNow = [&] {
-    return handOff ? figuresOf(*handOff, handOff->bytes()) : figuresOf(*tunnel);
-  };
 
   auto startedAt = std::chrono::steady_clock::now();
   std::optional<std::chrono::steady_clock::time_point> cancelledAt;
@@ -318,12 +167,13 @@ void runMigrate(const MigrateArgs& args) {
   qemu::MigrationStatus status;
   bool drawn = false;
   for (;;) {
-    auto report = qmp.queryMigrate();
+    auto report = migration.poll();
     if (!report) fail(report.error().message(), kExitFailure);
     status = *report;
     if (status.finished()) break;
     if (!args.json) {
-      std::fprintf(stderr, "\r%s   ", qemu::formatProgressLine(status, figuresNow()).c_str());
+      std::fprintf(stderr, "\r%s   ",
+                   qemu::formatProgressLine(status, migration.figures()).c_str());
       drawn = true;
     }
     auto now = std::chrono::steady_clock::now();
@@ -332,7 +182,7 @@ void runMigrate(const MigrateArgs& args) {
       cancelReason = interruptRequested
                          ? "interrupted"
                          : "not finished within --timeout " + seconds(args.timeoutSeconds) + " s";
-      auto cancel = qmp.execute("migrate_cancel");
+      auto cancel = migration.cancel();
       if (!cancel) fail(cancel.error().message(), kExitFailure);
       cancelledAt = now;
     }
@@ -345,26 +195,16 @@ void runMigrate(const MigrateArgs& args) {
   }
   if (drawn) std::fprintf(stderr, "\n");
 
-  qemu::TunnelFigures figures;
-  std::string tunnelError;
-  if (handOff) {
-    // QEMU closed its copy; closing Atoll's ends the connection.
-    figures = figuresOf(*handOff, handOff->finish(kHandOffDrainTimeout));
-  } else {
-    // QEMU has sent its last byte; the relays end once both sides close.
-    for (auto deadline = std::chrono::steady_clock::now() + kTunnelDrainTimeout;
-         tunnel->stats().open.load() > 0 && std::chrono::steady_clock::now() < deadline;)
-      std::this_thread::sleep_for(10ms);
-    tunnel->stop();
-    figures = figuresOf(*tunnel);
-    tunnelError = tunnel->lastError();
-  }
+  qemu::TunnelFigures figures = migration.finish();
+  std::string tunnelError = migration.tunnelError();
 
   if (args.json) {
     nlohmann::json summary = qemu::summaryJson(status, figures);
-    summary["channels"] = plan.channels;
+    summary["channels"] = channels;
     summary["mode"] = figures.mode;
-    if (!handOffNotOffered.empty()) summary["hand_off_not_offered"] = handOffNotOffered;
+    if (!migration.handOffNotOffered().empty()) {
+      summary["hand_off_not_offered"] = migration.handOffNotOffered();
+    }
     if (!cancelReason.empty()) summary["cancel_reason"] = cancelReason;
     if (!tunnelError.empty()) summary["tunnel_error"] = tunnelError;
     std::cout << summary.dump() << std::endl;
@@ -380,10 +220,10 @@ void runMigrate(const MigrateArgs& args) {
   fail("migration failed: " +
            (status.errorDescription.empty() ? std::string("QEMU gave no reason")
                                             : status.errorDescription) +
-           (plan.channels > 1 ? " (with --channels > 1 the destination QEMU needs the multifd "
-                                "capability and multifd-channels " +
-                                    std::to_string(plan.channels) + " too)"
-                              : "") +
+           (channels > 1 ? " (with --channels > 1 the destination QEMU needs the multifd "
+                           "capability and multifd-channels " +
+                               std::to_string(channels) + " too)"
+                         : "") +
            "; the source VM keeps running",
        kExitFailure);
 }
@@ -419,6 +259,12 @@ void addTransferMigrateSubcommand(CLI::App& transfer) {
       ->add_option("--timeout", args->timeoutSeconds,
                    "Cancel the migration after this many seconds (0 = no limit)")
       ->capture_default_str();
+  migrate
+      ->add_option("--tunnel-id", args->tunnelId,
+                   "The tunnel id a peer daemon registered the destination QEMU under (1-16 "
+                   "hexadecimal digits); without it an id is chosen and the peer serves its "
+                   "fixed destination")
+      ->type_name("HEX");
   migrate->add_flag("--relay", args->relay,
                     "Relay QEMU's stream through Atoll (peer: --tunnel-to) instead of handing "
                     "the connection to QEMU");

@@ -92,6 +92,11 @@ void TransferServer::acceptLoop() {
   }
 }
 
+std::optional<TunnelDestination> TransferServer::registeredDestination(uint64_t tunnelId) const {
+  if (config_.tunnelDestinations == nullptr) return std::nullopt;
+  return config_.tunnelDestinations->find(tunnelId);
+}
+
 Result<ReceiveReport> TransferServer::serveConnection(UniqueFd socket, const std::string& peer) {
   int fd = socket.get();
   auto plain = SocketChannel::create(std::move(socket), peer, config_.socket);
@@ -110,15 +115,30 @@ Result<ReceiveReport> TransferServer::serveConnection(UniqueFd socket, const std
     auto open = decodeTunnelOpen(first->payload);
     if (!open) return open.error();
     Error refused = Error::invalid("tunnel", peer, "", "");
-    if (config_.tunnelDestination.empty()) {
-      refused.detail = config_.tunnelDestinationQmp.empty()
-                           ? "this server carries no migration tunnels"
-                           : "this server hands migration connections to the destination QEMU "
-                             "(hand-off) and relays none: it has no destination unix socket";
+    auto registered = registeredDestination(open->tunnelId);
+    std::string destination = registered ? registered->unixSocket : config_.tunnelDestination;
+    if (destination.empty()) {
+      if (registered) {
+        refused.detail = "tunnel id " + tunnelIdText(open->tunnelId) +
+                         " is registered for hand-off only (to the destination QEMU's QMP socket " +
+                         registered->qmpSocket + "): it relays to no unix socket";
+      } else if (config_.tunnelDestinations != nullptr) {
+        refused.detail = "no destination is registered under tunnel id " +
+                         tunnelIdText(open->tunnelId) +
+                         (config_.tunnelDestinationQmp.empty()
+                              ? std::string()
+                              : ", and this server's fixed destination takes hand-off only (it "
+                                "has no destination unix socket)");
+      } else {
+        refused.detail = config_.tunnelDestinationQmp.empty()
+                             ? "this server carries no migration tunnels"
+                             : "this server hands migration connections to the destination QEMU "
+                               "(hand-off) and relays none: it has no destination unix socket";
+      }
     } else if (channel->encrypted()) {
       refused.detail = "migration tunnels run in plaintext only; the server is configured for TLS";
     } else {
-      auto served = serveTunnel(*channel, fd, *open, config_.tunnelDestination);
+      auto served = serveTunnel(*channel, fd, *open, destination);
       if (!served) return served.error();
       return ReceiveReport{};
     }
@@ -136,17 +156,34 @@ Result<ReceiveReport> TransferServer::serveConnection(UniqueFd socket, const std
     // Only a plaintext SocketChannel: its receives stop at the end of each
     // frame, so nothing QEMU's stream needs sits in a user-space buffer.
     bool plaintextSocket = !channel->encrypted() && dynamic_cast<SocketChannel*>(channel.get());
-    if (config_.tunnelDestinationQmp.empty()) {
-      refused.detail =
-          "this server does not hand connections to a destination QEMU (no destination QMP "
-          "socket configured)";
+    auto registered = registeredDestination(request->tunnelId);
+    std::string destinationQmp = registered ? registered->qmpSocket : config_.tunnelDestinationQmp;
+    if (destinationQmp.empty()) {
+      // Answered as "not offered", so that the source relays instead: to the
+      // registered unix socket, or to the fixed one.
+      if (registered) {
+        refused.detail = "tunnel id " + tunnelIdText(request->tunnelId) +
+                         " is registered for relay only (to the destination QEMU's unix socket " +
+                         registered->unixSocket + ")";
+      } else if (config_.tunnelDestinations != nullptr) {
+        refused.detail = "no destination is registered under tunnel id " +
+                         tunnelIdText(request->tunnelId) +
+                         (config_.tunnelDestination.empty()
+                              ? std::string()
+                              : ", and this server's fixed destination is relayed only (no "
+                                "destination QMP socket configured)");
+      } else {
+        refused.detail =
+            "this server does not hand connections to a destination QEMU (no destination QMP "
+            "socket configured)";
+      }
     } else if (!plaintextSocket) {
       refused.detail =
           "hand-off runs on plaintext connections only; the server is configured for TLS, whose "
           "session in user space cannot be handed to QEMU";
     } else {
       uint64_t consumed = kFrameHeaderSize + first->payload.size();
-      auto served = serveHandOff(*channel, fd, consumed, *request, config_.tunnelDestinationQmp);
+      auto served = serveHandOff(*channel, fd, consumed, *request, destinationQmp);
       if (!served) return served.error();
       return ReceiveReport{};
     }

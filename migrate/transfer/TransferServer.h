@@ -9,6 +9,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "migrate/transfer/Net.h"
 #include "migrate/transfer/StagingArea.h"
 #include "migrate/transfer/TlsChannel.h"
+#include "migrate/transfer/TunnelDestinations.h"
 
 namespace Atoll::transfer {
 
@@ -33,6 +35,10 @@ struct ServerConfig {
   // QMP socket of the destination QEMU (started with `-incoming defer`) for
   // hand-off tunnels (TunnelHandOff.h); empty: hand-off is not offered.
   std::string tunnelDestinationQmp;
+  // Destinations registered by tunnel id (a daemon's incoming migrations):
+  // a tunnel whose id is registered goes to that destination, any other to
+  // the fixed ones above. Not owned; null = none.
+  const TunnelDestinations* tunnelDestinations = nullptr;
   SocketOptions socket;
   ReceiverOptions receiver;
   // Host-wide receive cap shared fairly among the image transfers running
@@ -60,6 +66,9 @@ class TransferServer {
         listener_(std::move(listener)),
         port_(port) {}
   void acceptLoop();
+  // The destination registered under `tunnelId`, if a registry is set and
+  // holds it.
+  std::optional<TunnelDestination> registeredDestination(uint64_t tunnelId) const;
 
   ServerConfig config_;
   StagingArea staging_;

@@ -6,7 +6,10 @@
 // the CLI falls back from hand-off) and one handed off to a server given the
 // destination QEMU's QMP socket (`-incoming defer`). Each must complete with
 // every byte QEMU reports having crossed the tunnel's connection and the
-// guest continuing on the destination.
+// guest continuing on the destination. Then a server that serves registered
+// destinations only (a daemon's TunnelDestinations): `--tunnel-id` of the
+// registered hand-off destination migrates the guest there, and an id not
+// registered is refused naming it while the source runs on.
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +28,7 @@
 #include "TestImages.h"
 #include "migrate/transfer/Net.h"
 #include "migrate/transfer/TransferServer.h"
+#include "migrate/transfer/TunnelDestinations.h"
 
 namespace Atoll::transfer {
 namespace {
@@ -201,6 +205,65 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
 
 TEST(QemuTransferMigrateCliTest, CliMigratesThroughTheTunnelAndRefusesCleanly) {
   testing::withGuestImage(3, migrateWithCli);
+}
+
+void migrateToRegisteredDestination(const testing::GuestImage& image, bool& guestPanicked) {
+  TempDir dir;
+  std::string error;
+  auto source = QemuGuest::start(image, dir.path(), "source", "", error);
+  ASSERT_TRUE(source) << error;
+  ASSERT_TRUE(source->waitForPassBeyond(3, 45s))
+      << "the guest did not start its workload; serial log: " << source->serialLog();
+  auto destination = QemuGuest::start(image, dir.path(), "registered", "defer", error);
+  ASSERT_TRUE(destination) << error;
+
+  // No fixed destination: the server serves what the registry holds only.
+  TunnelDestinations registry;
+  TunnelDestination handOff;
+  handOff.qmpSocket = destination->secondQmpPath();
+  auto tunnelId = registry.add(handOff, 300s);
+  ASSERT_TRUE(tunnelId) << tunnelId.error().message();
+  ::mkdir((dir / "staging").c_str(), 0755);
+  ServerConfig config;
+  config.stagingDirectory = dir / "staging";
+  config.listen = Endpoint{"127.0.0.1", 0};
+  config.tunnelDestinations = &registry;
+  auto server = TransferServer::create(config);
+  ASSERT_TRUE(server) << server.error().message();
+  (*server)->start();
+  const std::string migrate = "transfer migrate --qmp " + source->secondQmpPath() +
+                              " --to 127.0.0.1:" + std::to_string((*server)->port());
+
+  {
+    SCOPED_TRACE("an id no destination is registered under");
+    std::string unregistered = tunnelIdText(*tunnelId ^ 1);
+    auto result = runAtoll(dir, migrate + " --tunnel-id " + unregistered + " --json");
+    show(result);
+    EXPECT_EQ(result.exitCode, 3) << result.err;
+    EXPECT_NE(result.err.find("no destination is registered under tunnel id " + unregistered),
+              std::string::npos)
+        << result.err;
+    expectSourceRuns(*source);
+  }
+
+  auto result = runAtoll(dir, migrate + " --tunnel-id " + tunnelIdText(*tunnelId) +
+                                  " --bwlimit 8G --timeout 60 --json");
+  (*server)->stop();
+  ASSERT_EQ(result.exitCode, 0) << result.err << result.out;
+  auto summary = nlohmann::json::parse(result.out, nullptr, false);
+  ASSERT_TRUE(summary.is_object()) << result.out;
+  std::printf("  %s\n", summary.dump().c_str());
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_EQ(summary["mode"], "hand-off");
+  EXPECT_FALSE(summary.contains("hand_off_not_offered")) << result.out;
+  EXPECT_GT(summary["ram_transferred_bytes"].get<uint64_t>(), 0u);
+  EXPECT_GE(summary["tunnel"]["bytes_to_peer"].get<uint64_t>(),
+            summary["ram_transferred_bytes"].get<uint64_t>());
+  expectGuestRunsOnAtDestination(*source, *destination, guestPanicked);
+}
+
+TEST(QemuTransferMigrateCliTest, CliHandsOffToTheDestinationRegisteredUnderTheTunnelId) {
+  testing::withGuestImage(3, migrateToRegisteredDestination);
 }
 
 }  // namespace
