@@ -6,6 +6,7 @@
 
 #include "runtime/ApiRequests.h"
 #include "runtime/ForecastJson.h"
+#include "runtime/MigrationRequests.h"
 
 namespace Atoll {
 
@@ -66,6 +67,24 @@ void getKey(ApiContext& ctx, Keyspace keyspace, const httplib::Request& req,
     return replyError(res, 404, "no " + std::string(keyspaceName(keyspace)) + " key '" + key + "'");
   reply(res, 200, entryJson(**entry));
 }
+
+// Why a migration did not start, as an HTTP status: the request itself,
+// a QEMU or peer this daemon cannot reach (a gateway's failure), or QEMU's
+// refusal in its present state.
+int migrationStartStatus(transfer::MigrationStartFailure failure) {
+  switch (failure) {
+    case transfer::MigrationStartFailure::kInvalid:
+      return 400;
+    case transfer::MigrationStartFailure::kQemuUnreachable:
+    case transfer::MigrationStartFailure::kPeerUnreachable:
+      return 502;
+    case transfer::MigrationStartFailure::kRefused:
+      return 409;
+  }
+  return 500;
+}
+
+constexpr const char* kNoTransferEngine = "the transfer engine is not part of this daemon";
 
 std::string_view defaultReason(int status) {
   switch (status) {
@@ -282,8 +301,7 @@ void installApiRoutes(UnixHttpServer& server, ApiContext& ctx) {
   });
 
   server.Post("/v1/transfers", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    if (ctx.transfers == nullptr)
-      return replyError(res, 503, "the transfer engine is not part of this daemon");
+    if (ctx.transfers == nullptr) return replyError(res, 503, kNoTransferEngine);
     auto request = parseTransferRequest(req.body);
     if (!request) return replyError(res, 400, reasonFor(request.error()));
     auto id = ctx.transfers->start(*request);
@@ -291,14 +309,12 @@ void installApiRoutes(UnixHttpServer& server, ApiContext& ctx) {
     reply(res, 201, {{"id", *id}, {"peer", request->peer.text()}, {"name", request->name}});
   });
   server.Get("/v1/transfers", [&ctx](const httplib::Request&, httplib::Response& res) {
-    if (ctx.transfers == nullptr)
-      return replyError(res, 503, "the transfer engine is not part of this daemon");
+    if (ctx.transfers == nullptr) return replyError(res, 503, kNoTransferEngine);
     reply(res, 200, ctx.transfers->transfersJson());
   });
   server.Put("/v1/transfers/host-bwlimit",
              [&ctx](const httplib::Request& req, httplib::Response& res) {
-               if (ctx.transfers == nullptr)
-                 return replyError(res, 503, "the transfer engine is not part of this daemon");
+               if (ctx.transfers == nullptr) return replyError(res, 503, kNoTransferEngine);
                auto limit = parseHostLimitBody(req.body);
                if (!limit) return replyError(res, 400, reasonFor(limit.error()));
                uint64_t before = ctx.transfers->hostLimit();
@@ -306,8 +322,7 @@ void installApiRoutes(UnixHttpServer& server, ApiContext& ctx) {
                reply(res, 200, {{"host_bwlimit", *limit}, {"before", before}});
              });
   server.Delete("/v1/transfers/(.+)", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    if (ctx.transfers == nullptr)
-      return replyError(res, 503, "the transfer engine is not part of this daemon");
+    if (ctx.transfers == nullptr) return replyError(res, 503, kNoTransferEngine);
     auto id = parseTransferId(std::string(req.matches[1]));
     if (!id) return replyError(res, 400, reasonFor(id.error()));
     switch (ctx.transfers->cancel(*id)) {
@@ -317,6 +332,82 @@ void installApiRoutes(UnixHttpServer& server, ApiContext& ctx) {
         return replyError(res, 404, "no transfer " + std::to_string(*id));
       case CancelOutcome::AlreadyFinished:
         return replyError(res, 409, "transfer " + std::to_string(*id) + " has already finished");
+    }
+  });
+
+  // Incoming migrations: the destination QEMU is registered here; the
+  // source host's daemon names the tunnel id this returns.
+  server.Post(
+      "/v1/migrations/incoming", [&ctx](const httplib::Request& req, httplib::Response& res) {
+        if (ctx.transfers == nullptr) return replyError(res, 503, kNoTransferEngine);
+        auto port = ctx.transfers->listeningPort();
+        if (!port)
+          return replyError(res, 503,
+                            "this daemon receives no migrations: [transfer] listen is not set");
+        if (ctx.transfers->tlsEnabled())
+          return replyError(res, 409,
+                            "migration tunnels are plaintext only, and this daemon's receiving "
+                            "endpoint requires TLS ([transfer] tls_certificate)");
+        auto request = parseIncomingMigrationRequest(req.body);
+        if (!request) return replyError(res, 400, reasonFor(request.error()));
+        auto id = ctx.transfers->incomingMigrations().add(request->destination, request->lifetime);
+        if (!id) return replyError(res, 400, reasonFor(id.error()));
+        const auto& destination = request->destination;
+        spdlog::info("event=migration_incoming_registered tunnel_id={} {}={} expires_s={}",
+                     transfer::tunnelIdText(*id), destination.qmpSocket.empty() ? "unix" : "qmp",
+                     destination.qmpSocket.empty() ? destination.unixSocket : destination.qmpSocket,
+                     request->lifetime.count());
+        reply(res, 201,
+              {{"tunnel_id", transfer::tunnelIdText(*id)},
+               {"expires_s", request->lifetime.count()},
+               {"port", *port}});
+      });
+  server.Get("/v1/migrations/incoming", [&ctx](const httplib::Request&, httplib::Response& res) {
+    if (ctx.transfers == nullptr) return replyError(res, 503, kNoTransferEngine);
+    reply(res, 200, ctx.transfers->incomingMigrationsJson());
+  });
+  server.Delete(
+      "/v1/migrations/incoming/(.+)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+        if (ctx.transfers == nullptr) return replyError(res, 503, kNoTransferEngine);
+        std::string text = req.matches[1];
+        auto id = transfer::parseTunnelId(text);
+        if (!id) return replyError(res, 400, reasonFor(id.error()));
+        if (!ctx.transfers->incomingMigrations().remove(*id))
+          return replyError(res, 404, "no incoming migration registered as " + text);
+        spdlog::info("event=migration_incoming_removed tunnel_id={}", transfer::tunnelIdText(*id));
+        reply(res, 200, {{"tunnel_id", transfer::tunnelIdText(*id)}, {"state", "removed"}});
+      });
+
+  // Outgoing migrations this host drives as the source.
+  server.Post("/v1/migrations", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (ctx.transfers == nullptr) return replyError(res, 503, kNoTransferEngine);
+    auto request = parseMigrationRequest(req.body);
+    if (!request) return replyError(res, 400, reasonFor(request.error()));
+    MigrationStart start = ctx.transfers->migrations().start(*request);
+    if (!start.started) return replyError(res, migrationStartStatus(start.failure), start.message);
+    nlohmann::json body{{"id", start.started->id},
+                        {"mode", start.started->mode},
+                        {"tunnel_id", transfer::tunnelIdText(start.started->tunnelId)}};
+    if (!start.started->handOffNotOffered.empty())
+      body["hand_off_not_offered"] = start.started->handOffNotOffered;
+    reply(res, 201, body);
+  });
+  server.Get("/v1/migrations", [&ctx](const httplib::Request&, httplib::Response& res) {
+    if (ctx.transfers == nullptr) return replyError(res, 503, kNoTransferEngine);
+    reply(res, 200, ctx.transfers->migrations().migrationsJson());
+  });
+  server.Delete("/v1/migrations/([^/]+)", [&ctx](const httplib::Request& req,
+                                                 httplib::Response& res) {
+    if (ctx.transfers == nullptr) return replyError(res, 503, kNoTransferEngine);
+    auto id = parseMigrationId(std::string(req.matches[1]));
+    if (!id) return replyError(res, 400, reasonFor(id.error()));
+    switch (ctx.transfers->migrations().cancel(*id)) {
+      case MigrationCancelOutcome::Cancelling:
+        return reply(res, 200, {{"id", *id}, {"state", "cancelling"}});
+      case MigrationCancelOutcome::Unknown:
+        return replyError(res, 404, "no migration " + std::to_string(*id));
+      case MigrationCancelOutcome::AlreadyFinished:
+        return replyError(res, 409, "migration " + std::to_string(*id) + " has already finished");
     }
   });
 

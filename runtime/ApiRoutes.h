@@ -26,6 +26,17 @@
 //   GET    /v1/transfers        every transfer (bytes, rate, round, state), the host cap, receipts
 //   PUT    /v1/transfers/host-bwlimit   body {"bwlimit": "100M"}: the host cap, live
 //   DELETE /v1/transfers/{id}   cancel a running transfer
+//   POST   /v1/migrations/incoming  on the destination host: {"qmp": PATH} (QEMU started with
+//                               -incoming defer: hand-off) or {"unix": PATH} (its -incoming
+//                               unix:PATH: relay), "expires_s"; 201 {"tunnel_id", "port"};
+//                               503 without [transfer] listen
+//   GET    /v1/migrations/incoming  the destinations registered; DELETE .../{tunnel_id} removes one
+//   POST   /v1/migrations       on the source host: {"qmp", "peer", "tunnel_id", "channels",
+//                               "bwlimit", "relay", "timeout_s"}: live-migrate that QEMU through
+//                               the tunnel; 201 {"id", "mode", "tunnel_id"}, 502 when QEMU or
+//                               the peer cannot be reached, 409 when QEMU refuses
+//   GET    /v1/migrations       every migration: state, QEMU's figures, tunnel bytes, summary
+//   DELETE /v1/migrations/{id}  cancel a running migration (migrate_cancel; the VM stays here)
 // Every request is first checked against the AccessPolicy with the peer's
 // kernel credentials: refused peers get 403 for everything. Errors are
 // {"error": "reason"} with a 4xx/5xx status.

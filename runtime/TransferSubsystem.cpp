@@ -237,6 +237,7 @@ Result<std::shared_ptr<TransferSubsystem>> TransferSubsystem::create(
     config.hostBandwidth = &subsystem->host_;
     config.receiver.cpus = subsystem->cpus_.get();
     config.receiver.pipelined = settings.pipelined;
+    config.tunnelDestinations = &subsystem->destinations_;
     // The server's threads end in stop(), before the subsystem goes.
     TransferSubsystem* self = subsystem.get();
     config.onSession = [self](const std::string& peer, const Result<ReceiveReport>& result) {
@@ -265,10 +266,37 @@ void TransferSubsystem::stop() {
     for (auto& [id, job] : jobs_) jobs.push_back(job);
   }
   for (auto& job : jobs) cancel(job->id);
+  migrations_.stop();
   for (auto& job : jobs) {
     if (job->thread.joinable()) job->thread.join();
   }
   if (server_) server_->stop();
+}
+
+nlohmann::json TransferSubsystem::incomingMigrationsJson() const {
+  auto now = Clock::now();
+  nlohmann::json incoming = nlohmann::json::array();
+  for (const auto& registered : destinations_.list(now)) {
+    nlohmann::json entry{
+        {"tunnel_id", tunnelIdText(registered.tunnelId)},
+        {"expires_in_s",
+         std::chrono::duration_cast<std::chrono::seconds>(registered.expiresAt - now).count()}};
+    if (!registered.destination.qmpSocket.empty()) {
+      entry["qmp"] = registered.destination.qmpSocket;
+      entry["mode"] = "hand-off";
+    } else {
+      entry["unix"] = registered.destination.unixSocket;
+      entry["mode"] = "relay";
+    }
+    incoming.push_back(std::move(entry));
+  }
+  nlohmann::json out{{"incoming", std::move(incoming)}};
+  if (server_) {
+    out["port"] = server_->port();
+  } else {
+    out["port"] = nullptr;
+  }
+  return out;
 }
 
 std::optional<uint16_t> TransferSubsystem::listeningPort() const {
@@ -532,6 +560,8 @@ nlohmann::json TransferSubsystem::describe() const {
   nlohmann::json out{{"host_bwlimit", host_.limit()},
                      {"sending", running},
                      {"sent_kept", total},
+                     {"migrating", migrations_.running()},
+                     {"incoming_migrations", destinations_.list().size()},
                      {"receiving", server_ ? nlohmann::json(settings_.listen) : nullptr}};
   return out;
 }

@@ -14,6 +14,12 @@
 // one of those CPUs (the one running fewest of the daemon's transfers): bulk
 // copies stay off the CPUs islands give to VMs, and each block stays in one
 // CPU's caches from socket to disk.
+//
+// Live migrations of QEMU VMs go through the same engine, both ends: the
+// destination host registers the QEMU waiting for one (POST
+// /v1/migrations/incoming) and its receiving endpoint serves the tunnel
+// the source names by id; the source host drives the migration (POST
+// /v1/migrations, MigrationJobs.h).
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -32,7 +38,9 @@
 #include "migrate/transfer/TlsChannel.h"
 #include "migrate/transfer/TransferCpus.h"
 #include "migrate/transfer/TransferServer.h"
+#include "migrate/transfer/TunnelDestinations.h"
 #include "runtime/Config.h"
+#include "runtime/MigrationJobs.h"
 #include "runtime/Subsystem.h"
 
 namespace Atoll {
@@ -89,10 +97,23 @@ class TransferSubsystem : public Subsystem {
   uint64_t hostLimit() const { return host_.limit(); }
   // The receiving endpoint's port; nullopt when the daemon receives nothing.
   std::optional<uint16_t> listeningPort() const;
+  // Whether the daemon's connections use TLS ([transfer] tls_*): migration
+  // tunnels are plaintext only (QEMU cannot be handed a TLS session).
+  bool tlsEnabled() const { return tls_.enabled(); }
   // GET /v1/transfers: the host cap, the endpoint, every transfer sent
   // (bytes, rate, round, state) and the sessions received lately.
   nlohmann::json transfersJson() const;
-  // Cancels what still runs and waits for the threads; the receiver stops.
+
+  // The destination QEMUs the receiving endpoint serves incoming migrations
+  // to, by tunnel id; useful only while listeningPort() has a value.
+  transfer::TunnelDestinations& incomingMigrations() { return destinations_; }
+  // GET /v1/migrations/incoming: the destinations registered and not expired.
+  nlohmann::json incomingMigrationsJson() const;
+  // The migrations this host drives as their source.
+  MigrationJobs& migrations() { return migrations_; }
+
+  // Cancels what still runs (migrations with migrate_cancel, so their VMs
+  // keep running here) and waits for the threads; the receiver stops.
   void stop();
 
  private:
@@ -108,6 +129,10 @@ class TransferSubsystem : public Subsystem {
   // Shared by every send and receive; declared before server_ so that it
   // outlives the server's threads.
   std::unique_ptr<transfer::TransferCpus> cpus_;
+  // Read by the server's threads: declared before server_ for the same reason.
+  transfer::TunnelDestinations destinations_;
+  // Outgoing migrations; stop() ends them before the server stops.
+  MigrationJobs migrations_;
   std::unique_ptr<transfer::TransferServer> server_;
 
   mutable std::mutex mutex_;

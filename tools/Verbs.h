@@ -22,6 +22,7 @@ void addCompletionVerb(CLI::App& app);
 void addManpageVerb(CLI::App& app);
 void addForecastVerb(CLI::App& app);
 void addTransferVerb(CLI::App& app);
+void addMigrationVerb(CLI::App& app);
 void addTopVerb(CLI::App& app);
 void addIslandVerb(CLI::App& app);
 void addBenchVerb(CLI::App& app);

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   Atoll::cli::addStateVerb(app);
   Atoll::cli::addForecastVerb(app);
   Atoll::cli::addTransferVerb(app);
+  Atoll::cli::addMigrationVerb(app);
   Atoll::cli::addTopVerb(app);
   Atoll::cli::addIslandVerb(app);
   Atoll::cli::addBenchVerb(app);

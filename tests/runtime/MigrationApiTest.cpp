@@ -1,0 +1,315 @@
+// The daemon's migration routes without a QEMU: every refusal of POST
+// /v1/migrations and POST /v1/migrations/incoming names the field and its
+// value and registers or starts nothing, a daemon without a receiving
+// endpoint says which setting it lacks, a destination registered with a
+// real socket is listed and removed, and a source QEMU that cannot be
+// reached is a 502 naming its socket, answered within the API's deadline.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "migrate/transfer/TunnelDestinations.h"
+#include "runtime/MigrationRequests.h"
+#include "runtime/TransferSubsystem.h"
+#include "tests/runtime/ApiHarness.h"
+#include "tests/runtime/TestSupport.h"
+
+namespace Atoll {
+namespace {
+
+using namespace std::chrono_literals;
+using test::httpRequest;
+using test::rawExchange;
+
+struct Reply {
+  int status = 0;
+  nlohmann::json body;
+  std::string error() const { return body.is_object() ? body.value("error", "") : ""; }
+};
+
+Reply call(const std::string& socket, const std::string& method, const std::string& path,
+           const nlohmann::json& body = nullptr) {
+  auto response = rawExchange(
+      socket, httpRequest(method, path, body.is_null() ? std::string() : body.dump()), 10s);
+  return {response.status, nlohmann::json::parse(response.body, nullptr, false)};
+}
+
+// A unix socket bound at `path`, listening when asked: what a QEMU's
+// -qmp or -incoming unix: socket looks like on disk.
+UniqueFd boundSocket(const std::string& path, bool listening) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+    throw std::runtime_error("bind " + path + ": " + std::strerror(errno));
+  if (listening && ::listen(fd.get(), 4) != 0)
+    throw std::runtime_error("listen " + path + ": " + std::strerror(errno));
+  return fd;
+}
+
+// The error names the field and the offending value as the client sent it.
+void expectRefusal(const Reply& reply, int status, const std::string& field,
+                   const std::string& value) {
+  EXPECT_EQ(reply.status, status) << reply.body.dump();
+  EXPECT_NE(reply.error().find(field), std::string::npos)
+      << "the error does not name the field " << field << ": " << reply.error();
+  EXPECT_NE(reply.error().find(value), std::string::npos)
+      << "the error does not name the value " << value << ": " << reply.error();
+}
+
+class MigrationApi : public testing::Test {
+ protected:
+  // The harness's request deadline is the daemon's default, so a start
+  // that takes longer than the API allows loses its reply here too.
+  MigrationApi() : api(AccessPolicy(std::nullopt, "atoll"), 5000ms) {}
+
+  void SetUp() override {
+    TransferSettings settings;
+    settings.listen = "127.0.0.1:0";
+    settings.stagingDirectory = api.dir().file("staging");
+    auto receiving = TransferSubsystem::create(settings);
+    ASSERT_TRUE(receiving) << receiving.error().message();
+    transfers = *receiving;
+    api.context().transfers = transfers.get();
+    api.start();
+    socket = api.socketPath();
+  }
+  void TearDown() override {
+    api.stop();
+    if (transfers) transfers->stop();
+  }
+
+  Reply post(const std::string& path, const nlohmann::json& body) {
+    return call(socket, "POST", path, body);
+  }
+
+  test::ApiHarness api;
+  std::shared_ptr<TransferSubsystem> transfers;
+  std::string socket;
+};
+
+TEST_F(MigrationApi, MigrationRequestRefusalsNameTheFieldAndValue) {
+  const std::string qmp = api.dir().file("qmp.sock");
+  const nlohmann::json valid{{"qmp", qmp}, {"peer", "127.0.0.1:7477"}};
+  auto with = [&](const std::string& key, const nlohmann::json& value) {
+    nlohmann::json body = valid;
+    body[key] = value;
+    return body;
+  };
+  expectRefusal(post("/v1/migrations", with("qmp", "relative/qmp.sock")), 400, "qmp",
+                "relative/qmp.sock");
+  expectRefusal(post("/v1/migrations", with("qmp", 7)), 400, "qmp", "7");
+  expectRefusal(post("/v1/migrations", with("peer", "nowhere")), 400, "peer", "nowhere");
+  expectRefusal(post("/v1/migrations", with("peer", "127.0.0.1:0")), 400, "peer", "127.0.0.1:0");
+  expectRefusal(post("/v1/migrations", with("tunnel_id", "xyz")), 400, "tunnel_id", "xyz");
+  expectRefusal(post("/v1/migrations", with("tunnel_id", "0")), 400, "tunnel_id", "0");
+  expectRefusal(post("/v1/migrations", with("channels", 0)), 400, "channels", "0");
+  expectRefusal(post("/v1/migrations", with("channels", 65)), 400, "channels", "65");
+  expectRefusal(post("/v1/migrations", with("bwlimit", 0)), 400, "bwlimit", "0");
+  expectRefusal(post("/v1/migrations", with("bwlimit", "0")), 400, "bwlimit", "\"0\"");
+  expectRefusal(post("/v1/migrations", with("bwlimit", "fast")), 400, "bwlimit", "fast");
+  expectRefusal(post("/v1/migrations", with("relay", "yes")), 400, "relay", "yes");
+  expectRefusal(post("/v1/migrations", with("timeout_s", -1)), 400, "timeout_s", "-1");
+  expectRefusal(post("/v1/migrations", with("speed", 1)), 400, "speed", "unknown field");
+  expectRefusal(post("/v1/migrations", {{"peer", "127.0.0.1:7477"}}), 400, "qmp",
+                "required field missing");
+  expectRefusal(post("/v1/migrations", {{"qmp", qmp}}), 400, "peer", "required field missing");
+  EXPECT_EQ(call(socket, "POST", "/v1/migrations").status, 400);
+
+  // Nothing started.
+  auto listed = call(socket, "GET", "/v1/migrations");
+  ASSERT_EQ(listed.status, 200) << listed.body.dump();
+  EXPECT_TRUE(listed.body["migrations"].empty()) << listed.body.dump();
+}
+
+TEST_F(MigrationApi, AcceptedRequestsCarryEveryField) {
+  auto request = parseMigrationRequest(
+      R"({"qmp": "/run/vm1.qmp", "peer": "10.0.0.2:7477", "tunnel_id": "00000000000000ab",
+          "channels": 4, "bwlimit": "1G", "relay": true, "timeout_s": 1.5})");
+  ASSERT_TRUE(request) << request.error().message();
+  EXPECT_EQ(request->migration.qmpSocket, "/run/vm1.qmp");
+  EXPECT_EQ(request->migration.peer.text(), "10.0.0.2:7477");
+  EXPECT_EQ(request->migration.tunnelId, 0xabu);
+  EXPECT_EQ(request->migration.channels, 4u);
+  EXPECT_EQ(request->migration.bandwidth, 1024u * 1024 * 1024);
+  EXPECT_TRUE(request->migration.relay);
+  EXPECT_EQ(request->timeout, 1500ms);
+
+  auto defaults = parseMigrationRequest(R"({"qmp": "/run/vm1.qmp", "peer": "10.0.0.2:7477"})");
+  ASSERT_TRUE(defaults) << defaults.error().message();
+  EXPECT_EQ(defaults->migration.tunnelId, 0u);
+  EXPECT_EQ(defaults->migration.channels, 1u);
+  EXPECT_EQ(defaults->migration.bandwidth, 0u);
+  EXPECT_FALSE(defaults->migration.relay);
+  EXPECT_EQ(defaults->timeout, 0ms);
+}
+
+TEST_F(MigrationApi, IncomingRefusalsNameThePathAndWhatItIs) {
+  const std::string file = api.dir().file("plain.txt");
+  test::writeTextFile(file, "not a socket\n");
+  const std::string qmpPath = api.dir().file("destination.qmp");
+  UniqueFd qmp = boundSocket(qmpPath, true);
+
+  expectRefusal(post("/v1/migrations/incoming", {{"qmp", "destination.qmp"}}), 400, "qmp",
+                "destination.qmp");
+  auto missing = post("/v1/migrations/incoming", {{"unix", api.dir().file("absent.sock")}});
+  expectRefusal(missing, 400, "unix", api.dir().file("absent.sock"));
+  EXPECT_NE(missing.error().find("No such file"), std::string::npos) << missing.error();
+  auto regular = post("/v1/migrations/incoming", {{"qmp", file}});
+  expectRefusal(regular, 400, "qmp", file);
+  EXPECT_NE(regular.error().find("a regular file, not a socket"), std::string::npos)
+      << regular.error();
+  auto directory = post("/v1/migrations/incoming", {{"unix", api.dir().path()}});
+  expectRefusal(directory, 400, "unix", api.dir().path());
+  EXPECT_NE(directory.error().find("a directory"), std::string::npos) << directory.error();
+
+  auto both = post("/v1/migrations/incoming", {{"qmp", qmpPath}, {"unix", qmpPath}});
+  expectRefusal(both, 400, "qmp and unix", "exactly one");
+  auto neither = post("/v1/migrations/incoming", {{"expires_s", 30}});
+  expectRefusal(neither, 400, "qmp or unix", "exactly one");
+
+  expectRefusal(post("/v1/migrations/incoming", {{"qmp", qmpPath}, {"expires_s", 0}}), 400,
+                "expires_s", "0");
+  expectRefusal(post("/v1/migrations/incoming", {{"qmp", qmpPath}, {"expires_s", 86401}}), 400,
+                "expires_s", "86401");
+  expectRefusal(post("/v1/migrations/incoming", {{"qmp", qmpPath}, {"expires_s", "60"}}), 400,
+                "expires_s", "\"60\"");
+  expectRefusal(post("/v1/migrations/incoming", {{"qmp", qmpPath}, {"port", 1}}), 400, "port",
+                "unknown field");
+
+  EXPECT_TRUE(transfers->incomingMigrations().list().empty())
+      << "a refused registration registered something";
+}
+
+TEST_F(MigrationApi, ADestinationIsRegisteredListedAndRemoved) {
+  const std::string incomingPath = api.dir().file("destination.incoming");
+  UniqueFd incoming = boundSocket(incomingPath, true);
+  const std::string qmpPath = api.dir().file("destination.qmp");
+  UniqueFd qmp = boundSocket(qmpPath, true);
+
+  auto relayed = post("/v1/migrations/incoming", {{"unix", incomingPath}, {"expires_s", 30}});
+  ASSERT_EQ(relayed.status, 201) << relayed.body.dump();
+  const std::string relayId = relayed.body.value("tunnel_id", "");
+  EXPECT_EQ(relayId.size(), 16u) << relayed.body.dump();
+  EXPECT_EQ(relayed.body["expires_s"], 30);
+  EXPECT_EQ(relayed.body["port"], *transfers->listeningPort());
+
+  auto handed = post("/v1/migrations/incoming", {{"qmp", qmpPath}});
+  ASSERT_EQ(handed.status, 201) << handed.body.dump();
+  const std::string handOffId = handed.body.value("tunnel_id", "");
+  EXPECT_EQ(handed.body["expires_s"], kDefaultIncomingLifetimeSeconds);
+  EXPECT_NE(handOffId, relayId);
+
+  // The receiving endpoint finds them by the ids the replies gave.
+  auto relayTunnel = transfer::parseTunnelId(relayId);
+  ASSERT_TRUE(relayTunnel) << relayTunnel.error().message();
+  auto found = transfers->incomingMigrations().find(*relayTunnel);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->unixSocket, incomingPath);
+  EXPECT_TRUE(found->qmpSocket.empty());
+
+  auto listed = call(socket, "GET", "/v1/migrations/incoming");
+  ASSERT_EQ(listed.status, 200) << listed.body.dump();
+  ASSERT_EQ(listed.body["incoming"].size(), 2u) << listed.body.dump();
+  for (const auto& entry : listed.body["incoming"]) {
+    if (entry["tunnel_id"] == relayId) {
+      EXPECT_EQ(entry["unix"], incomingPath);
+      EXPECT_EQ(entry["mode"], "relay");
+      EXPECT_FALSE(entry.contains("qmp"));
+      EXPECT_GT(entry["expires_in_s"].get<int64_t>(), 25) << entry.dump();
+      EXPECT_LE(entry["expires_in_s"].get<int64_t>(), 30) << entry.dump();
+    } else {
+      EXPECT_EQ(entry["tunnel_id"], handOffId);
+      EXPECT_EQ(entry["qmp"], qmpPath);
+      EXPECT_EQ(entry["mode"], "hand-off");
+    }
+  }
+
+  auto removed = call(socket, "DELETE", "/v1/migrations/incoming/" + relayId);
+  EXPECT_EQ(removed.status, 200) << removed.body.dump();
+  EXPECT_FALSE(transfers->incomingMigrations().find(*relayTunnel));
+  auto again = call(socket, "DELETE", "/v1/migrations/incoming/" + relayId);
+  EXPECT_EQ(again.status, 404) << again.body.dump();
+  EXPECT_NE(again.error().find(relayId), std::string::npos) << again.error();
+  auto bad = call(socket, "DELETE", "/v1/migrations/incoming/not-hex");
+  expectRefusal(bad, 400, "", "not-hex");
+  listed = call(socket, "GET", "/v1/migrations/incoming");
+  ASSERT_EQ(listed.body["incoming"].size(), 1u) << listed.body.dump();
+  EXPECT_EQ(listed.body["incoming"][0]["tunnel_id"], handOffId);
+}
+
+TEST_F(MigrationApi, AnUnreachableSourceQemuIs502NamingItsSocket) {
+  // No socket at all: refused at once.
+  const std::string absent = api.dir().file("absent.qmp");
+  auto missing = post("/v1/migrations", {{"qmp", absent}, {"peer", "127.0.0.1:7477"}});
+  EXPECT_EQ(missing.status, 502) << missing.body.dump();
+  EXPECT_NE(missing.error().find(absent), std::string::npos) << missing.error();
+
+  // A socket left behind by a QEMU that is gone: nobody accepts on it. The
+  // daemon waits its QMP bound and still answers within the API deadline.
+  const std::string stale = api.dir().file("stale.qmp");
+  UniqueFd leftBehind = boundSocket(stale, false);
+  auto started = std::chrono::steady_clock::now();
+  auto refused = post("/v1/migrations", {{"qmp", stale}, {"peer", "127.0.0.1:7477"}});
+  EXPECT_EQ(refused.status, 502) << refused.body.dump();
+  EXPECT_NE(refused.error().find(stale), std::string::npos) << refused.error();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+
+  auto listed = call(socket, "GET", "/v1/migrations");
+  ASSERT_EQ(listed.status, 200);
+  EXPECT_TRUE(listed.body["migrations"].empty()) << listed.body.dump();
+  EXPECT_EQ(transfers->migrations().running(), 0u);
+}
+
+TEST_F(MigrationApi, CancellingAnUnknownMigrationIs404) {
+  auto unknown = call(socket, "DELETE", "/v1/migrations/999");
+  EXPECT_EQ(unknown.status, 404) << unknown.body.dump();
+  EXPECT_NE(unknown.error().find("999"), std::string::npos) << unknown.error();
+  expectRefusal(call(socket, "DELETE", "/v1/migrations/x"), 400, "migration number", "'x'");
+  expectRefusal(call(socket, "DELETE", "/v1/migrations/0"), 400, "migration number", "'0'");
+}
+
+TEST(MigrationApiWithout, AReceivingEndpointIncomingIs503NamingTheSetting) {
+  test::ApiHarness api;
+  auto sending = TransferSubsystem::create(TransferSettings{});
+  ASSERT_TRUE(sending) << sending.error().message();
+  api.context().transfers = sending->get();
+  api.start();
+  const std::string qmpPath = api.dir().file("destination.qmp");
+  UniqueFd qmp = boundSocket(qmpPath, true);
+  auto reply = call(api.socketPath(), "POST", "/v1/migrations/incoming", {{"qmp", qmpPath}});
+  EXPECT_EQ(reply.status, 503) << reply.body.dump();
+  EXPECT_NE(reply.error().find("[transfer] listen"), std::string::npos) << reply.error();
+  auto listed = call(api.socketPath(), "GET", "/v1/migrations/incoming");
+  EXPECT_EQ(listed.status, 200) << listed.body.dump();
+  EXPECT_TRUE(listed.body["incoming"].empty());
+  EXPECT_TRUE(listed.body["port"].is_null());
+  api.stop();
+  (*sending)->stop();
+}
+
+TEST(MigrationApiWithout, TheTransferEngineEveryMigrationRouteIs503) {
+  test::ApiHarness api;
+  api.start();
+  for (auto [method, path] :
+       {std::pair{"GET", "/v1/migrations"}, std::pair{"POST", "/v1/migrations"},
+        std::pair{"DELETE", "/v1/migrations/1"}, std::pair{"GET", "/v1/migrations/incoming"},
+        std::pair{"POST", "/v1/migrations/incoming"},
+        std::pair{"DELETE", "/v1/migrations/incoming/ab"}}) {
+    auto reply = call(api.socketPath(), method, path, nlohmann::json::object());
+    EXPECT_EQ(reply.status, 503) << method << " " << path << ": " << reply.body.dump();
+    EXPECT_NE(reply.error().find("transfer engine"), std::string::npos) << reply.error();
+  }
+}
+
+}  // namespace
+}  // namespace Atoll
