@@ -92,4 +92,18 @@ std::unique_ptr<TransferServer> loopbackTunnelServer(const TempDir& dir,
   return std::move(*server);
 }
 
+std::unique_ptr<QemuGuest> startSourceGuest(const GuestImage& image, const std::string& workDir) {
+  std::string error;
+  auto source = QemuGuest::start(image, workDir, "source", "", error);
+  if (!source) {
+    ADD_FAILURE() << error;
+    return nullptr;
+  }
+  if (!source->waitForPassBeyond(3, std::chrono::seconds(45))) {
+    ADD_FAILURE() << "the guest did not start its workload; serial log: " << source->serialLog();
+    return nullptr;
+  }
+  return source;
+}
+
 }  // namespace Atoll::transfer::testing

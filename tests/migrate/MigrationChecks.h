@@ -27,6 +27,10 @@ bool guestKernelPanicked(const QemuGuest& guest);
 void withGuestImage(int attempts,
                     const std::function<void(const GuestImage&, bool& guestPanicked)>& body);
 
+// Boots the counter guest named "source" in `workDir` and waits until its
+// workload runs; null, with a test failure that says why, otherwise.
+std::unique_ptr<QemuGuest> startSourceGuest(const GuestImage& image, const std::string& workDir);
+
 // A started tunnel server on a loopback port, staging in DIR/staging, for
 // tunnels relayed to the unix socket `destination` or handed off to the
 // destination QEMU behind the QMP socket `destinationQmp` (either may be

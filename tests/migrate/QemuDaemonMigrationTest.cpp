@@ -139,10 +139,8 @@ uint64_t startSlowMigration(const HostDaemon& sourceHost, QemuGuest& source,
 void migrateThroughDaemons(const testing::GuestImage& image, bool& guestPanicked) {
   testing::TempDir dir;
   std::string error;
-  auto source = QemuGuest::start(image, dir.path(), "source", "", error);
-  ASSERT_TRUE(source) << error;
-  ASSERT_TRUE(source->waitForPassBeyond(3, 45s))
-      << "the guest did not start its workload; serial log: " << source->serialLog();
+  auto source = testing::startSourceGuest(image, dir.path());
+  ASSERT_TRUE(source);
 
   HostDaemon destinationHost;
   std::string failure;

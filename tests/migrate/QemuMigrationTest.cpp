@@ -74,10 +74,8 @@ void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& gues
   TempDir dir;
 
   std::string error;
-  auto source = QemuGuest::start(image, dir.path(), "source", "", error);
-  ASSERT_TRUE(source) << error;
-  ASSERT_TRUE(source->waitForPassBeyond(3, 45s))
-      << "the guest did not start its workload; serial log: " << source->serialLog();
+  auto source = testing::startSourceGuest(image, dir.path());
+  ASSERT_TRUE(source);
 
   // (a) Directly over TCP on loopback.
   uint16_t port = freeLoopbackPort();

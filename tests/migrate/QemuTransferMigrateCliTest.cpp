@@ -75,10 +75,8 @@ void expectSourceRuns(QemuGuest& source) {
 void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
   TempDir dir;
   std::string error;
-  auto source = QemuGuest::start(image, dir.path(), "source", "", error);
-  ASSERT_TRUE(source) << error;
-  ASSERT_TRUE(source->waitForPassBeyond(3, 45s))
-      << "the guest did not start its workload; serial log: " << source->serialLog();
+  auto source = testing::startSourceGuest(image, dir.path());
+  ASSERT_TRUE(source);
   const std::string migrate = "transfer migrate --qmp " + source->secondQmpPath();
 
   {
@@ -210,10 +208,8 @@ TEST(QemuTransferMigrateCliTest, CliMigratesThroughTheTunnelAndRefusesCleanly) {
 void migrateToRegisteredDestination(const testing::GuestImage& image, bool& guestPanicked) {
   TempDir dir;
   std::string error;
-  auto source = QemuGuest::start(image, dir.path(), "source", "", error);
-  ASSERT_TRUE(source) << error;
-  ASSERT_TRUE(source->waitForPassBeyond(3, 45s))
-      << "the guest did not start its workload; serial log: " << source->serialLog();
+  auto source = testing::startSourceGuest(image, dir.path());
+  ASSERT_TRUE(source);
   auto destination = QemuGuest::start(image, dir.path(), "registered", "defer", error);
   ASSERT_TRUE(destination) << error;
 
