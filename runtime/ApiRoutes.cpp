@@ -384,6 +384,10 @@ void installApiRoutes(UnixHttpServer& server, ApiContext& ctx) {
     auto request = parseMigrationRequest(req.body);
     if (!request) return replyError(res, 400, reasonFor(request.error()));
     MigrationStart start = ctx.transfers->migrations().start(*request);
+    // Still starting when the API's deadline nears: GET /v1/migrations
+    // shows whether it then runs or why it failed.
+    if (start.stillStarting)
+      return reply(res, 202, {{"id", *start.stillStarting}, {"state", "starting"}});
     if (!start.started) return replyError(res, migrationStartStatus(start.failure), start.message);
     nlohmann::json body{{"id", start.started->id},
                         {"mode", start.started->mode},

@@ -34,9 +34,14 @@
 //   POST   /v1/migrations       on the source host: {"qmp", "peer", "tunnel_id", "channels",
 //                               "bwlimit", "relay", "timeout_s"}: live-migrate that QEMU through
 //                               the tunnel; 201 {"id", "mode", "tunnel_id"}, 502 when QEMU or
-//                               the peer cannot be reached, 409 when QEMU refuses
-//   GET    /v1/migrations       every migration: state, QEMU's figures, tunnel bytes, summary
-//   DELETE /v1/migrations/{id}  cancel a running migration (migrate_cancel; the VM stays here)
+//                               the peer cannot be reached, 409 when QEMU refuses; 202
+//                               {"id", "state": "starting"} when the start outlasts the
+//                               API's deadline (GET then shows it running, or failed and why)
+//   GET    /v1/migrations       every migration, failed starts too: state (starting, running,
+//                               completed, failed, cancelled), QEMU's figures, tunnel bytes,
+//                               summary, error
+//   DELETE /v1/migrations/{id}  cancel a starting or running migration (migrate_cancel; the VM
+//                               stays here)
 // Every request is first checked against the AccessPolicy with the peer's
 // kernel credentials: refused peers get 403 for everything. Errors are
 // {"error": "reason"} with a 4xx/5xx status.

@@ -137,7 +137,11 @@ Result<void> Daemon::open() {
   scheduler_->add(*self, budgetOf((*self)->name()));
   if (auto added = addHostSubsystems(budgetOf); !added) return added.error();
   // Transfers run on threads of their own; it receives only with [transfer] listen.
-  auto transfers = TransferSubsystem::create(c.transfer);
+  // A migration's start may outlast the API's reply deadline: POST
+  // /v1/migrations waits for it only that long, less a margin.
+  MigrationTiming migrationTiming;
+  migrationTiming.startReplyWait = startReplyWaitFor(c.requestTimeout);
+  auto transfers = TransferSubsystem::create(c.transfer, migrationTiming);
   if (!transfers) return transfers.error();
   scheduler_->add(*transfers, budgetOf((*transfers)->name()));
   for (auto& [subsystem, budget] : options_.extraSubsystems) scheduler_->add(subsystem, budget);

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <thread>
@@ -42,6 +43,8 @@ std::string_view failureName(transfer::MigrationStartFailure failure) {
 
 std::string_view migrationStateName(MigrationState state) {
   switch (state) {
+    case MigrationState::Starting:
+      return "starting";
     case MigrationState::Running:
       return "running";
     case MigrationState::Completed:
@@ -57,19 +60,25 @@ std::string_view migrationStateName(MigrationState state) {
 struct MigrationJobs::Job {
   uint64_t id = 0;
   MigrationRequest request;
+  // When the request came; elapsed_seconds counts from here.
+  Clock::time_point requested;
+  // Only the job's thread touches these: QMP takes one command at a time.
+  std::unique_ptr<transfer::QemuMigration> migration;
+  Clock::time_point migrating;  // when QEMU was told to migrate; the timeout counts from here
+  std::thread thread;
+
+  mutable std::mutex mutex;  // guards everything below
+  // Wakes the thread for a cancel, and the request waiting for the start.
+  std::condition_variable wake;
+  MigrationState state = MigrationState::Starting;
+  // The request's tunnel id and channels until the start says what it uses;
+  // mode and hand-off once it has started. Only the job's thread writes them.
   std::string mode;
   uint64_t tunnelId = 0;
   uint32_t channels = 1;
   std::string handOffNotOffered;
-  Clock::time_point started;
-  // Only the job's thread touches it once the thread runs: QMP takes one
-  // command at a time.
-  std::unique_ptr<transfer::QemuMigration> migration;
-  std::thread thread;
-
-  mutable std::mutex mutex;  // guards everything below
-  std::condition_variable wake;
-  MigrationState state = MigrationState::Running;
+  // Set when the start failed: nothing migrates.
+  std::optional<transfer::MigrationStartFailure> startFailure;
   // Why the migration is to be cancelled (the API, the timeout, the daemon
   // stopping); empty while nobody asked.
   std::string cancelReason;
@@ -81,6 +90,10 @@ struct MigrationJobs::Job {
   std::optional<Clock::time_point> finished;
 };
 
+std::chrono::milliseconds startReplyWaitFor(std::chrono::milliseconds requestTimeout) {
+  return std::max(std::chrono::milliseconds(500), requestTimeout - std::chrono::seconds(1));
+}
+
 MigrationJobs::MigrationJobs(MigrationTiming timing) : timing_(timing) {}
 
 MigrationJobs::~MigrationJobs() {
@@ -89,46 +102,17 @@ MigrationJobs::~MigrationJobs() {
 
 MigrationStart MigrationJobs::start(const MigrationRequest& request) {
   MigrationStart out;
-  {
-    std::lock_guard lock(mutex_);
-    if (stopping_) {
-      out.message = "the daemon is stopping: no migration starts";
-      return out;
-    }
-  }
-  const std::string& qmp = request.migration.qmpSocket;
-  const std::string peer = request.migration.peer.text();
-  auto started = transfer::QemuMigration::start(request.migration, timing_.qmpReplyTimeout);
-  if (!started.migration) {
-    spdlog::warn("event=migration_refused qmp={} peer={} failure={} error=\"{}\"", qmp, peer,
-                 failureName(started.failure), started.message);
-    out.failure = started.failure;
-    out.message = std::move(started.message);
-    return out;
-  }
-
   auto job = std::make_shared<Job>();
   job->request = request;
-  job->mode = started.migration->mode();
-  job->tunnelId = started.migration->tunnelId();
-  job->channels = started.migration->channels();
-  job->handOffNotOffered = started.migration->handOffNotOffered();
-  job->started = Clock::now();
-  job->migration = std::move(started.migration);
-  job->status.status = "setup";
-  job->figures.mode = job->mode;
+  job->requested = Clock::now();
+  job->tunnelId = request.migration.tunnelId;
+  job->channels = request.migration.channels;
 
   std::vector<std::shared_ptr<Job>> forgotten;
   {
     std::lock_guard lock(mutex_);
     if (stopping_) {
-      // stop() came while QEMU was being told to migrate, and waits for
-      // none but the migrations it saw: this one is cancelled here.
-      if (auto cancelled = job->migration->cancel(); !cancelled) {
-        spdlog::warn("event=migration_cancel_failed qmp={} error=\"{}\"", qmp,
-                     cancelled.error().message());
-      }
-      out.message = "the daemon is stopping: the migration was cancelled as it started";
+      out.message = "the daemon is stopping: no migration starts";
       return out;
     }
     job->id = nextId_++;
@@ -137,7 +121,8 @@ MigrationStart MigrationJobs::start(const MigrationRequest& request) {
     // threads are joined below, outside the lock.
     for (auto it = jobs_.begin(); it != jobs_.end() && jobs_.size() > kFinishedKept;) {
       std::unique_lock jobLock(it->second->mutex);
-      bool done = it->second->state != MigrationState::Running;
+      bool done = it->second->state != MigrationState::Starting &&
+                  it->second->state != MigrationState::Running;
       jobLock.unlock();
       if (done) {
         forgotten.push_back(it->second);
@@ -146,24 +131,73 @@ MigrationStart MigrationJobs::start(const MigrationRequest& request) {
         ++it;
       }
     }
-    spdlog::info(
-        "event=migration_started id={} qmp={} peer={} tunnel_id={} mode={} channels={} "
-        "bwlimit={} timeout_s={}{}",
-        job->id, qmp, peer, transfer::tunnelIdText(job->tunnelId), job->mode, job->channels,
-        request.migration.bandwidth, secondsText(request.timeout),
-        job->handOffNotOffered.empty()
-            ? std::string()
-            : " hand_off_not_offered=\"" + job->handOffNotOffered + "\"");
+    // Started under the lock, so stop() finds every job with its thread.
     job->thread = std::thread([this, job] { run(job); });
   }
   for (auto& old : forgotten) {
     if (old->thread.joinable()) old->thread.join();
   }
-  out.started = StartedMigration{job->id, job->mode, job->tunnelId, job->handOffNotOffered};
+
+  std::unique_lock jobLock(job->mutex);
+  job->wake.wait_for(jobLock, timing_.startReplyWait,
+                     [&] { return job->state != MigrationState::Starting; });
+  if (job->state == MigrationState::Starting) {
+    out.stillStarting = job->id;
+  } else if (job->startFailure) {
+    out.failure = *job->startFailure;
+    out.message = job->error;
+  } else {
+    // Running, or already over (a cancel, QEMU failing at once): it started.
+    out.started = StartedMigration{job->id, job->mode, job->tunnelId, job->handOffNotOffered};
+  }
   return out;
 }
 
+bool MigrationJobs::startMigration(Job& job) {
+  const auto& request = job.request;
+  const std::string& qmp = request.migration.qmpSocket;
+  const std::string peer = request.migration.peer.text();
+  // Returns within the QMP reply timeout per command, or the socket's
+  // connect timeout for the peer: stop() waits that long at most for a
+  // start in progress.
+  auto started = transfer::QemuMigration::start(request.migration, timing_.qmpReplyTimeout);
+  if (!started.migration) {
+    spdlog::warn("event=migration_refused id={} qmp={} peer={} failure={} error=\"{}\"", job.id,
+                 qmp, peer, failureName(started.failure), started.message);
+    {
+      std::lock_guard lock(job.mutex);
+      job.startFailure = started.failure;
+    }
+    end(job, MigrationState::Failed, std::move(started.message));
+    return false;
+  }
+  job.migration = std::move(started.migration);
+  job.migrating = Clock::now();
+  {
+    std::lock_guard lock(job.mutex);
+    job.mode = job.migration->mode();
+    job.tunnelId = job.migration->tunnelId();
+    job.channels = job.migration->channels();
+    job.handOffNotOffered = job.migration->handOffNotOffered();
+    job.status.status = "setup";
+    job.figures.mode = job.mode;
+    job.state = MigrationState::Running;
+    spdlog::info(
+        "event=migration_started id={} qmp={} peer={} tunnel_id={} mode={} channels={} "
+        "bwlimit={} timeout_s={}{}",
+        job.id, qmp, peer, transfer::tunnelIdText(job.tunnelId), job.mode, job.channels,
+        request.migration.bandwidth, secondsText(request.timeout),
+        job.handOffNotOffered.empty() ? std::string()
+                                      : " hand_off_not_offered=\"" + job.handOffNotOffered + "\"");
+  }
+  job.wake.notify_all();
+  return true;
+}
+
 void MigrationJobs::run(const std::shared_ptr<Job>& job) {
+  if (!startMigration(*job)) return;
+  // A cancel asked for while it started (the API, the daemon stopping) is
+  // already set: the first pass below sends migrate_cancel.
   const std::string& qmp = job->request.migration.qmpSocket;
   std::optional<Clock::time_point> cancelSentAt;
   std::string cancelReason;
@@ -189,7 +223,7 @@ void MigrationJobs::run(const std::shared_ptr<Job>& job) {
     {
       std::lock_guard lock(job->mutex);
       const auto timeout = job->request.timeout;
-      if (job->cancelReason.empty() && timeout.count() > 0 && now - job->started >= timeout) {
+      if (job->cancelReason.empty() && timeout.count() > 0 && now - job->migrating >= timeout) {
         job->cancelReason = "not finished within timeout_s " + secondsText(timeout);
       }
       cancelReason = job->cancelReason;
@@ -253,6 +287,7 @@ void MigrationJobs::end(Job& job, MigrationState state, std::string error) {
   job.migration.reset();
   qemu::MigrationStatus status;
   uint64_t tunnelBytes = 0;
+  bool startFailed = false;
   {
     std::lock_guard lock(job.mutex);
     job.state = state;
@@ -260,7 +295,12 @@ void MigrationJobs::end(Job& job, MigrationState state, std::string error) {
     job.finished = Clock::now();
     status = job.status;
     tunnelBytes = job.figures.bytesToPeer;
+    startFailed = job.startFailure.has_value();
   }
+  // Wakes the request still waiting for the start's outcome.
+  job.wake.notify_all();
+  // A start that failed was logged as migration_refused: nothing migrated.
+  if (startFailed) return;
   spdlog::log(state == MigrationState::Completed ? spdlog::level::info : spdlog::level::warn,
               "event=migration_finished id={} state={} qemu_status={} total_ms={} downtime_ms={} "
               "ram_bytes={} tunnel_bytes={} error=\"{}\"",
@@ -277,7 +317,8 @@ MigrationCancelOutcome MigrationJobs::cancel(uint64_t id) {
     job = it->second;
   }
   std::lock_guard lock(job->mutex);
-  if (job->state != MigrationState::Running) return MigrationCancelOutcome::AlreadyFinished;
+  if (job->state != MigrationState::Running && job->state != MigrationState::Starting)
+    return MigrationCancelOutcome::AlreadyFinished;
   if (job->cancelReason.empty()) {
     job->cancelReason = "cancelled through the API";
     spdlog::info("event=migration_cancel_requested id={}", id);
@@ -305,18 +346,20 @@ nlohmann::json MigrationJobs::migrationsJson() const {
     const auto& status = job->status;
     const auto& figures = job->figures;
     auto end = job->finished.value_or(Clock::now());
+    // Until the start is over, mode and tunnel id are what was asked for.
     nlohmann::json entry{
         {"id", id},
         {"qmp", request.qmpSocket},
         {"peer", request.peer.text()},
-        {"tunnel_id", transfer::tunnelIdText(job->tunnelId)},
+        // Empty while a start that was given no id has yet to choose one.
+        {"tunnel_id", job->tunnelId != 0 ? transfer::tunnelIdText(job->tunnelId) : ""},
         {"mode", job->mode},
         {"channels", job->channels},
         {"bwlimit", request.bandwidth},
         {"relay", request.relay},
         {"timeout_s", static_cast<double>(job->request.timeout.count()) / 1000.0},
         {"state", migrationStateName(job->state)},
-        {"elapsed_seconds", std::chrono::duration<double>(end - job->started).count()},
+        {"elapsed_seconds", std::chrono::duration<double>(end - job->requested).count()},
         // QEMU's own report (query-migrate), the latest the thread read.
         {"status", status.status},
         {"total_time_ms", status.totalTimeMs},
@@ -331,12 +374,14 @@ nlohmann::json MigrationJobs::migrationsJson() const {
         {"passes", status.dirtySyncCount},
         {"ram_mbps", status.ramMbps},
         {"tunnel",
-         {{"mode", figures.mode},
+         // The tunnel's mode is known once the start chose it.
+         {{"mode", job->mode.empty() ? std::string() : figures.mode},
           {"bytes_to_peer", figures.bytesToPeer},
           {"bytes_from_peer", figures.bytesFromPeer},
           {"connections", figures.connections}}}};
     if (!status.errorDescription.empty()) entry["qemu_error"] = status.errorDescription;
     if (!job->error.empty()) entry["error"] = job->error;
+    if (job->startFailure) entry["start_failure"] = failureName(*job->startFailure);
     if (!job->handOffNotOffered.empty()) entry["hand_off_not_offered"] = job->handOffNotOffered;
     if (!job->cancelReason.empty()) entry["cancel_reason"] = job->cancelReason;
     if (!job->tunnelError.empty()) entry["tunnel_error"] = job->tunnelError;
@@ -355,12 +400,15 @@ void MigrationJobs::stop() {
   }
   for (auto& job : jobs) {
     std::lock_guard lock(job->mutex);
-    if (job->state == MigrationState::Running && job->cancelReason.empty()) {
+    if ((job->state == MigrationState::Running || job->state == MigrationState::Starting) &&
+        job->cancelReason.empty()) {
       job->cancelReason = "atolld is stopping (the source VM keeps running here)";
     }
     job->wake.notify_all();
   }
-  // Each thread ends within stopGrace of its migrate_cancel, plus a QMP reply.
+  // Each thread ends within stopGrace of its migrate_cancel, plus a QMP
+  // reply; one still starting first waits out its start, bounded by the
+  // QMP reply timeout per command and the peer's connect timeout.
   for (auto& job : jobs) {
     if (job->thread.joinable()) job->thread.join();
   }

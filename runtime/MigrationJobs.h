@@ -2,17 +2,25 @@
 // The live migrations atolld drives from the source host (POST
 // /v1/migrations), each through the tunnel to a peer's TransferServer.
 //
-// A migration starts in the request: QemuMigration::start connects to the
-// source QEMU and the peer and tells QEMU to migrate, so a refusal comes back
-// as the reply. Then one thread per migration owns its QemuMigration (QMP
-// takes one command at a time, so nothing else touches it): it polls QEMU,
-// keeps the latest report and tunnel figures for GET /v1/migrations, acts on
-// a cancel or the timeout with migrate_cancel, and at the end ends the
-// tunnel's part and keeps the summary.
+// Every request becomes a job at once, listed as "starting", and the job's
+// own thread starts it: QemuMigration::start connects to the source QEMU and
+// the peer and tells QEMU to migrate. That can take longer than the API
+// allows a reply (a black-holed peer waits the socket's connect timeout, a
+// QMP socket nobody answers waits QEMU's reply timeout), so the request waits
+// for the outcome only up to MigrationTiming::startReplyWait: an outcome in
+// time is the reply (started, or why not), and past it the reply says
+// "starting" and GET /v1/migrations tells the rest. A start that fails keeps
+// its record, state "failed" with the reason, so every request is listed.
+//
+// Once QEMU migrates, the same thread owns its QemuMigration (QMP takes one
+// command at a time, so nothing else touches it): it polls QEMU, keeps the
+// latest report and tunnel figures for GET /v1/migrations, acts on a cancel
+// or the timeout with migrate_cancel, and at the end ends the tunnel's part
+// and keeps the summary.
 //
 // Nothing here survives a restart: the migration is QEMU's, and a daemon
 // that starts again does not know the QMP connection it had. stop() cancels
-// what still runs, so the source VM keeps running on this host.
+// what still runs or starts, so the source VM keeps running on this host.
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -30,7 +38,7 @@
 
 namespace Atoll {
 
-enum class MigrationState { Running, Completed, Failed, Cancelled };
+enum class MigrationState { Starting, Running, Completed, Failed, Cancelled };
 std::string_view migrationStateName(MigrationState state);
 
 enum class MigrationCancelOutcome { Cancelling, Unknown, AlreadyFinished };
@@ -39,11 +47,13 @@ struct MigrationTiming {
   // QEMU's report and the tunnel's figures are read this often.
   std::chrono::milliseconds pollInterval{250};
   // How long QEMU's own replies may take (each QMP command; connecting to
-  // a socket nobody listens on waits this long too). The start runs inside
-  // the API request, whose reply is lost past [api] request_timeout_ms
-  // (5 s by default): the bound stays below it, which is still seconds
-  // more than a QEMU takes to answer, even busy migrating.
-  std::chrono::milliseconds qmpReplyTimeout{4000};
+  // a socket nobody listens on waits this long too): seconds more than a
+  // QEMU takes to answer, even busy migrating.
+  std::chrono::milliseconds qmpReplyTimeout{10000};
+  // How long POST /v1/migrations waits for the start's outcome before it
+  // answers "starting": below the API's reply deadline, [api]
+  // request_timeout_ms (startReplyWaitFor).
+  std::chrono::milliseconds startReplyWait{4000};
   // After migrate_cancel QEMU normally reports "cancelled" within a moment;
   // past this the migration is given up as failed.
   std::chrono::milliseconds cancelGrace{15000};
@@ -51,6 +61,10 @@ struct MigrationTiming {
   // does not answer.
   std::chrono::milliseconds stopGrace{5000};
 };
+
+// The start's wait for an API whose replies are lost past `requestTimeout`:
+// a second less, leaving the reply time to go out, and at least 500 ms.
+std::chrono::milliseconds startReplyWaitFor(std::chrono::milliseconds requestTimeout);
 
 // A migration that started: what the reply to POST /v1/migrations says.
 struct StartedMigration {
@@ -60,9 +74,12 @@ struct StartedMigration {
   std::string handOffNotOffered;
 };
 
-// Either a started migration or why nothing started (the source VM runs on).
+// What POST /v1/migrations answers: a started migration, one still starting
+// when the wait ran out (its id), or why nothing started (the source VM runs
+// on).
 struct MigrationStart {
   std::optional<StartedMigration> started;
+  std::optional<uint64_t> stillStarting;
   transfer::MigrationStartFailure failure = transfer::MigrationStartFailure::kRefused;
   std::string message;
 };
@@ -74,22 +91,26 @@ class MigrationJobs {
   MigrationJobs(const MigrationJobs&) = delete;
   MigrationJobs& operator=(const MigrationJobs&) = delete;
 
-  // Starts the migration (returns within QEMU's reply timeout) and, once
-  // QEMU migrates, the thread that follows it.
+  // Records the migration as starting and starts it on its own thread,
+  // which then follows it; returns the outcome, or the id when the start
+  // takes longer than startReplyWait.
   MigrationStart start(const MigrationRequest& request);
-  // Asks the migration's thread to cancel it with migrate_cancel.
+  // Asks the migration's thread to cancel it with migrate_cancel; one still
+  // starting is cancelled as soon as QEMU migrates.
   MigrationCancelOutcome cancel(uint64_t id);
   // GET /v1/migrations: every migration, running ones with QEMU's latest
   // figures, finished ones with their summary.
   nlohmann::json migrationsJson() const;
   size_t running() const;
-  // Cancels what still runs, waits for QEMU to confirm (bounded by
+  // Cancels what still runs or starts, waits for QEMU to confirm (bounded by
   // stopGrace) and joins the threads. Refuses new migrations afterwards.
   void stop();
 
  private:
   struct Job;
   void run(const std::shared_ptr<Job>& job);
+  // The start, on the job's thread: false when nothing migrates.
+  bool startMigration(Job& job);
   void end(Job& job, MigrationState state, std::string error);
 
   MigrationTiming timing_;

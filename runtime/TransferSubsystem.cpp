@@ -205,14 +205,16 @@ struct TransferSubsystem::Job {
   }
 };
 
-TransferSubsystem::TransferSubsystem(const TransferSettings& settings)
+TransferSubsystem::TransferSubsystem(const TransferSettings& settings,
+                                     MigrationTiming migrationTiming)
     : settings_(settings),
       host_(settings.hostBandwidth),
-      tls_{settings.tlsCertificate, settings.tlsPrivateKey, settings.tlsCa} {}
+      tls_{settings.tlsCertificate, settings.tlsPrivateKey, settings.tlsCa},
+      migrations_(migrationTiming) {}
 
 Result<std::shared_ptr<TransferSubsystem>> TransferSubsystem::create(
-    const TransferSettings& settings) {
-  std::shared_ptr<TransferSubsystem> subsystem(new TransferSubsystem(settings));
+    const TransferSettings& settings, MigrationTiming migrationTiming) {
+  std::shared_ptr<TransferSubsystem> subsystem(new TransferSubsystem(settings, migrationTiming));
   auto cpus = TransferCpus::create(settings.cpus, "transfer.cpus");
   if (!cpus) return cpus.error();
   subsystem->cpus_ = std::make_unique<TransferCpus>(std::move(*cpus));

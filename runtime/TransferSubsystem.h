@@ -77,8 +77,11 @@ class TransferSubsystem : public Subsystem {
   // Binds the receiving endpoint (creating the staging directory) when
   // `settings.listen` is set, and loads the TLS files when given. CPUs in
   // `settings.cpus` the daemon may not run on are an error naming
-  // transfer.cpus, before anything is bound.
-  static Result<std::shared_ptr<TransferSubsystem>> create(const TransferSettings& settings);
+  // transfer.cpus, before anything is bound. `migrationTiming` bounds the
+  // migrations' QMP replies and how long POST /v1/migrations waits for a
+  // start (the daemon derives it from its API's request timeout).
+  static Result<std::shared_ptr<TransferSubsystem>> create(const TransferSettings& settings,
+                                                           MigrationTiming migrationTiming = {});
   ~TransferSubsystem() override;
   TransferSubsystem(const TransferSubsystem&) = delete;
   TransferSubsystem& operator=(const TransferSubsystem&) = delete;
@@ -118,7 +121,7 @@ class TransferSubsystem : public Subsystem {
 
  private:
   struct Job;
-  explicit TransferSubsystem(const TransferSettings& settings);
+  TransferSubsystem(const TransferSettings& settings, MigrationTiming migrationTiming);
   void run(const std::shared_ptr<Job>& job);
   void recordSession(const std::string& peer, const Result<transfer::ReceiveReport>& result);
 

@@ -37,8 +37,8 @@ using namespace std::chrono_literals;
 // QEMU's multifd accepts up to 255 channels; the daemon takes up to 64.
 constexpr int64_t kMaxChannels = 64;
 constexpr auto kWaitPollInterval = 500ms;
-// POST /v1/migrations answers once QEMU was told to migrate, which takes
-// the daemon a few QMP round trips and a connection to the peer.
+// POST /v1/migrations answers once QEMU was told to migrate, or with 202
+// "starting" before the daemon's own request deadline, whichever is first.
 constexpr double kStartReplySeconds = 30;
 
 [[noreturn]] void usage(const std::string& message) {
@@ -183,8 +183,10 @@ void waitForMigration(DaemonClient& client, uint64_t id, bool json) {
                                          " is no longer listed by atolld (did it restart?)"},
            json);
     }
-    if (entry.value("state", std::string()) != "running") break;
-    if (!json) {
+    const std::string state = entry.value("state", std::string());
+    if (state != "running" && state != "starting") break;
+    // A migration still starting has no figures to draw yet.
+    if (!json && state == "running") {
       std::fprintf(stderr, "\r%s   ",
                    qemu::formatProgressLine(statusOf(entry), figuresOf(entry)).c_str());
       drawn = true;
@@ -195,7 +197,8 @@ void waitForMigration(DaemonClient& client, uint64_t id, bool json) {
   std::string state = entry.value("state", std::string());
   if (json) {
     std::cout << entry.dump(2) << "\n";
-  } else {
+  } else if (!entry.contains("start_failure")) {
+    // A start that failed moved nothing: its error below says it all.
     std::cerr << qemu::formatSummary(statusOf(entry), figuresOf(entry));
     if (entry.contains("tunnel_error")) {
       std::cerr << "  tunnel error: " << textCell(entry, "tunnel_error") << "\n";
@@ -250,7 +253,13 @@ void runStart(const StartArgs& args) {
       std::cout << id << "\n";
     }
   }
-  if (!args.json) {
+  // 202: the start outlasted the daemon's reply deadline and goes on there;
+  // the list (and --wait) tells whether it runs or why it failed.
+  const bool starting = reply.status == 202;
+  if (starting && !args.json) {
+    std::cerr << "atoll migration: migration " << id
+              << " starting (`atoll migration list` shows whether it runs)\n";
+  } else if (!args.json) {
     std::cerr << "atoll migration: migration " << id << " started (" << textCell(reply.body, "mode")
               << ", tunnel " << textCell(reply.body, "tunnel_id") << ")";
     if (reply.body.contains("hand_off_not_offered")) {

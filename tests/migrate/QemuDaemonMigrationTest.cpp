@@ -84,7 +84,7 @@ nlohmann::json waitFinished(const std::string& socket, uint64_t id, std::chrono:
     auto listed = call(socket, "GET", "/v1/migrations");
     for (const auto& m : listed.body.value("migrations", nlohmann::json::array()))
       if (m.value("id", uint64_t(0)) == id) entry = m;
-    if (entry.is_object() && entry["state"] != "running") break;
+    if (entry.is_object() && entry["state"] != "running" && entry["state"] != "starting") break;
   }
   return entry;
 }

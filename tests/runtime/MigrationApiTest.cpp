@@ -2,8 +2,10 @@
 // /v1/migrations and POST /v1/migrations/incoming names the field and its
 // value and registers or starts nothing, a daemon without a receiving
 // endpoint says which setting it lacks, a destination registered with a
-// real socket is listed and removed, and a source QEMU that cannot be
-// reached is a 502 naming its socket, answered within the API's deadline.
+// real socket is listed and removed, a source QEMU that cannot be reached
+// is a 502 naming its socket and listed as failed, a start that outlasts
+// the API's deadline is answered 202 "starting" in time and then listed as
+// failed with its reason, and stopping waits for a start in progress.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -15,6 +17,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "migrate/transfer/TunnelDestinations.h"
 #include "runtime/MigrationRequests.h"
@@ -247,27 +251,127 @@ TEST_F(MigrationApi, ADestinationIsRegisteredListedAndRemoved) {
   EXPECT_EQ(listed.body["incoming"][0]["tunnel_id"], handOffId);
 }
 
-TEST_F(MigrationApi, AnUnreachableSourceQemuIs502NamingItsSocket) {
-  // No socket at all: refused at once.
+// The entry GET /v1/migrations lists for `id`; null when none.
+nlohmann::json listedMigration(const std::string& socket, uint64_t id) {
+  auto listed = call(socket, "GET", "/v1/migrations");
+  EXPECT_EQ(listed.status, 200) << listed.body.dump();
+  for (const auto& entry : listed.body.value("migrations", nlohmann::json::array())) {
+    if (entry.value("id", uint64_t(0)) == id) return entry;
+  }
+  return nullptr;
+}
+
+TEST_F(MigrationApi, AMissingSourceQemuIs502NamingItsSocketAndListedAsFailed) {
+  // No socket at all: refused at once, and the reply says why.
   const std::string absent = api.dir().file("absent.qmp");
+  auto started = std::chrono::steady_clock::now();
   auto missing = post("/v1/migrations", {{"qmp", absent}, {"peer", "127.0.0.1:7477"}});
   EXPECT_EQ(missing.status, 502) << missing.body.dump();
   EXPECT_NE(missing.error().find(absent), std::string::npos) << missing.error();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
 
-  // A socket left behind by a QEMU that is gone: nobody accepts on it. The
-  // daemon waits its QMP bound and still answers within the API deadline.
-  const std::string stale = api.dir().file("stale.qmp");
-  UniqueFd leftBehind = boundSocket(stale, false);
-  auto started = std::chrono::steady_clock::now();
-  auto refused = post("/v1/migrations", {{"qmp", stale}, {"peer", "127.0.0.1:7477"}});
-  EXPECT_EQ(refused.status, 502) << refused.body.dump();
-  EXPECT_NE(refused.error().find(stale), std::string::npos) << refused.error();
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
-
+  // The request is listed, failed, with the reply's reason.
   auto listed = call(socket, "GET", "/v1/migrations");
   ASSERT_EQ(listed.status, 200);
-  EXPECT_TRUE(listed.body["migrations"].empty()) << listed.body.dump();
+  ASSERT_EQ(listed.body["migrations"].size(), 1u) << listed.body.dump();
+  const auto& entry = listed.body["migrations"][0];
+  EXPECT_EQ(entry["state"], "failed") << entry.dump();
+  EXPECT_EQ(entry["qmp"], absent) << entry.dump();
+  EXPECT_EQ(entry.value("error", ""), missing.error()) << entry.dump();
+  EXPECT_EQ(entry.value("start_failure", ""), "qemu_unreachable") << entry.dump();
   EXPECT_EQ(transfers->migrations().running(), 0u);
+  // It is over: cancelling it is refused as finished.
+  auto cancel = call(socket, "DELETE", "/v1/migrations/" + entry["id"].dump());
+  EXPECT_EQ(cancel.status, 409) << cancel.body.dump();
+}
+
+TEST(MigrationApiShortDeadline, StartsOutlastingTheDeadlineAre202ThenListedAsFailed) {
+  // The API drops replies past 1.5 s; QEMU's replies may take 2 s here (10 s
+  // in the daemon), longer than the API allows.
+  constexpr auto kRequestTimeout = 1500ms;
+  test::ApiHarness api(AccessPolicy(std::nullopt, "atoll"), kRequestTimeout);
+  MigrationTiming timing;
+  timing.qmpReplyTimeout = 2000ms;
+  timing.startReplyWait = startReplyWaitFor(kRequestTimeout);
+  EXPECT_EQ(timing.startReplyWait, 500ms);
+  auto sending = TransferSubsystem::create(TransferSettings{}, timing);
+  ASSERT_TRUE(sending) << sending.error().message();
+  api.context().transfers = sending->get();
+  api.start();
+
+  // A QEMU that hung: its QMP socket listens (the kernel accepts the
+  // connection) but nothing ever greets or answers. And a socket left
+  // behind by a QEMU that is gone: bound, nobody listens; the QMP client
+  // retries it (QEMU may not have created it yet) until its reply timeout.
+  const std::string hung = api.dir().file("hung.qmp");
+  UniqueFd silent = boundSocket(hung, true);
+  const std::string stale = api.dir().file("stale.qmp");
+  UniqueFd leftBehind = boundSocket(stale, false);
+  std::vector<uint64_t> ids;
+  for (const auto& qmp : {hung, stale}) {
+    auto asked = std::chrono::steady_clock::now();
+    auto reply = call(api.socketPath(), "POST", "/v1/migrations",
+                      {{"qmp", qmp}, {"peer", "127.0.0.1:7477"}});
+    EXPECT_LT(std::chrono::steady_clock::now() - asked, kRequestTimeout) << qmp;
+    ASSERT_EQ(reply.status, 202) << qmp << ": " << reply.body.dump();
+    EXPECT_EQ(reply.body["state"], "starting") << reply.body.dump();
+    ids.push_back(reply.body.value("id", uint64_t(0)));
+    ASSERT_NE(ids.back(), 0u) << reply.body.dump();
+    auto entry = listedMigration(api.socketPath(), ids.back());
+    ASSERT_TRUE(entry.is_object());
+    EXPECT_EQ(entry["state"], "starting") << entry.dump();
+    EXPECT_EQ(entry["qmp"], qmp) << entry.dump();
+  }
+
+  // Each start gives up after QEMU's reply timeout; the record says why.
+  const std::string paths[] = {hung, stale};
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto entry = listedMigration(api.socketPath(), ids[i]);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (entry.is_object() && entry["state"] == "starting" &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+      entry = listedMigration(api.socketPath(), ids[i]);
+    }
+    ASSERT_TRUE(entry.is_object());
+    EXPECT_EQ(entry["state"], "failed") << entry.dump();
+    EXPECT_NE(entry.value("error", "").find(paths[i]), std::string::npos) << entry.dump();
+    EXPECT_EQ(entry.value("start_failure", ""), "qemu_unreachable") << entry.dump();
+  }
+  EXPECT_EQ((*sending)->migrations().running(), 0u);
+  api.stop();
+  (*sending)->stop();
+}
+
+TEST(MigrationApiShortDeadline, StoppingWaitsForAStartAndCancellingOneIsAccepted) {
+  test::ApiHarness api(AccessPolicy(std::nullopt, "atoll"), 1500ms);
+  MigrationTiming timing;
+  timing.qmpReplyTimeout = 1000ms;
+  timing.startReplyWait = startReplyWaitFor(1500ms);
+  auto sending = TransferSubsystem::create(TransferSettings{}, timing);
+  ASSERT_TRUE(sending) << sending.error().message();
+  api.context().transfers = sending->get();
+  api.start();
+  const std::string hung = api.dir().file("hung.qmp");
+  UniqueFd silent = boundSocket(hung, true);
+  auto reply =
+      call(api.socketPath(), "POST", "/v1/migrations", {{"qmp", hung}, {"peer", "127.0.0.1:7477"}});
+  ASSERT_EQ(reply.status, 202) << reply.body.dump();
+  const uint64_t id = reply.body.value("id", uint64_t(0));
+  auto cancel = call(api.socketPath(), "DELETE", "/v1/migrations/" + std::to_string(id));
+  EXPECT_EQ(cancel.status, 200) << cancel.body.dump();
+  EXPECT_EQ(cancel.body["state"], "cancelling") << cancel.body.dump();
+
+  // stop() joins the starting job's thread: its start ends within the QMP
+  // reply timeout, and the job is over afterwards.
+  auto stopping = std::chrono::steady_clock::now();
+  (*sending)->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, 3s);
+  auto entry = listedMigration(api.socketPath(), id);
+  ASSERT_TRUE(entry.is_object());
+  EXPECT_EQ(entry["state"], "failed") << entry.dump();
+  EXPECT_EQ(entry.value("cancel_reason", ""), "cancelled through the API") << entry.dump();
+  api.stop();
 }
 
 TEST_F(MigrationApi, CancellingAnUnknownMigrationIs404) {
