@@ -84,12 +84,16 @@ void configure(UnixSocketClient& client, double timeoutSeconds) {
 
 }  // namespace
 
-void addDaemonOptions(CLI::App& verb, DaemonConnection& connection) {
+void addDaemonSocketOption(CLI::App& verb, DaemonConnection& connection) {
   const char* fromEnvironment = std::getenv("ATOLL_SOCKET");
   connection.socketPath = fromEnvironment != nullptr ? fromEnvironment : kDefaultSocketPath;
   verb.add_option(
       "--socket", connection.socketPath,
       std::string("atolld's API socket (default: $ATOLL_SOCKET, else ") + kDefaultSocketPath + ")");
+}
+
+void addDaemonOptions(CLI::App& verb, DaemonConnection& connection) {
+  addDaemonSocketOption(verb, connection);
   verb.add_option("--timeout", connection.timeoutSeconds, "Seconds to wait for atolld")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();

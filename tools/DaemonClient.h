@@ -19,6 +19,8 @@ struct DaemonConnection {
 };
 // Adds --socket and --timeout to a verb.
 void addDaemonOptions(CLI::App& verb, DaemonConnection& connection);
+// --socket alone, for a verb whose own --timeout means something else.
+void addDaemonSocketOption(CLI::App& verb, DaemonConnection& connection);
 
 struct DaemonReply {
   int status = 0;

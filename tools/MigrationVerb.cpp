@@ -327,16 +327,6 @@ void runCancel(const DaemonArgs& args) {
   }
 }
 
-// --socket alone, for `start`, whose --timeout is the migration's own: the
-// daemon's reply waits get fixed bounds there.
-void addSocketOption(CLI::App& verb, DaemonConnection& connection) {
-  const char* fromEnvironment = std::getenv("ATOLL_SOCKET");
-  connection.socketPath = fromEnvironment != nullptr ? fromEnvironment : kDefaultSocketPath;
-  verb.add_option(
-      "--socket", connection.socketPath,
-      std::string("atolld's API socket (default: $ATOLL_SOCKET, else ") + kDefaultSocketPath + ")");
-}
-
 }  // namespace
 
 void addMigrationVerb(CLI::App& app) {
@@ -396,7 +386,8 @@ void addMigrationVerb(CLI::App& app) {
                   "`atoll migration cancel ID` stops the migration");
   start->add_flag("--json", startArgs->json,
                   "The daemon's reply as JSON (with --wait: the migration's final record)");
-  addSocketOption(*start, startArgs->connection);
+  // Its --timeout is the migration's own: the daemon's reply waits get fixed bounds.
+  addDaemonSocketOption(*start, startArgs->connection);
   start->callback([startArgs] { runStart(*startArgs); });
 
   auto listArgs = std::make_shared<DaemonArgs>();
