@@ -83,6 +83,31 @@ Result<nlohmann::json> parseJsonBody(std::string_view body, std::string_view con
   return parsed;
 }
 
+Result<nlohmann::json> parseJsonObjectBody(std::string_view body, std::string_view what) {
+  nlohmann::json document = nlohmann::json::parse(body, nullptr, false);
+  if (document.is_discarded() || !document.is_object()) {
+    return Error::invalid("parse", "", std::string(what), "the body must be a JSON object");
+  }
+  return document;
+}
+
+Error requestFieldError(std::string_view request, std::string_view field,
+                        const nlohmann::json& value, std::string detail) {
+  return Error::invalid(std::string(request) + " field \"" + std::string(field) + "\"", "",
+                        value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                        std::move(detail));
+}
+
+Result<std::string> requestStringField(std::string_view request, std::string_view field,
+                                       const nlohmann::json& value) {
+  if (!value.is_string()) return requestFieldError(request, field, value, "expected a string");
+  std::string text = value.get<std::string>();
+  if (text.find('\0') != std::string::npos) {
+    return requestFieldError(request, field, value, "holds a NUL byte");
+  }
+  return text;
+}
+
 std::optional<PeerCredentials> peerFromRequest(const httplib::Request& request) {
   PeerCredentials peer;
   if (!request.has_header(UnixHttpServer::kPeerUidHeader)) return std::nullopt;

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "runtime/PeerCredentials.h"
@@ -25,6 +26,19 @@ Result<nlohmann::json> parseStatePutBody(std::string_view body, std::string_view
 // A JSON request body (Content-Type application/json or none); errors name
 // the offending text.
 Result<nlohmann::json> parseJsonBody(std::string_view body, std::string_view contentType);
+
+// A body that must be a JSON object; `what` names the request in the error
+// ("POST /v1/transfers").
+Result<nlohmann::json> parseJsonObjectBody(std::string_view body, std::string_view what);
+
+// An error about one field of a JSON request body, naming the request
+// ("transfer request"), the field and its value as sent.
+Error requestFieldError(std::string_view request, std::string_view field,
+                        const nlohmann::json& value, std::string detail);
+
+// A string field without NUL bytes (which no path or name may hold).
+Result<std::string> requestStringField(std::string_view request, std::string_view field,
+                                       const nlohmann::json& value);
 
 // The peer identity UnixHttpServer attached to the request; nullopt when it is
 // missing or malformed (then the request is refused).

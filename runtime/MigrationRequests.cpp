@@ -10,39 +10,20 @@
 #include <string>
 
 #include "migrate/transfer/Rate.h"
+#include "runtime/ApiRequests.h"
 
 namespace Atoll {
 
 namespace {
 
-std::string shown(const nlohmann::json& value) {
-  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-Error fieldError(std::string_view request, std::string_view field, const nlohmann::json& value,
-                 std::string detail) {
-  return Error::invalid(std::string(request) + " field \"" + std::string(field) + "\"", "",
-                        shown(value), std::move(detail));
-}
-
-Result<nlohmann::json> parseObject(std::string_view body, std::string_view what) {
-  nlohmann::json document = nlohmann::json::parse(body, nullptr, false);
-  if (document.is_discarded() || !document.is_object()) {
-    return Error::invalid("parse", "", std::string(what), "the body must be a JSON object");
-  }
-  return document;
-}
-
 Result<std::string> absolutePath(std::string_view request, std::string_view field,
                                  const nlohmann::json& value, std::string_view expected) {
-  if (!value.is_string()) return fieldError(request, field, value, "expected a string");
-  std::string path = value.get<std::string>();
-  if (path.find('\0') != std::string::npos) {
-    return fieldError(request, field, value, "holds a NUL byte");
-  }
+  auto text = requestStringField(request, field, value);
+  if (!text) return text.error();
+  std::string path = std::move(*text);
   if (path.empty() || path.front() != '/' || path.back() == '/') {
-    return fieldError(request, field, value,
-                      "expected the absolute path of " + std::string(expected));
+    return requestFieldError(request, field, value,
+                             "expected the absolute path of " + std::string(expected));
   }
   return path;
 }
@@ -64,15 +45,16 @@ Result<void> expectSocket(std::string_view field, const nlohmann::json& value,
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0) {
     int error = errno;
-    return fieldError(kRequest, field, value,
-                      std::string(std::strerror(error)) +
-                          " (is the destination QEMU running with " + std::string(startedWith) +
-                          "?)");
+    return requestFieldError(kRequest, field, value,
+                             std::string(std::strerror(error)) +
+                                 " (is the destination QEMU running with " +
+                                 std::string(startedWith) + "?)");
   }
   if (!S_ISSOCK(info.st_mode)) {
-    return fieldError(kRequest, field, value,
-                      path + " is " + fileKind(info.st_mode) + ", not a socket (the destination " +
-                          "QEMU's " + std::string(startedWith) + ")");
+    return requestFieldError(kRequest, field, value,
+                             path + " is " + fileKind(info.st_mode) +
+                                 ", not a socket (the destination " + "QEMU's " +
+                                 std::string(startedWith) + ")");
   }
   return ok();
 }
@@ -81,7 +63,7 @@ Result<void> expectSocket(std::string_view field, const nlohmann::json& value,
 
 Result<MigrationRequest> parseMigrationRequest(std::string_view body) {
   constexpr std::string_view kRequest = "migration request";
-  auto document = parseObject(body, "POST /v1/migrations");
+  auto document = parseJsonObjectBody(body, "POST /v1/migrations");
   if (!document) return document.error();
   static constexpr std::string_view kKnown =
       "qmp, peer, tunnel_id, channels, bwlimit, relay, timeout_s";
@@ -94,29 +76,30 @@ Result<MigrationRequest> parseMigrationRequest(std::string_view body) {
       request.migration.qmpSocket = *path;
       haveQmp = true;
     } else if (key == "peer") {
-      if (!value.is_string()) return fieldError(kRequest, key, value, "expected \"HOST:PORT\"");
+      if (!value.is_string())
+        return requestFieldError(kRequest, key, value, "expected \"HOST:PORT\"");
       auto peer = transfer::parseEndpoint(value.get<std::string>());
-      if (!peer) return fieldError(kRequest, key, value, peer.error().detail);
+      if (!peer) return requestFieldError(kRequest, key, value, peer.error().detail);
       if (peer->port == 0) {
-        return fieldError(kRequest, key, value, "the peer's port must not be 0");
+        return requestFieldError(kRequest, key, value, "the peer's port must not be 0");
       }
       request.migration.peer = *peer;
       havePeer = true;
     } else if (key == "tunnel_id") {
       if (!value.is_string()) {
-        return fieldError(kRequest, key, value,
-                          "expected the hexadecimal id POST /v1/migrations/incoming gave");
+        return requestFieldError(kRequest, key, value,
+                                 "expected the hexadecimal id POST /v1/migrations/incoming gave");
       }
       auto id = transfer::parseTunnelId(value.get<std::string>());
-      if (!id) return fieldError(kRequest, key, value, id.error().detail);
+      if (!id) return requestFieldError(kRequest, key, value, id.error().detail);
       request.migration.tunnelId = *id;
     } else if (key == "channels") {
       if (!value.is_number_integer() || value.get<int64_t>() < 1 ||
           value.get<int64_t>() > transfer::kMaxMigrationChannels) {
-        return fieldError(kRequest, key, value,
-                          "expected an integer from 1 to " +
-                              std::to_string(transfer::kMaxMigrationChannels) +
-                              " (above 1: QEMU multifd, relayed)");
+        return requestFieldError(kRequest, key, value,
+                                 "expected an integer from 1 to " +
+                                     std::to_string(transfer::kMaxMigrationChannels) +
+                                     " (above 1: QEMU multifd, relayed)");
       }
       request.migration.channels = static_cast<uint32_t>(value.get<int64_t>());
     } else if (key == "bwlimit") {
@@ -125,27 +108,31 @@ Result<MigrationRequest> parseMigrationRequest(std::string_view body) {
         rate = value.get<uint64_t>();
       } else if (value.is_string()) {
         auto parsed = transfer::parseRate(value.get<std::string>(), key);
-        if (!parsed) return fieldError(kRequest, key, value, parsed.error().detail);
+        if (!parsed) return requestFieldError(kRequest, key, value, parsed.error().detail);
         rate = *parsed;
       } else {
-        return fieldError(kRequest, key, value,
-                          "expected bytes per second: a positive integer or a string such as "
-                          "\"500M\", \"1G\"");
+        return requestFieldError(
+            kRequest, key, value,
+            "expected bytes per second: a positive integer or a string such as "
+            "\"500M\", \"1G\"");
       }
       if (rate == 0) {
-        return fieldError(kRequest, key, value,
-                          "QEMU needs a cap above 0 (leave the field out to keep QEMU's own)");
+        return requestFieldError(
+            kRequest, key, value,
+            "QEMU needs a cap above 0 (leave the field out to keep QEMU's own)");
       }
       request.migration.bandwidth = rate;
     } else if (key == "relay") {
-      if (!value.is_boolean()) return fieldError(kRequest, key, value, "expected true or false");
+      if (!value.is_boolean())
+        return requestFieldError(kRequest, key, value, "expected true or false");
       request.migration.relay = value.get<bool>();
     } else if (key == "timeout_s") {
       if (!value.is_number() || !(value.get<double>() >= 0) ||
           value.get<double>() > kMaxMigrationTimeoutSeconds) {
-        return fieldError(kRequest, key, value,
-                          "expected seconds from 0 (no timeout) to " +
-                              std::to_string(static_cast<int64_t>(kMaxMigrationTimeoutSeconds)));
+        return requestFieldError(
+            kRequest, key, value,
+            "expected seconds from 0 (no timeout) to " +
+                std::to_string(static_cast<int64_t>(kMaxMigrationTimeoutSeconds)));
       }
       request.timeout =
           std::chrono::milliseconds(static_cast<int64_t>(std::llround(value.get<double>() * 1000)));
@@ -161,7 +148,7 @@ Result<MigrationRequest> parseMigrationRequest(std::string_view body) {
 
 Result<IncomingMigrationRequest> parseIncomingMigrationRequest(std::string_view body) {
   constexpr std::string_view kRequest = "incoming migration";
-  auto document = parseObject(body, "POST /v1/migrations/incoming");
+  auto document = parseJsonObjectBody(body, "POST /v1/migrations/incoming");
   if (!document) return document.error();
   static constexpr std::string_view kKnown = "qmp, unix, expires_s";
   IncomingMigrationRequest request;
@@ -184,9 +171,9 @@ Result<IncomingMigrationRequest> parseIncomingMigrationRequest(std::string_view 
     } else if (key == "expires_s") {
       if (!value.is_number_integer() || value.get<int64_t>() < 1 ||
           value.get<int64_t>() > kMaxIncomingLifetimeSeconds) {
-        return fieldError(kRequest, key, value,
-                          "expected an integer from 1 to " +
-                              std::to_string(kMaxIncomingLifetimeSeconds) + " seconds");
+        return requestFieldError(kRequest, key, value,
+                                 "expected an integer from 1 to " +
+                                     std::to_string(kMaxIncomingLifetimeSeconds) + " seconds");
       }
       request.lifetime = std::chrono::seconds(value.get<int64_t>());
     } else {

@@ -14,6 +14,7 @@
 #include "migrate/transfer/ReceiveReportJson.h"
 #include "migrate/transfer/StagingArea.h"
 #include "numa/Topology.h"
+#include "runtime/ApiRequests.h"
 
 namespace Atoll {
 
@@ -25,18 +26,10 @@ using namespace Atoll::transfer;
 // Finished transfers and received sessions kept for GET /v1/transfers.
 constexpr size_t kFinishedKept = 64;
 
-Error fieldError(std::string_view field, const nlohmann::json& value, std::string detail) {
-  return Error::invalid("transfer request field \"" + std::string(field) + "\"", "",
-                        value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                        std::move(detail));
-}
+constexpr std::string_view kTransferRequest = "transfer request";
 
-Result<nlohmann::json> parseObject(std::string_view body, std::string_view what) {
-  nlohmann::json document = nlohmann::json::parse(body, nullptr, false);
-  if (document.is_discarded() || !document.is_object()) {
-    return Error::invalid("parse", "", std::string(what), "the body must be a JSON object");
-  }
-  return document;
+Error fieldError(std::string_view field, const nlohmann::json& value, std::string detail) {
+  return requestFieldError(kTransferRequest, field, value, std::move(detail));
 }
 
 Result<uint64_t> rateField(std::string_view field, const nlohmann::json& value) {
@@ -62,10 +55,7 @@ Result<int64_t> integerField(std::string_view field, const nlohmann::json& value
 }
 
 Result<std::string> stringField(std::string_view field, const nlohmann::json& value) {
-  if (!value.is_string()) return fieldError(field, value, "expected a string");
-  std::string text = value.get<std::string>();
-  if (text.find('\0') != std::string::npos) return fieldError(field, value, "holds a NUL byte");
-  return text;
+  return requestStringField(kTransferRequest, field, value);
 }
 
 double secondsSince(Clock::time_point start, Clock::time_point end) {
@@ -75,7 +65,7 @@ double secondsSince(Clock::time_point start, Clock::time_point end) {
 }  // namespace
 
 Result<TransferRequest> parseTransferRequest(std::string_view body) {
-  auto document = parseObject(body, "POST /v1/transfers");
+  auto document = parseJsonObjectBody(body, "POST /v1/transfers");
   if (!document) return document.error();
   static constexpr std::string_view kKnown = "file, peer, name, bwlimit, rounds, downtime_ms";
   TransferRequest request;
@@ -134,7 +124,7 @@ Result<TransferRequest> parseTransferRequest(std::string_view body) {
 }
 
 Result<uint64_t> parseHostLimitBody(std::string_view body) {
-  auto document = parseObject(body, "PUT /v1/transfers/host-bwlimit");
+  auto document = parseJsonObjectBody(body, "PUT /v1/transfers/host-bwlimit");
   if (!document) return document.error();
   for (const auto& [key, value] : document->items()) {
     if (key != "bwlimit") {
