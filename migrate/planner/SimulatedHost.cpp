@@ -27,7 +27,8 @@ std::string HostSpec::describe() const {
   char text[160];
   std::snprintf(text, sizeof text, "cpus=%u,nodes=%u,islands=%u,smt=%u,l3=%u,load=%.2f,vms=%zu",
                 cpus, nodes, islands, smt, l3PerNode, load, vms);
-  return text;
+  // seed=0 is left out, so the reports of every earlier replay read the same.
+  return seed == 0 ? std::string(text) : std::string(text) + ",seed=" + std::to_string(seed);
 }
 
 std::string HostSpec::syntheticDescription() const {
@@ -55,7 +56,7 @@ Result<HostSpec> parseHostSpec(std::string_view text) {
       spec.load = load;
       continue;
     }
-    unsigned long number = 0;
+    unsigned long long number = 0;
     auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), number);
     if (ec != std::errc() || end != value.data() + value.size())
       return badSpec(item, "value must be a whole number");
@@ -71,8 +72,10 @@ Result<HostSpec> parseHostSpec(std::string_view text) {
       spec.l3PerNode = static_cast<unsigned>(number);
     } else if (key == "vms") {
       spec.vms = number;
+    } else if (key == "seed") {
+      spec.seed = number;
     } else {
-      return badSpec(item, "unknown key (cpus, nodes, islands, smt, l3, load, vms)");
+      return badSpec(item, "unknown key (cpus, nodes, islands, smt, l3, load, vms, seed)");
     }
   }
   if (spec.cpus < 2 || spec.cpus > 4096) return badSpec("cpus", "cpus must be in 2..4096");

@@ -275,8 +275,12 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   for (const auto& island : islands) capacityTotal += double(island.cpus.size());
   std::vector<size_t> order(traces.vms.size());
   std::iota(order.begin(), order.end(), 0);
+  // A non-zero seed salts both hashes (which VMs, which island): another
+  // host drawn from the same traces.
+  const std::string salt =
+      options.host.seed == 0 ? std::string() : "seed" + std::to_string(options.host.seed) + ":";
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const uint64_t ha = fnv1a(traces.vms[a].name), hb = fnv1a(traces.vms[b].name);
+    const uint64_t ha = fnv1a(salt + traces.vms[a].name), hb = fnv1a(salt + traces.vms[b].name);
     return ha != hb ? ha < hb : traces.vms[a].name < traces.vms[b].name;
   });
   std::vector<size_t> chosen;
@@ -303,7 +307,7 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   report.demand.assign(islandCount, std::vector<float>(traces.steps, 0));
   for (size_t i = 0; i < chosen.size(); ++i) {
     const TraceVm& vm = traces.vms[chosen[i]];
-    islandOf[i] = fnv1a("island:" + vm.name) % islandCount;
+    islandOf[i] = fnv1a("island:" + salt + vm.name) % islandCount;
     ++report.vmsPerIsland[islandOf[i]];
     for (size_t t = 0; t < traces.steps; ++t) report.demand[islandOf[i]][t] += vm.cpuCores[t];
   }

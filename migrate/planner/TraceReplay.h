@@ -6,7 +6,8 @@
 // reading the forecaster's island profiles, `threshold` the reactive
 // baseline (ThresholdPolicy), `static` never moves. All policies run in the
 // same pass over the same VM demand, from the same initial placement
-// (island = FNV-1a hash of the VM name modulo the island count). `static`
+// (island = FNV-1a hash of the VM name, salted by the host spec's seed when
+// it has one, modulo the island count). `static`
 // and `threshold` change only capacities; `atoll` also moves VMs between
 // islands (the forecaster's island aggregates are redefined to follow), so
 // each policy is scored on its own islands' demand.

@@ -73,6 +73,47 @@ TEST(SimulatedHost, ParsesSpecsAndRejectsBadOnes) {
   auto unknown = parseHostSpec("colour=blue");
   ASSERT_FALSE(unknown);
   EXPECT_NE(unknown.error().message().find("colour=blue"), std::string::npos);
+  auto seeded = parseHostSpec("cpus=32,nodes=2,islands=3,seed=17");
+  ASSERT_TRUE(seeded) << seeded.error().message();
+  EXPECT_EQ(seeded->seed, 17u);
+  EXPECT_NE(seeded->describe().find(",seed=17"), std::string::npos);
+  // Without a seed the description reads as it always has.
+  EXPECT_EQ(spec->describe().find("seed"), std::string::npos);
+  EXPECT_FALSE(parseHostSpec("seed=-3"));
+}
+
+// A seed draws another host from the same traces: other VMs taken and other
+// islands; no seed keeps the placement by the names' own hashes.
+TEST(SimulatedHost, SeedDrawsAnotherPlacementFromTheSameTraces) {
+  TraceSet traces;
+  traces.source = "planetlab";
+  traces.steps = 4;
+  for (int i = 0; i < 60; ++i)
+    traces.vms.push_back({"vm" + std::to_string(i), std::vector<float>(4, 0.5f + 0.01f * i), {}});
+  auto placement = [&](const std::string& spec) {
+    ReplayOptions options;
+    options.host = parseHostSpec(spec).value();
+    options.policies = {ReplayPolicy::Static};
+    options.warmupSteps = 1;
+    auto report = runTraceReplay(traces, options);
+    EXPECT_TRUE(report) << report.error().message();
+    return report ? report->vmsPerIsland : std::vector<size_t>{};
+  };
+  const auto unseeded = placement("cpus=16,nodes=1,islands=3,vms=40");
+  std::vector<size_t> byName(3, 0);
+  std::vector<std::pair<uint64_t, std::string>> order;
+  for (const auto& vm : traces.vms) order.emplace_back(fnv1a(vm.name), vm.name);
+  std::sort(order.begin(), order.end());
+  for (size_t i = 0; i < 40; ++i) ++byName[fnv1a("island:" + order[i].second) % 3];
+  EXPECT_EQ(unseeded, byName);
+  EXPECT_EQ(placement("cpus=16,nodes=1,islands=3,vms=40,seed=0"), unseeded);
+  const auto seeded = placement("cpus=16,nodes=1,islands=3,vms=40,seed=5");
+  EXPECT_EQ(seeded, placement("cpus=16,nodes=1,islands=3,vms=40,seed=5"));
+  bool anyDiffers = seeded != unseeded;
+  for (uint64_t seed = 6; seed < 10 && !anyDiffers; ++seed)
+    anyDiffers =
+        placement("cpus=16,nodes=1,islands=3,vms=40,seed=" + std::to_string(seed)) != unseeded;
+  EXPECT_TRUE(anyDiffers);
 }
 
 TEST(SimulatedHost, IslandsSplitTheHostInWholeCoresLeavingTheHostACore) {
