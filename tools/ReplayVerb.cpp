@@ -38,6 +38,7 @@ struct ReplayVerbArgs {
   bool donorHarmOverCooldown = false;
   bool donorHarmOverHorizon = false;
   std::optional<double> minRiskP50Share;
+  std::optional<double> riskThreshold;
   std::optional<std::string> donorRule;
   std::optional<double> minReliefShare;
   std::optional<double> forecastRecentQuantileRate;
@@ -70,6 +71,7 @@ void run(const ReplayVerbArgs& args) {
   if (args.donorHarmOverCooldown) options.planner.donorHarmOverCooldown = true;
   if (args.donorHarmOverHorizon) options.planner.donorHarmOverCooldown = false;
   if (args.minRiskP50Share) options.planner.minRiskP50Share = *args.minRiskP50Share;
+  if (args.riskThreshold) options.planner.riskThreshold = *args.riskThreshold;
   if (args.minReliefShare) options.planner.minReliefShare = *args.minReliefShare;
   if (args.donorRule) {
     auto rule = planner::parseDonorRule(*args.donorRule);
@@ -184,6 +186,9 @@ void addReplayVerb(CLI::App& app) {
   verb->add_flag("--donor-harm-over-horizon", args->donorHarmOverHorizon,
                  "Planner: an expected-unmet donor's added unmet demand counts over the horizon "
                  "alone");
+  verb->add_option("--risk-threshold", args->riskThreshold,
+                   "Planner: P(demand > capacity) at some step of the horizon that puts an "
+                   "island at risk (default 0.05)");
   verb->add_option("--min-risk-p50-share", args->minRiskP50Share,
                    "Planner: an island is at risk only while its p50 peak is this share of its "
                    "capacity (default 0.6; 0: off)");
