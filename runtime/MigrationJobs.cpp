@@ -327,12 +327,12 @@ MigrationCancelOutcome MigrationJobs::cancel(uint64_t id) {
   return MigrationCancelOutcome::Cancelling;
 }
 
-size_t MigrationJobs::running() const {
+size_t MigrationJobs::inFlight() const {
   std::lock_guard lock(mutex_);
   size_t count = 0;
   for (const auto& [id, job] : jobs_) {
     std::lock_guard jobLock(job->mutex);
-    count += job->state == MigrationState::Running ? 1 : 0;
+    count += job->state == MigrationState::Starting || job->state == MigrationState::Running;
   }
   return count;
 }

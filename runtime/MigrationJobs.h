@@ -101,7 +101,9 @@ class MigrationJobs {
   // GET /v1/migrations: every migration, running ones with QEMU's latest
   // figures, finished ones with their summary.
   nlohmann::json migrationsJson() const;
-  size_t running() const;
+  // Migrations not finished: starting (connecting to QEMU and the peer) or
+  // running.
+  size_t inFlight() const;
   // Cancels what still runs or starts, waits for QEMU to confirm (bounded by
   // stopGrace) and joins the threads. Refuses new migrations afterwards.
   void stop();

@@ -552,7 +552,7 @@ nlohmann::json TransferSubsystem::describe() const {
   nlohmann::json out{{"host_bwlimit", host_.limit()},
                      {"sending", running},
                      {"sent_kept", total},
-                     {"migrating", migrations_.running()},
+                     {"migrating", migrations_.inFlight()},
                      {"incoming_migrations", destinations_.list().size()},
                      {"receiving", server_ ? nlohmann::json(settings_.listen) : nullptr}};
   return out;

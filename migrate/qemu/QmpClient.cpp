@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 namespace Atoll::qemu {
@@ -15,6 +16,10 @@ namespace {
 
 // A reply larger than this is not QMP talking.
 constexpr size_t kMaxMessageBytes = 16 << 20;
+// QEMU binds its QMP socket, then listens: a connect in between is refused.
+// Refusals for longer than this are a socket left behind by a QEMU that is
+// gone, and fail without waiting out the whole timeout.
+constexpr std::chrono::milliseconds kRefusedGrace{1000};
 
 }  // namespace
 
@@ -26,16 +31,23 @@ Result<QmpClient> QmpClient::connect(const std::string& socketPath,
     return Error::invalid("connect", socketPath, socketPath, "unix socket path is too long");
   }
   std::memcpy(address.sun_path, socketPath.c_str(), socketPath.size() + 1);
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::optional<std::chrono::steady_clock::time_point> refusedSince;
   UniqueFd fd;
   for (;;) {
     fd = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd.valid()) return Error::fromErrno("socket", socketPath, errno);
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) break;
-    int error = errno;
-    // QEMU creates the socket a moment after it starts.
-    bool notYet = error == ENOENT || error == ECONNREFUSED;
-    if (!notYet || std::chrono::steady_clock::now() >= deadline) {
+    const int error = errno;
+    const auto now = std::chrono::steady_clock::now();
+    // QEMU creates the socket a moment after it starts (ENOENT until then),
+    // and listens a moment after creating it.
+    bool notYet = error == ENOENT;
+    if (error == ECONNREFUSED) {
+      if (!refusedSince) refusedSince = now;
+      notYet = now - *refusedSince < kRefusedGrace;
+    }
+    if (!notYet || now >= deadline) {
       return Error::fromErrno("connect", socketPath, error);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
