@@ -110,7 +110,8 @@ class TransferSubsystem : public Subsystem {
   // The destination QEMUs the receiving endpoint serves incoming migrations
   // to, by tunnel id; useful only while listeningPort() has a value.
   transfer::TunnelDestinations& incomingMigrations() { return destinations_; }
-  // GET /v1/migrations/incoming: the destinations registered and not expired.
+  // GET /v1/migrations/incoming: the destinations registered, not expired and
+  // (for hand-off) not yet taken by a migration.
   nlohmann::json incomingMigrationsJson() const;
   // The migrations this host drives as their source.
   MigrationJobs& migrations() { return migrations_; }

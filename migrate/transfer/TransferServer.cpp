@@ -185,6 +185,10 @@ Result<ReceiveReport> TransferServer::serveConnection(UniqueFd socket, const std
       uint64_t consumed = kFrameHeaderSize + first->payload.size();
       auto served = serveHandOff(*channel, fd, consumed, *request, destinationQmp);
       if (!served) return served.error();
+      // Its QEMU took the connection and takes no other: the registration
+      // is spent, and a second source naming it is refused, not handed to
+      // a QEMU that would fail it.
+      if (registered) config_.tunnelDestinations->remove(request->tunnelId);
       return ReceiveReport{};
     }
     (void)channel->sendFrame(encode(ErrorReport{kTunnelErrorHandOffNotOffered, refused.message()}));

@@ -37,8 +37,9 @@ struct ServerConfig {
   std::string tunnelDestinationQmp;
   // Destinations registered by tunnel id (a daemon's incoming migrations):
   // a tunnel whose id is registered goes to that destination, any other to
-  // the fixed ones above. Not owned; null = none.
-  const TunnelDestinations* tunnelDestinations = nullptr;
+  // the fixed ones above; a hand-off destination is removed once its QEMU
+  // took the connection. Not owned; null = none.
+  TunnelDestinations* tunnelDestinations = nullptr;
   SocketOptions socket;
   ReceiverOptions receiver;
   // Host-wide receive cap shared fairly among the image transfers running

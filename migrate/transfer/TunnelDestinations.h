@@ -4,7 +4,10 @@
 // migration to any VM: the destination QEMU is registered first (POST
 // /v1/migrations/incoming), the source names the id it got in its
 // TunnelOpen / TunnelHandOff, and the server looks the destination up here.
-// Entries expire, so a migration that never came leaves nothing behind.
+// Entries expire, so a migration that never came leaves nothing behind. A
+// hand-off entry is also removed once its QEMU took a connection (QEMU takes
+// one incoming migration); a relay entry stays until it expires, since a
+// multifd migration opens one tunnel per channel to the same socket.
 #include <chrono>
 #include <cstdint>
 #include <map>

@@ -185,6 +185,12 @@ void migrateThroughDaemons(const testing::GuestImage& image, bool& guestPanicked
     EXPECT_EQ(record["summary"]["status"], "completed");
     EXPECT_EQ(record["summary"]["tunnel"]["mode"], "hand-off");
 
+    // The registration is spent: its QEMU took the connection.
+    auto incoming = call(destinationHost.socket(), "GET", "/v1/migrations/incoming");
+    ASSERT_EQ(incoming.status, 200) << incoming.body.dump();
+    for (const auto& entry : incoming.body["incoming"])
+      EXPECT_NE(entry.value("tunnel_id", ""), tunnelId) << incoming.body.dump();
+
     // A finished migration cannot be cancelled.
     EXPECT_EQ(call(sourceHost.socket(), "DELETE",
                    "/v1/migrations/" + std::to_string(record["id"].get<uint64_t>()))

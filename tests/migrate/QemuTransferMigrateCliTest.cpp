@@ -255,6 +255,8 @@ void migrateToRegisteredDestination(const testing::GuestImage& image, bool& gues
   EXPECT_GT(summary["ram_transferred_bytes"].get<uint64_t>(), 0u);
   EXPECT_GE(summary["tunnel"]["bytes_to_peer"].get<uint64_t>(),
             summary["ram_transferred_bytes"].get<uint64_t>());
+  // The destination QEMU took its one incoming migration: the id is spent.
+  EXPECT_FALSE(registry.find(*tunnelId)) << tunnelIdText(*tunnelId);
   expectGuestRunsOnAtDestination(*source, *destination, guestPanicked);
 }
 
