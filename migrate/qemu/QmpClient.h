@@ -17,7 +17,8 @@ namespace Atoll::qemu {
 class QmpClient {
  public:
   // Connects to QEMU's `-qmp unix:PATH,server=on,wait=off` socket, retrying
-  // until `timeout` while QEMU has not created it yet, reads the greeting and
+  // until `timeout` while QEMU has not created it yet (and for up to a second
+  // while it refuses: created, not yet listening), reads the greeting and
   // leaves capability negotiation mode.
   static Result<QmpClient> connect(const std::string& socketPath,
                                    std::chrono::milliseconds timeout);
