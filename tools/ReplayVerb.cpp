@@ -141,7 +141,7 @@ void addReplayVerb(CLI::App& app) {
       "keeps one core; islands split the rest evenly (whole cores, by the island allocator). "
       "VMs are taken in FNV-1a hash order of their names until their mean demand is load x "
       "the islands' capacity (or exactly vms=N), and each goes to island "
-      "hash(\"island:\"+name) mod islands; a non-zero seed salts both hashes, drawing "
+      "hash(\"island:\"+name) mod islands; a non-zero seed is mixed into both hashes, drawing "
       "another host from the same traces. Threshold and static only resize islands, atoll "
       "also moves VMs between islands.\n"
       "Policies: atoll (forecaster + planner, enforce mode), threshold (acts when an "

@@ -219,6 +219,20 @@ uint64_t fnv1a(std::string_view text) {
   return hash;
 }
 
+uint64_t seededHash(std::string_view text, uint64_t seed) {
+  if (seed == 0) return fnv1a(text);
+  // SplitMix64's finaliser: FNV-1a's low bits depend only on the low bits of
+  // each byte, so a salt in the text would give the island (a hash modulo a
+  // small count) only a few distinct maps across seeds; mixed, every bit of
+  // the result depends on every bit of the hash and the seed.
+  auto mix = [](uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  return mix(fnv1a(text) ^ mix(seed * 0x9e3779b97f4a7c15ULL));
+}
+
 std::string_view policyName(ReplayPolicy policy) {
   switch (policy) {
     case ReplayPolicy::Static:
@@ -275,12 +289,9 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   for (const auto& island : islands) capacityTotal += double(island.cpus.size());
   std::vector<size_t> order(traces.vms.size());
   std::iota(order.begin(), order.end(), 0);
-  // A non-zero seed salts both hashes (which VMs, which island): another
-  // host drawn from the same traces.
-  const std::string salt =
-      options.host.seed == 0 ? std::string() : "seed" + std::to_string(options.host.seed) + ":";
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const uint64_t ha = fnv1a(salt + traces.vms[a].name), hb = fnv1a(salt + traces.vms[b].name);
+    const uint64_t ha = seededHash(traces.vms[a].name, options.host.seed),
+                   hb = seededHash(traces.vms[b].name, options.host.seed);
     return ha != hb ? ha < hb : traces.vms[a].name < traces.vms[b].name;
   });
   std::vector<size_t> chosen;
@@ -307,7 +318,7 @@ Result<ReplayReport> runTraceReplay(const TraceSet& traces, const ReplayOptions&
   report.demand.assign(islandCount, std::vector<float>(traces.steps, 0));
   for (size_t i = 0; i < chosen.size(); ++i) {
     const TraceVm& vm = traces.vms[chosen[i]];
-    islandOf[i] = fnv1a("island:" + salt + vm.name) % islandCount;
+    islandOf[i] = seededHash("island:" + vm.name, options.host.seed) % islandCount;
     ++report.vmsPerIsland[islandOf[i]];
     for (size_t t = 0; t < traces.steps; ++t) report.demand[islandOf[i]][t] += vm.cpuCores[t];
   }

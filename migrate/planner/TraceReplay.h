@@ -6,8 +6,8 @@
 // reading the forecaster's island profiles, `threshold` the reactive
 // baseline (ThresholdPolicy), `static` never moves. All policies run in the
 // same pass over the same VM demand, from the same initial placement
-// (island = FNV-1a hash of the VM name, salted by the host spec's seed when
-// it has one, modulo the island count). `static`
+// (island = FNV-1a hash of the VM name, mixed with the host spec's seed
+// when it has one, modulo the island count). `static`
 // and `threshold` change only capacities; `atoll` also moves VMs between
 // islands (the forecaster's island aggregates are redefined to follow), so
 // each policy is scored on its own islands' demand.
@@ -167,5 +167,8 @@ nlohmann::json toJson(const ReplayReport& report);
 std::string renderReplaySvg(const ReplayReport& report);
 
 uint64_t fnv1a(std::string_view text);
+// What the replay places VMs by: fnv1a(text) for seed 0, else that hash and
+// the seed mixed (every seed a different order of VMs and map of islands).
+uint64_t seededHash(std::string_view text, uint64_t seed);
 
 }  // namespace Atoll::planner

@@ -116,6 +116,28 @@ TEST(SimulatedHost, SeedDrawsAnotherPlacementFromTheSameTraces) {
   EXPECT_TRUE(anyDiffers);
 }
 
+// Seeds give unrelated island maps: for no two seeds is one map the other
+// with the islands relabelled (a salt in FNV-1a's input would do that, as
+// its low bits follow the low bits of each byte alone).
+TEST(SimulatedHost, SeedsGiveUnrelatedIslandMaps) {
+  constexpr size_t kNames = 400, kIslands = 4;
+  for (uint64_t a = 1; a <= 8; ++a) {
+    for (uint64_t b = a + 1; b <= 9; ++b) {
+      size_t together[kIslands][kIslands] = {};
+      for (size_t i = 0; i < kNames; ++i) {
+        const std::string name = "island:slot" + std::to_string(i) + ":vm";
+        ++together[seededHash(name, a) % kIslands][seededHash(name, b) % kIslands];
+      }
+      // Names that a best relabelling would keep in the same island: about
+      // a third for unrelated maps, all of them for a relabelled one.
+      size_t kept = 0;
+      for (const auto& row : together) kept += *std::max_element(row, row + kIslands);
+      EXPECT_LT(kept, kNames / 2) << "seeds " << a << " and " << b;
+    }
+  }
+  EXPECT_EQ(seededHash("island:vm", 0), fnv1a("island:vm"));
+}
+
 TEST(SimulatedHost, IslandsSplitTheHostInWholeCoresLeavingTheHostACore) {
   auto spec = parseHostSpec("cpus=32,nodes=2,islands=3,smt=2");
   ASSERT_TRUE(spec);
