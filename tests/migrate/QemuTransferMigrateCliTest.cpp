@@ -1,12 +1,13 @@
 // `atoll transfer migrate`, the real binary, moving a running TCG guest
 // through the tunnel to a TransferServer: refusals that leave the source
-// running (peer not listening, destination not listening, a migration
-// cancelled at --timeout), then one migration relayed to a server that only
-// relays (its `--tunnel-to` is the destination QEMU's `-incoming unix:PATH`:
-// the CLI falls back from hand-off) and one handed off to a server given the
-// destination QEMU's QMP socket (`-incoming defer`). Each must complete with
-// every byte QEMU reports having crossed the tunnel's connection and the
-// guest continuing on the destination. Then a server that serves registered
+// running (peer not listening, destination not listening), then one
+// migration relayed to a server that only relays (its `--tunnel-to` is the
+// destination QEMU's `-incoming unix:PATH`: the CLI falls back from
+// hand-off) and one handed off to a server given the destination QEMU's QMP
+// socket (`-incoming defer`). Each must complete with every byte QEMU
+// reports having crossed the tunnel's connection and the guest continuing on
+// the destination. From there, migrations cancelled at --timeout (relayed
+// and handed off) leave the guest running. Then a server that serves registered
 // destinations only (a daemon's TunnelDestinations): `--tunnel-id` of the
 // registered hand-off destination migrates the guest there, and an id not
 // registered is refused naming it while the source runs on.
@@ -100,54 +101,6 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
     expectSourceRuns(*source);
     server->stop();
   }
-  {
-    SCOPED_TRACE("cancelled at --timeout");
-    std::string incoming = dir / "cancelled.incoming";
-    auto destination = QemuGuest::start(image, dir.path(), "cancelled", "unix:" + incoming, error);
-    ASSERT_TRUE(destination) << error;
-    auto server = loopbackTunnelServer(dir, incoming);
-    ASSERT_TRUE(server);
-    // 64 KiB/s: the guest's RAM cannot move within the second.
-    auto result = runAtoll(dir, migrate + " --to 127.0.0.1:" + std::to_string(server->port()) +
-                                    " --bwlimit 64k --timeout 1 --json");
-    show(result);
-    EXPECT_EQ(result.exitCode, 1) << result.err;
-    EXPECT_NE(result.err.find("--timeout 1 s"), std::string::npos) << result.err;
-    auto summary = nlohmann::json::parse(result.out, nullptr, false);
-    ASSERT_TRUE(summary.is_object()) << result.out << result.err;
-    EXPECT_EQ(summary["status"], "cancelled") << result.out;
-    expectSourceRuns(*source);
-    server->stop();
-  }
-
-  {
-    SCOPED_TRACE("handed off, then cancelled at --timeout");
-    auto destination = QemuGuest::start(image, dir.path(), "cancelled-hand-off", "defer", error);
-    ASSERT_TRUE(destination) << error;
-    auto server = loopbackTunnelServer(dir, "", destination->secondQmpPath());
-    ASSERT_TRUE(server);
-    auto result = runAtoll(dir, migrate + " --to 127.0.0.1:" + std::to_string(server->port()) +
-                                    " --bwlimit 64k --timeout 1 --json");
-    show(result);
-    EXPECT_EQ(result.exitCode, 1) << result.err;
-    auto summary = nlohmann::json::parse(result.out, nullptr, false);
-    ASSERT_TRUE(summary.is_object()) << result.out << result.err;
-    EXPECT_EQ(summary["status"], "cancelled") << result.out;
-    EXPECT_EQ(summary["mode"], "hand-off") << result.out;
-    // QEMU's cancel shuts the connection down, whoever holds descriptors of
-    // it: the destination sees the end of the stream and gives up.
-    bool destinationGaveUp = false;
-    for (auto deadline = std::chrono::steady_clock::now() + 10s;
-         !destinationGaveUp && std::chrono::steady_clock::now() < deadline;
-         std::this_thread::sleep_for(50ms)) {
-      auto state = destination->qmp().queryStatus();
-      destinationGaveUp = !state || !destination->alive();
-    }
-    EXPECT_TRUE(destinationGaveUp) << "the destination still waits for the cancelled stream";
-    expectSourceRuns(*source);
-    server->stop();
-  }
-
   std::string incoming = dir / "final.incoming";
   auto destination = QemuGuest::start(image, dir.path(), "final", "unix:" + incoming, error);
   ASSERT_TRUE(destination) << error;
@@ -199,6 +152,62 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
             handOffSummary["ram_transferred_bytes"].get<uint64_t>());
   EXPECT_GT(handOffSummary["ram_transferred_bytes"].get<uint64_t>(), 0u);
   expectGuestRunsOnAtDestination(*destination, *handed, guestPanicked);
+  if (guestPanicked || ::testing::Test::HasFailure()) return;
+  destination.reset();
+
+  // The cancellations start from the guest that now runs there, after the
+  // completed migrations: under TCG, QEMU 7.2 once completed a migration of
+  // a source whose earlier migrations had been cancelled with a few pages
+  // of the counter's previous pass at the destination (QEMU's dirty
+  // tracking after migrate_cancel, not the tunnel's subject).
+  const std::string fromHanded = "transfer migrate --qmp " + handed->secondQmpPath();
+  {
+    SCOPED_TRACE("cancelled at --timeout");
+    std::string incoming = dir / "cancelled.incoming";
+    auto destination = QemuGuest::start(image, dir.path(), "cancelled", "unix:" + incoming, error);
+    ASSERT_TRUE(destination) << error;
+    auto server = loopbackTunnelServer(dir, incoming);
+    ASSERT_TRUE(server);
+    // 64 KiB/s: the guest's RAM cannot move within the second.
+    auto result = runAtoll(dir, fromHanded + " --to 127.0.0.1:" + std::to_string(server->port()) +
+                                    " --bwlimit 64k --timeout 1 --json");
+    show(result);
+    EXPECT_EQ(result.exitCode, 1) << result.err;
+    EXPECT_NE(result.err.find("--timeout 1 s"), std::string::npos) << result.err;
+    auto summary = nlohmann::json::parse(result.out, nullptr, false);
+    ASSERT_TRUE(summary.is_object()) << result.out << result.err;
+    EXPECT_EQ(summary["status"], "cancelled") << result.out;
+    expectSourceRuns(*handed);
+    server->stop();
+  }
+
+  {
+    SCOPED_TRACE("handed off, then cancelled at --timeout");
+    auto destination = QemuGuest::start(image, dir.path(), "cancelled-hand-off", "defer", error);
+    ASSERT_TRUE(destination) << error;
+    auto server = loopbackTunnelServer(dir, "", destination->secondQmpPath());
+    ASSERT_TRUE(server);
+    auto result = runAtoll(dir, fromHanded + " --to 127.0.0.1:" + std::to_string(server->port()) +
+                                    " --bwlimit 64k --timeout 1 --json");
+    show(result);
+    EXPECT_EQ(result.exitCode, 1) << result.err;
+    auto summary = nlohmann::json::parse(result.out, nullptr, false);
+    ASSERT_TRUE(summary.is_object()) << result.out << result.err;
+    EXPECT_EQ(summary["status"], "cancelled") << result.out;
+    EXPECT_EQ(summary["mode"], "hand-off") << result.out;
+    // QEMU's cancel shuts the connection down, whoever holds descriptors of
+    // it: the destination sees the end of the stream and gives up.
+    bool destinationGaveUp = false;
+    for (auto deadline = std::chrono::steady_clock::now() + 10s;
+         !destinationGaveUp && std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(50ms)) {
+      auto state = destination->qmp().queryStatus();
+      destinationGaveUp = !state || !destination->alive();
+    }
+    EXPECT_TRUE(destinationGaveUp) << "the destination still waits for the cancelled stream";
+    expectSourceRuns(*handed);
+    server->stop();
+  }
 }
 
 TEST(QemuTransferMigrateCliTest, CliMigratesThroughTheTunnelAndRefusesCleanly) {
