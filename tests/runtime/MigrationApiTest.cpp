@@ -285,19 +285,33 @@ TEST_F(MigrationApi, AMissingSourceQemuIs502NamingItsSocketAndListedAsFailed) {
   EXPECT_EQ(cancel.status, 409) << cancel.body.dump();
 }
 
-TEST(MigrationApiShortDeadline, StartsOutlastingTheDeadlineAre202ThenListedAsFailed) {
-  // The API drops replies past 1.5 s; QEMU's replies may take 2 s here (10 s
-  // in the daemon), longer than the API allows.
-  constexpr auto kRequestTimeout = 1500ms;
-  test::ApiHarness api(AccessPolicy(std::nullopt, "atoll"), kRequestTimeout);
-  MigrationTiming timing;
-  timing.qmpReplyTimeout = 2000ms;
-  timing.startReplyWait = startReplyWaitFor(kRequestTimeout);
-  EXPECT_EQ(timing.startReplyWait, 500ms);
-  auto sending = TransferSubsystem::create(TransferSettings{}, timing);
-  ASSERT_TRUE(sending) << sending.error().message();
-  api.context().transfers = sending->get();
-  api.start();
+// The API drops replies past 1.5 s, so a start waits 0.5 s for its outcome
+// before it answers 202.
+class MigrationApiShortDeadline : public testing::Test {
+ protected:
+  static constexpr auto kRequestTimeout = 1500ms;
+
+  // Starts the API with a transfer engine whose QMP replies may take
+  // `qmpReplyTimeout` (10 s in the daemon).
+  void start(std::chrono::milliseconds qmpReplyTimeout) {
+    MigrationTiming timing;
+    timing.qmpReplyTimeout = qmpReplyTimeout;
+    timing.startReplyWait = startReplyWaitFor(kRequestTimeout);
+    auto created = TransferSubsystem::create(TransferSettings{}, timing);
+    ASSERT_TRUE(created) << created.error().message();
+    sending = std::move(*created);
+    api.context().transfers = sending.get();
+    api.start();
+  }
+
+  test::ApiHarness api{AccessPolicy(std::nullopt, "atoll"), kRequestTimeout};
+  std::shared_ptr<TransferSubsystem> sending;
+};
+
+TEST_F(MigrationApiShortDeadline, StartsOutlastingTheDeadlineAre202ThenListedAsFailed) {
+  // QEMU's replies may take 2 s here, longer than the API allows.
+  EXPECT_EQ(startReplyWaitFor(kRequestTimeout), 500ms);
+  ASSERT_NO_FATAL_FAILURE(start(2000ms));
 
   // A QEMU that hung: its QMP socket listens (the kernel accepts the
   // connection) but nothing ever greets or answers. And a socket left
@@ -324,7 +338,7 @@ TEST(MigrationApiShortDeadline, StartsOutlastingTheDeadlineAre202ThenListedAsFai
     EXPECT_EQ(entry["qmp"], qmp) << entry.dump();
     // A start in progress counts among the host's migrations.
     if (qmp == hung) {
-      EXPECT_GE((*sending)->describe().value("migrating", size_t(0)), 1u);
+      EXPECT_GE(sending->describe().value("migrating", size_t(0)), 1u);
     }
   }
 
@@ -344,20 +358,13 @@ TEST(MigrationApiShortDeadline, StartsOutlastingTheDeadlineAre202ThenListedAsFai
     EXPECT_NE(entry.value("error", "").find(paths[i]), std::string::npos) << entry.dump();
     EXPECT_EQ(entry.value("start_failure", ""), "qemu_unreachable") << entry.dump();
   }
-  EXPECT_EQ((*sending)->migrations().inFlight(), 0u);
+  EXPECT_EQ(sending->migrations().inFlight(), 0u);
   api.stop();
-  (*sending)->stop();
+  sending->stop();
 }
 
-TEST(MigrationApiShortDeadline, StoppingWaitsForAStartAndCancellingOneIsAccepted) {
-  test::ApiHarness api(AccessPolicy(std::nullopt, "atoll"), 1500ms);
-  MigrationTiming timing;
-  timing.qmpReplyTimeout = 1000ms;
-  timing.startReplyWait = startReplyWaitFor(1500ms);
-  auto sending = TransferSubsystem::create(TransferSettings{}, timing);
-  ASSERT_TRUE(sending) << sending.error().message();
-  api.context().transfers = sending->get();
-  api.start();
+TEST_F(MigrationApiShortDeadline, StoppingWaitsForAStartAndCancellingOneIsAccepted) {
+  ASSERT_NO_FATAL_FAILURE(start(1000ms));
   const std::string hung = api.dir().file("hung.qmp");
   UniqueFd silent = boundSocket(hung, true);
   auto reply =
@@ -371,7 +378,7 @@ TEST(MigrationApiShortDeadline, StoppingWaitsForAStartAndCancellingOneIsAccepted
   // stop() joins the starting job's thread: its start ends within the QMP
   // reply timeout, and the job is over afterwards.
   auto stopping = std::chrono::steady_clock::now();
-  (*sending)->stop();
+  sending->stop();
   EXPECT_LT(std::chrono::steady_clock::now() - stopping, 3s);
   auto entry = listedMigration(api.socketPath(), id);
   ASSERT_TRUE(entry.is_object());
