@@ -159,7 +159,8 @@ void migrateWithCli(const testing::GuestImage& image, bool& guestPanicked) {
   // completed migrations: under TCG, QEMU 7.2 once completed a migration of
   // a source whose earlier migrations had been cancelled with a few pages
   // of the counter's previous pass at the destination (QEMU's dirty
-  // tracking after migrate_cancel, not the tunnel's subject).
+  // tracking under TCG, not the tunnel's subject; the guest's RAM size now
+  // avoids the known loss of tracking, see QemuGuest.cpp).
   const std::string fromHanded = "transfer migrate --qmp " + handed->secondQmpPath();
   {
     SCOPED_TRACE("cancelled at --timeout");
