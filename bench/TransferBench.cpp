@@ -303,7 +303,7 @@ void TlsVsPlaintext(benchmark::State& state) {
   }
   Bench bench;
   if (!bench.certificates()) {
-    state.SkipWithError("openssl CLI failed");
+    state.SkipWithError("cannot make the test certificates (see stderr)");
     return;
   }
   if (state.range(0) == 1 && !bench.placeSides()) {
@@ -474,8 +474,9 @@ void QemuTunnelVsDirect(benchmark::State& state) {
     if (!guest->waitForPassBeyond(-1, std::chrono::seconds(20))) {
       error = "the guest did not continue after migrating to " + uri + "\n" + guest->lastWords();
       // QEMU 7.2's TCG sometimes delivers a guest whose kernel then panics,
-      // on its own direct path as on the tunnel: QEMU's figures for this
-      // move are dropped and the step runs again with a freshly booted guest.
+      // on its own direct path as on the tunnel (the guest's RAM size avoids
+      // the known cause, see QemuGuest.cpp): QEMU's figures for this move
+      // are dropped and the step runs again with a freshly booted guest.
       if (guest->lastWords().find("Kernel panic") != std::string::npos) {
         guestPanicked = true;
         path.total.pop_back();

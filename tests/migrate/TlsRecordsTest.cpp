@@ -215,7 +215,8 @@ TEST(RecordFramingTest, RefusesForeignTypesOversizedRecordsAndMissingContentType
 class TlsSessionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(testing::makeTestCertificates(dir_.path())) << "the openssl command failed";
+    ASSERT_TRUE(testing::makeTestCertificates(dir_.path()))
+        << "cannot make the test certificates (OpenSSL said why above)";
   }
 
   TlsConfig config(const std::string& who, bool opensslRecords) {
