@@ -19,6 +19,12 @@ busybox=/bin/busybox
 # after the ones it needs.
 share_modules=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
   9pnet 9pnet_virtio netfs fscache 9p)
+# Kernel TLS with AES-GCM, for the in-VM kernel TLS tests (the build host's
+# kernel has no CONFIG_TLS). Loaded up front because the guest has no
+# modprobe for the kernel's own module requests ("tcp-ulp-tls",
+# "crypto-gcm(aes)"). Optional: a kernel without them boots the same, and
+# those tests skip there with the reason.
+ktls_modules=(gf128mul ghash-generic ctr gcm tls)
 
 fail() {
   echo "build-initramfs: $*" >&2
@@ -42,10 +48,11 @@ cp "$busybox" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 install -m 0755 "$guest_init" "$root/init"
 
-# Modules: copy the ones that exist as files, skip the ones built into this
-# kernel, refuse anything else.
-: >"$root/modules/load-order"
-for name in "${share_modules[@]}"; do
+# Modules: copy the ones that exist as files into LIST's load order, skip
+# the ones built into this kernel; anything else is refused, or with
+# "optional" only noted.
+add_module() { # NAME LIST [optional]
+  local name=$1 list=$2 file
   file=$(find "$modules_dir/kernel" -name "$name.ko" -o -name "$name.ko.xz" -o -name "$name.ko.zst" |
     head -n 1)
   if [[ -n $file ]]; then
@@ -54,13 +61,19 @@ for name in "${share_modules[@]}"; do
       *.ko.zst) zstd -qdc "$file" >"$root/modules/$name.ko" ;;
       *) cp "$file" "$root/modules/$name.ko" ;;
     esac
-    echo "$name" >>"$root/modules/load-order"
+    echo "$name" >>"$root/modules/$list"
   elif grep -q "/$name\.ko$" "$modules_dir/modules.builtin"; then
     echo "build-initramfs: $name is built into $version" >&2
+  elif [[ ${3:-} == optional ]]; then
+    echo "build-initramfs: optional module $name is not in $version" >&2
   else
     fail "module $name is neither in $modules_dir nor built into $version"
   fi
-done
+}
+: >"$root/modules/load-order"
+: >"$root/modules/optional-order"
+for name in "${share_modules[@]}"; do add_module "$name" load-order; done
+for name in "${ktls_modules[@]}"; do add_module "$name" optional-order optional; done
 
 # The loader and libraries live on the share (collect-libraries.sh).
 ln -s /share/sysroot/lib "$root/lib"
@@ -69,4 +82,4 @@ ln -s /share/sysroot/usr/lib "$root/usr/lib"
 
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | "$busybox" cpio -o -H newc) >"$output.tmp"
 mv "$output.tmp" "$output"
-echo "build-initramfs: $output ($(du -h "$output" | cut -f1), modules: $(tr '\n' ' ' <"$root/modules/load-order"))" >&2
+echo "build-initramfs: $output ($(du -h "$output" | cut -f1), modules: $(cat "$root/modules/load-order" "$root/modules/optional-order" | tr '\n' ' '))" >&2

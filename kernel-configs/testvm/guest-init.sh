@@ -31,6 +31,10 @@ mount -t tmpfs tmpfs /tmp || stop "cannot mount /tmp"
 while read -r module; do
   insmod "/modules/$module.ko" || stop "insmod $module failed"
 done </modules/load-order
+# Modules some tests need (kernel TLS); those tests skip without them.
+while read -r module; do
+  insmod "/modules/$module.ko" || say "insmod $module failed; tests that need it will skip"
+done </modules/optional-order
 # cache=mmap: binaries and libraries (mapped) are read once into the page
 # cache instead of page by page over 9p; plain writes (results) go straight
 # to the host.
@@ -41,6 +45,8 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup || stop "cannot mount cgroup2 at /sys/fs
 echo "+cpuset +cpu +memory +io +pids" >/sys/fs/cgroup/cgroup.subtree_control ||
   stop "cannot enable cpuset cpu memory io pids in /sys/fs/cgroup/cgroup.subtree_control"
 
+# Loopback, for tests that connect over 127.0.0.1.
+ip link set lo up || say "cannot bring up lo; tests on 127.0.0.1 will fail"
 say "kernel $(uname -r)"
 say "cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 say "cgroup2 subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"

@@ -6,13 +6,18 @@
 // installs the negotiated keys with setsockopt(TLS_TX / TLS_RX) once the
 // handshake ends; from then on the kernel encrypts and decrypts and the
 // record layer costs no user-space copy. Which directions the kernel took is
-// reported by recordLayer(). Elsewhere OpenSSL runs the handshake on a BIO
-// pair whose buffers the socket reads into and sends from, and then hands
-// the application traffic secrets over (its key-log callback) to Atoll's
-// own record layer (TlsRecords.h), which seals and opens records in one
-// pass between the caller's buffers and huge-page socket buffers while the
-// socket I/O stays on io_uring. OpenSSL's record layer over the pair remains
-// the fallback (and can be chosen, TlsConfig::opensslRecords).
+// reported by recordLayer(): with OpenSSL 3.0 (Debian 12) only sending, as
+// that OpenSSL gives Linux no TLS 1.3 receive keys, so received records are
+// opened by OpenSSL reading the socket (checked in the test VM,
+// KernelTlsVmTest; both ends interoperate with Atoll's records).
+//
+// Elsewhere OpenSSL runs the handshake on a BIO pair whose buffers the
+// socket reads into and sends from, and then hands the application traffic
+// secrets over (its key-log callback) to Atoll's own record layer
+// (TlsRecords.h), which seals and opens records in one pass between the
+// caller's buffers and huge-page socket buffers while the socket I/O stays
+// on io_uring. OpenSSL's record layer over the pair remains the fallback
+// (and can be chosen, TlsConfig::opensslRecords).
 #include <atomic>
 #include <memory>
 #include <optional>

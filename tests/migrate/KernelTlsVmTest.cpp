@@ -1,0 +1,128 @@
+// Kernel TLS on a kernel that has it: the test VM's Debian kernel, with
+// `tls` and AES-GCM loaded by its init (the build host's kernel has no
+// CONFIG_TLS). Transfers over loopback where the kernel encrypts and
+// decrypts the records after OpenSSL's handshake, and where one end's
+// records are the kernel's and the other's Atoll's own in user space: both
+// must read the same TLS 1.3 record stream, byte for byte.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "TestCertificates.h"
+#include "TestImages.h"
+#include "migrate/transfer/ImageSender.h"
+#include "migrate/transfer/Net.h"
+#include "migrate/transfer/TlsChannel.h"
+#include "migrate/transfer/TransferServer.h"
+
+namespace Atoll::transfer {
+namespace {
+
+using testing::TempDir;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+class KernelTlsVmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (test VM label)";
+    if (!kernelTlsAvailable()) {
+      GTEST_SKIP() << "no kernel TLS on this kernel: \"tls\" is missing from "
+                      "/proc/sys/net/ipv4/tcp_available_ulp (runs in the test VM)";
+    }
+    ASSERT_EQ(::mkdir((dir_ / "staging").c_str(), 0755), 0);
+    ASSERT_TRUE(testing::makeTestCertificates(dir_.path()));
+  }
+
+  TlsConfig tlsFor(const std::string& who, bool kernelTls) {
+    TlsConfig tls{dir_ / (who + ".crt"), dir_ / (who + ".key"), dir_ / "ca.crt"};
+    tls.kernelTls = kernelTls;
+    return tls;
+  }
+
+  // Sends a 24 MiB sparse image with random extents from a client whose
+  // records are the kernel's or not to a server whose records are the
+  // kernel's or not, and checks the copy and where each end's records ran.
+  void transfer(bool clientKernelTls, bool serverKernelTls) {
+    ServerConfig config;
+    config.stagingDirectory = dir_ / "staging";
+    config.listen = Endpoint{"127.0.0.1", 0};
+    config.tls = tlsFor("server", serverKernelTls);
+    config.onSession = [this](const std::string&, const Result<ReceiveReport>& report) {
+      std::lock_guard lock(mutex_);
+      serverRecordLayer_ = report ? report->recordLayer : "failed: " + report.error().message();
+    };
+    auto server = TransferServer::create(config);
+    ASSERT_TRUE(server) << server.error().message();
+    (*server)->start();
+
+    std::string name = std::string("image-") + (clientKernelTls ? "k" : "u") +
+                       (serverKernelTls ? "k" : "u") + ".img";
+    std::string source = dir_ / name;
+    testing::makeSparseRandomImage(source, 24 * kMiB, 4, 4 * kMiB, clientKernelTls ? 7 : 8);
+    SenderOptions options;
+    options.remoteName = name;
+    options.transferId = clientKernelTls ? 61 : 62;
+    auto sender = ImageSender::open(source, options);
+    ASSERT_TRUE(sender) << sender.error().message();
+
+    auto fd = connectTcp(Endpoint{"127.0.0.1", (*server)->port()}, std::chrono::seconds(30));
+    ASSERT_TRUE(fd) << fd.error().message();
+    auto socket = SocketChannel::create(std::move(*fd), "127.0.0.1", SocketOptions{});
+    ASSERT_TRUE(socket) << socket.error().message();
+    auto context = TlsContext::create(tlsFor("client", clientKernelTls), TlsContext::Role::kClient);
+    ASSERT_TRUE(context) << context.error().message();
+    auto channel = TlsChannel::handshake(std::move(*socket), *context);
+    ASSERT_TRUE(channel) << channel.error().message();
+    std::string clientRecordLayer = (*channel)->recordLayer();
+    if (clientKernelTls) {
+      EXPECT_TRUE((*channel)->kernelSend()) << clientRecordLayer;
+    } else {
+      EXPECT_TRUE((*channel)->atollRecords()) << clientRecordLayer;
+    }
+
+    ASSERT_TRUE((*sender)->attach(std::move(*channel)));
+    PreCopyPolicy policy;
+    policy.maxRounds = 1;
+    auto report = runPreCopy(**sender, policy);
+    ASSERT_TRUE(report) << report.error().message();
+    EXPECT_TRUE(report->verify.match);
+    (*server)->stop();
+    EXPECT_TRUE(testing::filesEqual(source, dir_ / ("staging/" + name)));
+
+    std::lock_guard lock(mutex_);
+    ASSERT_TRUE(serverRecordLayer_.has_value()) << "the server reported no session";
+    if (serverKernelTls) {
+      EXPECT_EQ(serverRecordLayer_->rfind("kernel TLS", 0), 0u) << *serverRecordLayer_;
+    } else {
+      EXPECT_EQ(serverRecordLayer_->rfind("user space (Atoll's records", 0), 0u)
+          << *serverRecordLayer_;
+    }
+    std::printf("  client: %s\n  server: %s\n", clientRecordLayer.c_str(),
+                serverRecordLayer_->c_str());
+  }
+
+  TempDir dir_;
+  std::mutex mutex_;
+  std::optional<std::string> serverRecordLayer_;
+};
+
+TEST_F(KernelTlsVmTest, KernelRecordsOnBothEnds) {
+  transfer(true, true);
+}
+
+TEST_F(KernelTlsVmTest, KernelRecordsToAtollsRecords) {
+  transfer(true, false);
+}
+
+TEST_F(KernelTlsVmTest, AtollsRecordsToKernelRecords) {
+  transfer(false, true);
+}
+
+}  // namespace
+}  // namespace Atoll::transfer
