@@ -20,11 +20,14 @@ busybox=/bin/busybox
 share_modules=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
   9pnet 9pnet_virtio netfs fscache 9p)
 # Kernel TLS with AES-GCM, for the in-VM kernel TLS tests (the build host's
-# kernel has no CONFIG_TLS). Loaded up front because the guest has no
-# modprobe for the kernel's own module requests ("tcp-ulp-tls",
-# "crypto-gcm(aes)"). Optional: a kernel without them boots the same, and
-# those tests skip there with the reason.
-ktls_modules=(gf128mul ghash-generic ctr gcm tls)
+# kernel has no CONFIG_TLS). Optional: a kernel without them boots the same,
+# and those tests skip there with the reason. AES-GCM's modules are loaded
+# up front. `tls` is loaded only when the kernel asks for it (module
+# request "tcp-ulp-tls", answered by vm-modprobe.sh from request-map), as a
+# stock host loads it on first use; the tests check that Atoll's request
+# loads it.
+ktls_modules=(gf128mul ghash-generic ctr gcm)
+requested_modules=("tcp-ulp-tls tls")
 
 fail() {
   echo "build-initramfs: $*" >&2
@@ -74,6 +77,14 @@ add_module() { # NAME LIST [optional]
 : >"$root/modules/optional-order"
 for name in "${share_modules[@]}"; do add_module "$name" load-order; done
 for name in "${ktls_modules[@]}"; do add_module "$name" optional-order optional; done
+: >"$root/modules/request-map"
+for entry in "${requested_modules[@]}"; do
+  read -r request name <<<"$entry"
+  add_module "$name" requested optional
+  if [[ -f $root/modules/$name.ko ]]; then echo "$request $name" >>"$root/modules/request-map"; fi
+done
+rm -f "$root/modules/requested"
+install -m 0755 "$(dirname "$guest_init")/vm-modprobe.sh" "$root/sbin/vm-modprobe"
 
 # The loader and libraries live on the share (collect-libraries.sh).
 ln -s /share/sysroot/lib "$root/lib"
@@ -82,4 +93,4 @@ ln -s /share/sysroot/usr/lib "$root/usr/lib"
 
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | "$busybox" cpio -o -H newc) >"$output.tmp"
 mv "$output.tmp" "$output"
-echo "build-initramfs: $output ($(du -h "$output" | cut -f1), modules: $(cat "$root/modules/load-order" "$root/modules/optional-order" | tr '\n' ' '))" >&2
+echo "build-initramfs: $output ($(du -h "$output" | cut -f1), modules: $(cat "$root/modules/load-order" "$root/modules/optional-order" | tr '\n' ' ')on request: $(cut -d' ' -f2 "$root/modules/request-map" | tr '\n' ' '))" >&2

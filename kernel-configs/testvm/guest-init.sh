@@ -35,6 +35,12 @@ done </modules/load-order
 while read -r module; do
   insmod "/modules/$module.ko" || say "insmod $module failed; tests that need it will skip"
 done </modules/optional-order
+# The kernel's own module requests go to vm-modprobe (there is no module
+# tree for modprobe here); tests read what was asked in the request log.
+echo /sbin/vm-modprobe >/proc/sys/kernel/modprobe || say "cannot set /proc/sys/kernel/modprobe"
+export ATOLL_VM_MODULE_REQUESTS=/tmp/module-requests
+# Tests expect kernel TLS to load where the VM ships its module.
+if grep -q "^tcp-ulp-tls " /modules/request-map; then export ATOLL_VM_KERNEL_TLS=1; fi
 # cache=mmap: binaries and libraries (mapped) are read once into the page
 # cache instead of page by page over 9p; plain writes (results) go straight
 # to the host.

@@ -1,10 +1,13 @@
 #include "migrate/transfer/TlsChannel.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
@@ -70,18 +73,40 @@ void keepSecretFromKeyLog(const SSL* ssl, const char* line) {
 
 }  // namespace
 
-bool kernelTlsAvailable() {
-  auto ulps = readFile("/proc/sys/net/ipv4/tcp_available_ulp");
+namespace {
+
+constexpr const char* kAvailableUlps = "/proc/sys/net/ipv4/tcp_available_ulp";
+constexpr std::string_view kTlsUlp = "tls";
+
+bool tlsUlpListed() {
+  auto ulps = readFile(kAvailableUlps);
   if (!ulps) return false;
   std::string_view list = *ulps;
   size_t at = 0;
   while (at < list.size()) {
     size_t end = list.find_first_of(" \n", at);
     if (end == std::string_view::npos) end = list.size();
-    if (list.substr(at, end - at) == "tls") return true;
+    if (list.substr(at, end - at) == kTlsUlp) return true;
     at = end + 1;
   }
   return false;
+}
+
+}  // namespace
+
+bool kernelTlsAvailable() {
+  if (tlsUlpListed()) return true;
+  // Distribution kernels build TLS as a module (CONFIG_TLS=m) that nothing
+  // loads until a socket asks for it, and the list above names only loaded
+  // ULPs. Asking on a throwaway socket makes the kernel load it
+  // ("tcp-ulp-tls", for a caller with CAP_NET_ADMIN) before it refuses the
+  // unconnected socket with ENOTCONN; without this a stock host would never
+  // get kernel TLS.
+  int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) return false;
+  (void)::setsockopt(probe, SOL_TCP, TCP_ULP, kTlsUlp.data(), kTlsUlp.size());
+  ::close(probe);
+  return tlsUlpListed();
 }
 
 Result<std::shared_ptr<TlsContext>> TlsContext::create(const TlsConfig& config, Role role) {

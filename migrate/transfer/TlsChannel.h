@@ -55,7 +55,9 @@ struct TlsConfig {
   bool enabled() const { return !certificatePath.empty(); }
 };
 
-// Whether the running kernel offers the "tls" upper-layer protocol.
+// Whether the running kernel offers the "tls" upper-layer protocol; where it
+// is a module not loaded yet, asks the kernel to load it (needs
+// CAP_NET_ADMIN, as atolld has).
 bool kernelTlsAvailable();
 
 class TlsContext {

@@ -1,14 +1,17 @@
-// Kernel TLS on a kernel that has it: the test VM's Debian kernel, with
-// `tls` and AES-GCM loaded by its init (the build host's kernel has no
-// CONFIG_TLS). Transfers over loopback where the kernel encrypts and
-// decrypts the records after OpenSSL's handshake, and where one end's
-// records are the kernel's and the other's Atoll's own in user space: both
-// must read the same TLS 1.3 record stream, byte for byte.
+// Kernel TLS on a kernel that has it: the test VM's Debian kernel (the
+// build host's kernel has no CONFIG_TLS). Its init loads AES-GCM; `tls`, a
+// module there as on stock hosts, loads only when the kernel is asked for
+// it, which kernelTlsAvailable() does. Transfers over loopback where the
+// kernel's records are on both ends, and where one end's records are the
+// kernel's and the other's Atoll's own in user space: both must read the
+// same TLS 1.3 record stream, byte for byte.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -32,6 +35,9 @@ class KernelTlsVmTest : public ::testing::Test {
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (test VM label)";
     if (!kernelTlsAvailable()) {
+      // The test VM ships the module: there it must have loaded.
+      ASSERT_EQ(std::getenv("ATOLL_VM_KERNEL_TLS"), nullptr)
+          << "the test VM has the tls module, but asking for the \"tls\" ULP did not load it";
       GTEST_SKIP() << "no kernel TLS on this kernel: \"tls\" is missing from "
                       "/proc/sys/net/ipv4/tcp_available_ulp (runs in the test VM)";
     }
@@ -111,6 +117,18 @@ class KernelTlsVmTest : public ::testing::Test {
   std::mutex mutex_;
   std::optional<std::string> serverRecordLayer_;
 };
+
+// The first check of kernelTlsAvailable() (SetUp) loaded the module the
+// way a stock host does: the kernel asked for the ULP's alias.
+TEST_F(KernelTlsVmTest, TheTlsModuleLoadsOnRequest) {
+  const char* log = std::getenv("ATOLL_VM_MODULE_REQUESTS");
+  if (log == nullptr) GTEST_SKIP() << "no module request log: not in the test VM";
+  std::ifstream in(log);
+  std::string line;
+  bool asked = false;
+  while (std::getline(in, line)) asked = asked || line == "tcp-ulp-tls";
+  EXPECT_TRUE(asked) << "the kernel never asked for tcp-ulp-tls (" << log << ")";
+}
 
 TEST_F(KernelTlsVmTest, KernelRecordsOnBothEnds) {
   transfer(true, true);
