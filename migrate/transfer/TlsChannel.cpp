@@ -188,8 +188,16 @@ std::string TlsChannel::recordLayer() const {
   if (sealing_) {
     return "user space (Atoll's records over io_uring; cipher: " + sealing_->engine() + ")";
   }
+  if (opening_) {
+    return std::string(kernelSend_ ? "kernel TLS" : "user space (OpenSSL)") +
+           " for sending, user space (Atoll's records over io_uring; cipher: " +
+           opening_->engine() + ") for receiving";
+  }
   if (kernelSend_ && kernelReceive_) return "kernel TLS";
-  if (kernelSend_) return "kernel TLS for sending, user space (OpenSSL) for receiving";
+  if (kernelSend_) {
+    return "kernel TLS for sending, user space (OpenSSL) for receiving" +
+           (fallbackReason_.empty() ? std::string() : " (" + fallbackReason_ + ")");
+  }
   if (kernelReceive_) return "kernel TLS for receiving, user space (OpenSSL) for sending";
   if (overSocket_) return "user space (OpenSSL; the kernel refused the keys)";
   if (!fallbackReason_.empty()) {
@@ -211,7 +219,7 @@ uint64_t TlsChannel::wireBytesSent() const {
 }
 
 uint64_t TlsChannel::wireBytesReceived() const {
-  if (overSocket_) return BIO_number_read(SSL_get_rbio(ssl_));
+  if (overSocket_ && !opening_) return BIO_number_read(SSL_get_rbio(ssl_));
   return socket_->wireBytesReceived();
 }
 
@@ -254,7 +262,13 @@ Result<void> TlsChannel::fillInput() {
 
 Result<std::unique_ptr<TlsChannel>> TlsChannel::handshake(std::unique_ptr<SocketChannel> socket,
                                                           std::shared_ptr<TlsContext> context) {
-  bool kernel = context->kernelTls() && kernelTlsAvailable();
+  // The kernel's TLS sits on TCP only (a unix socket pair gets user-space
+  // records, as everywhere without kernel TLS).
+  int domain = 0;
+  socklen_t domainLength = sizeof domain;
+  const bool tcp = ::getsockopt(socket->fd(), SOL_SOCKET, SO_DOMAIN, &domain, &domainLength) == 0 &&
+                   (domain == AF_INET || domain == AF_INET6);
+  bool kernel = context->kernelTls() && tcp && kernelTlsAvailable();
   if (kernel) {
     // OpenSSL blocks on the socket itself; the idle timeout bounds each wait.
     auto idle = socket->idleTimeout();
@@ -305,8 +319,15 @@ Result<std::unique_ptr<TlsChannel>> TlsChannel::handshake(std::unique_ptr<Socket
   if (channel->overSocket_) {
     channel->kernelSend_ = BIO_get_ktls_send(SSL_get_wbio(channel->ssl_)) != 0;
     channel->kernelReceive_ = BIO_get_ktls_recv(SSL_get_rbio(channel->ssl_)) != 0;
+    // OpenSSL 3.0 gives the kernel no TLS 1.3 receive keys. Left to it, it
+    // would read the socket record by record (header, then body: two reads
+    // per 16 KiB) and copy out of its own buffer; Atoll's records receive in
+    // batches on io_uring and open straight into the caller's buffer.
+    if (!channel->kernelReceive_ && !channel->context_->opensslRecords()) {
+      if (auto reason = channel->takeRecordLayer(false)) channel->fallbackReason_ = *reason;
+    }
   } else if (!channel->context_->opensslRecords()) {
-    if (auto reason = channel->takeRecordLayer()) channel->fallbackReason_ = *reason;
+    if (auto reason = channel->takeRecordLayer(true)) channel->fallbackReason_ = *reason;
   }
   channel->forgetTrafficSecrets();
   return channel;
@@ -386,9 +407,10 @@ void TlsChannel::forgetTrafficSecrets() {
   }
 }
 
-std::optional<std::string> TlsChannel::takeRecordLayer() {
+std::optional<std::string> TlsChannel::takeRecordLayer(bool sending) {
   // Without read-ahead OpenSSL reads the handshake record by record, so
-  // what followed it is still in the pair; anything it did take stays its.
+  // what followed it is still in the pair (or the socket); anything it did
+  // take stays its.
   if (SSL_has_pending(ssl_)) return "OpenSSL had already read application data";
   if (clientSecret_.empty() || serverSecret_.empty()) {
     return "OpenSSL's key log gave no application traffic secrets";
@@ -398,10 +420,14 @@ std::optional<std::string> TlsChannel::takeRecordLayer() {
   auto suite = recordCipherOf(static_cast<uint16_t>(SSL_CIPHER_get_protocol_id(cipher)));
   if (!suite) return suite.error().message();
   const bool client = context_->role() == TlsContext::Role::kClient;
-  auto sealing =
-      RecordProtection::create(*suite, client ? clientSecret_ : serverSecret_,
-                               RecordProtection::Direction::kSeal, context_->cipherEngine());
-  if (!sealing) return sealing.error().message();
+  std::optional<RecordProtection> sealing;
+  if (sending) {
+    auto made =
+        RecordProtection::create(*suite, client ? clientSecret_ : serverSecret_,
+                                 RecordProtection::Direction::kSeal, context_->cipherEngine());
+    if (!made) return made.error().message();
+    sealing.emplace(std::move(*made));
+  }
   auto opening =
       RecordProtection::create(*suite, client ? serverSecret_ : clientSecret_,
                                RecordProtection::Direction::kOpen, context_->cipherEngine());
@@ -419,8 +445,10 @@ std::optional<std::string> TlsChannel::takeRecordLayer() {
     rxEnd_ += static_cast<size_t>(n);
   }
   spill_.resize(kMaxRecordCiphertext);
-  sealing_.emplace(std::move(*sealing));
   opening_.emplace(std::move(*opening));
+  // Sending stays OpenSSL's (through the kernel): it keeps its socket BIO.
+  if (!sealing) return std::nullopt;
+  sealing_.emplace(std::move(*sealing));
   // OpenSSL reads and writes no more records: its pair's buffers (a batch
   // and more each way) go now rather than with the session. The SSL keeps
   // an empty memory BIO so that nothing it might still touch dangles.
@@ -437,6 +465,15 @@ Result<void> TlsChannel::updateSendingKey(bool askPeerToo) {
   if (sealing_) {
     keyUpdateDue_ = askPeerToo ? kKeyUpdateAskingPeer : kKeyUpdate;
     return ok();
+  }
+  // Linux takes a socket's TLS sending key once. OpenSSL 3.0 would announce
+  // the update and go on sealing under the old key, which the peer then
+  // refuses as altered records: refuse here instead, before anything is
+  // sent under a key the peer no longer expects.
+  if (kernelSend_) {
+    return Error::invalid("tls key update", peer(), "",
+                          "this end's records are sealed by kernel TLS, which takes no new "
+                          "sending key once set: the session cannot continue");
   }
   ERR_clear_error();
   if (SSL_key_update(ssl_, askPeerToo ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED) !=
@@ -583,9 +620,13 @@ Result<void> TlsChannel::onControlRecord(ContentType type, std::span<const uint8
                               "malformed KeyUpdate");
       }
       if (auto u = opening_->update(); !u) return u;
-      // The peer asked for ours: it goes out before our next data.
+      // The peer asked for ours: it goes out before our next data (from
+      // OpenSSL where it sends).
       int none = kKeyUpdateNone;
-      if (content[4] == 1) keyUpdateDue_.compare_exchange_strong(none, kKeyUpdate);
+      if (content[4] == 1 && sealing_) keyUpdateDue_.compare_exchange_strong(none, kKeyUpdate);
+      if (content[4] == 1 && !sealing_) {
+        if (auto u = updateSendingKey(false); !u) return u;
+      }
     } else if (messageType != 4) {
       return Error::invalid("tls read", peer(), std::to_string(messageType),
                             "unexpected handshake message after the handshake");

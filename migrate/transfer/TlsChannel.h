@@ -8,8 +8,8 @@
 // record layer costs no user-space copy. Which directions the kernel took is
 // reported by recordLayer(): with OpenSSL 3.0 (Debian 12) only sending, as
 // that OpenSSL gives Linux no TLS 1.3 receive keys, so received records are
-// opened by OpenSSL reading the socket (checked in the test VM,
-// KernelTlsVmTest; both ends interoperate with Atoll's records).
+// opened by Atoll's record layer below, reading the socket on io_uring
+// (checked in the test VM, KernelTlsVmTest, against either kind of peer).
 //
 // Elsewhere OpenSSL runs the handshake on a BIO pair whose buffers the
 // socket reads into and sends from, and then hands the application traffic
@@ -116,7 +116,9 @@ class TlsChannel : public Channel {
   bool atollRecords() const { return sealing_.has_value(); }
   // Moves this end's sending key on: a KeyUpdate goes out before the next
   // data (done by itself every kRecordsPerKey records). With `askPeerToo`
-  // the peer is asked to move its own sending key on as well.
+  // the peer is asked to move its own sending key on as well. Refused where
+  // kernel TLS seals what this end sends (the kernel keeps its first key);
+  // a peer's request for it then ends the read that met it.
   Result<void> updateSendingKey(bool askPeerToo = false);
   // KeyUpdates each way so far under Atoll's record layer (0 with OpenSSL's).
   uint64_t sendingKeyGeneration() const { return sealing_ ? sealing_->generation() : 0; }
@@ -131,9 +133,10 @@ class TlsChannel : public Channel {
   Result<void> fillInput();
   Error tlsError(const char* operation, int rc);
   // After the handshake: moves the application data to Atoll's record
-  // layer, with any ciphertext already received. An explanation when that
-  // cannot be done (the session then keeps OpenSSL's records).
-  std::optional<std::string> takeRecordLayer();
+  // layer, with any ciphertext already received; with `sending` false only
+  // what is received (the kernel encrypts what is sent). An explanation when
+  // that cannot be done (the session then keeps OpenSSL's records).
+  std::optional<std::string> takeRecordLayer(bool sending);
   // Wipes the traffic secrets kept from the key log (done once the record
   // layer is chosen, and at destruction).
   void forgetTrafficSecrets();

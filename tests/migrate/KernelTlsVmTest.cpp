@@ -12,9 +12,11 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "TestCertificates.h"
 #include "TestImages.h"
@@ -86,8 +88,13 @@ class KernelTlsVmTest : public ::testing::Test {
     auto channel = TlsChannel::handshake(std::move(*socket), *context);
     ASSERT_TRUE(channel) << channel.error().message();
     std::string clientRecordLayer = (*channel)->recordLayer();
+    // Where the kernel encrypts, Atoll's records open what is received:
+    // OpenSSL 3.0 gives the kernel no TLS 1.3 receive keys.
+    const std::string kernelSending =
+        "kernel TLS for sending, user space (Atoll's records over io_uring";
     if (clientKernelTls) {
       EXPECT_TRUE((*channel)->kernelSend()) << clientRecordLayer;
+      EXPECT_EQ(clientRecordLayer.rfind(kernelSending, 0), 0u) << clientRecordLayer;
     } else {
       EXPECT_TRUE((*channel)->atollRecords()) << clientRecordLayer;
     }
@@ -104,13 +111,54 @@ class KernelTlsVmTest : public ::testing::Test {
     std::lock_guard lock(mutex_);
     ASSERT_TRUE(serverRecordLayer_.has_value()) << "the server reported no session";
     if (serverKernelTls) {
-      EXPECT_EQ(serverRecordLayer_->rfind("kernel TLS", 0), 0u) << *serverRecordLayer_;
+      EXPECT_EQ(serverRecordLayer_->rfind(kernelSending, 0), 0u) << *serverRecordLayer_;
     } else {
       EXPECT_EQ(serverRecordLayer_->rfind("user space (Atoll's records", 0), 0u)
           << *serverRecordLayer_;
     }
     std::printf("  client: %s\n  server: %s\n", clientRecordLayer.c_str(),
                 serverRecordLayer_->c_str());
+  }
+
+  struct Session {
+    std::unique_ptr<TlsChannel> client, server;
+  };
+  // Both ends of one TLS session over loopback TCP, each handshaking on its
+  // own thread; empty ends (and a test failure) when either end failed.
+  Session connectSession(bool clientKernelTls, bool serverKernelTls) {
+    auto listener = listenTcp(Endpoint{"127.0.0.1", 0});
+    EXPECT_TRUE(listener) << listener.error().message();
+    if (!listener) return {};
+    const uint16_t port = boundPort(listener->get()).value_or(0);
+    auto clientContext =
+        TlsContext::create(tlsFor("client", clientKernelTls), TlsContext::Role::kClient);
+    auto serverContext =
+        TlsContext::create(tlsFor("server", serverKernelTls), TlsContext::Role::kServer);
+    EXPECT_TRUE(clientContext && serverContext);
+    if (!clientContext || !serverContext) return {};
+    SocketOptions quick;
+    quick.idleTimeout = std::chrono::seconds(5);
+    auto serverSide = std::async(std::launch::async, [&]() -> Result<std::unique_ptr<TlsChannel>> {
+      auto fd = acceptConnection(listener->get(), nullptr, quick.idleTimeout);
+      if (!fd) return fd.error();
+      auto socket = SocketChannel::create(std::move(*fd), "client", quick);
+      if (!socket) return socket.error();
+      return TlsChannel::handshake(std::move(*socket), *serverContext);
+    });
+    Result<std::unique_ptr<TlsChannel>> client =
+        Error::invalid("connect", "127.0.0.1", "", "not attempted");
+    if (auto fd = connectTcp(Endpoint{"127.0.0.1", port}, quick.idleTimeout); !fd) {
+      client = fd.error();
+    } else if (auto socket = SocketChannel::create(std::move(*fd), "server", quick); !socket) {
+      client = socket.error();
+    } else {
+      client = TlsChannel::handshake(std::move(*socket), *clientContext);
+    }
+    auto server = serverSide.get();
+    EXPECT_TRUE(client) << client.error().message();
+    EXPECT_TRUE(server) << server.error().message();
+    if (!client || !server) return {};
+    return {std::move(*client), std::move(*server)};
   }
 
   TempDir dir_;
@@ -140,6 +188,34 @@ TEST_F(KernelTlsVmTest, KernelRecordsToAtollsRecords) {
 
 TEST_F(KernelTlsVmTest, AtollsRecordsToKernelRecords) {
   transfer(false, true);
+}
+
+// A KeyUpdate that asks the kernel-sending end to update its own key too:
+// the kernel keeps the sending key it was given, so that end ends the
+// session with the reason rather than go on sealing under the old key
+// (which OpenSSL 3.0 would do, and the peer would refuse as altered
+// records). Its own request for an update is refused the same way.
+TEST_F(KernelTlsVmTest, AKeyUpdateAskedOfTheKernelSendingEndEndsTheSessionClearly) {
+  Session session = connectSession(true, false);
+  ASSERT_TRUE(session.client && session.server);
+  ASSERT_TRUE(session.client->kernelSend()) << session.client->recordLayer();
+  std::vector<uint8_t> data(256 << 10, 0x5a);
+  std::vector<uint8_t> got(data.size());
+
+  // Data first, under the first keys, then the request.
+  ASSERT_TRUE(session.server->sendAll(data.data(), data.size()));
+  ASSERT_TRUE(session.client->recvExact(got.data(), got.size()));
+  EXPECT_EQ(got, data);
+  ASSERT_TRUE(session.server->updateSendingKey(true));
+  ASSERT_TRUE(session.server->sendAll(data.data(), data.size()));
+  auto received = session.client->recvExact(got.data(), got.size());
+  ASSERT_FALSE(received) << "the kernel-sending end accepted a request it cannot honour";
+  EXPECT_NE(received.error().message().find("kernel TLS"), std::string::npos)
+      << received.error().message();
+
+  auto own = session.client->updateSendingKey(false);
+  ASSERT_FALSE(own);
+  EXPECT_NE(own.error().message().find("kernel TLS"), std::string::npos) << own.error().message();
 }
 
 }  // namespace
