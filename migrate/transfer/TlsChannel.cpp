@@ -622,10 +622,13 @@ Result<void> TlsChannel::onControlRecord(ContentType type, std::span<const uint8
       if (auto u = opening_->update(); !u) return u;
       // The peer asked for ours: it goes out before our next data (from
       // OpenSSL where it sends).
-      int none = kKeyUpdateNone;
-      if (content[4] == 1 && sealing_) keyUpdateDue_.compare_exchange_strong(none, kKeyUpdate);
-      if (content[4] == 1 && !sealing_) {
-        if (auto u = updateSendingKey(false); !u) return u;
+      if (content[4] == 1) {
+        int none = kKeyUpdateNone;
+        if (sealing_) {
+          keyUpdateDue_.compare_exchange_strong(none, kKeyUpdate);
+        } else if (auto u = updateSendingKey(false); !u) {
+          return u;
+        }
       }
     } else if (messageType != 4) {
       return Error::invalid("tls read", peer(), std::to_string(messageType),
