@@ -15,6 +15,7 @@ guest_init=${2:?missing GUEST_INIT}
 output=${3:?missing OUTPUT.cpio}
 
 busybox=/bin/busybox
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Insertion order matters: there is no modules.dep, so each module is loaded
 # after the ones it needs.
 share_modules=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
@@ -51,9 +52,9 @@ cp "$busybox" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 install -m 0755 "$guest_init" "$root/init"
 
-# Modules: copy the ones that exist as files into LIST's load order, skip
-# the ones built into this kernel; anything else is refused, or with
-# "optional" only noted.
+# Modules: copy the ones that exist as files (into LIST's load order unless
+# LIST is empty), skip the ones built into this kernel; anything else is
+# refused, or with "optional" only noted.
 add_module() { # NAME LIST [optional]
   local name=$1 list=$2 file
   file=$(find "$modules_dir/kernel" -name "$name.ko" -o -name "$name.ko.xz" -o -name "$name.ko.zst" |
@@ -64,7 +65,7 @@ add_module() { # NAME LIST [optional]
       *.ko.zst) zstd -qdc "$file" >"$root/modules/$name.ko" ;;
       *) cp "$file" "$root/modules/$name.ko" ;;
     esac
-    echo "$name" >>"$root/modules/$list"
+    if [[ -n $list ]]; then echo "$name" >>"$root/modules/$list"; fi
   elif grep -q "/$name\.ko$" "$modules_dir/modules.builtin"; then
     echo "build-initramfs: $name is built into $version" >&2
   elif [[ ${3:-} == optional ]]; then
@@ -80,11 +81,10 @@ for name in "${ktls_modules[@]}"; do add_module "$name" optional-order optional;
 : >"$root/modules/request-map"
 for entry in "${requested_modules[@]}"; do
   read -r request name <<<"$entry"
-  add_module "$name" requested optional
+  add_module "$name" "" optional
   if [[ -f $root/modules/$name.ko ]]; then echo "$request $name" >>"$root/modules/request-map"; fi
 done
-rm -f "$root/modules/requested"
-install -m 0755 "$(dirname "$guest_init")/vm-modprobe.sh" "$root/sbin/vm-modprobe"
+install -m 0755 "$here/vm-modprobe.sh" "$root/sbin/vm-modprobe"
 
 # The loader and libraries live on the share (collect-libraries.sh).
 ln -s /share/sysroot/lib "$root/lib"
