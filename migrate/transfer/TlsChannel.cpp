@@ -435,10 +435,11 @@ std::optional<std::string> TlsChannel::takeRecordLayer(bool sending) {
   BIO* received = SSL_get_rbio(ssl_);
   const size_t pending = BIO_ctrl_pending(received);
   if (pending > kReceiveBuffer) return "more ciphertext pending than the receive buffer holds";
-  auto pool = BufferPool::create(2, std::max(kSealedBatch, kReceiveBuffer), 0);
+  // Where the kernel seals, only received ciphertext needs a buffer.
+  auto pool = BufferPool::create(sending ? 2 : 1, std::max(kSealedBatch, kReceiveBuffer), 0);
   if (!pool) return pool.error().message();
   buffers_ = std::move(*pool);
-  uint8_t* rx = buffers_.data(1);
+  uint8_t* rx = receiveBuffer();
   while (rxEnd_ < pending) {
     int n = BIO_read(received, rx + rxEnd_, static_cast<int>(pending - rxEnd_));
     if (n <= 0) return "cannot take the ciphertext pending after the handshake";
@@ -516,7 +517,7 @@ Result<void> TlsChannel::sendRecords(const uint8_t* data, size_t length) {
 }
 
 Result<size_t> TlsChannel::nextRecord(size_t needed) {
-  uint8_t* rx = buffers_.data(1);
+  uint8_t* rx = receiveBuffer();
   for (;;) {
     const size_t have = rxEnd_ - rxStart_;
     // Bytes certain to come: the rest of the record begun (or of its
@@ -551,7 +552,7 @@ Result<void> TlsChannel::receiveRecords(uint8_t* out, size_t length) {
   size_t done = std::min(spillEnd_ - spillStart_, length);
   std::memcpy(out, spill_.data() + spillStart_, done);
   spillStart_ += done;
-  uint8_t* rx = buffers_.data(1);
+  uint8_t* rx = receiveBuffer();
   while (done < length) {
     auto size = nextRecord(length - done);
     if (!size) return size.error();

@@ -163,10 +163,11 @@ class TlsChannel : public Channel {
   // Atoll's record layer (empty while OpenSSL's is in use).
   std::vector<uint8_t> clientSecret_, serverSecret_;  // until the handshake ends
   std::optional<RecordProtection> sealing_, opening_;
-  // Two huge-page buffers: sealed records on their way out, and received
-  // ciphertext; plus room for one record whose plaintext does not fit the
-  // caller's buffer.
+  // Huge-page buffers: sealed records on their way out (first; none where
+  // the kernel seals), and received ciphertext (last); plus room for one
+  // record whose plaintext does not fit the caller's buffer.
   BufferPool buffers_;
+  uint8_t* receiveBuffer() const { return buffers_.data(buffers_.count() - 1); }
   size_t rxStart_ = 0, rxEnd_ = 0;
   std::vector<uint8_t> spill_;
   size_t spillStart_ = 0, spillEnd_ = 0;
