@@ -5,6 +5,7 @@
 // kernel's records are on both ends, and where one end's records are the
 // kernel's and the other's Atoll's own in user space: both must read the
 // same TLS 1.3 record stream, byte for byte.
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -216,6 +217,44 @@ TEST_F(KernelTlsVmTest, AKeyUpdateAskedOfTheKernelSendingEndEndsTheSessionClearl
   auto own = session.client->updateSendingKey(false);
   ASSERT_FALSE(own);
   EXPECT_NE(own.error().message().find("kernel TLS"), std::string::npos) << own.error().message();
+}
+
+// Kernel TLS is a TCP upper-layer protocol: on a unix socket pair, where a
+// host's local tunnel ends run, both ends asked for it get Atoll's records
+// in user space (the kernel would refuse the ULP there), and data flows.
+TEST_F(KernelTlsVmTest, AUnixSocketPairGetsAtollsRecordsOnBothEnds) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  UniqueFd serverFd(fds[1]), clientFd(fds[0]);
+  auto clientContext = TlsContext::create(tlsFor("client", true), TlsContext::Role::kClient);
+  auto serverContext = TlsContext::create(tlsFor("server", true), TlsContext::Role::kServer);
+  ASSERT_TRUE(clientContext && serverContext);
+  SocketOptions quick;
+  quick.idleTimeout = std::chrono::seconds(5);
+  auto serverSide = std::async(std::launch::async, [&]() -> Result<std::unique_ptr<TlsChannel>> {
+    auto socket = SocketChannel::create(std::move(serverFd), "client", quick);
+    if (!socket) return socket.error();
+    return TlsChannel::handshake(std::move(*socket), *serverContext);
+  });
+  auto socket = SocketChannel::create(std::move(clientFd), "server", quick);
+  ASSERT_TRUE(socket) << socket.error().message();
+  auto client = TlsChannel::handshake(std::move(*socket), *clientContext);
+  auto server = serverSide.get();
+  ASSERT_TRUE(client) << client.error().message();
+  ASSERT_TRUE(server) << server.error().message();
+  for (TlsChannel* end : {client->get(), server->get()}) {
+    EXPECT_FALSE(end->kernelSend()) << end->recordLayer();
+    EXPECT_TRUE(end->atollRecords()) << end->recordLayer();
+    EXPECT_EQ(end->recordLayer().rfind("user space (Atoll's records", 0), 0u) << end->recordLayer();
+  }
+  std::vector<uint8_t> data(3 << 20);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 131 + 7);
+  std::vector<uint8_t> got(data.size());
+  auto sent =
+      std::async(std::launch::async, [&] { return (*client)->sendAll(data.data(), data.size()); });
+  ASSERT_TRUE((*server)->recvExact(got.data(), got.size()));
+  ASSERT_TRUE(sent.get());
+  EXPECT_EQ(got, data);
 }
 
 }  // namespace
