@@ -186,8 +186,9 @@ void runServe(const ServeArgs& args) {
             << (*server)->port()
             << (config.tls.enabled()
                     ? std::string(" (TLS 1.3, client certificates; record layer: ") +
-                          (kernelTlsAvailable() ? "kernel TLS, offered by this kernel"
-                                                : "user space, this kernel has no kernel TLS") +
+                          (kernelTlsAvailable()
+                               ? "kernel TLS for sending on TCP, Atoll's records for receiving"
+                               : "user space, this kernel has no kernel TLS") +
                           ")"
                     : std::string())
             << "\n";
