@@ -32,11 +32,12 @@
 //                               503 without [transfer] listen
 //   GET    /v1/migrations/incoming  the destinations registered; DELETE .../{tunnel_id} removes one
 //   POST   /v1/migrations       on the source host: {"qmp", "peer", "tunnel_id", "channels",
-//                               "bwlimit", "relay", "timeout_s"}: live-migrate that QEMU through
-//                               the tunnel; 201 {"id", "mode", "tunnel_id"}, 502 when QEMU or
-//                               the peer cannot be reached, 409 when QEMU refuses; 202
-//                               {"id", "state": "starting"} when the start outlasts the
-//                               API's deadline (GET then shows it running, or failed and why)
+//                               "bwlimit", "downtime_limit_ms", "relay", "timeout_s"}:
+//                               live-migrate that QEMU through the tunnel; 201 {"id", "mode",
+//                               "tunnel_id"}, 502 when QEMU or the peer cannot be reached,
+//                               409 when QEMU refuses; 202 {"id", "state": "starting"} when
+//                               the start outlasts the API's deadline (GET then shows it
+//                               running, or failed and why)
 //   GET    /v1/migrations       every migration, failed starts too: state (starting, running,
 //                               completed, failed, cancelled), QEMU's figures, tunnel bytes,
 //                               summary, error

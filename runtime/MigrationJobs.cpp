@@ -184,9 +184,10 @@ bool MigrationJobs::startMigration(Job& job) {
     job.state = MigrationState::Running;
     spdlog::info(
         "event=migration_started id={} qmp={} peer={} tunnel_id={} mode={} channels={} "
-        "bwlimit={} timeout_s={}{}",
+        "bwlimit={} downtime_limit_ms={} timeout_s={}{}",
         job.id, qmp, peer, transfer::tunnelIdText(job.tunnelId), job.mode, job.channels,
-        request.migration.bandwidth, secondsText(request.timeout),
+        request.migration.bandwidth, request.migration.downtimeLimitMs,
+        secondsText(request.timeout),
         job.handOffNotOffered.empty() ? std::string()
                                       : " hand_off_not_offered=\"" + job.handOffNotOffered + "\"");
   }
@@ -356,6 +357,7 @@ nlohmann::json MigrationJobs::migrationsJson() const {
         {"mode", job->mode},
         {"channels", job->channels},
         {"bwlimit", request.bandwidth},
+        {"downtime_limit_ms", request.downtimeLimitMs},
         {"relay", request.relay},
         {"timeout_s", static_cast<double>(job->request.timeout.count()) / 1000.0},
         {"state", migrationStateName(job->state)},

@@ -66,7 +66,7 @@ Result<MigrationRequest> parseMigrationRequest(std::string_view body) {
   auto document = parseJsonObjectBody(body, "POST /v1/migrations");
   if (!document) return document.error();
   static constexpr std::string_view kKnown =
-      "qmp, peer, tunnel_id, channels, bwlimit, relay, timeout_s";
+      "qmp, peer, tunnel_id, channels, bwlimit, downtime_limit_ms, relay, timeout_s";
   MigrationRequest request;
   bool haveQmp = false, havePeer = false;
   for (const auto& [key, value] : document->items()) {
@@ -122,6 +122,17 @@ Result<MigrationRequest> parseMigrationRequest(std::string_view body) {
             "QEMU needs a cap above 0 (leave the field out to keep QEMU's own)");
       }
       request.migration.bandwidth = rate;
+    } else if (key == "downtime_limit_ms") {
+      // nlohmann keeps negative integers and floats apart from unsigned ones,
+      // so -5 and 50.5 fail the first test.
+      if (!value.is_number_unsigned() || value.get<uint64_t>() < 1 ||
+          value.get<uint64_t>() > transfer::kMaxDowntimeLimitMs) {
+        return requestFieldError(kRequest, key, value,
+                                 "expected whole milliseconds from 1 to " +
+                                     std::to_string(transfer::kMaxDowntimeLimitMs) +
+                                     " (leave the field out to keep QEMU's own)");
+      }
+      request.migration.downtimeLimitMs = value.get<uint64_t>();
     } else if (key == "relay") {
       if (!value.is_boolean())
         return requestFieldError(kRequest, key, value, "expected true or false");

@@ -29,7 +29,8 @@ struct MigrationRequest {
 
 // The body of POST /v1/migrations: a JSON object
 //   {"qmp": "/abs/path", "peer": "HOST:PORT", "tunnel_id": "hex", "channels": 1-64,
-//    "bwlimit": "1G" or bytes/s (above 0), "relay": bool, "timeout_s": seconds (0: none)}
+//    "bwlimit": "1G" or bytes/s (above 0), "downtime_limit_ms": QEMU's downtime-limit
+//    (1-2000000), "relay": bool, "timeout_s": seconds (0: none)}
 // of which qmp and peer are required. Whether QEMU answers on the socket is
 // left to the start itself, which reports it as such.
 Result<MigrationRequest> parseMigrationRequest(std::string_view body);

@@ -22,6 +22,7 @@
 
 #include "migrate/qemu/MigrationReport.h"
 #include "migrate/transfer/Net.h"
+#include "migrate/transfer/QemuMigration.h"
 #include "migrate/transfer/Rate.h"
 #include "runtime/ApiDefaults.h"
 #include "tools/DaemonClient.h"
@@ -70,6 +71,7 @@ struct StartArgs {
   std::string tunnelId;
   int64_t channels = 1;
   std::string bwlimit;
+  std::string downtimeLimit;
   bool relay = false;
   double timeoutSeconds = 0;
   bool wait = false;
@@ -233,6 +235,11 @@ void runStart(const StartArgs& args) {
     }
     body["bwlimit"] = *rate;
   }
+  if (!args.downtimeLimit.empty()) {
+    auto limit = transfer::parseDowntimeLimitMs(args.downtimeLimit, "--downtime-limit");
+    if (!limit) usage(limit.error().message());
+    body["downtime_limit_ms"] = *limit;
+  }
   if (!(args.timeoutSeconds >= 0) || !std::isfinite(args.timeoutSeconds)) {
     char text[32];
     std::snprintf(text, sizeof text, "%g", args.timeoutSeconds);
@@ -374,6 +381,14 @@ void addMigrationVerb(CLI::App& app) {
   start->add_option("--bwlimit", startArgs->bwlimit,
                     "QEMU's max-bandwidth in bytes/s (k, M, G); without it QEMU's own setting "
                     "stays");
+  start
+      ->add_option("--downtime-limit", startArgs->downtimeLimit,
+                   "QEMU's downtime-limit in milliseconds (1-" +
+                       std::to_string(transfer::kMaxDowntimeLimitMs) +
+                       "): pre-copy stops the guest once the rest fits into this time at the "
+                       "measured rate, so below QEMU's own (300) the guest's pause is shorter "
+                       "and the migration may take longer. Without it QEMU's own setting stays")
+      ->type_name("MS");
   start->add_flag("--relay", startArgs->relay,
                   "Relay QEMU's stream through Atoll even where the peer offers hand-off");
   start

@@ -56,6 +56,7 @@ struct MigrateArgs {
   std::string tunnelId;
   int64_t channels = 1;
   std::string bwlimit;
+  std::string downtimeLimit;
   double timeoutSeconds = 0;
   bool relay = false;
   bool json = false;
@@ -107,6 +108,11 @@ MigratePlan checkOptions(const MigrateArgs& args) {
            kExitUsage);
     }
     request.bandwidth = *rate;
+  }
+  if (!args.downtimeLimit.empty()) {
+    auto limit = transfer::parseDowntimeLimitMs(args.downtimeLimit, "--downtime-limit");
+    if (!limit) fail(limit.error().message(), kExitUsage);
+    request.downtimeLimitMs = *limit;
   }
   request.relay = args.relay;
   if (!(args.timeoutSeconds >= 0)) {
@@ -255,6 +261,14 @@ void addTransferMigrateSubcommand(CLI::App& transfer) {
   migrate->add_option("--bwlimit", args->bwlimit,
                       "QEMU's max-bandwidth in bytes/s (k, M, G); without it QEMU's own setting "
                       "stays");
+  migrate
+      ->add_option("--downtime-limit", args->downtimeLimit,
+                   "QEMU's downtime-limit in milliseconds (1-" +
+                       std::to_string(transfer::kMaxDowntimeLimitMs) +
+                       "): pre-copy stops the guest once the rest fits into this time at the "
+                       "measured rate, so below QEMU's own (300) the guest's pause is shorter "
+                       "and the migration may take longer. Without it QEMU's own setting stays")
+      ->type_name("MS");
   migrate
       ->add_option("--timeout", args->timeoutSeconds,
                    "Cancel the migration after this many seconds (0 = no limit)")

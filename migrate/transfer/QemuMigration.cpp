@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -88,6 +89,19 @@ bool migrating(const std::string& status) {
 }
 
 }  // namespace
+
+Result<uint64_t> parseDowntimeLimitMs(std::string_view text, std::string_view what) {
+  uint64_t milliseconds = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), milliseconds);
+  if (ec != std::errc() || text.empty() || end != text.data() + text.size() || milliseconds < 1 ||
+      milliseconds > kMaxDowntimeLimitMs) {
+    return Error::invalid("parse", std::string(what), std::string(text),
+                          "expected whole milliseconds from 1 to " +
+                              std::to_string(kMaxDowntimeLimitMs) +
+                              " (leave it out to keep QEMU's own)");
+  }
+  return milliseconds;
+}
 
 struct QemuMigration::Parts {
   std::optional<qemu::QmpClient> qmp;
@@ -186,6 +200,16 @@ QemuMigration::Started QemuMigration::start(const QemuMigrationRequest& request,
                     "QEMU at " + request.qmpSocket + " refused max-bandwidth " +
                         std::to_string(request.bandwidth) +
                         " bytes/s: " + qemuSaid(parameters.error()));
+    }
+  }
+  if (request.downtimeLimitMs > 0) {
+    auto parameters =
+        qmp.execute("migrate-set-parameters", {{"downtime-limit", request.downtimeLimitMs}});
+    if (!parameters) {
+      return refuse(MigrationStartFailure::kRefused, "QEMU at " + request.qmpSocket +
+                                                         " refused downtime-limit " +
+                                                         std::to_string(request.downtimeLimitMs) +
+                                                         " ms: " + qemuSaid(parameters.error()));
     }
   }
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "migrate/qemu/MigrationReport.h"
 #include "migrate/qemu/MigrationStatus.h"
@@ -30,6 +31,15 @@ namespace Atoll::transfer {
 // QEMU's multifd accepts up to 255 channels; beyond a few dozen they only
 // add connections, and each one here is a TCP connection and two threads.
 inline constexpr uint32_t kMaxMigrationChannels = 64;
+// The largest downtime-limit QEMU accepts (QEMU 7.2: 2000 s in milliseconds;
+// one more is refused). The CLI and the API check it up front, so an
+// operator's mistake is named before anything is asked of QEMU.
+inline constexpr uint64_t kMaxDowntimeLimitMs = 2000 * 1000;
+
+// A downtime limit as an operator writes it: whole milliseconds from 1 to
+// kMaxDowntimeLimitMs ("50"). `what` names the option in the error, which
+// also quotes the text.
+Result<uint64_t> parseDowntimeLimitMs(std::string_view text, std::string_view what);
 
 struct QemuMigrationRequest {
   std::string qmpSocket;  // the source QEMU's QMP socket
@@ -39,7 +49,13 @@ struct QemuMigrationRequest {
   uint64_t tunnelId = 0;
   uint32_t channels = 1;   // > 1: QEMU multifd with that many channels, relayed
   uint64_t bandwidth = 0;  // QEMU's max-bandwidth in bytes/s; 0 keeps QEMU's own
-  bool relay = false;      // relay even where the peer offers hand-off
+  // QEMU's downtime-limit in milliseconds; 0 keeps QEMU's own (300 in QEMU
+  // 7.2). Pre-copy stops the guest once what is left to send fits into the
+  // measured bandwidth times this limit: on a fast link the default lets it
+  // stop while much of the RAM is still unsent, so the guest's pause is long
+  // and varies from run to run; a lower limit keeps iterating instead.
+  uint64_t downtimeLimitMs = 0;
+  bool relay = false;  // relay even where the peer offers hand-off
   // Where the relay's private directory is made; empty: $TMPDIR, else /tmp.
   std::string relayParent;
   SocketOptions socket;
@@ -64,8 +80,8 @@ class QemuMigration {
     std::string message;  // why, naming the socket, peer or value
   };
   // Connects to the source QEMU, checks that it is not migrating, sets its
-  // multifd capability (and channels) and max-bandwidth, prepares the
-  // hand-off or the relay and tells QEMU to migrate.
+  // multifd capability (and channels), max-bandwidth and downtime-limit,
+  // prepares the hand-off or the relay and tells QEMU to migrate.
   static Started start(const QemuMigrationRequest& request,
                        std::chrono::milliseconds qmpReplyTimeout = std::chrono::seconds(10));
   // Stops the relay if finish() was not called; QEMU's migration, if still

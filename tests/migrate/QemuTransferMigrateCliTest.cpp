@@ -10,7 +10,10 @@
 // and handed off) leave the guest running. Then a server that serves registered
 // destinations only (a daemon's TunnelDestinations): `--tunnel-id` of the
 // registered hand-off destination migrates the guest there, and an id not
-// registered is refused naming it while the source runs on.
+// registered is refused naming it while the source runs on, as is a
+// downtime limit beyond QEMU's bound (by the CLI, and by QEMU itself when
+// QemuMigration is asked directly); the migration that follows sets QEMU's
+// downtime-limit to 50 ms, which the source QEMU reports afterwards.
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,6 +31,7 @@
 #include "QemuGuest.h"
 #include "TestImages.h"
 #include "migrate/transfer/Net.h"
+#include "migrate/transfer/QemuMigration.h"
 #include "migrate/transfer/TransferServer.h"
 #include "migrate/transfer/TunnelDestinations.h"
 
@@ -252,8 +256,38 @@ void migrateToRegisteredDestination(const testing::GuestImage& image, bool& gues
     expectSourceRuns(*source);
   }
 
+  {
+    SCOPED_TRACE("a downtime limit beyond what QEMU takes");
+    // The CLI refuses it before it reaches QEMU; QEMU itself refuses it too,
+    // which QemuMigration reports as such. Neither changes QEMU's setting.
+    const uint64_t tooLong = kMaxDowntimeLimitMs + 1;
+    auto before = source->qmp().execute("query-migrate-parameters");
+    ASSERT_TRUE(before) << before.error().message();
+    auto result = runAtoll(dir, migrate + " --downtime-limit " + std::to_string(tooLong));
+    show(result);
+    EXPECT_EQ(result.exitCode, 2) << result.err;
+    EXPECT_NE(result.err.find("'" + std::to_string(tooLong) + "'"), std::string::npos)
+        << result.err;
+    QemuMigrationRequest request;
+    request.qmpSocket = source->secondQmpPath();
+    request.peer = Endpoint{"127.0.0.1", (*server)->port()};
+    request.downtimeLimitMs = tooLong;
+    auto refused = QemuMigration::start(request);
+    EXPECT_FALSE(refused.migration);
+    EXPECT_EQ(refused.failure, MigrationStartFailure::kRefused) << refused.message;
+    EXPECT_NE(refused.message.find(source->secondQmpPath()), std::string::npos) << refused.message;
+    EXPECT_NE(refused.message.find("downtime-limit " + std::to_string(tooLong)), std::string::npos)
+        << refused.message;
+    std::printf("  refused: %s\n", refused.message.c_str());
+    auto parameters = source->qmp().execute("query-migrate-parameters");
+    ASSERT_TRUE(parameters) << parameters.error().message();
+    EXPECT_EQ((*parameters)["downtime-limit"], (*before)["downtime-limit"]) << parameters->dump();
+    expectSourceRuns(*source);
+  }
+
+  // A downtime limit below QEMU's default 300 ms: QEMU holds what was asked.
   auto result = runAtoll(dir, migrate + " --tunnel-id " + tunnelIdText(*tunnelId) +
-                                  " --bwlimit 8G --timeout 60 --json");
+                                  " --bwlimit 8G --downtime-limit 50 --timeout 60 --json");
   (*server)->stop();
   ASSERT_EQ(result.exitCode, 0) << result.err << result.out;
   auto summary = nlohmann::json::parse(result.out, nullptr, false);
@@ -267,6 +301,9 @@ void migrateToRegisteredDestination(const testing::GuestImage& image, bool& gues
             summary["ram_transferred_bytes"].get<uint64_t>());
   // The destination QEMU took its one incoming migration: the id is spent.
   EXPECT_FALSE(registry.find(*tunnelId)) << tunnelIdText(*tunnelId);
+  auto parameters = source->qmp().execute("query-migrate-parameters");
+  ASSERT_TRUE(parameters) << parameters.error().message();
+  EXPECT_EQ((*parameters)["downtime-limit"], 50) << parameters->dump();
   expectGuestRunsOnAtDestination(*source, *destination, guestPanicked);
 }
 

@@ -121,6 +121,16 @@ TEST_F(MigrationApi, MigrationRequestRefusalsNameTheFieldAndValue) {
   expectRefusal(post("/v1/migrations", with("bwlimit", 0)), 400, "bwlimit", "0");
   expectRefusal(post("/v1/migrations", with("bwlimit", "0")), 400, "bwlimit", "\"0\"");
   expectRefusal(post("/v1/migrations", with("bwlimit", "fast")), 400, "bwlimit", "fast");
+  expectRefusal(post("/v1/migrations", with("downtime_limit_ms", 0)), 400, "downtime_limit_ms",
+                "'0'");
+  expectRefusal(post("/v1/migrations", with("downtime_limit_ms", -50)), 400, "downtime_limit_ms",
+                "-50");
+  expectRefusal(post("/v1/migrations", with("downtime_limit_ms", 2000001)), 400,
+                "downtime_limit_ms", "2000001");
+  expectRefusal(post("/v1/migrations", with("downtime_limit_ms", "50")), 400, "downtime_limit_ms",
+                "\"50\"");
+  expectRefusal(post("/v1/migrations", with("downtime_limit_ms", 50.5)), 400, "downtime_limit_ms",
+                "50.5");
   expectRefusal(post("/v1/migrations", with("relay", "yes")), 400, "relay", "yes");
   expectRefusal(post("/v1/migrations", with("timeout_s", -1)), 400, "timeout_s", "-1");
   expectRefusal(post("/v1/migrations", with("speed", 1)), 400, "speed", "unknown field");
@@ -138,13 +148,15 @@ TEST_F(MigrationApi, MigrationRequestRefusalsNameTheFieldAndValue) {
 TEST_F(MigrationApi, AcceptedRequestsCarryEveryField) {
   auto request = parseMigrationRequest(
       R"({"qmp": "/run/vm1.qmp", "peer": "10.0.0.2:7477", "tunnel_id": "00000000000000ab",
-          "channels": 4, "bwlimit": "1G", "relay": true, "timeout_s": 1.5})");
+          "channels": 4, "bwlimit": "1G", "downtime_limit_ms": 50, "relay": true,
+          "timeout_s": 1.5})");
   ASSERT_TRUE(request) << request.error().message();
   EXPECT_EQ(request->migration.qmpSocket, "/run/vm1.qmp");
   EXPECT_EQ(request->migration.peer.text(), "10.0.0.2:7477");
   EXPECT_EQ(request->migration.tunnelId, 0xabu);
   EXPECT_EQ(request->migration.channels, 4u);
   EXPECT_EQ(request->migration.bandwidth, 1024u * 1024 * 1024);
+  EXPECT_EQ(request->migration.downtimeLimitMs, 50u);
   EXPECT_TRUE(request->migration.relay);
   EXPECT_EQ(request->timeout, 1500ms);
 
@@ -153,6 +165,16 @@ TEST_F(MigrationApi, AcceptedRequestsCarryEveryField) {
   EXPECT_EQ(defaults->migration.tunnelId, 0u);
   EXPECT_EQ(defaults->migration.channels, 1u);
   EXPECT_EQ(defaults->migration.bandwidth, 0u);
+  EXPECT_EQ(defaults->migration.downtimeLimitMs, 0u);
+
+  // The largest QEMU takes, and the smallest.
+  for (uint64_t limit : {uint64_t(1), transfer::kMaxDowntimeLimitMs}) {
+    auto edge = parseMigrationRequest(
+        R"({"qmp": "/run/vm1.qmp", "peer": "10.0.0.2:7477", "downtime_limit_ms": )" +
+        std::to_string(limit) + "}");
+    ASSERT_TRUE(edge) << limit << ": " << edge.error().message();
+    EXPECT_EQ(edge->migration.downtimeLimitMs, limit);
+  }
   EXPECT_FALSE(defaults->migration.relay);
   EXPECT_EQ(defaults->timeout, 0ms);
 }
@@ -265,7 +287,8 @@ TEST_F(MigrationApi, AMissingSourceQemuIs502NamingItsSocketAndListedAsFailed) {
   // No socket at all: refused at once, and the reply says why.
   const std::string absent = api.dir().file("absent.qmp");
   auto started = std::chrono::steady_clock::now();
-  auto missing = post("/v1/migrations", {{"qmp", absent}, {"peer", "127.0.0.1:7477"}});
+  auto missing = post("/v1/migrations",
+                      {{"qmp", absent}, {"peer", "127.0.0.1:7477"}, {"downtime_limit_ms", 50}});
   EXPECT_EQ(missing.status, 502) << missing.body.dump();
   EXPECT_NE(missing.error().find(absent), std::string::npos) << missing.error();
   EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
@@ -277,6 +300,7 @@ TEST_F(MigrationApi, AMissingSourceQemuIs502NamingItsSocketAndListedAsFailed) {
   const auto& entry = listed.body["migrations"][0];
   EXPECT_EQ(entry["state"], "failed") << entry.dump();
   EXPECT_EQ(entry["qmp"], absent) << entry.dump();
+  EXPECT_EQ(entry["downtime_limit_ms"], 50) << entry.dump();
   EXPECT_EQ(entry.value("error", ""), missing.error()) << entry.dump();
   EXPECT_EQ(entry.value("start_failure", ""), "qemu_unreachable") << entry.dump();
   EXPECT_EQ(transfers->migrations().inFlight(), 0u);

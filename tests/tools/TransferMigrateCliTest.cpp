@@ -1,7 +1,8 @@
 // `atoll transfer migrate` refuses bad options before it does anything: each
 // refusal names the option's value, exits with the usage code, and never
-// reaches the QMP socket. `transfer send` and `serve` do the same with
-// --cpus, before they connect or listen.
+// reaches the QMP socket; `migration start` refuses its own before it asks
+// atolld. `transfer send` and `serve` do the same with --cpus, before they
+// connect or listen.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -33,6 +34,12 @@ TEST(TransferMigrateCli, RefusesBadOptionsNamingTheValue) {
       {" --to 127.0.0.1:7477 --timeout -1", "--timeout -1"},
       {" --to 127.0.0.1:7477 --bwlimit fast", "'fast'"},
       {" --to 127.0.0.1:7477 --bwlimit 0", "--bwlimit '0'"},
+      {" --to 127.0.0.1:7477 --downtime-limit 0", "--downtime-limit value '0'"},
+      {" --to 127.0.0.1:7477 --downtime-limit -50", "'-50'"},
+      {" --to 127.0.0.1:7477 --downtime-limit 2000001", "'2000001'"},
+      {" --to 127.0.0.1:7477 --downtime-limit 99999999999999999999", "'99999999999999999999'"},
+      {" --to 127.0.0.1:7477 --downtime-limit 50.5", "'50.5'"},
+      {" --to 127.0.0.1:7477 --downtime-limit 50ms", "'50ms'"},
   };
   for (const auto& [options, named] : cases) {
     auto result = runAtoll(base + options);
@@ -40,6 +47,29 @@ TEST(TransferMigrateCli, RefusesBadOptionsNamingTheValue) {
     EXPECT_NE(result.err.find(named), std::string::npos) << options << ": " << result.err;
     EXPECT_EQ(result.err.find("QMP"), std::string::npos) << options << ": " << result.err;
   }
+}
+
+// `atoll migration start` checks its QEMU options before it asks atolld:
+// the socket named here does not exist, so a refusal that got as far as the
+// daemon would name it.
+TEST(MigrationStartCli, RefusesBadOptionsNamingTheValue) {
+  test::TempDir dir;
+  const std::string base = "migration start --qmp " + dir.file("vm.qmp") + " --socket " +
+                           dir.file("absent.sock") + " --to 127.0.0.1:7477";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" --bwlimit 0", "--bwlimit '0'"},    {" --downtime-limit 0", "--downtime-limit value '0'"},
+      {" --downtime-limit -50", "'-50'"},   {" --downtime-limit 2000001", "'2000001'"},
+      {" --downtime-limit 50.5", "'50.5'"}, {" --downtime-limit soon", "'soon'"},
+  };
+  for (const auto& [options, named] : cases) {
+    auto result = runAtoll(base + options);
+    EXPECT_EQ(result.exitCode, 2) << options << ": " << result.err;
+    EXPECT_NE(result.err.find(named), std::string::npos) << options << ": " << result.err;
+    EXPECT_EQ(result.err.find("absent.sock"), std::string::npos) << options << ": " << result.err;
+  }
+  auto help = runAtoll("migration start --help");
+  EXPECT_EQ(help.exitCode, 0);
+  EXPECT_NE(help.out.find("--downtime-limit"), std::string::npos) << help.out;
 }
 
 TEST(TransferMigrateCli, MissingQmpSocketIsNamed) {
@@ -57,9 +87,9 @@ TEST(TransferMigrateCli, HelpSaysWhatTheDestinationNeeds) {
       std::string(ATOLL_CLI_PATH) + " transfer migrate --help >" + dir.file("out") + " 2>&1";
   ASSERT_EQ(std::system(command.c_str()), 0);
   std::string help = test::readTextFile(dir.file("out"));
-  for (const char* text :
-       {"--qmp", "--to", "--channels", "multifd", "-incoming unix:PATH", "--tunnel-to", "--json",
-        "--timeout", "--bwlimit", "plaintext", "--relay", "--tunnel-qmp", "-incoming defer"})
+  for (const char* text : {"--qmp", "--to", "--channels", "multifd", "-incoming unix:PATH",
+                           "--tunnel-to", "--json", "--timeout", "--bwlimit", "--downtime-limit",
+                           "plaintext", "--relay", "--tunnel-qmp", "-incoming defer"})
     EXPECT_NE(help.find(text), std::string::npos) << text << " not in:\n" << help;
   auto page = runAtoll("manpage --output " + dir.file("atoll.1"));
   EXPECT_EQ(page.exitCode, 0) << page.err;
