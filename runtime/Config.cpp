@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "migrate/transfer/Net.h"
+#include "migrate/transfer/QemuMigration.h"
 #include "migrate/transfer/Rate.h"
 #include "numa/CpuSet.h"
 #include "runtime/SubsystemCatalog.h"
@@ -655,6 +656,11 @@ void readTransfer(Validator& v, const toml::table& table, DaemonConfig& c) {
            [&](const toml::node& n, const std::string& k) {
              if (auto x = v.boolean(n, k)) t.pipelined = *x;
            }},
+          {"downtime_limit_ms",
+           [&](const toml::node& n, const std::string& k) {
+             if (auto x = v.integer(n, k, 0, static_cast<int64_t>(transfer::kMaxDowntimeLimitMs)))
+               t.downtimeLimitMs = static_cast<uint64_t>(*x);
+           }},
           {"host_bwlimit", [&](const toml::node& n, const std::string& k) {
              if (const auto* i = n.as_integer()) {
                if (i->get() < 0) {
@@ -771,6 +777,7 @@ std::vector<std::string> restartOnlyChanges(const DaemonConfig& running, const D
     out.push_back("planner");
   TransferSettings runningTransfer = running.transfer, nextTransfer = next.transfer;
   runningTransfer.hostBandwidth = nextTransfer.hostBandwidth = 0;
+  runningTransfer.downtimeLimitMs = nextTransfer.downtimeLimitMs = 0;
   if (!(runningTransfer == nextTransfer)) out.push_back("transfer");
   return out;
 }

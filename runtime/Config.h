@@ -102,6 +102,11 @@ struct TransferSettings {
   // Each transfer side hands its file or socket work to a second thread
   // (migrate/transfer/Pipeline.h); false: one thread per side.
   bool pipelined = false;
+  // QEMU's downtime-limit in milliseconds for the live migrations this host
+  // drives when a request names none; 0 keeps QEMU's own. Host policy rather
+  // than per request: what pause a guest may see is the operator's call.
+  // Follows reloads (migrations started afterwards use the new value).
+  uint64_t downtimeLimitMs = 0;
 
   bool operator==(const TransferSettings&) const = default;
 };

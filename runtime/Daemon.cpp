@@ -396,6 +396,7 @@ void Daemon::reload() {
   options_.overrides.applyTo(next);
   std::vector<std::string> restartOnly;
   bool hostCapChanged = false;
+  bool downtimeLimitChanged = false;
   {
     std::lock_guard lock(configMutex_);
     restartOnly = restartOnlyChanges(config_, next);
@@ -414,17 +415,23 @@ void Daemon::reload() {
     const planner::Mode mode = next.planner.config.mode;
     next.planner.config = config_.planner.config;
     next.planner.config.mode = mode;
-    // The transfer endpoint and TLS files are fixed at start; the host cap follows.
+    // The transfer endpoint and TLS files are fixed at start; the host cap
+    // and the migrations' default downtime limit follow.
     const uint64_t hostCap = next.transfer.hostBandwidth;
+    const uint64_t downtimeLimit = next.transfer.downtimeLimitMs;
     hostCapChanged = hostCap != config_.transfer.hostBandwidth;
+    downtimeLimitChanged = downtimeLimit != config_.transfer.downtimeLimitMs;
     next.transfer = config_.transfer;
     next.transfer.hostBandwidth = hostCap;
+    next.transfer.downtimeLimitMs = downtimeLimit;
   }
   setLogLevel(next.logLevel);
   for (const auto& [name, settings] : next.subsystems) scheduler_->setBudget(name, settings.budget);
   housekeeping_->setCompactJournalBytes(next.compactJournalBytes);
-  if (auto transfers = transferSubsystem(*scheduler_); transfers && hostCapChanged)
-    transfers->setHostLimit(next.transfer.hostBandwidth);
+  if (auto transfers = transferSubsystem(*scheduler_)) {
+    if (hostCapChanged) transfers->setHostLimit(next.transfer.hostBandwidth);
+    if (downtimeLimitChanged) transfers->setMigrationDowntimeLimit(next.transfer.downtimeLimitMs);
+  }
   for (const auto& key : restartOnly)
     spdlog::warn(
         "event=reload_needs_restart key={} effect=\"the running value stays until "

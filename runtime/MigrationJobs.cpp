@@ -100,10 +100,18 @@ MigrationJobs::~MigrationJobs() {
   stop();
 }
 
+void MigrationJobs::setDefaultDowntimeLimitMs(uint64_t milliseconds) {
+  defaultDowntimeLimitMs_.store(milliseconds);
+}
+
 MigrationStart MigrationJobs::start(const MigrationRequest& request) {
   MigrationStart out;
   auto job = std::make_shared<Job>();
   job->request = request;
+  // Fixed here, not on the job's thread, so the listing and the log show the
+  // limit QEMU is given even when a reload changes the default meanwhile.
+  if (job->request.migration.downtimeLimitMs == 0)
+    job->request.migration.downtimeLimitMs = defaultDowntimeLimitMs_.load();
   job->requested = Clock::now();
   job->tunnelId = request.migration.tunnelId;
   job->channels = request.migration.channels;

@@ -21,6 +21,7 @@
 // Nothing here survives a restart: the migration is QEMU's, and a daemon
 // that starts again does not know the QMP connection it had. stop() cancels
 // what still runs or starts, so the source VM keeps running on this host.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -93,8 +94,14 @@ class MigrationJobs {
 
   // Records the migration as starting and starts it on its own thread,
   // which then follows it; returns the outcome, or the id when the start
-  // takes longer than startReplyWait.
+  // takes longer than startReplyWait. A request without a downtime limit
+  // gets the default in force now, and is listed and logged with it.
   MigrationStart start(const MigrationRequest& request);
+  // QEMU's downtime-limit for requests that name none ([transfer]
+  // downtime_limit_ms); 0 keeps QEMU's own. Migrations already started keep
+  // the limit they were given.
+  void setDefaultDowntimeLimitMs(uint64_t milliseconds);
+  uint64_t defaultDowntimeLimitMs() const { return defaultDowntimeLimitMs_.load(); }
   // Asks the migration's thread to cancel it with migrate_cancel; one still
   // starting is cancelled as soon as QEMU migrates.
   MigrationCancelOutcome cancel(uint64_t id);
@@ -116,6 +123,8 @@ class MigrationJobs {
   void end(Job& job, MigrationState state, std::string error);
 
   MigrationTiming timing_;
+  // Read by every start, set by reloads: no lock needed for one value.
+  std::atomic<uint64_t> defaultDowntimeLimitMs_{0};
   mutable std::mutex mutex_;
   uint64_t nextId_ = 1;
   std::map<uint64_t, std::shared_ptr<Job>> jobs_;

@@ -130,7 +130,8 @@ Result<MigrationRequest> parseMigrationRequest(std::string_view body) {
         return requestFieldError(kRequest, key, value,
                                  "expected whole milliseconds from 1 to " +
                                      std::to_string(transfer::kMaxDowntimeLimitMs) +
-                                     " (leave the field out to keep QEMU's own)");
+                                     " (leave the field out for the host's [transfer] "
+                                     "downtime_limit_ms)");
       }
       request.migration.downtimeLimitMs = value.get<uint64_t>();
     } else if (key == "relay") {

@@ -31,7 +31,9 @@ struct MigrationRequest {
 //   {"qmp": "/abs/path", "peer": "HOST:PORT", "tunnel_id": "hex", "channels": 1-64,
 //    "bwlimit": "1G" or bytes/s (above 0), "downtime_limit_ms": QEMU's downtime-limit
 //    (1-2000000), "relay": bool, "timeout_s": seconds (0: none)}
-// of which qmp and peer are required. Whether QEMU answers on the socket is
+// of which qmp and peer are required. Without downtime_limit_ms the host's
+// [transfer] downtime_limit_ms applies when the migration starts
+// (MigrationJobs), so the request keeps it 0 here. Whether QEMU answers on the socket is
 // left to the start itself, which reports it as such.
 Result<MigrationRequest> parseMigrationRequest(std::string_view body);
 

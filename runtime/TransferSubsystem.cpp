@@ -200,7 +200,9 @@ TransferSubsystem::TransferSubsystem(const TransferSettings& settings,
     : settings_(settings),
       host_(settings.hostBandwidth),
       tls_{settings.tlsCertificate, settings.tlsPrivateKey, settings.tlsCa},
-      migrations_(migrationTiming) {}
+      migrations_(migrationTiming) {
+  migrations_.setDefaultDowntimeLimitMs(settings.downtimeLimitMs);
+}
 
 Result<std::shared_ptr<TransferSubsystem>> TransferSubsystem::create(
     const TransferSettings& settings, MigrationTiming migrationTiming) {
@@ -301,6 +303,12 @@ void TransferSubsystem::setHostLimit(uint64_t bytesPerSecond) {
   host_.setLimit(bytesPerSecond);
   spdlog::info("event=transfer_host_bwlimit before={} after={} transfers={}", before,
                bytesPerSecond, host_.activeTransfers());
+}
+
+void TransferSubsystem::setMigrationDowntimeLimit(uint64_t milliseconds) {
+  uint64_t before = migrations_.defaultDowntimeLimitMs();
+  migrations_.setDefaultDowntimeLimitMs(milliseconds);
+  spdlog::info("event=migration_downtime_limit before={} after={}", before, milliseconds);
 }
 
 Result<uint64_t> TransferSubsystem::start(const TransferRequest& request) {
@@ -553,6 +561,7 @@ nlohmann::json TransferSubsystem::describe() const {
                      {"sending", running},
                      {"sent_kept", total},
                      {"migrating", migrations_.inFlight()},
+                     {"migration_downtime_limit_ms", migrations_.defaultDowntimeLimitMs()},
                      {"incoming_migrations", destinations_.list().size()},
                      {"receiving", server_ ? nlohmann::json(settings_.listen) : nullptr}};
   return out;

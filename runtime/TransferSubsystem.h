@@ -115,6 +115,9 @@ class TransferSubsystem : public Subsystem {
   nlohmann::json incomingMigrationsJson() const;
   // The migrations this host drives as their source.
   MigrationJobs& migrations() { return migrations_; }
+  // The downtime limit migrations get when their request names none
+  // ([transfer] downtime_limit_ms, on a reload); 0 keeps QEMU's own.
+  void setMigrationDowntimeLimit(uint64_t milliseconds);
 
   // Cancels what still runs (migrations with migrate_cancel, so their VMs
   // keep running here) and waits for the threads; the receiver stops.

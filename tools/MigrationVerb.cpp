@@ -27,6 +27,7 @@
 #include "runtime/ApiDefaults.h"
 #include "tools/DaemonClient.h"
 #include "tools/JsonCells.h"
+#include "tools/TransferMigrate.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -381,14 +382,8 @@ void addMigrationVerb(CLI::App& app) {
   start->add_option("--bwlimit", startArgs->bwlimit,
                     "QEMU's max-bandwidth in bytes/s (k, M, G); without it QEMU's own setting "
                     "stays");
-  start
-      ->add_option("--downtime-limit", startArgs->downtimeLimit,
-                   "QEMU's downtime-limit in milliseconds (1-" +
-                       std::to_string(transfer::kMaxDowntimeLimitMs) +
-                       "): pre-copy stops the guest once the rest fits into this time at the "
-                       "measured rate, so below QEMU's own (300) the guest's pause is shorter "
-                       "and the migration may take longer. Without it QEMU's own setting stays")
-      ->type_name("MS");
+  addDowntimeLimitOption(*start, startArgs->downtimeLimit,
+                         "atolld's [transfer] downtime_limit_ms applies (0 there: QEMU's own)");
   start->add_flag("--relay", startArgs->relay,
                   "Relay QEMU's stream through Atoll even where the peer offers hand-off");
   start

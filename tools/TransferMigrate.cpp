@@ -236,6 +236,19 @@ void runMigrate(const MigrateArgs& args) {
 
 }  // namespace
 
+CLI::Option* addDowntimeLimitOption(CLI::App& command, std::string& into,
+                                    std::string_view without) {
+  return command
+      .add_option("--downtime-limit", into,
+                  "QEMU's downtime-limit in milliseconds (1-" +
+                      std::to_string(transfer::kMaxDowntimeLimitMs) +
+                      "): pre-copy stops the guest once the rest fits into this time at the "
+                      "measured rate, so below QEMU's own (300) the guest's pause is shorter "
+                      "and the migration may take longer. Without it " +
+                      std::string(without))
+      ->type_name("MS");
+}
+
 void addTransferMigrateSubcommand(CLI::App& transfer) {
   auto args = std::make_shared<MigrateArgs>();
   auto* migrate = transfer.add_subcommand(
@@ -261,14 +274,7 @@ void addTransferMigrateSubcommand(CLI::App& transfer) {
   migrate->add_option("--bwlimit", args->bwlimit,
                       "QEMU's max-bandwidth in bytes/s (k, M, G); without it QEMU's own setting "
                       "stays");
-  migrate
-      ->add_option("--downtime-limit", args->downtimeLimit,
-                   "QEMU's downtime-limit in milliseconds (1-" +
-                       std::to_string(transfer::kMaxDowntimeLimitMs) +
-                       "): pre-copy stops the guest once the rest fits into this time at the "
-                       "measured rate, so below QEMU's own (300) the guest's pause is shorter "
-                       "and the migration may take longer. Without it QEMU's own setting stays")
-      ->type_name("MS");
+  addDowntimeLimitOption(*migrate, args->downtimeLimit);
   migrate
       ->add_option("--timeout", args->timeoutSeconds,
                    "Cancel the migration after this many seconds (0 = no limit)")

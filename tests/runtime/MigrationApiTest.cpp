@@ -3,7 +3,8 @@
 // value and registers or starts nothing, a daemon without a receiving
 // endpoint says which setting it lacks, a destination registered with a
 // real socket is listed and removed, a source QEMU that cannot be reached
-// is a 502 naming its socket and listed as failed, a start that outlasts
+// is a 502 naming its socket and listed as failed (with the downtime limit
+// applied: the request's own, else the host's default), a start that outlasts
 // the API's deadline is answered 202 "starting" in time and then listed as
 // failed with its reason, and stopping waits for a start in progress.
 #include <gtest/gtest.h>
@@ -307,6 +308,35 @@ TEST_F(MigrationApi, AMissingSourceQemuIs502NamingItsSocketAndListedAsFailed) {
   // It is over: cancelling it is refused as finished.
   auto cancel = call(socket, "DELETE", "/v1/migrations/" + entry["id"].dump());
   EXPECT_EQ(cancel.status, 409) << cancel.body.dump();
+}
+
+// A request without downtime_limit_ms gets the host's default as it is when
+// the request comes ([transfer] downtime_limit_ms, set again on a reload),
+// and one with its own keeps it. Failed starts are listed with what QEMU
+// would have been given, which is enough to see it without a QEMU.
+TEST_F(MigrationApi, TheHostDowntimeLimitAppliesWhereTheRequestNamesNone) {
+  const std::string absent = api.dir().file("absent.qmp");
+  const nlohmann::json plain{{"qmp", absent}, {"peer", "127.0.0.1:7477"}};
+  nlohmann::json own = plain;
+  own["downtime_limit_ms"] = 50;
+  auto limitOf = [&](const nlohmann::json& body) -> nlohmann::json {
+    auto reply = post("/v1/migrations", body);
+    EXPECT_EQ(reply.status, 502) << reply.body.dump();
+    auto listed = call(socket, "GET", "/v1/migrations");
+    EXPECT_EQ(listed.status, 200) << listed.body.dump();
+    if (!listed.body.contains("migrations") || listed.body["migrations"].empty()) return nullptr;
+    // Ids grow, so the newest migration is listed last.
+    return listed.body["migrations"].back()["downtime_limit_ms"];
+  };
+
+  // Out of the box QEMU's own stays.
+  EXPECT_EQ(limitOf(plain), 0);
+  transfers->setMigrationDowntimeLimit(120);
+  EXPECT_EQ(limitOf(plain), 120);
+  EXPECT_EQ(limitOf(own), 50);
+  transfers->setMigrationDowntimeLimit(0);
+  EXPECT_EQ(limitOf(plain), 0);
+  EXPECT_EQ(limitOf(own), 50);
 }
 
 // The API drops replies past 1.5 s, so a start waits 0.5 s for its outcome

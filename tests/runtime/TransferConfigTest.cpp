@@ -6,6 +6,7 @@
 
 #include <cctype>
 
+#include "migrate/transfer/QemuMigration.h"
 #include "migrate/transfer/Rate.h"
 #include "runtime/Config.h"
 #include "runtime/TransferSubsystem.h"
@@ -24,6 +25,7 @@ TEST(TransferConfig, OffByDefault) {
   EXPECT_EQ(parsed.config.transfer.stagingDirectory, "/var/lib/atoll/staging");
   EXPECT_TRUE(parsed.config.transfer.cpus.empty());
   EXPECT_FALSE(parsed.config.transfer.pipelined);
+  EXPECT_EQ(parsed.config.transfer.downtimeLimitMs, 0u);
 }
 
 TEST(TransferConfig, ShippedExampleHoldsTheDefaults) {
@@ -43,6 +45,7 @@ tls_ca = "/etc/atoll/ca.pem"
 host_bwlimit = "1.5G"
 cpus = "2-3,0,8"
 pipelined = true
+downtime_limit_ms = 50
 )",
                             "t.toml");
   ASSERT_TRUE(parsed.ok()) << errorsOf(parsed);
@@ -55,11 +58,35 @@ pipelined = true
   EXPECT_EQ(t.hostBandwidth, uint64_t(1536) * 1024 * 1024);
   EXPECT_EQ(t.cpus, (numa::CpuList{0, 2, 3, 8}));
   EXPECT_TRUE(t.pipelined);
+  EXPECT_EQ(t.downtimeLimitMs, 50u);
 
   auto integer = parseConfig("[transfer]\nhost_bwlimit = 1000000\nlisten = \"off\"\n", "i.toml");
   ASSERT_TRUE(integer.ok()) << errorsOf(integer);
   EXPECT_EQ(integer.config.transfer.hostBandwidth, 1000000u);
   EXPECT_TRUE(integer.config.transfer.listen.empty());
+}
+
+// 0 keeps QEMU's own; 1 and QEMU's largest are taken as written.
+TEST(TransferConfig, DowntimeLimitTakesZeroAndQemusRange) {
+  for (uint64_t limit : {uint64_t(0), uint64_t(1), transfer::kMaxDowntimeLimitMs}) {
+    auto parsed =
+        parseConfig("[transfer]\ndowntime_limit_ms = " + std::to_string(limit) + "\n", "d.toml");
+    ASSERT_TRUE(parsed.ok()) << errorsOf(parsed);
+    EXPECT_EQ(parsed.config.transfer.downtimeLimitMs, limit);
+  }
+}
+
+// The subsystem hands the configured limit to its migrations, and a reload's
+// value replaces it for the ones started afterwards.
+TEST(TransferConfig, DowntimeLimitReachesTheMigrations) {
+  TransferSettings settings;
+  settings.downtimeLimitMs = 40;
+  auto subsystem = TransferSubsystem::create(settings);
+  ASSERT_TRUE(subsystem) << subsystem.error().message();
+  EXPECT_EQ((*subsystem)->migrations().defaultDowntimeLimitMs(), 40u);
+  EXPECT_EQ((*subsystem)->describe()["migration_downtime_limit_ms"], 40);
+  (*subsystem)->setMigrationDowntimeLimit(0);
+  EXPECT_EQ((*subsystem)->migrations().defaultDowntimeLimitMs(), 0u);
 }
 
 TEST(TransferConfig, EmptyCpusLeaveTransfersUnplaced) {
@@ -138,6 +165,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadTransferValue{"cpus = \"all\"", "transfer.cpus", "'all'"},
         BadTransferValue{"cpus = 4", "transfer.cpus", "expected a string"},
         BadTransferValue{"pipelined = \"yes\"", "transfer.pipelined", "expected a boolean"},
+        BadTransferValue{"downtime_limit_ms = -5", "transfer.downtime_limit_ms", "-5"},
+        BadTransferValue{"downtime_limit_ms = 2000001", "transfer.downtime_limit_ms",
+                         "2000001 is out of range 0..2000000"},
+        BadTransferValue{"downtime_limit_ms = \"50\"", "transfer.downtime_limit_ms",
+                         "expected an integer, found string"},
+        BadTransferValue{"downtime_limit_ms = 50.5", "transfer.downtime_limit_ms",
+                         "expected an integer, found float"},
         BadTransferValue{"tls_certificate = \"/c.pem\"\ntls_private_key = \"/k.pem\"", "transfer",
                          "go together"}));
 
@@ -145,6 +179,9 @@ TEST(TransferConfig, EndpointAndTlsNeedARestartTheHostCapDoesNot) {
   DaemonConfig running = defaultConfig();
   DaemonConfig next = running;
   next.transfer.hostBandwidth = 5 << 20;
+  EXPECT_TRUE(restartOnlyChanges(running, next).empty());
+  // Each migration reads the default downtime limit when it starts.
+  next.transfer.downtimeLimitMs = 50;
   EXPECT_TRUE(restartOnlyChanges(running, next).empty());
   next.transfer.listen = "0.0.0.0:7477";
   EXPECT_EQ(restartOnlyChanges(running, next), std::vector<std::string>{"transfer"});
