@@ -98,7 +98,7 @@ Result<uint64_t> parseDowntimeLimitMs(std::string_view text, std::string_view wh
     return Error::invalid("parse", std::string(what), std::string(text),
                           "expected whole milliseconds from 1 to " +
                               std::to_string(kMaxDowntimeLimitMs) +
-                              " (leave it out to keep QEMU's own)");
+                              " (leave it out for the default)");
   }
   return milliseconds;
 }
