@@ -263,7 +263,7 @@ Result<void> Collector::setTrackIslands(bool on) {
   }
   sched_ = std::move(*reloaded);
   // The new programs count from zero.
-  for (auto& [number, tracked] : tracked_) tracked.sched = SchedCounters{};
+  lastSched_.clear();
   options_.trackIslands = on;
   const std::string disabled = "cross-island wait: disabled (CollectorOptions::trackIslands)";
   std::erase(degraded_, disabled);
@@ -296,19 +296,24 @@ TickReport Collector::tick() {
   ++ticks_;
   const int64_t now = monotonicNs();
 
+  // A map that could not be read leaves the last reading as the baseline.
   std::unordered_map<uint64_t, SchedCounters> sched;
+  bool schedRead = false;
   if (sched_) {
     if (auto counters = sched_->read()) {
       sched = std::move(*counters);
+      schedRead = true;
     } else {
       report.problems.push_back(counters.error().message());
     }
     if (auto errors = sched_->errors()) report.schedErrors = *errors;
   }
   std::unordered_map<uint64_t, NetCounters> net;
+  bool netRead = false;
   if (net_) {
     if (auto counters = net_->read()) {
       net = std::move(*counters);
+      netRead = true;
     } else {
       report.problems.push_back(counters.error().message());
     }
@@ -318,9 +323,11 @@ TickReport Collector::tick() {
   if (net_ && (ticks_ - 1) % static_cast<uint64_t>(options_.slowSignalsEveryTicks) == 0)
     joinTraffic(report);
   std::unordered_map<uint64_t, BlockCounters> block;
+  bool blockRead = false;
   if (block_) {
     if (auto counters = block_->read()) {
       block = std::move(*counters);
+      blockRead = true;
     } else {
       report.problems.push_back(counters.error().message());
     }
@@ -328,13 +335,18 @@ TickReport Collector::tick() {
   }
 
   for (auto& [number, tracked] : tracked_) {
-    SchedCounters schedNow;
-    NetCounters netNow;
-    BlockCounters blockNow;
+    // Now and at the last reading, over the same cgroups: those in the
+    // subtree now.
+    SchedCounters schedNow, schedBefore;
+    NetCounters netNow, netBefore;
+    BlockCounters blockNow, blockBefore;
     for (uint64_t id : tracked.subtreeIds) {
       if (auto it = sched.find(id); it != sched.end()) schedNow += it->second;
       if (auto it = net.find(id); it != net.end()) netNow += it->second;
       if (auto it = block.find(id); it != block.end()) blockNow += it->second;
+      if (auto it = lastSched_.find(id); it != lastSched_.end()) schedBefore += it->second;
+      if (auto it = lastNet_.find(id); it != lastNet_.end()) netBefore += it->second;
+      if (auto it = lastBlock_.find(id); it != lastBlock_.end()) blockBefore += it->second;
     }
     std::optional<CgroupReading> reading;
     const bool slowTick =
@@ -364,23 +376,23 @@ TickReport Collector::tick() {
       const double seconds = static_cast<double>(now - tracked.lastNs) / 1e9;
       snap.intervalSeconds = seconds;
       if (sched_) {
-        snap.cpuCores = static_cast<double>(counterDelta(schedNow.oncpuNs, tracked.sched.oncpuNs)) /
+        snap.cpuCores = static_cast<double>(counterDelta(schedNow.oncpuNs, schedBefore.oncpuNs)) /
                         1e9 / seconds;
         snap.runqWaitPerSecond =
-            static_cast<double>(counterDelta(schedNow.runqWaitNs, tracked.sched.runqWaitNs)) / 1e9 /
+            static_cast<double>(counterDelta(schedNow.runqWaitNs, schedBefore.runqWaitNs)) / 1e9 /
             seconds;
         snap.switchesPerSecond =
-            static_cast<double>(counterDelta(schedNow.switches, tracked.sched.switches)) / seconds;
+            static_cast<double>(counterDelta(schedNow.switches, schedBefore.switches)) / seconds;
         if (sched_->pageFaultsUnavailable().empty())
           snap.pageFaultsPerSecond =
-              static_cast<double>(counterDelta(schedNow.pageFaults, tracked.sched.pageFaults)) /
+              static_cast<double>(counterDelta(schedNow.pageFaults, schedBefore.pageFaults)) /
               seconds;
         if (options_.trackIslands)
           snap.crossIslandWaitPerSecond =
               static_cast<double>(
-                  counterDelta(schedNow.crossIslandWaitNs, tracked.sched.crossIslandWaitNs)) /
+                  counterDelta(schedNow.crossIslandWaitNs, schedBefore.crossIslandWaitNs)) /
               1e9 / seconds;
-        Log2Histogram delta = histogramDelta(schedNow.runqHistogram, tracked.sched.runqHistogram);
+        Log2Histogram delta = histogramDelta(schedNow.runqHistogram, schedBefore.runqHistogram);
         if (totalCount(delta) > 0) {
           const double unitUs = static_cast<double>(sched_->histogramUnitNs()) / 1000.0;
           snap.runqP50Us = histogramQuantile(delta, 0.50) * unitUs;
@@ -389,19 +401,18 @@ TickReport Collector::tick() {
       }
       if (net_) {
         snap.rxBytesPerSecond =
-            static_cast<double>(counterDelta(netNow.rxBytes, tracked.net.rxBytes)) / seconds;
+            static_cast<double>(counterDelta(netNow.rxBytes, netBefore.rxBytes)) / seconds;
         snap.txBytesPerSecond =
-            static_cast<double>(counterDelta(netNow.txBytes, tracked.net.txBytes)) / seconds;
+            static_cast<double>(counterDelta(netNow.txBytes, netBefore.txBytes)) / seconds;
       }
       if (block_) {
         snap.diskReadBytesPerSecond =
-            static_cast<double>(counterDelta(blockNow.readBytes, tracked.block.readBytes)) /
-            seconds;
+            static_cast<double>(counterDelta(blockNow.readBytes, blockBefore.readBytes)) / seconds;
         snap.diskWriteBytesPerSecond =
-            static_cast<double>(counterDelta(blockNow.writeBytes, tracked.block.writeBytes)) /
+            static_cast<double>(counterDelta(blockNow.writeBytes, blockBefore.writeBytes)) /
             seconds;
         Log2Histogram delta =
-            histogramDelta(blockNow.latencyHistogram, tracked.block.latencyHistogram);
+            histogramDelta(blockNow.latencyHistogram, blockBefore.latencyHistogram);
         if (totalCount(delta) > 0) snap.diskP99Us = histogramQuantile(delta, 0.99);
       }
       if (reading && reading->cpu && tracked.cpuStat && now > tracked.cpuStatNs)
@@ -449,9 +460,6 @@ TickReport Collector::tick() {
         tracked.cpuStatNs = now;
       }
     }
-    tracked.sched = schedNow;
-    tracked.net = netNow;
-    tracked.block = blockNow;
     tracked.lastNs = now;
     tracked.haveBaseline = true;
     if (!full) continue;
@@ -470,6 +478,9 @@ TickReport Collector::tick() {
     if (auto talks = talksTo_.find(number); talks != talksTo_.end()) snap.talksTo = talks->second;
     report.workloads.push_back(std::move(snap));
   }
+  if (schedRead) lastSched_ = std::move(sched);
+  if (netRead) lastNet_ = std::move(net);
+  if (blockRead) lastBlock_ = std::move(block);
   flushSamples(report);
   return report;
 }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "bpf/collector/CgroupDiscovery.h"
@@ -134,9 +135,6 @@ class Collector {
     std::optional<CgroupReader> reader;
     bool haveBaseline = false;
     int64_t lastNs = 0;
-    SchedCounters sched;
-    NetCounters net;
-    BlockCounters block;
     std::optional<CpuStat> cpuStat;
     int64_t cpuStatNs = 0;  // when cpuStat was read
     uint32_t island = 0;
@@ -170,6 +168,13 @@ class Collector {
   std::unique_ptr<BlockTelemetry> block_;
   WorkloadRegistry registry_;
   std::map<uint32_t, Tracked> tracked_;
+  // Each cgroup's counters as last read. A workload's baseline is the sum
+  // over the cgroups in its subtree now, so a child cgroup leaving the
+  // subtree does not make the workload's sum go backwards (which a counter
+  // delta would take for a reset and report the whole history as new).
+  std::unordered_map<uint64_t, SchedCounters> lastSched_;
+  std::unordered_map<uint64_t, NetCounters> lastNet_;
+  std::unordered_map<uint64_t, BlockCounters> lastBlock_;
   std::vector<std::string> degraded_;
   bool libvirtFailureLogged_ = false;
   bool forceDiscovery_ = true;

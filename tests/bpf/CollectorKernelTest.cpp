@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <optional>
 #include <set>
 
 #include "TestCgroup.h"
@@ -82,6 +83,55 @@ TEST(Collector, CgroupRecreatedUnderTheSameNameIsANewWorkload) {
   forecast::Sample sample;
   while (ring.tryPop(sample)) seriesInRing.insert(sample.key.workload);
   EXPECT_TRUE(seriesInRing.count(firstNumber));
+}
+
+// A child cgroup leaving a workload's subtree takes its counters out of the
+// workload's sum; the tick after must not take the smaller sum for counters
+// that restarted and report everything the other cgroups ever ran as new.
+TEST(Collector, AChildCgroupLeavingTheSubtreeIsNoBurstOfCpuTime) {
+  auto access = testing::cgroup2ForTests();
+  if (!access.skipReason.empty()) GTEST_SKIP() << access.skipReason;
+  CollectorOptions options = testOptions(access, "atoll-test-subtree-*");
+  options.blockProbe = false;
+  auto collector = Collector::start(options, nullptr);
+  ASSERT_TRUE(collector) << collector.error().message();
+  for (const std::string& line : (*collector)->degraded())
+    if (line.rfind("cpu time", 0) == 0) GTEST_SKIP() << "scheduler programs not loaded: " << line;
+  auto vm = testing::TestCgroup::create(access.mount, "atoll-test-subtree-vm");
+  ASSERT_TRUE(vm) << vm.error().message();
+  auto kept = testing::TestCgroup::create(vm->path(), "kept");
+  ASSERT_TRUE(kept) << kept.error().message();
+  std::optional<testing::TestCgroup> leaving;
+  {
+    auto made = testing::TestCgroup::create(vm->path(), "leaving");
+    ASSERT_TRUE(made) << made.error().message();
+    leaving.emplace(std::move(*made));
+  }
+  TickReport born = (*collector)->tick();
+  ASSERT_EQ(born.born.size(), 1u);
+
+  auto spin = [](testing::TestCgroup& cgroup, double seconds) {
+    cgroup.fork([seconds] {
+      testing::spinFor(seconds);
+      return 0;
+    });
+    cgroup.start();
+    cgroup.waitExitedNoReap();
+    cgroup.reap();
+  };
+  spin(*kept, 0.3);
+  spin(*leaving, 0.1);
+  TickReport busy = (*collector)->tick();
+  ASSERT_EQ(busy.workloads.size(), 1u);
+  ASSERT_TRUE(busy.workloads[0].cpuCores);
+  EXPECT_GT(*busy.workloads[0].cpuCores * busy.workloads[0].intervalSeconds, 0.3);
+
+  leaving.reset();  // removed: the next discovery drops it from the subtree
+  TickReport idle = (*collector)->tick();
+  ASSERT_EQ(idle.workloads.size(), 1u);
+  ASSERT_TRUE(idle.workloads[0].cpuCores);
+  // Nothing ran since the last tick.
+  EXPECT_LT(*idle.workloads[0].cpuCores * idle.workloads[0].intervalSeconds, 0.05);
 }
 
 // A tick's samples go to the ring in one batch: what fits is pushed, the
