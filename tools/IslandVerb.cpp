@@ -713,14 +713,26 @@ class IslandCommand {
   Topology topology_;
 };
 
+// CLI11 converts unsigned options with strtoull: "-1" would become
+// 18446744073709551615 (memory.max "unlimited" by accident), "010" octal 8
+// and "0x10" hex 16. Counts, PIDs, weights and bytes are plain decimal here.
+const CLI::Validator kDecimal(
+    [](std::string& text) -> std::string {
+      if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos &&
+          (text.size() == 1 || text.front() != '0'))
+        return {};
+      return "'" + text + "' is not a decimal number (digits only, no sign or leading zero)";
+    },
+    "DECIMAL");
+
 void addLimitOptions(CLI::App* command, IslandArgs& args) {
-  command->add_option("--cpu-weight", args.cpuWeight, "cpu.weight (1-10000)");
+  command->add_option("--cpu-weight", args.cpuWeight, "cpu.weight (1-10000)")->check(kDecimal);
   command->add_option("--cpu-max", args.cpuMax, "cpu.max: 'max' or 'QUOTA PERIOD' (us)");
-  command->add_option("--memory-min", args.memoryMin, "memory.min in bytes");
-  command->add_option("--memory-low", args.memoryLow, "memory.low in bytes");
-  command->add_option("--memory-high", args.memoryHigh, "memory.high in bytes");
-  command->add_option("--memory-max", args.memoryMax, "memory.max in bytes");
-  command->add_option("--io-weight", args.ioWeight, "io.weight (1-10000)");
+  command->add_option("--memory-min", args.memoryMin, "memory.min in bytes")->check(kDecimal);
+  command->add_option("--memory-low", args.memoryLow, "memory.low in bytes")->check(kDecimal);
+  command->add_option("--memory-high", args.memoryHigh, "memory.high in bytes")->check(kDecimal);
+  command->add_option("--memory-max", args.memoryMax, "memory.max in bytes")->check(kDecimal);
+  command->add_option("--io-weight", args.ioWeight, "io.weight (1-10000)")->check(kDecimal);
 }
 
 }  // namespace
@@ -752,6 +764,7 @@ void addIslandVerb(CLI::App& app) {
   create->add_option("name", args->name, "Island name")->required();
   auto* cpus = create->add_option("--cpus", args->cpus, "Explicit CPU list (e.g. 2-5)");
   create->add_option("--count", args->count, "CPUs to place by topology (whole cores)")
+      ->check(kDecimal)
       ->excludes(cpus);
   create->add_option("--nodes", args->nodes, "Memory nodes (default: the CPUs' nodes)");
   create->add_option("--exclusive", args->exclusive, "Exclusive partition: root or isolated");
@@ -773,9 +786,11 @@ void addIslandVerb(CLI::App& app) {
 
   CLI::App* resize = verb->add_subcommand("resize", "Grow, shrink or move an island");
   resize->add_option("name", args->name, "Island name")->required();
-  auto* grow = resize->add_option("--grow", args->grow, "Add N CPUs (whole cores, nearest)");
-  auto* shrink =
-      resize->add_option("--shrink", args->shrink, "Remove N CPUs (whole cores)")->excludes(grow);
+  auto* grow = resize->add_option("--grow", args->grow, "Add N CPUs (whole cores, nearest)")
+                   ->check(kDecimal);
+  auto* shrink = resize->add_option("--shrink", args->shrink, "Remove N CPUs (whole cores)")
+                     ->check(kDecimal)
+                     ->excludes(grow);
   resize->add_option("--cpus", args->cpus, "Explicit new CPU list")
       ->excludes(grow)
       ->excludes(shrink);
@@ -786,7 +801,7 @@ void addIslandVerb(CLI::App& app) {
   CLI::App* pin = verb->add_subcommand(
       "pin", "Move a process into an island, or pin a libvirt VM to it (--vm)");
   pin->add_option("name", args->name, "Island name")->required();
-  auto* pinPid = pin->add_option("pid", args->pid, "Process id");
+  auto* pinPid = pin->add_option("pid", args->pid, "Process id")->check(kDecimal);
   pin->add_option("--vm", args->vm, "libvirt domain: vCPUs, emulator, I/O threads and memory")
       ->excludes(pinPid);
   pin->callback([args, run] {
@@ -797,7 +812,7 @@ void addIslandVerb(CLI::App& app) {
 
   CLI::App* unpin = verb->add_subcommand(
       "unpin", "Move a process, or a libvirt VM (--vm), back to the shared island");
-  auto* unpinPid = unpin->add_option("pid", args->pid, "Process id");
+  auto* unpinPid = unpin->add_option("pid", args->pid, "Process id")->check(kDecimal);
   unpin->add_option("--vm", args->vm, "libvirt domain")->excludes(unpinPid);
   unpin->callback([args, run] {
     if (args->vm.empty() && args->pid == 0)

@@ -175,6 +175,32 @@ TEST(CliWithoutDaemon, IslandMapDrawsTheTopologyWhereIslandsCannotBeEnforced) {
   EXPECT_EQ(daemonOnly.exitCode, 3) << daemonOnly.err;
 }
 
+// Numbers of island options are plain decimal: "-1" is not taken for
+// 18446744073709551615 bytes, nor "010" for 8 CPUs; the refusal names the
+// option and the value and comes before cgroupfs is looked at (the empty
+// directory given as the mount would fail later with exit code 1).
+TEST(CliWithoutDaemon, IslandRefusesNumbersThatAreNotPlainDecimal) {
+  test::TempDir dir;
+  const std::string local = "island --source local --cgroup-root " + dir.path() + kTwoSocketXml;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" create db --cpus 2-3 --memory-max -1", "--memory-max"},
+      {" create db --cpus 2-3 --memory-low -4096", "--memory-low"},
+      {" create db --cpus 2-3 --memory-min 0x1000", "--memory-min"},
+      {" create db --count 010", "--count"},
+      {" create db --cpus 2-3 --cpu-weight 0x64", "--cpu-weight"},
+      {" resize db --grow 0x2", "--grow"},
+      {" pin db 0x10", "pid"},
+  };
+  for (const auto& [options, option] : cases) {
+    auto result = runAtoll(local + options);
+    EXPECT_EQ(result.exitCode, 2) << options << ": " << result.err;
+    EXPECT_NE(result.err.find(option), std::string::npos) << options << ": " << result.err;
+    const std::string value = options.substr(options.rfind(' ') + 1);
+    EXPECT_NE(result.err.find("'" + value + "'"), std::string::npos)
+        << options << ": " << result.err;
+  }
+}
+
 TEST(CliWithoutDaemon, SaysTheDaemonIsNotRunning) {
   test::TempDir dir;
   auto result = runAtoll("status --socket " + dir.file("none.sock"));
