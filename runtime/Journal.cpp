@@ -132,6 +132,16 @@ Result<void> Journal::append(uint64_t sequence, std::string_view payload) {
   if (payload.size() > kMaxPayloadBytes)
     return Error::invalid("append", path_, std::to_string(payload.size()) + " bytes",
                           "record larger than the journal's limit");
+  // The bytes of an earlier failed append go first: open() stops at them, so
+  // a record written after them would be acknowledged and then lost.
+  if (damagedTail_) {
+    if (::ftruncate(fd_.get(), static_cast<off_t>(size_)) != 0) {
+      Error error = Error::fromErrno("ftruncate", path_, errno, std::to_string(size_));
+      error.detail = "a failed append's bytes are still at the end; nothing is appended after them";
+      return error;
+    }
+    damagedTail_ = false;
+  }
   std::string record = encodeJournalRecord(sequence, payload);
   auto written = writeAll(fd_.get(), record, path_);
   if (written && ::fdatasync(fd_.get()) != 0) written = Error::fromErrno("fdatasync", path_, errno);
@@ -139,6 +149,7 @@ Result<void> Journal::append(uint64_t sequence, std::string_view payload) {
     // Cut back whatever part reached the file; the caller reports the error
     // and acknowledges nothing.
     if (::ftruncate(fd_.get(), static_cast<off_t>(size_)) != 0) {
+      damagedTail_ = true;
       Error error = written.error();
       error.detail +=
           "; cutting the partial record back also failed: " + std::string(std::strerror(errno));
@@ -154,9 +165,12 @@ Result<void> Journal::append(uint64_t sequence, std::string_view payload) {
 Result<void> Journal::clear() {
   if (::ftruncate(fd_.get(), static_cast<off_t>(kMagic.size())) != 0)
     return Error::fromErrno("ftruncate", path_, errno);
-  if (::fdatasync(fd_.get()) != 0) return Error::fromErrno("fdatasync", path_, errno);
+  // The file is this short now even if the sync fails: later appends and
+  // cut-backs go by size_.
   size_ = kMagic.size();
   records_ = 0;
+  damagedTail_ = false;
+  if (::fdatasync(fd_.get()) != 0) return Error::fromErrno("fdatasync", path_, errno);
   return ok();
 }
 

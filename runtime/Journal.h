@@ -46,7 +46,8 @@ class Journal {
   static Result<Journal> open(const Dir& dir, const std::string& name, JournalScan& scan);
 
   // Appends one record and fdatasyncs. On failure the file is cut back to its
-  // previous length so no partial record stays behind.
+  // previous length so no partial record stays behind; while that cut fails,
+  // every later append is refused.
   Result<void> append(uint64_t sequence, std::string_view payload);
   // Drops every record (after a snapshot holds them), durably.
   Result<void> clear();
@@ -63,6 +64,8 @@ class Journal {
   std::string path_;
   uint64_t size_ = 0;
   uint64_t records_ = 0;
+  // A failed append left bytes after size_ that could not be cut back.
+  bool damagedTail_ = false;
 };
 
 // One encoded record, exactly as append() writes it.

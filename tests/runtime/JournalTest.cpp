@@ -1,10 +1,44 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 
 #include "runtime/Journal.h"
 #include "runtime/SnapshotFile.h"
 #include "tests/runtime/TestSupport.h"
+
+// Fault injection: while armed, the next fdatasync(2) and ftruncate(2) calls
+// of this process fail with EIO instead of reaching the kernel. These
+// definitions take the place of libc's for the code linked into this test.
+namespace {
+std::atomic<int> failFdatasyncs{0};
+std::atomic<int> failFtruncates{0};
+bool takeFault(std::atomic<int>& faults) {
+  int left = faults.load();
+  while (left > 0 && !faults.compare_exchange_weak(left, left - 1)) {
+  }
+  return left > 0;
+}
+}  // namespace
+
+extern "C" int fdatasync(int fd) noexcept {
+  if (takeFault(failFdatasyncs)) {
+    errno = EIO;
+    return -1;
+  }
+  return static_cast<int>(::syscall(SYS_fdatasync, fd));
+}
+
+extern "C" int ftruncate(int fd, off_t length) noexcept {
+  if (takeFault(failFtruncates)) {
+    errno = EIO;
+    return -1;
+  }
+  return static_cast<int>(::syscall(SYS_ftruncate, fd, length));
+}
 
 namespace Atoll {
 namespace {
@@ -102,6 +136,41 @@ TEST(JournalFile, AppendsDurablyAndTruncatesATornTailOnOpen) {
   ASSERT_TRUE(reread);
   EXPECT_EQ(reread->records.size(), 3u);
   EXPECT_EQ(reread->droppedBytes, 0u);
+}
+
+// A failed append whose record could not be cut back leaves its bytes at the
+// end of the file. An append after them must not be acknowledged while they
+// are there: the next open() stops at them (here: at a repeated sequence
+// number) and drops every record after them.
+TEST(JournalFile, NothingIsAcknowledgedAfterARecordThatCouldNotBeCutBack) {
+  test::TempDir tmp;
+  auto dir = Dir::open(tmp.path());
+  ASSERT_TRUE(dir);
+  std::vector<std::string> acknowledged;
+  {
+    JournalScan scan;
+    auto journal = Journal::open(*dir, "journal", scan);
+    ASSERT_TRUE(journal) << journal.error().message();
+    ASSERT_TRUE(journal->append(1, "one"));
+    acknowledged.push_back("one");
+    failFdatasyncs = 1;
+    failFtruncates = 1;
+    auto failed = journal->append(2, "two, reported as failed");
+    EXPECT_FALSE(failed);
+    failFdatasyncs = 0;
+    failFtruncates = 1;  // the bytes are still in the way
+    EXPECT_FALSE(journal->append(2, "two, refused"));
+    failFtruncates = 0;
+    if (journal->append(2, "two")) acknowledged.push_back("two");
+    if (journal->append(3, "three")) acknowledged.push_back("three");
+  }
+  JournalScan scan;
+  auto journal = Journal::open(*dir, "journal", scan);
+  ASSERT_TRUE(journal) << journal.error().message();
+  std::vector<std::string> recovered;
+  for (const auto& record : scan.records) recovered.push_back(record.payload);
+  EXPECT_EQ(recovered, acknowledged) << scan.dropReason;
+  EXPECT_EQ(scan.droppedBytes, 0u) << scan.dropReason;
 }
 
 TEST(JournalFile, RefusesAForeignFile) {
