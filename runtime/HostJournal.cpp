@@ -8,6 +8,7 @@
 
 #include "runtime/SnapshotFile.h"
 #include "runtime/StateFiles.h"
+#include "util/UniqueFd.h"
 
 namespace Atoll {
 
@@ -22,8 +23,18 @@ Result<void> makeDirectories(const std::string& path) {
     partial = path.substr(0, slash);
     start = slash + 1;
     if (partial.empty()) continue;
-    if (::mkdir(partial.c_str(), 0750) != 0 && errno != EEXIST)
+    if (::mkdir(partial.c_str(), 0750) != 0) {
+      if (errno == EEXIST) continue;
       return Error::fromErrno("mkdir", partial, errno);
+    }
+    // A new directory's entry lives in its parent: until the parent is
+    // synced, a crash can take the directory away with the journal entries
+    // acknowledged in it.
+    size_t cut = partial.rfind('/');
+    std::string parent = cut == std::string::npos ? "." : cut == 0 ? "/" : partial.substr(0, cut);
+    UniqueFd parentFd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (parentFd.get() < 0) return Error::fromErrno("open", parent, errno);
+    if (::fsync(parentFd.get()) != 0) return Error::fromErrno("fsync", parent, errno);
   }
   return ok();
 }
