@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/openat2.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -36,6 +37,46 @@ uint64_t get(const uint8_t* p, size_t n) {
 
 std::string join(const std::string& dir, const std::string& name) {
   return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+// Opens the temporary file `name` in `directory` (creating it when absent;
+// `created` says so) and takes an exclusive lock on it, which the session
+// holds until it ends. A file locked by another session is refused. A
+// session that commits renames its file to the final name, so a file locked
+// only after that is no longer the temporary one: then it is opened again.
+Result<UniqueFd> openLockedTemporary(int directory, const std::string& name,
+                                     const std::string& path, bool& created) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    created = false;
+    int fd = ::openat(directory, name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT) {
+      fd = ::openat(directory, name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_CREAT | O_EXCL,
+                    0600);
+      if (fd < 0 && errno == EEXIST) continue;
+      created = fd >= 0;
+    }
+    if (fd < 0) return Error::fromErrno("open", path, errno);
+    UniqueFd file(fd);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int e = errno;
+      Error error = Error::fromErrno("lock", path, e);
+      if (e == EWOULDBLOCK)
+        error.detail =
+            "refused: another session is receiving this image (one whose sender fell silent "
+            "ends after the idle timeout; send again then to resume)";
+      return error;
+    }
+    struct stat opened {};
+    struct stat named {};
+    if (::fstat(fd, &opened) != 0) return Error::fromErrno("fstat", path, errno);
+    if (::fstatat(directory, name.c_str(), &named, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno != ENOENT) return Error::fromErrno("stat", path, errno);
+      continue;
+    }
+    if (named.st_dev == opened.st_dev && named.st_ino == opened.st_ino) return file;
+  }
+  return Error::invalid("open", path, "",
+                        "the temporary file kept being replaced while opening it");
 }
 
 }  // namespace
@@ -262,25 +303,31 @@ Result<StagedImage> StagingArea::prepare(const Hello& hello) const {
                           "(devices, symlinks and directories are not overwritten)");
   }
 
-  // Resume when a matching progress record and temporary file exist.
-  image.held_ = BlockHashMap(hello.imageSize, hello.blockSize);
-  loadProgress(image, hello, join(parentPath, image.progressName_));
-  int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (image.resumed_ ? 0 : O_CREAT | O_TRUNC);
-  int fd = ::openat(image.directory_.get(), image.tempName_.c_str(), flags, 0600);
-  if (fd < 0 && image.resumed_ && errno == ENOENT) {
-    image.resumed_ = false;
-    image.held_ = BlockHashMap(hello.imageSize, hello.blockSize);
-    fd = ::openat(image.directory_.get(), image.tempName_.c_str(), flags | O_CREAT | O_TRUNC, 0600);
-  }
-  if (fd < 0) return Error::fromErrno("open", image.tempPath_, errno);
-  image.file_ = UniqueFd(fd);
+  // The temporary file is locked before anything in it or in its progress
+  // record is trusted or truncated: a second session for the same name would
+  // otherwise share the file with the first one.
+  bool created = false;
+  auto file =
+      openLockedTemporary(image.directory_.get(), image.tempName_, image.tempPath_, created);
+  if (!file) return file.error();
+  image.file_ = std::move(*file);
+  int fd = image.file_.get();
   struct stat st {};
   if (::fstat(fd, &st) != 0) return Error::fromErrno("fstat", image.tempPath_, errno);
   if (!S_ISREG(st.st_mode)) {
     return Error::invalid("stage", image.tempPath_, "", "temporary file is not a regular file");
   }
-  if (static_cast<uint64_t>(st.st_size) != hello.imageSize &&
-      ::ftruncate(fd, static_cast<off_t>(hello.imageSize)) != 0) {
+
+  // Resume when a matching progress record and temporary file exist.
+  image.held_ = BlockHashMap(hello.imageSize, hello.blockSize);
+  if (!created) loadProgress(image, hello, join(parentPath, image.progressName_));
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (!image.resumed_ && size != 0) {
+    // What an earlier transfer left is not this one's data.
+    if (::ftruncate(fd, 0) != 0) return Error::fromErrno("ftruncate", image.tempPath_, errno, "0");
+    size = 0;
+  }
+  if (size != hello.imageSize && ::ftruncate(fd, static_cast<off_t>(hello.imageSize)) != 0) {
     return Error::fromErrno("ftruncate", image.tempPath_, errno, std::to_string(hello.imageSize));
   }
   if (!image.resumed_) {
@@ -307,6 +354,10 @@ Result<void> StagedImage::saveProgress() {
   if (::renameat(directory_.get(), scratch.c_str(), directory_.get(), progressName_.c_str()) != 0) {
     return Error::fromErrno("rename", progressName_, errno);
   }
+  // The rename (and, after prepare(), the temporary file's own entry) is
+  // durable only once the directory is: otherwise a crash can bring back an
+  // older record and the resume resends what this round already holds.
+  if (::fsync(directory_.get()) != 0) return Error::fromErrno("fsync", progressName_, errno);
   return ok();
 }
 

@@ -77,7 +77,9 @@ class StagingArea {
                                   std::vector<std::string> allowedDevices = {});
   const std::string& path() const { return path_; }
   const std::vector<std::string>& allowedDevices() const { return allowedDevices_; }
-  // Opens (or resumes) the temporary file for an announced image.
+  // Opens (or resumes) the temporary file for an announced image. The image
+  // holds a lock on it until destroyed; another session for the same name
+  // meanwhile is refused.
   Result<StagedImage> prepare(const Hello& hello) const;
 
  private:

@@ -1,9 +1,13 @@
 // Pure logic of the transfer engine: block maps, fair shares, pacing, names,
 // progress records, the hand-off between a pipeline's threads.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <fstream>
 #include <numeric>
 #include <thread>
+
+#include "TestImages.h"
 
 #include "migrate/transfer/Bandwidth.h"
 #include "migrate/transfer/BlockHashMap.h"
@@ -201,6 +205,50 @@ TEST(FreeBuffers, TakeWaitsForAGiveAndCloseWakesForGood) {
   std::thread closer([&] { buffers.close(); });
   EXPECT_FALSE(buffers.take()) << "a closed pool hands out nothing";
   closer.join();
+}
+
+std::string contents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// One image name has one temporary file: a second session for it while the
+// first still writes would share that file (truncating the first one's data,
+// or writing into the image after the first one committed it).
+TEST(StagingArea, OneSessionAtATimePerImage) {
+  testing::TempDir tmp;
+  auto staging = StagingArea::open(tmp.path());
+  ASSERT_TRUE(staging) << staging.error().message();
+  const Hello hello{1, 8192, 4096, "disk.img"};
+  const std::string data(8192, 'a');
+  {
+    auto first = staging->prepare(hello);
+    ASSERT_TRUE(first) << first.error().message();
+    ASSERT_EQ(::pwrite(first->fd(), data.data(), data.size(), 0),
+              static_cast<ssize_t>(data.size()));
+    for (uint64_t id : {1, 2}) {  // the same transfer reconnecting, or another one
+      Hello again = hello;
+      again.transferId = id;
+      auto second = staging->prepare(again);
+      EXPECT_FALSE(second) << "transfer " << id << " shares the file in use";
+      if (!second) {
+        EXPECT_NE(second.error().message().find("another session"), std::string::npos)
+            << second.error().message();
+      }
+    }
+    ASSERT_TRUE(first->commit());
+  }
+  EXPECT_TRUE(contents(tmp / "disk.img") == data) << "the committed image lost its data";
+
+  // Once the first session is gone the name may be received again, into a
+  // new temporary file: the committed image stays as it is.
+  auto next = staging->prepare(Hello{3, 8192, 4096, "disk.img"});
+  ASSERT_TRUE(next) << next.error().message();
+  EXPECT_FALSE(next->resumed());
+  const std::string other(8192, 'b');
+  ASSERT_EQ(::pwrite(next->fd(), other.data(), other.size(), 0),
+            static_cast<ssize_t>(other.size()));
+  EXPECT_TRUE(contents(tmp / "disk.img") == data) << "a later session wrote into the image";
 }
 
 }  // namespace
