@@ -16,6 +16,9 @@ namespace Atoll::transfer {
 
 namespace {
 
+// How long the acceptor waits after accept() failed before trying again.
+constexpr int kAcceptRetryPauseMs = 100;
+
 // After a failed session the peer may still be sending; reading (and
 // dropping) its data for a moment lets our error report reach it instead of
 // being lost to a connection reset.
@@ -48,10 +51,14 @@ Result<std::unique_ptr<TransferServer>> TransferServer::create(const ServerConfi
   if (!listener) return listener.error();
   auto port = boundPort(listener->get());
   if (!port) return port.error();
+  // stop() wakes the acceptor through it: without it the server could never
+  // be stopped.
+  int wake = ::eventfd(0, EFD_CLOEXEC);
+  if (wake < 0) return Error::fromErrno("eventfd", "stop signal of " + config.listen.text(), errno);
   std::unique_ptr<TransferServer> server(
       new TransferServer(config, std::move(*staging), std::move(*listener), *port));
   server->tls_ = tls;
-  server->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
+  server->wake_ = UniqueFd(wake);
   return server;
 }
 
@@ -69,7 +76,7 @@ void TransferServer::stop() {
   (void)!::write(wake_.get(), &one, sizeof one);
   if (acceptor_.joinable()) acceptor_.join();
   std::lock_guard lock(mutex_);
-  for (auto& t : sessions_) t.join();
+  for (auto& session : sessions_) session.thread.join();
   sessions_.clear();
 }
 
@@ -83,12 +90,34 @@ void TransferServer::acceptLoop() {
     if (p[1].revents & POLLIN) break;
     std::string peer;
     auto socket = acceptConnection(listener_.get(), &peer, config_.socket.idleTimeout);
-    if (!socket) continue;
+    if (!socket) {
+      // The connection stays queued when accept fails for want of
+      // descriptors or memory (EMFILE, ENFILE, ENOBUFS), so the listener
+      // stays readable: pause before the next try rather than spin, still
+      // woken at once by stop().
+      pollfd wake{wake_.get(), POLLIN, 0};
+      (void)::poll(&wake, 1, kAcceptRetryPauseMs);
+      continue;
+    }
     std::lock_guard lock(mutex_);
-    sessions_.emplace_back([this, fd = std::make_shared<UniqueFd>(std::move(*socket)), peer] {
-      auto result = serveConnection(std::move(*fd), peer);
-      if (config_.onSession) config_.onSession(peer, result);
-    });
+    // Finished sessions are joined here rather than at stop(): an exited
+    // thread keeps its stack until joined, and a long-running receiver (or
+    // a peer that keeps connecting) would pile them up.
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (!it->done) {
+        ++it;
+        continue;
+      }
+      it->thread.join();
+      it = sessions_.erase(it);
+    }
+    Session& session = sessions_.emplace_back();
+    session.thread =
+        std::thread([this, &session, fd = std::make_shared<UniqueFd>(std::move(*socket)), peer] {
+          auto result = serveConnection(std::move(*fd), peer);
+          if (config_.onSession) config_.onSession(peer, result);
+          session.done = true;
+        });
   }
 }
 

@@ -79,8 +79,14 @@ class TransferServer {
   std::shared_ptr<TlsContext> tls_;
   std::atomic<bool> stopping_{false};
   std::thread acceptor_;
+  // A connection's thread; `done` once it no longer touches the server, so
+  // that accepting the next connection can join it.
+  struct Session {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
   std::mutex mutex_;
-  std::list<std::thread> sessions_;
+  std::list<Session> sessions_;
 };
 
 }  // namespace Atoll::transfer

@@ -2,9 +2,11 @@
 // veth pair, a TransferServer in B, the sender in A.
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
@@ -561,6 +564,87 @@ TEST_F(TransferKernelTest, StagingRefusesEscapesAndSymlinks) {
   }
   server->stop();
   EXPECT_FALSE(testing::exists("/etc/.passwd.atoll-partial"));
+}
+
+// The process's mapped memory (VmSize), in bytes.
+uint64_t mappedBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmSize:", 0) == 0) return std::stoull(line.substr(7)) * 1024;
+  }
+  return 0;
+}
+
+// Every connection is served on a thread of its own. One that has finished
+// keeps its stack until joined, so a receiver that joined them only when it
+// stops would grow with every connection a peer ever made.
+TEST_F(TransferKernelTest, FinishedSessionsDoNotPileUp) {
+  auto server = startServer({});
+  ASSERT_TRUE(server);
+  pthread_attr_t attributes;
+  ASSERT_EQ(::pthread_getattr_default_np(&attributes), 0);
+  size_t stack = 0;
+  ::pthread_attr_getstacksize(&attributes, &stack);
+  ::pthread_attr_destroy(&attributes);
+  size_t sessions = 0;
+  auto connectAndClose = [&] {
+    {
+      auto channel = connectFromA(server->port());
+      ASSERT_TRUE(channel) << channel.error().message();
+    }  // closed before saying anything: the session ends at once
+    ++sessions;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (sessionErrors().size() < sessions && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_EQ(sessionErrors().size(), sessions);
+  };
+  // The first ones may leave what stays anyway (malloc arenas, cached stacks).
+  for (int i = 0; i < 8; ++i) ASSERT_NO_FATAL_FAILURE(connectAndClose());
+  constexpr size_t kConnections = 48;
+  uint64_t before = mappedBytes();
+  for (size_t i = 0; i < kConnections; ++i) ASSERT_NO_FATAL_FAILURE(connectAndClose());
+  uint64_t after = mappedBytes();
+  server->stop();
+  EXPECT_LT(after, before + kConnections / 4 * stack)
+      << (after - before) / stack << " thread stacks more after " << kConnections
+      << " finished sessions";
+}
+
+// stop() wakes the acceptor through an eventfd; a server made without one
+// could never be stopped, so creating it fails instead.
+TEST_F(TransferKernelTest, CreateFailsWithoutTheStopSignal) {
+  ServerConfig config;
+  config.stagingDirectory = dir_ / "staging";
+  config.listen = Endpoint{"127.0.0.1", 0};
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // Every descriptor below the limit taken but two: the staging directory
+  // and the listener get them, the eventfd none.
+  int highest = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
+  ASSERT_GE(highest, 0);
+  ::close(highest);
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    highest = std::max(highest, std::stoi(entry.path().filename().string()));
+  }
+  rlimit limited = saved;
+  limited.rlim_cur = static_cast<rlim_t>(highest) + 32;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &limited), 0);
+  std::vector<int> fillers;
+  for (int fd; (fd = ::fcntl(0, F_DUPFD_CLOEXEC, 0)) >= 0;) fillers.push_back(fd);
+  for (int i = 0; i < 2 && !fillers.empty(); ++i) {
+    ::close(fillers.back());
+    fillers.pop_back();
+  }
+  auto server = TransferServer::create(config);
+  bool created = static_cast<bool>(server);
+  std::string message = created ? "" : server.error().message();
+  if (server) server->reset();  // frees its descriptors before the limit returns
+  for (int fd : fillers) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_FALSE(created) << "created without a way to stop it";
+  EXPECT_NE(message.find("eventfd"), std::string::npos) << message;
 }
 
 // Reads the first `length` bytes of a file or device.
