@@ -180,8 +180,15 @@ Result<void> Session::onZeroBlock(std::span<const uint8_t> payload, ReceiveRepor
       }
       // No hole punching here (e.g. a block device): write the zeros.
       std::vector<uint8_t> zeros(static_cast<size_t>(length), 0);
-      if (::pwrite(image_.fd(), zeros.data(), zeros.size(), offset) != length) {
+      ssize_t written = ::pwrite(image_.fd(), zeros.data(), zeros.size(), offset);
+      if (written < 0) {
         return Error::fromErrno("write", image_.tempPath(), errno, std::to_string(index));
+      }
+      if (written != length) {
+        // A short write sets no errno; a full device is the usual cause.
+        return Error::invalid("write", image_.tempPath(), std::to_string(index),
+                              "wrote " + std::to_string(written) + " of the block's " +
+                                  std::to_string(length) + " bytes");
       }
     }
     map.set(index, BlockHashMap::kZeroBlockHash);
