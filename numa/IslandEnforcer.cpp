@@ -316,10 +316,39 @@ Result<void> IslandEnforcer::apply(const std::vector<Island>& desired) {
     if (auto valid = checkPartition(*managed); !valid) return failed(valid.error());
   }
 
-  // Islands leaving exclusivity release their CPUs before others take them.
-  for (const auto& island : desired) {
+  // CPUs an existing island still holds once shrinking islands gave theirs
+  // up below: one moving to wholly new CPUs keeps its old ones until it is
+  // written.
+  auto heldAfterShrink = [&](const Island& island) -> CpuList {
     const Island* before = find(island.name);
-    if (before && isExclusive(before->exclusivity) && !isExclusive(island.exclusivity)) {
+    if (!before) return {};
+    CpuList kept = intersectionOf(before->cpus, island.cpus);
+    return kept.empty() ? before->cpus : kept;
+  };
+  auto wasExclusive = [&](const Island& island) {
+    const Island* before = find(island.name);
+    return before && isExclusive(before->exclusivity);
+  };
+  // A sibling's cpuset.cpus overlapping a partition's CPUs makes the kernel
+  // invalidate the partition, so an exclusive island that takes CPUs another
+  // island still holds, or holds CPUs another one takes (islands swapping
+  // CPUs, or one taking those another moves away from, in whatever order
+  // the desired set lists them), is a member while CPUs move; it becomes a
+  // partition again with the other exclusive islands below.
+  auto movesAcrossAnother = [&](const Island& island) {
+    const CpuList held = heldAfterShrink(island);
+    for (const auto& other : desired) {
+      if (other.name == island.name) continue;
+      if (!intersectionOf(island.cpus, heldAfterShrink(other)).empty() ||
+          !intersectionOf(other.cpus, held).empty())
+        return true;
+    }
+    return false;
+  };
+  // Islands leaving exclusivity, and those moving across another, release
+  // their CPUs before others take them.
+  for (const auto& island : desired) {
+    if (wasExclusive(island) && (!isExclusive(island.exclusivity) || movesAcrossAnother(island))) {
       auto group = CgroupV2::open(managedPath_ + "/" + island.name);
       if (!group) return failed(group.error());
       if (auto wrote = writeJournaled(journal, *group, cf::kCpusetPartition, "member"); !wrote)

@@ -192,5 +192,62 @@ TEST_F(IslandEnforcerVmTest, ExclusiveIslandTakesCpusOutOfTheSharedIsland) {
   EXPECT_EQ(intersectionOf(*restored, island.cpus), island.cpus);
 }
 
+// Every island's partition is valid and holds exactly its CPUs.
+void expectExclusiveIslands(IslandEnforcer& enforcer, const std::vector<Island>& wanted) {
+  auto status = enforcer.status();
+  ASSERT_TRUE(status) << status.error().message();
+  ASSERT_EQ(status->size(), wanted.size());
+  for (const Island& island : wanted) {
+    auto it = std::find_if(status->begin(), status->end(),
+                           [&](const IslandStatus& s) { return s.island.name == island.name; });
+    ASSERT_NE(it, status->end()) << island.name;
+    EXPECT_EQ(it->partitionProblem, "") << island.name;
+    EXPECT_EQ(it->island.exclusivity, island.exclusivity) << island.name;
+    EXPECT_EQ(it->island.cpus, island.cpus) << island.name;
+    EXPECT_EQ(it->effectiveCpus, island.cpus) << island.name;
+  }
+}
+
+TEST_F(IslandEnforcerVmTest, ExclusiveIslandsSwapCpus) {
+  const CpuList nodeCpus = topology_.nodes()[1].cpus;
+  if (nodeCpus.size() < 2) GTEST_SKIP() << "needs two CPUs on node 1";
+  Island left = onNode("left", 1);
+  Island right = onNode("right", 1);
+  left.cpus = {nodeCpus[0]};
+  right.cpus = {nodeCpus[1]};
+  left.exclusivity = right.exclusivity = Exclusivity::Root;
+  auto applied = enforcer_->apply({left, right});
+  ASSERT_TRUE(applied) << applied.error().message();
+  TouchingChild member;
+  ASSERT_GT(member.pid(), 0);
+  ASSERT_TRUE(enforcer_->pin("left", member.pid()));
+
+  // Each island takes the CPU the other one gives up.
+  std::swap(left.cpus, right.cpus);
+  auto swapped = enforcer_->apply({left, right});
+  ASSERT_TRUE(swapped) << swapped.error().message();
+  expectExclusiveIslands(*enforcer_, {left, right});
+  EXPECT_EQ(statusField(member.pid(), kStatusCpusAllowed), formatCpuList(left.cpus));
+}
+
+TEST_F(IslandEnforcerVmTest, IslandListedFirstTakesTheCpusAnExclusiveIslandMovesAwayFrom) {
+  const CpuList nodeCpus = topology_.nodes()[1].cpus;
+  if (nodeCpus.size() < 2) GTEST_SKIP() << "needs two CPUs on node 1";
+  Island mover = onNode("mover", 1);
+  mover.cpus = {nodeCpus[0]};
+  mover.exclusivity = Exclusivity::Root;
+  auto applied = enforcer_->apply({mover});
+  ASSERT_TRUE(applied) << applied.error().message();
+
+  // A new island, listed first, takes the CPU the exclusive one leaves.
+  Island taker = onNode("taker", 1);
+  taker.cpus = mover.cpus;
+  taker.exclusivity = Exclusivity::Root;
+  mover.cpus = {nodeCpus[1]};
+  auto moved = enforcer_->apply({taker, mover});
+  ASSERT_TRUE(moved) << moved.error().message();
+  expectExclusiveIslands(*enforcer_, {taker, mover});
+}
+
 }  // namespace
 }  // namespace Atoll::numa

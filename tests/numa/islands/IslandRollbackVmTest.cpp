@@ -145,6 +145,37 @@ TEST_F(IslandRollbackVmTest, FailureHalfWayLeavesTheHostExactlyAsBefore) {
   EXPECT_EQ((*islands)[1].name, "beta");
 }
 
+// Exclusive islands swapping CPUs are members while the CPUs move; a
+// failure after that puts the CPUs back and makes them valid partitions
+// again.
+TEST_F(IslandRollbackVmTest, FailedSwapOfExclusiveIslandsLeavesTheirPartitionsAsBefore) {
+  auto exclusive = original_;
+  for (auto& each : exclusive) each.exclusivity = Exclusivity::Root;
+  auto made = enforcer_->apply(exclusive);
+  ASSERT_TRUE(made) << made.error().message();
+  const auto before = snapshot();
+  weightFile_ = enforcer_->managedPath() + "/beta/cpu.weight";
+  ASSERT_EQ(::chmod(weightFile_.c_str(), 0444), 0) << weightFile_;
+  ASSERT_TRUE(setEffective(kCapDacOverride, false));
+
+  auto swapped = exclusive;
+  std::swap(swapped[0].cpus, swapped[1].cpus);
+  swapped[1].limits.cpuWeight = 300;
+  auto applied = enforcer_->apply(swapped);
+  ASSERT_TRUE(setEffective(kCapDacOverride, true));
+  ASSERT_FALSE(applied) << "the read-only cpu.weight was written";
+  EXPECT_NE(applied.error().message().find("beta/cpu.weight"), std::string::npos)
+      << applied.error().message();
+  EXPECT_EQ(snapshot(), before);
+  auto status = enforcer_->status();
+  ASSERT_TRUE(status) << status.error().message();
+  ASSERT_EQ(status->size(), 2u);
+  for (const auto& each : *status) {
+    EXPECT_EQ(each.partitionProblem, "") << each.island.name;
+    EXPECT_EQ(each.island.exclusivity, Exclusivity::Root) << each.island.name;
+  }
+}
+
 TEST_F(IslandRollbackVmTest, BadInputIsAnErrorNamingTheValueAndChangesNothing) {
   const auto before = snapshot();
   auto expectRefused = [&](std::vector<Island> desired, const std::string& named) {
