@@ -58,6 +58,16 @@ struct DomainHandle {
   virDomainPtr ptr;
 };
 
+// Frees the strings libvirt filled typed parameters with, on every return.
+struct TypedParamsCleared {
+  TypedParamsCleared(virTypedParameterPtr params, int count) : params(params), count(count) {}
+  ~TypedParamsCleared() { virTypedParamsClear(params, count); }
+  TypedParamsCleared(const TypedParamsCleared&) = delete;
+  TypedParamsCleared& operator=(const TypedParamsCleared&) = delete;
+  virTypedParameterPtr params;
+  int count;
+};
+
 // Live for a running domain, plus its persistent definition when it has one.
 Result<unsigned> affectFlags(virDomainPtr domain, const std::string& name) {
   int active = virDomainIsActive(domain);
@@ -190,6 +200,8 @@ Result<DomainPinning> LibvirtPinner::pinning(const std::string& domain) const {
   if (paramCount > 0 &&
       virDomainGetNumaParameters(dom, params, &paramCount, VIR_DOMAIN_AFFECT_CURRENT) < 0)
     return libvirtError("virDomainGetNumaParameters", domain);
+  // Cleared on every return: a nodeset that does not parse returns early.
+  TypedParamsCleared cleared(params, paramCount);
   for (int i = 0; i < paramCount; ++i) {
     if (std::strcmp(params[i].field, VIR_DOMAIN_NUMA_NODESET) == 0 &&
         params[i].type == VIR_TYPED_PARAM_STRING && params[i].value.s != nullptr) {
@@ -214,7 +226,6 @@ Result<DomainPinning> LibvirtPinner::pinning(const std::string& domain) const {
       }
     }
   }
-  virTypedParamsClear(params, paramCount);
   return out;
 }
 
