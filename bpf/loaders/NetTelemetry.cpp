@@ -179,6 +179,21 @@ Result<NetErrors> NetTelemetry::errors() const {
 
 void NetTelemetry::forget(uint64_t cgroupId) const {
   bpf_map_delete_elem(bpf_map__fd(skel_->maps.net_stats), &cgroupId);
+  // The cgroup's flows too: net_flows is not an LRU map, so flows of ended
+  // cgroups would stay until it is full and no new peer could be counted.
+  // Keys are collected first: a hash map's next key after a deleted one
+  // restarts the walk at the beginning.
+  int fd = bpf_map__fd(skel_->maps.net_flows);
+  std::vector<net_flow_key> ended;
+  net_flow_key key{};
+  net_flow_key next{};
+  const void* previous = nullptr;
+  while (bpf_map_get_next_key(fd, previous, &next) == 0) {
+    if (next.cgroup_id == cgroupId) ended.push_back(next);
+    key = next;
+    previous = &key;
+  }
+  for (const net_flow_key& flow : ended) bpf_map_delete_elem(fd, &flow);
 }
 
 int NetTelemetry::ingressProgFd() const {

@@ -88,6 +88,7 @@ class NetTelemetry {
   // owning each (the last one seen using it).
   Result<std::map<NetEndpoint, uint64_t>> readLocalEndpoints() const;
   Result<NetErrors> errors() const;
+  // Drops an ended cgroup's counters and its flows.
   void forget(uint64_t cgroupId) const;
   int ingressProgFd() const;
   int egressProgFd() const;

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "TestCgroup.h"
@@ -155,6 +156,36 @@ TEST(NetAccuracy, TcpPayloadIsExactAndHeadersArePerPacket) {
   EXPECT_LE(c.txBytes - c.txPayloadBytes, c.txPackets * 80);
   EXPECT_GE(c.rxBytes - c.rxPayloadBytes, c.rxPackets * 40);
   EXPECT_LE(c.rxBytes - c.rxPayloadBytes, c.rxPackets * 80);
+}
+
+size_t flowsOf(const NetTelemetry& net, uint64_t cgroupId) {
+  auto flows = net.readFlows();
+  EXPECT_TRUE(flows) << flows.error().message();
+  if (!flows) return 0;
+  return static_cast<size_t>(std::count_if(flows->begin(), flows->end(), [&](const NetFlow& flow) {
+    return flow.cgroupId == cgroupId;
+  }));
+}
+
+// An ended cgroup's flows leave the flow map with its counters; otherwise
+// they fill it and new peers are no longer counted.
+TEST(NetAccuracy, ForgottenCgroupLeavesNoFlows) {
+  NetFixture f = startNet("atoll-test-forget");
+  if (!f.net) GTEST_SKIP() << f.skip;
+  NetCounters c = run(f, udpExchange);
+  EXPECT_EQ(c.txPackets, static_cast<uint64_t>(kDatagrams));
+  const uint64_t id = f.cgroup->id();
+  ASSERT_GT(flowsOf(*f.net, id), 0u);
+
+  // Another cgroup's end leaves these flows alone.
+  f.net->forget(id + 1);
+  EXPECT_GT(flowsOf(*f.net, id), 0u);
+
+  f.net->forget(id);
+  EXPECT_EQ(flowsOf(*f.net, id), 0u);
+  auto counters = f.net->read();
+  ASSERT_TRUE(counters) << counters.error().message();
+  EXPECT_EQ(counters->count(id), 0u);
 }
 
 }  // namespace
