@@ -293,7 +293,9 @@ Result<Hello> decodeHello(std::span<const uint8_t> payload) {
   if (m.name.find('\0') != std::string::npos) {
     return Error::invalid("decode", kWhere, m.name, "image name contains a NUL byte");
   }
-  uint64_t blocks = (m.imageSize + m.blockSize - 1) / m.blockSize;
+  // Rounded up without adding first: imageSize + blockSize - 1 wraps for a
+  // size near 2^64 and would count no blocks at all.
+  uint64_t blocks = m.imageSize / m.blockSize + (m.imageSize % m.blockSize != 0 ? 1 : 0);
   if (blocks * 8 + 8 > kMaxPayload) {
     return Error::invalid("decode", kWhere, std::to_string(m.imageSize),
                           "image has more blocks than one HelloAck can describe");

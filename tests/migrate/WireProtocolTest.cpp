@@ -108,6 +108,20 @@ TEST(WireProtocol, RefusesBadHelloFields) {
   EXPECT_FALSE(parseStream(frame));
 }
 
+TEST(WireProtocol, RefusesAnImageSizeWhoseBlockCountWrapsAround) {
+  // Rounding 2^64 - 1 up to whole blocks wraps past zero in 64 bits: such a
+  // Hello claims no blocks at all, yet describes the largest possible image.
+  for (uint64_t size : {~uint64_t{0}, ~uint64_t{0} - 4094, ~uint64_t{0} - (16u << 20) + 2}) {
+    auto frame = encode(Hello{1, size, 4096, "wrap"});
+    std::span<const uint8_t> payload(frame.data() + kFrameHeaderSize,
+                                     frame.size() - kFrameHeaderSize);
+    EXPECT_FALSE(decodeHello(payload)) << size;
+    frame = encode(Hello{1, size, 16u << 20, "wrap"});
+    EXPECT_FALSE(decodeHello({frame.data() + kFrameHeaderSize, frame.size() - kFrameHeaderSize}))
+        << size;
+  }
+}
+
 // Deterministic fuzz loop: mutations of valid streams (bit flips, truncation,
 // splices, random lengths, random bytes) must be rejected or parsed, never
 // crash, hang or read out of bounds (the ASan build runs this too).
