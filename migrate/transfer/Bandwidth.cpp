@@ -11,6 +11,14 @@ namespace {
 // Credit a paced sender may bank while idle: enough to absorb scheduling
 // jitter, too little to burst far above the cap.
 constexpr std::chrono::nanoseconds kMaxBurst = std::chrono::milliseconds(20);
+// Longest single sleep of a paced sender: a cap changed while it waits (or a
+// host share that grew when another transfer ended) applies within this.
+constexpr std::chrono::nanoseconds kRecheckInterval = std::chrono::milliseconds(100);
+
+std::chrono::nanoseconds airtime(long double bytes, uint64_t rate) {
+  return std::chrono::nanoseconds(
+      static_cast<int64_t>(bytes * 1e9L / static_cast<long double>(rate)));
+}
 }  // namespace
 
 std::vector<uint64_t> fairShares(uint64_t hostCap, const std::vector<uint64_t>& caps) {
@@ -29,9 +37,10 @@ std::vector<uint64_t> fairShares(uint64_t hostCap, const std::vector<uint64_t>& 
   size_t left = caps.size();
   for (size_t i : order) {
     uint64_t equal = remaining / left;
-    uint64_t share = std::min(effectiveCap(i), equal);
+    // A share of 0 would read as "uncapped": at least 1 byte per second.
+    uint64_t share = std::min(effectiveCap(i), std::max<uint64_t>(equal, 1));
     shares[i] = share;
-    remaining -= share;
+    remaining -= std::min(share, remaining);
     --left;
   }
   return shares;
@@ -87,21 +96,38 @@ uint64_t TransferLimiter::effectiveRate() const {
 }
 
 std::chrono::nanoseconds TransferLimiter::acquire(uint64_t bytes) {
-  uint64_t rate = effectiveRate();
-  auto now = clock_.now();
-  if (rate == 0) {
-    nextSend_ = now;
-    return std::chrono::nanoseconds(0);
+  std::chrono::nanoseconds waited{0};
+  for (;;) {
+    uint64_t rate = effectiveRate();
+    auto now = clock_.now();
+    if (rate == 0) {
+      nextSend_ = now;
+      pacedAt_ = 0;
+      return waited;
+    }
+    // The airtime still owed was reckoned at the rate then in force; a rate
+    // changed since applies to what is left of it, so that a raised cap is
+    // not held back by the old one's debt.
+    if (pacedAt_ != 0 && pacedAt_ != rate && nextSend_ > now) {
+      nextSend_ = now + airtime(static_cast<long double>((nextSend_ - now).count()) * 1e-9L *
+                                    static_cast<long double>(pacedAt_),
+                                rate);
+    }
+    pacedAt_ = rate;
+    if (nextSend_ < now - kMaxBurst) nextSend_ = now - kMaxBurst;
+    // The bytes may leave at nextSend_; the following ones after their airtime.
+    if (nextSend_ <= now) {
+      nextSend_ += airtime(static_cast<long double>(bytes), rate);
+      return waited;
+    }
+    auto wait = std::min<std::chrono::nanoseconds>(nextSend_ - now, kRecheckInterval);
+    clock_.sleepFor(wait);
+    const auto slept = clock_.now() - now;
+    waited += slept;
+    // A sleep that ends early was woken on purpose (the transfer is being
+    // cancelled): the caller looks why before anything goes out.
+    if (slept < wait) return waited;
   }
-  if (nextSend_ < now - kMaxBurst) nextSend_ = now - kMaxBurst;
-  // The bytes may leave at nextSend_; the following ones after their airtime.
-  auto start = nextSend_;
-  nextSend_ += std::chrono::nanoseconds(static_cast<int64_t>(
-      static_cast<long double>(bytes) * 1e9L / static_cast<long double>(rate)));
-  if (start <= now) return std::chrono::nanoseconds(0);
-  auto wait = start - now;
-  clock_.sleepFor(wait);
-  return wait;
 }
 
 }  // namespace Atoll::transfer

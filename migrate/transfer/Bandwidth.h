@@ -59,7 +59,8 @@ class TransferLimiter {
   uint64_t limit() const { return cap_.load(); }
   // The rate in force now: own cap, reduced to the fair host share.
   uint64_t effectiveRate() const;
-  // Waits until `bytes` more may go out; returns how long it waited.
+  // Waits until `bytes` more may go out, or until the clock's sleep is
+  // woken early (a cancel); returns how long it waited.
   std::chrono::nanoseconds acquire(uint64_t bytes);
 
  private:
@@ -67,6 +68,7 @@ class TransferLimiter {
   HostBandwidth* host_;
   PacingClock clock_;
   std::chrono::nanoseconds nextSend_{0};
+  uint64_t pacedAt_ = 0;  // the rate nextSend_ was reckoned at; 0: none
 };
 
 }  // namespace Atoll::transfer

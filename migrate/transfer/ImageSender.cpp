@@ -95,11 +95,14 @@ Result<void> ImageSender::attach(std::unique_ptr<Channel> channel) {
   auto frame = channel_->recvFrame();
   if (!frame) return frame.error();
   if (frame->header.type != MessageType::kHelloAck) {
+    // Only an ErrorReport carries the receiver's words; any other payload
+    // read as one would be reported as a refusal in garbled text.
     auto report = decodeErrorReport(frame->payload);
     return Error::invalid(
         "transfer", channel_->peer(), options_.remoteName,
-        report ? "receiver refused: " + report->message
-               : std::string("expected HelloAck, got ") + messageTypeName(frame->header.type));
+        frame->header.type == MessageType::kErrorReport && report
+            ? "receiver refused: " + report->message
+            : std::string("expected HelloAck, got ") + messageTypeName(frame->header.type));
   }
   auto ack = decodeHelloAck(frame->payload);
   if (!ack) return ack.error();

@@ -119,10 +119,14 @@ Result<std::unique_ptr<TunnelSource>> TunnelSource::create(const std::string& un
                                                            const Endpoint& peer, uint64_t tunnelId,
                                                            const SocketOptions& options) {
   std::unique_ptr<TunnelSource> tunnel(new TunnelSource());
+  // stop() wakes the accepting thread through this: without it the tunnel
+  // could never be stopped. Made first, so that a failure leaves no socket
+  // file behind.
+  tunnel->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
+  if (!tunnel->wake_.valid()) return Error::fromErrno("eventfd", unixPath, errno);
   auto listener = listenUnix(unixPath);
   if (!listener) return listener.error();
   tunnel->listener_ = std::move(*listener);
-  tunnel->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
   tunnel->unixPath_ = unixPath;
   tunnel->peer_ = peer;
   tunnel->tunnelId_ = tunnelId;
@@ -188,9 +192,14 @@ Result<UniqueFd> TunnelSource::openThroughPeer(uint32_t channel) {
   auto frame = (*framed)->recvFrame(64 * 1024);
   if (!frame) return frame.error();
   if (frame->header.type != MessageType::kTunnelAck) {
+    // Only an ErrorReport carries the peer's words; any other payload read
+    // as one would be reported as a refusal in garbled text.
     auto report = decodeErrorReport(frame->payload);
-    return Error::invalid("tunnel", peer_.text(), std::to_string(channel),
-                          report ? "peer refused: " + report->message : "expected TunnelAck");
+    return Error::invalid(
+        "tunnel", peer_.text(), std::to_string(channel),
+        frame->header.type == MessageType::kErrorReport && report
+            ? "peer refused: " + report->message
+            : std::string("expected TunnelAck, got ") + messageTypeName(frame->header.type));
   }
   mark(timeline_.peerAckedUs, channel);
   return socket;

@@ -1,6 +1,9 @@
 // Pure logic of the transfer engine: block maps, fair shares, pacing, names,
 // progress records, the hand-off between a pipeline's threads.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -11,9 +14,11 @@
 
 #include "migrate/transfer/Bandwidth.h"
 #include "migrate/transfer/BlockHashMap.h"
+#include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/Net.h"
 #include "migrate/transfer/Pipeline.h"
 #include "migrate/transfer/StagingArea.h"
+#include "migrate/transfer/StreamTunnel.h"
 
 namespace Atoll::transfer {
 namespace {
@@ -81,6 +86,42 @@ TEST(TransferLimiter, PacesToTheCapAndFollowsLiveChanges) {
   time.slept = {};
   limiter.acquire(1 << 30);
   EXPECT_EQ(time.slept.count(), 0);
+}
+
+TEST(TransferLimiter, ARaisedCapIsNotHeldBackByTheOldOnesDebt) {
+  SteppedClock time;
+  TransferLimiter limiter(1 << 10, nullptr, time.clock());  // 1 KiB/s
+  limiter.acquire(1 << 20);   // leaves at once; its airtime runs for 1024 s
+  limiter.setLimit(1 << 30);  // raised to 1 GiB/s
+  limiter.acquire(1 << 20);
+  // What is left of the first MiB's airtime goes at the new rate: 1 ms.
+  EXPECT_LT(std::chrono::duration<double>(time.slept).count(), 0.01)
+      << "the raised cap still waited for the old one";
+}
+
+TEST(TransferLimiter, ACapLiftedDuringAWaitEndsTheWait) {
+  TransferLimiter* paced = nullptr;
+  std::chrono::nanoseconds now = std::chrono::seconds(100), slept{0};
+  PacingClock clock{[&] { return now; },
+                    [&](std::chrono::nanoseconds d) {
+                      // The operator lifts the cap while the sender waits.
+                      if (paced != nullptr) paced->setLimit(0);
+                      now += d;
+                      slept += d;
+                    }};
+  TransferLimiter limiter(1 << 10, nullptr, clock);  // 1 KiB/s
+  limiter.acquire(1 << 20);
+  paced = &limiter;
+  limiter.acquire(1 << 20);  // would wait 1024 s under the old cap
+  EXPECT_LE(std::chrono::duration<double>(slept).count(), 1.0)
+      << "the wait went on after the cap was lifted";
+}
+
+TEST(FairShares, EveryTransferKeepsACapUnderATinyHostCap) {
+  // A share of 0 reads as "uncapped": a host cap below one byte per second
+  // per transfer must not lift the cap for some of them.
+  for (uint64_t share : fairShares(2, {0, 0, 0})) EXPECT_GT(share, 0u);
+  for (uint64_t share : fairShares(1, {5, 0})) EXPECT_GT(share, 0u);
 }
 
 TEST(TransferLimiter, HostCapIsSharedAndAdjustable) {
@@ -205,6 +246,90 @@ TEST(FreeBuffers, TakeWaitsForAGiveAndCloseWakesForGood) {
   std::thread closer([&] { buffers.close(); });
   EXPECT_FALSE(buffers.take()) << "a closed pool hands out nothing";
   closer.join();
+}
+
+// A receiver that answers Hello with anything but HelloAck or ErrorReport
+// broke the protocol: the sender names the frame rather than reading its
+// payload as a refusal's text.
+TEST(ImageSender, AttachNamesAFrameOutOfPlaceRatherThanARefusal) {
+  testing::TempDir tmp;
+  std::string image = tmp / "source.img";
+  testing::makeSparseRandomImage(image, 16 * 4096, 1, 16 * 4096, 5);
+  SenderOptions options;
+  options.remoteName = "target.img";
+  options.blockSize = 4096;
+  auto sender = ImageSender::open(image, options);
+  ASSERT_TRUE(sender) << sender.error().message();
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  std::thread receiver([fd = fds[1]] {
+    auto channel = SocketChannel::create(UniqueFd(fd), "sender", SocketOptions{});
+    if ((*channel)->recvFrame()) (void)(*channel)->sendFrame(encode(RoundAck{7}));
+  });
+  auto channel = SocketChannel::create(UniqueFd(fds[0]), "receiver", SocketOptions{});
+  auto attached = (*sender)->attach(std::move(*channel));
+  receiver.join();
+  ASSERT_FALSE(attached);
+  EXPECT_NE(attached.error().message().find("expected HelloAck, got RoundAck"), std::string::npos)
+      << attached.error().message();
+  EXPECT_EQ(attached.error().message().find("refused"), std::string::npos)
+      << attached.error().message();
+}
+
+// The same for a tunnel: a peer that answers TunnelOpen with another frame
+// than TunnelAck or ErrorReport is named as such, not as a refusal.
+TEST(TunnelSource, NamesAFrameOutOfPlaceRatherThanARefusal) {
+  testing::TempDir tmp;
+  auto listener = listenTcp(Endpoint{"127.0.0.1", 0});
+  ASSERT_TRUE(listener) << listener.error().message();
+  auto port = boundPort(listener->get());
+  ASSERT_TRUE(port);
+  auto tunnel =
+      TunnelSource::create(tmp / "qemu.sock", Endpoint{"127.0.0.1", *port}, 1, SocketOptions{});
+  ASSERT_TRUE(tunnel) << tunnel.error().message();
+  std::thread peer([fd = listener->get()] {
+    auto accepted = acceptConnection(fd, nullptr, std::chrono::seconds(5));
+    if (!accepted) return;
+    auto channel = SocketChannel::create(std::move(*accepted), "source", SocketOptions{});
+    if ((*channel)->recvFrame()) (void)(*channel)->sendFrame(encode(RoundAck{7}));
+  });
+  auto prepared = (*tunnel)->prepare(1);
+  peer.join();
+  ASSERT_FALSE(prepared);
+  EXPECT_NE(prepared.error().message().find("expected TunnelAck, got RoundAck"), std::string::npos)
+      << prepared.error().message();
+  EXPECT_EQ(prepared.error().message().find("refused"), std::string::npos)
+      << prepared.error().message();
+}
+
+// The tunnel's stop() wakes its accepting thread through an eventfd; a
+// tunnel made without one (descriptors exhausted) could never be stopped.
+TEST(TunnelSource, CreateFailsWhenNoDescriptorIsLeftToWakeIt) {
+  testing::TempDir tmp;
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  constexpr rlim_t kFewDescriptors = 256;
+  rlimit few = saved;
+  few.rlim_cur = std::min<rlim_t>(saved.rlim_cur, kFewDescriptors);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &few), 0);
+  // Every descriptor taken but one: the tunnel needs two (its listening
+  // socket and its eventfd).
+  std::vector<UniqueFd> filler;
+  for (;;) {
+    int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) break;
+    filler.emplace_back(fd);
+  }
+  ASSERT_FALSE(filler.empty());
+  filler.pop_back();
+  auto tunnel =
+      TunnelSource::create(tmp / "qemu.sock", Endpoint{"127.0.0.1", 1}, 1, SocketOptions{});
+  filler.clear();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_FALSE(tunnel) << "a tunnel that stop() cannot wake";
+  EXPECT_NE(tunnel.error().message().find("Too many open files"), std::string::npos)
+      << tunnel.error().message();
+  EXPECT_FALSE(testing::exists(tmp / "qemu.sock")) << "the refused tunnel's socket stays behind";
 }
 
 std::string contents(const std::string& path) {
