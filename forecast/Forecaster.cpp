@@ -12,6 +12,13 @@ namespace {
 constexpr int64_t kNoStep = std::numeric_limits<int64_t>::min();
 constexpr double kShortTermAlpha = 0.3;
 constexpr double kShortTermQuantileStep = 0.05;
+// The largest sample value taken. No resource a series measures comes near
+// it (a petabyte, or a petabyte per second); beyond it a value is a
+// telemetry fault (a counter wrap read as a rate), and the models, which keep
+// float state and running sums, would carry it for the rest of the series'
+// life: as inf or NaN past the float range, and below that as rounding that
+// outweighs the series' real values.
+constexpr double kMaxSampleValue = 1e15;
 
 int64_t stepOf(int64_t timestampNs, int64_t stepNs) {
   int64_t step = timestampNs / stepNs;
@@ -249,9 +256,9 @@ inline void Forecaster::updateShortTerm(Series& series, double value, uint64_t& 
 // as the short-term model's update.
 [[gnu::always_inline]] inline void Forecaster::consume(const Sample& sample,
                                                        uint64_t& shortTermDueTick) {
-  // One range check rejects NaN (every comparison false), infinities and
-  // negative values.
-  if (!(sample.value >= 0 && sample.value <= std::numeric_limits<double>::max())) {
+  // One range check rejects NaN (every comparison false), infinities,
+  // negative values and values no resource reaches.
+  if (!(sample.value >= 0 && sample.value <= kMaxSampleValue)) {
     bump(counters_.invalidValue);
     return;
   }

@@ -7,9 +7,9 @@
 // publishes profiles and scores through seqlock cells. Readers on any thread
 // look series up in a lock-free directory and copy a whole snapshot.
 //
-// Bad samples (NaN, infinite, negative, duplicated or backwards timestamps,
-// samples for a step already closed) are dropped and counted; they never
-// reach a model.
+// Bad samples (NaN, infinite, negative, beyond any resource (1e15),
+// duplicated or backwards timestamps, samples for a step already closed) are
+// dropped and counted; they never reach a model.
 #include <array>
 #include <atomic>
 #include <cstdint>

@@ -62,6 +62,34 @@ TEST(Forecaster, DropsAndCountsBadSamplesWithoutPoisoning) {
   EXPECT_NEAR(snapshot->p50[0], 5.0, 1e-5);
 }
 
+// Finite doubles no resource reaches: beyond the models' float state (1e39)
+// or a counter wrap read as a rate (1e20). Either would leave the series'
+// profile wrong for good.
+TEST(Forecaster, DropsValuesBeyondAnyResourceWithoutPoisoning) {
+  auto f = make();
+  push(*f, 1, kSecond, 5.0);
+  push(*f, 1, 2 * kSecond, 1e39);
+  push(*f, 2, kSecond, 5.0);
+  push(*f, 2, 2 * kSecond, 1e20);
+  for (int step = 1; step <= 40; ++step) {
+    push(*f, 1, step * kStep + 1, 5.0);
+    push(*f, 2, step * kStep + 1, 5.0);
+    f->tick((step + 1) * kStep);
+  }
+  EXPECT_EQ(f->counters().droppedInvalidValue, 2u);
+  auto snapshot = std::make_unique<ProfileSnapshot>();
+  for (uint32_t workload : {1u, 2u}) {
+    ASSERT_TRUE(f->readProfile({workload, Metric::Cpu}, *snapshot));
+    f->tick(41 * kStep + 1);  // serves the read's refresh
+    ASSERT_TRUE(f->readProfile({workload, Metric::Cpu}, *snapshot));
+    EXPECT_NEAR(snapshot->p50[0], 5.0, 1e-4) << "workload " << workload;
+    EXPECT_NEAR(snapshot->p95[0], 5.0, 1e-4) << "workload " << workload;
+    ShortTermSnapshot shortTerm;
+    ASSERT_TRUE(f->readShortTerm({workload, Metric::Cpu}, shortTerm));
+    EXPECT_NEAR(shortTerm.p95, 5.0, 1e-4) << "workload " << workload;
+  }
+}
+
 TEST(Forecaster, BridgesShortGapsAndRestartsAfterLongOnes) {
   ForecasterConfig config;
   config.maxGapSteps = 3;
