@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <ctime>
 
 #include "migrate/planner/Contention.h"
@@ -48,22 +49,7 @@ Result<std::shared_ptr<PlannerSubsystem>> PlannerSubsystem::create(
   std::shared_ptr<PlannerSubsystem> out(
       new PlannerSubsystem(std::move(*planner), std::move(settings), forecast, board,
                            std::move(configured), store, registry, hostCpus));
-  // The dwell guard outlives a restart: the journaled records say when each
-  // VM was last moved.
-  if (auto facts = store.list(Keyspace::Facts, std::string(kPlannerDecisionPrefix))) {
-    for (const StateEntry& entry : *facts) {
-      const nlohmann::json& d = entry.value;
-      if (!d.is_object() ||
-          d.value("action", "") != planner::actionName(planner::ActionKind::MoveVm) ||
-          !d.value("execute", false) || !d.contains("vm_name") || !d["vm_name"].is_string() ||
-          !d.contains("at_ns") || !d["at_ns"].is_number_integer())
-        continue;
-      int64_t& last =
-          out->lastMoveNs_.try_emplace(d["vm_name"].get<std::string>(), planner::kNeverNs)
-              .first->second;
-      last = std::max(last, d["at_ns"].get<int64_t>());
-    }
-  }
+  out->restoreFromJournal();
   return out;
 }
 
@@ -200,10 +186,89 @@ std::vector<planner::Decision> PlannerSubsystem::noActionRecords(const Gathered&
   return out;
 }
 
+namespace {
+
+// The slot after a ring's newest record (its latest revision): starting again
+// at slot 0 would overwrite the newest records first once the ring has
+// wrapped.
+uint64_t slotAfterNewest(const std::vector<StateEntry>& entries, std::string_view prefix,
+                         size_t slots) {
+  uint64_t newestRevision = 0, next = 0;
+  for (const StateEntry& entry : entries) {
+    const std::string_view slotText = std::string_view(entry.key).substr(prefix.size());
+    uint64_t slot = 0;
+    const auto [end, error] =
+        std::from_chars(slotText.data(), slotText.data() + slotText.size(), slot);
+    if (error == std::errc() && end == slotText.data() + slotText.size() && slot < slots &&
+        entry.revision > newestRevision) {
+      newestRevision = entry.revision;
+      next = slot + 1;
+    }
+  }
+  return next;
+}
+
+}  // namespace
+
+void PlannerSubsystem::restoreFromJournal() {
+  // The dwell guard reads when each VM last moved, from both rings (a
+  // journal written before the action ring has its moves in the decision
+  // ring only).
+  auto noteMove = [&](const nlohmann::json& d) {
+    if (!d.is_object() ||
+        d.value("action", "") != planner::actionName(planner::ActionKind::MoveVm) ||
+        !d.value("execute", false) || d.value("failed", false) || !d.contains("vm_name") ||
+        !d["vm_name"].is_string() || !d.contains("at_ns") || !d["at_ns"].is_number_integer())
+      return;
+    int64_t& last =
+        lastMoveNs_.try_emplace(d["vm_name"].get<std::string>(), planner::kNeverNs).first->second;
+    last = std::max(last, d["at_ns"].get<int64_t>());
+  };
+  if (auto facts = store_.list(Keyspace::Facts, std::string(kPlannerDecisionPrefix))) {
+    nextSlot_ = slotAfterNewest(*facts, kPlannerDecisionPrefix, kPlannerHistory);
+    for (const StateEntry& entry : *facts) noteMove(entry.value);
+  }
+  // Cooldowns, budgets and hysteresis count the executed actions; ids go on
+  // after theirs, so a record's "reverses" names one decision across
+  // restarts.
+  if (auto facts = store_.list(Keyspace::Facts, std::string(kPlannerActionPrefix))) {
+    nextActionSlot_ = slotAfterNewest(*facts, kPlannerActionPrefix, kPlannerActionHistory);
+    for (const StateEntry& entry : *facts) {
+      auto action = planner::executedActionFromJson(entry.value);
+      if (!action) {
+        spdlog::warn("event=planner_journal_skipped key={} error=\"{}\"", entry.key,
+                     action.error().message());
+        continue;
+      }
+      planner_.restoreExecuted(*action, entry.value.value("failed", false));
+      noteMove(entry.value);
+      ++restoredActions_;
+    }
+  }
+  if (restoredActions_ > 0)
+    spdlog::info("event=planner_restored actions={} (their cooldowns, budgets and dwell hold)",
+                 restoredActions_);
+}
+
+void PlannerSubsystem::recordAction(const planner::Decision& decision, bool failed, int64_t nowNs) {
+  nlohmann::json entry = planner::toJson(decision);
+  entry["failed"] = failed;
+  entry["settled_ns"] = nowNs;
+  const uint64_t slot = nextActionSlot_++ % kPlannerActionHistory;
+  auto stored = store_.put(
+      Keyspace::Facts, std::string(kPlannerActionPrefix) + std::to_string(slot), entry, kOrigin);
+  if (!stored) {
+    if (lastJournalError_ != stored.error().message())
+      spdlog::error("event=planner_journal_failed error=\"{}\"", stored.error().message());
+    lastJournalError_ = stored.error().message();
+  }
+}
+
 void PlannerSubsystem::record(const planner::Decision& decision, planner::Mode mode) {
   nlohmann::json entry = planner::toJson(decision);
   entry["mode"] = planner::modeName(mode);
-  const uint64_t slot = recorded_++ % kPlannerHistory;
+  ++recorded_;
+  const uint64_t slot = nextSlot_++ % kPlannerHistory;
   auto stored = store_.put(
       Keyspace::Facts, std::string(kPlannerDecisionPrefix) + std::to_string(slot), entry, kOrigin);
   if (!stored) {
@@ -339,11 +404,15 @@ Result<void> PlannerSubsystem::actAt(int64_t nowNs) {
       spdlog::warn("event=planner_execute_failed decision={} error=\"{}\"", d.id,
                    done.error().message());
       planner_.reportFailed(d.id, nowNs);
+      recordAction(d, true, nowNs);
     } else {
       ++executed_;
       planner_.reportCompleted(d.id, nowNs);
-      // A revert is not verified again: that would invite a flip-flop.
-      if (!d.reverses) verifying_.push_back({d.id, nowNs, touchedBy(d)});
+      recordAction(d, false, nowNs);
+      // A revert is not verified again: that would invite a flip-flop. A
+      // decision that takes back an earlier one on its own gain (past the
+      // hysteresis) is an action like any other.
+      if (d.rule != planner::Rule::Revert) verifying_.push_back({d.id, nowNs, touchedBy(d)});
     }
   }
   return ok();
@@ -469,6 +538,7 @@ nlohmann::json PlannerSubsystem::describe() const {
   nlohmann::json out = {{"mode", planner::modeName(planner_.config().mode)},
                         {"passes", passes_},
                         {"decisions_recorded", recorded_},
+                        {"actions_restored", restoredActions_},
                         {"executed", executed_},
                         {"execution_failures", executionFailures_},
                         {"verified", verified_},

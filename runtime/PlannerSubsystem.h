@@ -42,6 +42,13 @@ namespace Atoll {
 // Facts keys of the journaled decision records: a ring of kPlannerHistory slots.
 inline constexpr std::string_view kPlannerDecisionPrefix = "planner/decisions/";
 inline constexpr size_t kPlannerHistory = 256;
+// Facts keys of the executed actions alone, a ring of kPlannerActionHistory
+// slots: every pass journals a record per island, so the decision ring can
+// turn over within the guards' windows on a host with many islands, while
+// the guards must outlive a restart (a daemon that restarts, or crash-loops,
+// would otherwise act again at once on islands and VMs it just changed).
+inline constexpr std::string_view kPlannerActionPrefix = "planner/actions/";
+inline constexpr size_t kPlannerActionHistory = 256;
 
 class PlannerSubsystem final : public Subsystem {
  public:
@@ -83,6 +90,12 @@ class PlannerSubsystem final : public Subsystem {
   Result<Gathered> gather(int64_t nowNs, const PlannerSettings& settings) const;
   std::vector<planner::Decision> noActionRecords(const Gathered& gathered) const;
   void record(const planner::Decision& decision, planner::Mode mode);
+  // Journals an executed action (or one whose execution failed) in the
+  // action ring.
+  void recordAction(const planner::Decision& decision, bool failed, int64_t nowNs);
+  // Gives the planner and the dwell guard the actions journaled before this
+  // start, and continues both rings after their newest records.
+  void restoreFromJournal();
   Result<void> execute(const planner::Decision& decision, int64_t nowNs);
 
   // Verification of executed actions against telemetry.
@@ -119,6 +132,10 @@ class PlannerSubsystem final : public Subsystem {
   std::string lastPassKey_;
   uint64_t passes_ = 0;
   uint64_t recorded_ = 0;
+  // The journal ring's next slot: after the newest record, across restarts.
+  uint64_t nextSlot_ = 0;
+  uint64_t nextActionSlot_ = 0;
+  size_t restoredActions_ = 0;
   uint64_t executed_ = 0;
   uint64_t executionFailures_ = 0;
   std::string lastJournalError_;

@@ -102,6 +102,56 @@ nlohmann::json toJson(const Decision& decision) {
   return out;
 }
 
+Result<Decision> executedActionFromJson(const nlohmann::json& record) {
+  const std::string what = "planner action record";
+  auto refuse = [&](const char* field, const std::string& detail) {
+    return Error::invalid("read", what, field, detail);
+  };
+  if (!record.is_object()) return refuse("", "not a JSON object");
+  Decision d;
+  d.taken = true;
+  d.execute = true;
+  d.rule = Rule::BenefitExceedsCost;
+  const std::string action = record.value("action", "");
+  if (action == actionName(ActionKind::ResizeIsland))
+    d.action = ActionKind::ResizeIsland;
+  else if (action == actionName(ActionKind::MoveVm))
+    d.action = ActionKind::MoveVm;
+  else
+    return refuse("action", "'" + action + "' is not an action that changes anything");
+  if (!record.contains("id") || !record["id"].is_number_unsigned() || record["id"] == 0)
+    return refuse("id", "missing or not a positive integer");
+  d.id = record["id"].get<uint64_t>();
+  if (!record.contains("at_ns") || !record["at_ns"].is_number_integer())
+    return refuse("at_ns", "missing or not an integer");
+  d.atNs = record["at_ns"].get<int64_t>();
+  for (auto [field, into] : {std::pair{"from", &d.fromIsland}, std::pair{"to", &d.toIsland}}) {
+    if (!record.contains(field) || !record[field].is_string())
+      return refuse(field, "missing or not a string");
+    *into = record[field].get<std::string>();
+  }
+  if (d.action == ActionKind::ResizeIsland) {
+    if (!record.contains("cpus_moved") || !record["cpus_moved"].is_array())
+      return refuse("cpus_moved", "missing or not an array");
+    for (const auto& cpu : record["cpus_moved"]) {
+      if (!cpu.is_number_unsigned()) return refuse("cpus_moved", "holds a non-CPU number");
+      d.cpusMoved.push_back(cpu.get<unsigned>());
+    }
+  } else {
+    if (!record.contains("vm_name") || !record["vm_name"].is_string())
+      return refuse("vm_name", "missing or not a string");
+    d.vmName = record["vm_name"].get<std::string>();
+    if (record.contains("vm") && record["vm"].is_number_unsigned())
+      d.vm = record["vm"].get<uint32_t>();
+  }
+  if (record.contains("reverses")) {
+    if (!record["reverses"].is_number_unsigned()) return refuse("reverses", "not an integer");
+    d.reverses = record["reverses"].get<uint64_t>();
+  }
+  if (record.value("rule", "") == ruleName(Rule::Revert)) d.rule = Rule::Revert;
+  return d;
+}
+
 nlohmann::json toJson(const PlanResult& result) {
   nlohmann::json out = {{"now_ns", result.nowNs}, {"decisions", nlohmann::json::array()}};
   for (const auto& d : result.decisions) out["decisions"].push_back(toJson(d));

@@ -135,6 +135,30 @@ void Planner::reportFailed(uint64_t decision, int64_t nowNs) {
   it->second.outcomeRecorded = true;
 }
 
+void Planner::restoreExecuted(const Decision& action, bool failed) {
+  if (action.action == ActionKind::None || action.id == 0) return;
+  Executed settled{action};
+  settled.decision.taken = settled.decision.execute = true;
+  settled.inFlight = false;
+  settled.completedNs = action.atNs;
+  settled.failed = failed;
+  // Its outcome window was measured, or lost, before the restart.
+  settled.outcomeRecorded = true;
+  executed_[action.id] = std::move(settled);
+  nextId_ = std::max(nextId_, action.id + 1);
+  trimExecuted();
+}
+
+void Planner::trimExecuted() {
+  // Bounded: the oldest settled decisions go first.
+  while (executed_.size() > kExecutedLimit) {
+    auto oldest = std::find_if(executed_.begin(), executed_.end(),
+                               [](const auto& entry) { return !entry.second.inFlight; });
+    if (oldest == executed_.end()) break;
+    executed_.erase(oldest);
+  }
+}
+
 void Planner::remember(const Decision& decision) {
   history_.push_back(decision);
   while (history_.size() > kHistoryLimit) history_.pop_front();
@@ -263,13 +287,7 @@ void Planner::take(Decision& d, Mode mode) {
   if (mode == Mode::Observe) d.reason += " [observe: not executed]";
   if (!d.execute) return;
   executed_[d.id] = Executed{d};
-  // Bounded: the oldest settled decisions go first.
-  while (executed_.size() > kExecutedLimit) {
-    auto oldest = std::find_if(executed_.begin(), executed_.end(),
-                               [](const auto& entry) { return !entry.second.inFlight; });
-    if (oldest == executed_.end()) break;
-    executed_.erase(oldest);
-  }
+  trimExecuted();
 }
 
 PlanResult Planner::plan(const PlanInput& input) {

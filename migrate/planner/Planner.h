@@ -51,6 +51,12 @@ class Planner {
   void reportFailed(uint64_t decision, int64_t nowNs);
   std::vector<uint64_t> inFlight() const;
 
+  // An action executed before a restart (the caller's journal), settled:
+  // cooldowns, budgets and hysteresis count it as if this planner had taken
+  // it, no outcome is expected for it, and new decision ids go on after its
+  // id. Call before the first pass.
+  void restoreExecuted(const Decision& action, bool failed);
+
   // Outcome loop: the relief (core-seconds of contention avoided) measured
   // over the window after the action. The relieved island's trust becomes
   // its exponentially weighted realised/predicted relief, and the margin
@@ -90,6 +96,7 @@ class Planner {
     bool failed = false;
   };
   void remember(const Decision& decision);
+  void trimExecuted();
   bool conflictsInFlight(const Decision& decision, uint64_t& with) const;
   int movesInWindow(int64_t nowNs, const std::string* island) const;
   const Executed* reversedBy(const Decision& decision, int64_t nowNs) const;

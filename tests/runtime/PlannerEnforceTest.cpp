@@ -159,6 +159,47 @@ TEST_F(PlannerEnforce, AnUnnamedVmIsPinnedUnderItsWorkloadNumber) {
   EXPECT_EQ((*pin)["island"], "shared");
 }
 
+// The journaled records are a ring: a restarted daemon goes on after the
+// newest record, so it overwrites the oldest ones and keeps the VM moves the
+// dwell guard restores at the next start.
+TEST_F(PlannerEnforce, ARestartGoesOnAfterTheNewestJournaledRecord) {
+  // Before the restart the ring had wrapped: slots 0-9 hold the newest
+  // records (slot 9 the move of "db"), slots 10-255 older ones.
+  auto journaled = [](int64_t atNs) {
+    return nlohmann::json{{"action", "none"}, {"execute", false}, {"at_ns", atNs}};
+  };
+  for (size_t written = 0; written < kPlannerHistory; ++written) {
+    const size_t slot = (written + 10) % kPlannerHistory;  // in the order the ring was written
+    const int64_t at =
+        kStart - 1000 * kSecond + int64_t(slot < 10 ? slot + kPlannerHistory : slot) * kSecond;
+    nlohmann::json record = journaled(at);
+    if (slot == 9)
+      record = {{"action", "move-vm"}, {"execute", true}, {"vm_name", "db"}, {"at_ns", at}};
+    ASSERT_TRUE(api.store().put(Keyspace::Facts,
+                                std::string(kPlannerDecisionPrefix) + std::to_string(slot), record,
+                                {0, 0, "test"}));
+  }
+  plannerSettings.config.mode = planner::Mode::Observe;
+  make(2);
+  for (int step = 0; step < 3; ++step)
+    tick(step, {{workload(1, "atoll.slice/latency/machine-qemu-db.scope", "db"), 0.1, 50}});
+  const uint64_t recorded = planner_->describe()["decisions_recorded"].get<uint64_t>();
+  ASSERT_GT(recorded, 0u);
+  ASSERT_LT(recorded, 20u);
+  auto at = [&](size_t slot) {
+    auto entry = api.store().get(Keyspace::Facts,
+                                 std::string(kPlannerDecisionPrefix) + std::to_string(slot));
+    EXPECT_TRUE(entry && *entry);
+    return entry && *entry ? (*entry)->value : nlohmann::json();
+  };
+  // The newest records, the move among them, are still there ...
+  for (size_t slot = 0; slot < 10; ++slot) EXPECT_LT(at(slot)["at_ns"], kStart) << slot;
+  EXPECT_EQ(at(9)["vm_name"], "db");
+  // ... and the records after the restart took the oldest slots.
+  for (size_t slot = 10; slot < 10 + recorded; ++slot)
+    EXPECT_GE(at(slot)["at_ns"], kStart) << "slot " << slot;
+}
+
 // Four CPUs: "latency" holds CPU 0 and a VM of three cores; the shared
 // island's CPUs 1-3 have slack, so "latency" is grown. The telemetry after
 // the resize says whether it helped.
@@ -215,6 +256,71 @@ TEST_P(PlannerVerify, AResizeIsRevertedOnlyWhenRunQueueLatencyGotWorse) {
         << "CPU " << cpu << " still in " << reverted->dump();
   EXPECT_EQ(planner_->describe()["reverts"], 1);
   EXPECT_EQ(planner_->describe()["execution_failures"], 0);
+}
+
+// A planner decision that takes back an earlier one (the load moved the
+// other way, and it cleared the hysteresis) is an action like any other: it
+// is verified too. Only a revert is not.
+TEST_F(PlannerEnforce, AResizeThatReversesAnEarlierOneIsVerified) {
+  plannerSettings.config.islandMovesPerWindow = 50;
+  plannerSettings.config.hostMovesPerWindow = 50;
+  plannerSettings.config.islandCooldownNs = 0;
+  plannerSettings.config.hysteresisFactor = 1;
+  plannerSettings.config.allowVmMoves = false;
+  make(4);
+  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
+  auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
+  int step = 0;
+  for (; step < 20 && records("resize-island", true).empty(); ++step)
+    tick(step, {{db, 3.0, 20}, {web, 0.1, 20}});
+  ASSERT_EQ(records("resize-island", true).size(), 1u) << planner_->historyJson().dump(2);
+  const uint64_t first = records("resize-island", true).front()["id"].get<uint64_t>();
+  // The load turns around: the shared island needs its CPUs back.
+  const int turned = step;
+  for (; step < turned + 60 && records("resize-island", true).size() < 2; ++step)
+    tick(step, {{db, 0.1, 20}, {web, 3.0, 20}});
+  const auto resizes = records("resize-island", true);
+  ASSERT_EQ(resizes.size(), 2u) << planner_->historyJson().dump(2);
+  ASSERT_EQ(resizes.back()["reverses"], first) << resizes.back().dump(2);
+  ASSERT_NE(resizes.back()["rule"], "revert");
+  for (int more = 0; more < 2; ++more, ++step) tick(step, {{db, 0.1, 20}, {web, 3.0, 20}});
+  EXPECT_EQ(planner_->describe()["verified"], 2) << planner_->describe().dump();
+}
+
+// The guards outlive a restart: the executed actions are journaled in a
+// ring of their own, and a daemon that starts again counts them, so an
+// island it just resized is not resized again at once (nor a decision id
+// used twice).
+TEST_F(PlannerEnforce, TheGuardsOfActionsBeforeARestartHold) {
+  plannerSettings.config.allowVmMoves = false;
+  make(32);
+  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
+  auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
+  int step = 0;
+  for (; step < 20 && records("resize-island", true).empty(); ++step)
+    tick(step, {{db, 2.0, 20}, {web, 0.1, 20}});
+  ASSERT_EQ(records("resize-island", true).size(), 1u) << planner_->historyJson().dump(2);
+  const uint64_t before = records("resize-island", true).front()["id"].get<uint64_t>();
+  auto grown = desired(std::string(kIslandStatePrefix) + "latency");
+  ASSERT_TRUE(grown);
+
+  // The daemon starts again on the same state; the VM's demand grows past
+  // what the resize gave, and the shared island could give more.
+  make(32);
+  EXPECT_EQ(planner_->describe()["actions_restored"], 1) << planner_->describe().dump();
+  const int restarted = step;
+  for (; step < restarted + 30; ++step) tick(step, {{db, 5.0, 20}, {web, 0.1, 20}});
+  EXPECT_TRUE(records("resize-island", true).empty()) << planner_->historyJson().dump(2);
+  const auto declined = records("resize-island", false);
+  ASSERT_FALSE(declined.empty()) << planner_->historyJson().dump(2);
+  EXPECT_EQ(declined.back()["rule"], "cooldown") << declined.back().dump(2);
+  EXPECT_NE(
+      declined.back()["reason"].get<std::string>().find("decision " + std::to_string(before) + " "),
+      std::string::npos)
+      << declined.back().dump(2);
+  for (const auto& d : planner_->historyJson()["decisions"])
+    EXPECT_GT(d["id"].get<uint64_t>(), before) << d.dump();
+  EXPECT_EQ(desired(std::string(kIslandStatePrefix) + "latency"), grown);
 }
 
 INSTANTIATE_TEST_SUITE_P(Latency, PlannerVerify, ::testing::Values(false, true),

@@ -41,6 +41,46 @@ TEST(Guards, AFailedActionNoLongerBlocks) {
   EXPECT_TRUE(planner.plan(hotAndCool(now + kStepNs)).decisions[0].taken);
 }
 
+// A planner started again reads the actions journaled by the one before it
+// (as toJson wrote them): their cooldowns and budgets hold, a failed one
+// spends budget but blocks nothing, and ids go on after theirs.
+TEST(Guards, ActionsRestoredAfterARestartHoldTheirGuards) {
+  const int64_t now = 1000 * kStepNs;
+  Planner before = makePlanner(enforcing());
+  const Decision taken = before.plan(hotAndCool(now)).decisions[0];
+  ASSERT_TRUE(taken.execute);
+  auto restored = executedActionFromJson(toJson(taken));
+  ASSERT_TRUE(restored) << restored.error().message();
+  EXPECT_EQ(restored->id, taken.id);
+  EXPECT_EQ(restored->action, taken.action);
+  EXPECT_EQ(restored->fromIsland, taken.fromIsland);
+  EXPECT_EQ(restored->toIsland, taken.toIsland);
+  EXPECT_EQ(restored->cpusMoved, taken.cpusMoved);
+
+  Planner after = makePlanner(enforcing());
+  after.restoreExecuted(*restored, false);
+  EXPECT_TRUE(after.inFlight().empty());
+  const Decision held = after.plan(hotAndCool(now + kStepNs)).decisions[0];
+  EXPECT_FALSE(held.taken);
+  EXPECT_EQ(held.rule, Rule::Cooldown) << held.reason;
+  EXPECT_GT(held.id, taken.id);
+
+  Planner afterFailure = makePlanner(enforcing());
+  afterFailure.restoreExecuted(*restored, true);
+  EXPECT_TRUE(afterFailure.plan(hotAndCool(now + kStepNs)).decisions[0].taken);
+
+  // Records that are no executed action are refused, naming the field.
+  nlohmann::json none = toJson(taken);
+  none["action"] = "none";
+  EXPECT_FALSE(executedActionFromJson(none));
+  nlohmann::json noTime = toJson(taken);
+  noTime.erase("at_ns");
+  auto refused = executedActionFromJson(noTime);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("at_ns"), std::string::npos)
+      << refused.error().message();
+}
+
 TEST(Guards, IslandBudgetPerWindow) {
   PlannerConfig config = enforcing();
   config.islandMovesPerWindow = 1;
