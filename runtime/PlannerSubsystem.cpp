@@ -167,10 +167,23 @@ std::vector<planner::Decision> PlannerSubsystem::noActionRecords(const Gathered&
   for (const planner::IslandState& island : gathered.input.islands) {
     planner::HorizonContention c = planner::horizonContention(
         island.profile, config.horizonSteps, island.capacity(), config.riskThreshold);
-    planner::Decision d = none(fmt::format(
-        "island {} stays within its {:.2f} cores over the horizon (P(demand > capacity) = {:.3f} "
-        "< {:.3f}, p95 peak {:.2f} cores)",
-        island.name, island.capacity(), c.probability, config.riskThreshold, c.p95Peak));
+    // The planner's own test of "at risk": past the risk threshold, with
+    // unmet demand, and with a p50 peak that reaches the floor share of the
+    // capacity. The record names the part that kept the island out.
+    std::string why;
+    if (c.probability < config.riskThreshold || c.unmetCoreSeconds <= 0)
+      why = fmt::format(
+          "island {} stays within its {:.2f} cores over the horizon (P(demand > capacity) = "
+          "{:.3f} < {:.3f}, p95 peak {:.2f} cores)",
+          island.name, island.capacity(), c.probability, config.riskThreshold, c.p95Peak);
+    else
+      why = fmt::format(
+          "island {} reaches past its {:.2f} cores through its forecast's upper tail alone "
+          "(P(demand > capacity) = {:.3f} >= {:.3f}, but p50 peak {:.2f} cores < "
+          "min_risk_p50_share {:.2f} x capacity)",
+          island.name, island.capacity(), c.probability, config.riskThreshold, c.p50Peak,
+          config.minRiskP50Share);
+    planner::Decision d = none(std::move(why));
     planner::IslandView view;
     view.island = island.name;
     view.capacityBefore = view.capacityAfter = island.capacity();
