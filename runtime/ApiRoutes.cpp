@@ -122,6 +122,15 @@ void installApiRoutes(UnixHttpServer& server, ApiContext& ctx) {
       replyError(res, 403, ctx.policy.refusal(*peer));
       return httplib::Server::HandlerResponse::Handled;
     }
+    // httplib holds a body to the size limit only through its Content-Length,
+    // before reading it; a chunked body it reads whole whatever its size.
+    // This runs before any of the body is read.
+    if (req.has_header("Transfer-Encoding")) {
+      replyError(res, 411,
+                 "a request body needs a Content-Length header (at most " +
+                     std::to_string(ctx.maxBodyBytes) + " bytes); chunked bodies are not accepted");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     return httplib::Server::HandlerResponse::Unhandled;
   });
 

@@ -143,6 +143,11 @@ void UnixHttpServer::serveConnection(int fd) {
   auto setupRequest = [&](httplib::Request& request) {
     for (const char* name : {kPeerUidHeader, kPeerGidHeader, kPeerPidHeader, kPeerGroupsHeader})
       request.headers.erase(name);
+    // Without Content-Length or Transfer-Encoding a request has no body
+    // (RFC 9112 6.3); httplib would read one until the client stops
+    // sending, whatever the body limit.
+    if (!request.has_header("Content-Length") && !request.has_header("Transfer-Encoding"))
+      request.headers.emplace("Content-Length", "0");
     if (!peer) return;  // no identity headers: the routes refuse the request
     std::string groups;
     for (gid_t g : peer->groups) groups += (groups.empty() ? "" : ",") + std::to_string(g);
