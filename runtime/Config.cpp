@@ -11,6 +11,7 @@
 #include "migrate/transfer/QemuMigration.h"
 #include "migrate/transfer/Rate.h"
 #include "numa/CpuSet.h"
+#include "numa/Island.h"
 #include "runtime/SubsystemCatalog.h"
 #include "util/Fs.h"
 
@@ -469,6 +470,11 @@ void readIslands(Validator& v, const toml::table& table, DaemonConfig& c) {
       v.error(
           name.source(), key,
           "island name '" + std::string(name.str()) + "' must be 1-64 letters, digits, '_' or '-'");
+      continue;
+    }
+    // The islands subsystem refuses the name at every tick.
+    if (name.str() == numa::kSharedIslandName) {
+      v.error(name.source(), key, "island name 'shared' is reserved for the CPUs no island claims");
       continue;
     }
     const toml::table* island = v.table(node, key);

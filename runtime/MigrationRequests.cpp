@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -146,8 +147,10 @@ Result<MigrationRequest> parseMigrationRequest(std::string_view body) {
             "expected seconds from 0 (no timeout) to " +
                 std::to_string(static_cast<int64_t>(kMaxMigrationTimeoutSeconds)));
       }
+      // A timeout under half a millisecond is still one: 0 means none.
+      const int64_t ms = std::llround(value.get<double>() * 1000);
       request.timeout =
-          std::chrono::milliseconds(static_cast<int64_t>(std::llround(value.get<double>() * 1000)));
+          std::chrono::milliseconds(value.get<double>() > 0 ? std::max<int64_t>(ms, 1) : 0);
     } else {
       return Error::invalid(std::string(kRequest), "", key,
                             "unknown field (known fields: " + std::string(kKnown) + ")");

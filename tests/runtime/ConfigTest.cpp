@@ -158,6 +158,17 @@ cpus = "1"
   EXPECT_NE(findError(parsed, "islands.bad name"), nullptr) << all;
 }
 
+// "shared" names the CPUs no island claims: an island of that name would be
+// refused by the islands subsystem at every tick, so the file is refused.
+TEST(Config, TheSharedIslandNameIsReserved) {
+  auto parsed = parseConfig("[islands.shared]\ncpus = \"0-1\"\n", "r.toml");
+  const ConfigError* error = test::findError(parsed, "islands.shared");
+  ASSERT_NE(error, nullptr) << test::errorsOf(parsed);
+  EXPECT_EQ(error->line, 1);
+  EXPECT_NE(error->message.find("'shared'"), std::string::npos) << error->message;
+  EXPECT_TRUE(parsed.config.islands.empty());
+}
+
 TEST(Config, BudgetsMustFitInATick) {
   auto parsed = parseConfig("[daemon]\ntick_ms = 100\n", "b.toml");
   ASSERT_EQ(parsed.errors.size(), 1u) << errorsOf(parsed);

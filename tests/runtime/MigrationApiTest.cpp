@@ -178,6 +178,12 @@ TEST_F(MigrationApi, AcceptedRequestsCarryEveryField) {
   }
   EXPECT_FALSE(defaults->migration.relay);
   EXPECT_EQ(defaults->timeout, 0ms);
+
+  // A timeout below a millisecond is still one: 0 would mean none.
+  auto brief = parseMigrationRequest(
+      R"({"qmp": "/run/vm1.qmp", "peer": "10.0.0.2:7477", "timeout_s": 0.0004})");
+  ASSERT_TRUE(brief) << brief.error().message();
+  EXPECT_EQ(brief->timeout, 1ms);
 }
 
 TEST_F(MigrationApi, IncomingRefusalsNameThePathAndWhatItIs) {
