@@ -11,6 +11,7 @@
 
 #include "numa/IslandEnforcer.h"
 #include "numa/IsolationBench.h"
+#include "tools/NumberOptions.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -18,6 +19,11 @@ namespace Atoll::cli {
 namespace {
 
 using namespace Atoll::numa;
+
+// No host has more CPUs than the kernel's NR_CPUS bound; every busy thread
+// beyond the CPUs only queues, and an unbounded count would spawn threads
+// until the host runs out of them.
+constexpr unsigned kMaxNoisyThreads = 8192;
 
 struct IsolationArgs {
   unsigned durationMs = 2000;
@@ -93,12 +99,17 @@ void addBenchVerb(CLI::App& app) {
       "isolation", "Probe wakeup latency next to a noisy neighbour, without and with islands");
   isolation->add_option("--duration-ms", args->durationMs, "Probe time per scenario")
       ->capture_default_str()
+      ->check(kDecimal)
       ->check(CLI::Range(100u, 600000u));
   isolation->add_option("--interval-us", args->intervalUs, "Probe sleep between wakeups")
       ->capture_default_str()
+      ->check(kDecimal)
       ->check(CLI::Range(50u, 1000000u));
-  isolation->add_option("--noisy-threads", args->noisyThreads,
-                        "Busy threads of the neighbour (default: one per CPU)");
+  isolation
+      ->add_option("--noisy-threads", args->noisyThreads,
+                   "Busy threads of the neighbour (default: one per CPU)")
+      ->check(kDecimal)
+      ->check(CLI::Range(0u, kMaxNoisyThreads));
   isolation->add_option("--cgroup-root", args->cgroupMount, "The cgroup2 mount")
       ->capture_default_str();
   isolation->add_flag("--affinity-only", args->affinityOnly,

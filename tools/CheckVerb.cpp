@@ -11,6 +11,7 @@
 #include "bpf/collector/TelemetrySignals.h"
 #include "kernel-configs/CapabilityCheck.h"
 #include "kernel-configs/Report.h"
+#include "tools/NumberOptions.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -55,6 +56,7 @@ void addCheckVerb(CLI::App& app) {
   check
       ->add_option("--libvirt-timeout-ms", args->libvirtTimeoutMs,
                    "Give up on libvirt after this many milliseconds")
+      ->check(kDecimal)
       ->check(CLI::Range(1, 60000))
       ->capture_default_str();
   check->callback([args] { runCheck(*args); });

@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "runtime/ApiDefaults.h"
+#include "tools/NumberOptions.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -95,6 +96,7 @@ void addDaemonSocketOption(CLI::App& verb, DaemonConnection& connection) {
 void addDaemonOptions(CLI::App& verb, DaemonConnection& connection) {
   addDaemonSocketOption(verb, connection);
   verb.add_option("--timeout", connection.timeoutSeconds, "Seconds to wait for atolld")
+      ->check(kFiniteNumber)
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
 }

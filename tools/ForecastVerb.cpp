@@ -24,6 +24,7 @@
 #include "forecast/SvgPlot.h"
 #include "tools/DaemonClient.h"
 #include "tools/JsonCells.h"
+#include "tools/NumberOptions.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -56,6 +57,13 @@ struct PlotArgs {
 };
 
 void runReplay(const ReplayArgs& args) {
+  // A gap is measured in first intervals, so a regular series has gaps of 1:
+  // a smaller limit refuses every series.
+  if (args.maxGap < 1) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", args.maxGap);
+    fail(InputError{"--max-gap", 0, text, "must be at least 1 step"}, kExitUsage);
+  }
   auto horizons = forecast::parseHorizonList(args.horizons);
   if (!horizons) fail(horizons.error(), kExitUsage);
   const forecast::ModelConfig config = forecast::replayModelConfig(horizons.value(), args.season);
@@ -64,6 +72,12 @@ void runReplay(const ReplayArgs& args) {
   const forecast::ModelShape shape(config);
   auto files = forecast::collectReplayInputs(args.inputs);
   if (!files) fail(files.error(), kExitUsage);
+  const forecast::ReplayInputRules rules{args.maxGap};
+  // Every input is checked before the output is truncated, so a refused one
+  // leaves an earlier output as it was.
+  for (const std::string& path : files.value())
+    if (auto series = forecast::readReplayCsv(path, rules); !series)
+      fail(series.error(), kExitUsage);
 
   std::ofstream out(args.out, std::ios::binary | std::ios::trunc);
   if (!out) fail(InputError{args.out, 0, "", "cannot open for writing"}, kExitFailure);
@@ -72,7 +86,6 @@ void runReplay(const ReplayArgs& args) {
   // Series are independent: replay them on all cores, write in input order.
   const std::vector<std::string>& paths = files.value();
   const size_t workers = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), 8));
-  const forecast::ReplayInputRules rules{args.maxGap};
   for (size_t begin = 0; begin < paths.size(); begin += workers) {
     const size_t end = std::min(paths.size(), begin + workers);
     std::vector<std::string> outputs(end - begin);
@@ -230,10 +243,12 @@ void addForecastVerb(CLI::App& app) {
   replay->add_option("--horizons", replayArgs->horizons, "Comma-separated horizons, in steps")
       ->capture_default_str();
   replay->add_option("--season", replayArgs->season, "Season length in steps (0: none)")
+      ->check(kSignedDecimal)
       ->capture_default_str();
   replay
       ->add_option("--max-gap", replayArgs->maxGap,
-                   "Longest accepted interval between rows, in steps")
+                   "Longest accepted interval between rows, in steps (1 or more)")
+      ->check(kFiniteNumber)
       ->capture_default_str();
   replay->add_option("--out", replayArgs->out, "Output CSV")->required();
   replay->add_option("inputs", replayArgs->inputs, "CSV files or directories of them")->required();
@@ -264,6 +279,7 @@ void addForecastVerb(CLI::App& app) {
   plot->add_option("--actual", plotArgs->actual, "The replayed timestamp,value CSV");
   plot->add_option("--svg", plotArgs->svg, "Output SVG file")->required();
   plot->add_option("--horizon", plotArgs->horizon, "Horizon to plot, in steps")
+      ->check(kSignedDecimal)
       ->capture_default_str();
   plot->callback([plotArgs] { runPlot(*plotArgs); });
 }

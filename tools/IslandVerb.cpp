@@ -38,6 +38,7 @@
 #include "numa/LibvirtPinner.h"
 #include "numa/MemoryMove.h"
 #include "tools/DaemonClient.h"
+#include "tools/NumberOptions.h"
 #include "tools/Verbs.h"
 #include "util/Fs.h"
 
@@ -713,18 +714,8 @@ class IslandCommand {
   Topology topology_;
 };
 
-// CLI11 converts unsigned options with strtoull: "-1" would become
-// 18446744073709551615 (memory.max "unlimited" by accident), "010" octal 8
-// and "0x10" hex 16. Counts, PIDs, weights and bytes are plain decimal here.
-const CLI::Validator kDecimal(
-    [](std::string& text) -> std::string {
-      if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos &&
-          (text.size() == 1 || text.front() != '0'))
-        return {};
-      return "'" + text + "' is not a decimal number (digits only, no sign or leading zero)";
-    },
-    "DECIMAL");
-
+// Counts, PIDs, weights and bytes are plain decimal (kDecimal): "-1" would
+// otherwise be memory.max "unlimited" by accident.
 void addLimitOptions(CLI::App* command, IslandArgs& args) {
   command->add_option("--cpu-weight", args.cpuWeight, "cpu.weight (1-10000)")->check(kDecimal);
   command->add_option("--cpu-max", args.cpuMax, "cpu.max: 'max' or 'QUOTA PERIOD' (us)");

@@ -27,6 +27,7 @@
 #include "runtime/ApiDefaults.h"
 #include "tools/DaemonClient.h"
 #include "tools/JsonCells.h"
+#include "tools/NumberOptions.h"
 #include "tools/TransferMigrate.h"
 #include "tools/Verbs.h"
 
@@ -357,6 +358,7 @@ void addMigrationVerb(CLI::App& app) {
   incoming
       ->add_option("--expires", incomingArgs->expiresSeconds,
                    "Seconds the registration waits for its migration (1-86400)")
+      ->check(kSignedDecimal)
       ->capture_default_str();
   incoming->add_flag("--json", incomingArgs->json, "The daemon's reply as JSON");
   addDaemonOptions(*incoming, incomingArgs->connection);
@@ -378,6 +380,7 @@ void addMigrationVerb(CLI::App& app) {
                    "Migration connections: 1, or N > 1 for QEMU multifd with N channels, relayed "
                    "(the destination QEMU needs the multifd capability and the same "
                    "multifd-channels)")
+      ->check(kSignedDecimal)
       ->capture_default_str();
   start->add_option("--bwlimit", startArgs->bwlimit,
                     "QEMU's max-bandwidth in bytes/s (k, M, G); without it QEMU's own setting "
@@ -389,6 +392,7 @@ void addMigrationVerb(CLI::App& app) {
   start
       ->add_option("--timeout", startArgs->timeoutSeconds,
                    "atolld cancels the migration after this many seconds (0 = no limit)")
+      ->check(kFiniteNumber)
       ->capture_default_str();
   start->add_flag("--wait", startArgs->wait,
                   "Follow the migration (QEMU's progress line) until it ends, then show the "
@@ -413,7 +417,9 @@ void addMigrationVerb(CLI::App& app) {
   auto cancelArgs = std::make_shared<DaemonArgs>();
   auto* cancel = migration->add_subcommand(
       "cancel", "Cancel one of atolld's migrations (migrate_cancel); the source VM keeps running");
-  cancel->add_option("ID", cancelArgs->id, "Migration id from `atoll migration list`")->required();
+  cancel->add_option("ID", cancelArgs->id, "Migration id from `atoll migration list`")
+      ->check(kDecimal)
+      ->required();
   cancel->add_flag("--json", cancelArgs->json, "The daemon's reply as JSON");
   addDaemonOptions(*cancel, cancelArgs->connection);
   cancel->callback([cancelArgs] { runCancel(*cancelArgs); });

@@ -3,16 +3,20 @@
 // VMs follow the traces; the reactive threshold policy and static islands
 // run in the same pass on the same demand, and each is scored.
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <optional>
 
 #include "migrate/planner/TraceReplay.h"
+#include "tools/NumberOptions.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
 
 namespace {
+
+constexpr int64_t kMaxCooldownSeconds = 7 * 86400;
 
 [[noreturn]] void fail(const Error& error, ExitCode code) {
   std::cerr << "atoll replay: " << error.message() << "\n";
@@ -81,8 +85,19 @@ void run(const ReplayVerbArgs& args) {
            kExitUsage);
     options.planner.donorRule = *rule;
   }
-  if (args.sameRoleCooldownSeconds)
+  if (args.sameRoleCooldownSeconds) {
+    // [planner] same_role_cooldown_seconds' bound; far beyond it the
+    // nanoseconds would overflow.
+    if (*args.sameRoleCooldownSeconds > kMaxCooldownSeconds) {
+      char text[32];
+      std::snprintf(text, sizeof text, "%g", *args.sameRoleCooldownSeconds);
+      fail(Error::invalid(
+               "parse options", "--same-role-cooldown", text,
+               "must be at most " + std::to_string(kMaxCooldownSeconds) + " seconds (a week)"),
+           kExitUsage);
+    }
     options.planner.sameRoleCooldownNs = int64_t(*args.sameRoleCooldownSeconds * 1e9);
+  }
   if (args.forecastRecentQuantileRate)
     options.forecastRecentQuantileRate = *args.forecastRecentQuantileRate;
   if (args.thresholdUpper) options.threshold.upper = *args.thresholdUpper;
@@ -162,22 +177,30 @@ void addReplayVerb(CLI::App& app) {
       ->capture_default_str();
   verb->add_option("--svg", args->svg, "Write a timeline (demand vs capacity, actions) here");
   verb->add_flag("--json", args->json, "Print the report as JSON");
-  verb->add_option("--steps", args->steps, "Replay only the first N steps (0: all)");
+  verb->add_option("--steps", args->steps, "Replay only the first N steps (0: all)")
+      ->check(kDecimal);
   verb->add_option("--warmup", args->warmup, "Steps before policies act and scoring starts")
-      ->capture_default_str();
-  verb->add_option("--horizon", args->horizon, "Planner horizon in steps (default 12)");
-  verb->add_option("--margin", args->margin, "Planner's initial benefit margin (default 0.5)");
+      ->capture_default_str()
+      ->check(kDecimal);
+  verb->add_option("--horizon", args->horizon, "Planner horizon in steps (default 12)")
+      ->check(kSignedDecimal);
+  verb->add_option("--margin", args->margin, "Planner's initial benefit margin (default 0.5)")
+      ->check(kFiniteNumber);
   verb->add_option("--max-margin", args->maxMargin,
-                   "Upper bound of the margin the planner's outcome loop may reach (default 3)");
+                   "Upper bound of the margin the planner's outcome loop may reach (default 3)")
+      ->check(kFiniteNumber);
   verb->add_option("--margin-step", args->marginStep,
                    "Step of the outcome loop's margin changes (default 0.1; 0: the margin stays "
-                   "at --margin)");
+                   "at --margin)")
+      ->check(kFiniteNumber);
   verb->add_flag("--no-vm-moves", args->noVmMoves, "Atoll resizes islands only, moves no VM");
   verb->add_option("--balance-band", args->balanceBand,
-                   "Planner's proactive balance band (default 0: off)");
+                   "Planner's proactive balance band (default 0: off)")
+      ->check(kFiniteNumber);
   verb->add_option("--same-role-cooldown", args->sameRoleCooldownSeconds,
                    "Seconds before an island relieved (or giving) may be so again (default "
-                   "7200, the whole island cooldown)");
+                   "7200, the whole island cooldown)")
+      ->check(kFiniteNumber);
   verb->add_flag("--donor-peak-over-cooldown", args->donorPeakOverCooldown,
                  "Planner: a donor keeps its p95 peak over the island cooldown, not the horizon");
   verb->add_flag("--donor-harm-over-cooldown", args->donorHarmOverCooldown,
@@ -188,10 +211,12 @@ void addReplayVerb(CLI::App& app) {
                  "alone");
   verb->add_option("--risk-threshold", args->riskThreshold,
                    "Planner: P(demand > capacity) at some step of the horizon that puts an "
-                   "island at risk (default 0.05)");
+                   "island at risk (default 0.05)")
+      ->check(kFiniteNumber);
   verb->add_option("--min-risk-p50-share", args->minRiskP50Share,
                    "Planner: an island is at risk only while its p50 peak is this share of its "
-                   "capacity (default 0.6; 0: off)");
+                   "capacity (default 0.6; 0: off)")
+      ->check(kFiniteNumber);
   verb->add_option("--donor-rule", args->donorRule,
                    "Planner: which islands give CPUs to one at risk: peak (only CPUs beyond "
                    "the donor's p95 peak x headroom) or expected-unmet (any k CPUs whose "
@@ -200,14 +225,18 @@ void addReplayVerb(CLI::App& app) {
                    "donor; the default)");
   verb->add_option("--min-relief-share", args->minReliefShare,
                    "Planner: share of the needed resize's relief an action must bring "
-                   "(default 0.5; 0: off)");
+                   "(default 0.5; 0: off)")
+      ->check(kFiniteNumber);
   verb->add_option("--forecast-recent-quantile-rate", args->forecastRecentQuantileRate,
                    "Forecaster's recent-p95 learning rate (default: the forecaster's own)")
+      ->check(kFiniteNumber)
       ->check(CLI::Range(0.0, 1.0));
   verb->add_option("--threshold-upper", args->thresholdUpper,
-                   "Threshold policy: act above this utilisation (default 0.85)");
+                   "Threshold policy: act above this utilisation (default 0.85)")
+      ->check(kFiniteNumber);
   verb->add_option("--threshold-target", args->thresholdTarget,
-                   "Threshold policy: utilisation to restore and donor ceiling (default 0.7)");
+                   "Threshold policy: utilisation to restore and donor ceiling (default 0.7)")
+      ->check(kFiniteNumber);
   verb->add_flag("--quiet", args->quiet, "No progress on stderr");
   verb->callback([args] { run(*args); });
 }

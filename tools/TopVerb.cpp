@@ -14,6 +14,7 @@
 #include "bpf/collector/Collector.h"
 #include "bpf/collector/TopView.h"
 #include "tools/DaemonClient.h"
+#include "tools/NumberOptions.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -163,9 +164,11 @@ void addTopVerb(CLI::App& app) {
   CLI::App* top = app.add_subcommand(
       "top", "Live per-VM CPU, run-queue latency, memory, PSI, disk and network");
   top->add_option("--interval", args->intervalSeconds, "Seconds between refreshes")
+      ->check(kFiniteNumber)
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
   top->add_option("--count", args->count, "Refreshes before exiting (0: until interrupted)")
+      ->check(kDecimal)
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   top->add_option("--sort", args->sort, "Sort by cpu, runq, memory, disk, net or name")

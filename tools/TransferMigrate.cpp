@@ -24,6 +24,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -37,6 +38,8 @@
 #include "migrate/transfer/QemuMigration.h"
 #include "migrate/transfer/Rate.h"
 #include "migrate/transfer/TunnelDestinations.h"
+#include "runtime/MigrationRequests.h"
+#include "tools/NumberOptions.h"
 #include "tools/Verbs.h"
 
 namespace Atoll::cli {
@@ -115,11 +118,16 @@ MigratePlan checkOptions(const MigrateArgs& args) {
     request.downtimeLimitMs = *limit;
   }
   request.relay = args.relay;
-  if (!(args.timeoutSeconds >= 0)) {
-    fail("--timeout " + seconds(args.timeoutSeconds) + ": must be 0 (none) or more seconds",
+  // The daemon's bound for the same timeout: beyond it the milliseconds
+  // below would overflow.
+  if (!(args.timeoutSeconds >= 0) || args.timeoutSeconds > kMaxMigrationTimeoutSeconds) {
+    fail("--timeout " + seconds(args.timeoutSeconds) + ": must be from 0 (none) to " +
+             seconds(kMaxMigrationTimeoutSeconds) + " seconds",
          kExitUsage);
   }
-  plan.timeout = std::chrono::milliseconds(static_cast<int64_t>(args.timeoutSeconds * 1000));
+  // A timeout under a millisecond is still one: 0 means none.
+  const auto ms = static_cast<int64_t>(args.timeoutSeconds * 1000);
+  plan.timeout = std::chrono::milliseconds(args.timeoutSeconds > 0 ? std::max<int64_t>(ms, 1) : 0);
   if (args.qmpSocket.empty()) fail("--qmp: the source QEMU's QMP socket is required", kExitUsage);
   request.qmpSocket = args.qmpSocket;
   return plan;
@@ -270,6 +278,7 @@ void addTransferMigrateSubcommand(CLI::App& transfer) {
                    "Migration connections: 1, or N > 1 for QEMU multifd with N channels (the "
                    "destination QEMU must have the multifd capability and the same "
                    "multifd-channels set before the migration)")
+      ->check(kSignedDecimal)
       ->capture_default_str();
   migrate->add_option("--bwlimit", args->bwlimit,
                       "QEMU's max-bandwidth in bytes/s (k, M, G); without it QEMU's own setting "
@@ -278,6 +287,7 @@ void addTransferMigrateSubcommand(CLI::App& transfer) {
   migrate
       ->add_option("--timeout", args->timeoutSeconds,
                    "Cancel the migration after this many seconds (0 = no limit)")
+      ->check(kFiniteNumber)
       ->capture_default_str();
   migrate
       ->add_option("--tunnel-id", args->tunnelId,

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "migrate/transfer/ImageSender.h"
+#include "migrate/transfer/QemuMigration.h"
 #include "migrate/transfer/Rate.h"
 #include "migrate/transfer/ReceiveReportJson.h"
 #include "migrate/transfer/TransferCpus.h"
@@ -37,6 +38,7 @@
 #include "numa/CpuSet.h"
 #include "tools/DaemonClient.h"
 #include "tools/JsonCells.h"
+#include "tools/NumberOptions.h"
 #include "tools/TransferMigrate.h"
 #include "tools/Verbs.h"
 
@@ -443,13 +445,19 @@ void addTransferVerb(CLI::App& app) {
   send->add_option("HOST:PORT", sendArgs->peer, "Peer running `atoll transfer serve`")->required();
   send->add_option("--name", sendArgs->name, "Name under the peer's staging directory");
   send->add_option("--rounds", sendArgs->rounds, "Most pre-copy rounds, the final one included")
+      ->check(kDecimal)
       ->capture_default_str();
   send->add_option("--bwlimit", sendArgs->bwlimit, "Bandwidth cap in bytes/s (k, M, G; 0 = none)")
       ->capture_default_str();
   send->add_option("--block-size", sendArgs->blockSize, "Block size in bytes (power of two)")
+      ->check(kDecimal)
       ->capture_default_str();
+  // Bounded as QEMU bounds its downtime-limit; beyond the signed range of
+  // milliseconds a budget would turn negative and never be met.
   send->add_option("--downtime-ms", sendArgs->downtimeMs,
                    "Stop pre-copying when a round would fit in this budget")
+      ->check(kDecimal)
+      ->check(CLI::Range(uint64_t(0), transfer::kMaxDowntimeLimitMs))
       ->capture_default_str();
   send->add_option("--cpus", sendArgs->cpus, kCpusHelp);
   send->add_flag("--pipelined", sendArgs->pipelined, kPipelinedHelp);
@@ -476,7 +484,9 @@ void addTransferVerb(CLI::App& app) {
 
   auto cancelArgs = std::make_shared<DaemonArgs>();
   auto* cancel = transfer->add_subcommand("cancel", "Stop one of atolld's transfers");
-  cancel->add_option("ID", cancelArgs->id, "Transfer id from `atoll transfer list`")->required();
+  cancel->add_option("ID", cancelArgs->id, "Transfer id from `atoll transfer list`")
+      ->check(kDecimal)
+      ->required();
   cancel->add_flag("--json", cancelArgs->json, "The daemon's reply as JSON");
   addDaemonOptions(*cancel, cancelArgs->connection);
   cancel->callback([cancelArgs] { runCancel(*cancelArgs); });

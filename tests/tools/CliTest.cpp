@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <utility>
@@ -201,6 +202,77 @@ TEST(CliWithoutDaemon, IslandRefusesNumbersThatAreNotPlainDecimal) {
   }
 }
 
+// The number options of the other verbs are as strict: integers are plain
+// decimal, floating-point values finite and within their bounds. Each
+// refusal exits with the usage code and names the option and the value,
+// before a file, a daemon or a thread is touched: the absent socket would
+// answer 3, the absent source file 1, and the replay's output keeps its
+// content.
+TEST(CliWithoutDaemon, NumberOptionsAreDecimalFiniteAndBounded) {
+  test::TempDir dir;
+  const std::string none = " --socket " + dir.file("none.sock");
+  test::writeTextFile(dir.file("gap.csv"), "timestamp,value\n0,1\n300,2\n600,1\n60000,3\n");
+  test::writeTextFile(dir.file("out.csv"), "earlier results\n");
+  const std::string replay =
+      "forecast replay --out " + dir.file("out.csv") + " " + dir.file("gap.csv");
+  const std::string send = "transfer send " + dir.file("absent.img") + " 127.0.0.1:7477";
+  struct Case {
+    std::string command, option, value;
+  };
+  const std::vector<Case> cases = {
+      {"bench isolation --noisy-threads 4000000000", "--noisy-threads", "4000000000"},
+      {"bench isolation --duration-ms 0200", "--duration-ms", "0200"},
+      {"bench isolation --interval-us 0x100", "--interval-us", "0x100"},
+      {replay + " --max-gap nan", "--max-gap", "nan"},
+      {replay + " --max-gap inf", "--max-gap", "inf"},
+      {replay + " --max-gap 0.5", "--max-gap", "0.5"},
+      {replay + " --season 010", "--season", "010"},
+      {"status --timeout nan" + none, "--timeout", "nan"},
+      {"top --source daemon --interval nan" + none, "--interval", "nan"},
+      {"top --source daemon --count 010" + none, "--count", "010"},
+      {"check --libvirt-timeout-ms 0100", "--libvirt-timeout-ms", "0100"},
+      {send + " --rounds 010", "--rounds", "010"},
+      {send + " --block-size 0x10000", "--block-size", "0x10000"},
+      {send + " --downtime-ms 18446744073709551615", "--downtime-ms", "18446744073709551615"},
+      {"transfer cancel 010" + none, "ID", "010"},
+      {"migration cancel -1" + none, "ID", "-1"},
+      {"migration start --qmp /run/vm.qmp --to 127.0.0.1:7477 --channels 010" + none, "--channels",
+       "010"},
+      {"migration start --qmp /run/vm.qmp --to 127.0.0.1:7477 --timeout nan" + none, "--timeout",
+       "nan"},
+      {"migration incoming --unix /run/vm.sock --expires 0x10" + none, "--expires", "0x10"},
+  };
+  for (const auto& [command, option, value] : cases) {
+    auto result = runAtoll(command);
+    EXPECT_EQ(result.exitCode, 2) << command << ": " << result.err;
+    EXPECT_NE(result.err.find(option), std::string::npos) << command << ": " << result.err;
+    EXPECT_NE(result.err.find(value), std::string::npos) << command << ": " << result.err;
+  }
+  EXPECT_EQ(test::readTextFile(dir.file("out.csv")), "earlier results\n");
+}
+
+// A replay whose input is refused leaves an earlier output as it was, even
+// when the refused file comes after good ones.
+TEST(CliWithoutDaemon, ForecastReplayKeepsTheOutputWhenAnInputIsRefused) {
+  test::TempDir dir;
+  std::filesystem::create_directory(dir.file("in"));
+  std::string good = "timestamp,value\n";
+  for (int i = 0; i < 40; ++i) good += std::to_string(i * 300) + ",1\n";
+  test::writeTextFile(dir.file("in/a.csv"), good);
+  test::writeTextFile(dir.file("in/z.csv"), "timestamp,value\n0,1\n300,2\n600,1\n60000,3\n");
+  test::writeTextFile(dir.file("out.csv"), "earlier results\n");
+  auto result = runAtoll("forecast replay --horizons 1 --season 0 --out " + dir.file("out.csv") +
+                         " " + dir.file("in"));
+  EXPECT_EQ(result.exitCode, 2) << result.err;
+  EXPECT_NE(result.err.find("z.csv"), std::string::npos) << result.err;
+  EXPECT_EQ(test::readTextFile(dir.file("out.csv")), "earlier results\n");
+  std::filesystem::remove(dir.file("in/z.csv"));
+  auto replayed = runAtoll("forecast replay --horizons 1 --season 0 --out " + dir.file("out.csv") +
+                           " " + dir.file("in"));
+  EXPECT_EQ(replayed.exitCode, 0) << replayed.err;
+  EXPECT_EQ(test::readTextFile(dir.file("out.csv")).rfind("series,origin_index", 0), 0u);
+}
+
 TEST(CliWithoutDaemon, SaysTheDaemonIsNotRunning) {
   test::TempDir dir;
   auto result = runAtoll("status --socket " + dir.file("none.sock"));
@@ -252,6 +324,11 @@ TEST(CliWithoutDaemon, ReplayRefusesOptionsOutOfRange) {
       {" --horizon 0", "planner.horizon_steps = 0"},
       {" --threshold-upper -0.5", "--threshold-upper/--threshold-target"},
       {" --forecast-recent-quantile-rate -1", "--forecast-recent-quantile-rate: Value -1"},
+      {" --forecast-recent-quantile-rate nan", "'nan'"},
+      {" --same-role-cooldown 1e12", "--same-role-cooldown value '1e+12'"},
+      {" --steps -1", "'-1'"},
+      {" --warmup 010", "'010'"},
+      {" --horizon 0x10", "'0x10'"},
   };
   for (const auto& [option, message] : cases) {
     auto result = runAtoll(replay + option);
