@@ -267,10 +267,15 @@ void PlannerSubsystem::recordAction(const planner::Decision& decision, bool fail
   nlohmann::json entry = planner::toJson(decision);
   entry["failed"] = failed;
   entry["settled_ns"] = nowNs;
-  const uint64_t slot = nextActionSlot_++ % kPlannerActionHistory;
-  auto stored = store_.put(
-      Keyspace::Facts, std::string(kPlannerActionPrefix) + std::to_string(slot), entry, kOrigin);
+  journal(kPlannerActionPrefix, nextActionSlot_++ % kPlannerActionHistory, entry);
+}
+
+void PlannerSubsystem::journal(std::string_view prefix, uint64_t slot,
+                               const nlohmann::json& entry) {
+  auto stored =
+      store_.put(Keyspace::Facts, std::string(prefix) + std::to_string(slot), entry, kOrigin);
   if (!stored) {
+    // Logged once per distinct error: a failing store fails every pass.
     if (lastJournalError_ != stored.error().message())
       spdlog::error("event=planner_journal_failed error=\"{}\"", stored.error().message());
     lastJournalError_ = stored.error().message();
@@ -281,14 +286,7 @@ void PlannerSubsystem::record(const planner::Decision& decision, planner::Mode m
   nlohmann::json entry = planner::toJson(decision);
   entry["mode"] = planner::modeName(mode);
   ++recorded_;
-  const uint64_t slot = nextSlot_++ % kPlannerHistory;
-  auto stored = store_.put(
-      Keyspace::Facts, std::string(kPlannerDecisionPrefix) + std::to_string(slot), entry, kOrigin);
-  if (!stored) {
-    if (lastJournalError_ != stored.error().message())
-      spdlog::error("event=planner_journal_failed error=\"{}\"", stored.error().message());
-    lastJournalError_ = stored.error().message();
-  }
+  journal(kPlannerDecisionPrefix, nextSlot_++ % kPlannerHistory, entry);
   decisionsTotal_
       ->Add({{"action", std::string(planner::actionName(decision.action))},
              {"rule", std::string(planner::ruleName(decision.rule))},

@@ -96,6 +96,8 @@ class PlannerSubsystem final : public Subsystem {
   // Gives the planner and the dwell guard the actions journaled before this
   // start, and continues both rings after their newest records.
   void restoreFromJournal();
+  // Stores one record in a ring's slot; a failure is logged, not fatal.
+  void journal(std::string_view prefix, uint64_t slot, const nlohmann::json& entry);
   Result<void> execute(const planner::Decision& decision, int64_t nowNs);
 
   // Verification of executed actions against telemetry.
