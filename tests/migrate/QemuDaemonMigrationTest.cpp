@@ -7,7 +7,8 @@
 // guest's counter continues on the destination. From there, a migration
 // cancelled through the API, one running when the source daemon stops, and
 // one the CLI follows (`atoll migration start --wait`) until its timeout_s
-// cancels it all end cancelled with the guest still running.
+// cancels it all end cancelled with the guest still running; then the same
+// QEMU migrates once more, to completion, and the counter continues whole.
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -204,11 +205,11 @@ void migrateThroughDaemons(const testing::GuestImage& image, bool& guestPanicked
   if (guestPanicked || ::testing::Test::HasFatalFailure()) return;
 
   // The cancellations start from the guest that now runs at the
-  // destination, so the completed migration above has no cancelled one
-  // before it: under TCG, a completed migration of a QEMU whose earlier
-  // migrations were cancelled once left a few pages of the counter's
-  // previous pass at the destination, which is QEMU's dirty tracking and
-  // not this test's subject.
+  // destination; after them that QEMU migrates again, to completion, as an
+  // operator retries a move: a new migration resends every page, so the
+  // counter continues whole. (With a RAM size of a whole number of 64-page
+  // words QEMU 7.2's TCG dirty tracking loses pages on any migration; the
+  // guest's RAM size avoids that, see QemuGuest.cpp.)
   {
     SCOPED_TRACE("cancelled through the API");
     HostDaemon sourceHost;
@@ -274,6 +275,31 @@ void migrateThroughDaemons(const testing::GuestImage& image, bool& guestPanicked
         << record.dump();
     EXPECT_EQ(record["mode"], "hand-off") << record.dump();
     expectSourceRuns(*migrated);
+  }
+
+  {
+    SCOPED_TRACE("completed after three cancelled migrations");
+    HostDaemon sourceHost;
+    ASSERT_TRUE(sourceHost.start(false, failure)) << failure;
+    auto destination = QemuGuest::start(image, dir.path(), "retried", "defer", error);
+    ASSERT_TRUE(destination) << error;
+    auto [tunnelId, port] = registerIncoming(destinationHost, *destination);
+    ASSERT_GT(port, 0);
+    auto started = call(sourceHost.socket(), "POST", "/v1/migrations",
+                        {{"qmp", migrated->secondQmpPath()},
+                         {"peer", "127.0.0.1:" + std::to_string(port)},
+                         {"tunnel_id", tunnelId},
+                         {"bwlimit", "8G"},
+                         {"timeout_s", 60}});
+    ASSERT_EQ(started.status, 201) << started.body.dump() << sourceHost.process->log();
+    auto record = waitFinished(sourceHost.socket(), started.body.value("id", uint64_t(0)), 90s);
+    std::printf("  %s\n", record.dump().c_str());
+    ASSERT_TRUE(record.is_object()) << "the migration is not listed\n" << sourceHost.process->log();
+    ASSERT_EQ(record["state"], "completed") << record.dump() << "\n"
+                                            << sourceHost.process->log() << "\n"
+                                            << destinationHost.process->log();
+    testing::expectGuestRunsOnAtDestination(*migrated, *destination, guestPanicked);
+    sourceHost.stop();
   }
 
   destinationHost.stop();
