@@ -26,6 +26,11 @@ Result<uint64_t> parseRate(std::string_view text, std::string_view what) {
     return Error::invalid("parse", std::string(what), std::string(text),
                           "expected bytes per second, e.g. 0, 500k, 100M or 1G");
   }
+  // Below one byte per second the cap would truncate to 0, which means none.
+  if (bytes > 0 && bytes < 1) {
+    return Error::invalid("parse", std::string(what), std::string(text),
+                          "a cap is at least 1 byte per second (0 for none)");
+  }
   return static_cast<uint64_t>(bytes);
 }
 

@@ -266,7 +266,8 @@ TEST(TransferRate, ParsesAndFormats) {
   EXPECT_EQ(*transfer::parseRate("0", "x"), 0u);
   EXPECT_EQ(*transfer::parseRate("500k", "x"), 500u * 1024);
   EXPECT_EQ(*transfer::parseRate("1G", "x"), 1u << 30);
-  for (std::string bad : {"", "k", "1T", "-1", "nan", "1e30"}) {
+  // A cap under one byte per second would truncate to 0, which means none.
+  for (std::string bad : {"", "k", "1T", "-1", "nan", "1e30", "0.5", "1e-9"}) {
     auto rate = transfer::parseRate(bad, "--bwlimit");
     ASSERT_FALSE(rate) << bad;
     EXPECT_NE(rate.error().message().find("--bwlimit"), std::string::npos);
