@@ -377,15 +377,20 @@ Result<void> PlannerSubsystem::execute(const planner::Decision& decision, int64_
     return Error::invalid("execute decision", "planner", std::to_string(decision.id),
                           "no planner input");
   // The shared island is what no island claims: growing or shrinking the
-  // other side of the resize is enough.
-  for (const auto& island : lastInput_->input.islands) {
+  // other side of the resize is enough. The donor gives first: should the
+  // receiver's write then fail, the CPUs fall to the shared island instead
+  // of being claimed by two islands at once.
+  std::vector<const planner::IslandState*> ordered;
+  for (const std::string* name : {&decision.fromIsland, &decision.toIsland})
+    for (const auto& island : lastInput_->input.islands)
+      if (island.name == *name) ordered.push_back(&island);
+  for (const planner::IslandState* state : ordered) {
+    const planner::IslandState& island = *state;
     numa::CpuList cpus;
     if (island.name == decision.toIsland)
       cpus = numa::unionOf(island.cpus, decision.cpusMoved);
-    else if (island.name == decision.fromIsland)
-      cpus = numa::differenceOf(island.cpus, decision.cpusMoved);
     else
-      continue;
+      cpus = numa::differenceOf(island.cpus, decision.cpusMoved);
     if (island.name == kSharedAggregateName) continue;
     // Only the CPUs change: what an operator set on the island (exclusivity,
     // limits, selectors) stays as desired.

@@ -44,7 +44,11 @@ class PlannerEnforce : public ::testing::Test {
   }
 
   void make(unsigned hostCpus) {
-    auto configured = [this] { return std::vector<IslandSettings>{latency}; };
+    auto configured = [this] {
+      std::vector<IslandSettings> all{latency};
+      all.insert(all.end(), others.begin(), others.end());
+      return all;
+    };
     auto forecast =
         ForecastSubsystem::create(forecastSettings, board, configured, "atoll.slice", hostCpus);
     ASSERT_TRUE(forecast) << forecast.error().message();
@@ -97,6 +101,7 @@ class PlannerEnforce : public ::testing::Test {
   WorkloadBoard board;
   prometheus::Registry registry;
   IslandSettings latency;
+  std::vector<IslandSettings> others;  // islands besides "latency"
   ForecastSettings forecastSettings;
   PlannerSettings plannerSettings;
   std::shared_ptr<ForecastSubsystem> forecast_;
@@ -359,6 +364,30 @@ TEST_F(PlannerEnforce, ANoActionRecordNamesTheP50Floor) {
     }
   }
   ASSERT_FALSE(floored.empty()) << "no spike put the island past the risk threshold by its tail";
+}
+
+// A resize between two islands writes the donor's CPUs first: if the
+// receiver's write failed, the CPUs would fall to the shared island rather
+// than be claimed by both islands.
+TEST_F(PlannerEnforce, AResizeGivesBeforeItTakes) {
+  plannerSettings.config.allowVmMoves = false;
+  // The donor's name sorts after the receiver's, as islands are listed.
+  IslandSettings web;
+  web.name = "web";
+  web.cpus = *CpuSet::parse("1-6");
+  others.push_back(web);
+  make(8);
+  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
+  auto job = workload(9, "atoll.slice/web/machine-qemu-job.scope", "job");
+  for (int step = 0; step < 20 && records("resize-island", true).empty(); ++step)
+    tick(step, {{db, 3.0, 20}, {job, 0.2, 20}});
+  const auto resizes = records("resize-island", true);
+  ASSERT_EQ(resizes.size(), 1u) << planner_->historyJson().dump(2);
+  ASSERT_EQ(resizes.front()["from"], "web") << resizes.front().dump(2);
+  auto given = api.store().get(Keyspace::Desired, std::string(kIslandStatePrefix) + "web");
+  auto taken = api.store().get(Keyspace::Desired, std::string(kIslandStatePrefix) + "latency");
+  ASSERT_TRUE(given && *given && taken && *taken);
+  EXPECT_LT((*given)->revision, (*taken)->revision);
 }
 
 INSTANTIATE_TEST_SUITE_P(Latency, PlannerVerify, ::testing::Values(false, true),
