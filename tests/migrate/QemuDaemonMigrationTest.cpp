@@ -121,6 +121,19 @@ std::pair<std::string, int> registerIncoming(const HostDaemon& host, QemuGuest& 
   return {registered.body.value("tunnel_id", ""), registered.body.value("port", 0)};
 }
 
+// Asks the source host's daemon to migrate `source` at full speed (the
+// default cap, 128 MiB/s, would measure QEMU's throttle, not the path) to
+// the destination registered under `tunnelId`.
+Reply startFullSpeedMigration(const HostDaemon& sourceHost, QemuGuest& source,
+                              const std::string& tunnelId, int port) {
+  return call(sourceHost.socket(), "POST", "/v1/migrations",
+              {{"qmp", source.secondQmpPath()},
+               {"peer", "127.0.0.1:" + std::to_string(port)},
+               {"tunnel_id", tunnelId},
+               {"bwlimit", "8G"},
+               {"timeout_s", 60}});
+}
+
 // At 64 KiB/s the guest's RAM cannot move within the test: the migration
 // is still running when it is cancelled.
 uint64_t startSlowMigration(const HostDaemon& sourceHost, QemuGuest& source,
@@ -156,13 +169,7 @@ void migrateThroughDaemons(const testing::GuestImage& image, bool& guestPanicked
     auto [tunnelId, port] = registerIncoming(destinationHost, *destination);
     ASSERT_GT(port, 0);
 
-    // The default cap (128 MiB/s) would measure QEMU's throttle, not the path.
-    auto started = call(sourceHost.socket(), "POST", "/v1/migrations",
-                        {{"qmp", source->secondQmpPath()},
-                         {"peer", "127.0.0.1:" + std::to_string(port)},
-                         {"tunnel_id", tunnelId},
-                         {"bwlimit", "8G"},
-                         {"timeout_s", 60}});
+    auto started = startFullSpeedMigration(sourceHost, *source, tunnelId, port);
     ASSERT_EQ(started.status, 201) << started.body.dump() << sourceHost.process->log();
     EXPECT_EQ(started.body["mode"], "hand-off") << started.body.dump();
     EXPECT_EQ(started.body["tunnel_id"], tunnelId) << started.body.dump();
@@ -285,12 +292,7 @@ void migrateThroughDaemons(const testing::GuestImage& image, bool& guestPanicked
     ASSERT_TRUE(destination) << error;
     auto [tunnelId, port] = registerIncoming(destinationHost, *destination);
     ASSERT_GT(port, 0);
-    auto started = call(sourceHost.socket(), "POST", "/v1/migrations",
-                        {{"qmp", migrated->secondQmpPath()},
-                         {"peer", "127.0.0.1:" + std::to_string(port)},
-                         {"tunnel_id", tunnelId},
-                         {"bwlimit", "8G"},
-                         {"timeout_s", 60}});
+    auto started = startFullSpeedMigration(sourceHost, *migrated, tunnelId, port);
     ASSERT_EQ(started.status, 201) << started.body.dump() << sourceHost.process->log();
     auto record = waitFinished(sourceHost.socket(), started.body.value("id", uint64_t(0)), 90s);
     std::printf("  %s\n", record.dump().c_str());
