@@ -53,10 +53,20 @@ Result<QmpClient> QmpClient::connect(const std::string& socketPath,
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   QmpClient client(std::move(fd), socketPath, timeout);
-  auto greeting = client.readMessage();
-  if (!greeting) return greeting.error();
-  if (!greeting->contains("QMP")) {
-    return Error::invalid("qmp greeting", socketPath, greeting->dump(), "not a QMP greeting");
+  // QEMU 7.2 can send an event ahead of the greeting to a client it has
+  // just accepted: seen on this host from a QEMU started with -incoming,
+  // whose MIGRATION "setup" event came first. Such events are kept.
+  for (;;) {
+    auto greeting = client.readMessage();
+    if (!greeting) return greeting.error();
+    if (greeting->contains("event")) {
+      client.events_.push_back(std::move(*greeting));
+      continue;
+    }
+    if (!greeting->contains("QMP")) {
+      return Error::invalid("qmp greeting", socketPath, greeting->dump(), "not a QMP greeting");
+    }
+    break;
   }
   if (auto r = client.execute("qmp_capabilities"); !r) return r.error();
   return client;

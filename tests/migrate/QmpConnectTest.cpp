@@ -45,13 +45,14 @@ class QmpConnect : public testing::Test {
   }
 
   // Listens on `fd`, then answers one client as QEMU's monitor does: the
-  // greeting, then an empty return for qmp_capabilities.
-  static void serveGreeting(const UniqueFd& fd) {
+  // greeting (after `before`, which QEMU may send first), then an empty
+  // return for qmp_capabilities.
+  static void serveGreeting(const UniqueFd& fd, const std::string& before = "") {
     ASSERT_EQ(::listen(fd.get(), 1), 0);
     UniqueFd client(::accept4(fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
     ASSERT_TRUE(client.valid());
-    const std::string greeting = R"({"QMP": {"version": {}, "capabilities": []}})"
-                                 "\r\n";
+    const std::string greeting = before + R"({"QMP": {"version": {}, "capabilities": []}})"
+                                          "\r\n";
     ASSERT_EQ(::send(client.get(), greeting.data(), greeting.size(), MSG_NOSIGNAL),
               ssize_t(greeting.size()));
     char command[512];
@@ -87,6 +88,41 @@ TEST_F(QmpConnect, WaitsForASocketCreatedButNotYetListening) {
   auto client = QmpClient::connect(socket, 20s);
   qemu.join();
   EXPECT_TRUE(client) << client.error().message();
+}
+
+// QEMU 7.2 started with -incoming emits MIGRATION "setup" at start; a client
+// that connects at that moment can read it before the greeting.
+TEST_F(QmpConnect, AnEventBeforeTheGreetingIsKeptAsAnEvent) {
+  const std::string socket = path("early-event.qmp");
+  UniqueFd fd = bound(socket);
+  const std::string event =
+      R"({"timestamp": {"seconds": 1, "microseconds": 2}, "event": "MIGRATION", )"
+      R"("data": {"status": "setup"}})"
+      "\r\n";
+  std::thread qemu([&] { serveGreeting(fd, event); });
+  auto client = QmpClient::connect(socket, 20s);
+  qemu.join();
+  ASSERT_TRUE(client) << client.error().message();
+  ASSERT_EQ(client->events().size(), 1u);
+  EXPECT_EQ(client->events()[0].value("event", ""), "MIGRATION");
+}
+
+TEST_F(QmpConnect, AMessageThatIsNeitherGreetingNorEventIsRefused) {
+  const std::string socket = path("not-qmp.qmp");
+  UniqueFd fd = bound(socket);
+  std::thread server([&] {
+    ASSERT_EQ(::listen(fd.get(), 1), 0);
+    UniqueFd client(::accept4(fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    const std::string hello = R"({"hello": "world"})"
+                              "\r\n";
+    ASSERT_EQ(::send(client.get(), hello.data(), hello.size(), MSG_NOSIGNAL),
+              ssize_t(hello.size()));
+  });
+  auto client = QmpClient::connect(socket, 20s);
+  server.join();
+  ASSERT_FALSE(client);
+  EXPECT_NE(client.error().message().find("not a QMP greeting"), std::string::npos)
+      << client.error().message();
 }
 
 TEST_F(QmpConnect, ASocketLeftBehindFailsWithoutWaitingOutTheTimeout) {
