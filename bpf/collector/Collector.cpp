@@ -138,13 +138,17 @@ void Collector::discover(TickReport& report) {
   std::vector<DiscoveredCgroup> cgroups;
   for (const WorkloadCgroup& w : found) cgroups.push_back(w.cgroup);
   Reconciliation changes = registry_.reconcile(cgroups);
+  // The network maps are walked whole to find an ended cgroup's entries, so
+  // all cgroups that ended in this pass, whole workloads and children that
+  // left a workload's subtree, are dropped in one walk.
+  std::vector<uint64_t> endedCgroupIds;
   for (const Workload& ended : changes.ended) {
     auto it = tracked_.find(ended.number);
     if (it != tracked_.end()) {
       for (uint64_t id : it->second.subtreeIds) {
         if (sched_) sched_->forget(id);
-        if (net_) net_->forget(id);
         if (block_) block_->forget(id);
+        endedCgroupIds.push_back(id);
       }
       tracked_.erase(it);
     }
@@ -162,12 +166,15 @@ void Collector::discover(TickReport& report) {
     Tracked& tracked = tracked_[workload->number];
     tracked.workload = *workload;
     if (tracked.subtreeIds != w.subtreeIds) {
+      for (uint64_t id : tracked.subtreeIds) {
+        if (std::find(w.subtreeIds.begin(), w.subtreeIds.end(), id) != w.subtreeIds.end()) continue;
+        if (sched_) sched_->forget(id);
+        if (block_) block_->forget(id);
+        endedCgroupIds.push_back(id);
+      }
       // The scheduler programs measure only monitored cgroups: follow the
       // subtree as a VM's children come and go.
       if (sched_) {
-        for (uint64_t id : tracked.subtreeIds)
-          if (std::find(w.subtreeIds.begin(), w.subtreeIds.end(), id) == w.subtreeIds.end())
-            sched_->forget(id);
         for (uint64_t id : w.subtreeIds) {
           auto monitored =
               tracked.island ? sched_->setIsland(id, tracked.island) : sched_->monitor(id);
@@ -190,6 +197,7 @@ void Collector::discover(TickReport& report) {
       }
     }
   }
+  if (net_) net_->forget(endedCgroupIds);
 }
 
 Result<void> Collector::setIsland(uint32_t workload, uint32_t island) {

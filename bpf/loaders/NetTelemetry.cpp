@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/types.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -177,23 +178,52 @@ Result<NetErrors> NetTelemetry::errors() const {
   return NetErrors{*full, *flows};
 }
 
-void NetTelemetry::forget(uint64_t cgroupId) const {
-  bpf_map_delete_elem(bpf_map__fd(skel_->maps.net_stats), &cgroupId);
-  // The cgroup's flows too: net_flows is not an LRU map, so flows of ended
-  // cgroups would stay until it is full and no new peer could be counted.
-  // Keys are collected first: a hash map's next key after a deleted one
-  // restarts the walk at the beginning.
-  int fd = bpf_map__fd(skel_->maps.net_flows);
-  std::vector<net_flow_key> ended;
-  net_flow_key key{};
-  net_flow_key next{};
+namespace {
+
+// The keys of hash map `fd` that `selects` accepts, in one walk. They are
+// collected before any is deleted: a hash map's next key after a deleted one
+// restarts the walk at the beginning.
+template <typename Key, typename Selects>
+std::vector<Key> keysWhere(int fd, Selects selects) {
+  std::vector<Key> keys;
+  Key key{};
+  Key next{};
   const void* previous = nullptr;
   while (bpf_map_get_next_key(fd, previous, &next) == 0) {
-    if (next.cgroup_id == cgroupId) ended.push_back(next);
+    if (selects(next)) keys.push_back(next);
     key = next;
     previous = &key;
   }
-  for (const net_flow_key& flow : ended) bpf_map_delete_elem(fd, &flow);
+  return keys;
+}
+
+}  // namespace
+
+void NetTelemetry::forget(std::span<const uint64_t> cgroupIds) const {
+  if (cgroupIds.empty()) return;
+  std::vector<uint64_t> ended(cgroupIds.begin(), cgroupIds.end());
+  std::sort(ended.begin(), ended.end());
+  auto isEnded = [&](uint64_t id) { return std::binary_search(ended.begin(), ended.end(), id); };
+
+  const int statsFd = bpf_map__fd(skel_->maps.net_stats);
+  for (uint64_t id : ended) bpf_map_delete_elem(statsFd, &id);
+
+  // net_flows is not an LRU map: flows of ended cgroups would stay until it
+  // is full and no new peer could be counted.
+  const int flowsFd = bpf_map__fd(skel_->maps.net_flows);
+  for (const net_flow_key& flow : keysWhere<net_flow_key>(
+           flowsFd, [&](const net_flow_key& key) { return isEnded(key.cgroup_id); }))
+    bpf_map_delete_elem(flowsFd, &flow);
+
+  // An endpoint keeps its owner until a packet of another cgroup uses it, so
+  // an ended owner would be credited with traffic to its reused port.
+  const int endpointsFd = bpf_map__fd(skel_->maps.local_endpoints);
+  for (const net_endpoint& endpoint :
+       keysWhere<net_endpoint>(endpointsFd, [&](const net_endpoint& key) {
+         uint64_t owner = 0;
+         return bpf_map_lookup_elem(endpointsFd, &key, &owner) == 0 && isEnded(owner);
+       }))
+    bpf_map_delete_elem(endpointsFd, &endpoint);
 }
 
 int NetTelemetry::ingressProgFd() const {

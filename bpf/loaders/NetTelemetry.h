@@ -88,8 +88,10 @@ class NetTelemetry {
   // owning each (the last one seen using it).
   Result<std::map<NetEndpoint, uint64_t>> readLocalEndpoints() const;
   Result<NetErrors> errors() const;
-  // Drops an ended cgroup's counters and its flows.
-  void forget(uint64_t cgroupId) const;
+  // Drops ended cgroups' counters, their flows and the local endpoints they
+  // own, walking each map once however many cgroups ended together.
+  void forget(std::span<const uint64_t> cgroupIds) const;
+  void forget(uint64_t cgroupId) const { forget(std::span<const uint64_t>(&cgroupId, 1)); }
   int ingressProgFd() const;
   int egressProgFd() const;
   // -1 unless withEmptyBaseline.

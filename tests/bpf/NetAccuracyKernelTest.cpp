@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -186,6 +187,63 @@ TEST(NetAccuracy, ForgottenCgroupLeavesNoFlows) {
   auto counters = f.net->read();
   ASSERT_TRUE(counters) << counters.error().message();
   EXPECT_EQ(counters->count(id), 0u);
+}
+
+size_t endpointsOwnedBy(const NetTelemetry& net, uint64_t cgroupId) {
+  auto owners = net.readLocalEndpoints();
+  EXPECT_TRUE(owners) << owners.error().message();
+  if (!owners) return 0;
+  return static_cast<size_t>(std::count_if(
+      owners->begin(), owners->end(), [&](const auto& entry) { return entry.second == cgroupId; }));
+}
+
+// Cgroups that end together leave in one call: their flows, counters and the
+// local endpoints they own, so a reused port is not credited to an ended
+// cgroup; a cgroup still running keeps all of its entries.
+TEST(NetAccuracy, ForgettingSeveralCgroupsDropsTheirFlowsAndEndpointsOnly) {
+  auto access = testing::cgroup2ForTests();
+  if (!access.skipReason.empty()) GTEST_SKIP() << access.skipReason;
+  auto parent = testing::TestCgroup::create(access.mount, "atoll-test-forget-many");
+  ASSERT_TRUE(parent) << parent.error().message();
+  std::vector<testing::TestCgroup> children;
+  for (const char* name : {"ended-a", "ended-b", "running"}) {
+    auto child = testing::TestCgroup::create(parent->path(), name);
+    ASSERT_TRUE(child) << child.error().message();
+    children.push_back(std::move(*child));
+  }
+  NetTelemetryOptions options;
+  options.cgroupPath = parent->path();
+  auto net = NetTelemetry::start(options);
+  if (!net) GTEST_SKIP() << "cgroup_skb programs unavailable: " << net.error().message();
+
+  for (testing::TestCgroup& child : children) {
+    pid_t pid = child.fork(udpExchange);
+    ASSERT_GT(pid, 0);
+    child.start();
+    int status = -1;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "worker status " << status;
+  }
+  for (const testing::TestCgroup& child : children) {
+    ASSERT_GT(flowsOf(**net, child.id()), 0u) << child.relativePath();
+    ASSERT_GT(endpointsOwnedBy(**net, child.id()), 0u) << child.relativePath();
+  }
+  const size_t runningFlows = flowsOf(**net, children[2].id());
+  const size_t runningEndpoints = endpointsOwnedBy(**net, children[2].id());
+
+  const std::vector<uint64_t> ended = {children[0].id(), children[1].id()};
+  (*net)->forget(ended);
+
+  auto counters = (*net)->read();
+  ASSERT_TRUE(counters) << counters.error().message();
+  for (uint64_t id : ended) {
+    EXPECT_EQ(flowsOf(**net, id), 0u) << id;
+    EXPECT_EQ(endpointsOwnedBy(**net, id), 0u) << id;
+    EXPECT_EQ(counters->count(id), 0u) << id;
+  }
+  EXPECT_EQ(flowsOf(**net, children[2].id()), runningFlows);
+  EXPECT_EQ(endpointsOwnedBy(**net, children[2].id()), runningEndpoints);
+  EXPECT_EQ(counters->count(children[2].id()), 1u);
 }
 
 }  // namespace
