@@ -50,6 +50,13 @@ class Journal {
   std::vector<Entry> entries_;
 };
 
+// What `file` takes back to hold again what it read as `previous`.
+std::string restorableValue(std::string_view file, const std::string& previous) {
+  if (file != cf::kCpusetPartition) return previous;
+  auto type = partitionType(previous);
+  return type ? std::string(exclusivityName(*type)) : previous;
+}
+
 // Writes value unless the file already holds it, journaling the old value.
 Result<void> writeJournaled(Journal& journal, const CgroupV2& group, std::string_view file,
                             const std::string& value) {
@@ -58,13 +65,8 @@ Result<void> writeJournaled(Journal& journal, const CgroupV2& group, std::string
   if (*previous == value) return ok();
   auto written = group.write(file, value);
   if (!written) return written;
-  journal.wrote(group, file, *previous);
+  journal.wrote(group, file, restorableValue(file, *previous));
   return ok();
-}
-
-std::string partitionState(std::string_view text) {
-  text = trim(text);
-  return std::string(text.substr(0, text.find(' ')));
 }
 
 Result<void> checkPartition(const CgroupV2& group) {
@@ -131,6 +133,11 @@ CpuList allNodes(const Topology& topology) {
 
 }  // namespace
 
+std::optional<Exclusivity> partitionType(std::string_view text) {
+  text = trim(text);
+  return parseExclusivity(text.substr(0, text.find(' ')));
+}
+
 Result<IslandEnforcer> IslandEnforcer::open(const Topology& topology, std::string mount,
                                             std::string managedRoot) {
   if (managedRoot.empty() || managedRoot.front() == '/' ||
@@ -192,7 +199,7 @@ Result<Island> IslandEnforcer::readIsland(const CgroupV2& group, const std::stri
   if (group.has(cf::kCpusetPartition)) {
     auto state = group.read(cf::kCpusetPartition);
     if (!state) return state.error();
-    island.exclusivity = parseExclusivity(partitionState(*state)).value_or(Exclusivity::Shared);
+    island.exclusivity = partitionType(*state).value_or(Exclusivity::Shared);
   }
   auto number = [&](std::string_view file) -> std::optional<std::uint64_t> {
     if (!group.has(file)) return std::nullopt;
@@ -426,7 +433,7 @@ Result<void> IslandEnforcer::remove(const std::string& name) {
   }
   if (group->has(cf::kCpusetPartition)) {
     auto state = group->read(cf::kCpusetPartition);
-    if (state && partitionState(*state) != "member") {
+    if (state && partitionType(*state) != Exclusivity::Shared) {
       if (auto wrote = group->write(cf::kCpusetPartition, "member"); !wrote) return wrote;
     }
   }

@@ -9,6 +9,7 @@
 // what the islands' cgroups show is read back as the current islands.
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,12 @@ struct IslandStatus {
   std::string partitionProblem;  // the kernel's reason when the partition is invalid
   std::vector<pid_t> members;
 };
+
+// The partition type a cpuset.cpus.partition reading names ("member",
+// "root" or "isolated"), also when the kernel appended "invalid (reason)" to
+// a partition it refused: the file takes back only the type, so a rollback
+// writes this. Nothing for text that names no type.
+std::optional<Exclusivity> partitionType(std::string_view text);
 
 class IslandEnforcer {
  public:

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "numa/CgroupV2.h"
+#include "numa/IslandEnforcer.h"
 #include "numa/PageMigration.h"
 
 namespace Atoll::numa {
@@ -27,6 +28,20 @@ TEST(CgroupParsingTest, PartitionStateAndWeights) {
   EXPECT_EQ(ioDefaultWeight("default 100\n8:0 200\n"), "100");
   EXPECT_EQ(parseMemoryValue("max\n"), std::nullopt);
   EXPECT_EQ(parseMemoryValue("1048576\n"), 1048576u);
+}
+
+// A partition the kernel refused reads "<type> invalid (reason)", but the
+// file takes back only the type: that is what a rollback restores.
+TEST(CgroupParsingTest, PartitionTypeLeavesOutTheKernelsReason) {
+  EXPECT_EQ(partitionType("member\n"), Exclusivity::Shared);
+  EXPECT_EQ(partitionType("root"), Exclusivity::Root);
+  EXPECT_EQ(partitionType("isolated\n"), Exclusivity::Isolated);
+  EXPECT_EQ(partitionType("isolated invalid (Cpu list in cpuset.cpus not exclusive)\n"),
+            Exclusivity::Isolated);
+  EXPECT_EQ(partitionType("root invalid (Parent is not a partition root)"), Exclusivity::Root);
+  EXPECT_EQ(partitionType("root invalid"), Exclusivity::Root);
+  EXPECT_EQ(partitionType(""), std::nullopt);
+  EXPECT_EQ(partitionType("invalid (no type)"), std::nullopt);
 }
 
 TEST(PagePlacementTest, BytesMovedOffOldNodes) {

@@ -176,6 +176,39 @@ TEST_F(IslandRollbackVmTest, FailedSwapOfExclusiveIslandsLeavesTheirPartitionsAs
   }
 }
 
+// A partition the kernel had already refused reads "isolated invalid
+// (reason)"; a rollback puts back "isolated", the only form the file takes,
+// and the kernel refuses the partition again for the same reason.
+TEST_F(IslandRollbackVmTest, FailureAfterLeavingAnInvalidPartitionRestoresIt) {
+  auto exclusive = original_;
+  exclusive[0].exclusivity = Exclusivity::Isolated;
+  auto made = enforcer_->apply(exclusive);
+  ASSERT_TRUE(made) << made.error().message();
+  // beta taking alpha's CPU by hand makes the kernel invalidate alpha.
+  auto beta = CgroupV2::open(enforcer_->managedPath() + "/beta");
+  ASSERT_TRUE(beta) << beta.error().message();
+  ASSERT_TRUE(beta->write("cpuset.cpus", "1-2"));
+  auto alpha = CgroupV2::open(enforcer_->managedPath() + "/alpha");
+  ASSERT_TRUE(alpha) << alpha.error().message();
+  const std::string invalid = alpha->read("cpuset.cpus.partition").value_or("?");
+  ASSERT_EQ(invalid.rfind("isolated invalid", 0), 0u) << invalid;
+  const auto before = snapshot();
+  weightFile_ = enforcer_->managedPath() + "/beta/cpu.weight";
+  ASSERT_EQ(::chmod(weightFile_.c_str(), 0444), 0) << weightFile_;
+  ASSERT_TRUE(setEffective(kCapDacOverride, false));
+
+  // alpha becomes a member and beta gives its CPU back before beta's write fails.
+  auto shared = original_;
+  shared[1].limits.cpuWeight = 300;
+  auto applied = enforcer_->apply(shared);
+  ASSERT_TRUE(setEffective(kCapDacOverride, true));
+  ASSERT_FALSE(applied) << "the read-only cpu.weight was written";
+  EXPECT_NE(applied.error().message().find("beta/cpu.weight"), std::string::npos)
+      << applied.error().message();
+  EXPECT_EQ(alpha->read("cpuset.cpus.partition").value_or("?"), invalid);
+  EXPECT_EQ(snapshot(), before);
+}
+
 TEST_F(IslandRollbackVmTest, BadInputIsAnErrorNamingTheValueAndChangesNothing) {
   const auto before = snapshot();
   auto expectRefused = [&](std::vector<Island> desired, const std::string& named) {
