@@ -6,10 +6,17 @@
 //             horizon -> p50/p95/p99 and the running accuracy per horizon
 //   plot VM   SVG of the workload's recent CPU (actual) against the p50 and
 //             p95 band forecast a tick before, from the running atolld
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -26,6 +33,7 @@
 #include "tools/JsonCells.h"
 #include "tools/NumberOptions.h"
 #include "tools/Verbs.h"
+#include "util/UniqueFd.h"
 
 namespace Atoll::cli {
 
@@ -56,6 +64,82 @@ struct PlotArgs {
   int horizon = 12;
 };
 
+// The replay's output, written to a temporary file beside the target and
+// renamed over it only once every input was replayed: a refused input or a
+// failed write leaves an earlier output as it was. The temporary file goes
+// when the replay fails.
+class ReplayOutputFile {
+ public:
+  explicit ReplayOutputFile(const std::string& out) : out_(out) {
+    // A link named as the output keeps pointing at the file it names.
+    std::error_code ec;
+    std::filesystem::path target = std::filesystem::weakly_canonical(out, ec);
+    target_ = ec ? std::filesystem::path(out) : target;
+    std::string pattern =
+        (target_.parent_path() / ("." + target_.filename().string() + ".XXXXXX")).string();
+    fd_.reset(::mkstemp(pattern.data()));
+    if (!fd_.valid())
+      fail(InputError{out_, 0, pattern, "cannot create the temporary output: " + errnoText()},
+           kExitFailure);
+    temporary_ = pattern;
+    // mkstemp makes it private; the output keeps the mode a plain create (or
+    // the earlier output) gives it.
+    struct stat existing {};
+    mode_t mode = 0;
+    if (::stat(target_.c_str(), &existing) == 0) {
+      mode = existing.st_mode & 07777;
+    } else {
+      const mode_t mask = ::umask(0);
+      ::umask(mask);
+      mode = 0666 & ~mask;
+    }
+    if (::fchmod(fd_.get(), mode) != 0) {
+      const std::string reason = "cannot set the mode of the output: " + errnoText();
+      ::unlink(temporary_.c_str());
+      fail(InputError{out_, 0, temporary_, reason}, kExitFailure);
+    }
+  }
+  ~ReplayOutputFile() {
+    if (!temporary_.empty()) ::unlink(temporary_.c_str());
+  }
+  ReplayOutputFile(const ReplayOutputFile&) = delete;
+  ReplayOutputFile& operator=(const ReplayOutputFile&) = delete;
+
+  void write(std::string_view text) {
+    while (!text.empty()) {
+      const ssize_t n = ::write(fd_.get(), text.data(), text.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        fail(InputError{out_, 0, temporary_, "write failed: " + errnoText()}, kExitFailure);
+      text.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+
+  void replaceTarget() {
+    if (::fsync(fd_.get()) != 0)
+      fail(InputError{out_, 0, temporary_, "fsync failed: " + errnoText()}, kExitFailure);
+    if (::rename(temporary_.c_str(), target_.c_str()) != 0)
+      fail(InputError{out_, 0, temporary_, "cannot rename over the output: " + errnoText()},
+           kExitFailure);
+    temporary_.clear();
+    // The rename itself lasts once the directory is on disk.
+    const std::string directory =
+        target_.parent_path().empty() ? "." : target_.parent_path().string();
+    UniqueFd dir(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir.valid() || ::fsync(dir.get()) != 0)
+      fail(InputError{out_, 0, directory, "fsync of the output's directory failed: " + errnoText()},
+           kExitFailure);
+  }
+
+ private:
+  static std::string errnoText() { return std::strerror(errno); }
+
+  std::string out_;
+  std::filesystem::path target_;
+  std::string temporary_;
+  UniqueFd fd_;
+};
+
 void runReplay(const ReplayArgs& args) {
   // A gap is measured in first intervals, so a regular series has gaps of 1:
   // a smaller limit refuses every series.
@@ -73,15 +157,8 @@ void runReplay(const ReplayArgs& args) {
   auto files = forecast::collectReplayInputs(args.inputs);
   if (!files) fail(files.error(), kExitUsage);
   const forecast::ReplayInputRules rules{args.maxGap};
-  // Every input is checked before the output is truncated, so a refused one
-  // leaves an earlier output as it was.
-  for (const std::string& path : files.value())
-    if (auto series = forecast::readReplayCsv(path, rules); !series)
-      fail(series.error(), kExitUsage);
-
-  std::ofstream out(args.out, std::ios::binary | std::ios::trunc);
-  if (!out) fail(InputError{args.out, 0, "", "cannot open for writing"}, kExitFailure);
-  out << forecast::kReplayHeader;
+  ReplayOutputFile out(args.out);
+  out.write(forecast::kReplayHeader);
 
   // Series are independent: replay them on all cores, write in input order.
   const std::vector<std::string>& paths = files.value();
@@ -104,11 +181,10 @@ void runReplay(const ReplayArgs& args) {
     for (auto& thread : threads) thread.join();
     for (size_t i = 0; i < outputs.size(); ++i) {
       if (errors[i]) fail(*errors[i], kExitUsage);
-      out << outputs[i];
+      out.write(outputs[i]);
     }
   }
-  out.flush();
-  if (!out) fail(InputError{args.out, 0, "", "write failed"}, kExitFailure);
+  out.replaceTarget();
 }
 
 struct ShowArgs {

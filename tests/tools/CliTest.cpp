@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -271,6 +272,47 @@ TEST(CliWithoutDaemon, ForecastReplayKeepsTheOutputWhenAnInputIsRefused) {
                            " " + dir.file("in"));
   EXPECT_EQ(replayed.exitCode, 0) << replayed.err;
   EXPECT_EQ(test::readTextFile(dir.file("out.csv")).rfind("series,origin_index", 0), 0u);
+}
+
+// A series refused in the middle of many, after earlier ones were replayed
+// and written, leaves the earlier output and no temporary file beside it; a
+// replay that succeeds replaces the output and keeps its mode.
+TEST(CliWithoutDaemon, ForecastReplayRefusedInTheMiddleLeavesNoPartialOutput) {
+  test::TempDir dir;
+  std::filesystem::create_directory(dir.file("in"));
+  std::string good = "timestamp,value\n";
+  for (int i = 0; i < 40; ++i) good += std::to_string(i * 300) + ",1\n";
+  const int inputs = 20;
+  const int refused = 14;  // after the first batch on a host with up to 8 workers
+  auto name = [](int i) {
+    return std::string(i < 10 ? "in/0" : "in/") + std::to_string(i) + ".csv";
+  };
+  for (int i = 0; i < inputs; ++i) test::writeTextFile(dir.file(name(i)), good);
+  test::writeTextFile(dir.file(name(refused)), "timestamp,value\n0,1\n300,2\n600,1\n60000,3\n");
+  test::writeTextFile(dir.file("out.csv"), "earlier results\n");
+  std::filesystem::permissions(dir.file("out.csv"), std::filesystem::perms(0640));
+  const std::string replay =
+      "forecast replay --horizons 1 --season 0 --out " + dir.file("out.csv") + " " + dir.file("in");
+
+  auto result = runAtoll(replay);
+  EXPECT_EQ(result.exitCode, 2) << result.err;
+  EXPECT_NE(result.err.find(name(refused).substr(3)), std::string::npos) << result.err;
+  EXPECT_EQ(test::readTextFile(dir.file("out.csv")), "earlier results\n");
+  std::vector<std::string> entries;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    entries.push_back(entry.path().filename().string());
+  std::sort(entries.begin(), entries.end());
+  EXPECT_EQ(entries, (std::vector<std::string>{"in", "out.csv"}));
+
+  test::writeTextFile(dir.file(name(refused)), good);
+  auto replayed = runAtoll(replay);
+  EXPECT_EQ(replayed.exitCode, 0) << replayed.err;
+  const std::string output = test::readTextFile(dir.file("out.csv"));
+  EXPECT_EQ(output.rfind("series,origin_index", 0), 0u);
+  for (int i = 0; i < inputs; ++i)
+    EXPECT_NE(output.find("\n" + name(i).substr(3, 2) + ","), std::string::npos) << name(i);
+  EXPECT_EQ(std::filesystem::status(dir.file("out.csv")).permissions(),
+            std::filesystem::perms(0640));
 }
 
 TEST(CliWithoutDaemon, SaysTheDaemonIsNotRunning) {
