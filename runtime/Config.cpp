@@ -418,8 +418,13 @@ void readTelemetry(Validator& v, const toml::table& table, DaemonConfig& c) {
           {"sched_probe", flag(t.schedProbe)},
           {"net_probe", flag(t.netProbe)},
           {"block_probe", flag(t.blockProbe)},
-          {"discover_every_ticks", [&](const toml::node& n, const std::string& k) {
+          {"discover_every_ticks",
+           [&](const toml::node& n, const std::string& k) {
              if (auto x = v.integer(n, k, 1, 3600)) t.discoverEveryTicks = static_cast<int>(*x);
+           }},
+          {"libvirt_timeout_ms", [&](const toml::node& n, const std::string& k) {
+             if (auto x = v.integer(n, k, 1, 60000))
+               t.libvirtTimeout = std::chrono::milliseconds(*x);
            }}});
 }
 

@@ -60,6 +60,9 @@ struct TelemetrySettings {
   bool netProbe = true;
   bool blockProbe = true;
   int discoverEveryTicks = 5;
+  // How long a discovery waits for libvirt's domain list before it goes on
+  // with the last list libvirt gave.
+  std::chrono::milliseconds libvirtTimeout{500};
 
   bool operator==(const TelemetrySettings&) const = default;
 };

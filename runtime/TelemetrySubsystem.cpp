@@ -17,6 +17,7 @@ telemetry::CollectorOptions collectorOptions(const TelemetrySettings& settings) 
   options.netProbe = settings.netProbe;
   options.blockProbe = settings.blockProbe;
   options.discoverEveryTicks = settings.discoverEveryTicks;
+  options.libvirtTimeout = settings.libvirtTimeout;
   return options;
 }
 
@@ -131,6 +132,8 @@ Result<void> TelemetrySubsystem::runPhase(Phase, const TickContext&) {
               {"cgroup_mount", options_.cgroupMount},
               {"selectors", options_.selectors},
               {"libvirt_uri", options_.libvirtUri},
+              {"libvirt", collector_->libvirtState()},
+              {"libvirt_problem", collector_->libvirtProblem()},
               {"workloads", known.size()},
               {"samples_pushed", report.samplesPushed},
               {"samples_dropped", report.samplesDropped},

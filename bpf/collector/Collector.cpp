@@ -49,7 +49,12 @@ Result<std::unique_ptr<Collector>> Collector::start(const CollectorOptions& opti
                           "memory.stat/PSI interval must be at least one tick");
   auto mount = Dir::open(options.cgroupMount);
   if (!mount) return mount.error();
+  if (options.libvirtTimeout.count() < 1)
+    return Error::invalid("configure", "collector", std::to_string(options.libvirtTimeout.count()),
+                          "libvirt timeout must be at least 1 ms");
   std::unique_ptr<Collector> self(new Collector(options, std::move(*mount), ring));
+  if (!options.libvirtUri.empty())
+    self->libvirtWatch_ = std::make_unique<LibvirtDomainWatch>(options.libvirtUri);
   if (options.schedProbe) {
     SchedTelemetryOptions schedOptions;
     schedOptions.maxCgroups = std::min(options.maxCgroups, maxMonitoredCgroups());
@@ -104,6 +109,47 @@ Result<std::unique_ptr<Collector>> Collector::start(const CollectorOptions& opti
   return self;
 }
 
+const std::vector<LibvirtDomain>* Collector::followLibvirt(const LibvirtAnswer& answer,
+                                                           TickReport& report) {
+  using Kind = LibvirtAnswer::Kind;
+  const auto seconds = [](std::chrono::steady_clock::duration d) {
+    return fmt::format("{:.1f}", std::chrono::duration<double>(d).count());
+  };
+  std::string state;
+  const std::vector<LibvirtDomain>* domains = nullptr;
+  switch (answer.kind) {
+    case Kind::kListed:
+      state = "answering";
+      domains = &answer.domains;
+      if (!libvirtState_.empty() && libvirtState_ != state)
+        spdlog::info("libvirt discovery on again: {} answers", options_.libvirtUri);
+      break;
+    case Kind::kFailed:
+      state = "failing";
+      if (libvirtState_ != state)
+        spdlog::warn("libvirt discovery off until libvirt answers: {}", answer.error->message());
+      libvirtProblem_ = answer.error->message();
+      break;
+    case Kind::kLate:
+      // The last list stands: a slow libvirtd must not make its VMs vanish
+      // from telemetry and come back as new workloads.
+      state = "late";
+      domains = answer.hasEarlierList ? &answer.domains : nullptr;
+      libvirtProblem_ = fmt::format(
+          "libvirt ({}) has not answered for {} s; {}", options_.libvirtUri,
+          seconds(answer.waiting),
+          answer.hasEarlierList ? fmt::format("its domains as listed {} s ago stand until it does",
+                                              seconds(answer.listAge))
+                                : std::string("no libvirt domains until it does"));
+      if (libvirtState_ != state) spdlog::warn("{}", libvirtProblem_);
+      report.problems.push_back(libvirtProblem_);
+      break;
+  }
+  if (state == "answering") libvirtProblem_.clear();
+  libvirtState_ = state;
+  return domains;
+}
+
 void Collector::discover(TickReport& report) {
   std::vector<WorkloadCgroup> found;
   DiscoveryOptions discovery;
@@ -113,15 +159,10 @@ void Collector::discover(TickReport& report) {
   } else {
     report.problems.push_back(bySelectors.error().message());
   }
-  if (!options_.libvirtUri.empty()) {
-    auto domains = listLibvirtDomains(options_.libvirtUri);
-    if (!domains) {
-      if (!libvirtFailureLogged_) {
-        spdlog::warn("libvirt discovery off until libvirt answers: {}", domains.error().message());
-        libvirtFailureLogged_ = true;
-      }
-    } else {
-      libvirtFailureLogged_ = false;
+  if (libvirtWatch_) {
+    const LibvirtAnswer answer = libvirtWatch_->refresh(options_.libvirtTimeout);
+    const std::vector<LibvirtDomain>* domains = followLibvirt(answer, report);
+    if (domains) {
       for (const LibvirtDomain& domain : *domains) {
         auto described = describeCgroup(mount_, domain.cgroupPath);
         if (!described) continue;

@@ -5,6 +5,7 @@
 // sample per metric into the forecaster's ring. A signal whose program or
 // file is unavailable is listed in degraded() and left out of samples;
 // nothing is ever reported as zero for want of data.
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -15,6 +16,7 @@
 
 #include "bpf/collector/CgroupDiscovery.h"
 #include "bpf/collector/CgroupReader.h"
+#include "bpf/collector/LibvirtDomainWatch.h"
 #include "bpf/collector/WorkloadRegistry.h"
 #include "bpf/loaders/BlockTelemetry.h"
 #include "bpf/loaders/NetTelemetry.h"
@@ -38,6 +40,9 @@ struct CollectorOptions {
   // empty = the whole mount).
   std::string netSubtree;
   int discoverEveryTicks = 1;
+  // How long a discovery waits for libvirt's domain list before it goes on
+  // with the last one (libvirt is asked on a thread of its own).
+  std::chrono::milliseconds libvirtTimeout{500};
   uint32_t maxCgroups = 10240;
   // memory.stat and the *.pressure files are read for each workload every
   // this many ticks (spread over the ticks, not all at once); PSI's avg10
@@ -117,6 +122,10 @@ class Collector {
   // One line per signal that is off, with the reason.
   const std::vector<std::string>& degraded() const { return degraded_; }
   const WorkloadRegistry& registry() const { return registry_; }
+  // libvirt discovery: "" (off, or not asked yet), "answering", "failing"
+  // or "late", and what is wrong when it is not answering.
+  const std::string& libvirtState() const { return libvirtState_; }
+  const std::string& libvirtProblem() const { return libvirtProblem_; }
   // Island membership of a workload (all its cgroups) for the cross-island
   // wait; 0 = none. Needs CollectorOptions::trackIslands.
   Result<void> setIsland(uint32_t workload, uint32_t island);
@@ -153,6 +162,8 @@ class Collector {
   Collector(CollectorOptions options, Dir mount, forecast::SampleRing* ring)
       : options_(std::move(options)), mount_(std::move(mount)), ring_(ring) {}
   void discover(TickReport& report);
+  // Logs libvirt's state when it changes; the domains to use, or null.
+  const std::vector<LibvirtDomain>* followLibvirt(const LibvirtAnswer& answer, TickReport& report);
   // Re-reads the traffic matrix and joins it to workloads (talksTo_).
   void joinTraffic(TickReport& report);
   // Queues one sample for this tick; flushSamples hands the tick's samples
@@ -176,7 +187,9 @@ class Collector {
   std::unordered_map<uint64_t, NetCounters> lastNet_;
   std::unordered_map<uint64_t, BlockCounters> lastBlock_;
   std::vector<std::string> degraded_;
-  bool libvirtFailureLogged_ = false;
+  std::unique_ptr<LibvirtDomainWatch> libvirtWatch_;  // null: no libvirt discovery
+  std::string libvirtState_;                          // "", answering, failing, late
+  std::string libvirtProblem_;
   bool forceDiscovery_ = true;
   uint64_t ticks_ = 0;
   std::map<uint32_t, std::vector<WorkloadTraffic>> talksTo_;

@@ -17,6 +17,7 @@ TEST(MainJobConfig, DefaultsWatchMachineSliceAndLibvirtWithFiveMinuteSteps) {
   EXPECT_EQ(d.telemetry.selectors, std::vector<std::string>{"machine.slice/*"});
   EXPECT_EQ(d.telemetry.libvirtUri, "qemu:///system");
   EXPECT_TRUE(d.telemetry.cgroupMount.empty());  // detected
+  EXPECT_EQ(d.telemetry.libvirtTimeout, std::chrono::milliseconds(500));
   EXPECT_EQ(d.forecast.step, std::chrono::seconds(300));
   EXPECT_EQ(d.forecast.horizonSteps(), 72);
   EXPECT_EQ(d.forecast.seasonSteps(), 288);
@@ -32,6 +33,7 @@ sched_probe = false
 net_probe = true
 block_probe = false
 discover_every_ticks = 3
+libvirt_timeout_ms = 1500
 [forecast]
 step_seconds = 60
 horizon_seconds = 3600
@@ -47,6 +49,7 @@ season_seconds = 86400
   EXPECT_TRUE(t.netProbe);
   EXPECT_FALSE(t.blockProbe);
   EXPECT_EQ(t.discoverEveryTicks, 3);
+  EXPECT_EQ(t.libvirtTimeout, std::chrono::milliseconds(1500));
   EXPECT_EQ(parsed.config.forecast.horizonSteps(), 60);
   EXPECT_EQ(parsed.config.forecast.seasonSteps(), 1440);
 }
@@ -63,6 +66,11 @@ TEST(MainJobConfig, RejectsBadSelectorsWithTheValue) {
   ASSERT_NE(findError(wrongType, "telemetry.selectors"), nullptr);
   auto relative = parseConfig("[telemetry]\ncgroup_mount = \"sys/fs/cgroup\"\n", "t.toml");
   ASSERT_NE(findError(relative, "telemetry.cgroup_mount"), nullptr) << errorsOf(relative);
+  for (std::string bad : {"0", "60001", "-5", "\"1s\""}) {
+    auto timeout = parseConfig("[telemetry]\nlibvirt_timeout_ms = " + bad + "\n", "t.toml");
+    const ConfigError* e = findError(timeout, "telemetry.libvirt_timeout_ms");
+    ASSERT_NE(e, nullptr) << bad << ": " << errorsOf(timeout);
+  }
   auto unknown = parseConfig("[telemetry]\nselector = []\n", "t.toml");
   const ConfigError* typo = findError(unknown, "telemetry.selector");
   ASSERT_NE(typo, nullptr);

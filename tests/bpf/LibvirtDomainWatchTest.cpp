@@ -1,0 +1,187 @@
+// libvirt is asked for its domains off the telemetry tick: a tick waits for
+// the answer only up to its deadline, then goes on with the last list. The
+// last test points a real libvirt client at a socket that never answers, as
+// a hung libvirtd does.
+#include "bpf/collector/LibvirtDomainWatch.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+
+#include "bpf/collector/Collector.h"
+#include "util/UniqueFd.h"
+
+namespace Atoll::telemetry {
+namespace {
+
+using namespace std::chrono_literals;
+using Kind = LibvirtAnswer::Kind;
+
+LibvirtDomain domain(const std::string& name) {
+  LibvirtDomain d;
+  d.name = name;
+  d.uuid = name + "-uuid";
+  d.pid = 42;
+  d.cgroupPath = "machine.slice/machine-qemu-" + name + ".scope";
+  return d;
+}
+
+// Holds listers until released; shared with the listing thread, which may
+// outlive the test's watch.
+struct Gate {
+  std::mutex mutex;
+  std::condition_variable opened;
+  bool open = false;
+  void release() {
+    std::lock_guard lock(mutex);
+    open = true;
+    opened.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mutex);
+    opened.wait(lock, [&] { return open; });
+  }
+};
+
+TEST(LibvirtDomainWatch, AListWithinTheDeadlineIsUsed) {
+  LibvirtDomainWatch watch(
+      [] { return Result<std::vector<LibvirtDomain>>(std::vector{domain("web")}); });
+  LibvirtAnswer answer = watch.refresh(5s);
+  ASSERT_EQ(answer.kind, Kind::kListed);
+  ASSERT_EQ(answer.domains.size(), 1u);
+  EXPECT_EQ(answer.domains[0].name, "web");
+}
+
+TEST(LibvirtDomainWatch, AnErrorWithinTheDeadlineIsAFailure) {
+  LibvirtDomainWatch watch([] {
+    return Result<std::vector<LibvirtDomain>>(
+        Error::invalid("virConnectOpenReadOnly", "qemu:///system", "", "no libvirtd"));
+  });
+  LibvirtAnswer answer = watch.refresh(5s);
+  ASSERT_EQ(answer.kind, Kind::kFailed);
+  ASSERT_TRUE(answer.error);
+  EXPECT_NE(answer.error->message().find("no libvirtd"), std::string::npos);
+}
+
+TEST(LibvirtDomainWatch, ASlowAnswerLeavesTheLastListAndIsUsedWhenItComes) {
+  auto gate = std::make_shared<Gate>();
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  LibvirtDomainWatch watch([gate, calls]() -> Result<std::vector<LibvirtDomain>> {
+    if (++*calls == 1) return std::vector{domain("web")};
+    gate->wait();
+    return std::vector{domain("web"), domain("db")};
+  });
+  ASSERT_EQ(watch.refresh(5s).kind, Kind::kListed);
+
+  LibvirtAnswer late = watch.refresh(50ms);
+  ASSERT_EQ(late.kind, Kind::kLate);
+  EXPECT_TRUE(late.hasEarlierList);
+  ASSERT_EQ(late.domains.size(), 1u);
+  EXPECT_EQ(late.domains[0].name, "web");
+  EXPECT_GE(late.waiting, 50ms);
+
+  // Still unanswered: the next discovery waits for the same request rather
+  // than queueing another call behind it.
+  EXPECT_EQ(watch.refresh(20ms).kind, Kind::kLate);
+  gate->release();
+  LibvirtAnswer listed = watch.refresh(5s);
+  ASSERT_EQ(listed.kind, Kind::kListed);
+  EXPECT_EQ(listed.domains.size(), 2u);
+  EXPECT_EQ(calls->load(), 2);
+}
+
+TEST(LibvirtDomainWatch, LateBeforeAnyListGivesNoDomains) {
+  auto gate = std::make_shared<Gate>();
+  LibvirtDomainWatch watch([gate]() -> Result<std::vector<LibvirtDomain>> {
+    gate->wait();
+    return std::vector{domain("web")};
+  });
+  LibvirtAnswer answer = watch.refresh(20ms);
+  EXPECT_EQ(answer.kind, Kind::kLate);
+  EXPECT_FALSE(answer.hasEarlierList);
+  EXPECT_TRUE(answer.domains.empty());
+  gate->release();
+}
+
+TEST(LibvirtDomainWatch, DestroyedWhileLibvirtHasNotAnsweredDoesNotWaitForIt) {
+  auto gate = std::make_shared<Gate>();
+  {
+    LibvirtDomainWatch watch([gate]() -> Result<std::vector<LibvirtDomain>> {
+      gate->wait();
+      return std::vector<LibvirtDomain>{};
+    });
+    EXPECT_EQ(watch.refresh(10ms).kind, Kind::kLate);
+  }  // returns with the lister still blocked
+  gate->release();
+}
+
+// A unix socket that accepts libvirt's client and never answers it.
+class SilentLibvirtd {
+ public:
+  SilentLibvirtd() {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("atoll-silent-libvirtd-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "libvirt-sock").string();
+    fd_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path, path_.c_str(), path_.size() + 1);
+    bound_ = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+             ::listen(fd_.get(), 8) == 0;
+  }
+  ~SilentLibvirtd() {
+    // Closing the socket ends the client's wait with an error, so the
+    // listing thread finishes.
+    fd_ = UniqueFd();
+    std::filesystem::remove_all(dir_);
+  }
+  bool bound() const { return bound_; }
+  std::string uri() const { return "qemu+unix:///system?socket=" + path_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::string path_;
+  UniqueFd fd_;
+  bool bound_ = false;
+};
+
+TEST(LibvirtDomainWatch, AHungLibvirtdDoesNotHoldTheCollectorsTick) {
+  SilentLibvirtd libvirtd;
+  ASSERT_TRUE(libvirtd.bound()) << std::strerror(errno);
+  const auto mount = std::filesystem::temp_directory_path() /
+                     ("atoll-libvirt-watch-mount-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(mount);
+  CollectorOptions options;
+  options.cgroupMount = mount.string();
+  options.selectors = {"machine.slice/*"};
+  options.libvirtUri = libvirtd.uri();
+  options.libvirtTimeout = 200ms;
+  options.schedProbe = false;
+  options.netProbe = false;
+  options.blockProbe = false;
+  auto collector = Collector::start(options, nullptr);
+  ASSERT_TRUE(collector) << collector.error().message();
+  for (int tick = 0; tick < 2; ++tick) {
+    // Before, the tick waited in libvirt's client for as long as the
+    // daemon stayed silent: here, for ever.
+    const auto started = std::chrono::steady_clock::now();
+    TickReport report = (*collector)->tick();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+    EXPECT_EQ((*collector)->libvirtState(), "late");
+    ASSERT_EQ(report.problems.size(), 1u);
+    EXPECT_NE(report.problems[0].find("has not answered"), std::string::npos) << report.problems[0];
+  }
+  collector->reset();
+  std::filesystem::remove_all(mount);
+}
+
+}  // namespace
+}  // namespace Atoll::telemetry
