@@ -1,11 +1,13 @@
 #include "runtime/PlannerSubsystem.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <charconv>
 #include <ctime>
+#include <set>
 
 #include "migrate/planner/Contention.h"
 #include "numa/CpuSet.h"
@@ -261,6 +263,53 @@ void PlannerSubsystem::restoreFromJournal() {
   if (restoredActions_ > 0)
     spdlog::info("event=planner_restored actions={} (their cooldowns, budgets and dwell hold)",
                  restoredActions_);
+  restoreTuning();
+}
+
+void PlannerSubsystem::restoreTuning() {
+  const std::string key(kPlannerTuningKey);
+  auto refused = [&](const std::string& why) {
+    ++tuningRecordsRefused_;
+    spdlog::warn("event=planner_tuning_skipped key={} error=\"{}\" (the defaults hold)", key, why);
+  };
+  auto entry = store_.get(Keyspace::Facts, key);
+  if (!entry) return refused(entry.error().message());
+  if (!*entry) return;
+  auto state = planner::tuningStateFromJson((*entry)->value);
+  if (!state) return refused(state.error().message());
+  // The islands the planner can see now: an island removed since has no
+  // forecast to trust.
+  std::set<std::string> islands{std::string(kSharedAggregateName)};
+  std::vector<std::string> problems;
+  std::vector<StateEntry> overlays;
+  if (auto listed = store_.list(Keyspace::Desired, kIslandStatePrefix)) overlays = *listed;
+  for (const DesiredIsland& d : desiredIslands(configured_(), overlays, problems))
+    islands.insert(d.settings.name);
+  auto restored = planner_.restoreTuning(*state, islands);
+  if (!restored) return refused(restored.error().message());
+  tuningRestored_ = true;
+  spdlog::info(
+      "event=planner_tuning_restored margin={:.3f} islands={} changes={} margin_clamped={} "
+      "trust_clamped=[{}] dropped_islands=[{}]",
+      planner_.margin(), planner_.tuningState().trust.size(), planner_.tuningChanges(),
+      restored->marginClamped, fmt::join(restored->trustClamped, ","),
+      fmt::join(restored->droppedIslands, ","));
+}
+
+std::vector<planner::TuningRecord> PlannerSubsystem::recordOutcome(uint64_t decision,
+                                                                   double realisedRelief,
+                                                                   int64_t nowNs) {
+  std::lock_guard lock(mutex_);
+  std::vector<planner::TuningRecord> added =
+      planner_.recordOutcome(decision, realisedRelief, nowNs);
+  if (added.empty()) return added;
+  for (const planner::TuningRecord& r : added)
+    spdlog::info("event=planner_tuning decision={} island={} field={} before={:.3f} after={:.3f}",
+                 r.decision, r.island.empty() ? "(host)" : r.island, r.field, r.before, r.after);
+  nlohmann::json entry = planner::toJson(planner_.tuningState());
+  entry["saved_ns"] = nowNs;
+  journal(std::string(kPlannerTuningKey), entry);
+  return added;
 }
 
 void PlannerSubsystem::recordAction(const planner::Decision& decision, bool failed, int64_t nowNs) {
@@ -272,8 +321,11 @@ void PlannerSubsystem::recordAction(const planner::Decision& decision, bool fail
 
 void PlannerSubsystem::journal(std::string_view prefix, uint64_t slot,
                                const nlohmann::json& entry) {
-  auto stored =
-      store_.put(Keyspace::Facts, std::string(prefix) + std::to_string(slot), entry, kOrigin);
+  journal(std::string(prefix) + std::to_string(slot), entry);
+}
+
+void PlannerSubsystem::journal(const std::string& key, const nlohmann::json& entry) {
+  auto stored = store_.put(Keyspace::Facts, key, entry, kOrigin);
   if (!stored) {
     // Logged once per distinct error: a failing store fails every pass.
     if (lastJournalError_ != stored.error().message())
@@ -515,7 +567,6 @@ void PlannerSubsystem::verifyDue(int64_t nowNs, const planner::PlanInput& input)
                    v.decision, before.samples == 0 ? "before" : "after");
       continue;
     }
-    ++verified_;
     planner::MoveVerification measured;
     measured.decision = v.decision;
     measured.nowNs = nowNs;
@@ -525,7 +576,14 @@ void PlannerSubsystem::verifyDue(int64_t nowNs, const planner::PlanInput& input)
     measured.throughputAfter = after.cores;
     planner::PlanInput now = input;
     now.nowNs = nowNs;
+    const uint64_t refusedBefore = planner_.verificationsRefused();
     std::optional<planner::Decision> revert = planner_.verify(measured, now);
+    if (planner_.verificationsRefused() != refusedBefore) {
+      spdlog::warn("event=planner_verify_refused decision={} reason=\"{}\"", v.decision,
+                   planner_.lastVerificationRefusal());
+      continue;
+    }
+    ++verified_;
     spdlog::info(
         "event=planner_verify decision={} runq_ns_before={:.0f} runq_ns_after={:.0f} "
         "cores_before={:.3f} cores_after={:.3f} revert={}",
@@ -555,10 +613,13 @@ nlohmann::json PlannerSubsystem::describe() const {
                         {"passes", passes_},
                         {"decisions_recorded", recorded_},
                         {"actions_restored", restoredActions_},
+                        {"tuning_restored", tuningRestored_},
+                        {"tuning_records_refused", tuningRecordsRefused_},
                         {"executed", executed_},
                         {"execution_failures", executionFailures_},
                         {"verified", verified_},
                         {"reverts", reverts_},
+                        {"verifications_refused", planner_.verificationsRefused()},
                         {"verifying", verifying_.size()},
                         {"in_flight", planner_.inFlight().size()}};
   if (!lastJournalError_.empty()) out["journal_error"] = lastJournalError_;

@@ -49,6 +49,10 @@ inline constexpr size_t kPlannerHistory = 256;
 // would otherwise act again at once on islands and VMs it just changed).
 inline constexpr std::string_view kPlannerActionPrefix = "planner/actions/";
 inline constexpr size_t kPlannerActionHistory = 256;
+// Facts key of the outcome loop's tuning (margin, per-island trust and the
+// relief behind them), overwritten whenever the loop changes it, so that
+// what a host learnt about its forecasts outlives a restart.
+inline constexpr std::string_view kPlannerTuningKey = "planner/tuning";
 
 class PlannerSubsystem final : public Subsystem {
  public:
@@ -77,6 +81,12 @@ class PlannerSubsystem final : public Subsystem {
   nlohmann::json historyJson() const;
   nlohmann::json tuningJson() const;
 
+  // The outcome loop's entry: the relief measured over the window after an
+  // executed action. When it changes the margin or a trust, the tuning is
+  // journaled. Returns the tuning records added.
+  std::vector<planner::TuningRecord> recordOutcome(uint64_t decision, double realisedRelief,
+                                                   int64_t nowNs);
+
  private:
   PlannerSubsystem(planner::Planner planner, SettingsSource settings,
                    const ForecastSubsystem& forecast, const WorkloadBoard& board,
@@ -96,8 +106,14 @@ class PlannerSubsystem final : public Subsystem {
   // Gives the planner and the dwell guard the actions journaled before this
   // start, and continues both rings after their newest records.
   void restoreFromJournal();
-  // Stores one record in a ring's slot; a failure is logged, not fatal.
+  // Puts back the journaled tuning, within the bounds and islands of this
+  // configuration; a record that cannot be read is logged, counted and
+  // left for the defaults.
+  void restoreTuning();
+  // Stores one record in a ring's slot, or under its own key; a failure is
+  // logged, not fatal.
   void journal(std::string_view prefix, uint64_t slot, const nlohmann::json& entry);
+  void journal(const std::string& key, const nlohmann::json& entry);
   Result<void> execute(const planner::Decision& decision, int64_t nowNs);
 
   // Verification of executed actions against telemetry.
@@ -138,6 +154,8 @@ class PlannerSubsystem final : public Subsystem {
   uint64_t nextSlot_ = 0;
   uint64_t nextActionSlot_ = 0;
   size_t restoredActions_ = 0;
+  bool tuningRestored_ = false;
+  uint64_t tuningRecordsRefused_ = 0;
   uint64_t executed_ = 0;
   uint64_t executionFailures_ = 0;
   std::string lastJournalError_;

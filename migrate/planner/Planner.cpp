@@ -835,7 +835,7 @@ std::vector<TuningRecord> Planner::recordOutcome(uint64_t decision, double reali
   // realise nothing, a few realise much more than the mean), so both trust
   // and margin follow exponentially weighted sums of realised and predicted
   // relief, and their ratio.
-  auto blend = [&](Relief& r) {
+  auto blend = [&](OutcomeRelief& r) {
     if (r.outcomes == 0) {
       r.realised = realisedRelief;
       r.predicted = predicted;
@@ -889,12 +889,83 @@ std::vector<TuningRecord> Planner::recordOutcome(uint64_t decision, double reali
     added.push_back(r);
   }
   tuning_.insert(tuning_.end(), added.begin(), added.end());
+  tuningChanges_ += added.size();
   return added;
 }
 
+TuningState Planner::tuningState() const {
+  return {margin_, trust_, islandRelief_, hostRelief_, tuningChanges_};
+}
+
+namespace {
+
+// The first value of a journaled tuning state that cannot be restored, as
+// (field, value): a value that is not finite, or a negative predicted relief.
+std::optional<std::pair<std::string, double>> firstUnusable(const TuningState& state) {
+  if (!std::isfinite(state.margin)) return std::pair{std::string("margin"), state.margin};
+  for (const auto& [island, value] : state.trust)
+    if (!std::isfinite(value)) return std::pair{"trust." + island, value};
+  auto check = [](const OutcomeRelief& r,
+                  const std::string& field) -> std::optional<std::pair<std::string, double>> {
+    if (!std::isfinite(r.realised)) return std::pair{field + ".realised", r.realised};
+    if (!std::isfinite(r.predicted) || r.predicted < 0)
+      return std::pair{field + ".predicted", r.predicted};
+    return std::nullopt;
+  };
+  if (auto bad = check(state.hostRelief, "relief.host")) return bad;
+  for (const auto& [island, relief] : state.islandRelief)
+    if (auto bad = check(relief, "relief.islands." + island)) return bad;
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<TuningRestore> Planner::restoreTuning(const TuningState& state,
+                                             const std::set<std::string>& islands) {
+  if (auto bad = firstUnusable(state))
+    return Error::invalid("restore planner tuning", bad->first, format("%g", bad->second),
+                          "must be finite (and a predicted relief not negative)");
+  TuningRestore restore;
+  margin_ = std::clamp(state.margin, config_.minMargin, config_.maxMargin);
+  restore.marginClamped = margin_ != state.margin;
+  trust_.clear();
+  islandRelief_.clear();
+  std::set<std::string> dropped;
+  for (const auto& [island, value] : state.trust) {
+    if (!islands.count(island)) {
+      dropped.insert(island);
+      continue;
+    }
+    const double bounded = std::clamp(value, config_.minTrust, config_.maxTrust);
+    if (bounded != value) restore.trustClamped.push_back(island);
+    trust_[island] = bounded;
+  }
+  for (const auto& [island, relief] : state.islandRelief) {
+    if (!islands.count(island)) {
+      dropped.insert(island);
+      continue;
+    }
+    islandRelief_[island] = relief;
+  }
+  restore.droppedIslands.assign(dropped.begin(), dropped.end());
+  hostRelief_ = state.hostRelief;
+  tuningChanges_ = state.changes;
+  return restore;
+}
+
 std::optional<Decision> Planner::verify(const MoveVerification& measured, const PlanInput& input) {
+  auto refuse = [&](std::string why) -> std::optional<Decision> {
+    ++verificationsRefused_;
+    lastVerificationRefusal_ = std::move(why);
+    return std::nullopt;
+  };
   auto it = executed_.find(measured.decision);
-  if (it == executed_.end()) return std::nullopt;
+  if (it == executed_.end())
+    return refuse(format("decision %llu was not executed by this planner",
+                         (unsigned long long)measured.decision));
+  if (it->second.failed)
+    return refuse(format("decision %llu failed to execute: there is nothing to revert",
+                         (unsigned long long)measured.decision));
   const Decision& original = it->second.decision;
   if (original.action == ActionKind::None) return std::nullopt;
   const bool slower = measured.runQueueLatencyBeforeNs > 0 &&
@@ -904,6 +975,21 @@ std::optional<Decision> Planner::verify(const MoveVerification& measured, const 
                         measured.throughputAfter <
                             measured.throughputBefore * (1 - config_.verifyThroughputTolerance);
   if (!slower && !lessWork) return std::nullopt;
+
+  // The revert changes the islands (and VM) as they are now: one that left
+  // the configuration since cannot be given CPUs back or receive a VM.
+  for (const std::string* island : {&original.fromIsland, &original.toIsland}) {
+    const bool present = std::any_of(input.islands.begin(), input.islands.end(),
+                                     [&](const IslandState& s) { return s.name == *island; });
+    if (!present)
+      return refuse(format("the revert of decision %llu names island '%s', absent from the input",
+                           (unsigned long long)original.id, island->c_str()));
+  }
+  if (original.action == ActionKind::MoveVm &&
+      std::none_of(input.vms.begin(), input.vms.end(),
+                   [&](const VmState& vm) { return vm.workload == original.vm; }))
+    return refuse(format("the revert of decision %llu names VM %s (%u), absent from the input",
+                         (unsigned long long)original.id, original.vmName.c_str(), original.vm));
 
   Decision revert;
   revert.id = nextId_++;
@@ -918,16 +1004,14 @@ std::optional<Decision> Planner::verify(const MoveVerification& measured, const 
   revert.reverses = original.id;
   revert.horizonSeconds = original.horizonSeconds;
   revert.cost = original.cost;
-  Mode mode = config_.mode;
-  bool bothEnforce = true, found = false;
+  bool bothEnforce = true;
   for (const auto& island : input.islands) {
     if (island.name != revert.fromIsland && island.name != revert.toIsland) continue;
-    found = true;
     if (modeOf(island) != Mode::Enforce) bothEnforce = false;
     if (original.action == ActionKind::MoveVm && island.name == revert.toIsland)
       revert.targetMemNodes = island.memNodes;
   }
-  if (found) mode = bothEnforce ? Mode::Enforce : Mode::Observe;
+  const Mode mode = bothEnforce ? Mode::Enforce : Mode::Observe;
   applyGuards(revert, measured.nowNs, true);
   if (revert.taken) {
     revert.reason = format(
@@ -947,10 +1031,86 @@ nlohmann::json Planner::tuningJson() const {
                         {"margin_bounds", {config_.minMargin, config_.maxMargin}},
                         {"trust_bounds", {config_.minTrust, config_.maxTrust}},
                         {"trust", nlohmann::json::object()},
+                        {"changes_total", tuningChanges_},
                         {"changes", nlohmann::json::array()}};
   for (const auto& [island, value] : trust_) out["trust"][island] = value;
   for (const auto& record : tuning_) out["changes"].push_back(toJson(record));
   return out;
+}
+
+namespace {
+
+nlohmann::json toJson(const OutcomeRelief& relief) {
+  return {{"realised", relief.realised},
+          {"predicted", relief.predicted},
+          {"outcomes", relief.outcomes}};
+}
+
+}  // namespace
+
+nlohmann::json toJson(const TuningState& state) {
+  nlohmann::json out = {
+      {"margin", state.margin},
+      {"changes", state.changes},
+      {"trust", nlohmann::json::object()},
+      {"relief", {{"host", toJson(state.hostRelief)}, {"islands", nlohmann::json::object()}}}};
+  for (const auto& [island, value] : state.trust) out["trust"][island] = value;
+  for (const auto& [island, relief] : state.islandRelief)
+    out["relief"]["islands"][island] = toJson(relief);
+  return out;
+}
+
+Result<TuningState> tuningStateFromJson(const nlohmann::json& record) {
+  auto refuse = [](const std::string& field, const std::string& detail) {
+    return Error::invalid("read", "planner tuning record", field, detail);
+  };
+  // A number JSON can hold that is not finite comes back as null, so a
+  // non-number is refused here and a non-finite one by restoreTuning.
+  auto number = [](const nlohmann::json& object, const char* key) -> std::optional<double> {
+    auto it = object.find(key);
+    if (it == object.end() || !it->is_number()) return std::nullopt;
+    return it->get<double>();
+  };
+  auto relief = [&](const nlohmann::json& value,
+                    const std::string& field) -> Result<OutcomeRelief> {
+    if (!value.is_object()) return refuse(field, "not a JSON object");
+    auto realised = number(value, "realised");
+    auto predicted = number(value, "predicted");
+    if (!realised) return refuse(field + ".realised", "missing or not a number");
+    if (!predicted) return refuse(field + ".predicted", "missing or not a number");
+    if (!value.contains("outcomes") || !value["outcomes"].is_number_unsigned())
+      return refuse(field + ".outcomes", "missing or not a non-negative integer");
+    return OutcomeRelief{*realised, *predicted, value["outcomes"].get<uint64_t>()};
+  };
+  if (!record.is_object()) return refuse("", "not a JSON object");
+  TuningState state;
+  auto margin = number(record, "margin");
+  if (!margin) return refuse("margin", "missing or not a number");
+  state.margin = *margin;
+  if (!record.contains("changes") || !record["changes"].is_number_unsigned())
+    return refuse("changes", "missing or not a non-negative integer");
+  state.changes = record["changes"].get<uint64_t>();
+  if (!record.contains("trust") || !record["trust"].is_object())
+    return refuse("trust", "missing or not a JSON object");
+  for (const auto& [island, value] : record["trust"].items()) {
+    if (!value.is_number()) return refuse("trust." + island, "not a number");
+    state.trust[island] = value.get<double>();
+  }
+  if (!record.contains("relief") || !record["relief"].is_object())
+    return refuse("relief", "missing or not a JSON object");
+  const nlohmann::json& reliefs = record["relief"];
+  if (!reliefs.contains("host")) return refuse("relief.host", "missing");
+  auto host = relief(reliefs["host"], "relief.host");
+  if (!host) return host.error();
+  state.hostRelief = *host;
+  if (!reliefs.contains("islands") || !reliefs["islands"].is_object())
+    return refuse("relief.islands", "missing or not a JSON object");
+  for (const auto& [island, value] : reliefs["islands"].items()) {
+    auto one = relief(value, "relief.islands." + island);
+    if (!one) return one.error();
+    state.islandRelief[island] = *one;
+  }
+  return state;
 }
 
 }  // namespace Atoll::planner

@@ -14,6 +14,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,39 @@ struct MoveVerification {
   double runQueueLatencyAfterNs = 0;
   double throughputBefore = 0;  // any rate the caller measures (e.g. CPU-seconds per second)
   double throughputAfter = 0;
+};
+
+// Exponentially weighted realised and predicted relief (core-seconds) of
+// the outcome loop, and how many outcomes went into them.
+struct OutcomeRelief {
+  double realised = 0;
+  double predicted = 0;
+  uint64_t outcomes = 0;
+};
+
+// What the outcome loop has learnt, as journaled to outlive a restart: the
+// margin, the per-island trust, the weighted relief behind them (without it
+// the first outcome after a restart would outweigh all those before), and
+// how many tuning changes led there.
+struct TuningState {
+  double margin = 0;
+  std::map<std::string, double> trust;
+  std::map<std::string, OutcomeRelief> islandRelief;
+  OutcomeRelief hostRelief;
+  uint64_t changes = 0;
+};
+nlohmann::json toJson(const TuningState& state);
+// A tuning state back from toJson's record; a missing or mistyped field, a
+// value that is not finite or a negative predicted relief is an error
+// naming the field.
+Result<TuningState> tuningStateFromJson(const nlohmann::json& record);
+
+// What restoreTuning changed on the way in: values clamped to the bounds in
+// force, islands dropped because they are no longer known.
+struct TuningRestore {
+  bool marginClamped = false;
+  std::vector<std::string> trustClamped;
+  std::vector<std::string> droppedIslands;
 };
 
 class Planner {
@@ -64,12 +98,27 @@ class Planner {
   // more than the tolerance; both bounded. Returns the tuning records added.
   std::vector<TuningRecord> recordOutcome(uint64_t decision, double realisedRelief, int64_t nowNs);
 
+  // The outcome loop's state, and tuning journaled before a restart put
+  // back within this configuration: the margin and every trust clamped to
+  // the bounds in force, islands not in `islands` dropped. A state with a
+  // value that is not finite, or a negative predicted relief, is refused
+  // and nothing changes. Call before the first pass.
+  TuningState tuningState() const;
+  Result<TuningRestore> restoreTuning(const TuningState& state,
+                                      const std::set<std::string>& islands);
+
   // Post-move verification: when the action made things worse than before,
   // proposes its reversal. The revert passes the budgets and the in-flight
   // check like any action (the moved VM's dwell does not hold it back) and
   // is recorded as decided by Rule::Revert; nothing when the move helped or
   // the guards refuse (then the declined revert is in history()).
+  // Refused, with nothing proposed nor recorded in history(): a
+  // verification of a decision this planner did not execute (unknown, or
+  // its execution failed), and a revert that would name an island or VM
+  // absent from the input. Refusals are counted, the latest explained.
   std::optional<Decision> verify(const MoveVerification& measured, const PlanInput& input);
+  uint64_t verificationsRefused() const { return verificationsRefused_; }
+  const std::string& lastVerificationRefusal() const { return lastVerificationRefusal_; }
 
   // The island mode in force (per-island override, else the planner's).
   Mode modeOf(const IslandState& island) const;
@@ -78,6 +127,8 @@ class Planner {
   double margin() const { return margin_; }
   double trust(const std::string& island) const;
   const std::vector<TuningRecord>& tuning() const { return tuning_; }
+  // Tuning changes since the planner first ran, those before a restart too.
+  uint64_t tuningChanges() const { return tuningChanges_; }
   // Recent decisions, taken and declined, newest last (bounded).
   const std::deque<Decision>& history() const { return history_; }
   std::optional<Decision> find(uint64_t decision) const;
@@ -106,18 +157,15 @@ class Planner {
   PlannerConfig config_;
   double margin_;
   std::map<std::string, double> trust_;
-  // Exponentially weighted realised and predicted relief (outcome loop).
-  struct Relief {
-    double realised = 0;
-    double predicted = 0;
-    uint64_t outcomes = 0;
-  };
-  std::map<std::string, Relief> islandRelief_;
-  Relief hostRelief_;
+  std::map<std::string, OutcomeRelief> islandRelief_;
+  OutcomeRelief hostRelief_;
+  uint64_t tuningChanges_ = 0;
   std::map<uint64_t, Executed> executed_;  // by decision id, bounded
   std::deque<Decision> history_;
   std::vector<TuningRecord> tuning_;
   uint64_t nextId_ = 1;
+  uint64_t verificationsRefused_ = 0;
+  std::string lastVerificationRefusal_;
 };
 
 }  // namespace Atoll::planner

@@ -334,6 +334,93 @@ TEST_F(PlannerEnforce, TheGuardsOfActionsBeforeARestartHold) {
   EXPECT_EQ(desired(std::string(kIslandStatePrefix) + "latency"), grown);
 }
 
+// What the outcome loop learnt outlives a restart: it is journaled when an
+// outcome changes the margin or a trust (and not before), and a daemon that
+// starts again on the same state plans with it.
+TEST_F(PlannerEnforce, TheTuningBeforeARestartHolds) {
+  plannerSettings.config.allowVmMoves = false;
+  make(32);
+  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
+  auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
+  int step = 0;
+  for (; step < 20 && records("resize-island", true).empty(); ++step)
+    tick(step, {{db, 2.0, 20}, {web, 0.1, 20}});
+  ASSERT_EQ(records("resize-island", true).size(), 1u) << planner_->historyJson().dump(2);
+  const uint64_t resize = records("resize-island", true).front()["id"].get<uint64_t>();
+  auto journaled = [&] {
+    auto entry = api.store().get(Keyspace::Facts, std::string(kPlannerTuningKey));
+    EXPECT_TRUE(entry) << entry.error().message();
+    return entry && *entry ? std::optional((*entry)->value) : std::nullopt;
+  };
+  EXPECT_FALSE(journaled());
+
+  // The resize relieved nothing of what it predicted.
+  const auto changes = planner_->recordOutcome(resize, 0.0, kStart + int64_t{step} * kSecond);
+  ASSERT_EQ(changes.size(), 2u);
+  const nlohmann::json learnt = planner_->tuningJson();
+  ASSERT_GT(learnt["margin"].get<double>(), plannerSettings.config.margin) << learnt.dump(2);
+  ASSERT_LT(learnt["trust"]["latency"].get<double>(), 1.0) << learnt.dump(2);
+  auto record = journaled();
+  ASSERT_TRUE(record);
+  EXPECT_EQ((*record)["margin"], learnt["margin"]);
+  // A second report of the same outcome changes nothing, and writes nothing.
+  const auto revision = api.store().get(Keyspace::Facts, std::string(kPlannerTuningKey));
+  EXPECT_TRUE(planner_->recordOutcome(resize, 0.0, kStart + int64_t{step + 1} * kSecond).empty());
+  EXPECT_EQ((*api.store().get(Keyspace::Facts, std::string(kPlannerTuningKey)))->revision,
+            (*revision)->revision);
+
+  make(32);
+  EXPECT_EQ(planner_->describe()["tuning_restored"], true) << planner_->describe().dump();
+  EXPECT_EQ(planner_->describe()["tuning_records_refused"], 0);
+  const nlohmann::json restored = planner_->tuningJson();
+  EXPECT_EQ(restored["margin"], learnt["margin"]);
+  EXPECT_EQ(restored["trust"], learnt["trust"]);
+  EXPECT_EQ(restored["changes_total"], 2);
+  // The passes after the restart read the margin learnt before it.
+  for (const int restarted = step; step < restarted + 3; ++step)
+    tick(step, {{db, 2.0, 20}, {web, 0.1, 20}});
+  EXPECT_EQ(planner_->planJson()["margin"], learnt["margin"]) << planner_->planJson().dump(2);
+}
+
+// A journaled tuning is read within the configuration in force: a margin past
+// bounds narrowed since is clamped, an island removed since is dropped; a
+// record that cannot be read is counted and the defaults hold.
+TEST_F(PlannerEnforce, AJournaledTuningIsReadWithinTheConfigurationInForce) {
+  auto journal = [&](const nlohmann::json& value) {
+    ASSERT_TRUE(
+        api.store().put(Keyspace::Facts, std::string(kPlannerTuningKey), value, {0, 0, "test"}));
+  };
+  planner::TuningState state;
+  state.margin = 2.5;
+  state.trust = {{"latency", 0.4}, {"retired", 0.3}, {std::string(kSharedAggregateName), 1.2}};
+  state.changes = 7;
+  journal(planner::toJson(state));
+  plannerSettings.config.maxMargin = 2.0;
+  make(2);
+  EXPECT_EQ(planner_->describe()["tuning_restored"], true) << planner_->describe().dump();
+  nlohmann::json tuning = planner_->tuningJson();
+  EXPECT_EQ(tuning["margin"], 2.0);
+  EXPECT_EQ(tuning["trust"], (nlohmann::json{{"latency", 0.4}, {"shared", 1.2}}));
+  EXPECT_EQ(tuning["changes_total"], 7);
+
+  for (const nlohmann::json& unreadable :
+       {nlohmann::json("planner tuning"),
+        nlohmann::json{{"margin", nullptr}, {"changes", 1}, {"trust", nlohmann::json::object()}},
+        [&] {
+          nlohmann::json lost = planner::toJson(state);
+          lost["relief"].erase("islands");
+          return lost;
+        }()}) {
+    journal(unreadable);
+    make(2);
+    EXPECT_EQ(planner_->describe()["tuning_restored"], false) << unreadable.dump();
+    EXPECT_EQ(planner_->describe()["tuning_records_refused"], 1) << unreadable.dump();
+    tuning = planner_->tuningJson();
+    EXPECT_EQ(tuning["margin"], plannerSettings.config.margin) << unreadable.dump();
+    EXPECT_TRUE(tuning["trust"].empty()) << unreadable.dump();
+  }
+}
+
 // An island whose forecast crosses the risk threshold through its upper
 // tail alone (a sudden jump widens the tail, the p50 stays low) is kept out
 // of the planner by the p50 floor; the no-action record says so rather than

@@ -2,8 +2,11 @@
 // post-move verification, on constructed forecasts.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "migrate/planner/Planner.h"
 #include "migrate/planner/SimulatedHost.h"
@@ -521,6 +524,137 @@ TEST(OutcomeLoop, OutcomeWithinToleranceChangesNoMargin) {
   EXPECT_DOUBLE_EQ(planner.margin(), PlannerConfig{}.margin);
 }
 
+// The outcome loop's settings for the tuning tests: every pass may act.
+PlannerConfig outcomeLoopConfig() {
+  PlannerConfig config = enforcing();
+  config.islandMovesPerWindow = 1000;
+  config.hostMovesPerWindow = 1000;
+  config.islandCooldownNs = 0;
+  config.hysteresisWindowNs = 0;
+  return config;
+}
+
+// One action on hot/cool at `now`, completed, and its outcome.
+void actAndMeasure(Planner& planner, int64_t now, double realised) {
+  PlanResult result = planner.plan(hotAndCool(now));
+  ASSERT_EQ(result.toExecute().size(), 1u);
+  const uint64_t id = result.toExecute()[0];
+  planner.reportCompleted(id, now);
+  planner.recordOutcome(id, realised, now + kStepNs);
+}
+
+// A planner started again on the tuning journaled by the one before it (as
+// toJson wrote it) goes on where that one left off: the same margin, trust
+// and change count, and the next outcome moves them as it would have
+// without the restart (the weighted relief behind them came back too).
+TEST(OutcomeLoop, TuningRestoredAfterARestartGoesOnWhereItLeftOff) {
+  const PlannerConfig config = outcomeLoopConfig();
+  Planner before = makePlanner(config);
+  int64_t now = 1000 * kStepNs;
+  for (int i = 0; i < 3; ++i, now += 12 * kStepNs) actAndMeasure(before, now, 0.0);
+  ASSERT_GT(before.margin(), config.margin);
+  ASSERT_LT(before.trust("hot"), 1.0);
+
+  auto journaled = tuningStateFromJson(nlohmann::json::parse(toJson(before.tuningState()).dump()));
+  ASSERT_TRUE(journaled) << journaled.error().message();
+  Planner after = makePlanner(config);
+  auto restored = after.restoreTuning(*journaled, {"hot", "cool"});
+  ASSERT_TRUE(restored) << restored.error().message();
+  EXPECT_FALSE(restored->marginClamped);
+  EXPECT_TRUE(restored->trustClamped.empty());
+  EXPECT_TRUE(restored->droppedIslands.empty());
+  EXPECT_DOUBLE_EQ(after.margin(), before.margin());
+  EXPECT_DOUBLE_EQ(after.trust("hot"), before.trust("hot"));
+  EXPECT_EQ(after.tuningChanges(), before.tuningChanges());
+  EXPECT_EQ(after.tuningJson()["changes_total"], before.tuning().size());
+
+  // An outcome twice the prediction: both planners weigh it against the
+  // same history.
+  for (Planner* planner : {&before, &after}) {
+    const Decision d = planner->plan(hotAndCool(now)).decisions[0];
+    ASSERT_TRUE(d.execute);
+    planner->reportCompleted(d.id, now);
+    const double predicted = d.islands[0].overloadBefore - d.islands[0].overloadAfter;
+    planner->recordOutcome(d.id, 2 * predicted, now + kStepNs);
+  }
+  EXPECT_DOUBLE_EQ(after.trust("hot"), before.trust("hot"));
+  EXPECT_DOUBLE_EQ(after.margin(), before.margin());
+  EXPECT_EQ(after.tuningChanges(), before.tuningChanges());
+}
+
+// The configuration in force bounds what comes back: bounds narrowed since
+// clamp the margin and trust, and an island no longer configured is dropped.
+TEST(OutcomeLoop, RestoredTuningIsClampedToTheBoundsAndIslandsInForce) {
+  TuningState journaled;
+  journaled.margin = 2.5;
+  journaled.trust = {{"hot", 0.3}, {"cool", 1.2}, {"gone", 0.5}};
+  journaled.islandRelief = {{"hot", {3, 10, 4}}, {"gone", {1, 2, 1}}};
+  journaled.hostRelief = {4, 12, 5};
+  journaled.changes = 9;
+  PlannerConfig config = enforcing();
+  config.maxMargin = 1.0;
+  config.minTrust = 0.5;
+  Planner planner = makePlanner(config);
+  auto restored = planner.restoreTuning(journaled, {"hot", "cool"});
+  ASSERT_TRUE(restored) << restored.error().message();
+  EXPECT_TRUE(restored->marginClamped);
+  EXPECT_DOUBLE_EQ(planner.margin(), 1.0);
+  EXPECT_EQ(restored->trustClamped, std::vector<std::string>{"hot"});
+  EXPECT_DOUBLE_EQ(planner.trust("hot"), 0.5);
+  EXPECT_DOUBLE_EQ(planner.trust("cool"), 1.2);
+  EXPECT_EQ(restored->droppedIslands, std::vector<std::string>{"gone"});
+  EXPECT_DOUBLE_EQ(planner.trust("gone"), 1.0);
+  const TuningState now = planner.tuningState();
+  EXPECT_EQ(now.trust.count("gone"), 0u);
+  EXPECT_EQ(now.islandRelief.count("gone"), 0u);
+  EXPECT_EQ(now.islandRelief.at("hot").outcomes, 4u);
+  EXPECT_EQ(now.hostRelief.outcomes, 5u);
+  EXPECT_EQ(planner.tuningChanges(), 9u);
+}
+
+// A value that is not finite, or a negative predicted relief, refuses the
+// whole state: the planner keeps its defaults. A record that is not what
+// toJson wrote is refused naming the field.
+TEST(OutcomeLoop, RestoringATuningThatIsNotFiniteChangesNothing) {
+  TuningState good;
+  good.margin = 1.0;
+  good.trust = {{"hot", 0.5}};
+  good.islandRelief = {{"hot", {1, 2, 1}}};
+  good.hostRelief = {1, 2, 1};
+  std::vector<std::pair<std::string, TuningState>> bad(4, {"", good});
+  bad[0].first = "margin", bad[0].second.margin = std::nan("");
+  bad[1].first = "trust.hot", bad[1].second.trust["hot"] = INFINITY;
+  bad[2].first = "relief.host.realised", bad[2].second.hostRelief.realised = std::nan("");
+  bad[3].first = "relief.islands.hot.predicted", bad[3].second.islandRelief["hot"].predicted = -1;
+  for (const auto& [field, state] : bad) {
+    Planner planner = makePlanner(enforcing());
+    auto restored = planner.restoreTuning(state, {"hot"});
+    ASSERT_FALSE(restored) << field;
+    EXPECT_NE(restored.error().message().find(field), std::string::npos)
+        << restored.error().message();
+    EXPECT_DOUBLE_EQ(planner.margin(), PlannerConfig{}.margin) << field;
+    EXPECT_DOUBLE_EQ(planner.trust("hot"), 1.0) << field;
+  }
+
+  // JSON holds no NaN: it is written as null, and refused on the way back.
+  TuningState notANumber = good;
+  notANumber.margin = std::nan("");
+  auto parsed = tuningStateFromJson(nlohmann::json::parse(toJson(notANumber).dump()));
+  ASSERT_FALSE(parsed);
+  EXPECT_NE(parsed.error().message().find("margin"), std::string::npos);
+  nlohmann::json noHost = toJson(good);
+  noHost["relief"].erase("host");
+  parsed = tuningStateFromJson(noHost);
+  ASSERT_FALSE(parsed);
+  EXPECT_NE(parsed.error().message().find("relief.host"), std::string::npos);
+  nlohmann::json textTrust = toJson(good);
+  textTrust["trust"]["hot"] = "high";
+  parsed = tuningStateFromJson(textTrust);
+  ASSERT_FALSE(parsed);
+  EXPECT_NE(parsed.error().message().find("trust.hot"), std::string::npos);
+  EXPECT_FALSE(tuningStateFromJson(nlohmann::json::array()));
+}
+
 TEST(Verification, RevertsAMoveThatMadeThingsWorse) {
   Planner planner = makePlanner(enforcing());
   PlanInput in = hotAndCool();
@@ -547,6 +681,85 @@ TEST(Verification, RevertWaitsForTheMoveToFinish) {
   MoveVerification worse{original.id, in.nowNs + kStepNs, 1000, 1000, 10, 5};
   EXPECT_FALSE(planner.verify(worse, in));  // still in flight
   EXPECT_EQ(planner.history().back().rule, Rule::InFlight);
+}
+
+// Only a decision this planner executed can be verified: not an unknown id,
+// not one decided in observe mode, not one whose execution failed (it
+// changed nothing, so a revert would be a change of its own).
+TEST(Verification, RefusesADecisionItDidNotExecute) {
+  Planner planner = makePlanner(enforcing());
+  PlanInput in = hotAndCool();
+  const Decision failed = planner.plan(in).decisions[0];
+  ASSERT_TRUE(failed.execute);
+  planner.reportFailed(failed.id, in.nowNs + kSecondNs);
+  const size_t historyBefore = planner.history().size();
+  for (uint64_t id : {failed.id, uint64_t{4242}}) {
+    MoveVerification worse{id, in.nowNs + kStepNs, 1000, 5000, 10, 2};
+    EXPECT_FALSE(planner.verify(worse, in)) << id;
+    EXPECT_NE(planner.lastVerificationRefusal().find(std::to_string(id)), std::string::npos)
+        << planner.lastVerificationRefusal();
+  }
+  PlannerConfig observing = enforcing();
+  observing.mode = Mode::Observe;
+  Planner observer = makePlanner(observing);
+  const Decision onlyDecided = observer.plan(in).decisions[0];
+  ASSERT_TRUE(onlyDecided.taken);
+  ASSERT_FALSE(onlyDecided.execute);
+  EXPECT_FALSE(observer.verify({onlyDecided.id, in.nowNs + kStepNs, 1000, 5000, 10, 2}, in));
+  EXPECT_EQ(observer.verificationsRefused(), 1u);
+
+  EXPECT_EQ(planner.verificationsRefused(), 2u);
+  EXPECT_EQ(planner.history().size(), historyBefore);  // no revert, declined or taken
+}
+
+// The islands and VMs a revert would change must still be there: an island
+// removed from the configuration since (or a VM gone) is named in the
+// refusal, and no revert is proposed or recorded.
+TEST(Verification, NoRevertNamesAnIslandOrVmAbsentFromTheInput) {
+  Planner planner = makePlanner(enforcing());
+  PlanInput in = hotAndCool();
+  const Decision resize = planner.plan(in).decisions[0];
+  ASSERT_EQ(resize.action, ActionKind::ResizeIsland);
+  planner.reportCompleted(resize.id, in.nowNs + kSecondNs);
+  PlanInput withoutCool = in;
+  withoutCool.islands.pop_back();
+  ASSERT_EQ(withoutCool.islands.back().name, "hot");
+  const size_t historyBefore = planner.history().size();
+  MoveVerification worse{resize.id, in.nowNs + kStepNs, 1000, 5000, 10, 10};
+  EXPECT_FALSE(planner.verify(worse, withoutCool));
+  EXPECT_EQ(planner.verificationsRefused(), 1u);
+  EXPECT_NE(planner.lastVerificationRefusal().find("'cool'"), std::string::npos)
+      << planner.lastVerificationRefusal();
+  EXPECT_EQ(planner.history().size(), historyBefore);
+  // With both islands there, the same measurement reverts the resize.
+  auto revert = planner.verify(worse, in);
+  ASSERT_TRUE(revert);
+  EXPECT_EQ(revert->reverses, resize.id);
+
+  // A VM move (only moves can pay for themselves) whose VM has gone since.
+  PlannerConfig config = enforcing();
+  config.cacheWarmupSecondsPerCpu = 1e6;
+  Planner mover = makePlanner(config);
+  PlanInput withVm = hotAndCool();
+  VmState vm;
+  vm.workload = 7, vm.name = "web", vm.island = "hot";
+  vm.demand = flatProfile(4, 5, 5.5);
+  withVm.vms = {vm};
+  const Decision move = mover.plan(withVm).decisions[0];
+  ASSERT_TRUE(move.execute) << move.reason;
+  ASSERT_EQ(move.action, ActionKind::MoveVm);
+  mover.reportCompleted(move.id, withVm.nowNs + kSecondNs);
+  PlanInput vmGone = withVm;
+  vmGone.vms.clear();
+  MoveVerification slower{move.id, withVm.nowNs + kStepNs, 1000, 5000, 10, 10};
+  EXPECT_FALSE(mover.verify(slower, vmGone));
+  EXPECT_EQ(mover.verificationsRefused(), 1u);
+  EXPECT_NE(mover.lastVerificationRefusal().find("web"), std::string::npos)
+      << mover.lastVerificationRefusal();
+  auto moveBack = mover.verify(slower, withVm);
+  ASSERT_TRUE(moveBack);
+  EXPECT_EQ(moveBack->vm, 7u);
+  EXPECT_EQ(moveBack->toIsland, "hot");
 }
 
 // Proactive balance: an island not at risk whose capacity has fallen behind
