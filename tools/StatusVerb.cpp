@@ -84,6 +84,8 @@ void printHuman(const nlohmann::json& s) {
       std::cout << "    workloads: " << details["workloads"].get<long long>() << "\n";
     for (const auto& line : details.value("degraded", nlohmann::json::array()))
       if (line.is_string()) std::cout << "    degraded: " << line.get<std::string>() << "\n";
+    if (std::string libvirt = field<std::string>(details, "libvirt_problem", ""); !libvirt.empty())
+      std::cout << "    libvirt: " << libvirt << "\n";
     for (const auto& line : details.value("problems", nlohmann::json::array()))
       if (line.is_string()) std::cout << "    problem: " << line.get<std::string>() << "\n";
   }

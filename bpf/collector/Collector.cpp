@@ -109,8 +109,7 @@ Result<std::unique_ptr<Collector>> Collector::start(const CollectorOptions& opti
   return self;
 }
 
-const std::vector<LibvirtDomain>* Collector::followLibvirt(const LibvirtAnswer& answer,
-                                                           TickReport& report) {
+const std::vector<LibvirtDomain>* Collector::followLibvirt(const LibvirtAnswer& answer) {
   using Kind = LibvirtAnswer::Kind;
   const auto seconds = [](std::chrono::steady_clock::duration d) {
     return fmt::format("{:.1f}", std::chrono::duration<double>(d).count());
@@ -142,7 +141,6 @@ const std::vector<LibvirtDomain>* Collector::followLibvirt(const LibvirtAnswer& 
                                               seconds(answer.listAge))
                                 : std::string("no libvirt domains until it does"));
       if (libvirtState_ != state) spdlog::warn("{}", libvirtProblem_);
-      report.problems.push_back(libvirtProblem_);
       break;
   }
   if (state == "answering") libvirtProblem_.clear();
@@ -161,7 +159,7 @@ void Collector::discover(TickReport& report) {
   }
   if (libvirtWatch_) {
     const LibvirtAnswer answer = libvirtWatch_->refresh(options_.libvirtTimeout);
-    const std::vector<LibvirtDomain>* domains = followLibvirt(answer, report);
+    const std::vector<LibvirtDomain>* domains = followLibvirt(answer);
     if (domains) {
       for (const LibvirtDomain& domain : *domains) {
         auto described = describeCgroup(mount_, domain.cgroupPath);

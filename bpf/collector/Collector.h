@@ -163,7 +163,7 @@ class Collector {
       : options_(std::move(options)), mount_(std::move(mount)), ring_(ring) {}
   void discover(TickReport& report);
   // Logs libvirt's state when it changes; the domains to use, or null.
-  const std::vector<LibvirtDomain>* followLibvirt(const LibvirtAnswer& answer, TickReport& report);
+  const std::vector<LibvirtDomain>* followLibvirt(const LibvirtAnswer& answer);
   // Re-reads the traffic matrix and joins it to workloads (talksTo_).
   void joinTraffic(TickReport& report);
   // Queues one sample for this tick; flushSamples hands the tick's samples

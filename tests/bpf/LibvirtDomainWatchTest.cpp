@@ -175,9 +175,10 @@ TEST(LibvirtDomainWatch, AHungLibvirtdDoesNotHoldTheCollectorsTick) {
     const auto started = std::chrono::steady_clock::now();
     TickReport report = (*collector)->tick();
     EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+    EXPECT_TRUE(report.problems.empty());
     EXPECT_EQ((*collector)->libvirtState(), "late");
-    ASSERT_EQ(report.problems.size(), 1u);
-    EXPECT_NE(report.problems[0].find("has not answered"), std::string::npos) << report.problems[0];
+    EXPECT_NE((*collector)->libvirtProblem().find("has not answered"), std::string::npos)
+        << (*collector)->libvirtProblem();
   }
   collector->reset();
   std::filesystem::remove_all(mount);
