@@ -107,6 +107,11 @@ Result<MigrationRequest> parseMigrationRequest(std::string_view body) {
       uint64_t rate = 0;
       if (value.is_number_unsigned()) {
         rate = value.get<uint64_t>();
+        if (rate >= transfer::kRateCeiling) {
+          return requestFieldError(
+              kRequest, key, value,
+              "expected bytes per second below " + std::to_string(transfer::kRateCeiling));
+        }
       } else if (value.is_string()) {
         auto parsed = transfer::parseRate(value.get<std::string>(), key);
         if (!parsed) return requestFieldError(kRequest, key, value, parsed.error().detail);

@@ -33,7 +33,13 @@ Error fieldError(std::string_view field, const nlohmann::json& value, std::strin
 }
 
 Result<uint64_t> rateField(std::string_view field, const nlohmann::json& value) {
-  if (value.is_number_unsigned()) return value.get<uint64_t>();
+  if (value.is_number_unsigned()) {
+    // The same ceiling as a rate given as text.
+    if (value.get<uint64_t>() >= kRateCeiling)
+      return fieldError(field, value,
+                        "expected bytes per second below " + std::to_string(kRateCeiling));
+    return value.get<uint64_t>();
+  }
   if (value.is_string()) {
     auto rate = parseRate(value.get<std::string>(), field);
     if (!rate) return fieldError(field, value, rate.error().detail);

@@ -20,9 +20,9 @@ Result<uint64_t> parseRate(std::string_view text, std::string_view what) {
   } else if (!suffix.empty()) {
     ec = std::errc::invalid_argument;
   }
-  // 2^63 bytes/s is far above any link; beyond it the conversion overflows.
   double bytes = value * scale;
-  if (ec != std::errc() || text.empty() || !std::isfinite(bytes) || bytes < 0 || bytes >= 9.2e18) {
+  if (ec != std::errc() || text.empty() || !std::isfinite(bytes) || bytes < 0 ||
+      bytes >= static_cast<double>(kRateCeiling)) {
     return Error::invalid("parse", std::string(what), std::string(text),
                           "expected bytes per second, e.g. 0, 500k, 100M or 1G");
   }

@@ -10,6 +10,11 @@
 
 namespace Atoll::transfer {
 
+// Rates are below this many bytes per second: far above any link, and where
+// the text's conversion would overflow. A rate given as a number must stay
+// below it too.
+inline constexpr uint64_t kRateCeiling = 9'200'000'000'000'000'000ull;
+
 // `what` names the option or key in the error, which also quotes the text.
 Result<uint64_t> parseRate(std::string_view text, std::string_view what);
 

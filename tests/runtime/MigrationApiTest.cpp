@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "migrate/transfer/Rate.h"
 #include "migrate/transfer/TunnelDestinations.h"
 #include "runtime/MigrationRequests.h"
 #include "runtime/TransferSubsystem.h"
@@ -122,6 +123,12 @@ TEST_F(MigrationApi, MigrationRequestRefusalsNameTheFieldAndValue) {
   expectRefusal(post("/v1/migrations", with("bwlimit", 0)), 400, "bwlimit", "0");
   expectRefusal(post("/v1/migrations", with("bwlimit", "0")), 400, "bwlimit", "\"0\"");
   expectRefusal(post("/v1/migrations", with("bwlimit", "fast")), 400, "bwlimit", "fast");
+  // As an integer, the same ceiling as the rate parser's for text.
+  expectRefusal(post("/v1/migrations", with("bwlimit", "9.2e18")), 400, "bwlimit", "9.2e18");
+  expectRefusal(post("/v1/migrations", with("bwlimit", uint64_t{9'200'000'000'000'000'000u})), 400,
+                "bwlimit", "9200000000000000000");
+  expectRefusal(post("/v1/migrations", with("bwlimit", UINT64_MAX)), 400, "bwlimit",
+                "18446744073709551615");
   expectRefusal(post("/v1/migrations", with("downtime_limit_ms", 0)), 400, "downtime_limit_ms",
                 "'0'");
   expectRefusal(post("/v1/migrations", with("downtime_limit_ms", -50)), 400, "downtime_limit_ms",
@@ -178,6 +185,13 @@ TEST_F(MigrationApi, AcceptedRequestsCarryEveryField) {
   }
   EXPECT_FALSE(defaults->migration.relay);
   EXPECT_EQ(defaults->timeout, 0ms);
+
+  // The largest rate, as an integer: one below the ceiling.
+  auto fastest =
+      parseMigrationRequest(R"({"qmp": "/run/vm1.qmp", "peer": "10.0.0.2:7477", "bwlimit": )" +
+                            std::to_string(transfer::kRateCeiling - 1) + "}");
+  ASSERT_TRUE(fastest) << fastest.error().message();
+  EXPECT_EQ(fastest->migration.bandwidth, transfer::kRateCeiling - 1);
 
   // A timeout below a millisecond is still one: 0 would mean none.
   auto brief = parseMigrationRequest(

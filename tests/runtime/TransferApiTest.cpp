@@ -202,6 +202,14 @@ TEST_F(TransferApi, BadRequestsAreRefusedNamingTheValue) {
   auto badLimit = call(socket, "PUT", "/v1/transfers/host-bwlimit", {{"bwlimit", "soon"}});
   EXPECT_EQ(badLimit.status, 400);
   EXPECT_EQ(sender_->hostLimit(), 0u) << "a refused change changed the cap";
+  // An integer has the same ceiling as a rate given as text.
+  for (uint64_t tooHigh : {uint64_t{9'200'000'000'000'000'000ull}, UINT64_MAX}) {
+    auto huge = call(socket, "PUT", "/v1/transfers/host-bwlimit", {{"bwlimit", tooHigh}});
+    EXPECT_EQ(huge.status, 400) << tooHigh;
+    EXPECT_NE(huge.body.value("error", "").find(std::to_string(tooHigh)), std::string::npos)
+        << huge.body;
+  }
+  EXPECT_EQ(sender_->hostLimit(), 0u) << "a refused change changed the cap";
   EXPECT_TRUE(call(socket, "GET", "/v1/transfers").body["transfers"].empty());
 }
 
