@@ -98,7 +98,14 @@ Result<void> BlockReader::forEach(const std::vector<uint64_t>& blocks, const Vis
   };
   Result<void> status = refill();
   while (inFlight > 0) {
-    if (auto w = ring.submitAndWait(1); !w) return w.error();
+    if (auto w = ring.submitAndWait(1); !w) {
+      ring.cancelAndReap([&] { return inFlight > 0; },
+                         [&](uint64_t data, int, unsigned) {
+                           free_.give(data & 0xffffffffu);  // never handed to the visitor
+                           --inFlight;
+                         });
+      return w.error();
+    }
     struct Done {
       size_t buffer;
       uint32_t bytes;

@@ -29,6 +29,11 @@ Result<void> waitReady(int fd, short events, std::chrono::milliseconds timeout,
 }
 }  // namespace
 
+Error sendRefusal(Channel& channel, uint16_t code, Error error) {
+  (void)channel.sendFrame(encode(ErrorReport{code, error.message()}));
+  return error;
+}
+
 Result<FrameHeader> Channel::recvHeader() {
   uint8_t bytes[kFrameHeaderSize];
   if (auto r = recvExact(bytes, sizeof bytes); !r) return r.error();
@@ -84,20 +89,25 @@ Result<int> SocketChannel::runWithTimeout(uint8_t opcode, uint8_t* buffer, size_
 
   int result = 0;
   bool haveResult = false, haveTimer = false, awaitingNotification = false, timedOut = false;
-  while (!haveResult || !haveTimer || awaitingNotification) {
-    if (auto w = ring_->submitAndWait(1); !w) return w.error();
-    ring_->drain([&](uint64_t tag, int res, unsigned cqeFlags) {
-      if (tag == kTimeoutTag) {
-        haveTimer = true;
-        timedOut = res == -ETIME;
-      } else if (cqeFlags & IORING_CQE_F_NOTIF) {
-        awaitingNotification = false;  // SEND_ZC: the buffer is ours again
-      } else {
-        haveResult = true;
-        result = res;
-        if (cqeFlags & IORING_CQE_F_MORE) awaitingNotification = true;
-      }
-    });
+  auto record = [&](uint64_t tag, int res, unsigned cqeFlags) {
+    if (tag == kTimeoutTag) {
+      haveTimer = true;
+      timedOut = res == -ETIME;
+    } else if (cqeFlags & IORING_CQE_F_NOTIF) {
+      awaitingNotification = false;  // SEND_ZC: the buffer is ours again
+    } else {
+      haveResult = true;
+      result = res;
+      if (cqeFlags & IORING_CQE_F_MORE) awaitingNotification = true;
+    }
+  };
+  auto pending = [&] { return !haveResult || !haveTimer || awaitingNotification; };
+  while (pending()) {
+    if (auto w = ring_->submitAndWait(1); !w) {
+      ring_->cancelAndReap(pending, record);
+      return w.error();
+    }
+    ring_->drain(record);
   }
   if (timedOut && result == -ECANCELED) {
     return Error::invalid("transfer", peer_, std::to_string(options_.idleTimeout.count()) + " ms",

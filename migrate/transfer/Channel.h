@@ -46,6 +46,12 @@ class Channel {
   Result<FrameHeader> recvHeader();
 };
 
+// Tells the peer why the session ends (ErrorReport, after which the peer
+// expects the connection to close) and returns `error` for the caller to
+// return. Best effort: the connection may be what failed, and the send waits
+// no longer than the channel's idle timeout.
+Error sendRefusal(Channel& channel, uint16_t code, Error error);
+
 struct SocketOptions {
   std::chrono::milliseconds idleTimeout{30000};
   bool zeroCopySend = false;  // SEND_ZC where the kernel has it

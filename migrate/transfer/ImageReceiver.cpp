@@ -283,21 +283,13 @@ Result<void> Session::run(ReceiveReport& report) {
   }
 }
 
-void reportToPeer(Channel& channel, uint16_t code, const Error& error) {
-  // Best effort: the connection may be the thing that failed.
-  (void)channel.sendFrame(encode(ErrorReport{code, error.message()}));
-}
-
 }  // namespace
 
 Result<ReceiveReport> receiveImage(Channel& channel, const StagingArea& staging, const Hello& hello,
                                    const ReceiverOptions& options) {
   ReceiveReport report;
   auto image = staging.prepare(hello);
-  if (!image) {
-    reportToPeer(channel, kErrorRefused, image.error());
-    return image.error();
-  }
+  if (!image) return sendRefusal(channel, kErrorRefused, image.error());
   report.finalPath = image->finalPath();
   report.resumed = image->resumed();
   // Placed before the worker thread (when pipelined) and the ring exist, so
@@ -305,20 +297,14 @@ Result<ReceiveReport> receiveImage(Channel& channel, const StagingArea& staging,
   TransferCpus::Lease lease;
   if (options.cpus != nullptr) {
     auto placed = options.cpus->place();
-    if (!placed) {
-      reportToPeer(channel, kErrorStorage, placed.error());
-      return placed.error();
-    }
+    if (!placed) return sendRefusal(channel, kErrorStorage, placed.error());
     lease = std::move(*placed);
   }
   report.cpu = lease.cpu();
   // Room after each block for the header of the frame that follows it.
   auto io = BlockIoContext::create(options.buffersInFlight, hello.blockSize + kFrameHeaderSize,
                                    kBlockPrefixSize, options.useIoUring);
-  if (!io) {
-    reportToPeer(channel, kErrorStorage, io.error());
-    return io.error();
-  }
+  if (!io) return sendRefusal(channel, kErrorStorage, io.error());
   // Best effort: a kernel without worker affinity (before 5.14) still
   // receives, with the ring's workers wherever the scheduler puts them.
   if (io->ring != nullptr && lease.cpu() >= 0) (void)io->ring->confineWorkers(lease.cpu());
@@ -329,8 +315,7 @@ Result<ReceiveReport> receiveImage(Channel& channel, const StagingArea& staging,
     const Error& e = result.error();
     bool storage = e.errnum == ENOSPC || e.errnum == EIO || e.errnum == EDQUOT ||
                    e.operation.rfind("write", 0) == 0 || e.operation.rfind("fdatasync", 0) == 0;
-    reportToPeer(channel, storage ? kErrorStorage : kErrorProtocol, e);
-    return e;
+    return sendRefusal(channel, storage ? kErrorStorage : kErrorProtocol, e);
   }
   return report;
 }

@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <utility>
 
 namespace Atoll::transfer {
@@ -46,6 +48,11 @@ Result<void> IoRing::submitAndWait(unsigned waitFor) {
     if (rc == -EINTR) continue;
     return Error::fromErrno("io_uring_enter", "io_uring", -rc);
   }
+}
+
+void IoRing::awaitCompletion() {
+  int rc = io_uring_submit_and_wait(&ring_, 1);
+  if (rc < 0 && rc != -EINTR) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 Result<void> IoRing::registerBuffers(std::span<const iovec> buffers) {

@@ -44,6 +44,35 @@ class IoRing {
     }
     return seen;
   }
+  // For a caller whose submit or wait failed while requests were in flight:
+  // the kernel may still complete them into the caller's buffers, so before
+  // it returns (and reuses or frees those) this asks the kernel to cancel
+  // every request on the ring and hands each completion to `handle` as
+  // drain() does, until `pending()` says none is left. A kernel before 5.19
+  // refuses the cancel; there the requests run to their end (file reads
+  // finish, socket operations carry a linked timeout).
+  template <typename Pending, typename Handler>
+  void cancelAndReap(Pending&& pending, Handler&& handle) {
+    io_uring_sqe* sqe = nextSqe();
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    sqe->user_data = kCancelTag;
+    bool cancelAnswered = false;
+    for (;;) {
+      drain([&](uint64_t data, int res, unsigned flags) {
+        if (data == kCancelTag) {
+          cancelAnswered = true;
+        } else {
+          handle(data, res, flags);
+        }
+      });
+      // The cancel's own completion too: left in the queue, a later drain
+      // would take it for one of the caller's requests.
+      if (cancelAnswered && !pending()) return;
+      awaitCompletion();
+    }
+  }
+  // The user_data of cancelAndReap's request; callers use other values.
+  static constexpr uint64_t kCancelTag = ~uint64_t{0};
   Result<void> registerBuffers(std::span<const iovec> buffers);
   // Runs this ring's worker threads (those that do the file I/O the kernel
   // cannot complete inline) on `cpu` only; -1 gives them the creator's CPUs
@@ -52,6 +81,10 @@ class IoRing {
 
  private:
   IoRing() = default;
+  // Submits and waits for one completion; failures are retried, after a
+  // pause, by cancelAndReap's loop, which cannot give up while requests are
+  // in flight.
+  void awaitCompletion();
   io_uring ring_{};
   bool initialised_ = false;
   uint8_t supported_[256] = {};

@@ -65,6 +65,22 @@ Result<addrinfo*> resolve(const Endpoint& endpoint, bool passive) {
   return result;
 }
 
+// Waits until a non-blocking connect on `fd` finished (either way: SO_ERROR
+// tells which) or `timeout` passed. A signal cuts poll short while the
+// connect is still in progress, so the wait goes on to the same deadline.
+Result<void> waitForConnect(int fd, std::chrono::milliseconds timeout, const std::string& peer) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return Error::fromErrno("connect", peer, ETIMEDOUT);
+    pollfd p{fd, POLLOUT, 0};
+    int rc = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (rc > 0) return ok();
+    if (rc < 0 && errno != EINTR) return Error::fromErrno("poll", peer, errno);
+  }
+}
+
 }  // namespace
 
 void tuneBulkSocket(int fd, std::chrono::milliseconds idleTimeout) {
@@ -130,10 +146,8 @@ Result<UniqueFd> connectTcp(const Endpoint& endpoint, std::chrono::milliseconds 
     tuneBulkSocket(fd.get(), idleTimeout);
     int rc = ::connect(fd.get(), ai->ai_addr, ai->ai_addrlen);
     if (rc != 0 && errno == EINPROGRESS) {
-      pollfd p{fd.get(), POLLOUT, 0};
-      rc = ::poll(&p, 1, static_cast<int>(idleTimeout.count()));
-      if (rc == 0) {
-        last = Error::fromErrno("connect", endpoint.text(), ETIMEDOUT);
+      if (auto waited = waitForConnect(fd.get(), idleTimeout, endpoint.text()); !waited) {
+        last = waited.error();
         continue;
       }
       int soError = 0;

@@ -276,10 +276,7 @@ Result<void> TunnelSource::carry(UniqueFd local, UniqueFd remote, uint32_t chann
 Result<void> serveTunnel(Channel& channel, int socket, const TunnelOpen& open,
                          const std::string& destination) {
   auto local = connectUnix(destination);
-  if (!local) {
-    (void)channel.sendFrame(encode(ErrorReport{2, local.error().message()}));
-    return local.error();
-  }
+  if (!local) return sendRefusal(channel, kTunnelErrorDestination, local.error());
   if (auto s = channel.sendFrame(encode(TunnelAck{open.channel})); !s) return s;
   std::atomic<uint64_t> in{0}, out{0};
   return relay(socket, local->get(), in, out);

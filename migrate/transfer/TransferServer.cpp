@@ -171,16 +171,11 @@ Result<ReceiveReport> TransferServer::serveConnection(UniqueFd socket, const std
       if (!served) return served.error();
       return ReceiveReport{};
     }
-    (void)channel->sendFrame(encode(ErrorReport{kTunnelErrorRefused, refused.message()}));
-    return refused;
+    return sendRefusal(*channel, kTunnelErrorRefused, refused);
   }
   if (first->header.type == MessageType::kTunnelHandOff) {
     auto request = decodeTunnelHandOff(first->payload);
-    if (!request) {
-      (void)channel->sendFrame(
-          encode(ErrorReport{kTunnelErrorProtocol, request.error().message()}));
-      return request.error();
-    }
+    if (!request) return sendRefusal(*channel, kTunnelErrorProtocol, request.error());
     Error refused = Error::invalid("tunnel hand-off", peer, "", "");
     // Only a plaintext SocketChannel: its receives stop at the end of each
     // frame, so nothing QEMU's stream needs sits in a user-space buffer.
@@ -220,20 +215,16 @@ Result<ReceiveReport> TransferServer::serveConnection(UniqueFd socket, const std
       if (registered) config_.tunnelDestinations->remove(request->tunnelId);
       return ReceiveReport{};
     }
-    (void)channel->sendFrame(encode(ErrorReport{kTunnelErrorHandOffNotOffered, refused.message()}));
-    return refused;
+    return sendRefusal(*channel, kTunnelErrorHandOffNotOffered, refused);
   }
   if (first->header.type != MessageType::kHello) {
-    Error e = Error::invalid("receive", peer, messageTypeName(first->header.type),
-                             "a session must begin with Hello, TunnelOpen or TunnelHandOff");
-    (void)channel->sendFrame(encode(ErrorReport{kTunnelErrorProtocol, e.message()}));
-    return e;
+    return sendRefusal(*channel, kTunnelErrorProtocol,
+                       Error::invalid("receive", peer, messageTypeName(first->header.type),
+                                      "a session must begin with Hello, TunnelOpen or "
+                                      "TunnelHandOff"));
   }
   auto hello = decodeHello(first->payload);
-  if (!hello) {
-    (void)channel->sendFrame(encode(ErrorReport{kTunnelErrorProtocol, hello.error().message()}));
-    return hello.error();
-  }
+  if (!hello) return sendRefusal(*channel, kTunnelErrorProtocol, hello.error());
   // Each image session takes its fair share of the host-wide cap for as long
   // as it runs.
   ReceiverOptions options = config_.receiver;

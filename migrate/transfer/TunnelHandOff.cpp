@@ -6,6 +6,7 @@
 // <netinet/tcp.h> copy of the struct stops before those fields.
 #include <linux/tcp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -24,13 +25,34 @@ namespace {
 // another client holds never answers, and that must not hang the session.
 constexpr std::chrono::seconds kDestinationQmpTimeout{5};
 constexpr size_t kAckFrameBytes = kFrameHeaderSize + 4;
-// tcp_info's tcpi_state values in which the peer's FIN has arrived (the
+// tcp_info's tcpi_state values that tell whether the peer's FIN arrived (the
 // kernel's TCP states; no UAPI header names them, and glibc's enum sits in
 // <netinet/tcp.h>, whose tcp_info clashes with the kernel's).
 constexpr uint8_t kTcpTimeWait = 6;
+constexpr uint8_t kTcpClose = 7;
 constexpr uint8_t kTcpCloseWait = 8;
 constexpr uint8_t kTcpLastAck = 9;
 constexpr uint8_t kTcpClosing = 11;
+
+// Whether the peer's FIN was counted in tcpi_bytes_received. A socket whose
+// descriptor is still open never shows TIME_WAIT: once both FINs are through
+// it shows CLOSE, as it does after a reset. A reset leaves an error pending
+// (POLLERR, which poll reports without taking it); an orderly close does not.
+bool peerFinReceived(int fd, uint8_t state) {
+  switch (state) {
+    case kTcpTimeWait:
+    case kTcpCloseWait:
+    case kTcpLastAck:
+    case kTcpClosing:
+      return true;
+    case kTcpClose: {
+      pollfd p{fd, 0, 0};
+      return ::poll(&p, 1, 0) >= 0 && (p.revents & POLLERR) == 0;
+    }
+    default:
+      return false;
+  }
+}
 
 // The kernel's counts on a TCP socket; nothing when it is not one.
 Result<HandOffBytes> kernelCounts(int fd) {
@@ -39,23 +61,21 @@ Result<HandOffBytes> kernelCounts(int fd) {
   if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0) {
     return Error::fromErrno("getsockopt TCP_INFO", "hand-off connection", errno);
   }
-  // Older kernels return a shorter struct without the byte counts.
-  if (length < offsetof(tcp_info, tcpi_bytes_received) + sizeof info.tcpi_bytes_received) {
+  // Older kernels (before 4.19) return a shorter struct without the byte
+  // counts used here.
+  if (length < offsetof(tcp_info, tcpi_bytes_retrans) + sizeof info.tcpi_bytes_retrans) {
     return Error::invalid("getsockopt TCP_INFO", "hand-off connection", std::to_string(length),
                           "the kernel's tcp_info has no byte counts");
   }
-  HandOffBytes counts{info.tcpi_bytes_acked, info.tcpi_bytes_received};
+  // tcpi_bytes_acked counts sequence space: our SYN and, once the peer
+  // acknowledged it, our FIN, which QEMU sends when it shuts the socket down.
+  // tcp_info shows no FIN, but the data acknowledged cannot exceed the data
+  // sent at least once (bytes sent less those sent again): beyond it is the FIN.
+  uint64_t firstSent = info.tcpi_bytes_sent - info.tcpi_bytes_retrans;
+  uint64_t ackedData = info.tcpi_bytes_acked > 0 ? info.tcpi_bytes_acked - 1 : 0;
+  HandOffBytes counts{std::min(ackedData, firstSent), info.tcpi_bytes_received};
   // The kernel counts the peer's FIN as one byte received: it is not data.
-  switch (info.tcpi_state) {
-    case kTcpTimeWait:
-    case kTcpCloseWait:
-    case kTcpLastAck:
-    case kTcpClosing:
-      if (counts.received > 0) --counts.received;
-      break;
-    default:
-      break;
-  }
+  if (counts.received > 0 && peerFinReceived(fd, info.tcpi_state)) --counts.received;
   return counts;
 }
 
@@ -181,35 +201,33 @@ HandOffBytes HandOffSource::finish(std::chrono::milliseconds drain) {
 
 Result<void> serveHandOff(Channel& channel, int socket, uint64_t consumed,
                           const TunnelHandOff& request, const std::string& destinationQmp) {
-  auto refuse = [&](uint16_t code, Error error) -> Result<void> {
-    (void)channel.sendFrame(encode(ErrorReport{code, error.message()}));
-    return error;
-  };
   if (channel.wireBytesReceived() != consumed) {
-    return refuse(kTunnelErrorProtocol,
-                  Error::invalid("tunnel hand-off", channel.peer(),
-                                 std::to_string(channel.wireBytesReceived()),
-                                 "read beyond TunnelHandOff: those bytes would not reach QEMU"));
+    return sendRefusal(
+        channel, kTunnelErrorProtocol,
+        Error::invalid("tunnel hand-off", channel.peer(),
+                       std::to_string(channel.wireBytesReceived()),
+                       "read beyond TunnelHandOff: those bytes would not reach QEMU"));
   }
   // QmpClient waits for a socket QEMU has yet to create; a server is pointed
   // at a running QEMU, so a missing socket is an answer at once.
   if (::access(destinationQmp.c_str(), F_OK) != 0) {
-    return refuse(kTunnelErrorDestination,
-                  Error::fromErrno("access", destinationQmp, errno,
-                                   "the destination QEMU's QMP socket (is it running with -qmp "
-                                   "unix:PATH,server=on and -incoming defer?)"));
+    return sendRefusal(
+        channel, kTunnelErrorDestination,
+        Error::fromErrno("access", destinationQmp, errno,
+                         "the destination QEMU's QMP socket (is it running with -qmp "
+                         "unix:PATH,server=on and -incoming defer?)"));
   }
   auto qmp = qemu::QmpClient::connect(destinationQmp, kDestinationQmpTimeout);
-  if (!qmp) return refuse(kTunnelErrorDestination, qmp.error());
+  if (!qmp) return sendRefusal(channel, kTunnelErrorDestination, qmp.error());
   std::string name = handOffFdName(request.tunnelId, request.channel);
   if (auto passed = qmp->passFd(socket, name); !passed) {
-    return refuse(kTunnelErrorDestination, passed.error());
+    return sendRefusal(channel, kTunnelErrorDestination, passed.error());
   }
   if (auto incoming = qmp->migrateIncoming("fd:" + name); !incoming) {
     (void)qmp->execute("closefd", {{"fdname", name}});
     Error error = incoming.error();
     error.detail += " (the destination QEMU must be started with -incoming defer)";
-    return refuse(kTunnelErrorDestination, error);
+    return sendRefusal(channel, kTunnelErrorDestination, error);
   }
   // From here the destination QEMU reads the connection; the acknowledgement
   // goes the other way, to the source, before its QEMU writes anything.

@@ -1,6 +1,8 @@
 // The transfer engine on real sockets: two network namespaces joined by a
 // veth pair, a TransferServer in B, the sender in A.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -13,10 +15,14 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -27,6 +33,7 @@
 #include "NetnsPair.h"
 #include "TestCertificates.h"
 #include "TestImages.h"
+#include "migrate/qemu/QmpClient.h"
 #include "migrate/transfer/ImageSender.h"
 #include "migrate/transfer/StreamTunnel.h"
 #include "migrate/transfer/TlsChannel.h"
@@ -1243,6 +1250,206 @@ TEST_F(TransferKernelTest, RelayRequestToAHandOffOnlyServerSaysSo) {
         << prepared.error().message();
   });
   server->stop();
+}
+
+// Stand-in for a QEMU's QMP monitor, enough for a hand-off: answers each
+// command with an empty return, keeps the descriptor `getfd` passes (it comes
+// with the command's first byte) and on `migrate` or `migrate-incoming` hands
+// it to `onMigrate`, which runs on a thread of its own as QEMU's migration
+// does.
+class QmpStandIn {
+ public:
+  QmpStandIn(const std::string& path, std::function<void(UniqueFd)> onMigrate)
+      : listener_(listenUnix(path)), onMigrate_(std::move(onMigrate)) {
+    if (listener_) thread_ = std::thread([this] { serve(); });
+  }
+  ~QmpStandIn() {
+    // Wakes an accept that no client will answer (a test that failed early).
+    if (listener_) ::shutdown(listener_->get(), SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    waitForMigration();
+  }
+  bool listening() const { return static_cast<bool>(listener_); }
+  // Until `onMigrate` returned.
+  void waitForMigration() {
+    std::unique_lock lock(mutex_);
+    migrationStarted_.wait(lock, [&] { return migration_.joinable() || served_; });
+    if (migration_.joinable()) migration_.join();
+  }
+
+ private:
+  void serve() {
+    serveClient();
+    std::lock_guard lock(mutex_);
+    served_ = true;
+    migrationStarted_.notify_all();
+  }
+  void serveClient() {
+    auto client = acceptConnection(listener_->get(), nullptr, std::chrono::seconds(5));
+    if (!client) return;
+    int fd = client->get();
+    auto answer = [fd](const std::string& line) {
+      (void)sendAll(fd, reinterpret_cast<const uint8_t*>(line.data()), line.size());
+    };
+    answer("{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n");
+    std::string buffer;
+    UniqueFd passed;
+    for (;;) {
+      char chunk[4096];
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+      iovec data{chunk, sizeof chunk};
+      msghdr message{};
+      message.msg_iov = &data;
+      message.msg_iovlen = 1;
+      message.msg_control = control;
+      message.msg_controllen = sizeof control;
+      ssize_t n = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // the client closed its QMP connection
+      for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+          int received = -1;
+          std::memcpy(&received, CMSG_DATA(c), sizeof received);
+          passed = UniqueFd(received);
+        }
+      }
+      buffer.append(chunk, static_cast<size_t>(n));
+      for (size_t end; (end = buffer.find('\n')) != std::string::npos;) {
+        auto command = nlohmann::json::parse(buffer.substr(0, end), nullptr, false);
+        buffer.erase(0, end + 1);
+        std::string name = command.is_object() ? command.value("execute", "") : "";
+        if ((name == "migrate" || name == "migrate-incoming") && passed.valid()) {
+          std::lock_guard lock(mutex_);
+          migration_ =
+              std::thread([this, connection = std::make_shared<UniqueFd>(std::move(passed))] {
+                onMigrate_(std::move(*connection));
+              });
+          migrationStarted_.notify_all();
+        }
+        answer("{\"return\": {}}\r\n");
+      }
+    }
+  }
+
+  Result<UniqueFd> listener_;
+  std::function<void(UniqueFd)> onMigrate_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable migrationStarted_;
+  std::thread migration_;
+  bool served_ = false;
+};
+
+// A stalled peer must not hang a stand-in's thread for ever.
+void limitReceiveWait(int fd) {
+  timeval limit{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+}
+
+TEST_F(TransferKernelTest, HandOffCountsTheStreamWithoutEitherSidesFin) {
+  // The source QEMU sends the stream and shuts the socket down (as QEMU does
+  // when a migration fails or is cancelled); the destination reads it to its
+  // end and closes. Both FINs take sequence space, which TCP_INFO counts:
+  // neither is a byte of the stream.
+  constexpr uint64_t kBytes = 8 * kMiB;
+  std::string sourceQmp = dir_ / "source.qmp", destinationQmp = dir_ / "destination.qmp";
+  std::atomic<uint64_t> arrived{0};
+  QmpStandIn destination(destinationQmp, [&](UniqueFd connection) {
+    limitReceiveWait(connection.get());
+    std::vector<uint8_t> buffer(kMiB);
+    uint64_t total = 0;
+    ssize_t n;
+    while ((n = ::recv(connection.get(), buffer.data(), buffer.size(), 0)) > 0) {
+      total += static_cast<uint64_t>(n);
+    }
+    arrived = total;
+  });
+  QmpStandIn source(sourceQmp, [&](UniqueFd connection) {
+    limitReceiveWait(connection.get());
+    std::vector<uint8_t> buffer(kMiB, 0x5a);
+    for (uint64_t sent = 0; sent < kBytes; sent += buffer.size()) {
+      if (!sendAll(connection.get(), buffer.data(), buffer.size())) return;
+    }
+    ::shutdown(connection.get(), SHUT_WR);
+    // Until the destination's FIN: from here both ends are closed.
+    uint8_t byte;
+    while (::recv(connection.get(), &byte, 1, 0) > 0) {
+    }
+  });
+  ASSERT_TRUE(source.listening());
+  ASSERT_TRUE(destination.listening());
+  ServerConfig config;
+  config.tunnelDestinationQmp = destinationQmp;
+  auto server = startServer(std::move(config));
+  ASSERT_TRUE(server);
+  std::unique_ptr<HandOffSource> handOff;
+  net_->inA([&] {
+    auto attempt = HandOffSource::prepare(Endpoint{NetnsPair::kAddressB, server->port()}, 15, {});
+    ASSERT_TRUE(attempt) << attempt.error().message();
+    ASSERT_NE(attempt->source, nullptr) << attempt->notOffered;
+    handOff = std::move(attempt->source);
+  });
+  ASSERT_TRUE(handOff);
+  {
+    auto qmp = qemu::QmpClient::connect(sourceQmp, std::chrono::seconds(5));
+    ASSERT_TRUE(qmp) << qmp.error().message();
+    auto migrated = handOff->migrate(*qmp);
+    ASSERT_TRUE(migrated) << migrated.error().message();
+  }
+  source.waitForMigration();
+  destination.waitForMigration();
+  EXPECT_EQ(arrived.load(), kBytes);
+  HandOffBytes counted = handOff->finish(std::chrono::seconds(2));
+  EXPECT_EQ(counted.sent, kBytes);
+  EXPECT_EQ(counted.received, 0u);
+  server->stop();
+  for (const auto& e : sessionErrors()) EXPECT_EQ(e, "");
+}
+
+// A signal handler installed without SA_RESTART: a wait it interrupts fails
+// with EINTR.
+void ignoreSignal(int) {}
+
+TEST(ConnectTcp, SignalsDuringTheConnectNeitherEndNorExtendTheWait) {
+  // A listener whose accept queue is full drops further SYNs: a connect to it
+  // stays in progress until its timeout.
+  auto listener = listenTcp(Endpoint{"127.0.0.1", 0}, 0);
+  ASSERT_TRUE(listener) << listener.error().message();
+  auto port = boundPort(listener->get());
+  ASSERT_TRUE(port) << port.error().message();
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(*port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::vector<UniqueFd> queued;
+  for (int i = 0; i < 2; ++i) {
+    queued.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    (void)::connect(queued.back().get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  }
+  struct sigaction handler {};
+  handler.sa_handler = ignoreSignal;
+  sigemptyset(&handler.sa_mask);
+  struct sigaction previous {};
+  ASSERT_EQ(::sigaction(SIGUSR1, &handler, &previous), 0);
+  std::atomic<bool> done{false};
+  pthread_t connecting = ::pthread_self();
+  std::thread signaller([&] {
+    while (!done) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (!done) ::pthread_kill(connecting, SIGUSR1);
+    }
+  });
+  constexpr auto kTimeout = std::chrono::milliseconds(1000);
+  auto started = std::chrono::steady_clock::now();
+  auto connected = connectTcp(Endpoint{"127.0.0.1", *port}, kTimeout);
+  auto waited = std::chrono::steady_clock::now() - started;
+  done = true;
+  signaller.join();
+  ::sigaction(SIGUSR1, &previous, nullptr);
+  ASSERT_FALSE(connected) << "a connect that never completed was reported as made";
+  EXPECT_EQ(connected.error().errnum, ETIMEDOUT) << connected.error().message();
+  EXPECT_GE(waited, kTimeout - std::chrono::milliseconds(50));
+  EXPECT_LT(waited, kTimeout * 3) << "each signal restarted the wait";
 }
 
 }  // namespace
