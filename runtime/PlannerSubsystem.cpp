@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <ctime>
 #include <set>
 
@@ -34,6 +35,9 @@ const ChangeOrigin kOrigin{0, 0, "planner"};
 // and the one after it, each one forecast step long, plus slack.
 constexpr int kSampleWindows = 3;
 constexpr size_t kMaxSamplesPerWorkload = 4096;
+// Telemetry comes every tick (a second by default); a longer gap between two
+// samples counts this much of it towards an action's outcome.
+constexpr int64_t kMaxOutcomeSampleGapNs = 60'000'000'000;
 
 std::optional<double> numberAt(const nlohmann::json& row, const char* key) {
   auto it = row.find(key);
@@ -300,6 +304,12 @@ std::vector<planner::TuningRecord> PlannerSubsystem::recordOutcome(uint64_t deci
                                                                    double realisedRelief,
                                                                    int64_t nowNs) {
   std::lock_guard lock(mutex_);
+  return recordOutcomeLocked(decision, realisedRelief, nowNs);
+}
+
+std::vector<planner::TuningRecord> PlannerSubsystem::recordOutcomeLocked(uint64_t decision,
+                                                                         double realisedRelief,
+                                                                         int64_t nowNs) {
   std::vector<planner::TuningRecord> added =
       planner_.recordOutcome(decision, realisedRelief, nowNs);
   if (added.empty()) return added;
@@ -356,6 +366,7 @@ Result<void> PlannerSubsystem::planAt(int64_t nowNs) {
   auto gathered = gather(nowNs, settings);
   if (!gathered) return gathered.error();
   verifyDue(nowNs, gathered->input);
+  accrueOutcomes(nowNs, gathered->input);
   // Profiles change only when a step closes: one pass per published step
   // (or change of islands), so guards and the journal see each step once.
   // What is executed reads the islands desired now.
@@ -399,6 +410,87 @@ Result<void> PlannerSubsystem::planAt(int64_t nowNs) {
              {"decisions", std::move(records)}};
   lastInput_ = std::move(*gathered);
   return ok();
+}
+
+double PlannerSubsystem::reliefRate(const planner::Decision& d, const planner::PlanInput& input) {
+  auto island = [&](const std::string& name) -> const planner::IslandState* {
+    for (const planner::IslandState& i : input.islands)
+      if (i.name == name) return &i;
+    return nullptr;
+  };
+  auto excess = [](double demand, double capacity) { return std::max(0.0, demand - capacity); };
+  if (d.islands.empty()) return std::nan("");
+  const planner::IslandView& relieved = d.islands.front();
+  const planner::IslandState* now = island(relieved.island);
+  if (!now) return std::nan("");
+  if (d.action == planner::ActionKind::ResizeIsland) {
+    // Demand is CPU time used, which cannot pass the capacity it ran on:
+    // the relief is the use above the receiver's old capacity, up to the
+    // cores it was given.
+    return excess(now->observedCores, relieved.capacityBefore) -
+           excess(now->observedCores, relieved.capacityAfter);
+  }
+  if (d.action != planner::ActionKind::MoveVm || d.islands.size() < 2) return std::nan("");
+  const planner::IslandView& targetView = d.islands[1];
+  const planner::IslandState* target = island(targetView.island);
+  if (!target) return std::nan("");
+  // The VM is counted where telemetry sees it now: in the source until the
+  // islands subsystem has made the pin real, in the target after.
+  double vmCores = 0;
+  std::string vmIsland;
+  for (const planner::VmState& vm : input.vms)
+    if (vm.workload == d.vm) {
+      vmCores = vm.observedCores;
+      vmIsland = vm.island;
+    }
+  const double sourceWithout = now->observedCores - (vmIsland == now->name ? vmCores : 0.0);
+  const double targetWith = target->observedCores + (vmIsland == target->name ? 0.0 : vmCores);
+  // What the source was spared, less what the target took on.
+  return excess(sourceWithout + vmCores, relieved.capacityBefore) -
+         excess(sourceWithout, relieved.capacityBefore) -
+         (excess(targetWith, targetView.capacityBefore) -
+          excess(targetWith - vmCores, targetView.capacityBefore));
+}
+
+void PlannerSubsystem::accrueOutcomes(int64_t nowNs, const planner::PlanInput& input) {
+  if (lastSampleNs_ == outcomesSampledNs_) return;  // no new telemetry since
+  outcomesSampledNs_ = lastSampleNs_;
+  std::erase_if(measuring_, [&](PendingOutcome& o) {
+    const int64_t until = std::min(nowNs, o.untilNs);
+    if (until > o.lastNs) {
+      const double rate = reliefRate(o.decision, input);
+      if (std::isnan(rate)) {
+        spdlog::info(
+            "event=planner_outcome_dropped decision={} reason=\"an island it touched is gone\"",
+            o.decision.id);
+        return true;
+      }
+      // A gap in telemetry (a stalled daemon, a restart of telemetry) is
+      // not counted as relief or as its absence.
+      const int64_t span = std::min(until - o.lastNs, kMaxOutcomeSampleGapNs);
+      o.realised += rate * double(span) / 1e9;
+      o.measuredNs += span;
+      o.lastNs = until;
+    }
+    if (nowNs < o.untilNs) return false;
+    const double predicted =
+        o.decision.islands.empty()
+            ? 0.0
+            : o.decision.islands.front().overloadBefore - o.decision.islands.front().overloadAfter;
+    ++outcomesRecorded_;
+    lastOutcome_ = {{"decision", o.decision.id},
+                    {"island", o.decision.islands.empty() ? "" : o.decision.islands.front().island},
+                    {"predicted_core_s", predicted},
+                    {"realised_core_s", o.realised},
+                    {"measured_s", double(o.measuredNs) / 1e9},
+                    {"at_ns", nowNs}};
+    spdlog::info(
+        "event=planner_outcome decision={} predicted_core_s={:.2f} realised_core_s={:.2f} "
+        "measured_s={:.0f}",
+        o.decision.id, predicted, o.realised, double(o.measuredNs) / 1e9);
+    recordOutcomeLocked(o.decision.id, o.realised, nowNs);
+    return true;
+  });
 }
 
 Result<void> PlannerSubsystem::execute(const planner::Decision& decision, int64_t nowNs) {
@@ -481,6 +573,12 @@ Result<void> PlannerSubsystem::actAt(int64_t nowNs) {
       // decision that takes back an earlier one on its own gain (past the
       // hysteresis) is an action like any other.
       if (d.rule != planner::Rule::Revert) verifying_.push_back({d.id, nowNs, touchedBy(d)});
+      // The relief it brings is measured over the horizon its benefit was
+      // predicted for, and fed back to the outcome loop.
+      if (d.rule != planner::Rule::Revert && d.horizonSeconds > 0) {
+        const int64_t until = nowNs + static_cast<int64_t>(d.horizonSeconds * 1e9);
+        measuring_.push_back({d, nowNs, until, nowNs, 0.0, 0});
+      }
     }
   }
   return ok();
@@ -621,6 +719,8 @@ nlohmann::json PlannerSubsystem::describe() const {
                         {"reverts", reverts_},
                         {"verifications_refused", planner_.verificationsRefused()},
                         {"verifying", verifying_.size()},
+                        {"outcomes_measuring", measuring_.size()},
+                        {"outcomes_recorded", outcomesRecorded_},
                         {"in_flight", planner_.inFlight().size()}};
   if (!lastJournalError_.empty()) out["journal_error"] = lastJournalError_;
   return out;
@@ -640,7 +740,11 @@ nlohmann::json PlannerSubsystem::historyJson() const {
 
 nlohmann::json PlannerSubsystem::tuningJson() const {
   std::lock_guard lock(mutex_);
-  return planner_.tuningJson();
+  nlohmann::json out = planner_.tuningJson();
+  out["outcomes_measuring"] = measuring_.size();
+  out["outcomes_recorded"] = outcomesRecorded_;
+  if (!lastOutcome_.is_null()) out["last_outcome"] = lastOutcome_;
+  return out;
 }
 
 }  // namespace Atoll

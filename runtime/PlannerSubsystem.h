@@ -114,6 +114,8 @@ class PlannerSubsystem final : public Subsystem {
   // logged, not fatal.
   void journal(std::string_view prefix, uint64_t slot, const nlohmann::json& entry);
   void journal(const std::string& key, const nlohmann::json& entry);
+  std::vector<planner::TuningRecord> recordOutcomeLocked(uint64_t decision, double realisedRelief,
+                                                         int64_t nowNs);
   Result<void> execute(const planner::Decision& decision, int64_t nowNs);
 
   // Verification of executed actions against telemetry.
@@ -135,6 +137,23 @@ class PlannerSubsystem final : public Subsystem {
   void sampleTelemetry(int64_t nowNs);
   Window measure(const std::vector<uint32_t>& workloads, int64_t fromNs, int64_t toNs) const;
   void verifyDue(int64_t nowNs, const planner::PlanInput& input);
+
+  // The outcome loop's measurement: after an executed action, the relief it
+  // brought, measured from telemetry as the trace replay measures it (core-
+  // seconds of demand beyond the old capacity that the action made room
+  // for), over the horizon its benefit was predicted for.
+  struct PendingOutcome {
+    planner::Decision decision;
+    int64_t fromNs = 0;
+    int64_t untilNs = 0;
+    int64_t lastNs = 0;      // measured up to here
+    double realised = 0;     // core-seconds
+    int64_t measuredNs = 0;  // of the window, what telemetry covered
+  };
+  // Relief per second at this input's telemetry; NaN when an island the
+  // action touched is gone.
+  static double reliefRate(const planner::Decision& decision, const planner::PlanInput& input);
+  void accrueOutcomes(int64_t nowNs, const planner::PlanInput& input);
   std::vector<uint32_t> touchedBy(const planner::Decision& decision) const;
 
   SettingsSource settings_;
@@ -171,6 +190,10 @@ class PlannerSubsystem final : public Subsystem {
   std::map<std::string, int64_t> lastMoveNs_;       // by VM name, for the dwell guard
   uint64_t verified_ = 0;
   uint64_t reverts_ = 0;
+  std::vector<PendingOutcome> measuring_;
+  int64_t outcomesSampledNs_ = 0;  // the board report outcomes last measured
+  uint64_t outcomesRecorded_ = 0;
+  nlohmann::json lastOutcome_;  // null before the first
 };
 
 }  // namespace Atoll

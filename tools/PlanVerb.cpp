@@ -89,6 +89,17 @@ void runTuning(const PlanArgs& args) {
   if (trust.empty()) std::cout << "trust: 1.0 for every island (no outcome measured yet)\n";
   for (const auto& [island, value] : trust.items())
     std::cout << "trust " << island << ": " << numberCell(value, "%.3f") << "\n";
+  std::cout << "outcomes: "
+            << numberCell(tuning.value("outcomes_recorded", nlohmann::json()), "%.0f")
+            << " measured, "
+            << numberCell(tuning.value("outcomes_measuring", nlohmann::json()), "%.0f")
+            << " in their window\n";
+  if (const nlohmann::json last = tuning.value("last_outcome", nlohmann::json()); last.is_object())
+    std::cout << "last outcome: decision " << textCell(last, "decision") << " ("
+              << textCell(last, "island") << "): predicted "
+              << numberCell(last.value("predicted_core_s", nlohmann::json()), "%.1f")
+              << " core-s of relief, realised "
+              << numberCell(last.value("realised_core_s", nlohmann::json()), "%.1f") << "\n";
   const nlohmann::json changes = tuning.value("changes", nlohmann::json::array());
   if (changes.empty()) {
     std::cout << "no tuning changes yet\n";

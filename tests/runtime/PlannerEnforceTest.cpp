@@ -292,6 +292,87 @@ TEST_F(PlannerEnforce, AResizeThatReversesAnEarlierOneIsVerified) {
   EXPECT_EQ(planner_->describe()["verified"], 2) << planner_->describe().dump();
 }
 
+// The outcome loop in the daemon: after an executed resize, the relief it
+// brought (the receiver's use beyond its old capacity, up to what it was
+// given) is measured from telemetry over the horizon its benefit was
+// predicted for, and fed back to the planner's tuning. A load that stays
+// realises one core of relief every second; one that goes away realises
+// none, and the planner then asks a larger margin and trusts the island's
+// forecast less.
+class PlannerOutcome : public PlannerEnforce, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(PlannerOutcome, AnExecutedResizesReliefIsMeasuredAndTunesThePlanner) {
+  const bool loadStays = GetParam();
+  plannerSettings.config.allowVmMoves = false;
+  make(32);
+  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
+  auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
+  int step = 0;
+  for (; step < 20 && records("resize-island", true).empty(); ++step)
+    tick(step, {{db, 2.0, 20}, {web, 0.1, 20}});
+  const auto resizes = records("resize-island", true);
+  ASSERT_EQ(resizes.size(), 1u) << planner_->historyJson().dump(2);
+  const nlohmann::json resize = resizes.front();
+  ASSERT_TRUE(resize["execute"].get<bool>());
+  ASSERT_EQ(resize["horizon_s"], 5.0) << resize.dump(2);
+  ASSERT_EQ(resize["islands"][0]["capacity_before"], 1.0) << resize.dump(2);
+  ASSERT_GE(resize["islands"][0]["capacity_after"].get<double>(), 2.0) << resize.dump(2);
+  EXPECT_EQ(planner_->describe()["outcomes_measuring"], 1) << planner_->describe().dump();
+
+  // Five seconds of telemetry after the resize, then the tick that closes
+  // the window.
+  const double cores = loadStays ? 2.0 : 0.1;
+  for (const int executed = step; step < executed + 6; ++step)
+    tick(step, {{db, cores, 20}, {web, 0.1, 20}});
+  EXPECT_EQ(planner_->describe()["outcomes_measuring"], 0) << planner_->describe().dump();
+  EXPECT_EQ(planner_->describe()["outcomes_recorded"], 1) << planner_->describe().dump();
+  const nlohmann::json tuning = planner_->tuningJson();
+  ASSERT_TRUE(tuning.contains("last_outcome")) << tuning.dump(2);
+  const nlohmann::json outcome = tuning["last_outcome"];
+  EXPECT_EQ(outcome["decision"], resize["id"]);
+  EXPECT_EQ(outcome["island"], "latency");
+  EXPECT_NEAR(outcome["measured_s"].get<double>(), 5.0, 1e-6) << outcome.dump();
+  EXPECT_NEAR(outcome["realised_core_s"].get<double>(), loadStays ? 5.0 : 0.0, 1e-6)
+      << outcome.dump();
+  EXPECT_GT(outcome["predicted_core_s"].get<double>(), 0.0) << outcome.dump();
+  if (loadStays) return;
+  // Nothing of the predicted relief came: the tuning moved, and outlives a
+  // restart.
+  EXPECT_GT(tuning["margin"].get<double>(), plannerSettings.config.margin) << tuning.dump(2);
+  EXPECT_LT(tuning["trust"]["latency"].get<double>(), 1.0) << tuning.dump(2);
+  auto journaled = api.store().get(Keyspace::Facts, std::string(kPlannerTuningKey));
+  ASSERT_TRUE(journaled && *journaled);
+  EXPECT_EQ((*journaled)->value["margin"], tuning["margin"]);
+}
+
+INSTANTIATE_TEST_SUITE_P(LoadStaysOrGoes, PlannerOutcome, ::testing::Bool());
+
+// A VM move's relief: what the source was spared less what the target took
+// on. "latency" (one CPU) carries 1.2 cores and the shared island (one CPU)
+// 0.1; moving a 0.6-core VM spares the source 0.2 cores a second and costs
+// the target nothing. Telemetry keeps the VM in the source here (nothing
+// makes the pin real), which the measurement takes into account.
+TEST_F(PlannerEnforce, AVmMovesReliefIsWhatTheSourceWasSparedLessWhatTheTargetTookOn) {
+  make(2);
+  const std::vector<Load> load = {
+      {workload(1, "atoll.slice/latency/machine-qemu-db.scope", "db"), 0.6, 50},
+      {workload(2, "atoll.slice/latency/machine-qemu-web.scope", "web"), 0.6, 50},
+      {workload(3, "machine.slice/machine-qemu-batch.scope", "batch"), 0.1, 50}};
+  int step = 0;
+  for (; step < 16 && records("move-vm", true).empty(); ++step) tick(step, load);
+  ASSERT_FALSE(records("move-vm", true).empty()) << planner_->historyJson().dump(2);
+  const nlohmann::json move = records("move-vm", true).front();
+  ASSERT_EQ(move["horizon_s"], 5.0) << move.dump(2);
+  for (const int moved = step; step < moved + 6; ++step) tick(step, load);
+  const nlohmann::json tuning = planner_->tuningJson();
+  ASSERT_TRUE(tuning.contains("last_outcome")) << tuning.dump(2);
+  // Later moves (the pin is not made real, so the source stays at risk)
+  // have windows of their own; the first one closed first.
+  EXPECT_EQ(tuning["last_outcome"]["decision"], move["id"]) << tuning.dump(2);
+  EXPECT_NEAR(tuning["last_outcome"]["realised_core_s"].get<double>(), 0.2 * 5, 1e-6)
+      << tuning.dump(2);
+}
+
 // The guards outlive a restart: the executed actions are journaled in a
 // ring of their own, and a daemon that starts again counts them, so an
 // island it just resized is not resized again at once (nor a decision id
