@@ -82,6 +82,12 @@ class PlannerEnforce : public ::testing::Test {
     ASSERT_TRUE(planner_->actAt(now + 3));
   }
 
+  // Ticks on from `step` with `load` until the planner has taken a resize
+  // (by step 20 at the latest); `step` is then the next step to tick.
+  void tickUntilResized(int& step, const std::vector<Load>& load) {
+    for (; step < 20 && records("resize-island", true).empty(); ++step) tick(step, load);
+  }
+
   std::vector<nlohmann::json> records(const std::string& action, bool taken) const {
     std::vector<nlohmann::json> out;
     const nlohmann::json history = planner_->historyJson();
@@ -218,8 +224,7 @@ TEST_P(PlannerVerify, AResizeIsRevertedOnlyWhenRunQueueLatencyGotWorse) {
   auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
   auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   int step = 0;
-  for (; step < 20 && records("resize-island", true).empty(); ++step)
-    tick(step, {{db, 3.0, 200}, {web, 0.1, 20}});
+  tickUntilResized(step, {{db, 3.0, 200}, {web, 0.1, 20}});
   const auto resizes = records("resize-island", true);
   ASSERT_EQ(resizes.size(), 1u) << planner_->historyJson().dump(2);
   const nlohmann::json resize = resizes.front();
@@ -276,8 +281,7 @@ TEST_F(PlannerEnforce, AResizeThatReversesAnEarlierOneIsVerified) {
   auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
   auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   int step = 0;
-  for (; step < 20 && records("resize-island", true).empty(); ++step)
-    tick(step, {{db, 3.0, 20}, {web, 0.1, 20}});
+  tickUntilResized(step, {{db, 3.0, 20}, {web, 0.1, 20}});
   ASSERT_EQ(records("resize-island", true).size(), 1u) << planner_->historyJson().dump(2);
   const uint64_t first = records("resize-island", true).front()["id"].get<uint64_t>();
   // The load turns around: the shared island needs its CPUs back.
@@ -308,8 +312,7 @@ TEST_P(PlannerOutcome, AnExecutedResizesReliefIsMeasuredAndTunesThePlanner) {
   auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
   auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   int step = 0;
-  for (; step < 20 && records("resize-island", true).empty(); ++step)
-    tick(step, {{db, 2.0, 20}, {web, 0.1, 20}});
+  tickUntilResized(step, {{db, 2.0, 20}, {web, 0.1, 20}});
   const auto resizes = records("resize-island", true);
   ASSERT_EQ(resizes.size(), 1u) << planner_->historyJson().dump(2);
   const nlohmann::json resize = resizes.front();
@@ -383,8 +386,7 @@ TEST_F(PlannerEnforce, TheGuardsOfActionsBeforeARestartHold) {
   auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
   auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   int step = 0;
-  for (; step < 20 && records("resize-island", true).empty(); ++step)
-    tick(step, {{db, 2.0, 20}, {web, 0.1, 20}});
+  tickUntilResized(step, {{db, 2.0, 20}, {web, 0.1, 20}});
   ASSERT_EQ(records("resize-island", true).size(), 1u) << planner_->historyJson().dump(2);
   const uint64_t before = records("resize-island", true).front()["id"].get<uint64_t>();
   auto grown = desired(std::string(kIslandStatePrefix) + "latency");
@@ -424,8 +426,7 @@ TEST_F(PlannerEnforce, TheTuningBeforeARestartHolds) {
   auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
   auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   int step = 0;
-  for (; step < 20 && records("resize-island", true).empty(); ++step)
-    tick(step, {{db, 2.0, 20}, {web, 0.1, 20}});
+  tickUntilResized(step, {{db, 2.0, 20}, {web, 0.1, 20}});
   ASSERT_EQ(records("resize-island", true).size(), 1u) << planner_->historyJson().dump(2);
   const uint64_t resize = records("resize-island", true).front()["id"].get<uint64_t>();
   auto journaled = [&] {
@@ -547,8 +548,8 @@ TEST_F(PlannerEnforce, AResizeGivesBeforeItTakes) {
   make(8);
   auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
   auto job = workload(9, "atoll.slice/web/machine-qemu-job.scope", "job");
-  for (int step = 0; step < 20 && records("resize-island", true).empty(); ++step)
-    tick(step, {{db, 3.0, 20}, {job, 0.2, 20}});
+  int step = 0;
+  tickUntilResized(step, {{db, 3.0, 20}, {job, 0.2, 20}});
   const auto resizes = records("resize-island", true);
   ASSERT_EQ(resizes.size(), 1u) << planner_->historyJson().dump(2);
   ASSERT_EQ(resizes.front()["from"], "web") << resizes.front().dump(2);
