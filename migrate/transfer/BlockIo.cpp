@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 namespace Atoll::transfer {
 
@@ -68,18 +69,20 @@ Result<void> BlockReader::forEach(const std::vector<uint64_t>& blocks, const Vis
   IoRing& ring = *io_.ring;
   std::vector<uint64_t> blockOf(pool.count());
   size_t next = 0, inFlight = 0;
-  auto queueRead = [&](size_t buffer, uint64_t index, uint32_t offsetInBlock) {
-    io_uring_sqe* sqe = ring.nextSqe();
+  auto queueRead = [&](size_t buffer, uint64_t index, uint32_t offsetInBlock) -> Result<void> {
+    auto sqe = ring.nextSqe();
+    if (!sqe) return sqe.error();
     uint32_t length = geometry_.blockLength(index) - offsetInBlock;
     uint8_t* at = pool.data(buffer) + offsetInBlock;
     off_t offset = static_cast<off_t>(geometry_.blockOffset(index) + offsetInBlock);
     if (io_.fixedBuffers) {
-      io_uring_prep_read_fixed(sqe, fd_, at, length, offset, static_cast<int>(buffer));
+      io_uring_prep_read_fixed(*sqe, fd_, at, length, offset, static_cast<int>(buffer));
     } else {
-      io_uring_prep_read(sqe, fd_, at, length, offset);
+      io_uring_prep_read(*sqe, fd_, at, length, offset);
     }
     // user_data: buffer in the low 32 bits, bytes already read in the high.
-    sqe->user_data = buffer | (static_cast<uint64_t>(offsetInBlock) << 32);
+    (*sqe)->user_data = buffer | (static_cast<uint64_t>(offsetInBlock) << 32);
+    return ok();
   };
   // Queues reads into every free buffer; with nothing in flight it waits for
   // the visitor's side to release one (deferred release).
@@ -91,7 +94,10 @@ Result<void> BlockReader::forEach(const std::vector<uint64_t>& blocks, const Vis
         break;
       }
       blockOf[*buffer] = blocks[next++];
-      queueRead(*buffer, blockOf[*buffer], 0);
+      if (auto queued = queueRead(*buffer, blockOf[*buffer], 0); !queued) {
+        free_.give(*buffer);
+        return queued;
+      }
       ++inFlight;
     }
     return ok();
@@ -134,7 +140,12 @@ Result<void> BlockReader::forEach(const std::vector<uint64_t>& blocks, const Vis
       }
       uint32_t total = already + static_cast<uint32_t>(res);
       if (total < length) {
-        queueRead(buffer, index, total);  // short read: continue where it stopped
+        // A short read continues where it stopped.
+        auto queued = queueRead(buffer, index, total);
+        if (queued) return;
+        if (status) status = queued.error();
+        --inFlight;
+        completed.push_back({buffer, 0, true});
         return;
       }
       --inFlight;
@@ -163,33 +174,64 @@ BlockWriter::BlockWriter(BlockIoContext& io, int fd, const BlockHashMap& geometr
       pendingIndex_(io.pool.count()),
       pendingLength_(io.pool.count()) {}
 
+Result<void> BlockWriter::queueWrite(size_t buffer, uint32_t offsetInBlock) {
+  auto sqe = io_.ring->nextSqe();
+  if (!sqe) return sqe.error();
+  uint8_t* at = io_.pool.data(buffer) + offsetInBlock;
+  uint32_t length = pendingLength_[buffer] - offsetInBlock;
+  off_t offset = static_cast<off_t>(geometry_.blockOffset(pendingIndex_[buffer]) + offsetInBlock);
+  if (io_.fixedBuffers) {
+    io_uring_prep_write_fixed(*sqe, fd_, at, length, offset, static_cast<int>(buffer));
+  } else {
+    io_uring_prep_write(*sqe, fd_, at, length, offset);
+  }
+  // user_data: buffer in the low 32 bits, bytes already written in the high.
+  (*sqe)->user_data = buffer | (static_cast<uint64_t>(offsetInBlock) << 32);
+  return ok();
+}
+
 Result<void> BlockWriter::reap(unsigned waitFor) {
-  if (auto w = io_.ring->submitAndWait(waitFor); !w) return w.error();
+  if (auto w = io_.ring->submitAndWait(waitFor); !w) {
+    // Every write in flight ends before the error returns: the kernel would
+    // still read from buffers that `done_` has not yet handed back, and their
+    // completions would be taken for those of the next writes.
+    io_.ring->cancelAndReap([&] { return inFlight_ > 0; },
+                            [&](uint64_t data, int res, unsigned) {
+                              size_t buffer = data & 0xffffffffu;
+                              uint32_t already = static_cast<uint32_t>(data >> 32);
+                              // A write cut short is not continued: the block
+                              // is reported as not written.
+                              bool whole = res > 0 && already + static_cast<uint32_t>(res) ==
+                                                          pendingLength_[buffer];
+                              --inFlight_;
+                              done_(pendingIndex_[buffer], buffer, whole);
+                            });
+    return w.error();
+  }
+  auto fail = [&](Error error) {
+    if (!failed_) {
+      failed_ = true;
+      firstError_ = std::move(error);
+    }
+  };
   io_.ring->drain([&](uint64_t data, int res, unsigned) {
     size_t buffer = data & 0xffffffffu;
     uint32_t already = static_cast<uint32_t>(data >> 32);
     uint64_t index = pendingIndex_[buffer];
-    if (res < 0 || res == 0) {
-      if (!failed_) {
-        failed_ = true;
-        firstError_ = Error::fromErrno("write", path_, res < 0 ? -res : EIO, std::to_string(index));
-      }
+    if (res <= 0) {
+      fail(Error::fromErrno("write", path_, res < 0 ? -res : EIO, std::to_string(index)));
       --inFlight_;
       done_(index, buffer, false);
       return;
     }
     uint32_t total = already + static_cast<uint32_t>(res);
     if (total < pendingLength_[buffer]) {
-      io_uring_sqe* sqe = io_.ring->nextSqe();
-      uint8_t* at = io_.pool.data(buffer) + total;
-      off_t offset = static_cast<off_t>(geometry_.blockOffset(index) + total);
-      if (io_.fixedBuffers) {
-        io_uring_prep_write_fixed(sqe, fd_, at, pendingLength_[buffer] - total, offset,
-                                  static_cast<int>(buffer));
-      } else {
-        io_uring_prep_write(sqe, fd_, at, pendingLength_[buffer] - total, offset);
-      }
-      sqe->user_data = buffer | (static_cast<uint64_t>(total) << 32);
+      // A short write continues where it stopped.
+      auto queued = queueWrite(buffer, total);
+      if (queued) return;
+      fail(queued.error());
+      --inFlight_;
+      done_(index, buffer, false);
       return;
     }
     --inFlight_;
@@ -227,15 +269,10 @@ Result<void> BlockWriter::write(size_t buffer, uint64_t index, uint32_t length) 
   }
   pendingIndex_[buffer] = index;
   pendingLength_[buffer] = length;
-  io_uring_sqe* sqe = io_.ring->nextSqe();
-  off_t offset = static_cast<off_t>(geometry_.blockOffset(index));
-  if (io_.fixedBuffers) {
-    io_uring_prep_write_fixed(sqe, fd_, io_.pool.data(buffer), length, offset,
-                              static_cast<int>(buffer));
-  } else {
-    io_uring_prep_write(sqe, fd_, io_.pool.data(buffer), length, offset);
+  if (auto queued = queueWrite(buffer, 0); !queued) {
+    done_(index, buffer, false);
+    return queued;
   }
-  sqe->user_data = buffer;
   ++inFlight_;
   // Submit now without waiting; completions are collected on later calls.
   return reap(0);

@@ -66,6 +66,10 @@ class BlockWriter {
   Result<void> drain();
 
  private:
+  // Queues the write of pendingLength_[buffer] bytes from `offsetInBlock` on.
+  Result<void> queueWrite(size_t buffer, uint32_t offsetInBlock);
+  // A failed wait cancels and reaps every write in flight, each handed to
+  // `done_`, before the error returns.
   Result<void> reap(unsigned waitFor);
 
   BlockIoContext& io_;

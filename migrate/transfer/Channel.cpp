@@ -10,6 +10,9 @@ namespace Atoll::transfer {
 namespace {
 constexpr uint64_t kOpTag = 1;
 constexpr uint64_t kTimeoutTag = 2;
+// An operation withdrawn before submission (its timeout found no room) goes
+// out as a no-op under this tag, and its completion is dropped.
+constexpr uint64_t kWithdrawnTag = 3;
 
 // The plain-syscall path waits with poll() so that it honours the same idle
 // timeout as the io_uring path.
@@ -70,26 +73,35 @@ Result<std::unique_ptr<SocketChannel>> SocketChannel::create(UniqueFd socket, st
 
 Result<int> SocketChannel::runWithTimeout(uint8_t opcode, uint8_t* buffer, size_t length,
                                           int flags) {
-  io_uring_sqe* sqe = ring_->nextSqe();
+  auto sqe = ring_->nextSqe();
+  if (!sqe) return sqe.error();
   if (opcode == IORING_OP_SEND) {
-    io_uring_prep_send(sqe, socket_.get(), buffer, length, flags);
+    io_uring_prep_send(*sqe, socket_.get(), buffer, length, flags);
   } else if (opcode == IORING_OP_SEND_ZC) {
-    io_uring_prep_send_zc(sqe, socket_.get(), buffer, length, flags, 0);
+    io_uring_prep_send_zc(*sqe, socket_.get(), buffer, length, flags, 0);
   } else {
-    io_uring_prep_recv(sqe, socket_.get(), buffer, length, flags);
+    io_uring_prep_recv(*sqe, socket_.get(), buffer, length, flags);
   }
-  sqe->user_data = kOpTag;
-  sqe->flags |= IOSQE_IO_LINK;
+  (*sqe)->user_data = kOpTag;
+  (*sqe)->flags |= IOSQE_IO_LINK;
   __kernel_timespec timeout{};
   timeout.tv_sec = options_.idleTimeout.count() / 1000;
   timeout.tv_nsec = (options_.idleTimeout.count() % 1000) * 1000000;
-  io_uring_sqe* timer = ring_->nextSqe();
-  io_uring_prep_link_timeout(timer, &timeout, 0);
-  timer->user_data = kTimeoutTag;
+  auto timer = ring_->nextSqe();
+  if (!timer) {
+    // The operation is queued already: left as it is, a later submit would
+    // send it without a timeout and into a buffer the caller no longer holds.
+    io_uring_prep_nop(*sqe);
+    (*sqe)->user_data = kWithdrawnTag;
+    return timer.error();
+  }
+  io_uring_prep_link_timeout(*timer, &timeout, 0);
+  (*timer)->user_data = kTimeoutTag;
 
   int result = 0;
   bool haveResult = false, haveTimer = false, awaitingNotification = false, timedOut = false;
   auto record = [&](uint64_t tag, int res, unsigned cqeFlags) {
+    if (tag == kWithdrawnTag) return;
     if (tag == kTimeoutTag) {
       haveTimer = true;
       timedOut = res == -ETIME;

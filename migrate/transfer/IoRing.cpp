@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -32,13 +33,19 @@ bool IoRing::supports(uint8_t opcode) const {
   return supported_[opcode] != 0;
 }
 
-io_uring_sqe* IoRing::nextSqe() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  while (sqe == nullptr) {
-    io_uring_submit(&ring_);
-    sqe = io_uring_get_sqe(&ring_);
-  }
-  return sqe;
+Result<io_uring_sqe*> IoRing::nextSqe() {
+  if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) return sqe;
+  int rc = 0;
+  do {
+    rc = io_uring_submit(&ring_);
+  } while (rc == -EINTR);
+  io_uring_sqe* sqe = rc < 0 ? nullptr : io_uring_get_sqe(&ring_);
+  if (sqe != nullptr) return sqe;
+  // A submit that took no entry leaves the queue as full as it was.
+  Error e = Error::fromErrno("io_uring_submit", "io_uring fd " + std::to_string(ring_.ring_fd),
+                             rc < 0 ? -rc : EBUSY, std::to_string(ring_.sq.ring_entries));
+  e.detail = "the submission queue is full and its entries could not be submitted";
+  return e;
 }
 
 Result<void> IoRing::submitAndWait(unsigned waitFor) {

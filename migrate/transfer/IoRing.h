@@ -23,9 +23,11 @@ class IoRing {
   IoRing& operator=(const IoRing&) = delete;
 
   bool supports(uint8_t opcode) const;
-  // A free submission entry; queued entries are submitted first when the
-  // submission queue is full, so this never fails.
-  io_uring_sqe* nextSqe();
+  // A free submission entry. When the submission queue is full the queued
+  // entries are submitted first to make room; a submit the kernel refuses
+  // (EBUSY while completions overflow, ENOMEM, ...) is returned, not retried:
+  // a kernel that kept refusing would hold the caller in the loop for good.
+  Result<io_uring_sqe*> nextSqe();
   // Submits everything queued and waits for at least `waitFor` completions.
   Result<void> submitAndWait(unsigned waitFor);
   // Hands every ready completion to `handle(userData, res, flags)`; returns
@@ -53,10 +55,13 @@ class IoRing {
   // finish, socket operations carry a linked timeout).
   template <typename Pending, typename Handler>
   void cancelAndReap(Pending&& pending, Handler&& handle) {
-    io_uring_sqe* sqe = nextSqe();
-    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
-    sqe->user_data = kCancelTag;
-    bool cancelAnswered = false;
+    // Without room for the cancel the requests are waited out instead.
+    bool cancelAnswered = true;
+    if (auto sqe = nextSqe()) {
+      io_uring_prep_cancel64(*sqe, 0, IORING_ASYNC_CANCEL_ANY);
+      (*sqe)->user_data = kCancelTag;
+      cancelAnswered = false;
+    }
     for (;;) {
       drain([&](uint64_t data, int res, unsigned flags) {
         if (data == kCancelTag) {

@@ -142,7 +142,7 @@ Result<ReceiveReport> TransferServer::serveConnection(UniqueFd socket, const std
   if (!first) return first.error();
   if (first->header.type == MessageType::kTunnelOpen) {
     auto open = decodeTunnelOpen(first->payload);
-    if (!open) return open.error();
+    if (!open) return sendRefusal(*channel, kTunnelErrorProtocol, open.error());
     Error refused = Error::invalid("tunnel", peer, "", "");
     auto registered = registeredDestination(open->tunnelId);
     std::string destination = registered ? registered->unixSocket : config_.tunnelDestination;

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -1250,6 +1251,45 @@ TEST_F(TransferKernelTest, RelayRequestToAHandOffOnlyServerSaysSo) {
         << prepared.error().message();
   });
   server->stop();
+}
+
+TEST_F(TransferKernelTest, MalformedTunnelRequestsAreAnsweredWithAProtocolError) {
+  // The peer learns why it was refused instead of meeting a closed
+  // connection, whichever tunnel request it got wrong.
+  auto server = startTunnelServer(dir_ / "dest.sock");
+  ASSERT_TRUE(server);
+  for (MessageType type : {MessageType::kTunnelOpen, MessageType::kTunnelHandOff}) {
+    SCOPED_TRACE(messageTypeName(type));
+    auto channel = connectFromA(server->port());
+    ASSERT_TRUE(channel) << channel.error().message();
+    // One byte more than the tunnel id and channel number the request holds.
+    std::vector<uint8_t> payload(13, 0);
+    std::vector<uint8_t> frame(kFrameHeaderSize);
+    encodeHeader({type, static_cast<uint32_t>(payload.size()), payloadChecksum(payload)},
+                 frame.data());
+    frame.insert(frame.end(), payload.begin(), payload.end());
+    ASSERT_TRUE((*channel)->sendFrame(frame));
+    auto answer = (*channel)->recvFrame();
+    ASSERT_TRUE(answer) << answer.error().message();
+    ASSERT_EQ(answer->header.type, MessageType::kErrorReport);
+    auto report = decodeErrorReport(answer->payload);
+    ASSERT_TRUE(report) << report.error().message();
+    EXPECT_EQ(report->code, kTunnelErrorProtocol);
+    std::string wrong = std::string(messageTypeName(type)) + " payload has the wrong length";
+    EXPECT_NE(report->message.find(wrong), std::string::npos) << report->message;
+    EXPECT_NE(report->message.find("13"), std::string::npos) << report->message;
+  }
+  server->stop();
+  auto errors = sessionErrors();
+  ASSERT_EQ(errors.size(), 2u);
+  // The sessions report in the order they end, which need not be the order
+  // they began.
+  for (const char* request : {"TunnelOpen payload", "TunnelHandOff payload"}) {
+    EXPECT_EQ(std::count_if(errors.begin(), errors.end(),
+                            [&](const std::string& e) { return e.find(request) != e.npos; }),
+              1)
+        << request;
+  }
 }
 
 // Stand-in for a QEMU's QMP monitor, enough for a hand-off: answers each
