@@ -65,14 +65,19 @@ LibvirtAnswer LibvirtDomainWatch::refresh(std::chrono::milliseconds deadline) {
   Shared& s = *shared_;
   std::unique_lock lock(s.mutex);
   const auto now = Shared::Clock::now();
-  if (s.requested == s.answered) {
+  // A request libvirt left unanswered past an earlier deadline is not waited
+  // for again: every discovery would lose its whole deadline to a libvirtd
+  // that hangs.
+  const bool outstanding = s.requested != s.answered;
+  if (!outstanding) {
     ++s.requested;
     s.requestedAt = now;
     s.changed.notify_all();
   }
   const uint64_t wanted = s.requested;
+  const auto wait = outstanding ? std::chrono::milliseconds(0) : deadline;
   LibvirtAnswer answer;
-  if (s.changed.wait_for(lock, deadline, [&] { return s.answered >= wanted; })) {
+  if (s.changed.wait_for(lock, wait, [&] { return s.answered >= wanted; })) {
     const Result<std::vector<LibvirtDomain>>& result = *s.lastAnswer;
     if (result) {
       answer.kind = LibvirtAnswer::Kind::kListed;

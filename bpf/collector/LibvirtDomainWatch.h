@@ -46,8 +46,9 @@ class LibvirtDomainWatch {
   LibvirtDomainWatch(const LibvirtDomainWatch&) = delete;
   LibvirtDomainWatch& operator=(const LibvirtDomainWatch&) = delete;
 
-  // Asks libvirt for the list (or, while an earlier request is unanswered,
-  // goes on waiting for that one) and waits up to `deadline` for the answer.
+  // Asks libvirt for the list and waits up to `deadline` for the answer;
+  // while an earlier request is still unanswered, takes its answer if it
+  // has come and otherwise returns at once with the last list.
   LibvirtAnswer refresh(std::chrono::milliseconds deadline);
 
  private:
