@@ -889,6 +889,7 @@ std::vector<TuningRecord> Planner::recordOutcome(uint64_t decision, double reali
     added.push_back(r);
   }
   tuning_.insert(tuning_.end(), added.begin(), added.end());
+  while (tuning_.size() > kTuningLimit) tuning_.pop_front();
   tuningChanges_ += added.size();
   return added;
 }
@@ -950,6 +951,7 @@ Result<TuningRestore> Planner::restoreTuning(const TuningState& state,
   restore.droppedIslands.assign(dropped.begin(), dropped.end());
   hostRelief_ = state.hostRelief;
   tuningChanges_ = state.changes;
+  tuningChangesRestored_ = state.changes;
   return restore;
 }
 
@@ -1032,6 +1034,7 @@ nlohmann::json Planner::tuningJson() const {
                         {"trust_bounds", {config_.minTrust, config_.maxTrust}},
                         {"trust", nlohmann::json::object()},
                         {"changes_total", tuningChanges_},
+                        {"changes_before_start", tuningChangesRestored_},
                         {"changes", nlohmann::json::array()}};
   for (const auto& [island, value] : trust_) out["trust"][island] = value;
   for (const auto& record : tuning_) out["changes"].push_back(toJson(record));

@@ -71,6 +71,10 @@ struct TuningRestore {
 
 class Planner {
  public:
+  // Tuning records kept for tuning() and tuningJson(): a daemon running for
+  // months makes changes without end, and sends the list on every request.
+  static constexpr size_t kTuningLimit = 256;
+
   // Fails, naming the field and value, when the configuration is invalid.
   static Result<Planner> create(const PlannerConfig& config);
 
@@ -126,9 +130,14 @@ class Planner {
 
   double margin() const { return margin_; }
   double trust(const std::string& island) const;
-  const std::vector<TuningRecord>& tuning() const { return tuning_; }
+  // The most recent tuning changes since this planner started, newest last
+  // (at most kTuningLimit).
+  const std::deque<TuningRecord>& tuning() const { return tuning_; }
   // Tuning changes since the planner first ran, those before a restart too.
   uint64_t tuningChanges() const { return tuningChanges_; }
+  // Of those, the changes made before a restart (restoreTuning), which
+  // tuning() does not hold.
+  uint64_t tuningChangesRestored() const { return tuningChangesRestored_; }
   // Recent decisions, taken and declined, newest last (bounded).
   const std::deque<Decision>& history() const { return history_; }
   std::optional<Decision> find(uint64_t decision) const;
@@ -160,9 +169,10 @@ class Planner {
   std::map<std::string, OutcomeRelief> islandRelief_;
   OutcomeRelief hostRelief_;
   uint64_t tuningChanges_ = 0;
+  uint64_t tuningChangesRestored_ = 0;
   std::map<uint64_t, Executed> executed_;  // by decision id, bounded
   std::deque<Decision> history_;
-  std::vector<TuningRecord> tuning_;
+  std::deque<TuningRecord> tuning_;
   uint64_t nextId_ = 1;
   uint64_t verificationsRefused_ = 0;
   std::string lastVerificationRefusal_;

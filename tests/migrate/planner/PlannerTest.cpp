@@ -567,6 +567,10 @@ TEST(OutcomeLoop, TuningRestoredAfterARestartGoesOnWhereItLeftOff) {
   EXPECT_DOUBLE_EQ(after.trust("hot"), before.trust("hot"));
   EXPECT_EQ(after.tuningChanges(), before.tuningChanges());
   EXPECT_EQ(after.tuningJson()["changes_total"], before.tuning().size());
+  // The count came back, the list did not: those changes are before this start.
+  EXPECT_TRUE(after.tuning().empty());
+  EXPECT_EQ(after.tuningChangesRestored(), before.tuningChanges());
+  EXPECT_EQ(after.tuningJson()["changes_before_start"], before.tuningChanges());
 
   // An outcome twice the prediction: both planners weigh it against the
   // same history.
@@ -580,6 +584,45 @@ TEST(OutcomeLoop, TuningRestoredAfterARestartGoesOnWhereItLeftOff) {
   EXPECT_DOUBLE_EQ(after.trust("hot"), before.trust("hot"));
   EXPECT_DOUBLE_EQ(after.margin(), before.margin());
   EXPECT_EQ(after.tuningChanges(), before.tuningChanges());
+}
+
+// A planner that runs for months keeps tuning: only the most recent changes
+// are kept for tuningJson(), while the count goes on over all of them.
+TEST(OutcomeLoop, KeepsTheMostRecentTuningChangesAndCountsThemAll) {
+  Planner planner = makePlanner(outcomeLoopConfig());
+  std::vector<TuningRecord> made;
+  int64_t now = 1000 * kStepNs;
+  // Runs of shortfalls and of outcomes well above the prediction swing the
+  // margin and trust up and down, so changes keep coming.
+  for (int i = 0; made.size() < Planner::kTuningLimit + 40 && i < 5000; ++i) {
+    PlanResult result = planner.plan(hotAndCool(now));
+    ASSERT_EQ(result.toExecute().size(), 1u) << i;
+    const Decision& d = result.decisions[0];
+    ASSERT_TRUE(d.execute) << i;
+    planner.reportCompleted(d.id, now);
+    const double predicted = d.islands[0].overloadBefore - d.islands[0].overloadAfter;
+    const double realised = (i / 8) % 2 == 0 ? 0.0 : 3 * predicted;
+    for (const TuningRecord& r : planner.recordOutcome(d.id, realised, now + kStepNs))
+      made.push_back(r);
+    now += 12 * kStepNs;
+  }
+  ASSERT_GT(made.size(), Planner::kTuningLimit);
+
+  EXPECT_EQ(planner.tuningChanges(), made.size());
+  ASSERT_EQ(planner.tuning().size(), Planner::kTuningLimit);
+  const size_t dropped = made.size() - Planner::kTuningLimit;
+  for (size_t i = 0; i < Planner::kTuningLimit; ++i) {
+    const TuningRecord& kept = planner.tuning()[i];
+    const TuningRecord& expected = made[dropped + i];
+    EXPECT_EQ(kept.decision, expected.decision) << i;
+    EXPECT_EQ(kept.field, expected.field) << i;
+    EXPECT_EQ(kept.atNs, expected.atNs) << i;
+  }
+  const nlohmann::json json = planner.tuningJson();
+  EXPECT_EQ(json["changes_total"], made.size());
+  EXPECT_EQ(json["changes_before_start"], 0u);
+  ASSERT_EQ(json["changes"].size(), Planner::kTuningLimit);
+  EXPECT_EQ(json["changes"].back()["decision"], made.back().decision);
 }
 
 // The configuration in force bounds what comes back: bounds narrowed since
