@@ -1,7 +1,9 @@
 // atoll plan: what the running atolld's planner decided and why.
 //   show     the latest pass: mode, islands, and each decision with its reason
 //   history  the recent decision records, taken and declined, newest last
-//   tuning   the margin and per-island trust, with every change and its reason
+//   tuning   the margin and per-island trust, the recent changes and their reasons
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -39,6 +41,13 @@ void printDecisions(const nlohmann::json& decisions) {
                 numberCell(cost.value("total", nlohmann::json())).c_str());
     std::cout << "       " << textCell(d, "reason") << "\n";
   }
+}
+
+// A count the daemon reports, or `fallback` when it is absent or not a
+// count (an older daemon).
+uint64_t countCell(const nlohmann::json& object, const char* key, uint64_t fallback) {
+  const nlohmann::json value = object.value(key, nlohmann::json());
+  return value.is_number_unsigned() ? value.get<uint64_t>() : fallback;
 }
 
 nlohmann::json fetch(const PlanArgs& args, const std::string& path) {
@@ -101,10 +110,25 @@ void runTuning(const PlanArgs& args) {
               << " core-s of relief, realised "
               << numberCell(last.value("realised_core_s", nlohmann::json()), "%.1f") << "\n";
   const nlohmann::json changes = tuning.value("changes", nlohmann::json::array());
-  if (changes.empty()) {
+  const uint64_t total = countCell(tuning, "changes_total", changes.size());
+  if (total == 0 && changes.empty()) {
     std::cout << "no tuning changes yet\n";
     return;
   }
+  // The daemon lists only the changes since it started, and of those only
+  // the most recent; the total counts every change since the planner first
+  // ran.
+  const uint64_t unlisted = total > changes.size() ? total - changes.size() : 0;
+  const uint64_t beforeStart = std::min(unlisted, countCell(tuning, "changes_before_start", 0));
+  std::cout << "tuning changes: " << total << " in all, " << changes.size() << " listed\n";
+  auto changesText = [](uint64_t count) {
+    return std::to_string(count) + (count == 1 ? " change" : " changes");
+  };
+  if (beforeStart > 0) std::cout << changesText(beforeStart) << " before this start, not listed\n";
+  if (unlisted > beforeStart)
+    std::cout << "older " << changesText(unlisted - beforeStart)
+              << " since this start, not listed (only the most recent are kept)\n";
+  if (changes.empty()) return;
   std::printf("\n%-10s %-12s %-7s %9s %9s  %s\n", "DECISION", "ISLAND", "FIELD", "BEFORE", "AFTER",
               "REASON");
   for (const auto& c : changes)

@@ -12,6 +12,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "migrate/planner/Planner.h"
+#include "runtime/ActionLog.h"
+#include "runtime/EmbeddedStateStore.h"
+#include "runtime/HostJournal.h"
+#include "runtime/PlannerSubsystem.h"
 #include "tests/runtime/TestSupport.h"
 #include "tests/tools/RunAtoll.h"
 
@@ -60,6 +65,49 @@ TEST_F(Cli, PlanShowAndTuningReadTheDaemonInObserveMode) {
   auto tuning = runAtoll("plan tuning --json" + socket);
   ASSERT_EQ(tuning.exitCode, 0) << tuning.err;
   EXPECT_TRUE(nlohmann::json::parse(tuning.out, nullptr, false).is_object()) << tuning.out;
+}
+
+// atolld journals the tuning and how many changes led there, not the
+// changes themselves: once it started again on that journal, `plan tuning`
+// says how many changes came before and that they are not listed.
+TEST(CliPlanTuning, CountsTheChangesBeforeTheDaemonStarted) {
+  test::TempDir dir;
+  {
+    EmbeddedStateStore store;
+    ActionLog actions;
+    auto journal = HostJournal::open(dir.file("state"), {&store, &actions});
+    ASSERT_TRUE(journal) << journal.error().message();
+    store.attach(**journal);
+    actions.attach(**journal);
+    planner::TuningState tuning;
+    tuning.margin = planner::PlannerConfig{}.margin;
+    tuning.changes = 12;
+    auto stored = store.put(Keyspace::Facts, std::string(kPlannerTuningKey),
+                            planner::toJson(tuning), {0, 1, "test"});
+    ASSERT_TRUE(stored) << stored.error().message();
+  }
+  std::string failure;
+  auto daemon = test::DaemonProcess::start(dir.path(),
+                                           {"--socket", dir.file("atolld.sock"), "--state-dir",
+                                            dir.file("state"), "--metrics-listen", "127.0.0.1:0"},
+                                           &failure);
+  ASSERT_TRUE(daemon) << failure;
+  const std::string socket = " --socket " + dir.file("atolld.sock");
+
+  auto human = runAtoll("plan tuning" + socket);
+  ASSERT_EQ(human.exitCode, 0) << human.err;
+  EXPECT_EQ(human.out.find("no tuning changes yet"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("tuning changes: 12 in all, 0 listed\n"), std::string::npos)
+      << human.out;
+  EXPECT_NE(human.out.find("12 changes before this start, not listed\n"), std::string::npos)
+      << human.out;
+  auto json = runAtoll("plan tuning --json" + socket);
+  ASSERT_EQ(json.exitCode, 0) << json.err;
+  auto tuning = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(tuning.is_object()) << json.out;
+  EXPECT_EQ(tuning["changes_total"], 12);
+  EXPECT_EQ(tuning["changes_before_start"], 12);
+  EXPECT_TRUE(tuning["changes"].empty());
 }
 
 TEST_F(Cli, TopReadsTheDaemonAndForecastShowNamesAnUnknownVm) {
