@@ -19,37 +19,6 @@ const std::vector<std::string> kIslandControllers = {"cpuset", "cpu", "memory", 
 constexpr int kRemoveAttempts = 100;
 constexpr auto kRemoveRetryDelay = std::chrono::milliseconds(10);
 
-// What was written, so a failure half-way can put it back.
-class Journal {
- public:
-  void wrote(const CgroupV2& group, std::string_view file, std::string previous) {
-    entries_.push_back({group.path(), std::string(file), std::move(previous)});
-  }
-  void created(std::string path) { entries_.push_back({std::move(path), {}, {}}); }
-
-  // Undoes in reverse order; the first failure is noted, the rest still run.
-  void rollBack() {
-    for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
-      if (it->file.empty()) {
-        auto slash = it->path.rfind('/');
-        if (auto parent = Dir::open(it->path.substr(0, slash)))
-          (void)parent->removeChild(it->path.substr(slash + 1));
-      } else if (auto dir = Dir::open(it->path)) {
-        (void)dir->writeFile(it->file, it->previous);
-      }
-    }
-    entries_.clear();
-  }
-
- private:
-  struct Entry {
-    std::string path;
-    std::string file;  // empty: `path` was created
-    std::string previous;
-  };
-  std::vector<Entry> entries_;
-};
-
 // What `file` takes back to hold again what it read as `previous`.
 std::string restorableValue(std::string_view file, const std::string& previous) {
   if (file != cf::kCpusetPartition) return previous;
@@ -58,14 +27,14 @@ std::string restorableValue(std::string_view file, const std::string& previous) 
 }
 
 // Writes value unless the file already holds it, journaling the old value.
-Result<void> writeJournaled(Journal& journal, const CgroupV2& group, std::string_view file,
-                            const std::string& value) {
+Result<void> writeJournaled(CgroupChangeJournal& journal, const CgroupV2& group,
+                            std::string_view file, const std::string& value) {
   auto previous = group.read(file);
   if (!previous) return previous.error();
   if (*previous == value) return ok();
   auto written = group.write(file, value);
   if (!written) return written;
-  journal.wrote(group, file, restorableValue(file, *previous));
+  journal.wrote(group.path(), file, restorableValue(file, *previous));
   return ok();
 }
 
@@ -78,7 +47,8 @@ Result<void> checkPartition(const CgroupV2& group) {
   return ok();
 }
 
-Result<void> writeLimits(Journal& journal, const CgroupV2& group, const IslandLimits& limits) {
+Result<void> writeLimits(CgroupChangeJournal& journal, const CgroupV2& group,
+                         const IslandLimits& limits) {
   auto put = [&](std::string_view file, const std::string& value) -> Result<void> {
     if (!group.has(file))
       return Error::invalid("write", group.path() + "/" + std::string(file), value,
@@ -113,7 +83,7 @@ Result<void> writeLimits(Journal& journal, const CgroupV2& group, const IslandLi
     if (ioDefaultWeight(*current) != wanted) {
       auto written = group.write(cf::kIoWeight, "default " + wanted);
       if (!written) return written;
-      journal.wrote(group, cf::kIoWeight, "default " + ioDefaultWeight(*current));
+      journal.wrote(group.path(), cf::kIoWeight, "default " + ioDefaultWeight(*current));
     }
   }
   return ok();
@@ -132,6 +102,60 @@ CpuList allNodes(const Topology& topology) {
 }
 
 }  // namespace
+
+void CgroupChangeJournal::wrote(std::string group, std::string_view file, std::string previous) {
+  entries_.push_back({std::move(group), std::string(file), std::move(previous)});
+}
+
+void CgroupChangeJournal::created(std::string path) {
+  entries_.push_back({std::move(path), {}, {}});
+}
+
+std::vector<Error> CgroupChangeJournal::rollBack() {
+  std::vector<Error> notRestored;
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
+    const Entry& entry = *it;
+    if (entry.file.empty()) {
+      const auto slash = entry.path.rfind('/');
+      auto parent = Dir::open(entry.path.substr(0, slash));
+      Result<void> removed =
+          parent ? parent->removeChild(entry.path.substr(slash + 1)) : Result<void>(parent.error());
+      if (!removed) {
+        Error error = removed.error();
+        error.path = entry.path;
+        notRestored.push_back(std::move(error));
+      }
+      continue;
+    }
+    auto group = Dir::open(entry.path);
+    Result<void> written =
+        group ? group->writeFile(entry.file, entry.previous) : Result<void>(group.error());
+    if (!written) {
+      // Named by the file and the value it was to get back, also when the
+      // cgroup itself could not be opened.
+      Error error = written.error();
+      error.path = entry.path + "/" + entry.file;
+      error.value = entry.previous;
+      notRestored.push_back(std::move(error));
+    }
+  }
+  entries_.clear();
+  return notRestored;
+}
+
+Error afterRollback(Error failure, const std::vector<Error>& notRestored) {
+  failure.detail += failure.detail.empty() ? "" : "; ";
+  if (notRestored.empty()) {
+    failure.detail += "nothing was changed (what had been applied was rolled back)";
+    return failure;
+  }
+  failure.detail += "the rollback could not put back " + std::to_string(notRestored.size()) +
+                    (notRestored.size() == 1 ? " change" : " changes") +
+                    ", left as this change made them:";
+  for (size_t i = 0; i < notRestored.size(); ++i)
+    failure.detail += (i == 0 ? " " : "; ") + notRestored[i].message();
+  return failure;
+}
 
 std::optional<Exclusivity> partitionType(std::string_view text) {
   text = trim(text);
@@ -264,6 +288,7 @@ Result<std::vector<Island>> IslandEnforcer::islands() const {
 }
 
 Result<void> IslandEnforcer::apply(const std::vector<Island>& desired) {
+  notRolledBack_.clear();
   if (auto valid = validateIslands(topology_, desired); !valid) return valid;
   auto current = islands();
   if (!current) return current.error();
@@ -280,21 +305,16 @@ Result<void> IslandEnforcer::apply(const std::vector<Island>& desired) {
     return nullptr;
   };
 
-  Journal journal;
-  std::vector<std::string> createdRoot;
+  CgroupChangeJournal journal;
   auto failed = [&](Error error) -> Result<void> {
-    journal.rollBack();
-    for (const auto& path : createdRoot) {
-      auto slash = path.rfind('/');
-      if (auto parent = Dir::open(path.substr(0, slash)))
-        (void)parent->removeChild(path.substr(slash + 1));
-    }
-    error.detail += error.detail.empty() ? "" : "; ";
-    error.detail += "nothing was changed (what had been applied was rolled back)";
-    return error;
+    notRolledBack_ = journal.rollBack();
+    return afterRollback(std::move(error), notRolledBack_);
   };
 
+  std::vector<std::string> createdRoot;
   auto managed = ensureManagedRoot(createdRoot);
+  // Journaled first, so removed last: after everything written inside.
+  for (auto& path : createdRoot) journal.created(std::move(path));
   if (!managed) return failed(managed.error());
   const bool partitions = managed->has(cf::kCpusetPartition);
   for (const auto& island : desired) {

@@ -39,6 +39,36 @@ struct IslandStatus {
 // writes this. Nothing for text that names no type.
 std::optional<Exclusivity> partitionType(std::string_view text);
 
+// What a change under cgroupfs wrote and created, so that a failure
+// half-way can put it back.
+class CgroupChangeJournal {
+ public:
+  // `file` in the cgroup directory `group` held `previous` (in the form the
+  // file takes back) before the change wrote it.
+  void wrote(std::string group, std::string_view file, std::string previous);
+  // The cgroup directory `path` did not exist before the change.
+  void created(std::string path);
+
+  // Undoes every change, newest first, and goes on past one that fails so
+  // that as much as possible is put back. Returns what could not be: each
+  // with the file or cgroup, the value it was to get back and the errno.
+  std::vector<Error> rollBack();
+
+ private:
+  struct Entry {
+    std::string path;
+    std::string file;  // empty: `path` was created
+    std::string previous;
+  };
+  std::vector<Entry> entries_;
+};
+
+// The error a change that failed with `failure` returns once its rollback
+// left `notRestored`: that nothing was changed, or which files and cgroups
+// the rollback could not put back (path, value, errno), in the detail, since
+// the host then holds neither the old state nor the new one.
+Error afterRollback(Error failure, const std::vector<Error>& notRestored);
+
 class IslandEnforcer {
  public:
   // `mount`: the cgroup2 mount; `managedRoot`: a relative path under it.
@@ -53,8 +83,14 @@ class IslandEnforcer {
   // Creates or updates islands so that cgroupfs holds `desired`, the
   // complete set (every current island must be in it; remove() deletes).
   // The whole set is validated before anything is written; when a write
-  // fails half-way, what was written is put back.
+  // fails half-way, what was written is put back (afterRollback: the error
+  // names what could not be).
   Result<void> apply(const std::vector<Island>& desired);
+  // What the latest apply()'s rollback could not put back, one error each
+  // (path, value, errno): for a caller to log, or to tell a change rolled
+  // back from one left half-way. Empty after an apply() that succeeded or
+  // rolled back completely.
+  const std::vector<Error>& notRolledBack() const { return notRolledBack_; }
   // Moves the island's members to the shared island, then removes it.
   Result<void> remove(const std::string& name);
   // Moves a whole process into an island / back to the shared island.
@@ -78,6 +114,7 @@ class IslandEnforcer {
   const Topology& topology_;
   std::string mountPath_;
   std::string managedPath_;
+  std::vector<Error> notRolledBack_;
 };
 
 }  // namespace Atoll::numa

@@ -382,6 +382,10 @@ Result<void> IslandSubsystem::reconcile(const std::vector<DesiredIsland>& desire
       for (const auto& change : nodeChanges)
         if (change.island == island.name) island.memNodes = change.fromNodes;
     auto applied = enforcer_->apply(staged);
+    // The host then holds neither the islands before nor the ones desired:
+    // each file the rollback could not put back is for an operator to see.
+    for (const Error& left : enforcer_->notRolledBack())
+      spdlog::error("event=islands_rollback_incomplete error=\"{}\"", left.message());
     std::string failures;
     if (applied) {
       for (const auto& change : nodeChanges) {
