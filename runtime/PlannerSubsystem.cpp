@@ -453,16 +453,17 @@ double PlannerSubsystem::reliefRate(const planner::Decision& d, const planner::P
 }
 
 void PlannerSubsystem::accrueOutcomes(int64_t nowNs, const planner::PlanInput& input) {
-  if (lastSampleNs_ == outcomesSampledNs_) return;  // no new telemetry since
+  const bool fresh = lastSampleNs_ != outcomesSampledNs_;  // telemetry came since
   outcomesSampledNs_ = lastSampleNs_;
   std::erase_if(measuring_, [&](PendingOutcome& o) {
     const int64_t until = std::min(nowNs, o.untilNs);
-    if (until > o.lastNs) {
+    if (fresh && until > o.lastNs) {
       const double rate = reliefRate(o.decision, input);
       if (std::isnan(rate)) {
         spdlog::info(
             "event=planner_outcome_dropped decision={} reason=\"an island it touched is gone\"",
             o.decision.id);
+        ++outcomesDropped_;
         return true;
       }
       // A gap in telemetry (a stalled daemon, a restart of telemetry) is
@@ -473,6 +474,16 @@ void PlannerSubsystem::accrueOutcomes(int64_t nowNs, const planner::PlanInput& i
       o.lastNs = until;
     }
     if (nowNs < o.untilNs) return false;
+    // Relief measured over a part of the window would read as relief that
+    // did not come, and teach the planner to distrust a good forecast.
+    if (2 * o.measuredNs < o.untilNs - o.fromNs) {
+      spdlog::info(
+          "event=planner_outcome_dropped decision={} reason=\"telemetry covered {:.0f} s of its "
+          "{:.0f} s window\"",
+          o.decision.id, double(o.measuredNs) / 1e9, double(o.untilNs - o.fromNs) / 1e9);
+      ++outcomesDropped_;
+      return true;
+    }
     const double predicted =
         o.decision.islands.empty()
             ? 0.0
@@ -721,6 +732,7 @@ nlohmann::json PlannerSubsystem::describe() const {
                         {"verifying", verifying_.size()},
                         {"outcomes_measuring", measuring_.size()},
                         {"outcomes_recorded", outcomesRecorded_},
+                        {"outcomes_dropped", outcomesDropped_},
                         {"in_flight", planner_.inFlight().size()}};
   if (!lastJournalError_.empty()) out["journal_error"] = lastJournalError_;
   return out;

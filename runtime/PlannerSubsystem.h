@@ -193,7 +193,8 @@ class PlannerSubsystem final : public Subsystem {
   std::vector<PendingOutcome> measuring_;
   int64_t outcomesSampledNs_ = 0;  // the board report outcomes last measured
   uint64_t outcomesRecorded_ = 0;
-  nlohmann::json lastOutcome_;  // null before the first
+  uint64_t outcomesDropped_ = 0;  // an island gone, or too little telemetry
+  nlohmann::json lastOutcome_;    // null before the first
 };
 
 }  // namespace Atoll

@@ -350,6 +350,27 @@ TEST_P(PlannerOutcome, AnExecutedResizesReliefIsMeasuredAndTunesThePlanner) {
 
 INSTANTIATE_TEST_SUITE_P(LoadStaysOrGoes, PlannerOutcome, ::testing::Bool());
 
+// Without telemetry over its window an action has no outcome: relief
+// measured over a part of the window would read as relief that did not come.
+TEST_F(PlannerEnforce, AnActionWithoutTelemetryOverItsWindowHasNoOutcome) {
+  plannerSettings.config.allowVmMoves = false;
+  make(32);
+  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
+  auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
+  int step = 0;
+  tickUntilResized(step, {{db, 2.0, 20}, {web, 0.1, 20}});
+  ASSERT_EQ(records("resize-island", true).size(), 1u) << planner_->historyJson().dump(2);
+  ASSERT_EQ(planner_->describe()["outcomes_measuring"], 1);
+  // Passes go on, telemetry does not.
+  for (const int executed = step; step < executed + 8; ++step)
+    ASSERT_TRUE(planner_->planAt(kStart + int64_t{step} * kSecond + 2));
+  const nlohmann::json describe = planner_->describe();
+  EXPECT_EQ(describe["outcomes_measuring"], 0) << describe.dump();
+  EXPECT_EQ(describe["outcomes_recorded"], 0) << describe.dump();
+  EXPECT_EQ(describe["outcomes_dropped"], 1) << describe.dump();
+  EXPECT_EQ(planner_->tuningJson()["margin"], plannerSettings.config.margin);
+}
+
 // A VM move's relief: what the source was spared less what the target took
 // on. "latency" (one CPU) carries 1.2 cores and the shared island (one CPU)
 // 0.1; moving a 0.6-core VM spares the source 0.2 cores a second and costs
