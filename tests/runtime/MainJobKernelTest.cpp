@@ -97,11 +97,8 @@ horizon_seconds = 10
 season_seconds = 0
 )");
   std::string failure;
-  auto daemon = test::DaemonProcess::start(
-      dir.path(),
-      {"--config", dir.file("atolld.toml"), "--socket", dir.file("atolld.sock"), "--state-dir",
-       dir.file("state"), "--metrics-listen", "127.0.0.1:0"},
-      &failure, 30s);
+  auto daemon = test::DaemonProcess::start(dir.path(), test::daemonArgsIn(dir, /*withConfig=*/true),
+                                           &failure, 30s);
   ASSERT_TRUE(daemon) << failure;
   const std::string socket = dir.file("atolld.sock");
   const std::string path = parent + "/busy";

@@ -117,6 +117,16 @@ std::string atolldPath() {
   return ATOLLD_PATH;
 }
 
+std::vector<std::string> daemonArgsIn(const TempDir& dir, bool withConfig) {
+  std::vector<std::string> args;
+  if (withConfig) args = {"--config", dir.file("atolld.toml")};
+  for (std::string arg :
+       {std::string("--socket"), dir.file("atolld.sock"), std::string("--state-dir"),
+        dir.file("state"), std::string("--metrics-listen"), std::string("127.0.0.1:0")})
+    args.push_back(std::move(arg));
+  return args;
+}
+
 std::unique_ptr<DaemonProcess> DaemonProcess::start(const std::string& dir,
                                                     const std::vector<std::string>& args,
                                                     std::string* failure,

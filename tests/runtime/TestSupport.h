@@ -52,6 +52,11 @@ UniqueFd connectUnix(const std::string& socketPath, int* errnoOut = nullptr);
 // The atolld binary built with this tree.
 std::string atolldPath();
 
+// atolld's arguments for a daemon that keeps everything in `dir`: the API
+// socket atolld.sock, the state directory state, a metrics port the kernel
+// picks, and `dir`'s atolld.toml when `withConfig`.
+std::vector<std::string> daemonArgsIn(const TempDir& dir, bool withConfig = false);
+
 class DaemonProcess {
  public:
   // Starts atolld with `args`, stderr to `logPath`, NOTIFY_SOCKET in `dir`;

@@ -265,11 +265,8 @@ TEST(TransferAtolld, ServesTransfersRequestedThroughItsApi) {
                       "staging_directory = \"" +
                           dir.file("staging") + "\"\nhost_bwlimit = \"64M\"\n");
   std::string failure;
-  auto daemon = test::DaemonProcess::start(
-      dir.path(),
-      {"--config", dir.file("atolld.toml"), "--socket", dir.file("atolld.sock"), "--state-dir",
-       dir.file("state"), "--metrics-listen", "127.0.0.1:0"},
-      &failure);
+  auto daemon = test::DaemonProcess::start(dir.path(), test::daemonArgsIn(dir, /*withConfig=*/true),
+                                           &failure);
   ASSERT_TRUE(daemon) << failure;
   std::string socket = dir.file("atolld.sock");
   auto listed = call(socket, "GET", "/v1/transfers");

@@ -16,10 +16,7 @@ TEST(CliPermission, ANonRootNonGroupUserIsToldItLacksPermission) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run the CLI as another user";
   test::TempDir dir;
   std::string failure;
-  auto daemon = test::DaemonProcess::start(dir.path(),
-                                           {"--socket", dir.file("atolld.sock"), "--state-dir",
-                                            dir.file("state"), "--metrics-listen", "127.0.0.1:0"},
-                                           &failure);
+  auto daemon = test::DaemonProcess::start(dir.path(), test::daemonArgsIn(dir), &failure);
   ASSERT_TRUE(daemon) << failure;
 
   std::string errPath = dir.file("err");

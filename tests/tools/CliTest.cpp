@@ -29,10 +29,7 @@ class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string failure;
-    daemon = test::DaemonProcess::start(dir.path(),
-                                        {"--socket", dir.file("atolld.sock"), "--state-dir",
-                                         dir.file("state"), "--metrics-listen", "127.0.0.1:0"},
-                                        &failure);
+    daemon = test::DaemonProcess::start(dir.path(), test::daemonArgsIn(dir), &failure);
     ASSERT_TRUE(daemon) << failure;
     socket = " --socket " + dir.file("atolld.sock");
   }
@@ -87,10 +84,7 @@ TEST(CliPlanTuning, CountsTheChangesBeforeTheDaemonStarted) {
     ASSERT_TRUE(stored) << stored.error().message();
   }
   std::string failure;
-  auto daemon = test::DaemonProcess::start(dir.path(),
-                                           {"--socket", dir.file("atolld.sock"), "--state-dir",
-                                            dir.file("state"), "--metrics-listen", "127.0.0.1:0"},
-                                           &failure);
+  auto daemon = test::DaemonProcess::start(dir.path(), test::daemonArgsIn(dir), &failure);
   ASSERT_TRUE(daemon) << failure;
   const std::string socket = " --socket " + dir.file("atolld.sock");
 
