@@ -83,9 +83,14 @@ class PlannerEnforce : public ::testing::Test {
   }
 
   // Ticks on from `step` with `load` until the planner has taken a resize
-  // (by step 20 at the latest); `step` is then the next step to tick.
-  void tickUntilResized(int& step, const std::vector<Load>& load) {
+  // (by step 20 at the latest); `step` is then the next step to tick. The
+  // resize's record, or null (and a failure) unless it took exactly one.
+  nlohmann::json onlyResize(int& step, const std::vector<Load>& load) {
     for (; step < 20 && records("resize-island", true).empty(); ++step) tick(step, load);
+    const auto resizes = records("resize-island", true);
+    if (resizes.size() == 1) return resizes.front();
+    ADD_FAILURE() << resizes.size() << " resizes taken: " << planner_->historyJson().dump(2);
+    return nullptr;
   }
 
   std::vector<nlohmann::json> records(const std::string& action, bool taken) const {
@@ -103,6 +108,9 @@ class PlannerEnforce : public ::testing::Test {
     return (*entry)->value;
   }
 
+  // A VM in "latency" and one in the shared island.
+  const telemetry::Workload db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
+  const telemetry::Workload web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   test::ApiHarness api{AccessPolicy(::getgid(), "test-admins")};
   WorkloadBoard board;
   prometheus::Registry registry;
@@ -221,13 +229,9 @@ TEST_P(PlannerVerify, AResizeIsRevertedOnlyWhenRunQueueLatencyGotWorse) {
   plannerSettings.config.islandMovesPerWindow = 50;
   plannerSettings.config.hostMovesPerWindow = 50;
   make(4);
-  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
-  auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   int step = 0;
-  tickUntilResized(step, {{db, 3.0, 200}, {web, 0.1, 20}});
-  const auto resizes = records("resize-island", true);
-  ASSERT_EQ(resizes.size(), 1u) << planner_->historyJson().dump(2);
-  const nlohmann::json resize = resizes.front();
+  const nlohmann::json resize = onlyResize(step, {{db, 3.0, 200}, {web, 0.1, 20}});
+  ASSERT_TRUE(resize.is_object());
   ASSERT_TRUE(resize["execute"].get<bool>());
   auto grown = desired(std::string(kIslandStatePrefix) + "latency");
   ASSERT_TRUE(grown);
@@ -278,12 +282,10 @@ TEST_F(PlannerEnforce, AResizeThatReversesAnEarlierOneIsVerified) {
   plannerSettings.config.hysteresisFactor = 1;
   plannerSettings.config.allowVmMoves = false;
   make(4);
-  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
-  auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   int step = 0;
-  tickUntilResized(step, {{db, 3.0, 20}, {web, 0.1, 20}});
-  ASSERT_EQ(records("resize-island", true).size(), 1u) << planner_->historyJson().dump(2);
-  const uint64_t first = records("resize-island", true).front()["id"].get<uint64_t>();
+  const nlohmann::json taken = onlyResize(step, {{db, 3.0, 20}, {web, 0.1, 20}});
+  ASSERT_TRUE(taken.is_object());
+  const uint64_t first = taken["id"].get<uint64_t>();
   // The load turns around: the shared island needs its CPUs back.
   const int turned = step;
   for (; step < turned + 60 && records("resize-island", true).size() < 2; ++step)
@@ -309,13 +311,9 @@ TEST_P(PlannerOutcome, AnExecutedResizesReliefIsMeasuredAndTunesThePlanner) {
   const bool loadStays = GetParam();
   plannerSettings.config.allowVmMoves = false;
   make(32);
-  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
-  auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   int step = 0;
-  tickUntilResized(step, {{db, 2.0, 20}, {web, 0.1, 20}});
-  const auto resizes = records("resize-island", true);
-  ASSERT_EQ(resizes.size(), 1u) << planner_->historyJson().dump(2);
-  const nlohmann::json resize = resizes.front();
+  const nlohmann::json resize = onlyResize(step, {{db, 2.0, 20}, {web, 0.1, 20}});
+  ASSERT_TRUE(resize.is_object());
   ASSERT_TRUE(resize["execute"].get<bool>());
   ASSERT_EQ(resize["horizon_s"], 5.0) << resize.dump(2);
   ASSERT_EQ(resize["islands"][0]["capacity_before"], 1.0) << resize.dump(2);
@@ -355,11 +353,8 @@ INSTANTIATE_TEST_SUITE_P(LoadStaysOrGoes, PlannerOutcome, ::testing::Bool());
 TEST_F(PlannerEnforce, AnActionWithoutTelemetryOverItsWindowHasNoOutcome) {
   plannerSettings.config.allowVmMoves = false;
   make(32);
-  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
-  auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   int step = 0;
-  tickUntilResized(step, {{db, 2.0, 20}, {web, 0.1, 20}});
-  ASSERT_EQ(records("resize-island", true).size(), 1u) << planner_->historyJson().dump(2);
+  ASSERT_TRUE(onlyResize(step, {{db, 2.0, 20}, {web, 0.1, 20}}).is_object());
   ASSERT_EQ(planner_->describe()["outcomes_measuring"], 1);
   // Passes go on, telemetry does not.
   for (const int executed = step; step < executed + 8; ++step)
@@ -404,12 +399,10 @@ TEST_F(PlannerEnforce, AVmMovesReliefIsWhatTheSourceWasSparedLessWhatTheTargetTo
 TEST_F(PlannerEnforce, TheGuardsOfActionsBeforeARestartHold) {
   plannerSettings.config.allowVmMoves = false;
   make(32);
-  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
-  auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   int step = 0;
-  tickUntilResized(step, {{db, 2.0, 20}, {web, 0.1, 20}});
-  ASSERT_EQ(records("resize-island", true).size(), 1u) << planner_->historyJson().dump(2);
-  const uint64_t before = records("resize-island", true).front()["id"].get<uint64_t>();
+  const nlohmann::json taken = onlyResize(step, {{db, 2.0, 20}, {web, 0.1, 20}});
+  ASSERT_TRUE(taken.is_object());
+  const uint64_t before = taken["id"].get<uint64_t>();
   auto grown = desired(std::string(kIslandStatePrefix) + "latency");
   ASSERT_TRUE(grown);
 
@@ -444,12 +437,10 @@ TEST_F(PlannerEnforce, TheGuardsOfActionsBeforeARestartHold) {
 TEST_F(PlannerEnforce, TheTuningBeforeARestartHolds) {
   plannerSettings.config.allowVmMoves = false;
   make(32);
-  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
-  auto web = workload(7, "machine.slice/machine-qemu-web.scope", "web");
   int step = 0;
-  tickUntilResized(step, {{db, 2.0, 20}, {web, 0.1, 20}});
-  ASSERT_EQ(records("resize-island", true).size(), 1u) << planner_->historyJson().dump(2);
-  const uint64_t resize = records("resize-island", true).front()["id"].get<uint64_t>();
+  const nlohmann::json taken = onlyResize(step, {{db, 2.0, 20}, {web, 0.1, 20}});
+  ASSERT_TRUE(taken.is_object());
+  const uint64_t resize = taken["id"].get<uint64_t>();
   auto journaled = [&] {
     auto entry = api.store().get(Keyspace::Facts, std::string(kPlannerTuningKey));
     EXPECT_TRUE(entry) << entry.error().message();
@@ -531,7 +522,6 @@ TEST_F(PlannerEnforce, AJournaledTuningIsReadWithinTheConfigurationInForce) {
 TEST_F(PlannerEnforce, ANoActionRecordNamesTheP50Floor) {
   plannerSettings.config.mode = planner::Mode::Observe;
   latency.cpus = *CpuSet::parse("0-9");
-  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
   std::vector<nlohmann::json> floored;
   // Spikes of several heights: some leave the tail short of the threshold,
   // some lift the p50 as well; those between are the case.
@@ -567,13 +557,11 @@ TEST_F(PlannerEnforce, AResizeGivesBeforeItTakes) {
   web.cpus = *CpuSet::parse("1-6");
   others.push_back(web);
   make(8);
-  auto db = workload(8, "atoll.slice/latency/machine-qemu-db.scope", "db");
   auto job = workload(9, "atoll.slice/web/machine-qemu-job.scope", "job");
   int step = 0;
-  tickUntilResized(step, {{db, 3.0, 20}, {job, 0.2, 20}});
-  const auto resizes = records("resize-island", true);
-  ASSERT_EQ(resizes.size(), 1u) << planner_->historyJson().dump(2);
-  ASSERT_EQ(resizes.front()["from"], "web") << resizes.front().dump(2);
+  const nlohmann::json resize = onlyResize(step, {{db, 3.0, 20}, {job, 0.2, 20}});
+  ASSERT_TRUE(resize.is_object());
+  ASSERT_EQ(resize["from"], "web") << resize.dump(2);
   auto given = api.store().get(Keyspace::Desired, std::string(kIslandStatePrefix) + "web");
   auto taken = api.store().get(Keyspace::Desired, std::string(kIslandStatePrefix) + "latency");
   ASSERT_TRUE(given && *given && taken && *taken);
