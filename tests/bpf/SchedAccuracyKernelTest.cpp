@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <string>
 
 #include "TestCgroup.h"
 #include "bpf/collector/CgroupReader.h"
@@ -54,6 +55,21 @@ uint64_t runDelayNs(pid_t pid) {
   return runDelay;
 }
 
+// Time the hypervisor took from this machine's CPUs (steal, the eighth
+// field of /proc/stat's "cpu" line), all CPUs together, in seconds. With
+// paravirtual steal accounting the scheduler leaves it out of a task's
+// runtime, and so out of cpu.stat, while the programs' on-CPU interval
+// between two context switches includes it.
+double stolenSeconds() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  uint64_t field = 0, steal = 0;
+  in >> cpu;
+  for (int i = 1; i <= 8 && in >> field; ++i)
+    if (i == 8) steal = field;
+  return static_cast<double>(steal) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 void expectOnCpuTimeMatchesCpuStat(const SchedTelemetryOptions& options) {
   std::string skip;
   auto sched = startOrSkip(skip, options);
@@ -77,21 +93,27 @@ void expectOnCpuTimeMatchesCpuStat(const SchedTelemetryOptions& options) {
   SchedCounters before = countersOf(*sched, cgroup->id());
   auto statBefore = reader->readCpuStat();
   ASSERT_TRUE(statBefore) << statBefore.error().message();
+  const double stealBefore = stolenSeconds();
   cgroup->start();
   cgroup->waitExitedNoReap();
   cgroup->reap();
   SchedCounters after = countersOf(*sched, cgroup->id());
   auto statAfter = reader->readCpuStat();
   ASSERT_TRUE(statAfter) << statAfter.error().message();
+  const double stolen = stolenSeconds() - stealBefore;
 
   const double bpfSeconds = static_cast<double>(after.oncpuNs - before.oncpuNs) / 1e9;
   const double kernelSeconds =
       static_cast<double>(statAfter->usageUsec - statBefore->usageUsec) / 1e6;
   ::testing::Test::RecordProperty("bpf_seconds", std::to_string(bpfSeconds));
   ::testing::Test::RecordProperty("cpu_stat_seconds", std::to_string(kernelSeconds));
+  ::testing::Test::RecordProperty("stolen_seconds", std::to_string(stolen));
   ASSERT_GT(kernelSeconds, 0.3 * static_cast<double>(cpus));
-  EXPECT_NEAR(bpfSeconds, kernelSeconds, 0.02 * kernelSeconds)
-      << "BPF " << bpfSeconds << " s vs cpu.stat " << kernelSeconds << " s";
+  // 2%, plus at most what the hypervisor stole meanwhile (on a bare-metal
+  // host, nothing).
+  EXPECT_NEAR(bpfSeconds, kernelSeconds, 0.02 * kernelSeconds + stolen)
+      << "BPF " << bpfSeconds << " s vs cpu.stat " << kernelSeconds << " s, " << stolen
+      << " s stolen by the hypervisor meanwhile";
   EXPECT_GT(after.switches, before.switches);
 }
 
