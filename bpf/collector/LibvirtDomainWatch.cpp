@@ -52,13 +52,25 @@ LibvirtDomainWatch::LibvirtDomainWatch(const std::string& uri)
 
 LibvirtDomainWatch::LibvirtDomainWatch(Lister lister)
     : shared_(std::make_shared<Shared>(std::move(lister))) {
-  std::thread([shared = shared_] { shared->serve(); }).detach();
+  worker_ = std::thread([shared = shared_] { shared->serve(); });
 }
 
 LibvirtDomainWatch::~LibvirtDomainWatch() {
-  std::lock_guard lock(shared_->mutex);
-  shared_->stopping = true;
-  shared_->changed.notify_all();
+  bool idle = false;
+  {
+    std::lock_guard lock(shared_->mutex);
+    shared_->stopping = true;
+    idle = shared_->requested == shared_->answered;
+    shared_->changed.notify_all();
+  }
+  // An idle thread is waiting for work and ends at once: joining it leaves
+  // nothing running behind a stopped daemon. One still inside libvirt keeps
+  // `shared_` and ends when libvirt answers.
+  if (idle) {
+    worker_.join();
+  } else {
+    worker_.detach();
+  }
 }
 
 LibvirtAnswer LibvirtDomainWatch::refresh(std::chrono::milliseconds deadline) {

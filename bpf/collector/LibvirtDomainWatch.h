@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "bpf/collector/LibvirtDomains.h"
@@ -40,8 +41,9 @@ class LibvirtDomainWatch {
   explicit LibvirtDomainWatch(const std::string& uri);
   // Lists with `lister`, which may block for as long as it likes.
   explicit LibvirtDomainWatch(Lister lister);
-  // Does not wait for a call libvirt has not answered: the thread that made
-  // it is left to finish on its own.
+  // Joins the listing thread when it is idle. Does not wait for a call
+  // libvirt has not answered: the thread that made it is left to finish on
+  // its own.
   ~LibvirtDomainWatch();
   LibvirtDomainWatch(const LibvirtDomainWatch&) = delete;
   LibvirtDomainWatch& operator=(const LibvirtDomainWatch&) = delete;
@@ -54,6 +56,7 @@ class LibvirtDomainWatch {
  private:
   struct Shared;
   std::shared_ptr<Shared> shared_;
+  std::thread worker_;
 };
 
 }  // namespace Atoll::telemetry

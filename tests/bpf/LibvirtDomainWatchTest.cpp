@@ -147,11 +147,12 @@ class SilentLibvirtd {
              ::listen(fd_.get(), 8) == 0;
   }
   ~SilentLibvirtd() {
-    // Closing the socket ends the client's wait with an error, so the
-    // listing thread finishes.
-    fd_ = UniqueFd();
+    close();
     std::filesystem::remove_all(dir_);
   }
+  // Closing the socket ends the client's wait with an error, as a libvirtd
+  // that dies does.
+  void close() { fd_ = UniqueFd(); }
   bool bound() const { return bound_; }
   std::string uri() const { return "qemu+unix:///system?socket=" + path_; }
 
@@ -189,6 +190,15 @@ TEST(LibvirtDomainWatch, AHungLibvirtdDoesNotHoldTheCollectorsTick) {
     EXPECT_NE((*collector)->libvirtProblem().find("has not answered"), std::string::npos)
         << (*collector)->libvirtProblem();
   }
+  // Once the daemon goes away, its answer (an error) reaches the tick, and
+  // the listing thread is idle again: destroying the collector joins it
+  // rather than leave it inside libvirt's client as the test ends.
+  libvirtd.close();
+  for (int i = 0; i < 1000 && (*collector)->libvirtState() == "late"; ++i) {
+    std::this_thread::sleep_for(10ms);
+    (*collector)->tick();
+  }
+  EXPECT_NE((*collector)->libvirtState(), "late") << (*collector)->libvirtProblem();
   collector->reset();
   std::filesystem::remove_all(mount);
 }
