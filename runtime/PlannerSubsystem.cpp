@@ -268,6 +268,87 @@ void PlannerSubsystem::restoreFromJournal() {
     spdlog::info("event=planner_restored actions={} (their cooldowns, budgets and dwell hold)",
                  restoredActions_);
   restoreTuning();
+  restoreOutcomes();
+}
+
+void PlannerSubsystem::restoreOutcomes() {
+  auto entries = store_.list(Keyspace::Facts, std::string(kPlannerOutcomePrefix));
+  if (!entries) {
+    spdlog::warn("event=planner_outcomes_unread error=\"{}\"", entries.error().message());
+    return;
+  }
+  for (const StateEntry& entry : *entries) {
+    auto refused = [&](const std::string& why) {
+      ++outcomeRecordsRefused_;
+      spdlog::warn("event=planner_outcome_skipped key={} error=\"{}\" (no outcome for it)",
+                   entry.key, why);
+      if (auto removed = store_.remove(Keyspace::Facts, entry.key, kOrigin); !removed)
+        spdlog::warn("event=planner_journal_failed error=\"{}\"", removed.error().message());
+    };
+    const nlohmann::json& v = entry.value;
+    if (!v.is_object() || !v.contains("decision")) {
+      refused("not an outcome record");
+      continue;
+    }
+    auto decision = planner::executedActionFromJson(v["decision"]);
+    if (!decision) {
+      refused(decision.error().message());
+      continue;
+    }
+    PendingOutcome o;
+    o.decision = std::move(*decision);
+    bool complete = true;
+    for (auto [field, into] :
+         {std::pair{"from_ns", &o.fromNs}, std::pair{"until_ns", &o.untilNs},
+          std::pair{"last_ns", &o.lastNs}, std::pair{"measured_ns", &o.measuredNs}}) {
+      if (!v.contains(field) || !v[field].is_number_integer()) {
+        refused(std::string("'") + field + "' is missing or not an integer");
+        complete = false;
+        break;
+      }
+      *into = v[field].get<int64_t>();
+    }
+    if (!complete) continue;
+    if (!v.contains("realised_core_s") || !v["realised_core_s"].is_number() ||
+        !std::isfinite(v["realised_core_s"].get<double>())) {
+      refused("'realised_core_s' is missing or not a finite number");
+      continue;
+    }
+    o.realised = v["realised_core_s"].get<double>();
+    if (o.untilNs <= o.fromNs || o.lastNs < o.fromNs || o.lastNs > o.untilNs || o.measuredNs < 0 ||
+        o.measuredNs > o.untilNs - o.fromNs || o.decision.islands.empty()) {
+      refused("its window does not hold together");
+      continue;
+    }
+    if (!planner_.reopenOutcome(o.decision.id)) {
+      refused("decision " + std::to_string(o.decision.id) +
+              " is not an executed action the planner restored");
+      continue;
+    }
+    o.resumed = true;
+    measuring_.push_back(std::move(o));
+    ++outcomesRestored_;
+  }
+  if (outcomesRestored_ > 0)
+    spdlog::info("event=planner_outcomes_restored windows={} (measuring goes on)",
+                 outcomesRestored_);
+}
+
+void PlannerSubsystem::journalOutcome(const PendingOutcome& o) {
+  journal(std::string(kPlannerOutcomePrefix) + std::to_string(o.decision.id),
+          {{"decision", planner::toJson(o.decision)},
+           {"from_ns", o.fromNs},
+           {"until_ns", o.untilNs},
+           {"last_ns", o.lastNs},
+           {"realised_core_s", o.realised},
+           {"measured_ns", o.measuredNs}});
+}
+
+void PlannerSubsystem::forgetOutcome(uint64_t decision) {
+  auto removed = store_.remove(
+      Keyspace::Facts, std::string(kPlannerOutcomePrefix) + std::to_string(decision), kOrigin);
+  if (!removed)
+    spdlog::warn("event=planner_journal_failed error=\"{}\"", removed.error().message());
 }
 
 void PlannerSubsystem::restoreTuning() {
@@ -438,8 +519,10 @@ double PlannerSubsystem::reliefRate(const planner::Decision& d, const planner::P
   // islands subsystem has made the pin real, in the target after.
   double vmCores = 0;
   std::string vmIsland;
+  // By name where both have one: workload numbers are given anew when the
+  // daemon restarts, and a window can span a restart.
   for (const planner::VmState& vm : input.vms)
-    if (vm.workload == d.vm) {
+    if (!d.vmName.empty() && !vm.name.empty() ? vm.name == d.vmName : vm.workload == d.vm) {
       vmCores = vm.observedCores;
       vmIsland = vm.island;
     }
@@ -464,16 +547,25 @@ void PlannerSubsystem::accrueOutcomes(int64_t nowNs, const planner::PlanInput& i
             "event=planner_outcome_dropped decision={} reason=\"an island it touched is gone\"",
             o.decision.id);
         ++outcomesDropped_;
+        forgetOutcome(o.decision.id);
         return true;
       }
-      // A gap in telemetry (a stalled daemon, a restart of telemetry) is
-      // not counted as relief or as its absence.
-      const int64_t span = std::min(until - o.lastNs, kMaxOutcomeSampleGapNs);
-      o.realised += rate * double(span) / 1e9;
-      o.measuredNs += span;
+      if (o.resumed) {
+        // The first telemetry after a restart: the time the daemon was
+        // down is neither relief nor its absence.
+        o.resumed = false;
+      } else {
+        // A gap in telemetry (a stalled daemon, a restart of telemetry) is
+        // not counted as relief or as its absence.
+        const int64_t span = std::min(until - o.lastNs, kMaxOutcomeSampleGapNs);
+        o.realised += rate * double(span) / 1e9;
+        o.measuredNs += span;
+      }
       o.lastNs = until;
+      if (nowNs < o.untilNs) journalOutcome(o);
     }
     if (nowNs < o.untilNs) return false;
+    forgetOutcome(o.decision.id);
     // Relief measured over a part of the window would read as relief that
     // did not come, and teach the planner to distrust a good forecast.
     if (2 * o.measuredNs < o.untilNs - o.fromNs) {
@@ -588,7 +680,8 @@ Result<void> PlannerSubsystem::actAt(int64_t nowNs) {
       // predicted for, and fed back to the outcome loop.
       if (d.rule != planner::Rule::Revert && d.horizonSeconds > 0) {
         const int64_t until = nowNs + static_cast<int64_t>(d.horizonSeconds * 1e9);
-        measuring_.push_back({d, nowNs, until, nowNs, 0.0, 0});
+        measuring_.push_back({d, nowNs, until, nowNs, 0.0, 0, false});
+        journalOutcome(measuring_.back());
       }
     }
   }
@@ -733,6 +826,8 @@ nlohmann::json PlannerSubsystem::describe() const {
                         {"outcomes_measuring", measuring_.size()},
                         {"outcomes_recorded", outcomesRecorded_},
                         {"outcomes_dropped", outcomesDropped_},
+                        {"outcomes_restored", outcomesRestored_},
+                        {"outcome_records_refused", outcomeRecordsRefused_},
                         {"in_flight", planner_.inFlight().size()}};
   if (!lastJournalError_.empty()) out["journal_error"] = lastJournalError_;
   return out;

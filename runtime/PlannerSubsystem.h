@@ -53,6 +53,11 @@ inline constexpr size_t kPlannerActionHistory = 256;
 // relief behind them), overwritten whenever the loop changes it, so that
 // what a host learnt about its forecasts outlives a restart.
 inline constexpr std::string_view kPlannerTuningKey = "planner/tuning";
+// Facts keys of the outcome windows still open, one per executed action
+// (the suffix is its decision id), written as telemetry is measured and
+// removed when the outcome is recorded or dropped: a restart in the middle
+// of a window goes on measuring it instead of losing it.
+inline constexpr std::string_view kPlannerOutcomePrefix = "planner/outcomes/";
 
 class PlannerSubsystem final : public Subsystem {
  public:
@@ -110,6 +115,10 @@ class PlannerSubsystem final : public Subsystem {
   // configuration; a record that cannot be read is logged, counted and
   // left for the defaults.
   void restoreTuning();
+  // Puts back the outcome windows open at the restart, for the actions the
+  // planner restored; a record that cannot be read, or whose action is not
+  // known, is logged, counted and removed.
+  void restoreOutcomes();
   // Stores one record in a ring's slot, or under its own key; a failure is
   // logged, not fatal.
   void journal(std::string_view prefix, uint64_t slot, const nlohmann::json& entry);
@@ -149,7 +158,12 @@ class PlannerSubsystem final : public Subsystem {
     int64_t lastNs = 0;      // measured up to here
     double realised = 0;     // core-seconds
     int64_t measuredNs = 0;  // of the window, what telemetry covered
+    // Restored after a restart: measuring goes on from the first telemetry
+    // after it, so the time the daemon was down is not counted.
+    bool resumed = false;
   };
+  void journalOutcome(const PendingOutcome& outcome);
+  void forgetOutcome(uint64_t decision);
   // Relief per second at this input's telemetry; NaN when an island the
   // action touched is gone.
   static double reliefRate(const planner::Decision& decision, const planner::PlanInput& input);
@@ -194,7 +208,9 @@ class PlannerSubsystem final : public Subsystem {
   int64_t outcomesSampledNs_ = 0;  // the board report outcomes last measured
   uint64_t outcomesRecorded_ = 0;
   uint64_t outcomesDropped_ = 0;  // an island gone, or too little telemetry
-  nlohmann::json lastOutcome_;    // null before the first
+  uint64_t outcomesRestored_ = 0;
+  uint64_t outcomeRecordsRefused_ = 0;
+  nlohmann::json lastOutcome_;  // null before the first
 };
 
 }  // namespace Atoll

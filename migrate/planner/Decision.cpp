@@ -1,5 +1,7 @@
 #include "migrate/planner/Decision.h"
 
+#include <cmath>
+
 namespace Atoll::planner {
 
 std::string_view actionName(ActionKind kind) {
@@ -149,6 +151,41 @@ Result<Decision> executedActionFromJson(const nlohmann::json& record) {
     d.reverses = record["reverses"].get<uint64_t>();
   }
   if (record.value("rule", "") == ruleName(Rule::Revert)) d.rule = Rule::Revert;
+  // The horizon and the island views measure the action's outcome; records
+  // written before they were read back may lack them.
+  auto finite = [](const nlohmann::json& v) {
+    return v.is_number() && std::isfinite(v.get<double>());
+  };
+  if (record.contains("horizon_s")) {
+    if (!finite(record["horizon_s"]) || record["horizon_s"].get<double>() < 0)
+      return refuse("horizon_s", "not a finite number of seconds");
+    d.horizonSeconds = record["horizon_s"].get<double>();
+  }
+  if (record.contains("islands")) {
+    if (!record["islands"].is_array()) return refuse("islands", "not an array");
+    for (const auto& entry : record["islands"]) {
+      if (!entry.is_object() || !entry.contains("island") || !entry["island"].is_string())
+        return refuse("islands", "an island view without its island's name");
+      IslandView view;
+      view.island = entry["island"].get<std::string>();
+      for (auto [field, into] :
+           {std::pair{"capacity_before", &view.capacityBefore},
+            std::pair{"capacity_after", &view.capacityAfter}, std::pair{"p50_peak", &view.p50Peak},
+            std::pair{"p95_peak", &view.p95Peak},
+            std::pair{"contention_before", &view.contentionBefore},
+            std::pair{"contention_after", &view.contentionAfter},
+            std::pair{"overload_before_core_s", &view.overloadBefore},
+            std::pair{"overload_after_core_s", &view.overloadAfter},
+            std::pair{"trust", &view.trust}}) {
+        if (!entry.contains(field)) continue;
+        if (!finite(entry[field]))
+          return refuse("islands", std::string("'") + field + "' of island '" + view.island +
+                                       "' is not a finite number");
+        *into = entry[field].get<double>();
+      }
+      d.islands.push_back(std::move(view));
+    }
+  }
   return d;
 }
 

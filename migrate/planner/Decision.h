@@ -114,9 +114,10 @@ nlohmann::json toJson(const CostBreakdown& cost);
 nlohmann::json toJson(const Decision& decision);
 // An executed action back from toJson's record (a journal written before a
 // restart): what the guards read (id, time, action, islands, CPUs moved, VM,
-// what it reverses), taken and executed. Anything else of the record is
-// left out; a record that is no action, or lacks or mistypes one of those
-// fields, is an error naming the field.
+// what it reverses) and what its outcome is measured by (horizon, island
+// views, where the record has them), taken and executed. Anything else of
+// the record is left out; a record that is no action, or lacks or mistypes
+// one of those fields, is an error naming the field.
 Result<Decision> executedActionFromJson(const nlohmann::json& record);
 nlohmann::json toJson(const PlanResult& result);
 nlohmann::json toJson(const TuningRecord& record);

@@ -149,6 +149,13 @@ void Planner::restoreExecuted(const Decision& action, bool failed) {
   trimExecuted();
 }
 
+bool Planner::reopenOutcome(uint64_t decision) {
+  auto it = executed_.find(decision);
+  if (it == executed_.end() || it->second.inFlight || it->second.failed) return false;
+  it->second.outcomeRecorded = false;
+  return true;
+}
+
 void Planner::trimExecuted() {
   // Bounded: the oldest settled decisions go first.
   while (executed_.size() > kExecutedLimit) {

@@ -94,6 +94,10 @@ class Planner {
   // it, no outcome is expected for it, and new decision ids go on after its
   // id. Call before the first pass.
   void restoreExecuted(const Decision& action, bool failed);
+  // A restored action whose outcome window was still open at the restart:
+  // its outcome is expected after all. False for an action this planner
+  // does not know, or one that failed.
+  bool reopenOutcome(uint64_t decision);
 
   // Outcome loop: the relief (core-seconds of contention avoided) measured
   // over the window after the action. The relieved island's trust becomes

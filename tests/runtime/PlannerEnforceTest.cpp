@@ -392,6 +392,78 @@ TEST_F(PlannerEnforce, AVmMovesReliefIsWhatTheSourceWasSparedLessWhatTheTargetTo
       << tuning.dump(2);
 }
 
+// An outcome window open when the daemon restarts is measured to its end:
+// the relief measured so far is journaled with the window, and measuring
+// goes on from the first telemetry after the restart (the time the daemon
+// was down counts neither way). Two seconds before the restart and two
+// after it cover more than half of the five-second window.
+TEST_F(PlannerEnforce, AnOutcomeWindowOpenAtARestartIsMeasuredToItsEnd) {
+  plannerSettings.config.allowVmMoves = false;
+  make(32);
+  int step = 0;
+  const std::vector<Load> load = {{db, 2.0, 20}, {web, 0.1, 20}};
+  const nlohmann::json resize = onlyResize(step, load);
+  ASSERT_TRUE(resize.is_object());
+  const std::string key =
+      std::string(kPlannerOutcomePrefix) + std::to_string(resize["id"].get<uint64_t>());
+  const int executed = step;
+  for (; step < executed + 2; ++step) tick(step, load);
+  auto window = api.store().get(Keyspace::Facts, key);
+  ASSERT_TRUE(window && *window) << "no open window journaled under " << key;
+  EXPECT_NEAR((*window)->value["realised_core_s"].get<double>(), 2.0, 1e-6)
+      << (*window)->value.dump(2);
+
+  make(32);
+  EXPECT_EQ(planner_->describe()["outcomes_restored"], 1) << planner_->describe().dump();
+  EXPECT_EQ(planner_->describe()["outcomes_measuring"], 1) << planner_->describe().dump();
+  for (; step < executed + 6; ++step) tick(step, load);
+  const nlohmann::json tuning = planner_->tuningJson();
+  ASSERT_TRUE(tuning.contains("last_outcome")) << tuning.dump(2);
+  EXPECT_EQ(tuning["last_outcome"]["decision"], resize["id"]);
+  EXPECT_NEAR(tuning["last_outcome"]["measured_s"].get<double>(), 4.0, 1e-6) << tuning.dump(2);
+  EXPECT_NEAR(tuning["last_outcome"]["realised_core_s"].get<double>(), 4.0, 1e-6) << tuning.dump(2);
+  EXPECT_EQ(planner_->describe()["outcomes_recorded"], 1) << planner_->describe().dump();
+  auto closed = api.store().get(Keyspace::Facts, key);
+  ASSERT_TRUE(closed);
+  EXPECT_FALSE(*closed) << "the closed window is still journaled: " << (*closed)->value.dump();
+}
+
+// A journaled window that cannot be read, or names an action the planner
+// does not know, gives no outcome and is removed.
+TEST_F(PlannerEnforce, AJournaledWindowThatCannotBeMeasuredIsRemoved) {
+  const ChangeOrigin origin{0, 0, "test"};
+  const std::string unreadable = std::string(kPlannerOutcomePrefix) + "1";
+  const std::string unknown = std::string(kPlannerOutcomePrefix) + "2";
+  ASSERT_TRUE(api.store().put(Keyspace::Facts, unreadable, {{"decision", "resize"}}, origin));
+  planner::Decision d;
+  d.id = 2;
+  d.atNs = kStart;
+  d.action = planner::ActionKind::ResizeIsland;
+  d.fromIsland = "shared";
+  d.toIsland = "latency";
+  d.cpusMoved = {1};
+  d.horizonSeconds = 5;
+  d.islands.push_back({"latency", 1.0, 2.0});
+  ASSERT_TRUE(api.store().put(Keyspace::Facts, unknown,
+                              {{"decision", planner::toJson(d)},
+                               {"from_ns", kStart},
+                               {"until_ns", kStart + 5 * kSecond},
+                               {"last_ns", kStart + kSecond},
+                               {"realised_core_s", 1.0},
+                               {"measured_ns", kSecond}},
+                              origin));
+  make(32);
+  const nlohmann::json describe = planner_->describe();
+  EXPECT_EQ(describe["outcomes_restored"], 0) << describe.dump();
+  EXPECT_EQ(describe["outcome_records_refused"], 2) << describe.dump();
+  EXPECT_EQ(describe["outcomes_measuring"], 0) << describe.dump();
+  for (const std::string& key : {unreadable, unknown}) {
+    auto left = api.store().get(Keyspace::Facts, key);
+    ASSERT_TRUE(left);
+    EXPECT_FALSE(*left) << key;
+  }
+}
+
 // The guards outlive a restart: the executed actions are journaled in a
 // ring of their own, and a daemon that starts again counts them, so an
 // island it just resized is not resized again at once (nor a decision id

@@ -56,6 +56,16 @@ TEST(Guards, ActionsRestoredAfterARestartHoldTheirGuards) {
   EXPECT_EQ(restored->fromIsland, taken.fromIsland);
   EXPECT_EQ(restored->toIsland, taken.toIsland);
   EXPECT_EQ(restored->cpusMoved, taken.cpusMoved);
+  // What its outcome is measured by comes back too.
+  EXPECT_EQ(restored->horizonSeconds, taken.horizonSeconds);
+  ASSERT_EQ(restored->islands.size(), taken.islands.size());
+  for (size_t i = 0; i < taken.islands.size(); ++i) {
+    EXPECT_EQ(restored->islands[i].island, taken.islands[i].island);
+    EXPECT_EQ(restored->islands[i].capacityBefore, taken.islands[i].capacityBefore);
+    EXPECT_EQ(restored->islands[i].capacityAfter, taken.islands[i].capacityAfter);
+    EXPECT_EQ(restored->islands[i].overloadBefore, taken.islands[i].overloadBefore);
+    EXPECT_EQ(restored->islands[i].overloadAfter, taken.islands[i].overloadAfter);
+  }
 
   Planner after = makePlanner(enforcing());
   after.restoreExecuted(*restored, false);
@@ -79,6 +89,17 @@ TEST(Guards, ActionsRestoredAfterARestartHoldTheirGuards) {
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message().find("at_ns"), std::string::npos)
       << refused.error().message();
+  nlohmann::json badView = toJson(taken);
+  badView["islands"][0]["overload_before_core_s"] = "lots";
+  auto refusedView = executedActionFromJson(badView);
+  ASSERT_FALSE(refusedView);
+  EXPECT_NE(refusedView.error().message().find("overload_before_core_s"), std::string::npos)
+      << refusedView.error().message();
+  // An outcome is expected again only for an action the planner knows and
+  // that did not fail.
+  EXPECT_TRUE(after.reopenOutcome(taken.id));
+  EXPECT_FALSE(after.reopenOutcome(taken.id + 100));
+  EXPECT_FALSE(afterFailure.reopenOutcome(taken.id));
 }
 
 TEST(Guards, IslandBudgetPerWindow) {
