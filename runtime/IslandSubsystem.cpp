@@ -6,6 +6,7 @@
 #include <chrono>
 #include <set>
 
+#include "numa/BoundedVmPinner.h"
 #include "numa/CpuSet.h"
 #include "numa/DomainPinning.h"
 #include "numa/IslandAllocator.h"
@@ -262,12 +263,11 @@ void IslandSubsystem::useTopology(numa::Topology topology) {
 }
 
 Result<numa::VmPinner*> IslandSubsystem::pinner() const {
-  // The caller holds pinnerMutex_.
-  if (!pinner_) {
-    auto made = pinners_();
-    if (!made) return made.error();
-    pinner_ = std::move(*made);
-  }
+  // The caller holds pinnerMutex_. The connection is made on the bounded
+  // pinner's thread at its first call, and made again after it failed.
+  if (!pinner_)
+    pinner_ = std::make_unique<numa::BoundedVmPinner>(pinners_, pinnerDeadline_, "libvirt");
+  if (auto connected = pinner_->connect(); !connected) return connected.error();
   return pinner_.get();
 }
 

@@ -26,6 +26,7 @@
 // changePin(), which validate the complete change against the topology,
 // the other islands, the running workloads and libvirt before storing
 // anything.
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -35,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "numa/BoundedVmPinner.h"
 #include "numa/IslandEnforcer.h"
 #include "numa/IslandLimitsJson.h"
 #include "numa/MemoryMove.h"
@@ -89,6 +91,12 @@ enum class IslandChange { Create, Update, Delete };
 // or empty when it can.
 std::string islandSupportProblem(const std::string& cgroupMount);
 
+// How long a call to libvirt (pin, or read a VM's pinning) may hold the
+// islands tick or an API request: libvirt gives up waiting for a domain's
+// job lock after 30 s itself, so a call still unanswered past that is one
+// to a libvirtd that hangs.
+inline constexpr std::chrono::milliseconds kLibvirtCallDeadline{30'000};
+
 class IslandSubsystem final : public Subsystem {
  public:
   using IslandSource = std::function<std::vector<IslandSettings>()>;
@@ -112,7 +120,12 @@ class IslandSubsystem final : public Subsystem {
   // Before the first tick: a recorded topology instead of the host's, and
   // how libvirt is reached (default: LibvirtPinner on qemu:///system).
   void useTopology(numa::Topology topology);
-  void usePinners(PinnerFactory pinners) { pinners_ = std::move(pinners); }
+  // Each call to libvirt waits at most `deadline` (numa/BoundedVmPinner.h).
+  void usePinners(PinnerFactory pinners,
+                  std::chrono::milliseconds deadline = kLibvirtCallDeadline) {
+    pinners_ = std::move(pinners);
+    pinnerDeadline_ = deadline;
+  }
 
   // Any thread (the API): validates a change of island NAME (Create: `body`
   // holds "name", and "cpus" or "count"; Update: the fields to change,
@@ -155,8 +168,9 @@ class IslandSubsystem final : public Subsystem {
   std::string topologyProblem_;
   std::optional<numa::IslandEnforcer> enforcer_;
   PinnerFactory pinners_;
+  std::chrono::milliseconds pinnerDeadline_ = kLibvirtCallDeadline;
   mutable std::mutex pinnerMutex_;
-  mutable std::unique_ptr<numa::VmPinner> pinner_;
+  mutable std::unique_ptr<numa::BoundedVmPinner> pinner_;
   // Serialises the API's validate-then-store changes.
   mutable std::mutex changeMutex_;
 

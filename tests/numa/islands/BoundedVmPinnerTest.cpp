@@ -1,0 +1,247 @@
+// Calls to libvirt with a deadline: answers within it pass through, a call
+// that hangs is reported once its deadline passes and blocks no later call
+// behind it, and the connection is made (and made again) on the pinner's
+// own thread. The last test points libvirt's real client at a socket that
+// never answers, as a hung libvirtd does.
+#include "numa/BoundedVmPinner.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "numa/LibvirtPinner.h"
+#include "tests/numa/islands/InMemoryVmPinner.h"
+#include "util/UniqueFd.h"
+
+namespace Atoll::numa {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Holds calls until opened; shared with the pinner's thread, which may
+// outlive a test's pinner.
+struct Gate {
+  std::mutex mutex;
+  std::condition_variable opened;
+  bool open = false;
+  void release() {
+    std::lock_guard lock(mutex);
+    open = true;
+    opened.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mutex);
+    opened.wait(lock, [&] { return open; });
+  }
+};
+
+// An in-memory pinner whose vCPU pins wait at a gate first.
+class GatedPinner final : public VmPinner {
+ public:
+  GatedPinner(std::shared_ptr<testing::InMemoryVmPinner> inner, std::shared_ptr<Gate> gate)
+      : inner_(std::move(inner)), gate_(std::move(gate)) {}
+  Result<std::vector<std::string>> runningDomains() const override {
+    return inner_->runningDomains();
+  }
+  Result<std::optional<std::string>> metadata(const std::string& domain,
+                                              const std::string& uri) const override {
+    return inner_->metadata(domain, uri);
+  }
+  Result<DomainPinning> pinning(const std::string& domain) const override {
+    return inner_->pinning(domain);
+  }
+  Result<void> pinVcpu(const std::string& domain, unsigned vcpu, const CpuList& cpus) override {
+    gate_->wait();
+    return inner_->pinVcpu(domain, vcpu, cpus);
+  }
+  Result<void> pinEmulator(const std::string& domain, const CpuList& cpus) override {
+    return inner_->pinEmulator(domain, cpus);
+  }
+  Result<void> pinIothread(const std::string& domain, unsigned id, const CpuList& cpus) override {
+    return inner_->pinIothread(domain, id, cpus);
+  }
+  Result<void> setMemoryNodes(const std::string& domain, const CpuList& nodes) override {
+    return inner_->setMemoryNodes(domain, nodes);
+  }
+
+ private:
+  std::shared_ptr<testing::InMemoryVmPinner> inner_;
+  std::shared_ptr<Gate> gate_;
+};
+
+std::shared_ptr<testing::InMemoryVmPinner> hostWithDb() {
+  auto host = std::make_shared<testing::InMemoryVmPinner>(4, 1);
+  host->addDomain("db", 2, 0);
+  return host;
+}
+
+TEST(BoundedVmPinner, AnswersWithinTheDeadlinePassThrough) {
+  auto host = hostWithDb();
+  auto gate = std::make_shared<Gate>();
+  gate->release();
+  auto connects = std::make_shared<std::atomic<int>>(0);
+  BoundedVmPinner pinner(
+      [host, gate, connects]() -> Result<std::unique_ptr<VmPinner>> {
+        ++*connects;
+        return std::unique_ptr<VmPinner>(std::make_unique<GatedPinner>(host, gate));
+      },
+      5s, "libvirt");
+  auto domains = pinner.runningDomains();
+  ASSERT_TRUE(domains) << domains.error().message();
+  EXPECT_EQ(*domains, std::vector<std::string>{"db"});
+  ASSERT_TRUE(pinner.pinVcpu("db", 1, {2, 3}));
+  EXPECT_EQ(host->state("db").vcpus[1], (CpuList{2, 3}));
+  auto unknown = pinner.pinning("web");
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message().find("web"), std::string::npos);
+  EXPECT_EQ(connects->load(), 1);
+}
+
+TEST(BoundedVmPinner, AFailedConnectionIsMadeAgainAtTheNextCall) {
+  auto host = hostWithDb();
+  auto attempts = std::make_shared<std::atomic<int>>(0);
+  BoundedVmPinner pinner(
+      [host, attempts]() -> Result<std::unique_ptr<VmPinner>> {
+        if (++*attempts == 1)
+          return Error::invalid("virConnectOpen", "qemu:///system", "", "no libvirtd");
+        return std::unique_ptr<VmPinner>(
+            std::make_unique<GatedPinner>(host, std::make_shared<Gate>()));
+      },
+      5s, "libvirt");
+  auto first = pinner.connect();
+  ASSERT_FALSE(first);
+  EXPECT_NE(first.error().message().find("no libvirtd"), std::string::npos);
+  EXPECT_TRUE(pinner.connect());
+  EXPECT_TRUE(pinner.pinning("db"));
+  EXPECT_EQ(attempts->load(), 2);
+}
+
+TEST(BoundedVmPinner, ACallPastItsDeadlineHoldsNoOtherCallAndMayLandLate) {
+  auto host = hostWithDb();
+  auto gate = std::make_shared<Gate>();
+  BoundedVmPinner pinner(
+      [host, gate]() -> Result<std::unique_ptr<VmPinner>> {
+        return std::unique_ptr<VmPinner>(std::make_unique<GatedPinner>(host, gate));
+      },
+      100ms, "libvirt");
+  auto started = Clock::now();
+  auto late = pinner.pinVcpu("db", 0, {1});
+  EXPECT_GE(Clock::now() - started, 100ms);
+  ASSERT_FALSE(late);
+  EXPECT_NE(late.error().message().find("has not answered within 0.1 s"), std::string::npos)
+      << late.error().message();
+  EXPECT_NE(late.error().message().find("db"), std::string::npos) << late.error().message();
+
+  // Libvirt still holds that call: the next one is refused and names it,
+  // rather than queued behind it (and timed out on its own deadline).
+  auto refused = pinner.pinning("db");
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("has not answered pin vCPU 0 of 'db'"),
+            std::string::npos)
+      << refused.error().message();
+
+  // Libvirt answers: the late pin took effect, and calls go through again.
+  gate->release();
+  Result<DomainPinning> pinning = refused;
+  for (int i = 0; i < 500 && !pinning; ++i) {
+    std::this_thread::sleep_for(10ms);
+    pinning = pinner.pinning("db");
+  }
+  ASSERT_TRUE(pinning) << pinning.error().message();
+  EXPECT_EQ(pinning->vcpus[0], CpuList{1});
+}
+
+TEST(BoundedVmPinner, DestroyedWhileACallHangsDoesNotWaitForIt) {
+  auto host = hostWithDb();
+  auto gate = std::make_shared<Gate>();
+  const auto started = Clock::now();
+  {
+    BoundedVmPinner pinner(
+        [host, gate]() -> Result<std::unique_ptr<VmPinner>> {
+          return std::unique_ptr<VmPinner>(std::make_unique<GatedPinner>(host, gate));
+        },
+        20ms, "libvirt");
+    EXPECT_FALSE(pinner.pinVcpu("db", 0, {1}));
+  }
+  EXPECT_LT(Clock::now() - started, 5s);
+  gate->release();
+}
+
+// A unix socket that accepts libvirt's client and never answers it.
+class SilentLibvirtd {
+ public:
+  SilentLibvirtd() {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("atoll-silent-libvirtd-pinner-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "libvirt-sock").string();
+    fd_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path, path_.c_str(), path_.size() + 1);
+    bound_ = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+             ::listen(fd_.get(), 8) == 0;
+  }
+  ~SilentLibvirtd() {
+    close();
+    std::filesystem::remove_all(dir_);
+  }
+  // As a libvirtd that dies: the client's wait ends with an error.
+  void close() { fd_ = UniqueFd(); }
+  bool bound() const { return bound_; }
+  std::string uri() const { return "qemu+unix:///system?socket=" + path_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::string path_;
+  UniqueFd fd_;
+  bool bound_ = false;
+};
+
+TEST(BoundedVmPinner, AHungLibvirtdHoldsACallOnlyUntilTheDeadline) {
+  SilentLibvirtd libvirtd;
+  ASSERT_TRUE(libvirtd.bound()) << std::strerror(errno);
+  const std::string uri = libvirtd.uri();
+  BoundedVmPinner pinner(
+      [uri]() -> Result<std::unique_ptr<VmPinner>> {
+        auto connected = LibvirtPinner::connect(uri);
+        if (!connected) return connected.error();
+        return std::unique_ptr<VmPinner>(std::move(*connected));
+      },
+      200ms, "libvirt");
+  // Before, the call waited in libvirt's client for as long as the daemon
+  // stayed silent: here, for ever.
+  for (int call = 0; call < 2; ++call) {
+    const auto started = Clock::now();
+    auto connected = pinner.connect();
+    EXPECT_LT(Clock::now() - started, 5s);
+    ASSERT_FALSE(connected);
+    EXPECT_NE(connected.error().message().find("has not answered"), std::string::npos)
+        << connected.error().message();
+  }
+  // Once the daemon goes away the client's call ends with an error and the
+  // pinner's thread is idle again: destroying the pinner joins it rather
+  // than leave it inside libvirt's client as the test ends.
+  libvirtd.close();
+  Result<void> answered = Error::invalid("connect", uri, "", "not tried");
+  for (int i = 0; i < 1000; ++i) {
+    answered = pinner.connect();
+    if (answered || answered.error().message().find("has not answered") == std::string::npos) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_FALSE(answered);
+  EXPECT_EQ(answered.error().message().find("has not answered"), std::string::npos)
+      << answered.error().message();
+}
+
+}  // namespace
+}  // namespace Atoll::numa
