@@ -5,19 +5,16 @@
 #include "bpf/collector/LibvirtDomainWatch.h"
 
 #include <gtest/gtest.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
 #include <thread>
 
 #include "bpf/collector/Collector.h"
-#include "util/UniqueFd.h"
+#include "tests/SilentLibvirtd.h"
+#include "tests/ThreadGate.h"
 
 namespace Atoll::telemetry {
 namespace {
@@ -33,23 +30,6 @@ LibvirtDomain domain(const std::string& name) {
   d.cgroupPath = "machine.slice/machine-qemu-" + name + ".scope";
   return d;
 }
-
-// Holds listers until released; shared with the listing thread, which may
-// outlive the test's watch.
-struct Gate {
-  std::mutex mutex;
-  std::condition_variable opened;
-  bool open = false;
-  void release() {
-    std::lock_guard lock(mutex);
-    open = true;
-    opened.notify_all();
-  }
-  void wait() {
-    std::unique_lock lock(mutex);
-    opened.wait(lock, [&] { return open; });
-  }
-};
 
 TEST(LibvirtDomainWatch, AListWithinTheDeadlineIsUsed) {
   LibvirtDomainWatch watch(
@@ -72,7 +52,7 @@ TEST(LibvirtDomainWatch, AnErrorWithinTheDeadlineIsAFailure) {
 }
 
 TEST(LibvirtDomainWatch, ASlowAnswerLeavesTheLastListAndIsUsedWhenItComes) {
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<test::ThreadGate>();
   auto calls = std::make_shared<std::atomic<int>>(0);
   LibvirtDomainWatch watch([gate, calls]() -> Result<std::vector<LibvirtDomain>> {
     if (++*calls == 1) return std::vector{domain("web")};
@@ -107,7 +87,7 @@ TEST(LibvirtDomainWatch, ASlowAnswerLeavesTheLastListAndIsUsedWhenItComes) {
 }
 
 TEST(LibvirtDomainWatch, LateBeforeAnyListGivesNoDomains) {
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<test::ThreadGate>();
   LibvirtDomainWatch watch([gate]() -> Result<std::vector<LibvirtDomain>> {
     gate->wait();
     return std::vector{domain("web")};
@@ -120,7 +100,7 @@ TEST(LibvirtDomainWatch, LateBeforeAnyListGivesNoDomains) {
 }
 
 TEST(LibvirtDomainWatch, DestroyedWhileLibvirtHasNotAnsweredDoesNotWaitForIt) {
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<test::ThreadGate>();
   {
     LibvirtDomainWatch watch([gate]() -> Result<std::vector<LibvirtDomain>> {
       gate->wait();
@@ -131,40 +111,8 @@ TEST(LibvirtDomainWatch, DestroyedWhileLibvirtHasNotAnsweredDoesNotWaitForIt) {
   gate->release();
 }
 
-// A unix socket that accepts libvirt's client and never answers it.
-class SilentLibvirtd {
- public:
-  SilentLibvirtd() {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("atoll-silent-libvirtd-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-    path_ = (dir_ / "libvirt-sock").string();
-    fd_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, path_.c_str(), path_.size() + 1);
-    bound_ = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-             ::listen(fd_.get(), 8) == 0;
-  }
-  ~SilentLibvirtd() {
-    close();
-    std::filesystem::remove_all(dir_);
-  }
-  // Closing the socket ends the client's wait with an error, as a libvirtd
-  // that dies does.
-  void close() { fd_ = UniqueFd(); }
-  bool bound() const { return bound_; }
-  std::string uri() const { return "qemu+unix:///system?socket=" + path_; }
-
- private:
-  std::filesystem::path dir_;
-  std::string path_;
-  UniqueFd fd_;
-  bool bound_ = false;
-};
-
 TEST(LibvirtDomainWatch, AHungLibvirtdDoesNotHoldTheCollectorsTick) {
-  SilentLibvirtd libvirtd;
+  test::SilentLibvirtd libvirtd("watch");
   ASSERT_TRUE(libvirtd.bound()) << std::strerror(errno);
   const auto mount = std::filesystem::temp_directory_path() /
                      ("atoll-libvirt-watch-mount-" + std::to_string(::getpid()));

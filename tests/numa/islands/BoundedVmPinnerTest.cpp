@@ -6,20 +6,17 @@
 #include "numa/BoundedVmPinner.h"
 
 #include <gtest/gtest.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
 #include <thread>
 
 #include "numa/LibvirtPinner.h"
+#include "tests/SilentLibvirtd.h"
+#include "tests/ThreadGate.h"
 #include "tests/numa/islands/InMemoryVmPinner.h"
-#include "util/UniqueFd.h"
 
 namespace Atoll::numa {
 namespace {
@@ -27,27 +24,11 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// Holds calls until opened; shared with the pinner's thread, which may
-// outlive a test's pinner.
-struct Gate {
-  std::mutex mutex;
-  std::condition_variable opened;
-  bool open = false;
-  void release() {
-    std::lock_guard lock(mutex);
-    open = true;
-    opened.notify_all();
-  }
-  void wait() {
-    std::unique_lock lock(mutex);
-    opened.wait(lock, [&] { return open; });
-  }
-};
-
 // An in-memory pinner whose vCPU pins wait at a gate first.
 class GatedPinner final : public VmPinner {
  public:
-  GatedPinner(std::shared_ptr<testing::InMemoryVmPinner> inner, std::shared_ptr<Gate> gate)
+  GatedPinner(std::shared_ptr<testing::InMemoryVmPinner> inner,
+              std::shared_ptr<test::ThreadGate> gate)
       : inner_(std::move(inner)), gate_(std::move(gate)) {}
   Result<std::vector<std::string>> runningDomains() const override {
     return inner_->runningDomains();
@@ -75,7 +56,7 @@ class GatedPinner final : public VmPinner {
 
  private:
   std::shared_ptr<testing::InMemoryVmPinner> inner_;
-  std::shared_ptr<Gate> gate_;
+  std::shared_ptr<test::ThreadGate> gate_;
 };
 
 std::shared_ptr<testing::InMemoryVmPinner> hostWithDb() {
@@ -86,7 +67,7 @@ std::shared_ptr<testing::InMemoryVmPinner> hostWithDb() {
 
 TEST(BoundedVmPinner, AnswersWithinTheDeadlinePassThrough) {
   auto host = hostWithDb();
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<test::ThreadGate>();
   gate->release();
   auto connects = std::make_shared<std::atomic<int>>(0);
   BoundedVmPinner pinner(
@@ -114,7 +95,7 @@ TEST(BoundedVmPinner, AFailedConnectionIsMadeAgainAtTheNextCall) {
         if (++*attempts == 1)
           return Error::invalid("virConnectOpen", "qemu:///system", "", "no libvirtd");
         return std::unique_ptr<VmPinner>(
-            std::make_unique<GatedPinner>(host, std::make_shared<Gate>()));
+            std::make_unique<GatedPinner>(host, std::make_shared<test::ThreadGate>()));
       },
       5s, "libvirt");
   auto first = pinner.connect();
@@ -127,7 +108,7 @@ TEST(BoundedVmPinner, AFailedConnectionIsMadeAgainAtTheNextCall) {
 
 TEST(BoundedVmPinner, ACallPastItsDeadlineHoldsNoOtherCallAndMayLandLate) {
   auto host = hostWithDb();
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<test::ThreadGate>();
   BoundedVmPinner pinner(
       [host, gate]() -> Result<std::unique_ptr<VmPinner>> {
         return std::unique_ptr<VmPinner>(std::make_unique<GatedPinner>(host, gate));
@@ -162,7 +143,7 @@ TEST(BoundedVmPinner, ACallPastItsDeadlineHoldsNoOtherCallAndMayLandLate) {
 
 TEST(BoundedVmPinner, DestroyedWhileACallHangsDoesNotWaitForIt) {
   auto host = hostWithDb();
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<test::ThreadGate>();
   const auto started = Clock::now();
   {
     BoundedVmPinner pinner(
@@ -176,39 +157,8 @@ TEST(BoundedVmPinner, DestroyedWhileACallHangsDoesNotWaitForIt) {
   gate->release();
 }
 
-// A unix socket that accepts libvirt's client and never answers it.
-class SilentLibvirtd {
- public:
-  SilentLibvirtd() {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("atoll-silent-libvirtd-pinner-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-    path_ = (dir_ / "libvirt-sock").string();
-    fd_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, path_.c_str(), path_.size() + 1);
-    bound_ = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-             ::listen(fd_.get(), 8) == 0;
-  }
-  ~SilentLibvirtd() {
-    close();
-    std::filesystem::remove_all(dir_);
-  }
-  // As a libvirtd that dies: the client's wait ends with an error.
-  void close() { fd_ = UniqueFd(); }
-  bool bound() const { return bound_; }
-  std::string uri() const { return "qemu+unix:///system?socket=" + path_; }
-
- private:
-  std::filesystem::path dir_;
-  std::string path_;
-  UniqueFd fd_;
-  bool bound_ = false;
-};
-
 TEST(BoundedVmPinner, AHungLibvirtdHoldsACallOnlyUntilTheDeadline) {
-  SilentLibvirtd libvirtd;
+  test::SilentLibvirtd libvirtd("pinner");
   ASSERT_TRUE(libvirtd.bound()) << std::strerror(errno);
   const std::string uri = libvirtd.uri();
   BoundedVmPinner pinner(
