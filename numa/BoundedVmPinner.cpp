@@ -6,6 +6,8 @@
 #include <exception>
 #include <mutex>
 
+#include "util/ThreadSignals.h"
+
 namespace Atoll::numa {
 
 // What the calling threads and the pinner's thread share. The pinner's
@@ -27,6 +29,8 @@ struct BoundedVmPinner::Shared {
   std::string running;  // the call in progress, for errors
 
   void serve() {
+    // libvirt's client writes to its socket on this thread.
+    blockSigpipeInThisThread();
     std::unique_lock lock(mutex);
     for (;;) {
       changed.wait(lock, [&] { return stopping || task; });
@@ -84,11 +88,23 @@ Result<T> BoundedVmPinner::run(std::string operation, std::string domain,
   s.task = [shared = shared_, answer, call = std::move(call)] {
     Result<T> result = [&]() -> Result<T> {
       try {
-        if (!shared->inner) {
-          auto connected = shared->connect();
-          if (!connected) return connected.error();
-          shared->inner = std::move(*connected);
-        }
+        auto ready = [&]() -> Result<void> {
+          if (shared->inner && !shared->inner->connected()) shared->inner.reset();
+          if (!shared->inner) {
+            auto connected = shared->connect();
+            if (!connected) return connected.error();
+            shared->inner = std::move(*connected);
+          }
+          return ok();
+        };
+        if (auto made = ready(); !made) return made.error();
+        Result<T> first = call(*shared->inner);
+        if (first || shared->inner->connected()) return first;
+        // The manager closed the connection (libvirtd restarted): the call
+        // failed on the dead connection, and is made once more on a new
+        // one. Every call here reads, or sets what is already desired.
+        shared->inner.reset();
+        if (auto made = ready(); !made) return made.error();
         return call(*shared->inner);
       } catch (const std::exception& e) {
         return Error::invalid("call", "", "", e.what());

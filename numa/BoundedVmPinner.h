@@ -8,7 +8,9 @@
 // left to finish there, and until it does every further call fails at once
 // rather than queue behind it. A late call may still take effect: the
 // islands above reconcile from what they read each tick, so a pin that
-// lands late is simply found in place.
+// lands late is simply found in place. A connection the manager closed (a
+// libvirtd that restarted) is replaced, and the call that found it closed
+// is made again on the new one.
 #include <chrono>
 #include <functional>
 #include <memory>

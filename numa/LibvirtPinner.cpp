@@ -129,6 +129,10 @@ Result<std::unique_ptr<LibvirtPinner>> LibvirtPinner::connect(const std::string&
       new LibvirtPinner(uri, std::move(connection), unsigned(hostCpus)));
 }
 
+bool LibvirtPinner::connected() const {
+  return virConnectIsAlive(connection_->ptr) == 1;
+}
+
 Result<std::vector<std::string>> LibvirtPinner::runningDomains() const {
   virDomainPtr* domains = nullptr;
   int count = virConnectListAllDomains(connection_->ptr, &domains, VIR_CONNECT_LIST_DOMAINS_ACTIVE);

@@ -42,6 +42,9 @@ class LibvirtPinner final : public VmPinner {
   Result<void> pinEmulator(const std::string& domain, const CpuList& cpus) override;
   Result<void> pinIothread(const std::string& domain, unsigned id, const CpuList& cpus) override;
   Result<void> setMemoryNodes(const std::string& domain, const CpuList& nodes) override;
+  // The client notices a closed connection at the first call after the
+  // close, which fails; virConnectIsAlive then says so.
+  bool connected() const override;
 
  private:
   struct Connection;

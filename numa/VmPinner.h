@@ -50,6 +50,11 @@ class VmPinner {
   // domain without one gets mode "restrictive" with it, so later changes
   // can move its memory while it runs.
   virtual Result<void> setMemoryNodes(const std::string& domain, const CpuList& nodes) = 0;
+
+  // False once the manager has closed the connection (libvirtd stopped or
+  // restarted): no call on it can succeed again, and a new connection is
+  // needed.
+  virtual bool connected() const { return true; }
 };
 
 }  // namespace Atoll::numa

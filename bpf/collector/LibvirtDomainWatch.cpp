@@ -4,6 +4,8 @@
 #include <mutex>
 #include <thread>
 
+#include "util/ThreadSignals.h"
+
 namespace Atoll::telemetry {
 
 // What the asking thread and the listing thread share. The listing thread
@@ -28,6 +30,8 @@ struct LibvirtDomainWatch::Shared {
   Clock::time_point lastListAt{};
 
   void serve() {
+    // libvirt's client writes to its socket on this thread.
+    blockSigpipeInThisThread();
     std::unique_lock lock(mutex);
     for (;;) {
       changed.wait(lock, [&] { return stopping || requested > answered; });

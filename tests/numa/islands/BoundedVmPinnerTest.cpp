@@ -106,6 +106,49 @@ TEST(BoundedVmPinner, AFailedConnectionIsMadeAgainAtTheNextCall) {
   EXPECT_EQ(attempts->load(), 2);
 }
 
+// A pinner on a connection the manager has closed: every call fails, as
+// libvirt's client fails on a libvirtd that restarted.
+class ClosedPinner final : public VmPinner {
+ public:
+  Result<std::vector<std::string>> runningDomains() const override { return closed(); }
+  Result<std::optional<std::string>> metadata(const std::string&,
+                                              const std::string&) const override {
+    return closed();
+  }
+  Result<DomainPinning> pinning(const std::string&) const override { return closed(); }
+  Result<void> pinVcpu(const std::string&, unsigned, const CpuList&) override { return closed(); }
+  Result<void> pinEmulator(const std::string&, const CpuList&) override { return closed(); }
+  Result<void> pinIothread(const std::string&, unsigned, const CpuList&) override {
+    return closed();
+  }
+  Result<void> setMemoryNodes(const std::string&, const CpuList&) override { return closed(); }
+  bool connected() const override { return false; }
+
+ private:
+  static Error closed() {
+    return Error::invalid("virConnectListAllDomains", "qemu:///system", "",
+                          "internal error: client socket is closed");
+  }
+};
+
+TEST(BoundedVmPinner, AConnectionTheManagerClosedIsMadeAgainAndTheCallRepeated) {
+  auto host = hostWithDb();
+  auto connects = std::make_shared<std::atomic<int>>(0);
+  BoundedVmPinner pinner(
+      [host, connects]() -> Result<std::unique_ptr<VmPinner>> {
+        if (++*connects == 1) return std::unique_ptr<VmPinner>(std::make_unique<ClosedPinner>());
+        return std::unique_ptr<VmPinner>(
+            std::make_unique<GatedPinner>(host, std::make_shared<test::ThreadGate>()));
+      },
+      5s, "libvirt");
+  auto domains = pinner.runningDomains();
+  ASSERT_TRUE(domains) << domains.error().message();
+  EXPECT_EQ(*domains, std::vector<std::string>{"db"});
+  EXPECT_EQ(connects->load(), 2);
+  EXPECT_TRUE(pinner.pinning("db"));
+  EXPECT_EQ(connects->load(), 2);
+}
+
 TEST(BoundedVmPinner, ACallPastItsDeadlineHoldsNoOtherCallAndMayLandLate) {
   auto host = hostWithDb();
   auto gate = std::make_shared<test::ThreadGate>();

@@ -22,6 +22,7 @@
 #include <regex>
 #include <thread>
 
+#include "numa/BoundedVmPinner.h"
 #include "numa/CpuSet.h"
 #include "numa/DomainPinning.h"
 #include "numa/LibvirtPinner.h"
@@ -111,6 +112,9 @@ std::map<std::string, std::string> tableRows(const std::string& text) {
 class LibvirtHost {
  public:
   void setUp() {
+    // As in atolld: a libvirt client writing to a libvirtd that went away
+    // gets EPIPE instead of dying of SIGPIPE.
+    ::signal(SIGPIPE, SIG_IGN);
     if (::geteuid() != 0) return skip("needs root to start libvirtd");
     for (const char* tool : {"virtlogd", "libvirtd", "virsh", "qemu-system-x86_64", "flock"})
       if (!onPath(tool)) return skip(std::string(tool) + " is not installed");
@@ -127,6 +131,26 @@ class LibvirtHost {
     if (startedLibvirtd_) stopByPid(*startedLibvirtd_);
     if (startedVirtlogd_) stopByPid(*startedVirtlogd_);
     if (!work_.empty()) fs::remove_all(work_);
+  }
+
+  // Stops the libvirtd this test started and starts it again; waits until
+  // the new one has taken the running domain back. Empty when done, or why
+  // not.
+  std::string restartLibvirtd() {
+    if (!startedLibvirtd_) return "libvirtd ran before the test: it is not restarted";
+    stopByPid(*startedLibvirtd_);
+    startedLibvirtd_.reset();
+    auto started = run("libvirtd -d");
+    if (started.status == 0) startedLibvirtd_ = waitForPidFile(kLibvirtdPidFile);
+    if (!startedLibvirtd_) return "libvirtd did not start again: " + started.output;
+    const auto deadline = std::chrono::steady_clock::now() + kDaemonStartTimeout;
+    std::string state;
+    while (std::chrono::steady_clock::now() < deadline) {
+      state = run(virsh() + " domstate " + domain_).output;
+      if (state.find("running") != std::string::npos) return {};
+      std::this_thread::sleep_for(100ms);
+    }
+    return "the restarted libvirtd does not list " + domain_ + " as running: " + state;
   }
 
   std::string skipReason;
@@ -385,6 +409,33 @@ TEST_F(LibvirtPinnerTest, UnknownVmAndMissingCpuAreErrorsThatChangeNothing) {
   auto after = pinner_->pinning(domain_);
   ASSERT_TRUE(after);
   EXPECT_EQ(*after, *before);
+}
+
+// libvirtd restarts (a package upgrade, an operator): the islands' pinner
+// finds its connection closed, connects again and repeats the call, rather
+// than fail every call until atolld restarts too.
+TEST_F(LibvirtPinnerTest, AfterLibvirtdRestartsTheIslandsPinnerConnectsAgain) {
+  BoundedVmPinner bounded(
+      []() -> Result<std::unique_ptr<VmPinner>> {
+        auto connected = LibvirtPinner::connect(kUri);
+        if (!connected) return connected.error();
+        return std::unique_ptr<VmPinner>(std::move(*connected));
+      },
+      kDaemonStartTimeout, "libvirt");
+  auto before = bounded.runningDomains();
+  ASSERT_TRUE(before) << before.error().message();
+  EXPECT_NE(std::find(before->begin(), before->end(), domain_), before->end());
+
+  if (std::string why = host_->restartLibvirtd(); !why.empty()) {
+    if (why.find("is not restarted") != std::string::npos) GTEST_SKIP() << why;
+    FAIL() << why;
+  }
+  auto after = bounded.runningDomains();
+  ASSERT_TRUE(after) << after.error().message();
+  EXPECT_NE(std::find(after->begin(), after->end(), domain_), after->end());
+  auto pinning = bounded.pinning(domain_);
+  ASSERT_TRUE(pinning) << pinning.error().message();
+  EXPECT_EQ(pinning->vcpus.size(), 2u);
 }
 
 }  // namespace
