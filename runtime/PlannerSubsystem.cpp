@@ -38,6 +38,11 @@ constexpr size_t kMaxSamplesPerWorkload = 4096;
 // Telemetry comes every tick (a second by default); a longer gap between two
 // samples counts this much of it towards an action's outcome.
 constexpr int64_t kMaxOutcomeSampleGapNs = 60'000'000'000;
+// An open outcome window is journaled each time telemetry has covered another
+// twentieth of it: a window spans the forecast horizon (hours by default)
+// and telemetry comes every second, and a restart then loses at most a
+// twentieth of the window's measurement.
+constexpr int64_t kOutcomeJournalParts = 20;
 
 std::optional<double> numberAt(const nlohmann::json& row, const char* key) {
   auto it = row.find(key);
@@ -326,6 +331,7 @@ void PlannerSubsystem::restoreOutcomes() {
       continue;
     }
     o.resumed = true;
+    o.journaledNs = o.lastNs;
     measuring_.push_back(std::move(o));
     ++outcomesRestored_;
   }
@@ -334,7 +340,8 @@ void PlannerSubsystem::restoreOutcomes() {
                  outcomesRestored_);
 }
 
-void PlannerSubsystem::journalOutcome(const PendingOutcome& o) {
+void PlannerSubsystem::journalOutcome(PendingOutcome& o) {
+  o.journaledNs = o.lastNs;
   journal(std::string(kPlannerOutcomePrefix) + std::to_string(o.decision.id),
           {{"decision", planner::toJson(o.decision)},
            {"from_ns", o.fromNs},
@@ -562,7 +569,9 @@ void PlannerSubsystem::accrueOutcomes(int64_t nowNs, const planner::PlanInput& i
         o.measuredNs += span;
       }
       o.lastNs = until;
-      if (nowNs < o.untilNs) journalOutcome(o);
+      if (nowNs < o.untilNs &&
+          o.lastNs - o.journaledNs >= (o.untilNs - o.fromNs) / kOutcomeJournalParts)
+        journalOutcome(o);
     }
     if (nowNs < o.untilNs) return false;
     forgetOutcome(o.decision.id);
@@ -680,7 +689,7 @@ Result<void> PlannerSubsystem::actAt(int64_t nowNs) {
       // predicted for, and fed back to the outcome loop.
       if (d.rule != planner::Rule::Revert && d.horizonSeconds > 0) {
         const int64_t until = nowNs + static_cast<int64_t>(d.horizonSeconds * 1e9);
-        measuring_.push_back({d, nowNs, until, nowNs, 0.0, 0, false});
+        measuring_.push_back({d, nowNs, until, nowNs, 0.0, 0, false, nowNs});
         journalOutcome(measuring_.back());
       }
     }

@@ -54,9 +54,10 @@ inline constexpr size_t kPlannerActionHistory = 256;
 // what a host learnt about its forecasts outlives a restart.
 inline constexpr std::string_view kPlannerTuningKey = "planner/tuning";
 // Facts keys of the outcome windows still open, one per executed action
-// (the suffix is its decision id), written as telemetry is measured and
-// removed when the outcome is recorded or dropped: a restart in the middle
-// of a window goes on measuring it instead of losing it.
+// (the suffix is its decision id), written as telemetry covers each
+// twentieth of the window and removed when the outcome is recorded or
+// dropped: a restart in the middle of a window goes on measuring it instead
+// of losing it.
 inline constexpr std::string_view kPlannerOutcomePrefix = "planner/outcomes/";
 
 class PlannerSubsystem final : public Subsystem {
@@ -161,8 +162,9 @@ class PlannerSubsystem final : public Subsystem {
     // Restored after a restart: measuring goes on from the first telemetry
     // after it, so the time the daemon was down is not counted.
     bool resumed = false;
+    int64_t journaledNs = 0;  // lastNs when it was last journaled
   };
-  void journalOutcome(const PendingOutcome& outcome);
+  void journalOutcome(PendingOutcome& outcome);
   void forgetOutcome(uint64_t decision);
   // Relief per second at this input's telemetry; NaN when an island the
   // action touched is gone.
