@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Per-cgroup block I/O: bytes, operations and latency from request start to
- * completion, aggregated in a per-CPU hash keyed by cgroup2 id. */
+/* Per-cgroup block I/O: bytes submitted, and operations and latency from
+ * request start to completion, aggregated in a per-CPU hash keyed by cgroup2
+ * id. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -65,6 +66,43 @@ static __always_inline __u32 log2_slot(__u64 value)
 	return slot;
 }
 
+/* This CPU's stats of `cgroup_id`, created on first use. */
+static __always_inline struct block_cgroup_stats *stats_of(__u64 cgroup_id)
+{
+	static const struct block_cgroup_stats zero;
+	struct block_cgroup_stats *stats = bpf_map_lookup_elem(&block_stats, &cgroup_id);
+
+	if (stats)
+		return stats;
+	if (bpf_map_update_elem(&block_stats, &cgroup_id, &zero, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&block_stats, &cgroup_id)) {
+		count_error(BLOCK_ERROR_MAP_FULL);
+		return 0;
+	}
+	return bpf_map_lookup_elem(&block_stats, &cgroup_id);
+}
+
+/* Bytes are counted where they are submitted, in the submitter's context:
+ * a request's first bio when the request starts, each bio merged into a
+ * request later when it merges. A tracing program is not run again on a CPU
+ * where it is already running, so a completion that comes (in a softirq)
+ * while the completion program runs for another request (say one completed
+ * in process context) is never seen; submissions do not nest that way. */
+static __always_inline void count_submitted(__u32 op, __u64 bytes)
+{
+	struct block_cgroup_stats *stats;
+
+	if (op != OP_READ && op != OP_WRITE)
+		return;
+	stats = stats_of(bpf_get_current_cgroup_id());
+	if (!stats)
+		return;
+	if (op == OP_READ)
+		stats->read_bytes += bytes;
+	else
+		stats->write_bytes += bytes;
+}
+
 SEC("tp_btf/block_io_start")
 int BPF_PROG(block_io_start, struct request *rq)
 {
@@ -74,47 +112,50 @@ int BPF_PROG(block_io_start, struct request *rq)
 	    .started_ns = bpf_ktime_get_ns(),
 	};
 
+	count_submitted(BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK, BPF_CORE_READ(rq, __data_len));
 	if (bpf_map_update_elem(&inflight, &key, &value, BPF_ANY))
 		count_error(BLOCK_ERROR_INFLIGHT_FULL);
 	return 0;
 }
 
+SEC("tp_btf/block_bio_backmerge")
+int BPF_PROG(block_bio_backmerge, struct bio *bio)
+{
+	count_submitted(BPF_CORE_READ(bio, bi_opf) & REQ_OP_MASK,
+			BPF_CORE_READ(bio, bi_iter.bi_size));
+	return 0;
+}
+
+SEC("tp_btf/block_bio_frontmerge")
+int BPF_PROG(block_bio_frontmerge, struct bio *bio)
+{
+	count_submitted(BPF_CORE_READ(bio, bi_opf) & REQ_OP_MASK,
+			BPF_CORE_READ(bio, bi_iter.bi_size));
+	return 0;
+}
+
+/* Operations and latency: at the request's last completion. */
 SEC("tp_btf/block_rq_complete")
 int BPF_PROG(block_rq_complete, struct request *rq, blk_status_t error, unsigned int nr_bytes)
 {
-	static const struct block_cgroup_stats zero;
 	__u64 key = (__u64)rq;
 	struct inflight_request *req = bpf_map_lookup_elem(&inflight, &key);
 	struct block_cgroup_stats *stats;
 
 	if (!req)
 		return 0; /* started before we attached, or not accounted */
+	/* Partial completions come first; the last one covers what is left. */
+	if (nr_bytes < BPF_CORE_READ(rq, __data_len))
+		return 0;
 	__u64 cgroup_id = req->cgroup_id;
 	__u64 latency = bpf_ktime_get_ns() - req->started_ns;
 	__u32 op = BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
-	/* Partial completions come first; the last one covers what is left. */
-	int last = nr_bytes >= BPF_CORE_READ(rq, __data_len);
 
-	if (last)
-		bpf_map_delete_elem(&inflight, &key);
+	bpf_map_delete_elem(&inflight, &key);
 	if (op != OP_READ && op != OP_WRITE)
 		return 0;
-	stats = bpf_map_lookup_elem(&block_stats, &cgroup_id);
-	if (!stats) {
-		if (bpf_map_update_elem(&block_stats, &cgroup_id, &zero, BPF_NOEXIST) &&
-		    !bpf_map_lookup_elem(&block_stats, &cgroup_id)) {
-			count_error(BLOCK_ERROR_MAP_FULL);
-			return 0;
-		}
-		stats = bpf_map_lookup_elem(&block_stats, &cgroup_id);
-		if (!stats)
-			return 0;
-	}
-	if (op == OP_READ)
-		stats->read_bytes += nr_bytes;
-	else
-		stats->write_bytes += nr_bytes;
-	if (!last)
+	stats = stats_of(cgroup_id);
+	if (!stats)
 		return 0;
 	if (op == OP_READ)
 		stats->read_ops++;

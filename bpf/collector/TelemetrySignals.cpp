@@ -82,9 +82,11 @@ std::vector<SignalStatus> probeTelemetrySignals(const std::string& cgroupMount) 
     BlockTelemetryOptions blockOptions;
     blockOptions.maxCgroups = 16;
     auto block = BlockTelemetry::start(blockOptions);
-    out.push_back(status("block I/O bytes, operations and latency",
-                         "tp_btf/block_io_start, tp_btf/block_rq_complete",
-                         block ? "" : block.error().message()));
+    out.push_back(
+        status("block I/O bytes, operations and latency",
+               "tp_btf/block_io_start, tp_btf/block_bio_backmerge, tp_btf/block_bio_frontmerge, "
+               "tp_btf/block_rq_complete",
+               block ? "" : block.error().message()));
   }
 
   const bool memory = hasController(cgroupMount, "memory");

@@ -49,8 +49,10 @@ Result<std::unique_ptr<BlockTelemetry>> BlockTelemetry::start(
     return Error::fromErrno("bpf load (verifier or BTF; block_io_start needs Linux 6.5)",
                             "block_telemetry", -rc);
   if (int rc = block_telemetry__attach(skel); rc < 0)
-    return Error::fromErrno("bpf attach tp_btf/block_io_start,block_rq_complete", "block_telemetry",
-                            -rc);
+    return Error::fromErrno(
+        "bpf attach "
+        "tp_btf/block_io_start,block_bio_backmerge,block_bio_frontmerge,block_rq_complete",
+        "block_telemetry", -rc);
   return self;
 }
 

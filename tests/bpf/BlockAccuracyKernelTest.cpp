@@ -67,7 +67,8 @@ TEST(BlockAccuracy, DirectReadsAndWritesCountedWithinOnePercent) {
     // Direct writes here too: a direct write over pages still cached must
     // drop them first, and where it cannot, the filesystem quietly falls
     // back to a buffered write that a flusher thread sends out later,
-    // charged to its cgroup.
+    // charged to its cgroup. Bytes are counted at submission, so a
+    // completion the programs do not see costs none of them.
     int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_DIRECT | O_CLOEXEC, 0600);
     ASSERT_GE(fd, 0);
     void* zeros = nullptr;
