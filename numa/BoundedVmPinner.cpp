@@ -2,119 +2,67 @@
 
 #include <fmt/format.h>
 
-#include <condition_variable>
 #include <exception>
-#include <mutex>
-
-#include "util/ThreadSignals.h"
 
 namespace Atoll::numa {
 
-// What the calling threads and the pinner's thread share. The pinner's
-// thread holds it too, so a BoundedVmPinner destroyed while a call hangs
-// leaves that thread a valid place to finish it.
-struct BoundedVmPinner::Shared {
-  using Clock = std::chrono::steady_clock;
+// The wrapped pinner and how to make it.
+struct BoundedVmPinner::Connection {
+  explicit Connection(Connect c) : connect(std::move(c)) {}
 
-  explicit Shared(Connect c) : connect(std::move(c)) {}
+  // Connects unless connected; a connection the manager closed is replaced.
+  Result<void> ready() {
+    if (inner && !inner->connected()) inner.reset();
+    if (!inner) {
+      auto connected = connect();
+      if (!connected) return connected.error();
+      inner = std::move(*connected);
+    }
+    return ok();
+  }
 
   Connect connect;
-  std::unique_ptr<VmPinner> inner;  // the pinner's thread alone touches it
-  std::mutex mutex;
-  std::condition_variable changed;
-  std::function<void()> task;  // set: a call waits for the thread
-  bool busy = false;           // a call is queued or running
-  bool stopping = false;
-  Clock::time_point startedAt{};
-  std::string running;  // the call in progress, for errors
-
-  void serve() {
-    // libvirt's client writes to its socket on this thread.
-    blockSigpipeInThisThread();
-    std::unique_lock lock(mutex);
-    for (;;) {
-      changed.wait(lock, [&] { return stopping || task; });
-      if (!task) return;
-      std::function<void()> call = std::move(task);
-      task = nullptr;
-      lock.unlock();
-      call();
-      lock.lock();
-      busy = false;
-      changed.notify_all();
-    }
-  }
+  std::unique_ptr<VmPinner> inner;
 };
 
 BoundedVmPinner::BoundedVmPinner(Connect connect, std::chrono::milliseconds deadline,
                                  std::string what)
-    : shared_(std::make_shared<Shared>(std::move(connect))),
+    : connection_(std::make_shared<Connection>(std::move(connect))),
       deadline_(deadline),
-      what_(std::move(what)) {
-  worker_ = std::thread([shared = shared_] { shared->serve(); });
-}
-
-BoundedVmPinner::~BoundedVmPinner() {
-  bool idle = false;
-  {
-    std::lock_guard lock(shared_->mutex);
-    shared_->stopping = true;
-    idle = !shared_->busy;
-    shared_->changed.notify_all();
-  }
-  if (idle) {
-    worker_.join();
-  } else {
-    worker_.detach();
-  }
-}
+      what_(std::move(what)) {}
 
 template <typename T>
 Result<T> BoundedVmPinner::run(std::string operation, std::string domain,
                                std::function<Result<T>(VmPinner&)> call) const {
-  Shared& s = *shared_;
+  // Written by the worker's thread before the call counts as returned, read
+  // here only after waitFor saw it return.
   auto answer = std::make_shared<std::optional<Result<T>>>();
-  std::unique_lock lock(s.mutex);
-  if (s.busy) {
-    const double waited = std::chrono::duration<double>(Shared::Clock::now() - s.startedAt).count();
-    return Error::invalid(operation, domain, "",
-                          fmt::format("{} has not answered {} for {:.1f} s; nothing else is "
-                                      "asked of it until it does",
-                                      what_, s.running, waited));
-  }
-  s.busy = true;
-  s.startedAt = Shared::Clock::now();
-  s.running = domain.empty() ? operation : operation + " of '" + domain + "'";
-  s.task = [shared = shared_, answer, call = std::move(call)] {
-    Result<T> result = [&]() -> Result<T> {
+  auto task = [connection = connection_, answer, call = std::move(call)] {
+    answer->emplace([&]() -> Result<T> {
       try {
-        auto ready = [&]() -> Result<void> {
-          if (shared->inner && !shared->inner->connected()) shared->inner.reset();
-          if (!shared->inner) {
-            auto connected = shared->connect();
-            if (!connected) return connected.error();
-            shared->inner = std::move(*connected);
-          }
-          return ok();
-        };
-        if (auto made = ready(); !made) return made.error();
-        Result<T> first = call(*shared->inner);
-        if (first || shared->inner->connected()) return first;
+        if (auto made = connection->ready(); !made) return made.error();
+        Result<T> first = call(*connection->inner);
+        if (first || connection->inner->connected()) return first;
         // The manager closed the connection (libvirtd restarted): the call
         // failed on the dead connection, and is made once more on a new
         // one. Every call here reads, or sets what is already desired.
-        shared->inner.reset();
-        if (auto made = ready(); !made) return made.error();
-        return call(*shared->inner);
+        connection->inner.reset();
+        if (auto made = connection->ready(); !made) return made.error();
+        return call(*connection->inner);
       } catch (const std::exception& e) {
         return Error::invalid("call", "", "", e.what());
       }
-    }();
-    std::lock_guard done(shared->mutex);
-    answer->emplace(std::move(result));
+    }());
   };
-  s.changed.notify_all();
-  if (!s.changed.wait_for(lock, deadline_, [&] { return answer->has_value(); }))
+  auto started = worker_.start(domain.empty() ? operation : operation + " of '" + domain + "'",
+                               std::move(task));
+  if (const auto* busy = std::get_if<DeadlineWorker::Busy>(&started))
+    return Error::invalid(
+        operation, domain, "",
+        fmt::format("{} has not answered {} for {:.1f} s; nothing else is "
+                    "asked of it until it does",
+                    what_, busy->what, std::chrono::duration<double>(busy->waited).count()));
+  if (!worker_.waitFor(std::get<uint64_t>(started), deadline_))
     return Error::invalid(
         operation, domain, "",
         fmt::format("{} has not answered within {:.1f} s; the call goes on, and may still take "

@@ -4,9 +4,9 @@
 // that hangs (stopped, deadlocked, or a main loop stuck behind a QEMU
 // monitor) holds its caller for as long as it hangs, and the caller here is
 // the daemon's tick. The wrapped pinner is connected and called on a thread
-// of its own; a call that passes the deadline is reported as an error and
-// left to finish there, and until it does every further call fails at once
-// rather than queue behind it. A late call may still take effect: the
+// of its own (a DeadlineWorker); a call that passes the deadline is reported
+// as an error and left to finish there, and until it does every further call
+// fails at once rather than queue behind it. A late call may still take effect: the
 // islands above reconcile from what they read each tick, so a pin that
 // lands late is simply found in place. A connection the manager closed (a
 // libvirtd that restarted) is replaced, and the call that found it closed
@@ -16,10 +16,10 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "numa/VmPinner.h"
+#include "util/DeadlineWorker.h"
 #include "util/Result.h"
 
 namespace Atoll::numa {
@@ -34,7 +34,7 @@ class BoundedVmPinner final : public VmPinner {
   BoundedVmPinner(Connect connect, std::chrono::milliseconds deadline, std::string what);
   // Joins the thread when it is idle; one still inside a call is left to
   // finish on its own.
-  ~BoundedVmPinner() override;
+  ~BoundedVmPinner() override = default;
   BoundedVmPinner(const BoundedVmPinner&) = delete;
   BoundedVmPinner& operator=(const BoundedVmPinner&) = delete;
 
@@ -52,17 +52,21 @@ class BoundedVmPinner final : public VmPinner {
   Result<void> setMemoryNodes(const std::string& domain, const CpuList& nodes) override;
 
  private:
-  struct Shared;
+  struct Connection;
   // Runs `call` on the pinner's thread; `operation` and `domain` name it in
   // errors.
   template <typename T>
   Result<T> run(std::string operation, std::string domain,
                 std::function<Result<T>(VmPinner&)> call) const;
 
-  std::shared_ptr<Shared> shared_;
+  // The worker's calls alone touch it; they hold it too, so a call left
+  // hanging outlives this pinner safely.
+  std::shared_ptr<Connection> connection_;
   std::chrono::milliseconds deadline_;
   std::string what_;
-  std::thread worker_;
+  // Declared last, so destroyed first: an idle thread is joined before the
+  // rest goes.
+  mutable DeadlineWorker worker_;
 };
 
 }  // namespace Atoll::numa

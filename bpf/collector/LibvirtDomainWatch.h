@@ -3,16 +3,16 @@
 // calls have no deadline (its keepalive needs an event loop, and even then a
 // call waits out interval x count), so a busy or hung libvirtd held the tick
 // that asked, and with it every sample and the daemon's exit. The watch asks
-// on a thread of its own; a tick waits for the answer only up to its
-// deadline and otherwise goes on with the last list libvirt gave.
+// on a thread of its own (a DeadlineWorker); a tick waits for the answer only
+// up to its deadline and otherwise goes on with the last list libvirt gave.
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include "bpf/collector/LibvirtDomains.h"
+#include "util/DeadlineWorker.h"
 #include "util/Result.h"
 
 namespace Atoll::telemetry {
@@ -44,7 +44,7 @@ class LibvirtDomainWatch {
   // Joins the listing thread when it is idle. Does not wait for a call
   // libvirt has not answered: the thread that made it is left to finish on
   // its own.
-  ~LibvirtDomainWatch();
+  ~LibvirtDomainWatch() = default;
   LibvirtDomainWatch(const LibvirtDomainWatch&) = delete;
   LibvirtDomainWatch& operator=(const LibvirtDomainWatch&) = delete;
 
@@ -54,9 +54,17 @@ class LibvirtDomainWatch {
   LibvirtAnswer refresh(std::chrono::milliseconds deadline);
 
  private:
-  struct Shared;
-  std::shared_ptr<Shared> shared_;
-  std::thread worker_;
+  struct Answers;
+  Lister lister_;
+  // Written by the listing thread; its calls hold it too, so a watch
+  // destroyed while libvirt has not answered leaves them a valid place for
+  // an answer nobody will read.
+  std::shared_ptr<Answers> answers_;
+  // The number of the last request handed to the worker.
+  uint64_t lastRequest_ = 0;
+  // Declared last, so destroyed first: an idle thread is joined before the
+  // rest goes.
+  DeadlineWorker worker_;
 };
 
 }  // namespace Atoll::telemetry
