@@ -215,6 +215,7 @@ Result<void> Daemon::addHostSubsystems(
   planner_ = *createdPlanner;
   scheduler_->add(planner_, budgetOf(planner_->name()));
   islands_ = std::make_shared<IslandSubsystem>(*store_, *actions_, configuredIslands, cgroupMount);
+  islands_->usePinners(IslandSubsystem::libvirtPinners(c.telemetry.libvirtUri));
   scheduler_->add(islands_, budgetOf(islands_->name()));
   return ok();
 }

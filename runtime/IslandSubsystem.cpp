@@ -219,8 +219,15 @@ IslandSubsystem::IslandSubsystem(StateStore& store, ActionLog& actions, IslandSo
   else
     topologyProblem_ = "topology: " + topology.error().message();
   loadMemoryMoves();
-  pinners_ = []() -> Result<std::unique_ptr<numa::VmPinner>> {
-    auto connected = numa::LibvirtPinner::connect();
+  pinners_ = libvirtPinners(std::string(numa::kDefaultLibvirtUri));
+}
+
+IslandSubsystem::PinnerFactory IslandSubsystem::libvirtPinners(std::string uri) {
+  return [uri = std::move(uri)]() -> Result<std::unique_ptr<numa::VmPinner>> {
+    if (uri.empty())
+      return Error::invalid("connect to libvirt", "", "",
+                            "libvirt is not used on this host ([telemetry] libvirt_uri is empty)");
+    auto connected = numa::LibvirtPinner::connect(uri);
     if (!connected) return connected.error();
     return std::unique_ptr<numa::VmPinner>(std::move(*connected));
   };

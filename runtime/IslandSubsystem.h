@@ -117,14 +117,22 @@ class IslandSubsystem final : public Subsystem {
   nlohmann::json islandsJson() const;
   const std::string& managedRoot() const { return managedRoot_; }
 
+  // Pinners on libvirt at `uri` (the daemon passes [telemetry] libvirt_uri,
+  // so VMs are named and pinned on one libvirt). An empty uri says libvirt
+  // is not used on this host: every VM pin is then refused, saying so.
+  static PinnerFactory libvirtPinners(std::string uri);
+
   // Before the first tick: a recorded topology instead of the host's, and
-  // how libvirt is reached (default: LibvirtPinner on qemu:///system).
+  // how libvirt is reached (default: libvirtPinners(qemu:///system)).
   void useTopology(numa::Topology topology);
   // Each call to libvirt waits at most `deadline` (numa/BoundedVmPinner.h).
+  // Replaces the connection made with the pinners used before.
   void usePinners(PinnerFactory pinners,
                   std::chrono::milliseconds deadline = kLibvirtCallDeadline) {
+    std::lock_guard lock(pinnerMutex_);
     pinners_ = std::move(pinners);
     pinnerDeadline_ = deadline;
+    pinner_.reset();
   }
 
   // Any thread (the API): validates a change of island NAME (Create: `body`

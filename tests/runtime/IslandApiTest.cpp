@@ -180,5 +180,22 @@ TEST_F(IslandApi, PinsNeedARunningWorkloadAndADesiredIsland) {
   EXPECT_EQ(send("POST", "/v1/islands", {{"name", "db"}, {"cpus", "1"}}).status, 201);
 }
 
+// The daemon pins through the libvirt telemetry names domains with
+// ([telemetry] libvirt_uri). Pinning a VM is refused, naming why, when that
+// libvirt is not used here or cannot be reached at the URI given.
+TEST_F(IslandApi, VmPinsGoToTheConfiguredLibvirtOrAreRefusedSayingWhy) {
+  ASSERT_EQ(send("POST", "/v1/islands", {{"name", "db"}, {"cpus", "8-9"}}).status, 201);
+  islands->usePinners(IslandSubsystem::libvirtPinners(""));
+  expectRefused("PUT", "/v1/pins/db-1", {{"island", "db"}}, 503, "libvirt_uri is empty");
+
+  const std::string socket = "/nonexistent-atoll-test/libvirt-sock";
+  islands->usePinners(IslandSubsystem::libvirtPinners("qemu+unix:///system?socket=" + socket));
+  expectRefused("PUT", "/v1/pins/db-1", {{"island", "db"}}, 503, socket);
+
+  // A process needs no libvirt.
+  const std::string self = "pid:" + std::to_string(::getpid());
+  EXPECT_EQ(send("PUT", "/v1/pins/" + self, {{"island", "db"}}).status, 200);
+}
+
 }  // namespace
 }  // namespace Atoll
