@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -97,13 +98,25 @@ TEST(ForecasterConcurrency, ProducersReadersAndTickRunCleanly) {
   std::vector<SeriesKey> odd;
   for (uint32_t w = 1; w < kWorkloads; w += 2) odd.push_back({w, Metric::Cpu});
   uint64_t handedOut = 0, churnFailures = 0;
+  int64_t lastStep = 0;
   std::thread ticker([&] {
     std::vector<ShortTermForecast> shortTerms;
-    for (int t = 1; t <= 400; ++t) {
+    // 400 ticks of churn, then on until the producers and readers have
+    // been scheduled at all: on a loaded host the ticks can outrun threads
+    // that have not run yet. The bound only stops a run that never could.
+    const auto giveUpAt = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    auto everyoneRan = [&] { return reads.load() > 0 && handedOut > 0 && attempted.load() > 0; };
+    for (int t = 1; t <= 400 || (!everyoneRan() && std::chrono::steady_clock::now() < giveUpAt);
+         ++t) {
+      lastStep = t;
       clock.store(t * kStepNs, std::memory_order_relaxed);
       forecaster.tick(t * kStepNs);
       forecaster.shortTermsNow(Metric::Cpu, shortTerms);
       handedOut += shortTerms.size();
+      if (t > 400) {
+        std::this_thread::yield();
+        continue;
+      }
       if (t % 50 == 25 && !forecaster.redefineIsland(islandId.load(),
                                                      {"even", t % 100 == 25 ? odd : members, 100.0},
                                                      IslandHistory::Restart))
@@ -122,7 +135,7 @@ TEST(ForecasterConcurrency, ProducersReadersAndTickRunCleanly) {
   });
   ticker.join();
   for (auto& thread : threads) thread.join();
-  forecaster.tick(1000 * kStepNs);  // drain what is left
+  forecaster.tick((lastStep + 600) * kStepNs);  // drain what is left
 
   const ForecasterCounters counters = forecaster.counters();
   EXPECT_EQ(counters.consumed + counters.droppedFullRing, attempted.load());
