@@ -209,6 +209,31 @@ TEST(Atolld, SighupRejectsABadConfigAndKeepsTheOldOne) {
   EXPECT_EQ(status["subsystems"][0]["budget_ms"], 50);
 }
 
+// The islands pin VMs through the libvirt the configuration names for
+// telemetry ([telemetry] libvirt_uri), not through a fixed default: a pin
+// asks that libvirt, and its refusal names the socket that URI gives.
+TEST(Atolld, PinsVmsThroughTheConfiguredLibvirt) {
+  test::TempDir dir;
+  const std::string libvirtSocket = dir.file("no-libvirtd-sock");
+  test::writeTextFile(
+      dir.file("atolld.toml"),
+      "[telemetry]\nlibvirt_uri = \"qemu+unix:///system?socket=" + libvirtSocket + "\"\n");
+  std::string failure;
+  auto daemon =
+      DaemonProcess::start(dir.path(), test::daemonArgsIn(dir, /*withConfig=*/true), &failure);
+  ASSERT_TRUE(daemon) << failure;
+  const std::string socket = dir.file("atolld.sock");
+  auto created = rawExchange(
+      socket,
+      httpRequest("POST", "/v1/islands", nlohmann::json{{"name", "db"}, {"cpus", "1"}}.dump()));
+  ASSERT_EQ(created.status, 201) << created.body << "\n" << daemon->log();
+
+  auto pinned = rawExchange(
+      socket, httpRequest("PUT", "/v1/pins/db-1", nlohmann::json{{"island", "db"}}.dump()));
+  EXPECT_EQ(pinned.status, 503) << pinned.body;
+  EXPECT_NE(pinned.body.find(libvirtSocket), std::string::npos) << pinned.body;
+}
+
 TEST(Atolld, SigtermDrainsARequestInProgress) {
   test::TempDir dir;
   std::string failure;
