@@ -77,6 +77,21 @@ Result<MigrationStatus> parseQueryMigrate(const nlohmann::json& reply) {
   if (auto desc = reply.find("error-desc"); desc != reply.end() && desc->is_string()) {
     out.errorDescription = desc->get<std::string>();
   }
+  if (out.status == "completed") {
+    if (!reply.contains("total-time")) {
+      // A QEMU that itself arrived by migration answers with its incoming
+      // migration's state while it has no outgoing one (QEMU fills the
+      // reply from the destination's state first and the source's only
+      // once the source has one): "completed" and nothing else. It says
+      // nothing about a migration from this QEMU.
+      out.status = "none";
+    } else if (out.totalTimeMs == 0) {
+      // QEMU's migration thread marks the migration completed before it
+      // stores its total time and downtime; a query in between reads both
+      // as 0. The figures are there at the next query.
+      out.status = kCompletingStatus;
+    }
+  }
   return out;
 }
 

@@ -9,9 +9,16 @@
 
 namespace Atoll::qemu {
 
+// QEMU has marked the migration completed but not yet stored its total
+// time and downtime (our name for that moment; QEMU's reply says
+// "completed" with both 0).
+inline constexpr const char* kCompletingStatus = "completing";
+
 struct MigrationStatus {
   // "none", "setup", "active", "device", "pre-switchover", "completed",
-  // "failed", "cancelling", "cancelled", "postcopy-active", ...
+  // "failed", "cancelling", "cancelled", "postcopy-active", ...; and
+  // kCompletingStatus. "none" also for a QEMU whose only migration was its
+  // incoming one.
   std::string status;
   uint64_t totalTimeMs = 0;  // setup to completion (or so far)
   uint64_t downtimeMs = 0;   // measured, once completed
@@ -37,9 +44,10 @@ struct MigrationStatus {
   double etaSeconds() const;
 };
 
-// Parses the "return" object of `query-migrate`. Fields QEMU leaves out (it
-// omits "ram" before the migration starts) stay zero; fields of the wrong
-// type are an error naming them.
+// Parses the "return" object of `query-migrate`: the outgoing migration of
+// the QEMU asked. Fields QEMU leaves out (it omits "ram" before the
+// migration starts) stay zero; fields of the wrong type are an error naming
+// them.
 Result<MigrationStatus> parseQueryMigrate(const nlohmann::json& reply);
 
 }  // namespace Atoll::qemu

@@ -85,7 +85,8 @@ uint64_t chooseTunnelId() {
 
 bool migrating(const std::string& status) {
   return status == "setup" || status == "active" || status == "pre-switchover" ||
-         status == "device" || status == "cancelling" || status == "postcopy-active";
+         status == "device" || status == "cancelling" || status == "postcopy-active" ||
+         status == qemu::kCompletingStatus;
 }
 
 }  // namespace

@@ -35,6 +35,28 @@ TEST(MigrationStatusTest, CompletedCarriesDowntime) {
   EXPECT_DOUBLE_EQ(status->progress(), 1.0);
 }
 
+// QEMU's migration thread sets "completed" before it stores the total time
+// and downtime: a reply from that moment is not the end of the migration,
+// or its figures would be read as 0.
+TEST(MigrationStatusTest, CompletedBeforeQemuStoredItsFiguresIsNotFinished) {
+  auto status = parseQueryMigrate(nlohmann::json::parse(
+      R"({"status": "completed", "total-time": 0, "downtime": 0, "setup-time": 3,
+          "ram": {"transferred": 134742016, "remaining": 0, "total": 134750208}})"));
+  ASSERT_TRUE(status) << status.error().message();
+  EXPECT_EQ(status->status, kCompletingStatus);
+  EXPECT_FALSE(status->finished());
+  EXPECT_FALSE(status->succeeded());
+}
+
+// A QEMU that arrived by migration reports its incoming migration as
+// "completed" (and nothing more) while it has no outgoing one.
+TEST(MigrationStatusTest, AnArrivedGuestsIncomingMigrationIsNotItsOwn) {
+  auto status = parseQueryMigrate(nlohmann::json::parse(R"({"status": "completed"})"));
+  ASSERT_TRUE(status) << status.error().message();
+  EXPECT_EQ(status->status, "none");
+  EXPECT_FALSE(status->finished());
+}
+
 TEST(MigrationStatusTest, EmptyReplyMeansNoMigration) {
   auto status = parseQueryMigrate(nlohmann::json::object());
   ASSERT_TRUE(status);

@@ -63,6 +63,8 @@ uint64_t migrateAndCheck(QemuGuest& source, QemuGuest& destination, const std::s
               static_cast<unsigned long long>(finished->totalTimeMs),
               static_cast<unsigned long long>(finished->downtimeMs));
   EXPECT_GT(finished->ramTransferredBytes, 0u);
+  // QEMU's own figures, not the moment before it stored them.
+  EXPECT_GT(finished->totalTimeMs, 0u);
 
   expectGuestRunsOnAtDestination(source, destination, guestPanicked);
   return finished->ramTransferredBytes;
@@ -90,6 +92,14 @@ void migrateDirectThenThroughTunnel(const testing::GuestImage& image, bool& gues
   }
   if (guestPanicked || ::testing::Test::HasFatalFailure()) return;
   source.reset();
+  {
+    // The guest arrived by migration: QEMU there reports that incoming
+    // migration as "completed", which is no migration from it.
+    auto arrived = middle->qmp().queryMigrate();
+    ASSERT_TRUE(arrived) << arrived.error().message();
+    EXPECT_EQ(arrived->status, "none");
+    EXPECT_FALSE(arrived->finished());
+  }
 
   // (b) Through the tunnel: the same guest moves on from the first destination.
   std::string incoming = dir / "final.incoming";
