@@ -20,6 +20,9 @@
 //                       and the moments of the tunnels' first connection;
 //                       under QEMU's default downtime limit and a 20 ms one
 // Needs root, iproute2, iperf3, rsync and QEMU. Run: bench_transfer --benchmark_filter=...
+// With ATOLL_BENCH_MOVES=PREFIX, QemuTunnelVsDirect also writes every move's
+// figures per path to PREFIX.LIMIT.json (LIMIT: the downtime limit, ms), for
+// the distributions behind its medians.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -28,6 +31,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -639,6 +643,16 @@ void QemuTunnelVsDirect(benchmark::State& state) {
   auto ratio = [&](const std::vector<double>& ours, const std::vector<double>& theirs) {
     return median(theirs) > 0 ? median(ours) / median(theirs) : 0;
   };
+  if (const char* dump = std::getenv("ATOLL_BENCH_MOVES")) {
+    nlohmann::json moves;
+    for (auto [name, path] : {std::pair<const char*, Path*>{"direct", &direct},
+                              std::pair<const char*, Path*>{"handoff", &handOff},
+                              std::pair<const char*, Path*>{"tunnel", &prepared},
+                              std::pair<const char*, Path*>{"ondemand", &onDemand}})
+      moves[name] = {{"total", path->total}, {"down", path->down}, {"paused", path->paused}};
+    std::ofstream(std::string(dump) + "." + std::to_string(downtimeLimitMs) + ".json")
+        << moves.dump();
+  }
   state.counters["direct_total_ms"] = median(direct.total);
   state.counters["direct_downtime_ms"] = median(direct.down);
   state.counters["direct_setup_ms"] = median(direct.setup);
@@ -792,7 +806,8 @@ BENCHMARK(IncrementalVsRsync)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 // rounds: moves per path; QEMU's downtime differs by 2x between moves of
-// one path, so a median of five moved with two or three of them.
+// one path, so a median of five moved with two or three of them (15: the
+// usual run; 45: a run of about four minutes per limit).
 // downtime_limit_ms: QEMU's downtime-limit on the source, the same on every
 // path. 300 is QEMU's default: on loopback QEMU then stops the guest once
 // the unsent rest, first pass included, fits 300 ms at the rate measured so
@@ -804,6 +819,8 @@ BENCHMARK(QemuTunnelVsDirect)
     ->ArgNames({"rounds", "downtime_limit_ms"})
     ->Args({15, 300})
     ->Args({15, 20})
+    ->Args({45, 300})
+    ->Args({45, 20})
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
