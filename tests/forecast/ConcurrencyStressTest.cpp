@@ -113,15 +113,13 @@ TEST(ForecasterConcurrency, ProducersReadersAndTickRunCleanly) {
       forecaster.tick(t * kStepNs);
       forecaster.shortTermsNow(Metric::Cpu, shortTerms);
       handedOut += shortTerms.size();
-      if (t > 400) {
-        std::this_thread::yield();
-        continue;
-      }
-      if (t % 50 == 25 && !forecaster.redefineIsland(islandId.load(),
-                                                     {"even", t % 100 == 25 ? odd : members, 100.0},
-                                                     IslandHistory::Restart))
+      const bool churning = t <= 400;
+      if (churning && t % 50 == 25 &&
+          !forecaster.redefineIsland(islandId.load(),
+                                     {"even", t % 100 == 25 ? odd : members, 100.0},
+                                     IslandHistory::Restart))
         ++churnFailures;
-      if (t % 100 == 0) {
+      if (churning && t % 100 == 0) {
         const uint32_t released = islandId.load();
         auto again = forecaster.releaseIsland(released)
                          ? forecaster.defineIsland({"even", members, 100.0})
