@@ -3,7 +3,15 @@
 namespace Atoll {
 
 std::string_view actionOutcomeName(ActionOutcome outcome) {
-  return outcome == ActionOutcome::Completed ? "completed" : "rolled_back";
+  switch (outcome) {
+    case ActionOutcome::Completed:
+      return "completed";
+    case ActionOutcome::RolledBack:
+      return "rolled_back";
+    case ActionOutcome::RollbackIncomplete:
+      return "rollback_incomplete";
+  }
+  return "unknown";
 }
 
 namespace {

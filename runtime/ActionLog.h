@@ -17,7 +17,10 @@
 
 namespace Atoll {
 
-enum class ActionOutcome { Completed, RolledBack };
+// RollbackIncomplete: the action failed and undoing it could not put
+// everything back, so the host holds neither the state before nor the one
+// asked for; the finish record's detail names what was left.
+enum class ActionOutcome { Completed, RolledBack, RollbackIncomplete };
 std::string_view actionOutcomeName(ActionOutcome outcome);
 
 struct PendingAction {

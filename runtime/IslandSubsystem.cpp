@@ -323,6 +323,11 @@ numa::Island IslandSubsystem::sharedIsland(const std::vector<numa::Island>& isla
   return shared;
 }
 
+ActionOutcome applyOutcome(bool applied, const std::vector<Error>& notRolledBack) {
+  if (applied) return ActionOutcome::Completed;
+  return notRolledBack.empty() ? ActionOutcome::RolledBack : ActionOutcome::RollbackIncomplete;
+}
+
 Result<void> IslandSubsystem::reconcile(const std::vector<DesiredIsland>& desired,
                                         const std::vector<std::string>& absent) {
   auto current = enforcer_->status();
@@ -406,7 +411,7 @@ Result<void> IslandSubsystem::reconcile(const std::vector<DesiredIsland>& desire
       }
     }
     if (auto finished =
-            actions_.finish(*id, applied ? ActionOutcome::Completed : ActionOutcome::RolledBack,
+            actions_.finish(*id, applyOutcome(applied.has_value(), enforcer_->notRolledBack()),
                             applied ? failures : applied.error().message());
         !finished)
       return finished.error();

@@ -80,6 +80,12 @@ std::vector<DesiredIsland> desiredIslands(const std::vector<IslandSettings>& con
                                           std::vector<std::string>& problems,
                                           std::vector<std::string>* absent = nullptr);
 
+// How an islands apply ends in the journal: completed, rolled back, or
+// (when the rollback could not put back everything, `notRolledBack`
+// non-empty) rollback_incomplete, so that a half-way host is never
+// recorded as restored.
+ActionOutcome applyOutcome(bool applied, const std::vector<Error>& notRolledBack);
+
 // What the API answers for a change: an HTTP status and a JSON body.
 struct IslandChangeReply {
   int status = 200;

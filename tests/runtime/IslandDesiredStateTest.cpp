@@ -197,5 +197,16 @@ TEST(MembershipPlan, AWorkloadTwoIslandsSelectStaysWithTheFirstAndIsReported) {
   EXPECT_NE(plan.problems[0].find("web"), std::string::npos);
 }
 
+// A half-way host (the rollback left writes in place) is never recorded as
+// restored.
+TEST(IslandApplyOutcome, ARollbackThatLeftWritesIsNotRecordedAsRolledBack) {
+  EXPECT_EQ(applyOutcome(true, {}), ActionOutcome::Completed);
+  EXPECT_EQ(applyOutcome(false, {}), ActionOutcome::RolledBack);
+  const std::vector<Error> left = {
+      Error::invalid("write back", "/sys/fs/cgroup/atoll/db/cpuset.cpus", "0-3", "EBUSY")};
+  EXPECT_EQ(applyOutcome(false, left), ActionOutcome::RollbackIncomplete);
+  EXPECT_EQ(actionOutcomeName(ActionOutcome::RollbackIncomplete), "rollback_incomplete");
+}
+
 }  // namespace
 }  // namespace Atoll

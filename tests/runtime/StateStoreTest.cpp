@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
 #include "runtime/ActionLog.h"
 #include "runtime/EmbeddedStateStore.h"
 #include "runtime/HostJournal.h"
@@ -217,6 +221,25 @@ TEST(ActionLog, InFlightActionsSurviveUntilFinished) {
   EXPECT_EQ(d->actions.finishedCount(), 1u);
   ASSERT_TRUE(d->actions.finish(open, ActionOutcome::RolledBack, "undone"));
   EXPECT_TRUE(d->actions.pending().empty());
+}
+
+// A failed action whose undo left part of the change in place is journaled
+// under its own outcome, with what was left, never as rolled back.
+TEST(ActionLog, AnIncompleteRollbackIsJournaledAsSuch) {
+  test::TempDir tmp;
+  auto d = Durable::open(tmp.path());
+  auto id = d->actions.begin("islands", "apply", {});
+  ASSERT_TRUE(id);
+  ASSERT_TRUE(d->actions.finish(*id, ActionOutcome::RollbackIncomplete,
+                                "write cpuset.cpus of db: Device or resource busy"));
+  std::string journaled;
+  for (const auto& entry : std::filesystem::directory_iterator(tmp.path())) {
+    std::ifstream in(entry.path());
+    journaled += std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  EXPECT_NE(journaled.find(R"("outcome":"rollback_incomplete")"), std::string::npos) << journaled;
+  EXPECT_EQ(journaled.find("rolled_back"), std::string::npos);
+  EXPECT_NE(journaled.find("Device or resource busy"), std::string::npos);
 }
 
 }  // namespace
