@@ -1,11 +1,15 @@
 #include "QemuGuest.h"
 
+#include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -181,6 +185,44 @@ std::string QemuGuest::lastWords() const {
 
 bool QemuGuest::alive() const {
   return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0;
+}
+
+bool QemuGuest::placeThreads(int vcpuCpu, int otherCpu, std::string& error) {
+  auto pin = [&](pid_t thread, int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (::sched_setaffinity(thread, sizeof set, &set) == 0) return true;
+    error = "sched_setaffinity(" + std::to_string(thread) + ", CPU " + std::to_string(cpu) +
+            "): " + std::strerror(errno);
+    return false;
+  };
+  const std::string tasks = "/proc/" + std::to_string(pid_) + "/task";
+  DIR* dir = ::opendir(tasks.c_str());
+  if (dir == nullptr) {
+    error = tasks + ": " + std::strerror(errno);
+    return false;
+  }
+  bool placed = true;
+  while (dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    placed = placed && pin(static_cast<pid_t>(std::atol(entry->d_name)), otherCpu);
+  }
+  ::closedir(dir);
+  if (!placed) return false;
+  auto cpus = qmp().execute("query-cpus-fast");
+  if (!cpus) {
+    error = cpus.error().message();
+    return false;
+  }
+  for (const auto& cpu : *cpus) {
+    if (!cpu.contains("thread-id")) {
+      error = "query-cpus-fast gave no thread-id: " + cpu.dump();
+      return false;
+    }
+    if (!pin(cpu["thread-id"].get<pid_t>(), vcpuCpu)) return false;
+  }
+  return true;
 }
 
 bool QemuGuest::waitForPassBeyond(int64_t pass, std::chrono::milliseconds timeout) const {

@@ -51,6 +51,13 @@ class QemuGuest {
   // or when the pattern broke.
   bool waitForPassBeyond(int64_t pass, std::chrono::milliseconds timeout) const;
   bool alive() const;
+  // Runs the guest's vCPU thread on `vcpuCpu` and every other thread of its
+  // QEMU on `otherCpu`, as a hypervisor host pins vCPUs apart from the
+  // emulator threads (libvirt's vcpupin and emulatorpin). Threads QEMU starts
+  // later (the migration thread, started from the main thread) inherit the
+  // main thread's CPU. False with `error` set when a thread could not be
+  // placed.
+  bool placeThreads(int vcpuCpu, int otherCpu, std::string& error);
   // The end of the serial console and QEMU's own messages, for a failure
   // report: why a guest or its QEMU stopped.
   std::string lastWords() const;
