@@ -188,14 +188,16 @@ bool QemuGuest::alive() const {
 }
 
 bool QemuGuest::placeThreads(int vcpuCpu, int otherCpu, std::string& error) {
-  auto pin = [&](pid_t thread, int cpu) {
+  // 0, or the errno of a thread that could not be placed (named in `error`).
+  auto pin = [&](pid_t thread, int cpu) -> int {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
-    if (::sched_setaffinity(thread, sizeof set, &set) == 0) return true;
+    if (::sched_setaffinity(thread, sizeof set, &set) == 0) return 0;
+    const int failed = errno;
     error = "sched_setaffinity(" + std::to_string(thread) + ", CPU " + std::to_string(cpu) +
-            "): " + std::strerror(errno);
-    return false;
+            "): " + std::strerror(failed);
+    return failed;
   };
   const std::string tasks = "/proc/" + std::to_string(pid_) + "/task";
   DIR* dir = ::opendir(tasks.c_str());
@@ -206,7 +208,10 @@ bool QemuGuest::placeThreads(int vcpuCpu, int otherCpu, std::string& error) {
   bool placed = true;
   while (dirent* entry = ::readdir(dir)) {
     if (entry->d_name[0] == '.') continue;
-    placed = placed && pin(static_cast<pid_t>(std::atol(entry->d_name)), otherCpu);
+    // A thread gone since the listing (one of QEMU's idle workers) needs
+    // no place.
+    const int failed = pin(static_cast<pid_t>(std::atol(entry->d_name)), otherCpu);
+    if (failed != 0 && failed != ESRCH) placed = false;
   }
   ::closedir(dir);
   if (!placed) return false;
@@ -220,7 +225,7 @@ bool QemuGuest::placeThreads(int vcpuCpu, int otherCpu, std::string& error) {
       error = "query-cpus-fast gave no thread-id: " + cpu.dump();
       return false;
     }
-    if (!pin(cpu["thread-id"].get<pid_t>(), vcpuCpu)) return false;
+    if (pin(cpu["thread-id"].get<pid_t>(), vcpuCpu) != 0) return false;
   }
   return true;
 }
