@@ -447,29 +447,36 @@ void QemuTunnelVsDirect(benchmark::State& state) {
   // placed:1 runs every QEMU's vCPU thread on one CPU and all their other
   // threads, and this process's, on another (see the arguments below).
   const bool placed = state.range(2) == 1;
-  std::vector<int> allowed;
-  if (auto cpus = threadCpus()) allowed.assign(cpus->begin(), cpus->end());
+  Atoll::numa::CpuList allowed;
+  if (auto cpus = threadCpus()) allowed = *cpus;
   if (placed && allowed.size() < 2) {
     state.SkipWithError("placed:1 needs two CPUs");
     return;
   }
-  cpu_set_t previousCpus;
-  CPU_ZERO(&previousCpus);
-  ::sched_getaffinity(0, sizeof previousCpus, &previousCpus);
+  // This thread, and the relay and hand-off threads it starts, on the
+  // second CPU until the run ends.
+  std::optional<TransferCpus> housekeepingCpus;
+  TransferCpus::Lease housekeeping;
   if (placed) {
-    cpu_set_t housekeeping;
-    CPU_ZERO(&housekeeping);
-    CPU_SET(allowed[1], &housekeeping);
-    ::sched_setaffinity(0, sizeof housekeeping, &housekeeping);
+    auto cpus = TransferCpus::create({allowed[1]}, "placed:1");
+    if (!cpus) {
+      state.SkipWithError(cpus.error().message().c_str());
+      return;
+    }
+    housekeepingCpus.emplace(std::move(*cpus));
+    auto lease = housekeepingCpus->place();
+    if (!lease) {
+      state.SkipWithError(lease.error().message().c_str());
+      return;
+    }
+    housekeeping = std::move(*lease);
   }
-  struct RestoreCpus {
-    cpu_set_t cpus;
-    ~RestoreCpus() { ::sched_setaffinity(0, sizeof cpus, &cpus); }
-  } restoreCpus{previousCpus};
   auto startGuest = [&](const std::string& name,
                         const std::string& incoming) -> std::unique_ptr<QemuGuest> {
     auto started = QemuGuest::start(*image, dir.path(), name, incoming, error);
-    if (started && placed && !started->placeThreads(allowed[0], allowed[1], error)) return nullptr;
+    if (started && placed &&
+        !started->placeThreads(static_cast<int>(allowed[0]), static_cast<int>(allowed[1]), error))
+      return nullptr;
     return started;
   };
   auto guest = startGuest("guest0", "");
