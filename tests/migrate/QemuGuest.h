@@ -51,6 +51,7 @@ class QemuGuest {
   // or when the pattern broke.
   bool waitForPassBeyond(int64_t pass, std::chrono::milliseconds timeout) const;
   bool alive() const;
+  pid_t pid() const { return pid_; }
   // Runs the guest's vCPU thread on `vcpuCpu` and every other thread of its
   // QEMU on `otherCpu`, as a hypervisor host pins vCPUs apart from the
   // emulator threads (libvirt's vcpupin and emulatorpin). Threads QEMU starts
