@@ -11,13 +11,13 @@
 #include <fstream>
 #include <set>
 #include <string>
-#include <vector>
 
 #include <gtest/gtest.h>
 
 #include "MigrationChecks.h"
 #include "QemuGuest.h"
 #include "TestImages.h"
+#include "migrate/transfer/TransferCpus.h"
 
 namespace Atoll::transfer {
 namespace {
@@ -25,17 +25,6 @@ namespace {
 using testing::QemuGuest;
 using testing::TempDir;
 using namespace std::chrono_literals;
-
-// The first two CPUs this process may run on, or fewer.
-std::vector<int> twoAllowedCpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (::sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < 2; ++cpu)
-    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-  return cpus;
-}
 
 // A thread's `Cpus_allowed_list` from /proc, as the kernel reports it; empty
 // for a thread gone meanwhile.
@@ -49,9 +38,11 @@ std::string allowedCpus(pid_t process, const std::string& thread) {
 }
 
 void placeAndCheck(const testing::GuestImage& image, bool& /*guestPanicked*/) {
-  const std::vector<int> cpus = twoAllowedCpus();
-  if (cpus.size() < 2)
-    GTEST_SKIP() << "placing threads apart needs two CPUs; this process has " << cpus.size();
+  auto allowed = threadCpus();
+  ASSERT_TRUE(allowed) << allowed.error().message();
+  if (allowed->size() < 2)
+    GTEST_SKIP() << "placing threads apart needs two CPUs; this process has " << allowed->size();
+  const int cpus[] = {static_cast<int>((*allowed)[0]), static_cast<int>((*allowed)[1])};
   TempDir dir;
   auto guest = testing::startSourceGuest(image, dir.path());
   ASSERT_TRUE(guest);
